@@ -1,0 +1,277 @@
+"""The bus: the one process that binds. An XSUB/XPUB proxy for data plus a ROUTER for commands.
+
+Publishers connect to `MESH_BUS_PUB` (the XSUB side), subscribers to `MESH_BUS_SUB` (the XPUB
+side), so start order never matters. The proxy itself is libzmq's `zmq.proxy` in a thread, with a
+capture socket that lets the main thread count messages and bytes without touching the data path.
+The main thread also routes control requests (`mesh.control`) and keeps the registry of services
+from their HELLOs, which is what `massive status` reads.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import zmq
+
+from mesh import control, health, topics
+from mesh.client import PUB_HWM, SUB_HWM, Publisher
+from mesh.config import Config
+from mesh.schema import Heartbeat
+from mesh.service import HEARTBEAT_INTERVAL
+
+log = logging.getLogger(__name__)
+_heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
+
+
+class BusError(RuntimeError):
+    """The bus cannot start (an endpoint in use, a bad address); the message is one clear line."""
+
+
+@dataclass
+class ServiceEntry:
+    name: str
+    routing_id: bytes
+    last_seen: int
+    heartbeat: Heartbeat | None
+
+
+class Bus:
+    """Binds the three endpoints and runs until `stop()`."""
+
+    def __init__(self, config: Config, context: zmq.Context | None = None) -> None:
+        self.config = config
+        self.ctx = context or zmq.Context()
+        self.instance = secrets.token_hex(4)
+        self.started = time.time_ns()
+        self.services: dict[str, ServiceEntry] = {}
+        self.messages = 0
+        self.bytes = 0
+        self.routed = 0
+        self.route_errors = 0
+        self._stop = threading.Event()
+        self._in_message = False
+        self._capture_addr = f"inproc://bus-capture-{id(self)}"
+        self._xsub = self._bind(zmq.XSUB, config.bus_pub, "MESH_BUS_PUB")
+        self._xpub = self._bind(zmq.XPUB, config.bus_sub, "MESH_BUS_SUB")
+        self._router = self._bind(zmq.ROUTER, config.bus_ctl, "MESH_BUS_CTL")
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._xsub.rcvhwm = PUB_HWM
+        self._xpub.sndhwm = SUB_HWM
+        self._capture_in = self.ctx.socket(zmq.PULL)
+        self._capture_in.rcvhwm = 1000  # counting only: if it falls behind, the data path is unaffected
+        self._capture_in.bind(self._capture_addr)
+        self._proxy_thread = threading.Thread(target=self._proxy, name="bus-proxy", daemon=True)
+
+    def _bind(self, kind: int, endpoint: str, var: str) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.linger = 0
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close()
+            self._close_all()
+            if exc.errno == errno.EADDRINUSE:
+                raise BusError(f"cannot bind {var}={endpoint}: address already in use (is another bus running?)") from None
+            raise BusError(f"cannot bind {var}={endpoint}: {exc.strerror}") from None
+        self._bound = [*getattr(self, "_bound", []), sock]
+        return sock
+
+    def _close_all(self) -> None:
+        for sock in getattr(self, "_bound", []):
+            sock.close(linger=0)
+
+    def _proxy(self) -> None:
+        capture = self.ctx.socket(zmq.PUSH)
+        capture.sndhwm = 1000
+        capture.linger = 0
+        capture.connect(self._capture_addr)
+        try:
+            zmq.proxy(self._xsub, self._xpub, capture)
+        except zmq.ContextTerminated:
+            pass
+        finally:  # the proxy's sockets are this thread's to close (pyzmq's device.py pattern)
+            for sock in (capture, self._xsub, self._xpub):
+                sock.close(linger=0)
+
+    def run(self) -> None:
+        """Serve until `stop()` (or a signal, via `main`)."""
+        self._proxy_thread.start()
+        publisher = Publisher("bus", self.config.bus_pub, context=self.ctx)
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._capture_in, zmq.POLLIN)
+        next_beat = time.monotonic()
+        rate_mark = (time.monotonic(), 0, 0)
+        self._rates = (0.0, 0.0)
+        log.info("bus up: publishers -> %s, subscribers <- %s, commands -> %s", self.config.bus_pub, self.config.bus_sub, self.config.bus_ctl)
+        try:
+            while not self._stop.is_set():
+                for sock, _ in poller.poll(100):
+                    if sock is self._capture_in:
+                        self._drain_capture()
+                    else:
+                        self._on_control(self._router.recv_multipart())
+                now = time.monotonic()
+                if now >= next_beat:
+                    elapsed = now - rate_mark[0]
+                    self._rates = ((self.messages - rate_mark[1]) / elapsed, (self.bytes - rate_mark[2]) / elapsed)
+                    rate_mark = (now, self.messages, self.bytes)
+                    publisher.publish(topics.heartbeat("bus"), self.heartbeat())
+                    next_beat = now + HEARTBEAT_INTERVAL
+        finally:
+            publisher.close()
+
+    def _drain_capture(self) -> None:
+        # The capture socket sees every frame of both directions; data messages are 2-frame
+        # [topic, body]; subscription messages from XPUB are single frames.
+        sock = self._capture_in
+        for _ in range(10_000):
+            try:
+                frame = sock.recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self.bytes += len(frame)
+            if frame.more:
+                self._in_message = True
+            elif self._in_message:  # the last frame of a data message (subscriptions are single frames)
+                self._in_message = False
+                self.messages += 1
+
+    def heartbeat(self) -> Heartbeat:
+        now = time.time_ns()
+        up = sum(1 for entry in self.services.values() if health.is_up(entry.last_seen, now_ns=now))
+        msg_rate, byte_rate = getattr(self, "_rates", (0.0, 0.0))
+        return Heartbeat(
+            service="bus",
+            instance=self.instance,
+            pid=os.getpid(),
+            state="ok",
+            started=self.started,
+            interval=HEARTBEAT_INTERVAL,
+            counters={
+                "uptime_s": round((now - self.started) / 1e9, 1),
+                "messages": self.messages,
+                "bytes": self.bytes,
+                "msgs_per_s": round(msg_rate, 1),
+                "bytes_per_s": round(byte_rate, 1),
+                "services_up": up,
+                "commands_routed": self.routed,
+                "command_errors": self.route_errors,
+            },
+        )
+
+    def _on_control(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            return
+        sender, kind = frames[0], frames[1]
+        if kind == control.HELLO and len(frames) == 4:
+            name = frames[2].decode(errors="replace")
+            try:
+                beat: Heartbeat | None = _heartbeat_decoder.decode(frames[3])
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                beat = None
+            self.services[name] = ServiceEntry(name, sender, time.time_ns(), beat)
+        elif kind == control.REQ and len(frames) == 4:
+            self._route_request(sender, frames[2].decode(errors="replace"), frames[3])
+        elif kind == control.REP and len(frames) == 4:
+            self._send(frames[2], [control.REP, frames[3]])
+
+    def _route_request(self, client: bytes, target: str, body: bytes) -> None:
+        if target == "bus":
+            self._send(client, [control.REP, control.encode(self._answer(body))])
+            return
+        entry = self.services.get(target)
+        if entry is not None and self._send(entry.routing_id, [control.REQ, client, body]):
+            self.routed += 1
+            return
+        self.route_errors += 1
+        try:
+            req_id = control.decode_request(body).id
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            req_id = ""
+        known = ", ".join(sorted(n for n, e in self.services.items() if health.is_up(e.last_seen))) or "none"
+        why = "is not connected" if entry is not None else "is not registered with the bus"
+        self._send(client, [control.REP, control.encode(control.Reply(id=req_id, ok=False, error=f"service {target!r} {why} (services up: {known})"))])
+
+    def _answer(self, body: bytes) -> control.Reply:
+        try:
+            req = control.decode_request(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return control.Reply(id="", ok=False, error=f"unreadable request: {exc}")
+        if req.cmd == "ping":
+            return control.Reply(id=req.id, ok=True, result="pong")
+        if req.cmd == "services":
+            return control.Reply(id=req.id, ok=True, result=self.services_report())
+        return control.Reply(id=req.id, ok=False, error=f"unknown command {req.cmd!r} for bus; known: ping, services")
+
+    def services_report(self) -> dict[str, Any]:
+        """Every service the bus has heard from, up or down, with its last heartbeat."""
+        now = time.time_ns()
+        report: dict[str, Any] = {"bus": _entry_report(self.heartbeat(), now, now)}
+        for name, entry in sorted(self.services.items()):
+            report[name] = _entry_report(entry.heartbeat, entry.last_seen, now)
+        return report
+
+    def _send(self, routing_id: bytes, frames: list[bytes]) -> bool:
+        try:
+            self._router.send_multipart([routing_id, *frames], flags=zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError:  # EHOSTUNREACH: that peer is gone
+            return False
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        """Close this thread's sockets, then terminate the context, which ends the proxy thread."""
+        self._router.close(linger=0)
+        self._capture_in.close(linger=0)
+        if not self._proxy_thread.is_alive():
+            self._xsub.close(linger=0)
+            self._xpub.close(linger=0)
+        self.ctx.term()
+        self._proxy_thread.join(timeout=2)
+
+
+def _entry_report(beat: Heartbeat | None, last_seen: int, now: int) -> dict[str, Any]:
+    interval = beat.interval if beat else HEARTBEAT_INTERVAL
+    return {
+        "up": health.is_up(last_seen, interval, now),
+        "age_s": round(health.age_seconds(last_seen, now), 2),
+        "state": beat.state if beat else "unknown",
+        "message": beat.message if beat else "",
+        "pid": beat.pid if beat else None,
+        "counters": beat.counters if beat else {},
+    }
+
+
+def main(config: Config, argv: list[str] | None = None) -> int:
+    """`massive run bus`."""
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="massive run bus",
+        description="Run the bus: the XSUB/XPUB proxy on MESH_BUS_PUB/MESH_BUS_SUB and the command router on MESH_BUS_CTL.",
+    ).parse_args(argv or [])
+    try:
+        bus = Bus(config)
+    except BusError as exc:
+        log.error("%s", exc)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: bus.stop())
+    signal.signal(signal.SIGINT, lambda *_: bus.stop())
+    try:
+        bus.run()
+    finally:
+        bus.close()
+        log.info("bus stopped")
+    return 0

@@ -1,0 +1,218 @@
+"""Attach to the bus in a few lines: publish, subscribe, send commands.
+
+    from mesh.client import Subscriber
+
+    with Subscriber(["md.quote."]) as sub:
+        for msg in sub:
+            for quote in msg.payload.rows():
+                print(quote.symbol, quote.bid_price, quote.ask_price)
+
+Subscribers never die of bad input: a malformed message is counted in `stats.malformed` by kind,
+logged once per kind, and skipped. They also count sequence gaps per (source, topic), so a
+consumer knows how many messages it did not get.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from mesh import control, wire
+from mesh.config import Config, load_config
+from mesh.wire import MalformedFrame, Message
+
+log = logging.getLogger(__name__)
+
+# Deep queues: a burst is held in memory rather than dropped; loss still shows in the gap counters.
+PUB_HWM = 200_000
+SUB_HWM = 200_000
+
+
+class Publisher:
+    """Publishes records on the bus with this source's name and per-topic sequence numbers."""
+
+    def __init__(self, source: str, endpoint: str | None = None, *, context: zmq.Context | None = None, hwm: int = PUB_HWM) -> None:
+        self.source = source
+        self.endpoint = endpoint or load_config().bus_pub
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.PUB)
+        self._sock.sndhwm = hwm
+        self._sock.linger = 500
+        self._sock.connect(self.endpoint)
+        self._seq: dict[str, int] = {}
+        self.sent = 0
+
+    def publish(self, topic: str, payload: Any, ts_send: int | None = None) -> None:
+        seq = self._seq.get(topic, 0) + 1
+        self._seq[topic] = seq
+        self._sock.send_multipart(wire.encode(topic, payload, src=self.source, seq=seq, ts_send=ts_send), copy=False)
+        self.sent += 1
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class SubscriberStats:
+    """What a subscriber saw: messages, malformed input by kind, sequence gaps and restarts."""
+
+    received: int = 0
+    malformed: Counter[str] = field(default_factory=Counter)
+    gaps: int = 0  # messages missing according to (source, topic) sequence numbers
+    restarts: int = 0  # sources whose sequence started again (a restarted process)
+    _last_seq: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+    _logged: set[str] = field(default_factory=set, repr=False)
+
+    @property
+    def malformed_total(self) -> int:
+        return sum(self.malformed.values())
+
+    def observe(self, msg: Message) -> int:
+        """Account for one good message; returns the number of messages missing just before it."""
+        self.received += 1
+        key = (msg.header.src, msg.topic)
+        seq = msg.header.seq
+        last = self._last_seq.get(key)
+        self._last_seq[key] = seq
+        if last is None:
+            return 0
+        if seq <= last:
+            self.restarts += 1
+            return 0
+        missing = seq - last - 1
+        self.gaps += missing
+        return missing
+
+    def reject(self, error: MalformedFrame) -> None:
+        self.malformed[error.kind] += 1
+        if error.kind not in self._logged:
+            self._logged.add(error.kind)
+            log.warning("skipping malformed bus message (%s); further ones of this kind are only counted", error)
+
+    def as_counters(self) -> dict[str, int]:
+        return {"received": self.received, "malformed": self.malformed_total, "gaps": self.gaps, "restarts": self.restarts}
+
+
+def _subscribe_all(sock: zmq.Socket, prefixes: Iterable[str]) -> None:
+    prefixes = list(prefixes) or [""]
+    for prefix in prefixes:
+        sock.setsockopt(zmq.SUBSCRIBE, prefix.encode("ascii"))
+
+
+class Subscriber:
+    """Receives bus messages whose topic starts with one of `prefixes` (all if none)."""
+
+    def __init__(self, prefixes: Iterable[str] = (), endpoint: str | None = None, *, context: zmq.Context | None = None, hwm: int = SUB_HWM) -> None:
+        self.endpoint = endpoint or load_config().bus_sub
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.rcvhwm = hwm
+        self._sock.linger = 0
+        _subscribe_all(self._sock, prefixes)
+        self._sock.connect(self.endpoint)
+        self.stats = SubscriberStats()
+
+    @property
+    def socket(self) -> zmq.Socket:
+        return self._sock
+
+    def recv(self, timeout: float | None = None) -> Message | None:
+        """The next good message, or None after `timeout` seconds (None waits for ever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._sock.poll(wait):
+                return None
+            frames = self._sock.recv_multipart(copy=False)
+            try:
+                msg = wire.decode(frames)
+            except MalformedFrame as exc:
+                self.stats.reject(exc)
+                continue
+            self.stats.observe(msg)
+            return msg
+
+    def __iter__(self) -> Iterator[Message]:
+        while True:
+            msg = self.recv()
+            if msg is not None:
+                yield msg
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncSubscriber:
+    """The asyncio twin of `Subscriber`, for services and the TUI."""
+
+    def __init__(self, prefixes: Iterable[str] = (), endpoint: str | None = None, *, context: zmq.asyncio.Context | None = None, hwm: int = SUB_HWM) -> None:
+        self.endpoint = endpoint or load_config().bus_sub
+        self._ctx = context or zmq.asyncio.Context.instance()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.rcvhwm = hwm
+        self._sock.linger = 0
+        _subscribe_all(self._sock, prefixes)
+        self._sock.connect(self.endpoint)
+        self._sync = zmq.Socket.shadow(self._sock.underlying)  # same socket, for non-blocking drains
+        self.stats = SubscriberStats()
+
+    def subscribe(self, prefix: str) -> None:
+        self._sock.setsockopt(zmq.SUBSCRIBE, prefix.encode("ascii"))
+
+    async def recv(self) -> Message:
+        while True:
+            frames = await self._sock.recv_multipart(copy=False)
+            try:
+                msg = wire.decode(frames)
+            except MalformedFrame as exc:
+                self.stats.reject(exc)
+                continue
+            self.stats.observe(msg)
+            return msg
+
+    def recv_nowait(self) -> Message | None:
+        """A message already queued, or None: lets a consumer drain a burst without awaiting each one."""
+        while True:
+            try:
+                frames = self._sync.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return None
+            try:
+                msg = wire.decode(frames)
+            except MalformedFrame as exc:
+                self.stats.reject(exc)
+                continue
+            self.stats.observe(msg)
+            return msg
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def request(service: str, cmd: str, args: dict[str, Any] | None = None, *, config: Config | None = None, timeout: float = control.DEFAULT_TIMEOUT) -> control.Reply:
+    """Send a command to a service through the bus and return its `Reply`."""
+    return control.request((config or load_config()).bus_ctl, service, cmd, args, timeout=timeout)
+
+
+def call(service: str, cmd: str, args: dict[str, Any] | None = None, *, config: Config | None = None, timeout: float = control.DEFAULT_TIMEOUT) -> Any:
+    """Send a command and return its result; raises `mesh.control.ControlError` on an error reply."""
+    return control.call((config or load_config()).bus_ctl, service, cmd, args, timeout=timeout)

@@ -1,0 +1,123 @@
+"""The one place topic strings are built and parsed.
+
+Topics run from general to specific (`md.quote.stocks`, `sys.heartbeat.ingest`) because ZeroMQ
+subscriptions match on prefixes: `md.` is all market data, `md.quote.` all quotes, `sys.` all
+service traffic.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MARKET = "stocks"
+
+MARKET_DATA = "md."
+SYSTEM = "sys."
+JOBS = "job."
+BACKTEST_RESULTS = "bt.result."
+
+# market-data kinds, in the order documented in docs/protocol.md
+QUOTE = "quote"
+TRADE = "trade"
+BAR_1S = "bar1s"
+BAR_1M = "bar1m"
+GAP = "gap"
+MARKET_DATA_KINDS = (QUOTE, TRADE, BAR_1S, BAR_1M, GAP)
+BAR_KIND_BY_INTERVAL = {"1s": BAR_1S, "1m": BAR_1M}
+
+_PART = re.compile(r"[A-Za-z0-9_\-]+")
+
+
+class TopicError(ValueError):
+    """A topic that does not follow docs/protocol.md."""
+
+
+def market_data(kind: str, market: str = MARKET) -> str:
+    """`md.<kind>.<market>`, e.g. `md.quote.stocks`."""
+    if kind not in MARKET_DATA_KINDS:
+        raise TopicError(f"unknown market-data kind {kind!r}; expected one of {', '.join(MARKET_DATA_KINDS)}")
+    return f"md.{kind}.{_part(market)}"
+
+
+def quotes(market: str = MARKET) -> str:
+    return market_data(QUOTE, market)
+
+
+def trades(market: str = MARKET) -> str:
+    return market_data(TRADE, market)
+
+
+def bars(interval: str, market: str = MARKET) -> str:
+    try:
+        return market_data(BAR_KIND_BY_INTERVAL[interval], market)
+    except KeyError:
+        raise TopicError(f"no bar topic for interval {interval!r}; expected 1s or 1m") from None
+
+
+def gaps(market: str = MARKET) -> str:
+    return market_data(GAP, market)
+
+
+def heartbeat(service: str) -> str:
+    return f"sys.heartbeat.{_part(service)}"
+
+
+def stats(service: str) -> str:
+    return f"sys.stats.{_part(service)}"
+
+
+def event(service: str) -> str:
+    return f"sys.event.{_part(service)}"
+
+
+QUOTA = "sys.quota"
+
+
+def job(job_id: str) -> str:
+    return f"job.{_part(job_id)}"
+
+
+def backtest_result(run_id: str) -> str:
+    return f"bt.result.{_part(run_id)}"
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A parsed topic: `family` (md, sys, job, bt), then its parts."""
+
+    family: str
+    parts: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        return self.parts[0] if self.parts else ""
+
+    @property
+    def subject(self) -> str:
+        """The market for `md.*`, the service for `sys.*`, the id for `job.*` and `bt.result.*`."""
+        return self.parts[-1] if self.parts else ""
+
+
+def parse(topic: str | bytes) -> Topic:
+    """Split and check a topic; raises `TopicError` for anything docs/protocol.md does not define."""
+    text = topic.decode("ascii", errors="strict") if isinstance(topic, bytes) else topic
+    parts = text.split(".")
+    if not all(_PART.fullmatch(part) for part in parts):
+        raise TopicError(f"malformed topic {text!r}")
+    family, rest = parts[0], tuple(parts[1:])
+    if family == "md" and len(rest) == 2 and rest[0] in MARKET_DATA_KINDS:
+        return Topic(family, rest)
+    if family == "sys" and (rest == ("quota",) or (len(rest) == 2 and rest[0] in ("heartbeat", "stats", "event"))):
+        return Topic(family, rest)
+    if family == "job" and len(rest) == 1:
+        return Topic(family, rest)
+    if family == "bt" and len(rest) == 2 and rest[0] == "result":
+        return Topic(family, rest)
+    raise TopicError(f"unknown topic {text!r}")
+
+
+def _part(value: str) -> str:
+    if not _PART.fullmatch(value):
+        raise TopicError(f"{value!r} cannot be part of a topic (letters, digits, '_' and '-' only)")
+    return value

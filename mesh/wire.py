@@ -1,0 +1,97 @@
+"""The bus wire codec: `[topic, body]` frames with a msgpack body `[header, payload]`.
+
+Pure functions and nothing else, so that every publisher and subscriber, and any non-Python peer,
+can follow docs/protocol.md exactly. Decoding never raises anything but `MalformedFrame`, whose
+`kind` says what was wrong so that subscribers can count bad input by kind and carry on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from mesh.schema import PROTOCOL_VERSION, Header, Payload, type_name
+
+_encoder = msgspec.msgpack.Encoder()
+_envelope_decoder = msgspec.msgpack.Decoder(tuple[Header, msgspec.Raw])
+_payload_decoder = msgspec.msgpack.Decoder(Payload)
+
+MALFORMED_KINDS = ("frames", "topic", "body", "version", "payload")
+
+
+class MalformedFrame(ValueError):
+    """A bus message that does not follow docs/protocol.md. `kind` is one of MALFORMED_KINDS."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class Message(msgspec.Struct, frozen=True):
+    """A decoded bus message."""
+
+    topic: str
+    header: Header
+    payload: Any
+
+    @property
+    def type(self) -> str:
+        return type_name(self.payload)
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def encode(topic: str, payload: Any, *, src: str, seq: int, ts_send: int | None = None) -> list[bytes]:
+    """Frames for one message. `payload` is one of the records in mesh.schema."""
+    header = Header(PROTOCOL_VERSION, src, seq, now_ns() if ts_send is None else ts_send)
+    return [topic.encode("ascii"), _encoder.encode((header, payload))]
+
+
+def decode(frames: Sequence[bytes | memoryview | Any]) -> Message:
+    """Parse frames from the bus; raises `MalformedFrame` for anything else."""
+    if len(frames) != 2:
+        raise MalformedFrame("frames", f"expected 2 frames [topic, body], got {len(frames)}")
+    topic_frame = bytes(getattr(frames[0], "buffer", frames[0]))
+    body = getattr(frames[1], "buffer", frames[1])  # zmq.Frame -> zero-copy memoryview
+    try:
+        topic = topic_frame.decode("ascii")
+    except UnicodeDecodeError:
+        raise MalformedFrame("topic", "topic is not ASCII") from None
+    try:
+        header, raw = _envelope_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedFrame("body", f"not a [header, payload] envelope: {exc}") from None
+    if header.v != PROTOCOL_VERSION:
+        raise MalformedFrame("version", f"protocol version {header.v} from {header.src!r}; this build speaks {PROTOCOL_VERSION}")
+    try:
+        payload = _payload_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedFrame("payload", f"{type_hint(raw)}: {exc}") from None
+    return Message(topic, header, payload)
+
+
+def type_hint(raw: bytes | msgspec.Raw) -> str:
+    """Best-effort name of the payload type in a raw payload, for error messages."""
+    try:
+        value = msgspec.msgpack.decode(raw)
+    except msgspec.DecodeError:
+        return "undecodable payload"
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return f"payload type {value[0]!r}"
+    return "payload"
+
+
+def to_json_dict(message: Message) -> dict[str, Any]:
+    """A plain dict for `massive tap` and other JSON consumers."""
+    return {
+        "topic": message.topic,
+        "type": message.type,
+        "header": msgspec.structs.asdict(message.header),
+        "payload": {k: v for k, v in msgspec.to_builtins(msgspec.structs.asdict(message.payload)).items()},
+    }
