@@ -38,14 +38,15 @@ SUB_HWM = 200_000
 class Publisher:
     """Publishes records on the bus with this source's name and per-topic sequence numbers."""
 
-    def __init__(self, source: str, endpoint: str | None = None, *, context: zmq.Context | None = None, hwm: int = PUB_HWM) -> None:
+    def __init__(self, source: str, endpoint: str | None = None, *, context: zmq.Context | None = None, hwm: int = PUB_HWM, bind: bool = False) -> None:
         self.source = source
         self.endpoint = endpoint or load_config().bus_pub
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.PUB)
         self._sock.sndhwm = hwm
         self._sock.linger = 500
-        self._sock.connect(self.endpoint)
+        # Services always connect (only the bus binds); `bind` exists for a direct pair with no bus.
+        (self._sock.bind if bind else self._sock.connect)(self.endpoint)
         self._seq: dict[str, int] = {}
         self.sent = 0
 

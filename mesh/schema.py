@@ -15,7 +15,7 @@ appended at the end; fields are never reordered; a change of meaning bumps `PROT
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -247,7 +247,7 @@ class Event(msgspec.Struct, array_like=True, frozen=True, tag="event"):
     data: dict[str, Any] = {}
 
 
-Payload = Union[QuoteBatch, TradeBatch, BarBatch, GapBatch, Heartbeat, Stats, JobUpdate, Event]
+Payload = QuoteBatch | TradeBatch | BarBatch | GapBatch | Heartbeat | Stats | JobUpdate | Event
 PAYLOAD_TYPES: tuple[type, ...] = Payload.__args__  # type: ignore[attr-defined]
 MARKET_DATA_TYPES: tuple[type, ...] = (QuoteBatch, TradeBatch, BarBatch, GapBatch)
 

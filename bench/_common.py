@@ -1,0 +1,25 @@
+"""Helpers shared by the benchmarks: free ports, the closing JSON line, medians."""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def report(bench: str, metric: str, value: float, unit: str, baseline: float, target: Any, **extra: Any) -> None:
+    """Print the closing line every bench/*.py ends with."""
+    line = {"bench": bench, "metric": metric, "value": round(value, 1), "unit": unit, "baseline": round(baseline, 1), "ratio": round(value / baseline, 3) if baseline else None, "target": target}
+    line.update(extra)
+    print(json.dumps(line))
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)

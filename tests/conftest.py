@@ -1,0 +1,57 @@
+"""Shared fixtures: ephemeral bus endpoints on 127.0.0.1 and a real bus running in a thread."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PYKX_UNLICENSED", "true")
+
+from mesh.bus import Bus  # noqa: E402
+from mesh.config import Config  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def mesh_env(data_dir: Path) -> dict[str, str]:
+    """Environment for a mesh on fresh ephemeral ports, in sim mode, writing under `data_dir`."""
+    return {
+        "MESH_BUS_PUB": f"tcp://127.0.0.1:{free_port()}",
+        "MESH_BUS_SUB": f"tcp://127.0.0.1:{free_port()}",
+        "MESH_BUS_CTL": f"tcp://127.0.0.1:{free_port()}",
+        "MESH_DATA_DIR": str(data_dir),
+        "PYKX_UNLICENSED": "true",
+    }
+
+
+@pytest.fixture
+def mesh_environ(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MASSIVE_", "MESH_", "KDB_"))}
+    env.update(mesh_env(tmp_path / "data"))
+    return env
+
+
+@pytest.fixture
+def mesh_config(mesh_environ: dict[str, str], tmp_path: Path) -> Config:
+    return Config.load(environ=mesh_environ, cwd=tmp_path)
+
+
+@pytest.fixture
+def bus(mesh_config: Config) -> Iterator[Bus]:
+    """A real bus on ephemeral ports, running in a thread for the duration of the test."""
+    bus = Bus(mesh_config)
+    thread = threading.Thread(target=bus.run, name="test-bus", daemon=True)
+    thread.start()
+    yield bus
+    bus.stop()
+    thread.join(timeout=5)
+    bus.close()
