@@ -23,6 +23,7 @@ log = logging.getLogger("massive")
 # service name -> module with `main(config, argv) -> int`; the Procfile runs `massive run NAME`
 SERVICES: dict[str, str] = {
     "bus": "mesh.bus",
+    "ingest": "mesh.ingest.service",
 }
 
 

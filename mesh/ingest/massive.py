@@ -1,0 +1,205 @@
+"""The Massive WebSocket edge: provider field names live here and nowhere else in the mesh.
+
+A Massive frame is a JSON array of events of mixed types (`T`, `Q`, `A`, `AM`, `status`). It is
+decoded in one typed pass (msgspec, no per-event dicts) and normalised into our columnar batches:
+milliseconds become nanoseconds, provider names become ours. A frame that does not decode cleanly
+is taken apart event by event so that one bad event costs only itself; each bad event is counted
+by kind.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import msgspec
+from msgspec.structs import astuple
+
+from mesh.schema import BarBatch, QuoteBatch, TradeBatch
+
+MS_TO_NS = 1_000_000
+
+
+class WsQuote(msgspec.Struct, tag_field="ev", tag="Q", gc=False):
+    sym: str  # ticker
+    bx: int  # bid exchange id
+    bp: float  # bid price
+    bs: int  # bid size
+    ax: int  # ask exchange id
+    ap: float  # ask price
+    as_: int = msgspec.field(name="as")  # ask size
+    t: int = 0  # SIP timestamp, Unix ms
+    c: int = 0  # condition
+    q: int = 0  # sequence number
+    z: int = 0  # tape
+
+
+class WsTrade(msgspec.Struct, tag_field="ev", tag="T", gc=False):
+    sym: str
+    p: float  # price
+    s: int  # size
+    t: int  # SIP timestamp, Unix ms
+    x: int = 0  # exchange id
+    i: str = ""  # trade id
+    c: list[int] = []  # conditions
+    q: int = 0  # sequence number
+    z: int = 0  # tape
+
+
+class _WsAgg(msgspec.Struct, tag_field="ev", gc=False):
+    sym: str
+    o: float
+    h: float
+    l: float  # noqa: E741 (Massive's name)
+    c: float
+    v: float  # window volume
+    s: int  # window start, Unix ms
+    e: int  # window end, Unix ms
+    vw: float = 0.0  # window VWAP
+    z: float = 0.0  # average trade size in the window
+    av: float = 0.0  # accumulated volume today
+    a: float = 0.0  # today's VWAP
+    op: float = 0.0  # official open
+
+
+class WsSecondAgg(_WsAgg, tag="A"):
+    pass
+
+
+class WsMinuteAgg(_WsAgg, tag="AM"):
+    pass
+
+
+class WsStatus(msgspec.Struct, tag_field="ev", tag="status", gc=False):
+    status: str
+    message: str = ""
+
+
+WsEvent = WsQuote | WsTrade | WsSecondAgg | WsMinuteAgg | WsStatus
+KNOWN_EVENTS = {"Q", "T", "A", "AM", "status"}
+
+_frame_decoder = msgspec.json.Decoder(list[WsEvent])
+_raw_frame_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_event_decoder = msgspec.json.Decoder(WsEvent)
+_any_decoder = msgspec.json.Decoder()
+
+
+@dataclass
+class Normalised:
+    """One frame's worth of events, in our records."""
+
+    quotes: QuoteBatch | None = None
+    trades: TradeBatch | None = None
+    bars_1s: BarBatch | None = None
+    bars_1m: BarBatch | None = None
+    statuses: list[tuple[str, str]] = field(default_factory=list)
+    events: int = 0
+
+
+@dataclass
+class DecodeErrors:
+    """Bad input by kind: `json` (not a JSON array), `unknown_event`, `bad_event` (missing or mistyped fields)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def decode_frame(data: bytes | str, errors: DecodeErrors) -> list[WsEvent]:
+    """The frame's events; bad events are counted in `errors` and left out."""
+    try:
+        return _frame_decoder.decode(data)
+    except msgspec.DecodeError:
+        pass  # fall through to the event-by-event path below
+    except msgspec.ValidationError:
+        pass
+    try:
+        raws = _raw_frame_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        errors.counts["json"] += 1
+        return []
+    events: list[WsEvent] = []
+    for raw in raws:
+        try:
+            events.append(_event_decoder.decode(raw))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            try:
+                value = _any_decoder.decode(raw)
+            except msgspec.DecodeError:
+                value = None
+            ev = value.get("ev") if isinstance(value, dict) else None
+            errors.counts["bad_event" if ev in KNOWN_EVENTS else "unknown_event"] += 1
+    return events
+
+
+def normalise(events: list[WsEvent], ts_recv: int) -> Normalised:
+    """Split a frame's events by type and turn each group into one columnar batch."""
+    out = Normalised(events=len(events))
+    kinds = set(map(type, events))
+    if len(kinds) == 1 and WsStatus not in kinds:
+        groups: dict[type, list[WsEvent]] = {kinds.pop(): events}
+    else:
+        groups = {}
+        for event in events:
+            kind = type(event)
+            if kind is WsStatus:
+                out.statuses.append((event.status, event.message))  # type: ignore[union-attr]
+                out.events -= 1
+            else:
+                groups.setdefault(kind, []).append(event)
+    for kind, group in groups.items():
+        # astuple + zip transposes rows into columns in C: no per-event Python on the hot path
+        columns = list(zip(*map(astuple, group), strict=True))
+        if kind is WsQuote:
+            out.quotes = _quote_batch(columns, ts_recv)
+        elif kind is WsTrade:
+            out.trades = _trade_batch(columns, ts_recv)
+        elif kind is WsSecondAgg:
+            out.bars_1s = _bar_batch(columns, "1s", ts_recv)
+        else:
+            out.bars_1m = _bar_batch(columns, "1m", ts_recv)
+    return out
+
+
+def _quote_batch(columns: list[tuple], ts_recv: int) -> QuoteBatch:  # type: ignore[type-arg]
+    sym, bx, bp, bs, ax, ap, as_, t, c, q, z = columns  # WsQuote's field order
+    return QuoteBatch(
+        symbol=sym, bid_price=bp, bid_size=bs, ask_price=ap, ask_size=as_, bid_exchange=bx, ask_exchange=ax,  # type: ignore[arg-type]
+        condition=c, tape=z, sequence=q, ts_event=[ms * MS_TO_NS for ms in t], ts_recv=[ts_recv] * len(sym),  # type: ignore[arg-type]
+    )
+
+
+def _trade_batch(columns: list[tuple], ts_recv: int) -> TradeBatch:  # type: ignore[type-arg]
+    sym, p, s, t, x, i, c, q, z = columns  # WsTrade's field order
+    return TradeBatch(
+        symbol=sym, price=p, size=s, exchange=x, trade_id=i, conditions=c, tape=z, sequence=q,  # type: ignore[arg-type]
+        ts_event=[ms * MS_TO_NS for ms in t], ts_recv=[ts_recv] * len(sym),
+    )
+
+
+def _bar_batch(columns: list[tuple], interval: str, ts_recv: int) -> BarBatch:  # type: ignore[type-arg]
+    sym, o, h, low, c, v, s, e, vw, z, _av, _a, _op = columns  # _WsAgg's field order
+    return BarBatch(
+        interval=interval, symbol=sym, ts_start=[ms * MS_TO_NS for ms in s], ts_end=[ms * MS_TO_NS for ms in e],  # type: ignore[arg-type]
+        open=o, high=h, low=low, close=c, volume=v, vwap=vw,  # type: ignore[arg-type]
+        transactions=[round(vol / size) if size else 0 for vol, size in zip(v, z, strict=True)], ts_recv=[ts_recv] * len(sym),
+    )
+
+
+# --- client -> server messages -------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+
+
+def auth_message(api_key: str) -> bytes:
+    return _encoder.encode({"action": "auth", "params": api_key})
+
+
+def subscribe_message(params: list[str]) -> bytes:
+    return _encoder.encode({"action": "subscribe", "params": ",".join(params)})
+
+
+def unsubscribe_message(params: list[str]) -> bytes:
+    return _encoder.encode({"action": "unsubscribe", "params": ",".join(params)})
