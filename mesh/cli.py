@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ log = logging.getLogger("massive")
 # service name -> module with `main(config, argv) -> int`; the Procfile runs `massive run NAME`
 SERVICES: dict[str, str] = {
     "bus": "mesh.bus",
+    "kdb": "mesh.kdb.service",
     "ingest": "mesh.ingest.service",
 }
 
@@ -174,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
+from mesh.kdb.cli import register as _register_kdb  # noqa: E402
+
+EXTRA_COMMANDS.append(_register_kdb)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -206,7 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `massive ... | head`: the reader has gone, and that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Import ourselves by name so that `python -m mesh.cli` and the `massive` script share one
+    # module (and one CliError class) with the subcommand modules.
+    from mesh.cli import main as _main
+
+    sys.exit(_main())

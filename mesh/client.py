@@ -53,7 +53,7 @@ class Publisher:
     def publish(self, topic: str, payload: Any, ts_send: int | None = None) -> None:
         seq = self._seq.get(topic, 0) + 1
         self._seq[topic] = seq
-        self._sock.send_multipart(wire.encode(topic, payload, src=self.source, seq=seq, ts_send=ts_send), copy=False)
+        self._sock.send_multipart(wire.encode(topic, payload, src=self.source, seq=seq, ts_send=ts_send))
         self.sent += 1
 
     def close(self) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import is_
 
 import msgspec
 from msgspec.structs import astuple
@@ -137,18 +139,16 @@ def decode_frame(data: bytes | str, errors: DecodeErrors) -> list[WsEvent]:
 def normalise(events: list[WsEvent], ts_recv: int) -> Normalised:
     """Split a frame's events by type and turn each group into one columnar batch."""
     out = Normalised(events=len(events))
-    kinds = set(map(type, events))
-    if len(kinds) == 1 and WsStatus not in kinds:
+    types = list(map(type, events))
+    kinds = set(types)
+    if WsStatus in kinds:
+        out.statuses = [(e.status, e.message) for e in events if type(e) is WsStatus]  # type: ignore[union-attr]
+        out.events -= len(out.statuses)
+        kinds.discard(WsStatus)
+    if len(kinds) == 1 and not out.statuses:
         groups: dict[type, list[WsEvent]] = {kinds.pop(): events}
-    else:
-        groups = {}
-        for event in events:
-            kind = type(event)
-            if kind is WsStatus:
-                out.statuses.append((event.status, event.message))  # type: ignore[union-attr]
-                out.events -= 1
-            else:
-                groups.setdefault(kind, []).append(event)
+    else:  # a mixed frame: select each type with C-level iterators, no per-event Python
+        groups = {kind: list(compress(events, map(is_, types, repeat(kind)))) for kind in kinds}
     for kind, group in groups.items():
         # astuple + zip transposes rows into columns in C: no per-event Python on the hot path
         columns = list(zip(*map(astuple, group), strict=True))

@@ -34,6 +34,7 @@ log = logging.getLogger("mesh.ingest")
 MAX_QUEUED_FRAMES = 50_000  # ~5 M events: beyond this the process cannot keep up and says so
 CHUNK_FRAMES = 64  # frames processed before yielding to the reader
 AUTH_TIMEOUT = 10.0
+QUOTES, TRADES, GAPS = topics.quotes(), topics.trades(), topics.gaps()
 _ITEM = re.compile(r"[A-Z]{1,4}\.(\*|[A-Za-z0-9.:/\-]+)")
 
 
@@ -288,20 +289,20 @@ class IngestService(Service):
         if out.quotes is not None:
             q = out.quotes
             gaps += self.gaps.observe("quote", q.symbol, q.sequence, q.ts_event)
-            publish(topics.quotes(), q)
+            publish(QUOTES, q)
             meters["quotes"].add(len(q.symbol))
             self.last_event_ns = q.ts_event[-1]
         if out.trades is not None:
             t = out.trades
             gaps += self.gaps.observe("trade", t.symbol, t.sequence, t.ts_event)
-            publish(topics.trades(), t)
+            publish(TRADES, t)
             meters["trades"].add(len(t.symbol))
             self.last_event_ns = max(self.last_event_ns, t.ts_event[-1])
         for bars in (out.bars_1s, out.bars_1m):
             if bars is not None:
                 self._publish_bars(runtime, bars)
         if gaps:
-            publish(topics.gaps(), GapBatch.from_rows(gaps))
+            publish(GAPS, GapBatch.from_rows(gaps))
         meters["events"].add(out.events)
         for status, message in out.statuses:
             self._on_status(status, message)

@@ -1,0 +1,156 @@
+"""Ingest's hot path against the official client's parse path, plus the end-to-end rate.
+
+Part 1 (one core): generated Massive frames of 100 mixed Q/T events go through our whole path,
+`IngestService.process_frame` (typed decode, normalise to columnar batches, gap bookkeeping,
+encode, publish on a real ZeroMQ PUB socket), and, in the same run, through the official client's
+`json.loads` + `massive.websocket.models.parse` as the baseline.
+
+Part 2 (the whole machine): `massive run sim --rate max` -> `massive run ingest` -> bus -> a
+counting subscriber, all real processes; reports the sustained event rate and loss by sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+from _common import free_port, median, report  # noqa: E402
+
+FRAMES = 400
+EVENTS_PER_FRAME = 100
+SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "SPY", "QQQ", "AMD", "AVGO", "NFLX"]
+
+
+def massive_frames(seed: int = 1) -> list[bytes]:
+    rng = random.Random(seed)
+    t = 1_763_000_000_000
+    frames = []
+    seq = 0
+    for _ in range(FRAMES):
+        events = []
+        for _ in range(EVENTS_PER_FRAME):
+            seq += 1
+            t += rng.randint(0, 2)
+            sym = rng.choice(SYMBOLS)
+            px = round(100 + rng.random() * 50, 2)
+            if rng.random() < 0.6:
+                events.append({"ev": "Q", "sym": sym, "bx": rng.randint(1, 20), "bp": px, "bs": rng.randint(1, 50) * 100, "ax": rng.randint(1, 20), "ap": round(px + 0.01, 2), "as": rng.randint(1, 50) * 100, "c": 1, "i": [604], "t": t, "q": seq, "z": 3})
+            else:
+                events.append({"ev": "T", "sym": sym, "x": rng.randint(1, 20), "i": str(seq), "z": 3, "p": px, "s": rng.randint(1, 500), "c": [14, 41], "t": t, "q": seq})
+        frames.append(json.dumps(events, separators=(",", ":")).encode())
+    return frames
+
+
+class _Runtime:
+    """The one thing process_frame needs from a runtime: publish."""
+
+    def __init__(self, endpoint: str) -> None:
+        import zmq
+
+        from mesh.client import Publisher
+
+        self.publisher = Publisher("ingest", endpoint, context=zmq.Context.instance(), hwm=0, bind=True)
+        self.publish = self.publisher.publish
+
+
+def ours(frames: list[bytes], repeats: int = 5) -> float:
+    from mesh.config import Config
+    from mesh.ingest.service import IngestService
+
+    service = IngestService(Config.load(environ={}))
+    runtime = _Runtime(f"tcp://127.0.0.1:{free_port()}")
+    process = service.process_frame
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for frame in frames:
+            process(runtime, frame, time.time_ns())  # type: ignore[arg-type]
+        rates.append(len(frames) * EVENTS_PER_FRAME / (time.perf_counter() - started))
+    assert service.errors.total == 0
+    runtime.publisher.close()
+    return median(rates)
+
+
+def official(frames: list[bytes], repeats: int = 3) -> float:
+    from massive.websocket.models import Market, parse
+
+    logger = logging.getLogger("official")
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for frame in frames:
+            parsed = parse(json.loads(frame), logger, Market.Stocks)
+        rates.append(len(frames) * EVENTS_PER_FRAME / (time.perf_counter() - started))
+    assert len(parsed) == EVENTS_PER_FRAME
+    return median(rates)
+
+
+def end_to_end(seconds: float = 8.0) -> tuple[float, int, dict]:  # type: ignore[type-arg]
+    """sim --rate max -> ingest -> bus -> counting subscriber; returns (events/s, lost, details)."""
+    from mesh.client import Subscriber
+    from mesh.config import Config
+
+    ws_port = free_port()
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith(("MASSIVE_", "MESH_")):
+            del env[key]
+    env.update({f"MESH_BUS_{n}": f"tcp://127.0.0.1:{free_port()}" for n in ("PUB", "SUB", "CTL")})
+    env["MESH_DATA_DIR"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-ingest-{os.getpid()}")
+    config = Config.load(environ=env)
+    cli = [sys.executable, "-m", "mesh.cli", "run"]
+    procs = [
+        subprocess.Popen([*cli, "bus"], env=env, cwd=ROOT, stderr=subprocess.DEVNULL),
+        subprocess.Popen([*cli, "sim", "--rate", "max", "--ws-port", str(ws_port), "--rest-port", str(free_port()), "--s3-port", str(free_port())], env=env, cwd=ROOT, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL),
+    ]
+    sub = Subscriber(["md.quote.", "md.trade."], config.bus_sub, hwm=0)
+    time.sleep(2.0)
+    procs.append(subprocess.Popen([*cli, "ingest", "--url", f"ws://127.0.0.1:{ws_port}/stocks", "--subscriptions", "Q.*,T.*"], env=env, cwd=ROOT, stderr=subprocess.DEVNULL))
+    try:
+        warm_deadline = time.monotonic() + 20
+        while sub.recv(timeout=1) is None and time.monotonic() < warm_deadline:
+            pass
+        events, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            msg = sub.recv(timeout=1)
+            if msg is not None:
+                events += len(msg.payload)
+        elapsed = time.perf_counter() - started
+        return events / elapsed, sub.stats.gaps, {"bus_messages": sub.stats.received}
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        sub.close()
+
+
+def main() -> None:
+    frames = massive_frames()
+    our_rate = ours(frames)
+    their_rate = official(frames)
+    print(json.dumps({"bench": "ingest", "metric": "official_parse_events_per_s", "value": round(their_rate, 1)}))
+    e2e = None
+    if "--no-e2e" not in sys.argv:
+        e2e_rate, lost, details = end_to_end()
+        e2e = {"e2e_events_per_s": round(e2e_rate, 1), "e2e_lost_messages": lost, "e2e_target": ">=300000 events/s, 0 lost"}
+        print(json.dumps({"bench": "ingest", "metric": "end_to_end_events_per_s", "value": round(e2e_rate, 1), "lost_messages": lost, **details}))
+    report("ingest", "events_per_s_one_core", our_rate, "events/s", their_rate, ">=750000 events/s and >=5x the official client's parse", **(e2e or {}))
+
+
+if __name__ == "__main__":
+    main()
