@@ -25,6 +25,7 @@ log = logging.getLogger("massive")
 SERVICES: dict[str, str] = {
     "bus": "mesh.bus",
     "kdb": "mesh.kdb.service",
+    "recorder": "mesh.recorder.service",
     "ingest": "mesh.ingest.service",
 }
 
@@ -175,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 # Later modules add their subcommands here (record, fetch, quota, backtest, kdb).
 EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
+from mesh.recorder.cli import register as _register_record  # noqa: E402
+
+EXTRA_COMMANDS.append(_register_record)
 
 from mesh.kdb.cli import register as _register_kdb  # noqa: E402
 

@@ -1,26 +1,216 @@
-"""`massive-tui`: the terminal dashboard over the mesh."""
+"""`massive-tui`: the terminal dashboard over the mesh.
+
+The App holds the state, the feed and the views, and nothing else: each view is its own module
+(tui/views/), registered in `VIEWS`. One feed worker reads the bus on the app's event loop; a
+10 Hz timer redraws the view on screen; commands go out as workers, so the UI never waits.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.widgets import Button, Footer, Header, Static, TabbedContent, TabPane
+
+from mesh.config import Config, ConfigError
+from mesh.schema import Event
+from tui.commands import MeshCommands
+from tui.feed import BusFeed
+from tui.help import HelpScreen
+from tui.procs import MeshProcesses, read_procfile
+from tui.state import MarketState, MeshState
+from tui.views.live import LiveView
+from tui.views.logs import LogView
+from tui.views.mesh import MeshView
+from tui.views.recording import RecordingView
+
+REDRAW_SECONDS = 0.1  # at most 10 Hz
+NO_MESH_AFTER_S = 3.0
+
+# (id, title, view class): adding a view is one module and one line here
+VIEWS: list[tuple[str, str, type]] = [
+    ("live", "Live", LiveView),
+    ("recording", "Recording", RecordingView),
+    ("mesh", "Mesh", MeshView),
+    ("logs", "Logs", LogView),
+]
+
+
+class MassiveTui(App[None]):
+    """The dashboard."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "massive-mesh"
+    COMMANDS = App.COMMANDS | {MeshCommands}
+    BINDINGS = [
+        *(Binding(str(i + 1), f"show_view('{view_id}')", title) for i, (view_id, title, _) in enumerate(VIEWS)),
+        Binding("ctrl+t", "toggle_theme", "Theme"),
+        Binding("f5", "start_mesh", "Start mesh"),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, config: Config, *, connect: bool = True, start_mesh: bool = False, procfile: Path | None = None, clock: Callable[[], int] = time.time_ns, show_clock: bool = True, sample_history: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.market = MarketState()
+        self.mesh = MeshState(clock=clock)
+        self.feed = BusFeed(config.bus_sub, config.bus_ctl, self.market, self.mesh)
+        self.connect = connect
+        self.show_clock = show_clock
+        self.sample_history = sample_history
+        self.start_mesh_on_mount = start_mesh
+        self.procfile = procfile or Path.cwd() / "Procfile"
+        self.children_procs: MeshProcesses | None = None
+        self.started_at = time.monotonic()
+        self.redraws = 0
+        self.mesh.listeners.append(self._on_event)
+        self.views: dict[str, object] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=self.show_clock)
+        with Static(id="no-mesh"):
+            yield Static(f"No mesh is running at {self.config.bus_sub}.", id="no-mesh-text")
+            yield Button("Start one here (F5)", id="start-mesh", variant="primary")
+        with TabbedContent(id="views"):
+            for view_id, title, view in VIEWS:
+                with TabPane(title, id=view_id):
+                    self.views[view_id] = view(id=f"{view_id}-view")
+                    yield self.views[view_id]
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.theme = "textual-dark"
+        self.sub_title = "simulator" if self.config.sim_mode else f"Massive {self.config.feed}"
+        self.query_one("#no-mesh").display = False
+        if self.connect:
+            self.run_feed()
+        self.set_interval(REDRAW_SECONDS, self.redraw)
+        self.set_interval(1.0, self.sample)
+        if self.start_mesh_on_mount:
+            self.call_after_refresh(self.action_start_mesh)
+
+    @work(exclusive=True, group="feed")
+    async def run_feed(self) -> None:
+        await self.feed.run()
+
+    def active_view(self) -> object:
+        return self.views.get(self.query_one(TabbedContent).active)
+
+    def redraw(self) -> None:
+        """At most ten times a second: the visible view re-reads the state."""
+        if not self.views or self.screen.is_modal:
+            return
+        try:
+            self._redraw()
+        except NoMatches:  # widgets already gone while the app shuts down
+            pass
+
+    def _redraw(self) -> None:
+        self.redraws += 1
+        view = self.active_view()
+        tick = getattr(view, "tick", None)
+        if tick is not None:
+            tick()
+        waiting = time.monotonic() - self.started_at > NO_MESH_AFTER_S
+        self.query_one("#no-mesh").display = self.connect and waiting and not self.mesh.bus_up and not (self.children_procs and self.children_procs.running)
+
+    def sample(self) -> None:
+        if self.sample_history:
+            self.market.sample_history()
+        try:
+            if self.query_one(TabbedContent).active == "live":
+                self.query_one(LiveView).sample()
+        except NoMatches:
+            pass
+
+    def _on_event(self, event: Event) -> None:
+        self.query_one(LogView).write_event(event)
+        if event.level == "error":
+            self.notify(f"{event.service}: {event.message}", severity="error", timeout=10)
+
+    # --- actions ---------------------------------------------------------------------------------
+
+    def action_show_view(self, view_id: str) -> None:
+        self.query_one(TabbedContent).active = view_id
+        if view_id == "live":
+            self.query_one(LiveView).board.focus()
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_clear_filter(self) -> None:
+        from textual.widgets import Input
+
+        self.query_one("#filter", Input).value = ""
+        self.query_one(LiveView).board.focus()
+
+    def action_stop_recording(self) -> None:
+        self.query_one(RecordingView).run_worker(self.query_one(RecordingView)._send("stop", {}), group="commands")
+
+    async def action_start_mesh(self) -> None:
+        if self.children_procs and self.children_procs.running:
+            self.notify("The mesh started here is already running.")
+            return
+        if self.mesh.bus_up:
+            self.notify("A mesh is already running; attached to it.")
+            return
+        logs = self.query_one(LogView)
+        self.children_procs = MeshProcesses(read_procfile(self.procfile), logs.write_line)
+        await self.children_procs.start()
+        self.query_one("#no-mesh").display = False
+        self.notify(f"Started {len(self.children_procs.procs)} services; their output is in Logs (4).")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "start-mesh":
+            self.run_worker(self.action_start_mesh())
+
+    async def on_unmount(self) -> None:
+        if self.children_procs is not None:
+            await self.children_procs.stop()
+
+
+def make_app(config: Config | None = None, **options: object) -> MassiveTui:
+    """The one factory the command line and the tests share."""
+    return MassiveTui(config or Config.load(), **options)  # type: ignore[arg-type]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="massive-tui",
-        description="The massive-mesh dashboard: live quotes, recording, mesh health.",
+        description="The massive-mesh dashboard: live quotes, recording, mesh health. Attaches to a running mesh; with --mesh it starts one.",
     )
-    parser.add_argument("--bus", help="bus subscriber endpoint to attach to (default MESH_BUS_SUB)")
-    parser.add_argument("--mesh", action="store_true", help="also start the Procfile's services as children and stop them on exit")
+    parser.add_argument("--bus", metavar="ENDPOINT", help="bus subscriber endpoint to attach to (default MESH_BUS_SUB)")
+    parser.add_argument("--ctl", metavar="ENDPOINT", help="bus command endpoint (default MESH_BUS_CTL)")
+    parser.add_argument("--mesh", action="store_true", help="also start the Procfile's services as children, show their output, and stop them on exit")
+    parser.add_argument("--procfile", type=Path, help="Procfile for --mesh (default ./Procfile, else the built-in mesh)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("massive-tui: the dashboard is not in this version yet; use `massive status` and `massive tap`.", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    try:
+        config = Config.load()
+    except ConfigError as exc:
+        print(f"massive-tui: configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.bus or args.ctl:
+        from dataclasses import replace
+
+        config = replace(config, bus_sub=args.bus or config.bus_sub, bus_ctl=args.ctl or config.bus_ctl)
+    make_app(config, start_mesh=args.mesh, procfile=args.procfile).run()
+    return 0
 
 
 if __name__ == "__main__":

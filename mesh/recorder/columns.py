@@ -1,0 +1,131 @@
+"""Arrow schemas of the recorded tables, and bus batches turned into Arrow columns.
+
+The recorder never builds a Python object per event: each list in a `QuoteBatch` or `TradeBatch`
+becomes one Arrow array with one `pa.array(list)` call. The write-ahead log keeps every time
+column as int64 (the cheapest conversion from Python ints); promotion casts them to the storage
+schema, where times are `timestamp[ns, tz=UTC]`. Integers are int64 in both, so promotion can
+never fail on a value that the log accepted. Column names are the field names of
+`mesh.schema`, so live, recorded and historical data share one vocabulary.
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Any
+
+import pyarrow as pa
+
+from mesh.schema import GapBatch, QuoteBatch, TradeBatch
+
+TIME = pa.timestamp("ns", tz="UTC")
+_INT64 = pa.int64()
+
+QUOTES = "quotes"
+TRADES = "trades"
+GAPS = "gaps"
+TABLES = (QUOTES, TRADES, GAPS)
+
+# storage (Parquet) schemas: what users read
+STORAGE: dict[str, pa.Schema] = {
+    QUOTES: pa.schema(
+        [
+            ("symbol", pa.string()),
+            ("bid_price", pa.float64()),
+            ("bid_size", pa.int64()),
+            ("ask_price", pa.float64()),
+            ("ask_size", pa.int64()),
+            ("bid_exchange", pa.int64()),
+            ("ask_exchange", pa.int64()),
+            ("condition", pa.int64()),
+            ("tape", pa.int64()),
+            ("sequence", pa.int64()),
+            ("ts_event", TIME),
+            ("ts_recv", TIME),
+        ]
+    ),
+    TRADES: pa.schema(
+        [
+            ("symbol", pa.string()),
+            ("price", pa.float64()),
+            ("size", pa.int64()),
+            ("exchange", pa.int64()),
+            ("trade_id", pa.string()),
+            ("conditions", pa.list_(pa.int64())),
+            ("tape", pa.int64()),
+            ("sequence", pa.int64()),
+            ("ts_event", TIME),
+            ("ts_recv", TIME),
+        ]
+    ),
+    # ingest's Gap records plus where the recorder saw them; kind "bus" for sequence gaps on the
+    # bus, "recorder" for a recorder that stopped without finishing its session.
+    GAPS: pa.schema(
+        [
+            ("symbol", pa.string()),
+            ("kind", pa.string()),
+            ("from_sequence", pa.int64()),
+            ("to_sequence", pa.int64()),
+            ("ts_from", TIME),
+            ("ts_to", TIME),
+            ("reason", pa.string()),
+            ("source", pa.string()),
+            ("topic", pa.string()),
+            ("missing", pa.int64()),
+        ]
+    ),
+}
+
+
+def _wal_type(t: pa.DataType) -> pa.DataType:
+    return pa.int64() if pa.types.is_timestamp(t) else t
+
+
+# write-ahead-log schemas: the same columns, with times as int64 nanoseconds
+WAL: dict[str, pa.Schema] = {name: pa.schema([(f.name, _wal_type(f.type)) for f in schema]) for name, schema in STORAGE.items()}
+
+TABLE_OF: dict[type, str] = {QuoteBatch: QUOTES, TradeBatch: TRADES, GapBatch: GAPS}
+
+
+class RejectedBatch(ValueError):
+    """A batch whose columns cannot be stored (unequal lengths, wrong types, out-of-range numbers)."""
+
+
+def to_record_batch(table: str, batch: Any, extra: dict[str, Any] | None = None) -> pa.RecordBatch:
+    """One WAL record batch from a bus batch: one `pa.array` per column, no per-event objects.
+
+    `extra` supplies columns the bus batch does not have (constants are repeated).
+    """
+    schema = WAL[table]
+    n = len(batch.symbol)
+    arrays = []
+    try:
+        for field in schema:
+            if extra is not None and field.name in extra:
+                value = extra[field.name]
+                column = value if isinstance(value, list) else [value] * n
+            else:
+                column = getattr(batch, field.name)
+            if len(column) != n:
+                raise RejectedBatch(f"column {field.name!r} has {len(column)} values, symbol has {n}")
+            if field.type == _INT64:  # ~3x faster than pa.array for a list of Python ints
+                arrays.append(pa.Array.from_buffers(_INT64, n, [None, pa.py_buffer(array.array("q", column))]))
+            else:
+                arrays.append(pa.array(column, type=field.type))
+    except (pa.ArrowException, TypeError, OverflowError, ValueError) as exc:
+        if isinstance(exc, RejectedBatch):
+            raise
+        raise RejectedBatch(f"{table}: {exc}") from None
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def gap_record_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
+    """Gap rows (few, rare) as one WAL record batch."""
+    schema = WAL[GAPS]
+    return pa.RecordBatch.from_pylist([{f.name: row.get(f.name) for f in schema} for row in rows], schema=schema)
+
+
+def to_storage(table: str, data: pa.Table | pa.RecordBatch) -> pa.Table:
+    """WAL columns cast to the storage schema (int64 nanoseconds -> timestamp[ns, UTC])."""
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    return data.cast(STORAGE[table])

@@ -1,0 +1,151 @@
+"""Recovery after a crash: finish what a killed recorder left in its write-ahead log.
+
+On start the recorder looks for `data/recordings/*/wal/`. For each, it removes half-written
+temporary files, promotes every segment still there (idempotently, see `promote.py`), rebuilds the
+manifest and bars from the Parquet files, and notes the interruption as a gap (kind "recorder")
+so that users see when nothing was recorded. A session that was recording when it died can then
+be resumed under the same name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from mesh.recorder import manifest as mf
+from mesh.recorder.columns import GAPS, STORAGE, TABLES, WAL
+from mesh.recorder.promote import promote_segment, rebuild_bars, write_bars
+from mesh.recorder.store import Store
+from mesh.recorder.wal import fsync_dir, list_segments
+
+log = logging.getLogger(__name__)
+
+SESSION_FILE = "session.json"
+
+
+def recordings_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "recordings"
+
+
+def wal_dir(data_dir: Path, name: str) -> Path:
+    return recordings_dir(data_dir) / name / "wal"
+
+
+def write_meta(directory: Path, meta: dict[str, Any]) -> None:
+    """The local note that a session is in progress: its output location, symbols and state."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{SESSION_FILE}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(meta, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, directory / SESSION_FILE)
+    fsync_dir(directory)
+
+
+def read_meta(directory: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((directory / SESSION_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def finish_local(directory: Path) -> None:
+    """Forget a finished session's write-ahead folder (only if no segment is left in it)."""
+    if list_segments(directory):
+        return
+    with contextlib.suppress(FileNotFoundError):
+        (directory / SESSION_FILE).unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()
+
+
+def pending(data_dir: Path) -> list[str]:
+    """Sessions with a write-ahead folder left behind."""
+    root = recordings_dir(data_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.parent.name for p in root.glob("*/wal") if p.is_dir() and (list_segments(p) or (p / SESSION_FILE).exists()))
+
+
+@dataclass
+class Recovered:
+    """The outcome of recovering one session."""
+
+    name: str
+    resume: bool  # it was recording when the recorder died
+    meta: dict[str, Any]
+    segments: int
+    rows: int
+    torn: list[str]
+    manifest: mf.Manifest
+
+
+def recover(data_dir: Path, name: str, default_output: str | None = None, *, will_resume: bool = False) -> Recovered:
+    """Promote what the write-ahead log of `name` still holds and make its manifest whole again.
+
+    With `will_resume`, a session that is going to be resumed keeps its bar files as they are:
+    the resumed session rebuilds them with its first slice (this keeps restarts quick).
+    """
+    directory = wal_dir(data_dir, name)
+    meta = read_meta(directory) or {}
+    store = Store(meta.get("output") or default_output or recordings_dir(data_dir))
+    for table in (*TABLES, ""):
+        store.remove_temporaries(f"{name}/{table}" if table else name)
+    previous = mf.load(store, name)
+    rows = 0
+    torn: list[str] = []
+    segments = list_segments(directory)
+    for number, files in segments.items():
+        result = promote_segment(store, name, number, files)
+        rows += result.rows
+        torn += [f"{t}-{number}" for t in result.torn]
+    manifest = mf.scan(store, name, previous)
+    if previous is None and meta.get("symbols") is not None:
+        manifest.symbols_requested = meta.get("symbols")
+    interrupted = (bool(manifest.runs) and manifest.runs[-1].get("ended_ns") is None) or (previous is None and bool(meta))
+    now = time.time_ns()
+    if interrupted:
+        _note_interruption(store, name, manifest, now)
+        manifest.end_run(now, clean=False, recovered=True)
+    resume = interrupted and meta.get("state") == "recording"
+    if not (resume and will_resume):
+        manifest.bar_rows, manifest.bar_bytes = write_bars(store, name, rebuild_bars(store, name, manifest))
+    mf.save(store, manifest)
+    finish_local(directory)
+    if segments:
+        log.info("recovered %s: promoted %d write-ahead segment(s), %d rows", name, len(segments), rows)
+    return Recovered(name, resume, meta, len(segments), rows, torn, manifest)
+
+
+def _note_interruption(store: Store, name: str, manifest: mf.Manifest, now: int) -> None:
+    """A gap of kind "recorder" from the last recorded event to the recovery, kept in the gaps table."""
+    _, last = manifest.event_range()
+    started = manifest.runs[-1]["started_ns"] if manifest.runs else now
+    row = {
+        "symbol": "",
+        "kind": "recorder",
+        "from_sequence": 0,
+        "to_sequence": 0,
+        "ts_from": max(last or started, started),
+        "ts_to": now,
+        "reason": "the recorder stopped without finishing the session (crash or kill); events in this interval may be missing",
+        "source": "recorder",
+        "topic": "",
+        "missing": 0,
+    }
+    numbers = [mf.part_number(p.rsplit("/", 1)[-1]) or 0 for p in manifest.files]
+    rel = f"{GAPS}/{mf.part_name(max(numbers, default=0) + 1)}"
+    table = pa.Table.from_pylist([row], schema=WAL[GAPS]).cast(STORAGE[GAPS])
+    with store.parquet_writer(f"{name}/{rel}", STORAGE[GAPS]) as writer:
+        writer.write_table(table)
+    manifest.add_file(mf.FileEntry(rel, GAPS, 1, store.list_files(f"{name}/{GAPS}").get(rel.rsplit("/", 1)[-1], 0)))
+    manifest.add_gaps([row])

@@ -1,0 +1,53 @@
+"""Stand-ins for ingest and the recorder that remember the commands they were sent.
+
+They run the real service runtime (heartbeats, control channel); only their work is absent, so
+the dashboard's buttons can be checked end to end through a real bus.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from mesh.config import Config
+from mesh.service import Service, run_service, setup_logging
+
+
+class Remembering(Service):
+    def __init__(self, config: Config, name: str) -> None:
+        super().__init__(config)
+        self.name = name  # type: ignore[misc]
+        self.received: list[list[Any]] = []
+
+    def cmd_received(self) -> list[list[Any]]:
+        return self.received
+
+    def counters(self) -> dict[str, Any]:
+        return {"commands_seen": len(self.received)}
+
+
+class FakeIngest(Remembering):
+    def cmd_subscribe(self, params: list[str]) -> list[str]:
+        self.received.append(["subscribe", params])
+        return params
+
+    def cmd_unsubscribe(self, params: list[str]) -> list[str]:
+        self.received.append(["unsubscribe", params])
+        raise ValueError("not subscribed to that")
+
+
+class FakeRecorder(Remembering):
+    def cmd_start(self, name: str, symbols: str | None = None) -> dict[str, Any]:
+        self.received.append(["start", name, symbols])
+        return {"session": name}
+
+    def cmd_stop(self) -> dict[str, Any]:
+        self.received.append(["stop"])
+        raise RuntimeError("no session is recording")
+
+
+if __name__ == "__main__":
+    setup_logging()
+    kind = sys.argv[1]
+    service = (FakeIngest if kind == "ingest" else FakeRecorder)(Config.load(), kind)
+    sys.exit(run_service(service, kind))

@@ -1,0 +1,92 @@
+"""The dashboard's only link to the bus: one async reader and a non-blocking command sender.
+
+The reader runs as a Textual worker on the app's own event loop (zmq.asyncio, no thread). It
+drains whatever is queued before yielding, and writes into `MarketState` / `MeshState`, which keep
+only the latest value per symbol, so a firehose costs a decode and a dict update per batch and the
+screen redraws at its own pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from mesh import control
+from mesh.client import AsyncSubscriber
+from mesh.schema import Event, Heartbeat, JobUpdate, QuoteBatch, Stats, TradeBatch
+from mesh.wire import Message
+from tui.state import MarketState, MeshState
+
+PREFIXES = ["md.quote.", "md.trade.", "sys.", "job.", "bt."]
+DRAIN_LIMIT = 5000  # messages handled before yielding to the UI
+BATCH_SECONDS = 0.02  # at most 50 wake-ups a second; the screen redraws at 10
+
+
+class BusFeed:
+    """Reads the bus into the dashboard's state; sends commands without blocking the UI."""
+
+    def __init__(self, sub_endpoint: str, ctl_endpoint: str, market: MarketState, mesh: MeshState) -> None:
+        self.sub_endpoint = sub_endpoint
+        self.ctl_endpoint = ctl_endpoint
+        self.market = market
+        self.mesh = mesh
+        self.context = zmq.asyncio.Context.instance()
+        self.subscriber: AsyncSubscriber | None = None
+
+    async def run(self) -> None:
+        sub = self.subscriber = AsyncSubscriber(PREFIXES, self.sub_endpoint, context=self.context)
+        try:
+            while True:
+                self.handle(await sub.recv())
+                # Let a burst gather, then take it in one go with non-blocking reads: one wake-up
+                # per BATCH_SECONDS instead of one per message keeps a firehose cheap.
+                await asyncio.sleep(BATCH_SECONDS)
+                for _ in range(DRAIN_LIMIT):
+                    msg = sub.recv_nowait()
+                    if msg is None:
+                        break
+                    self.handle(msg)
+        finally:
+            sub.close()
+
+    def handle(self, msg: Message) -> None:
+        payload = msg.payload
+        kind = type(payload)
+        if kind is QuoteBatch:
+            self.market.apply_quotes(payload)
+        elif kind is TradeBatch:
+            self.market.apply_trades(payload)
+        elif kind is Heartbeat:
+            self.mesh.apply_heartbeat(payload)
+        elif kind is Stats:
+            self.mesh.apply_stats(payload)
+        elif kind is Event:
+            self.mesh.apply_event(payload)
+        elif kind is JobUpdate:
+            self.mesh.apply_job(payload)
+
+    @property
+    def malformed(self) -> int:
+        return self.subscriber.stats.malformed_total if self.subscriber else 0
+
+    async def call(self, service: str, cmd: str, args: dict[str, Any] | None = None, timeout: float = 2.0) -> control.Reply:
+        """Send one command through the bus; never raises for a dead mesh, returns a failed Reply."""
+        req = control.new_request(cmd, args)
+        sock = self.context.socket(zmq.DEALER)
+        sock.linger = 0
+        try:
+            sock.connect(self.ctl_endpoint)
+            await sock.send_multipart([control.REQ, service.encode(), control.encode(req)])
+            while True:
+                if not await sock.poll(int(timeout * 1000)):
+                    return control.Reply(id=req.id, ok=False, error=f"no answer from the bus at {self.ctl_endpoint}: is the mesh running?")
+                frames = await sock.recv_multipart()
+                if len(frames) == 2 and frames[0] == control.REP:
+                    reply = control.decode_reply(frames[1])
+                    if reply.id == req.id:
+                        return reply
+        finally:
+            sock.close()

@@ -1,0 +1,178 @@
+"""What the dashboard knows, kept apart from how it is drawn: latest quotes and trades per
+symbol, and every service's last heartbeat.
+
+The feed writes here at bus speed with C-level dict updates (no per-quote Python); the views read
+at most ten times a second. Conflation is therefore free: whatever arrived between two redraws,
+only the latest value per symbol is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mesh import health
+from mesh.schema import Event, Heartbeat, JobUpdate, QuoteBatch, Stats, TradeBatch
+
+SPARK_POINTS = 120  # one point a second: the last two minutes
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    """One line of the quotes board, derived at redraw time."""
+
+    symbol: str
+    bid: float | None
+    ask: float | None
+    bid_size: int | None
+    ask_size: int | None
+    last: float | None
+    change: float | None  # last trade minus the first trade seen this session
+    spread: float | None
+    volume: int
+    updated_ns: int  # event time of the latest quote or trade
+    direction: int  # +1 up, -1 down, 0 unchanged since the previous redraw
+
+
+SORT_KEYS: dict[str, Callable[[BoardRow], Any]] = {
+    "symbol": lambda r: r.symbol,
+    "change": lambda r: r.change if r.change is not None else float("-inf"),
+    "volume": lambda r: r.volume,
+    "spread": lambda r: r.spread if r.spread is not None else float("-inf"),
+    "updated": lambda r: r.updated_ns,
+}
+
+
+class MarketState:
+    """Latest values per symbol, written by the feed, read by the board."""
+
+    def __init__(self) -> None:
+        self.quotes: dict[str, tuple[float, float, int, int, int]] = {}  # bid, ask, bid size, ask size, ts
+        self.last: dict[str, tuple[float, int]] = {}  # price, ts
+        self.first_trade: dict[str, float] = {}
+        self.volume: dict[str, int] = {}
+        self.history: dict[str, deque[float]] = {}
+        self._previous_mid: dict[str, float] = {}
+        self._direction: dict[str, tuple[int, float]] = {}  # direction, until (monotonic)
+        self.hidden: set[str] = set()  # symbols removed from the board by the user
+        self.events = 0
+        self.version = 0  # bumps on every write, so a view can skip redraws when nothing changed
+
+    def apply_quotes(self, batch: QuoteBatch) -> None:
+        self.quotes.update(zip(batch.symbol, zip(batch.bid_price, batch.ask_price, batch.bid_size, batch.ask_size, batch.ts_event, strict=True), strict=True))
+        self.events += len(batch.symbol)
+        self.version += 1
+
+    def apply_trades(self, batch: TradeBatch) -> None:
+        self.last.update(zip(batch.symbol, zip(batch.price, batch.ts_event, strict=True), strict=True))
+        volume = self.volume
+        for symbol, size in zip(batch.symbol, batch.size, strict=True):
+            volume[symbol] = volume.get(symbol, 0) + size
+        self.events += len(batch.symbol)
+        self.version += 1
+
+    def symbols(self) -> list[str]:
+        return sorted((self.quotes.keys() | self.last.keys()) - self.hidden)
+
+    def mid(self, symbol: str) -> float | None:
+        quote = self.quotes.get(symbol)
+        return (quote[0] + quote[1]) / 2 if quote else None
+
+    def row(self, symbol: str, now: float | None = None) -> BoardRow:
+        quote = self.quotes.get(symbol)
+        trade = self.last.get(symbol)
+        last = trade[0] if trade else None
+        if last is not None:
+            self.first_trade.setdefault(symbol, last)
+        mid = self.mid(symbol)
+        now = time.monotonic() if now is None else now
+        direction, until = self._direction.get(symbol, (0, 0.0))
+        previous = self._previous_mid.get(symbol)
+        if mid is not None and previous is not None and mid != previous:
+            direction, until = (1 if mid > previous else -1), now + 0.6
+            self._direction[symbol] = (direction, until)
+        if mid is not None:
+            self._previous_mid[symbol] = mid
+        return BoardRow(
+            symbol=symbol,
+            bid=quote[0] if quote else None,
+            ask=quote[1] if quote else None,
+            bid_size=quote[2] if quote else None,
+            ask_size=quote[3] if quote else None,
+            last=last,
+            change=(last - self.first_trade[symbol]) if last is not None else None,
+            spread=(quote[1] - quote[0]) if quote else None,
+            volume=self.volume.get(symbol, 0),
+            updated_ns=max(quote[4] if quote else 0, trade[1] if trade else 0),
+            direction=direction if now < until else 0,
+        )
+
+    def sample_history(self) -> None:
+        """Once a second: append each symbol's mid (or last) to its sparkline history."""
+        for symbol in self.quotes.keys() | self.last.keys():
+            value = self.mid(symbol) or (self.last[symbol][0] if symbol in self.last else None)
+            if value is not None:
+                self.history.setdefault(symbol, deque(maxlen=SPARK_POINTS)).append(value)
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    heartbeat: Heartbeat
+    last_seen_ns: int
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def up(self, now_ns: int) -> bool:
+        return health.is_up(self.last_seen_ns, self.heartbeat.interval, now_ns)
+
+    @property
+    def counters(self) -> dict[str, Any]:
+        return self.heartbeat.counters
+
+
+class MeshState:
+    """Every service's latest heartbeat and stats, recent events, and running jobs."""
+
+    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+        self.clock = clock
+        self.services: dict[str, ServiceStatus] = {}
+        self.events: deque[Event] = deque(maxlen=200)
+        self.jobs: dict[str, JobUpdate] = {}
+        self.bus_messages = 0
+        self.listeners: list[Callable[[Event], None]] = []
+
+    def apply_heartbeat(self, beat: Heartbeat) -> None:
+        current = self.services.get(beat.service)
+        stats = current.stats if current else {}
+        self.services[beat.service] = ServiceStatus(beat.service, beat, self.clock(), stats)
+
+    def apply_stats(self, stats: Stats) -> None:
+        if stats.service in self.services:
+            self.services[stats.service].stats = stats.stats
+
+    def apply_event(self, event: Event) -> None:
+        self.events.append(event)
+        for listener in self.listeners:
+            listener(event)
+
+    def apply_job(self, job: JobUpdate) -> None:
+        self.jobs[job.job_id] = job
+
+    def is_up(self, name: str) -> bool:
+        status = self.services.get(name)
+        return status is not None and status.up(self.clock())
+
+    @property
+    def bus_up(self) -> bool:
+        return self.is_up("bus")
+
+    def counters(self, name: str) -> dict[str, Any]:
+        status = self.services.get(name)
+        return status.counters if status else {}
+
+    def ordered(self, preferred: Iterable[str] = ("bus", "sim", "ingest", "recorder", "kdb", "fetcher", "backtester")) -> list[ServiceStatus]:
+        order = {name: i for i, name in enumerate(preferred)}
+        return sorted(self.services.values(), key=lambda s: (order.get(s.name, 99), s.name))

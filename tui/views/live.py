@@ -1,0 +1,111 @@
+"""Live: the quotes board, a sparkline for the selected symbol, and adding or removing symbols."""
+
+from __future__ import annotations
+
+from textual import events, on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Input, Label, Sparkline
+
+from tui.widgets.quote_board import QuoteBoard
+
+
+def subscription_params(text: str) -> list[str]:
+    """`AMD, intc` -> quote and trade subscriptions for each symbol."""
+    symbols = [s.strip().upper() for s in text.replace(" ", ",").split(",") if s.strip()]
+    return [f"{kind}.{symbol}" for symbol in symbols for kind in ("Q", "T")]
+
+
+class LiveView(Vertical):
+    """The quotes board with its controls."""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="controls"):
+            yield Input(placeholder="filter (just type)", id="filter")
+            yield Input(placeholder="symbols, e.g. AMD,INTC", id="symbols")
+            yield Button("Add", id="subscribe", variant="success")
+            yield Button("Remove", id="unsubscribe", variant="error")
+        yield QuoteBoard(self.app.market, id="board")  # type: ignore[attr-defined]
+        yield Label("select a symbol to see its price over the last two minutes", id="spark-label")
+        yield Sparkline([], id="spark")
+
+    @property
+    def board(self) -> QuoteBoard:
+        return self.query_one(QuoteBoard)
+
+    def tick(self) -> None:
+        self.board.update_rows()
+
+    def sample(self) -> None:
+        self._show_spark(self.board.selected)
+
+    @on(Input.Changed, "#filter")
+    def _filter(self, event: Input.Changed) -> None:
+        self.board.filter_text = event.value
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.board.focus()
+
+    def on_key(self, event: events.Key) -> None:
+        # typing on the board filters it
+        if self.board.has_focus and event.character and (event.character.isalpha() or event.character in ".-:"):
+            filter_input = self.query_one("#filter", Input)
+            filter_input.value += event.character
+            filter_input.focus()
+            filter_input.cursor_position = len(filter_input.value)
+            event.stop()
+        elif self.board.has_focus and event.key == "backspace":
+            filter_input = self.query_one("#filter", Input)
+            filter_input.value = filter_input.value[:-1]
+            event.stop()
+
+    @on(QuoteBoard.Selected)
+    def _selected(self, event: QuoteBoard.Selected) -> None:
+        self._show_spark(event.symbol)
+
+    def _show_spark(self, symbol: str | None) -> None:
+        spark = self.query_one(Sparkline)
+        label = self.query_one("#spark-label", Label)
+        history = list(self.app.market.history.get(symbol, [])) if symbol else []  # type: ignore[attr-defined]
+        spark.data = history
+        if symbol and history:
+            label.update(f"{symbol}  mid {history[-1]:,.2f}   range {min(history):,.2f} – {max(history):,.2f} over {len(history)} s")
+        elif symbol:
+            label.update(f"{symbol}: collecting prices…")
+
+    @on(Button.Pressed, "#subscribe")
+    async def _subscribe(self) -> None:
+        await self._change_subscription("subscribe")
+
+    @on(Button.Pressed, "#unsubscribe")
+    async def _unsubscribe(self) -> None:
+        await self._change_subscription("unsubscribe")
+
+    @on(Input.Submitted, "#symbols")
+    async def _submit_symbols(self) -> None:
+        await self._change_subscription("subscribe")
+
+    async def _change_subscription(self, cmd: str) -> None:
+        field = self.query_one("#symbols", Input)
+        params = subscription_params(field.value)
+        if not params:
+            self.app.notify("Type one or more symbols first, e.g. AMD,INTC", severity="warning")
+            return
+        self.run_worker(self._send(cmd, params), group="commands")
+
+    async def _send(self, cmd: str, params: list[str]) -> None:
+        reply = await self.app.feed.call("ingest", cmd, {"params": params})  # type: ignore[attr-defined]
+        symbols = sorted({p.split(".", 1)[1] for p in params})
+        if reply.ok:
+            market = self.app.market  # type: ignore[attr-defined]
+            if cmd == "unsubscribe":
+                market.hidden.update(symbols)
+            else:
+                market.hidden.difference_update(symbols)
+            market.version += 1
+            verb = "Subscribed to" if cmd == "subscribe" else "Unsubscribed from"
+            self.app.notify(f"{verb} {', '.join(symbols)}")
+            self.query_one("#symbols", Input).value = ""
+        else:
+            self.app.notify(f"ingest {cmd}: {reply.error}", severity="error", timeout=8)
