@@ -149,6 +149,13 @@ def _wait_for(predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
     raise AssertionError("condition not met in time")
 
 
+def _answers(config: Config) -> bool:
+    try:
+        return control.call(config.bus_ctl, "bus", "ping", timeout=0.5) == "pong"  # type: ignore[no-any-return]
+    except control.ControlError:
+        return False
+
+
 def _services(config: Config) -> dict:  # type: ignore[type-arg]
     return control.call(config.bus_ctl, "bus", "services")  # type: ignore[no-any-return]
 
@@ -236,7 +243,7 @@ def test_bad_cli_arguments_get_a_clear_usage_error(mesh_environ: dict[str, str])
 def test_bus_subprocess_refuses_a_second_bus_and_exits_cleanly_on_sigterm(mesh_environ: dict[str, str]) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", "bus"], env=mesh_environ, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     config = Config.load(environ=mesh_environ)
-    _wait_for(lambda: control.call(config.bus_ctl, "bus", "ping", timeout=0.5) == "pong")
+    _wait_for(lambda: _answers(config), timeout=10)
     second = subprocess.run([sys.executable, "-m", "mesh.cli", "run", "bus"], env=mesh_environ, cwd=ROOT, capture_output=True, text=True, timeout=10)
     assert second.returncode == 2
     assert "cannot bind MESH_BUS_PUB" in second.stderr and "already in use" in second.stderr and "Traceback" not in second.stderr

@@ -23,7 +23,7 @@ def fixed_app(tmp_path: Path) -> MassiveTui:
     config = Config.load(environ={"MESH_DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path)
     session = tmp_path / "data/recordings/open-bell"
     session.mkdir(parents=True)
-    (session / "manifest.json").write_text(json.dumps({"name": "open-bell", "symbols": ["AAPL", "MSFT"], "rows": {"quotes": 120000, "trades": 45000}, "first_event": "2025-11-21T14:30:00Z", "last_event": "2025-11-21T15:30:00Z", "gaps": [], "clean": True}))
+    (session / "manifest.json").write_text(json.dumps({"name": "open-bell", "state": "stopped", "symbols": ["AAPL", "MSFT"], "rows": {"quotes": 120000, "trades": 45000}, "first_event": "2025-11-21T14:30:00Z", "last_event": "2025-11-21T15:30:00Z", "gaps": [], "gaps_total": 0, "clean": True, "bytes": 2400000, "runs": [{}]}))
     app = make_app(config, connect=False, clock=lambda: NOW, show_clock=False, sample_history=False)
     rows = [Quote(symbol=s, bid_price=p, bid_size=300, ask_price=p + 0.02, ask_size=500, bid_exchange=11, ask_exchange=12, ts_event=NOW - i * 1_000_000, ts_recv=NOW) for i, (s, p) in enumerate(SYMBOLS.items())]
     app.market.apply_quotes(QuoteBatch.from_rows(rows))
@@ -35,7 +35,7 @@ def fixed_app(tmp_path: Path) -> MassiveTui:
         beat("bus", msgs_per_s=2150.0, bytes_per_s=1.2e6, services_up=4),
         beat("sim", connections=1, events_per_s=2000.0),
         beat("ingest", connection="streaming", events_per_s=1987.0, reconnects=1, last_event_age_s=0.2, gaps=0, malformed=0, server_status="success: subscribed to: A.*"),
-        beat("recorder", session="open-bell", rows=165000, events_per_s=1900.0),
+        beat("recorder", session="open-bell", recording="recording", rows=165000, events_per_s=1900.0),
         beat("kdb", state="disabled", message="KDB_TICKERPLANT is not set"),
     ]:
         mesh.apply_heartbeat(heartbeat)

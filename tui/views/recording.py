@@ -11,7 +11,35 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Static
 
-STAT_ORDER = ("session", "state", "duration_s", "events_per_s", "rows", "bytes", "files", "wal_depth", "gaps", "frames_lost", "error")
+
+def _sum(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(_sum(v) for v in value.values())
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """The recorder's `sys.stats.recorder` (or heartbeat counters) as one readable line."""
+    rows = stats.get("rows", 0)
+    per_table = "  (" + ", ".join(f"{k} {v:,}" for k, v in rows.items()) + ")" if isinstance(rows, dict) and rows else ""
+    wal = stats.get("wal_depth", {})
+    gaps = stats.get("gaps", 0)
+    parts = [
+        f"session: {stats.get('session') or '-'} ({stats.get('state', stats.get('recording', 'idle'))})",
+        f"duration: {stats.get('duration_s', 0):,.0f} s",
+        f"events/s: {stats.get('events_per_s', 0):,.0f}",
+        f"rows: {_sum(rows):,}{per_table}",
+        f"written: {stats.get('bytes_written', 0) / 1e6:,.1f} MB in {stats.get('files', 0)} files",
+        f"WAL: {wal.get('segments', 0)} segments, {wal.get('at_risk_ms', 0):.0f} ms at risk" if isinstance(wal, dict) else "",
+        f"gaps: {gaps.get('recorded', 0) if isinstance(gaps, dict) else gaps}",
+        f"frames lost: {_sum(stats.get('dropped', 0))}",
+    ]
+    if stats.get("error"):
+        parts.append(f"ERROR: {stats['error']}")
+    return "   ".join(p for p in parts if p)
+
+
+MANIFEST_SUMMARY = ("name", "location", "state", "clean", "error", "symbols", "first_event", "last_event", "rows", "bytes", "gaps_total", "missing_total", "updated")
 
 
 def read_sessions(recordings: Path) -> list[dict[str, Any]]:
@@ -33,11 +61,6 @@ def read_sessions(recordings: Path) -> list[dict[str, Any]]:
     return sorted(sessions, key=lambda d: d["_mtime"], reverse=True)
 
 
-def _rows_total(manifest: dict[str, Any]) -> int:
-    rows = manifest.get("rows", {})
-    return sum(v for v in rows.values() if isinstance(v, int)) if isinstance(rows, dict) else int(rows or 0)
-
-
 class RecordingView(Vertical):
     """Controls for the recorder and what it has written."""
 
@@ -52,7 +75,7 @@ class RecordingView(Vertical):
         yield Static("", id="manifest")
 
     def on_mount(self) -> None:
-        self.query_one("#sessions", DataTable).add_columns("Session", "Symbols", "Rows", "First event", "Last event", "Gaps", "Ended")
+        self.query_one("#sessions", DataTable).add_columns("Session", "State", "Symbols", "Rows", "First event", "Last event", "Gaps", "Ended cleanly")
         self.refresh_sessions()
         self.set_interval(2.0, self.refresh_sessions)
 
@@ -63,11 +86,8 @@ class RecordingView(Vertical):
         if status is None:
             stats_widget.update("The recorder is not running (start the mesh, or `massive run recorder`).")
             return
-        stats = {**status.counters, **status.stats}
-        shown = [f"{key}: {stats[key]}" for key in STAT_ORDER if key in stats]
-        extra = [f"{k}: {v}" for k, v in stats.items() if k not in STAT_ORDER and k not in ("uptime_s", "commands", "command_errors")][:8]
         up = "up" if status.up(mesh.clock()) else "DOWN"
-        stats_widget.update(f"recorder {up}   " + "   ".join(shown + extra))
+        stats_widget.update(f"recorder {up}   " + format_stats(status.stats or status.counters))
 
     @work(thread=True, exclusive=True, group="sessions")
     def refresh_sessions(self) -> None:
@@ -80,15 +100,16 @@ class RecordingView(Vertical):
         table.clear()
         for s in sessions:
             symbols = s.get("symbols") or []
-            gaps = s.get("gaps") or []
+            gaps = s.get("gaps_total", len(s.get("gaps") or []))
             table.add_row(
                 s["name"],
+                str(s.get("state", "?")),
                 ",".join(symbols[:4]) + ("…" if len(symbols) > 4 else "") if isinstance(symbols, list) else str(symbols),
-                f"{_rows_total(s):,}",
-                str(s.get("first_event", s.get("first_event_time", "")))[:26],
-                str(s.get("last_event", s.get("last_event_time", "")))[:26],
-                str(len(gaps) if isinstance(gaps, list) else gaps),
-                "yes" if s.get("clean", s.get("ended_cleanly")) else s.get("error", "no"),
+                f"{_sum(s.get('rows', 0)):,}",
+                str(s.get("first_event") or "")[:23],
+                str(s.get("last_event") or "")[:23],
+                str(gaps),
+                "yes" if s.get("clean") else ("no: " + str(s["error"]) if s.get("error") else "no"),
                 key=s["name"],
             )
 
@@ -97,7 +118,8 @@ class RecordingView(Vertical):
         name = event.row_key.value if event.row_key else None
         manifest = getattr(self, "_sessions", {}).get(name)
         if manifest:
-            shown = {k: v for k, v in manifest.items() if not k.startswith("_")}
+            shown = {k: v for k, v in manifest.items() if k in MANIFEST_SUMMARY}
+            shown["runs"] = len(manifest.get("runs", []))
             self.query_one("#manifest", Static).update(json.dumps(shown, indent=1, default=str)[:2000])
 
     @on(Button.Pressed, "#record-start")
