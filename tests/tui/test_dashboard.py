@@ -144,3 +144,23 @@ async def test_without_a_mesh_it_says_so_and_offers_to_start_one(mesh_config: Co
         await wait_until(pilot, lambda: banner.display, timeout=6)
         assert mesh_config.bus_sub in str(app.query_one("#no-mesh-text").render())
         assert app.query_one("#start-mesh", Button).label.plain.startswith("Start one here")
+
+
+async def test_mesh_option_starts_the_procfile_services_and_stops_them_on_exit(mesh_config: Config, mesh_environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in mesh_environ.items():
+        monkeypatch.setenv(key, value)
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("bus: massive run bus\n")
+    app = make_app(mesh_config, start_mesh=True, procfile=procfile)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.mesh.bus_up, timeout=15)
+        await pilot.press("4")
+        log_lines = "\n".join(str(line) for line in app.query_one("#log").lines)
+        assert "started: massive run bus" in log_lines
+        assert app.children_procs is not None and app.children_procs.running
+        pid = app.children_procs.procs["bus"].pid
+    assert not app.children_procs.running
+    with pytest.raises(ProcessLookupError):
+        import os
+
+        os.kill(pid, 0)
