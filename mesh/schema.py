@@ -6,7 +6,8 @@ subscriber hands the columns straight to Arrow or kdb+ without touching each eve
 row records (`Quote`, `Trade`, `Bar`) are what a user iterates over (`batch.rows()`).
 
 Units, everywhere: times are int64 nanoseconds since the Unix epoch, UTC; prices are floats in the
-instrument's currency (USD); sizes and volumes are shares as Massive reports them.
+instrument's currency (USD); sizes and volumes are shares (ingest converts the WebSocket's round
+lots).
 
 Evolution rules (msgspec's, adopted word for word): any new field must have a default and is
 appended at the end; fields are never reordered; a change of meaning bumps `PROTOCOL_VERSION`.
@@ -39,7 +40,7 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     symbol: str
     bid_price: float
-    bid_size: int  # shares (as Massive reports them)
+    bid_size: int  # shares
     ask_price: float
     ask_size: int
     bid_exchange: int  # Massive exchange id

@@ -20,16 +20,19 @@ from msgspec.structs import astuple
 from mesh.schema import BarBatch, QuoteBatch, TradeBatch
 
 MS_TO_NS = 1_000_000
+# Massive's WebSocket spec gives quote sizes in round lots ("a bid size of 2 means 200 shares");
+# REST and flat files give shares. Ingest converts, so every dataset speaks shares.
+SHARES_PER_LOT = 100
 
 
 class WsQuote(msgspec.Struct, tag_field="ev", tag="Q", gc=False):
     sym: str  # ticker
     bx: int  # bid exchange id
     bp: float  # bid price
-    bs: int  # bid size
+    bs: int  # bid size, round lots
     ax: int  # ask exchange id
     ap: float  # ask price
-    as_: int = msgspec.field(name="as")  # ask size
+    as_: int = msgspec.field(name="as")  # ask size, round lots
     t: int = 0  # SIP timestamp, Unix ms
     c: int = 0  # condition
     q: int = 0  # sequence number
@@ -166,7 +169,8 @@ def normalise(events: list[WsEvent], ts_recv: int) -> Normalised:
 def _quote_batch(columns: list[tuple], ts_recv: int) -> QuoteBatch:  # type: ignore[type-arg]
     sym, bx, bp, bs, ax, ap, as_, t, c, q, z = columns  # WsQuote's field order
     return QuoteBatch(
-        symbol=sym, bid_price=bp, bid_size=bs, ask_price=ap, ask_size=as_, bid_exchange=bx, ask_exchange=ax,  # type: ignore[arg-type]
+        symbol=sym, bid_price=bp, bid_size=[lots * SHARES_PER_LOT for lots in bs], ask_price=ap,  # type: ignore[arg-type]
+        ask_size=[lots * SHARES_PER_LOT for lots in as_], bid_exchange=bx, ask_exchange=ax,  # type: ignore[arg-type]
         condition=c, tape=z, sequence=q, ts_event=[ms * MS_TO_NS for ms in t], ts_recv=[ts_recv] * len(sym),  # type: ignore[arg-type]
     )
 

@@ -21,7 +21,8 @@ def test_a_quote_is_mapped_field_by_field() -> None:
     out = normalise(decode_frame(frame(QUOTE), DecodeErrors()), ts_recv=42)
     assert out.quotes is not None
     (quote,) = out.quotes.rows()
-    assert (quote.symbol, quote.bid_price, quote.bid_size, quote.ask_price, quote.ask_size) == ("MSFT", 114.125, 100, 114.128, 160)
+    # sizes arrive in round lots and leave in shares, like REST and flat files
+    assert (quote.symbol, quote.bid_price, quote.bid_size, quote.ask_price, quote.ask_size) == ("MSFT", 114.125, 10_000, 114.128, 16_000)
     assert (quote.bid_exchange, quote.ask_exchange, quote.condition, quote.tape, quote.sequence) == (4, 7, 0, 3, 50385480)
     assert quote.ts_event == 1536036818784 * 1_000_000 and quote.ts_recv == 42
 

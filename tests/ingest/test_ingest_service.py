@@ -85,7 +85,7 @@ def test_events_reach_the_bus_with_the_values_massive_sent(bus: Bus, mesh_config
         trades = collect(sub, "md.trade.stocks", 1)
         assert quotes and trades
         (quote,) = quotes[0].payload.rows()
-        assert (quote.symbol, quote.bid_price, quote.ask_size, quote.ts_event) == ("MSFT", 114.125, 160, 1536036818784_000_000)
+        assert (quote.symbol, quote.bid_price, quote.ask_size, quote.ts_event) == ("MSFT", 114.125, 16_000, 1536036818784_000_000)
         assert quote.ts_recv > 1536036818784_000_000
         (trade,) = trades[0].payload.rows()
         assert (trade.price, trade.size, trade.trade_id) == (114.125, 100, "12345")
