@@ -24,6 +24,7 @@ log = logging.getLogger("massive")
 # service name -> module with `main(config, argv) -> int`; the Procfile runs `massive run NAME`
 SERVICES: dict[str, str] = {
     "bus": "mesh.bus",
+    "sim": "mesh.sim",
     "kdb": "mesh.kdb.service",
     "recorder": "mesh.recorder.service",
     "ingest": "mesh.ingest.service",

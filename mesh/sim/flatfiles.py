@@ -1,0 +1,278 @@
+"""Flat files over S3: Massive's `flatfiles` bucket, served by moto behind a credential check.
+
+Day files (`us_stocks_sip/{trades_v1,quotes_v1,minute_aggs_v1,day_aggs_v1}/YYYY/MM/DATE.csv.gz`)
+are built lazily from `history`: on the first GET/HEAD of a key, or on the first listing of a
+prefix that holds it, the gateway writes the gzipped CSV into moto, which then answers like S3
+(ListObjectsV2, ranges, ETags, 404 NoSuchKey for a missing day). Requests must be SigV4-signed
+with the sim's key pair, else 403; the files are read-only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import itertools
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.test import EnvironBuilder
+
+from mesh.sim import history, market, sigv4
+
+log = logging.getLogger(__name__)
+
+BUCKET = "flatfiles"
+PREFIX = "us_stocks_sip"
+DATASETS = ("trades_v1", "quotes_v1", "minute_aggs_v1", "day_aggs_v1")
+HEADERS = {
+    "trades_v1": "ticker,conditions,correction,exchange,id,participant_timestamp,price,sequence_number,sip_timestamp,size,tape,trf_id,trf_timestamp",
+    "quotes_v1": "ticker,ask_exchange,ask_price,ask_size,bid_exchange,bid_price,bid_size,conditions,indicators,participant_timestamp,sequence_number,sip_timestamp,tape,trf_timestamp",
+    "minute_aggs_v1": "ticker,volume,open,close,high,low,window_start,transactions",
+    "day_aggs_v1": "ticker,volume,open,close,high,low,window_start,transactions",
+}
+_KEY = re.compile(rf"^{PREFIX}/({'|'.join(DATASETS)})/(\d{{4}})/(\d{{2}})/(\d{{4}}-\d{{2}}-\d{{2}})\.csv\.gz$")
+# trade condition flags -> CSV field: several codes are one quoted field, as in Massive's files
+_CONDITION_FIELDS = ["", "12", "14", '"12,14"', "37", '"12,37"', '"14,37"', '"12,14,37"']
+
+
+def key_for(dataset: str, day: dt.date) -> str:
+    return f"{PREFIX}/{dataset}/{day:%Y}/{day:%m}/{day.isoformat()}.csv.gz"
+
+
+def parse_key(key: str) -> tuple[str, dt.date] | None:
+    m = _KEY.match(key)
+    if not m:
+        return None
+    try:
+        day = dt.date.fromisoformat(m.group(4))
+    except ValueError:
+        return None
+    if (f"{day:%Y}", f"{day:%m}") != (m.group(2), m.group(3)):
+        return None
+    return m.group(1), day
+
+
+class FlatFiles:
+    """Which day files exist, and their gzipped CSV bytes."""
+
+    def __init__(self, seed: int, symbols: Iterable[str], window: Callable[[], market.HistoryWindow]) -> None:
+        self.seed = seed
+        self.symbols = sorted(symbols)
+        self.window = window
+
+    def keys(self) -> list[str]:
+        w = self.window()
+        out = [key_for("day_aggs_v1", d) for d in w.day_bars]
+        out += [key_for(ds, d) for ds in ("trades_v1", "quotes_v1", "minute_aggs_v1") for d in w.intraday]
+        return sorted(out)
+
+    def exists(self, key: str) -> bool:
+        parsed = parse_key(key)
+        if parsed is None:
+            return False
+        dataset, day = parsed
+        w = self.window()
+        return day in (w.day_bars if dataset == "day_aggs_v1" else w.intraday)
+
+    def build(self, key: str) -> bytes:
+        parsed = parse_key(key)
+        assert parsed is not None
+        dataset, day = parsed
+        lines = getattr(self, f"_{dataset}")(day)
+        text = HEADERS[dataset] + "\n" + ("\n".join(lines) + "\n" if len(lines) else "")
+        return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+
+    def _trades_v1(self, day: dt.date) -> list[str]:
+        parts = [(s, history.day_trades(self.seed, s, day)) for s in self.symbols]
+        parts = [(s, t) for s, t in parts if len(t)]
+        if not parts:
+            return []
+        col = _Columns(parts)
+        cond = pa.array(_CONDITION_FIELDS).take(pa.array(col.cat("flags").astype(np.int64)))
+        return _join(
+            col.ticker(), cond, "0", col.num("exchange"), col.num("trade_id"), col.num("participant_ns"), col.num("price"),
+            col.num("sequence"), col.num("sip_ns"), col.num("size"), col.tape(), col.num("trf_id"), col.num("trf_ns"),
+        )  # fmt: skip
+
+    def _quotes_v1(self, day: dt.date) -> list[str]:
+        parts = [(s, history.day_quotes(self.seed, s, day)) for s in self.symbols]
+        parts = [(s, q) for s, q in parts if len(q)]
+        if not parts:
+            return []
+        col = _Columns(parts)
+        return _join(
+            col.ticker(), col.num("ask_exchange"), col.num("ask_price"), col.num("ask_size"), col.num("bid_exchange"),
+            col.num("bid_price"), col.num("bid_size"), "", "", col.num("participant_ns"), col.num("sequence"),
+            col.num("sip_ns"), col.tape(), "0",
+        )  # fmt: skip
+
+    def _minute_aggs_v1(self, day: dt.date) -> list[str]:
+        return self._bars(day, history.minute_bars)
+
+    def _day_aggs_v1(self, day: dt.date) -> list[str]:
+        return self._bars(day, history.day_bar)
+
+    def _bars(self, day: dt.date, load: Callable[[int, str, dt.date], history.Bars]) -> list[str]:
+        parts = [(s, load(self.seed, s, day)) for s in self.symbols]
+        parts = [(s, b) for s, b in parts if len(b)]
+        if not parts:
+            return []
+        col = _Columns(parts)
+        window_start = pa.array(col.cat("t") * 1_000_000)
+        return _join(col.ticker(), col.num("v"), col.num("o"), col.num("c"), col.num("h"), col.num("low"), pc.cast(window_start, pa.string()), col.num("n"))
+
+
+class _Columns:
+    """Per-symbol arrays stacked into day-file columns (sorted by ticker, then time)."""
+
+    def __init__(self, parts: list[tuple[str, Any]]) -> None:
+        self.parts = parts
+        self.lengths = [len(p) for _, p in parts]
+
+    def cat(self, field: str) -> np.ndarray:
+        return np.concatenate([getattr(p, field) for _, p in self.parts])
+
+    def num(self, field: str) -> pa.Array:
+        return pc.cast(pa.array(self.cat(field)), pa.string())
+
+    def ticker(self) -> pa.Array:
+        return pa.array(list(itertools.chain.from_iterable(itertools.repeat(s, n) for (s, _), n in zip(self.parts, self.lengths, strict=True))))
+
+    def tape(self) -> pa.Array:
+        return pa.array(np.repeat([p.tape for _, p in self.parts], self.lengths)).cast(pa.string())
+
+
+def _join(*columns: pa.Array | str) -> list[str]:
+    return pc.binary_join_element_wise(*columns, ",").to_pylist()
+
+
+# --- the S3 endpoint -----------------------------------------------------------------------------
+
+_account_ids = itertools.count(100000000001)
+_owners: dict[str, S3Gateway] = {}
+_owners_lock = threading.Lock()
+# moto wants a signed-looking request to treat a write as the owner's; it does not check it
+_INTERNAL_AUTH = "AWS4-HMAC-SHA256 Credential=sim/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0"
+
+
+class S3Gateway:
+    """WSGI middleware in front of moto's S3 app: checks SigV4, refuses writes, makes files on demand."""
+
+    def __init__(self, files: FlatFiles, access_key: str, secret_key: str, bucket: str = BUCKET) -> None:
+        from moto.moto_server.werkzeug_app import create_backend_app
+
+        self.files = files
+        self.access_key = access_key
+        self._secret = secret_key
+        self.bucket = bucket
+        self.account_id = str(next(_account_ids))  # moto state of this sim only
+        self.moto = create_backend_app("s3")
+        self.requests = 0
+        self.denied = 0
+        self.files_built = 0
+        self._made: set[str] = set()
+        self._lock = threading.Lock()
+        self._own_bucket()
+
+    def _own_bucket(self) -> None:
+        """Bucket names are global in S3 (and moto): the newest sim in a process takes it over."""
+        with _owners_lock:
+            previous = _owners.get(self.bucket)
+            if previous is self:
+                return
+            if previous is not None:
+                previous._release()
+            self._made.clear()
+            self._internal("PUT", f"/{self.bucket}")
+            _owners[self.bucket] = self
+
+    def _release(self) -> None:
+        for key in sorted(self._made):
+            self._internal("DELETE", f"/{self.bucket}/{key}")
+        self._made.clear()
+        self._internal("DELETE", f"/{self.bucket}")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        self.requests += 1
+        query = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        try:
+            signed = sigv4.parse(environ, query)
+            if signed.access_key != self.access_key:
+                raise sigv4.SignatureError("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+            sigv4.verify(environ, signed, self._secret)
+            if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+                raise sigv4.SignatureError("AccessDenied", "Access Denied: flat files are read-only.")
+        except sigv4.SignatureError as exc:
+            self.denied += 1
+            return _s3_error(environ, start_response, exc.code, str(exc))
+        bucket, _, key = environ.get("PATH_INFO", "/").lstrip("/").partition("/")
+        if _owners.get(self.bucket) is not self:
+            self._own_bucket()
+        if bucket == self.bucket:
+            if key:
+                self._ensure([key])
+            else:
+                prefix = dict(query).get("prefix", "")
+                self._ensure([k for k in self.files.keys() if k.startswith(prefix)])
+        environ["HTTP_X_MOTO_ACCOUNT_ID"] = self.account_id
+        return self.moto(environ, start_response)
+
+    def _ensure(self, keys: list[str]) -> None:
+        for key in keys:
+            if key in self._made or not self.files.exists(key):
+                continue
+            with self._lock:
+                if key in self._made:
+                    continue
+                body = self.files.build(key)
+                self._internal("PUT", f"/{self.bucket}/{key}", body)
+                self._made.add(key)
+                self.files_built += 1
+
+    def _internal(self, method: str, path: str, body: bytes = b"") -> None:
+        environ = EnvironBuilder(path=path, method=method, data=body, headers={"Host": "127.0.0.1", "x-moto-account-id": self.account_id, "Authorization": _INTERNAL_AUTH}).get_environ()
+        status: list[str] = []
+        out = b"".join(self.moto(environ, lambda s, h, e=None: status.append(s)))
+        if not status or status[0][:3] not in ("200", "204"):
+            raise RuntimeError(f"moto refused {method} {path}: {status} {out[:200]!r}")
+
+
+def _s3_error(environ: dict[str, Any], start_response: Callable[..., Any], code: str, message: str) -> list[bytes]:
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{uuid.uuid4().hex[:16]}</RequestId></Error>'
+    ).encode()
+    start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+    return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+
+class S3Server:
+    """The gateway on a werkzeug threaded server in a background thread."""
+
+    def __init__(self, gateway: S3Gateway, host: str = "127.0.0.1", port: int = 0) -> None:
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+        class Quiet(MotoRequestHandler):
+            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+                pass  # request lines of presigned URLs carry credentials
+
+        self.gateway = gateway
+        self.server: BaseWSGIServer = make_server(host, port, gateway, threaded=True, request_handler=Quiet)
+        self.port = self.server.server_port
+        self._thread = threading.Thread(target=self.server.serve_forever, name="sim-s3", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,58 @@
+"""`massive run sim` as a mesh service: idle with a real key, commands and counters in sim mode."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+import websockets
+
+from mesh.config import Config
+from mesh.sim.service import SimService, build_parser
+
+
+class FakeRuntime:
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+
+
+async def test_with_a_real_key_the_sim_is_idle_until_stopped(tmp_path: Path) -> None:
+    config = Config.load({"MASSIVE_API_KEY": "real-key"}, cwd=tmp_path)
+    service = SimService(config, build_parser().parse_args([]))
+    runtime = FakeRuntime()
+    task = asyncio.create_task(service.run(runtime))  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    assert not task.done() and service.state == "disabled" and "idle" in service.message
+    runtime.stopping.set()
+    await asyncio.wait_for(task, 2)
+
+
+async def test_sim_mode_serves_prints_urls_and_answers_disconnect(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = Config.load({}, cwd=tmp_path)
+    args = build_parser().parse_args(["--ws-port", "0", "--rest-port", "0", "--s3-port", "0", "--rate", "500", "--symbols", "AAPL,MSFT"])
+    service = SimService(config, args)
+    runtime = FakeRuntime()
+    task = asyncio.create_task(service.run(runtime))  # type: ignore[arg-type]
+    while service.sim is None or service.sim.rest is None or service.sim.s3 is None:
+        await asyncio.sleep(0.05)
+    urls = service.cmd_urls()
+    out = capsys.readouterr().out
+    assert urls["websocket"] in out and urls["rest"] in out and urls["s3"] in out
+    async with websockets.connect(urls["websocket"]) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"action": "auth", "params": "sim-demo-key"}))
+        await ws.recv()
+        await ws.send(json.dumps({"action": "subscribe", "params": "Q.*"}))
+        await asyncio.sleep(0.3)
+        assert service.cmd_disconnect() == {"disconnected": 1}
+        counters = service.counters()
+        assert counters["connections"] == 1 and counters["events_sent"] > 0 and counters["force_disconnect"] == 1
+        statuses = []
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for frame in ws:
+                statuses += [m["status"] for m in json.loads(frame) if m["ev"] == "status"]
+        assert statuses[-1] == "force_disconnect" and ws.close_code == 1008
+    runtime.stopping.set()
+    await asyncio.wait_for(task, 10)
