@@ -17,7 +17,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.widgets import Button, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import Button, Footer, Header, Input, Static, TabbedContent, TabPane
 
 from mesh.config import Config, ConfigError
 from mesh.schema import Event
@@ -46,7 +46,8 @@ VIEWS: list[tuple[str, str, type]] = [
 class MassiveTui(App[None]):
     """The dashboard."""
 
-    CSS_PATH = "app.tcss"
+    # app.tcss for the frame, plus tui/views/<view>.tcss for any view that has its own styles
+    CSS_PATH = ["app.tcss", *sorted(str(p.relative_to(Path(__file__).parent)) for p in (Path(__file__).parent / "views").glob("*.tcss"))]
     TITLE = "massive-mesh"
     COMMANDS = App.COMMANDS | {MeshCommands}
     BINDINGS = [
@@ -97,6 +98,7 @@ class MassiveTui(App[None]):
         self.set_interval(1.0, self.sample)
         if self.start_mesh_on_mount:
             self.call_after_refresh(self.action_start_mesh)
+        self.call_after_refresh(self._focus_view, "live")
 
     @work(exclusive=True, group="feed")
     async def run_feed(self) -> None:
@@ -139,10 +141,28 @@ class MassiveTui(App[None]):
 
     # --- actions ---------------------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Single-key view switches and help must not steal keys a text field is typing."""
+        if action in ("show_view", "help") and isinstance(self.focused, Input):
+            return False
+        return True
+
     def action_show_view(self, view_id: str) -> None:
         self.query_one(TabbedContent).active = view_id
-        if view_id == "live":
-            self.query_one(LiveView).board.focus()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.call_after_refresh(self._focus_view, event.pane.id or "")
+
+    def _focus_view(self, view_id: str) -> None:
+        """Focus the view's main widget (never a text field, so number keys keep switching views).
+
+        Only while that view is still the active one: focusing a widget in a hidden pane would
+        switch the tabs back to it.
+        """
+        view = self.views.get(view_id)
+        if view is None or self.query_one(TabbedContent).active != view_id:
+            return
+        self.query_one(getattr(view, "MAIN_WIDGET", f"#{view_id}-view")).focus()
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
@@ -151,10 +171,9 @@ class MassiveTui(App[None]):
         self.push_screen(HelpScreen())
 
     def action_clear_filter(self) -> None:
-        from textual.widgets import Input
-
-        self.query_one("#filter", Input).value = ""
-        self.query_one(LiveView).board.focus()
+        if self.query_one(TabbedContent).active == "live":
+            self.query_one("#filter", Input).value = ""
+            self.call_after_refresh(self._focus_view, "live")
 
     def action_stop_recording(self) -> None:
         self.query_one(RecordingView).run_worker(self.query_one(RecordingView)._send("stop", {}), group="commands")

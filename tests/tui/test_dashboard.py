@@ -99,6 +99,7 @@ async def test_recording_buttons_send_start_and_stop_and_show_errors(services: d
     app = make_app(mesh_config)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
+        await pilot.pause(0.3)  # let the view switch settle before clicking into it
         await pilot.click("#record-start")
         await wait_until(pilot, lambda: any("Give the session a name" in t for t in toasts(app)))
         app.query_one("#session-name", Input).value = "morning"
@@ -122,6 +123,7 @@ async def test_a_stopped_service_is_shown_as_down(services: dict, mesh_config: C
     app = make_app(mesh_config)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.press("3")
+        await pilot.pause(0.3)
         table = app.query_one("#services", DataTable)
 
         def status_of(name: str) -> str:

@@ -19,6 +19,8 @@ def subscription_params(text: str) -> list[str]:
 class LiveView(Vertical):
     """The quotes board with its controls."""
 
+    MAIN_WIDGET = "#board"  # focused when the view is shown
+
     def compose(self) -> ComposeResult:
         with Horizontal(classes="controls"):
             yield Input(placeholder="filter (just type)", id="filter")

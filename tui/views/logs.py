@@ -15,6 +15,8 @@ LEVEL_STYLES = {"error": "bold red", "warning": "yellow", "info": "dim"}
 class LogView(Vertical):
     """Child-process output (with `--mesh`) and `sys.event.*` notices."""
 
+    MAIN_WIDGET = "#log"  # focused when the view is shown
+
     def compose(self) -> ComposeResult:
         yield RichLog(id="log", max_lines=5000, wrap=False, markup=False, highlight=False)
 

@@ -32,6 +32,8 @@ def _detail(counters: dict[str, Any]) -> str:
 class MeshView(Vertical):
     """Services, the bus rate, ingest lag, reconnects and the server's last word."""
 
+    MAIN_WIDGET = "#services"  # focused when the view is shown
+
     def compose(self) -> ComposeResult:
         yield Static(id="mesh-summary")
         yield DataTable(id="services", cursor_type="row", zebra_stripes=True)

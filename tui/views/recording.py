@@ -64,6 +64,8 @@ def read_sessions(recordings: Path) -> list[dict[str, Any]]:
 class RecordingView(Vertical):
     """Controls for the recorder and what it has written."""
 
+    MAIN_WIDGET = "#sessions"  # focused when the view is shown
+
     def compose(self) -> ComposeResult:
         with Horizontal(classes="controls"):
             yield Input(placeholder="session name, e.g. open-2026-11-22", id="session-name")
