@@ -28,6 +28,8 @@ SERVICES: dict[str, str] = {
     "kdb": "mesh.kdb.service",
     "recorder": "mesh.recorder.service",
     "ingest": "mesh.ingest.service",
+    "fetcher": "mesh.fetcher.service",
+    "backtester": "mesh.backtest.service",
 }
 
 
@@ -184,6 +186,14 @@ EXTRA_COMMANDS.append(_register_record)
 from mesh.kdb.cli import register as _register_kdb  # noqa: E402
 
 EXTRA_COMMANDS.append(_register_kdb)
+
+from mesh.backtest.cli import register as _register_backtest  # noqa: E402
+
+EXTRA_COMMANDS.append(_register_backtest)
+
+from mesh.fetcher.cli import register as _register_fetch  # noqa: E402
+
+EXTRA_COMMANDS.append(_register_fetch)
 
 
 def _positive_int(text: str) -> int:

@@ -1,0 +1,137 @@
+"""Gap backfill: the trades and quotes ingest reported missing, fetched from REST within the quota.
+
+Ingest publishes `Gap` records (md.gap.stocks) and the recorder stores them with a session.
+Each gap names a symbol, a kind (quote or trade) and the SIP times of the last event before and
+the first event after the hole; v3 trades/quotes with `timestamp.gte/lte` over that span return
+what was missed (plus the two known edge events, which are dropped). Overlapping gaps of the same
+symbol and kind are merged into one request. Before anything is sent, the number of calls needed
+(at least one per merged gap) is checked against what is left today; if it does not fit, nothing
+is fetched and the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mesh.fetcher import datasets
+from mesh.fetcher.errors import QuotaExceeded
+from mesh.fetcher.ledger import QuotaLedger
+from mesh.fetcher.rest import RestClient
+from mesh.recorder.columns import QUOTES, STORAGE, TRADES
+
+KINDS = {"trade": TRADES, "quote": QUOTES}
+
+
+def _field(gap: Any, name: str) -> Any:
+    return gap[name] if isinstance(gap, dict) else getattr(gap, name)
+
+
+def _ns(value: Any) -> int:
+    if hasattr(value, "value"):  # pandas Timestamp
+        return int(value.value)
+    if hasattr(value, "timestamp"):  # datetime
+        return int(round(value.timestamp() * 1e9))
+    return int(value)
+
+
+def merge_gaps(gaps: Iterable[Any]) -> tuple[list[tuple[str, str, int, int]], int]:
+    """(symbol, kind, ts_from, ts_to) spans with overlaps merged, and how many gaps were skipped."""
+    spans: dict[tuple[str, str], list[list[int]]] = {}
+    skipped = 0
+    for gap in gaps:
+        kind = str(_field(gap, "kind"))
+        lo, hi = _ns(_field(gap, "ts_from")), _ns(_field(gap, "ts_to"))
+        if kind not in KINDS or hi < lo or lo <= 0:
+            skipped += 1
+            continue
+        spans.setdefault((str(_field(gap, "symbol")), kind), []).append([lo, hi])
+    out = []
+    for (symbol, kind), items in sorted(spans.items()):
+        items.sort()
+        merged = [items[0]]
+        for lo, hi in items[1:]:
+            if lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        out += [(symbol, kind, lo, hi) for lo, hi in merged]
+    return out, skipped
+
+
+def gaps_from_recording(session: Path) -> list[dict[str, Any]]:
+    """The quote and trade gaps a recording session holds (its gaps/*.parquet)."""
+    files = sorted((Path(session) / "gaps").glob("*.parquet"))
+    rows: list[dict[str, Any]] = []
+    for file in files:
+        table = pq.read_table(file, columns=["symbol", "kind", "ts_from", "ts_to"])
+        table = table.set_column(2, "ts_from", table["ts_from"].cast(pa.int64())).set_column(3, "ts_to", table["ts_to"].cast(pa.int64()))
+        rows += [r for r in table.to_pylist() if r["kind"] in KINDS]
+    return rows
+
+
+def backfill(
+    gaps: Iterable[Any],
+    config: Any,
+    *,
+    name: str | None = None,
+    ledger: QuotaLedger | None = None,
+    cancel: threading.Event | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Fetch the events missing in `gaps`; writes data/historical/<name>/{trades,quotes}.parquet."""
+    ledger = ledger or QuotaLedger.for_config(config)
+    spans, skipped = merge_gaps(gaps)
+    left, _ = ledger.rest_room()
+    report: dict[str, Any] = {"gaps": len(spans) + skipped, "requests": len(spans), "skipped": skipped, "rest_calls_needed_at_least": len(spans), "rest_calls_left_today": left, "rest_calls": 0, "rows": {"trades": 0, "quotes": 0}}
+    if not spans:
+        report.update(ok=True, message="no quote or trade gaps to backfill")
+        return report
+    try:
+        ledger.check_rest(len(spans))
+    except QuotaExceeded as exc:
+        report.update(ok=False, message=f"the REST quota would not allow this backfill: {exc}")
+        return report
+    if dry_run:
+        report.update(ok=True, message=f"would send at least {len(spans)} REST call(s)")
+        return report
+    columns: dict[str, dict[str, list[Any]]] = {TRADES: {f.name: [] for f in STORAGE[TRADES]}, QUOTES: {f.name: [] for f in STORAGE[QUOTES]}}
+    recv = time.time_ns()
+    client = RestClient(config.rest_url, config.api_key, ledger, cancel=cancel)
+    try:
+        for index, (symbol, kind, lo, hi) in enumerate(spans):
+            if progress is not None:
+                progress(index / len(spans), f"{symbol} {kind}s {index + 1}/{len(spans)}")
+            fetch = client.trades if kind == "trade" else client.quotes
+            got = fetch(symbol, lo, hi, recv_ns=recv)
+            keep = [i for i, ts in enumerate(got["ts_event"]) if lo < ts < hi]  # the edges were received
+            table = KINDS[kind]
+            for col, values in got.items():
+                columns[table][col] += [values[i] for i in keep]
+    finally:
+        report["rest_calls"] = client.calls
+        client.close()
+    name = datasets.check_name(name or f"backfill-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder = datasets.historical_dir(config.data_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for table_name, cols in columns.items():
+        if not cols["symbol"]:
+            continue
+        schema = STORAGE[table_name]
+        table = pa.table({f.name: pa.array(cols[f.name], f.type if not pa.types.is_timestamp(f.type) else pa.int64()) for f in schema}).cast(schema)
+        pq.write_table(table, folder / f"{table_name}.parquet", compression="zstd")
+        files.append(f"{table_name}.parquet")
+        report["rows"][table_name] = table.num_rows
+    manifest = {"format": datasets.FORMAT, "name": name, "kind": "backfill", "files": files, "gaps": report["gaps"], "requests": len(spans), "rows": report["rows"], "rest_calls": report["rest_calls"], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "method": "rest"}
+    (folder / datasets.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    report.update(ok=True, path=str(folder), name=name, message=f"backfilled {report['rows']['trades']} trade(s) and {report['rows']['quotes']} quote(s) with {report['rest_calls']} REST call(s)")
+    return report

@@ -1,0 +1,124 @@
+"""Minute aggregates in, bars of the requested interval out: the one place bars are built.
+
+Both methods deliver minute bars (REST asks for 1-minute aggregates, flat files hold them) and
+both go through `resample`, so a REST fetch and a flat-file fetch of the same request return the
+same rows, types and values to the last bit. Minute flat files carry no VWAP, so `vwap` is
+derived the same way for both: the volume-weighted mean of each minute's typical price
+(high + low + close) / 3, an estimate of the true VWAP (docs/fetcher.md says so).
+
+Windows: intraday bars start on multiples of their width since the epoch (whole minutes and hours
+are the same in New York and UTC); 1d bars are New York trading days stamped at 00:00 New York
+time, as Massive stamps its day bars. All times are `timestamp[ns, tz=UTC]`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mesh.fetcher import calendar
+from mesh.fetcher.request import INTERVALS
+
+NS = 1_000_000_000
+TIME = pa.timestamp("ns", tz="UTC")
+
+# what both sources are normalised to before resampling (ts = window start, Unix ns)
+MINUTE_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("ts", pa.int64()),
+        ("open", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("close", pa.float64()),
+        ("volume", pa.float64()),
+        ("transactions", pa.int64()),
+    ]
+)
+
+# what users and the backtester get (data/historical/<name>/*.parquet, fetch_data's DataFrame)
+BAR_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("timestamp", TIME),
+        ("open", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("close", pa.float64()),
+        ("volume", pa.float64()),
+        ("vwap", pa.float64()),
+        ("transactions", pa.int64()),
+    ]
+)
+
+
+def _epoch_day(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days
+
+
+def resample(minutes: pa.Table, interval: str, start: dt.date, end: dt.date) -> pa.Table:
+    """Bars of `interval` from minute bars, for New York trading dates in [start, end].
+
+    Rows come out sorted by symbol, then time. Duplicate minutes (same symbol and start) are
+    kept once, so overlapping pages or files cannot double-count.
+    """
+    if minutes.num_rows == 0:
+        return BAR_SCHEMA.empty_table()
+    minutes = minutes.cast(MINUTE_SCHEMA)
+    encoded = pc.dictionary_encode(minutes["symbol"]).combine_chunks()
+    names = encoded.dictionary.to_pylist()
+    rank = np.argsort(np.argsort(np.array(names, dtype=object)))  # dictionary index -> alphabetical rank
+    sym = rank[encoded.indices.to_numpy()]
+    ts = minutes["ts"].to_numpy()
+    # keep only the requested New York dates
+    day = calendar.et_dates(ts)
+    inside = (day >= _epoch_day(start)) & (day <= _epoch_day(end))
+    order = np.lexsort((ts, sym))
+    order = order[inside[order]]
+    sym, ts, day = sym[order], ts[order], day[order]
+    cols = {name: minutes[name].to_numpy()[order] for name in ("open", "high", "low", "close", "volume", "transactions")}
+    if len(ts) == 0:
+        return BAR_SCHEMA.empty_table()
+    fresh = np.ones(len(ts), dtype=bool)
+    fresh[1:] = (sym[1:] != sym[:-1]) | (ts[1:] != ts[:-1])
+    if not fresh.all():
+        sym, ts, day = sym[fresh], ts[fresh], day[fresh]
+        cols = {k: v[fresh] for k, v in cols.items()}
+
+    if interval == "1d":
+        dates, where = np.unique(day, return_inverse=True)
+        midnights = np.array([calendar.midnight_ns(dt.date(1970, 1, 1) + dt.timedelta(days=int(d))) for d in dates], dtype=np.int64)
+        window = midnights[where]
+    else:
+        width = INTERVALS[interval] * NS
+        window = ts - ts % width
+    first = np.flatnonzero(np.concatenate(([True], (sym[1:] != sym[:-1]) | (window[1:] != window[:-1]))))
+    last = np.append(first[1:], len(ts)) - 1
+
+    volume = cols["volume"]
+    typical = (cols["high"] + cols["low"] + cols["close"]) / 3.0
+    vol_sum = np.add.reduceat(volume, first)
+    notional = np.add.reduceat(typical * volume, first)
+    counts = np.diff(np.append(first, len(ts)))
+    plain = np.add.reduceat(typical, first) / counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vwap = np.where(vol_sum > 0, notional / np.where(vol_sum > 0, vol_sum, 1.0), plain)
+
+    symbols_sorted = np.array(sorted(names), dtype=object)
+    return pa.table(
+        {
+            "symbol": pa.array(symbols_sorted[sym[first]], pa.string()),
+            "timestamp": pa.array(window[first], pa.int64()).cast(TIME),
+            "open": cols["open"][first],
+            "high": np.maximum.reduceat(cols["high"], first),
+            "low": np.minimum.reduceat(cols["low"], first),
+            "close": cols["close"][last],
+            "volume": vol_sum,
+            "vwap": vwap,
+            "transactions": np.add.reduceat(cols["transactions"], first),
+        },
+        schema=BAR_SCHEMA,
+    )

@@ -1,0 +1,160 @@
+"""`massive fetch` and `massive quota`: history and the quota from the shell.
+
+`massive fetch` runs in this process (no fetcher service needed) against the same quota ledger
+as every other process; it says which method it picked and why, shows a progress bar on stderr
+while it downloads, writes a dataset under data/historical/ and ends with one summary line.
+`--dry-run` prints the plan and its cost without spending anything. `massive quota` reads the
+ledger directly, so it works whether or not the mesh is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from mesh.fetcher.ledger import human_bytes
+from mesh.fetcher.request import INTERVALS, METHODS
+
+
+def register(subparsers: Any) -> None:
+    fetch = subparsers.add_parser(
+        "fetch",
+        help="download history over REST or S3 flat files (auto-chosen), within the quota",
+        description="Fetch bars for SYMBOLS over [--start, --end] (New York trading dates, inclusive). auto uses REST for <= 5 symbols and <= 7 days, flat files otherwise; a failing flat-file path falls back to REST when the quota allows. The result is written to $MESH_DATA_DIR/historical/NAME/ (bars.parquet + manifest.json).",
+    )
+    fetch.add_argument("symbols", metavar="SYMBOLS", help="comma-separated tickers, e.g. AAPL,MSFT")
+    fetch.add_argument("--start", required=True, metavar="YYYY-MM-DD", help="first date (inclusive)")
+    fetch.add_argument("--end", required=True, metavar="YYYY-MM-DD", help="last date (inclusive)")
+    fetch.add_argument("--interval", default="1d", metavar="|".join(INTERVALS), help="bar interval (default 1d)")
+    fetch.add_argument("--method", default="auto", metavar="|".join(METHODS), help="auto (default), rest or flat_file")
+    fetch.add_argument("--name", metavar="NAME", help="dataset name under data/historical/ (default: from the request)")
+    fetch.add_argument("--out", metavar="PATH", help="also write the bars to PATH (.parquet or .csv)")
+    fetch.add_argument("--dry-run", action="store_true", help="print the plan and its cost (REST calls, files, bytes); spend nothing")
+    fetch.add_argument("--no-fallback", action="store_true", help="fail instead of falling back to REST when flat files fail")
+    fetch.add_argument("--json", action="store_true", help="machine-readable output (the plan, or the report)")
+    fetch.set_defaults(func=cmd_fetch)
+
+    quota = subparsers.add_parser("quota", help="REST calls this minute and today, flat-file bytes this month, against the limits")
+    quota.add_argument("--json", action="store_true", help="machine-readable output")
+    quota.set_defaults(func=cmd_quota)
+
+
+def _config() -> Any:
+    from mesh.cli import _load_config
+
+    return _load_config()
+
+
+def _fail(message: str, code: int) -> Any:
+    from mesh.cli import CliError
+
+    return CliError(message, code)
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from mesh.fetcher import datasets
+    from mesh.fetcher.errors import BadRequest, FetchError
+    from mesh.fetcher.fetch import Fetcher
+    from mesh.fetcher.request import make_request
+
+    config = _config()
+    try:
+        request = make_request(args.symbols, args.start, args.end, args.interval, args.method)
+        if args.name:
+            datasets.check_name(args.name)
+    except BadRequest as exc:
+        raise _fail(str(exc), 2) from None
+    fetcher = Fetcher(config)
+    if args.dry_run:
+        plan = fetcher.plan(request)
+        if args.json:
+            print(json.dumps(plan.as_dict(), indent=2))
+        else:
+            print("\n".join(plan.lines()))
+        return 0 if plan.fits else 1
+    from mesh.fetcher.plan import choose
+
+    method, reason = choose(request)
+    print(f"method: {method} ({reason})", file=sys.stderr)
+    try:
+        with _ProgressBar(enabled=not args.json) as bar:
+            bars, report = fetcher.run(request, progress=bar.update, fallback=not args.no_fallback)
+    except BadRequest as exc:
+        raise _fail(str(exc), 2) from None
+    except FetchError as exc:
+        raise _fail(str(exc), 1) from None
+    info = {**request.as_dict(), **report.as_dict()}
+    name = args.name or datasets.default_name(request.symbols, request.interval, request.start.isoformat(), request.end.isoformat())
+    path = datasets.write_dataset(bars, config.data_dir, name, info)
+    info.update(dataset=name, path=str(path))
+    if args.out:
+        try:
+            info["out"] = str(datasets.export(bars, args.out))
+        except BadRequest as exc:
+            raise _fail(str(exc), 2) from None
+    if report.fallback:
+        print(report.fallback, file=sys.stderr)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{report.summary()} -> {path}" + (f" and {info['out']}" if args.out else ""))
+    return 0
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr (only when stderr is a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self._progress: Any = None
+        self._task: Any = None
+        self._fallback_said = False
+
+    def __enter__(self) -> _ProgressBar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), DownloadColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("starting", total=1.0)
+        return self
+
+    def update(self, fraction: float, message: str, done: int, total: int) -> None:
+        if self._progress is None:
+            return
+        if total > 1:
+            self._progress.update(self._task, description=message[:60], completed=fraction * total, total=total)
+        else:
+            self._progress.update(self._task, description=message[:60], completed=fraction, total=1.0)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def cmd_quota(args: argparse.Namespace) -> int:
+    from mesh.fetcher.ledger import QuotaLedger
+
+    snap = QuotaLedger.for_config(_config()).snapshot()
+    if args.json:
+        print(json.dumps(snap, indent=2))
+        return 0
+
+    def of(used: int, limit: int, fmt: Any = str) -> str:
+        return f"{fmt(used)} of {fmt(limit)}" if limit else f"{fmt(used)} (no limit)"
+
+    print(f"REST calls this minute   {of(snap['rest_calls_minute'], snap['rest_calls_per_minute'])}   (last 60 s)")
+    print(f"REST calls today         {of(snap['rest_calls_today'], snap['rest_calls_per_day'])}   (UTC day {snap['day']}, resets {snap['day_resets']})")
+    print(f"flat-file bytes          {of(snap['s3_bytes_month'], snap['s3_bytes_per_month'], human_bytes)} in {snap['s3_files_month']} file(s)   (UTC month {snap['month']})")
+    if snap["throttled_24h"] or snap["refused_24h"]:
+        print(f"last 24 h                {snap['throttled_24h']} answered 429 by the server, {snap['refused_24h']} refused here to stay within the limits")
+    return 0

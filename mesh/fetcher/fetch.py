@@ -1,0 +1,244 @@
+"""One fetch from request to bars: pick the method, spend within the quota, fall back, resample.
+
+This is the only place that decides between REST and flat files at run time. The flat-file path
+reads each trading day's file; a day whose file is missing or damaged, or every day if the bucket
+cannot be used at all (no credentials, 403), is fetched over REST instead when the REST quota
+allows it, and the report says so. Unknown symbols are caught before REST calls are spent (by the
+small day-aggregates file when flat files are reachable) and, at the latest, when no source has
+a single bar for them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from mesh.fetcher import plan as planning
+from mesh.fetcher.bars import MINUTE_SCHEMA, resample
+from mesh.fetcher.errors import BadRequest, FetchError, FlatFileError, NoData, QuotaExceeded
+from mesh.fetcher.flatfiles import FlatFiles
+from mesh.fetcher.ledger import QuotaLedger, human_bytes
+from mesh.fetcher.minutefile import DamagedFile
+from mesh.fetcher.request import FetchRequest
+from mesh.fetcher.rest import RestClient
+
+log = logging.getLogger(__name__)
+
+# progress(fraction 0..1, message, bytes done, bytes total)
+ProgressFn = Callable[[float, str, int, int], None]
+
+
+@dataclass
+class FetchReport:
+    """What a fetch did: the method and why, any fallback, and what it spent."""
+
+    method: str
+    reason: str
+    fallback: str = ""  # why (part of) the flat-file path went to REST
+    rest_days: list[str] = field(default_factory=list)
+    rest_calls: int = 0
+    bytes_downloaded: int = 0
+    files_downloaded: int = 0
+    files_cached: int = 0
+    rows: int = 0
+    minutes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def method_used(self) -> str:
+        if self.method == "flat_file" and self.rest_days:
+            return "flat_file+rest" if self.files_downloaded + self.files_cached else "rest (fallback)"
+        return self.method
+
+    def summary(self) -> str:
+        """The one line `massive fetch` ends with."""
+        text = f"{self.rows:,} rows via {self.method_used}; {self.rest_calls} REST call(s), {human_bytes(self.bytes_downloaded)} downloaded"
+        if self.files_cached:
+            text += f", {self.files_cached} file(s) from cache"
+        return text + f" in {self.seconds:.1f} s"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["method_used"] = self.method_used
+        return out
+
+
+class Fetcher:
+    """Runs `FetchRequest`s for one configuration; safe to use from one thread at a time."""
+
+    def __init__(self, config: Any, *, ledger: QuotaLedger | None = None, cancel: threading.Event | None = None, rest_transport: Any = None) -> None:
+        self.config = config
+        self.ledger = ledger or QuotaLedger.for_config(config)
+        self.cancel = cancel
+        self.flatfiles = FlatFiles(config, self.ledger, cancel=cancel)
+        self._rest_transport = rest_transport
+
+    def plan(self, request: FetchRequest) -> planning.Plan:
+        return planning.make_plan(request, self.ledger, self.flatfiles)
+
+    def _rest(self, say: Callable[[str], None]) -> RestClient:
+        return RestClient(self.config.rest_url, self.config.api_key, self.ledger, cancel=self.cancel, on_wait=say, transport=self._rest_transport)
+
+    def run(self, request: FetchRequest, *, progress: ProgressFn | None = None, fallback: bool = True, check_symbols: bool = True) -> tuple[pa.Table, FetchReport]:
+        """Bars for `request` (bars.BAR_SCHEMA) and the report of what was spent."""
+        started = time.monotonic()
+        method, reason = planning.choose(request)
+        report = FetchReport(method, reason)
+        state = {"bytes": 0, "total": 0, "fraction": 0.0}
+
+        def say(message: str, fraction: float | None = None) -> None:
+            if fraction is not None:
+                state["fraction"] = fraction
+            if progress is not None:
+                progress(float(state["fraction"]), message, int(state["bytes"]), int(state["total"]))
+
+        log.info("%s %s..%s %s: %s", ",".join(request.symbols), request.start, request.end, request.interval, reason)
+        say(reason, 0.0)
+        parts: list[pa.Table] = []
+        if method == "rest":
+            if check_symbols:
+                try:
+                    self._check_symbols(request)
+                finally:
+                    report.bytes_downloaded = self.flatfiles.bytes_downloaded
+            self.ledger.check_rest(planning.rest_calls_needed(request))
+            parts += self._rest_days(request, list(request.trading_days), report, say, 0.0, 1.0)
+        else:
+            parts += self._flat(request, report, say, fallback)
+        minutes = pa.concat_tables(parts) if parts else MINUTE_SCHEMA.empty_table()
+        report.minutes = minutes.num_rows
+        self._require_all_symbols(request, minutes)
+        bars = resample(minutes, request.interval, request.start, request.end)
+        report.rows = bars.num_rows
+        report.seconds = round(time.monotonic() - started, 3)
+        say(report.summary(), 1.0)
+        return bars, report
+
+    # --- REST ----------------------------------------------------------------------------------
+
+    def _rest_days(self, request: FetchRequest, days: list[dt.date], report: FetchReport, say: Callable[..., None], lo: float, hi: float) -> list[pa.Table]:
+        """Minute bars of every symbol over `days`, one request chain per contiguous run of days."""
+        runs = _runs(days, request.trading_days)
+        steps = max(1, len(runs) * len(request.symbols))
+        tables: list[pa.Table] = []
+        client = self._rest(lambda text: say(text))
+        try:
+            step = 0
+            for first, last in runs:
+                for symbol in request.symbols:
+                    say(f"REST {symbol} {first}..{last}", lo + (hi - lo) * step / steps)
+                    tables.append(client.minute_bars(symbol, first, last))
+                    step += 1
+        finally:
+            report.rest_calls += client.calls
+            client.close()
+        return tables
+
+    def _check_symbols(self, request: FetchRequest) -> None:
+        """Refuse symbols that did not trade on the range's last (or first) day, before REST is spent."""
+        if self.config.s3_credentials is None:
+            return
+        days = [request.trading_days[-1]] + ([request.trading_days[0]] if len(request.trading_days) > 1 else [])
+        known: set[str] = set()
+        for day in days:
+            tickers = self.flatfiles.tickers_on(day)
+            if tickers is None:
+                return  # cannot tell; REST will say
+            known |= tickers
+            unknown = [s for s in request.symbols if s not in known]
+            if not unknown:
+                return
+        raise BadRequest(f"unknown symbol{'s' * (len(unknown) > 1)} {', '.join(unknown)}: not traded on {' or '.join(str(d) for d in days)} (nothing was spent on REST)")
+
+    # --- flat files ----------------------------------------------------------------------------
+
+    def _flat(self, request: FetchRequest, report: FetchReport, say: Callable[..., None], fallback: bool) -> list[pa.Table]:
+        symbols = list(request.symbols)
+        tables: list[pa.Table] = []
+        rest_days: list[dt.date] = []
+        reasons: list[str] = []
+        try:
+            files, missing = self.flatfiles.plan(request.trading_days)
+            if missing:
+                rest_days += missing
+                reasons.append(f"{len(missing)} day file(s) not in the bucket ({', '.join(str(d) for d in missing[:3])}{' ...' if len(missing) > 3 else ''})")
+        except FlatFileError as exc:
+            files, rest_days = [], list(request.trading_days)
+            reasons.append(str(exc))
+        to_get = sum(f.size for f in files if not f.cached)
+        limit_left = self.ledger.bytes_left()
+        if files and limit_left is not None and to_get > limit_left:
+            reasons.append(f"the monthly flat-file allowance has {human_bytes(limit_left)} left, {human_bytes(to_get)} needed")
+            rest_days += [f.day for f in files]
+            files = []
+        total = sum(f.size for f in files) or 1
+        done = {"bytes": 0}
+        for index, file in enumerate(files):
+            name = file.key.rsplit("/", 1)[-1]
+
+            def on_bytes(n: int, label: str = f"{'reading' if file.cached else 'downloading'} {name}") -> None:
+                done["bytes"] += n
+                say(label, 0.9 * done["bytes"] / total)
+
+            say(f"{'reading cached' if file.cached else 'downloading'} {name} ({index + 1}/{len(files)})", 0.9 * done["bytes"] / total)
+            try:
+                before = self.flatfiles.bytes_downloaded
+                tables.append(self.flatfiles.read(file, symbols, on_bytes=on_bytes))
+                if self.flatfiles.bytes_downloaded > before:
+                    report.files_downloaded += 1
+                else:
+                    report.files_cached += 1
+            except (FlatFileError, QuotaExceeded) as exc:
+                rest_days.append(file.day)
+                reasons.append(str(exc))
+                if not isinstance(exc, DamagedFile) and "no such file" not in str(exc):
+                    # access refused or unreachable: the other files will fail the same way
+                    rest_days += [f.day for f in files[index + 1 :]]
+                    break
+            finally:
+                report.bytes_downloaded = self.flatfiles.bytes_downloaded
+        if rest_days:
+            rest_days = sorted(set(rest_days))
+            why = "; ".join(dict.fromkeys(reasons))
+            if not fallback:
+                raise FlatFileError(f"flat files failed for {len(rest_days)} day(s): {why}")
+            needed = planning.rest_calls_needed(request, len(rest_days))
+            try:
+                self.ledger.check_rest(needed)
+            except QuotaExceeded as exc:
+                raise FlatFileError(f"flat files failed ({why}) and the REST quota does not allow the fallback: {exc}") from None
+            report.fallback = f"falling back to REST for {len(rest_days)} day(s): {why}"
+            log.warning("%s", report.fallback)
+            say(report.fallback)
+            report.rest_days = [d.isoformat() for d in rest_days]
+            tables += self._rest_days(request, rest_days, report, say, 0.9, 1.0)
+        return tables
+
+    def _require_all_symbols(self, request: FetchRequest, minutes: pa.Table) -> None:
+        seen = set(minutes["symbol"].unique().to_pylist()) if minutes.num_rows else set()
+        absent = [s for s in request.symbols if s not in seen]
+        if absent:
+            where = f"between {request.start} and {request.end}"
+            raise NoData(f"no bars for {', '.join(absent)} {where}: unknown symbol{'s' * (len(absent) > 1)}, or no trading in the range")
+
+
+def _runs(days: list[dt.date], trading: tuple[dt.date, ...]) -> list[tuple[dt.date, dt.date]]:
+    """Contiguous runs of `days` in the trading calendar, as (first, last) pairs."""
+    index = {d: i for i, d in enumerate(trading)}
+    runs: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(days):
+        if runs and index.get(day, -2) == index.get(runs[-1][1], -5) + 1:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+__all__ = ["Fetcher", "FetchReport", "FetchError"]

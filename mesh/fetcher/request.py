@@ -1,0 +1,124 @@
+"""A fetch request, checked before anything is spent.
+
+Every entry point (the Python API, `massive fetch`, the control command) builds its request here,
+so a bad symbol, reversed or future dates, a weekend-only range or an unknown interval is refused
+with the same clear message everywhere, before a single REST call or S3 byte is used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mesh.fetcher import calendar
+from mesh.fetcher.errors import BadRequest
+
+# interval -> bar width in seconds; 1d bars are New York trading days
+INTERVALS: dict[str, int] = {
+    "1m": 60,
+    "2m": 120,
+    "3m": 180,
+    "5m": 300,
+    "10m": 600,
+    "15m": 900,
+    "20m": 1200,
+    "30m": 1800,
+    "1h": 3600,
+    "1d": 86_400,
+}
+_INTERVAL_ALIASES = {"1min": "1m", "5min": "5m", "15min": "15m", "30min": "30m", "60m": "1h", "1hour": "1h", "1day": "1d", "day": "1d", "minute": "1m", "hour": "1h"}
+METHODS = ("auto", "rest", "flat_file")
+_METHOD_ALIASES = {"flat_files": "flat_file", "flat-file": "flat_file", "flatfile": "flat_file", "flatfiles": "flat_file", "s3": "flat_file", "api": "rest"}
+_SYMBOL = re.compile(r"[A-Z][A-Z0-9]{0,9}(?:[.\-][A-Z0-9]{1,4})?")
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """Symbols, an inclusive date range (New York trading dates), a bar interval and a method."""
+
+    symbols: tuple[str, ...]
+    start: dt.date
+    end: dt.date
+    interval: str
+    method: str
+    trading_days: tuple[dt.date, ...] = field(default=(), compare=False)
+
+    @property
+    def days(self) -> int:
+        """Calendar days in the range, both ends included (what the auto rule counts)."""
+        return (self.end - self.start).days + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"symbols": list(self.symbols), "start": self.start.isoformat(), "end": self.end.isoformat(), "interval": self.interval, "method": self.method}
+
+
+def parse_symbols(symbols: str | Iterable[str]) -> tuple[str, ...]:
+    """`"AAPL,msft"` or `["AAPL", "MSFT"]` -> ("AAPL", "MSFT"), checked, duplicates dropped."""
+    items = symbols.replace(" ", ",").split(",") if isinstance(symbols, str) else list(symbols)
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise BadRequest(f"symbol {item!r} is not text")
+        sym = item.strip().upper()
+        if not sym:
+            continue
+        if not _SYMBOL.fullmatch(sym):
+            raise BadRequest(f"unknown symbol {item.strip()!r}: a US stock ticker is 1-10 letters or digits starting with a letter, optionally with a class suffix such as BRK.B")
+        if sym not in out:
+            out.append(sym)
+    if not out:
+        raise BadRequest("no symbols given")
+    return tuple(out)
+
+
+def parse_date(value: Any, what: str) -> dt.date:
+    """A `YYYY-MM-DD` string, date, datetime or pandas Timestamp -> date."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if hasattr(value, "date") and callable(value.date):  # pandas.Timestamp, numpy-ish
+        return value.date()  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            pass
+    raise BadRequest(f"{what} date {value!r} is not a date; expected YYYY-MM-DD")
+
+
+def parse_interval(interval: str) -> str:
+    name = str(interval).strip().lower()
+    name = _INTERVAL_ALIASES.get(name, name)
+    if name not in INTERVALS:
+        raise BadRequest(f"unknown interval {interval!r}; expected one of {', '.join(INTERVALS)}")
+    return name
+
+
+def parse_method(method: str) -> str:
+    name = str(method).strip().lower()
+    name = _METHOD_ALIASES.get(name, name)
+    if name not in METHODS:
+        raise BadRequest(f"unknown method {method!r}; expected auto, rest or flat_file")
+    return name
+
+
+def make_request(symbols: str | Iterable[str], start: Any, end: Any, interval: str = "1d", method: str = "auto", *, today: dt.date | None = None) -> FetchRequest:
+    """Check everything about a request that can be checked without the network."""
+    syms = parse_symbols(symbols)
+    first, last = parse_date(start, "start"), parse_date(end, "end")
+    interval = parse_interval(interval)
+    method = parse_method(method)
+    if last < first:
+        raise BadRequest(f"end {last} is before start {first}")
+    today = today or calendar.today_et()
+    if first > today or last > today:
+        future = first if first > today else last
+        raise BadRequest(f"{'start' if future is first else 'end'} {future} is in the future (today is {today} in New York); history ends today")
+    days = calendar.trading_days(first, last)
+    if not days:
+        raise BadRequest(f"{first} to {last} holds no trading day (weekends and NYSE holidays have no data)")
+    return FetchRequest(syms, first, last, interval, method, tuple(days))

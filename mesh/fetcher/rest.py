@@ -1,0 +1,339 @@
+"""The Massive REST client: aggregates and v3 trades/quotes over httpx, inside the quota.
+
+Every request, first try or retry, is recorded in the quota ledger before it is sent; a request
+the ledger refuses is never sent. The key travels only in the `Authorization: Bearer` header.
+`next_url` is followed by re-requesting its path and query against our own base URL (it carries
+no key). 429 and 5xx are retried with exponential backoff, honouring `Retry-After`; 401 and 403
+never are. A body that is not JSON, or lacks the promised fields, is a `RestProtocolError`.
+
+Provider field names (`o`, `h`, `l`, `c`, `v`, `vw`, `n`, `t`, `results`, `next_url`, ...) stay in
+this module: it hands out Arrow tables in the fetcher's own column names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import httpx
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mesh.fetcher.bars import MINUTE_SCHEMA
+from mesh.fetcher.errors import Cancelled, RestAuthError, RestError, RestProtocolError, scrub
+from mesh.fetcher.ledger import QuotaLedger
+
+log = logging.getLogger(__name__)
+
+AGGS_LIMIT = 50_000  # the maximum; counts base (minute) bars, not output bars
+TICKS_LIMIT = 50_000
+MAX_PAGES = 10_000  # a runaway next_url chain stops here
+USER_AGENT = "massive-mesh fetcher"
+
+
+# --- wire structs (provider field names live here only) ----------------------------------------
+
+
+class _Agg(msgspec.Struct):
+    o: float
+    h: float
+    low: float = msgspec.field(name="l")
+    c: float
+    v: float
+    t: int  # ms, window start
+    n: int = 0
+    vw: float | None = None
+
+
+class _AggsPage(msgspec.Struct):
+    status: str = ""
+    results: list[_Agg] | None = None
+    next_url: str | None = None
+
+
+class _Trade(msgspec.Struct):
+    sip_timestamp: int
+    price: float
+    size: float
+    exchange: int = 0
+    id: str = ""
+    conditions: list[int] | None = None
+    tape: int = 0
+    sequence_number: int = 0
+
+
+class _Quote(msgspec.Struct):
+    sip_timestamp: int
+    bid_price: float = 0.0
+    bid_size: float = 0
+    ask_price: float = 0.0
+    ask_size: float = 0
+    bid_exchange: int = 0
+    ask_exchange: int = 0
+    conditions: list[int] | None = None
+    tape: int = 0
+    sequence_number: int = 0
+
+
+class _TradesPage(msgspec.Struct):
+    status: str = ""
+    results: list[_Trade] | None = None
+    next_url: str | None = None
+
+
+class _QuotesPage(msgspec.Struct):
+    status: str = ""
+    results: list[_Quote] | None = None
+    next_url: str | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    status: str = ""
+    error: str = ""
+    message: str = ""
+
+
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+
+
+class RestClient:
+    """One account's REST access: `minute_bars`, `trades`, `quotes`; counts calls in `calls`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Any,
+        ledger: QuotaLedger,
+        *,
+        timeout: float = 15.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_retry_after: float = 65.0,
+        cancel: threading.Event | None = None,
+        on_wait: Callable[[str], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key.reveal() if hasattr(api_key, "reveal") else str(api_key or "")
+        self.ledger = ledger
+        self.retries = retries
+        self.backoff = backoff
+        self.max_retry_after = max_retry_after
+        self.cancel = cancel
+        self.on_wait = on_wait
+        self.calls = 0  # requests sent by this client (each also in the ledger)
+        self.throttled = 0
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport, follow_redirects=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RestClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def _sleep(self, seconds: float) -> None:
+        if self.cancel is not None:
+            if self.cancel.wait(seconds):
+                raise Cancelled("cancelled")
+        else:
+            time.sleep(seconds)
+
+    def _clean(self, text: str) -> str:
+        return scrub(text, self._key)
+
+    def get(self, path: str, params: dict[str, Any] | None = None, *, what: str = "") -> bytes:
+        """One logical GET: counted, retried on 429/5xx/network errors, raised on anything else."""
+        what = what or path
+        attempt = 0
+        while True:
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled("cancelled")
+            self.ledger.acquire_rest(
+                path.split("?")[0],
+                cancel=self.cancel,
+                on_wait=(lambda s: self.on_wait(f"waiting {s:.0f} s for the per-minute REST limit")) if self.on_wait else None,
+            )
+            self.calls += 1
+            try:
+                response = self._http.get(path, params=params)
+            except httpx.TransportError as exc:
+                if attempt >= self.retries:
+                    raise RestError(self._clean(f"{what}: cannot reach the REST API at {self.base_url} ({type(exc).__name__}: {exc})")) from None
+                delay = self.backoff * 2**attempt
+            else:
+                status = response.status_code
+                if status == 200:
+                    return response.content
+                reason = self._reason(response)
+                if status in (401, 403):
+                    hint = "check MASSIVE_API_KEY" if status == 401 else "your plan does not include this data"
+                    raise RestAuthError(self._clean(f"{what}: REST refused with {status} ({reason}); {hint}"), status=status)
+                if status == 429 or status >= 500:
+                    if status == 429:
+                        self.throttled += 1
+                        self.ledger.note("throttled", path.split("?")[0])
+                    if attempt >= self.retries:
+                        raise RestError(self._clean(f"{what}: REST answered {status} ({reason}) {attempt + 1} times; giving up"), status=status)
+                    delay = self._retry_after(response) or self.backoff * 2**attempt
+                else:
+                    raise RestError(self._clean(f"{what}: REST answered {status} ({reason})"), status=status)
+            attempt += 1
+            delay = min(delay, self.max_retry_after)
+            log.info("%s: retrying in %.1f s (attempt %d of %d)", what, delay, attempt + 1, self.retries + 1)
+            if self.on_wait is not None:
+                self.on_wait(f"server busy, retrying in {delay:.0f} s")
+            self._sleep(delay)
+
+    @staticmethod
+    def _reason(response: httpx.Response) -> str:
+        try:
+            body = _error_decoder.decode(response.content)
+            text = body.error or body.message or body.status
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            text = ""
+        return (text or response.reason_phrase or "no message")[:300]
+
+    @staticmethod
+    def _retry_after(response: httpx.Response) -> float | None:
+        value = response.headers.get("Retry-After")
+        if not value:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+    def _pages(self, path: str, params: dict[str, Any], decoder: msgspec.json.Decoder, what: str) -> Iterator[Any]:
+        """Decoded pages, following `next_url` until it is absent."""
+        seen: set[str] = set()
+        target: tuple[str, dict[str, Any] | None] = (path, params)
+        for _ in range(MAX_PAGES):
+            body = self.get(target[0], target[1], what=what)
+            try:
+                page = decoder.decode(body)
+            except msgspec.ValidationError as exc:
+                raise RestProtocolError(f"{what}: the REST response lacks expected fields ({exc})") from None
+            except msgspec.DecodeError:
+                raise RestProtocolError(f"{what}: the REST response is not JSON (starts {body[:40]!r})") from None
+            if page.status and page.status not in ("OK", "DELAYED"):
+                raise RestError(f"{what}: REST status {page.status!r}")
+            yield page
+            if not page.next_url:
+                return
+            nxt = self._relative(page.next_url)
+            if nxt in seen:
+                raise RestProtocolError(f"{what}: next_url repeats itself; stopping")
+            seen.add(nxt)
+            target = (nxt, None)
+        raise RestProtocolError(f"{what}: more than {MAX_PAGES} pages; stopping")
+
+    @staticmethod
+    def _relative(next_url: str) -> str:
+        """Path and query of `next_url` (without any apiKey), to request against our own base."""
+        parts = urlsplit(next_url)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "apiKey"]
+        return parts.path + ("?" + urlencode(query) if query else "")
+
+    # --- endpoints -----------------------------------------------------------------------------
+
+    def minute_bars(self, symbol: str, start: dt.date, end: dt.date, *, on_page: Callable[[int], None] | None = None) -> pa.Table:
+        """Unadjusted 1-minute aggregates of `symbol` for New York dates [start, end] (MINUTE_SCHEMA)."""
+        path = f"/v2/aggs/ticker/{symbol}/range/1/minute/{start.isoformat()}/{end.isoformat()}"
+        params = {"adjusted": "false", "sort": "asc", "limit": AGGS_LIMIT}
+        t: list[int] = []
+        o: list[float] = []
+        h: list[float] = []
+        lo: list[float] = []
+        c: list[float] = []
+        v: list[float] = []
+        n: list[int] = []
+        for page in self._pages(path, params, msgspec.json.Decoder(_AggsPage), f"{symbol} minute bars"):
+            for bar in page.results or ():
+                t.append(bar.t)
+                o.append(bar.o)
+                h.append(bar.h)
+                lo.append(bar.low)
+                c.append(bar.c)
+                v.append(bar.v)
+                n.append(bar.n)
+            if on_page is not None:
+                on_page(len(t))
+        ts = pa.array(t, pa.int64())
+        return pa.table(
+            {
+                "symbol": pa.array([symbol] * len(t), pa.string()),
+                "ts": pc.multiply(ts, pa.scalar(1_000_000, pa.int64())),
+                "open": pa.array(o, pa.float64()),
+                "high": pa.array(h, pa.float64()),
+                "low": pa.array(lo, pa.float64()),
+                "close": pa.array(c, pa.float64()),
+                "volume": pa.array(v, pa.float64()),
+                "transactions": pa.array(n, pa.int64()),
+            },
+            schema=MINUTE_SCHEMA,
+        )
+
+    def _ticks(self, kind: str, symbol: str, ts_from: int, ts_to: int, decoder: msgspec.json.Decoder, on_page: Callable[[int], None] | None) -> list[Any]:
+        params = {"timestamp.gte": ts_from, "timestamp.lte": ts_to, "order": "asc", "sort": "timestamp", "limit": TICKS_LIMIT}
+        rows: list[Any] = []
+        for page in self._pages(f"/v3/{kind}/{symbol}", params, decoder, f"{symbol} {kind}"):
+            rows.extend(page.results or ())
+            if on_page is not None:
+                on_page(len(rows))
+        return rows
+
+    def trades(self, symbol: str, ts_from: int, ts_to: int, *, recv_ns: int | None = None, on_page: Callable[[int], None] | None = None) -> dict[str, list[Any]]:
+        """Trades of `symbol` with SIP time in [ts_from, ts_to] ns, as columns named like `mesh.schema.Trade`."""
+        rows = self._ticks("trades", symbol, ts_from, ts_to, msgspec.json.Decoder(_TradesPage), on_page)
+        recv = recv_ns or time.time_ns()
+        return {
+            "symbol": [symbol] * len(rows),
+            "price": [r.price for r in rows],
+            "size": [round(r.size) for r in rows],
+            "exchange": [r.exchange for r in rows],
+            "trade_id": [r.id for r in rows],
+            "conditions": [r.conditions or [] for r in rows],
+            "tape": [r.tape for r in rows],
+            "sequence": [r.sequence_number for r in rows],
+            "ts_event": [r.sip_timestamp for r in rows],
+            "ts_recv": [recv] * len(rows),
+        }
+
+    def quotes(self, symbol: str, ts_from: int, ts_to: int, *, recv_ns: int | None = None, on_page: Callable[[int], None] | None = None) -> dict[str, list[Any]]:
+        """NBBO quotes of `symbol` with SIP time in [ts_from, ts_to] ns, as columns named like `mesh.schema.Quote`."""
+        rows = self._ticks("quotes", symbol, ts_from, ts_to, msgspec.json.Decoder(_QuotesPage), on_page)
+        recv = recv_ns or time.time_ns()
+        return {
+            "symbol": [symbol] * len(rows),
+            "bid_price": [r.bid_price for r in rows],
+            "bid_size": [round(r.bid_size) for r in rows],
+            "ask_price": [r.ask_price for r in rows],
+            "ask_size": [round(r.ask_size) for r in rows],
+            "bid_exchange": [r.bid_exchange for r in rows],
+            "ask_exchange": [r.ask_exchange for r in rows],
+            "condition": [(r.conditions or [0])[0] for r in rows],
+            "tape": [r.tape for r in rows],
+            "sequence": [r.sequence_number for r in rows],
+            "ts_event": [r.sip_timestamp for r in rows],
+            "ts_recv": [recv] * len(rows),
+        }
