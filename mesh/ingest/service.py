@@ -71,7 +71,10 @@ class IngestService(Service):
         self.errors = massive.DecodeErrors()
         self.gaps = GapTracker()
         self.meters = {kind: RateMeter() for kind in ("events", "quotes", "trades", "bars", "frames")}
-        self.reconnects = 0
+        self.reconnects = 0  # drops of an established stream that were followed by a retry
+        self.connect_failures = 0  # attempts that never reached streaming
+        self.ever_streamed = False
+        self._streamed_this_session = False
         self.dropped_frames = 0
         self.replaced_bars = 0
         self.last_event_ns = 0
@@ -94,6 +97,7 @@ class IngestService(Service):
             "bars_per_s": round(m["bars"].rate, 1),
             "frames_per_s": round(m["frames"].rate, 1),
             "reconnects": self.reconnects,
+            "connect_failures": self.connect_failures,
             "last_event_age_s": round(age, 3) if age is not None else -1,
             "gaps": self.gaps.detected,
             "malformed": self.errors.total,
@@ -163,7 +167,10 @@ class IngestService(Service):
                 else:
                     self.message = f"disconnected ({cause}); reconnecting in {delay:.1f} s"
                     log.warning("%s", self.message)
-                self.reconnects += 1
+                if self._streamed_this_session:
+                    self.reconnects += 1
+                else:
+                    self.connect_failures += 1
                 await self._wait(runtime, delay)
         finally:
             processor.cancel()
@@ -183,6 +190,7 @@ class IngestService(Service):
         """One connection from open to close; returns the cause of its end."""
         self.connection = "connecting"
         self._close_cause = ""
+        self._streamed_this_session = False
         try:
             async with websockets.connect(
                 self.url, ping_interval=self.ping_interval, ping_timeout=self.ping_timeout, open_timeout=10,
@@ -195,6 +203,10 @@ class IngestService(Service):
                 if self.subscriptions:
                     await ws.send(massive.subscribe_message(self.subscriptions))
                 self.connection, self.state, self.message = "streaming", "ok", ""
+                self._streamed_this_session = True
+                if not self.ever_streamed:  # failures while the feed was still starting do not slow later reconnects
+                    self.ever_streamed = True
+                    self.policy.attempts = 0
                 connected_at = time.monotonic()
                 log.info("streaming from %s: %s", _safe(self.url), ",".join(self.subscriptions))
                 stop = asyncio.ensure_future(runtime.stopping.wait())
@@ -230,16 +242,17 @@ class IngestService(Service):
         deadline = time.monotonic() + AUTH_TIMEOUT
         while True:
             data = await asyncio.wait_for(ws.recv(), timeout=max(0.1, deadline - time.monotonic()))
-            events = massive.decode_frame(data, self.errors)
-            for event in events:
-                if isinstance(event, massive.WsStatus):
-                    self._on_status(event.status, event.message)
-                    if event.status == "auth_success":
-                        return ""
-                    if event.status in ("auth_failed", "auth_timeout"):
-                        return Cause.AUTH_FAILED
-                    if event.status == "max_connections":
-                        return Cause.MAX_CONNECTIONS
+            statuses = [e for e in massive.decode_frame(data, self.errors) if isinstance(e, massive.WsStatus)]
+            for event in statuses:
+                self._on_status(event.status, event.message)
+            found = {event.status for event in statuses}
+            # the whole frame decides: Massive may send auth_success and max_connections together
+            if "max_connections" in found:
+                return Cause.MAX_CONNECTIONS
+            if found & {"auth_failed", "auth_timeout"}:
+                return Cause.AUTH_FAILED
+            if "auth_success" in found:
+                return ""
 
     async def _read(self, ws: Any) -> None:
         queue, wake = self.queue, self._wake
