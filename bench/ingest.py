@@ -5,8 +5,10 @@ Part 1 (one core): generated Massive frames of 100 mixed Q/T events go through o
 encode, publish on a real ZeroMQ PUB socket), and, in the same run, through the official client's
 `json.loads` + `massive.websocket.models.parse` as the baseline.
 
-Part 2 (the whole machine): `massive run sim --rate max` -> `massive run ingest` -> bus -> a
-counting subscriber, all real processes; reports the sustained event rate and loss by sequence.
+Part 2 (the whole machine): `massive run sim --rate R` -> `massive run ingest` -> bus -> a
+counting subscriber, all real processes on two cores, at offered loads from 400,000 events/s down;
+reports the highest rate carried with zero loss (no sequence gaps on the bus, no slow_consumer
+drop at the sim, at least 90% of the offered load delivered).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from _common import free_port, median, report  # noqa: E402
 
 FRAMES = 400
+E2E_RATES = (400_000, 300_000, 200_000, 100_000)  # offered loads, highest first
 EVENTS_PER_FRAME = 100
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "SPY", "QQQ", "AMD", "AVGO", "NFLX"]
 
@@ -96,8 +99,8 @@ def official(frames: list[bytes], repeats: int = 3) -> float:
     return median(rates)
 
 
-def end_to_end(seconds: float = 8.0) -> tuple[float, int, dict]:  # type: ignore[type-arg]
-    """sim --rate max -> ingest -> bus -> counting subscriber; returns (events/s, lost, details)."""
+def end_to_end(rate: int, seconds: float = 6.0) -> tuple[float, int, dict]:  # type: ignore[type-arg]
+    """sim firehose -> ingest -> bus -> counting subscriber; returns (events/s, lost, details)."""
     from mesh.client import Subscriber
     from mesh.config import Config
 
@@ -112,7 +115,7 @@ def end_to_end(seconds: float = 8.0) -> tuple[float, int, dict]:  # type: ignore
     cli = [sys.executable, "-m", "mesh.cli", "run"]
     procs = [
         subprocess.Popen([*cli, "bus"], env=env, cwd=ROOT, stderr=subprocess.DEVNULL),
-        subprocess.Popen([*cli, "sim", "--rate", "max", "--ws-port", str(ws_port), "--rest-port", str(free_port()), "--s3-port", str(free_port())], env=env, cwd=ROOT, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL),
+        subprocess.Popen([*cli, "sim", "--rate", str(rate), "--ws-port", str(ws_port), "--rest-port", str(free_port()), "--s3-port", str(free_port())], env=env, cwd=ROOT, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL),
     ]
     sub = Subscriber(["md.quote.", "md.trade."], config.bus_sub, hwm=0)
     time.sleep(2.0)
@@ -127,7 +130,11 @@ def end_to_end(seconds: float = 8.0) -> tuple[float, int, dict]:  # type: ignore
             if msg is not None:
                 events += len(msg.payload)
         elapsed = time.perf_counter() - started
-        return events / elapsed, sub.stats.gaps, {"bus_messages": sub.stats.received}
+        from mesh import control
+
+        report_ = control.call(config.bus_ctl, "bus", "services")
+        sim, ingest = report_.get("sim", {}).get("counters", {}), report_.get("ingest", {}).get("counters", {})
+        return events / elapsed, sub.stats.gaps, {"bus_messages": sub.stats.received, "sim_slow_consumer": sim.get("slow_consumer"), "ingest_reconnects": ingest.get("reconnects"), "ingest_dropped_frames": ingest.get("dropped_frames")}
     finally:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
@@ -146,9 +153,15 @@ def main() -> None:
     print(json.dumps({"bench": "ingest", "metric": "official_parse_events_per_s", "value": round(their_rate, 1)}))
     e2e = None
     if "--no-e2e" not in sys.argv:
-        e2e_rate, lost, details = end_to_end()
-        e2e = {"e2e_events_per_s": round(e2e_rate, 1), "e2e_lost_messages": lost, "e2e_target": ">=300000 events/s, 0 lost"}
-        print(json.dumps({"bench": "ingest", "metric": "end_to_end_events_per_s", "value": round(e2e_rate, 1), "lost_messages": lost, **details}))
+        best = 0.0
+        for rate in E2E_RATES:
+            e2e_rate, lost, details = end_to_end(rate)
+            clean = lost == 0 and not details.get("sim_slow_consumer") and e2e_rate >= 0.9 * rate
+            print(json.dumps({"bench": "ingest", "metric": "end_to_end_events_per_s", "offered": rate, "value": round(e2e_rate, 1), "lost_messages": lost, "zero_loss": clean, **details}))
+            if clean:
+                best = e2e_rate
+                break
+        e2e = {"e2e_events_per_s": round(best, 1), "e2e_target": ">=300000 events/s with zero loss"}
     report("ingest", "events_per_s_one_core", our_rate, "events/s", their_rate, ">=750000 events/s and >=5x the official client's parse", **(e2e or {}))
 
 
