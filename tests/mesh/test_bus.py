@@ -242,11 +242,16 @@ def test_bad_cli_arguments_get_a_clear_usage_error(mesh_environ: dict[str, str])
 
 def test_bus_subprocess_refuses_a_second_bus_and_exits_cleanly_on_sigterm(mesh_environ: dict[str, str]) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", "bus"], env=mesh_environ, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    config = Config.load(environ=mesh_environ)
-    _wait_for(lambda: _answers(config), timeout=10)
-    second = subprocess.run([sys.executable, "-m", "mesh.cli", "run", "bus"], env=mesh_environ, cwd=ROOT, capture_output=True, text=True, timeout=10)
-    assert second.returncode == 2
-    assert "cannot bind MESH_BUS_PUB" in second.stderr and "already in use" in second.stderr and "Traceback" not in second.stderr
-    started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(5) == 0 and time.monotonic() - started < 2
+    try:
+        config = Config.load(environ=mesh_environ)
+        _wait_for(lambda: _answers(config), timeout=10)
+        second = subprocess.run([sys.executable, "-m", "mesh.cli", "run", "bus"], env=mesh_environ, cwd=ROOT, capture_output=True, text=True, timeout=10)
+        assert second.returncode == 2
+        assert "cannot bind MESH_BUS_PUB" in second.stderr and "already in use" in second.stderr and "Traceback" not in second.stderr
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0 and time.monotonic() - started < 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
