@@ -164,6 +164,9 @@ class IngestService(Service):
                 if cause == Cause.MAX_CONNECTIONS:
                     self.message = f"another client holds this key's connection; waiting {delay:.0f} s before trying again"
                     runtime.event("warning", self.message)
+                elif not self.ever_streamed:
+                    self.message = f"waiting for the feed at {_safe(self.url)} ({cause}); retrying in {delay:.1f} s"
+                    log.info("%s", self.message)
                 else:
                     self.message = f"disconnected ({cause}); reconnecting in {delay:.1f} s"
                     log.warning("%s", self.message)
