@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mesh.fetcher import calendar
+from mesh import calendar
 from mesh.fetcher.request import INTERVALS
 
 NS = 1_000_000_000

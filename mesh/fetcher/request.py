@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh.fetcher import calendar
+from mesh import calendar
 from mesh.fetcher.errors import BadRequest
 
 # interval -> bar width in seconds; 1d bars are New York trading days

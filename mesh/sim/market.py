@@ -12,11 +12,21 @@ import datetime as dt
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
-ET = ZoneInfo("America/New_York")
+from mesh.calendar import (  # noqa: F401  (re-exported: the sim's modules use market.<name>)
+    ET,
+    SPECIAL_CLOSURES,
+    et_date_of_ns,
+    is_early_close,
+    is_trading_day,
+    midnight_ns,
+    nyse_holidays,
+    today_et,
+    trading_days,
+)
+
 DEFAULT_SEED = 7
 
 # The walk covers this fixed range so that a day's values never depend on today's date.
@@ -96,105 +106,6 @@ def listing(symbol: str) -> Listing:
 def symbol_key(symbol: str) -> int:
     """A stable integer per symbol, to seed its random streams."""
     return zlib.crc32(symbol.encode())
-
-
-# --- calendar ------------------------------------------------------------------------------------
-
-# One-off closures (national days of mourning) that no rule predicts.
-SPECIAL_CLOSURES = {dt.date(2018, 12, 5), dt.date(2025, 1, 9)}
-
-
-def _easter(year: int) -> dt.date:
-    """Gregorian Easter Sunday (anonymous algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    el = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * el) // 451
-    month, day = divmod(h + el - 7 * m + 114, 31)
-    return dt.date(year, month, day + 1)
-
-
-def _nth_weekday(year: int, month: int, weekday: int, n: int) -> dt.date:
-    first = dt.date(year, month, 1)
-    return first + dt.timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
-
-
-def _last_weekday(year: int, month: int, weekday: int) -> dt.date:
-    last = dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
-    return last - dt.timedelta(days=(last.weekday() - weekday) % 7)
-
-
-def _observed(day: dt.date) -> dt.date:
-    """Saturday holidays move to Friday, Sunday ones to Monday."""
-    if day.weekday() == 5:
-        return day - dt.timedelta(days=1)
-    if day.weekday() == 6:
-        return day + dt.timedelta(days=1)
-    return day
-
-
-@lru_cache(maxsize=64)
-def nyse_holidays(year: int) -> frozenset[dt.date]:
-    """Full-day NYSE closures in `year`, by the exchange's rules."""
-    days = {
-        _nth_weekday(year, 1, 0, 3),  # Martin Luther King Jr. Day
-        _nth_weekday(year, 2, 0, 3),  # Washington's Birthday
-        _easter(year) - dt.timedelta(days=2),  # Good Friday
-        _last_weekday(year, 5, 0),  # Memorial Day
-        _observed(dt.date(year, 7, 4)),  # Independence Day
-        _nth_weekday(year, 9, 0, 1),  # Labor Day
-        _nth_weekday(year, 11, 3, 4),  # Thanksgiving
-        _observed(dt.date(year, 12, 25)),  # Christmas
-    }
-    new_year = dt.date(year, 1, 1)
-    if new_year.weekday() != 5:  # NYSE does not close the Friday before a Saturday New Year
-        days.add(_observed(new_year))
-    if year >= 2022:
-        days.add(_observed(dt.date(year, 6, 19)))  # Juneteenth
-    days |= {d for d in SPECIAL_CLOSURES if d.year == year}
-    return frozenset(days)
-
-
-def is_trading_day(day: dt.date) -> bool:
-    return day.weekday() < 5 and day not in nyse_holidays(day.year)
-
-
-def is_early_close(day: dt.date) -> bool:
-    """13:00 closes: July 3, the day after Thanksgiving, Christmas Eve (when they are trading days)."""
-    if not is_trading_day(day):
-        return False
-    if day.month == 7 and day.day == 3 or day.month == 12 and day.day == 24:
-        return True
-    return day == _nth_weekday(day.year, 11, 3, 4) + dt.timedelta(days=1)
-
-
-def trading_days(start: dt.date, end: dt.date) -> list[dt.date]:
-    """Trading days in [start, end], ascending."""
-    out = []
-    day = start
-    while day <= end:
-        if is_trading_day(day):
-            out.append(day)
-        day += dt.timedelta(days=1)
-    return out
-
-
-def today_et(now_ns: int | None = None) -> dt.date:
-    now = dt.datetime.now(ET) if now_ns is None else dt.datetime.fromtimestamp(now_ns / 1e9, ET)
-    return now.date()
-
-
-def midnight_ns(day: dt.date) -> int:
-    """00:00 America/New_York on `day`, as Unix nanoseconds."""
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=ET).timestamp()) * 1_000_000_000
-
-
-def et_date_of_ns(ns: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ns // 1_000_000_000, ET).date()
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,9 @@ class SimServer:
         self.live = LiveSource(self.symbols, seed=seed, rate=rate) if source is None else None
         self.source: Source = source or self.live  # type: ignore[assignment]
         self.feed = Feed(self.source, queue_limit_bytes)
+        attach = getattr(self.source, "attach", None)
+        if callable(attach):  # a source that paces by, or waits for, the feed's clients (a replay)
+            attach(self.feed)
         self.ws = WebSocketServer(self.feed, self._refusal, host, ws_port, auth_timeout=auth_timeout)
         self._want = {"rest": (rest, rest_port), "s3": (s3, s3_port)}
         self._s3_keys = (s3_access_key, s3_secret_key)
@@ -188,6 +191,7 @@ class SimServer:
         self._rate_mark = (now, sent)
         rest = self.rest.app if self.rest else None
         s3 = self.s3.gateway if self.s3 else None
+        own = getattr(self.source, "counters", None)
         return {
             "connections": sum(1 for c in self.feed.connections if c.key is not None),
             "events_generated": self.live.generated if self.live else 0,
@@ -201,6 +205,7 @@ class SimServer:
             "max_connections": self.ws.max_connection_refusals,
             "auth_failed": self.ws.auth_failures,
             "force_disconnect": self.ws.forced,
+            **(own() if callable(own) else {}),
         }
 
 

@@ -3,6 +3,8 @@
 In sim mode (no MASSIVE_API_KEY) it serves the three endpoints and prints their URLs; with a
 real key it says it is idle and waits for SIGTERM, so the Procfile can always list it.
 Commands: `disconnect` (force WebSocket clients off, for reconnect tests) and `urls`.
+With `--replay` the WebSocket feed replays a recording instead of generating events
+(`mesh.sim.replay`); REST and S3 keep serving generated history.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from typing import Any, ClassVar
 
 from mesh.config import SIM_HOST, SIM_REST_PORT, SIM_S3_PORT, SIM_WS_PORT, Config
 from mesh.service import Runtime, Service, run_service
 from mesh.sim import market
+from mesh.sim.replay import Recording, ReplayError, ReplaySource, open_recording
 from mesh.sim.server import SIM_FREE_KEY, SimServer
 
 log = logging.getLogger(__name__)
@@ -29,15 +33,26 @@ class SimService(Service):
         super().__init__(config)
         self.args = args
         self.sim: SimServer | None = None
+        self.replay: ReplaySource | None = None
 
     async def run(self, runtime: Runtime) -> None:
         if not self.config.sim_mode:
             self.state = "disabled"
-            self.message = "idle: MASSIVE_API_KEY is set, so the mesh talks to Massive"
+            self.message = "idle: MASSIVE_API_KEY is set, so the mesh talks to Massive" + (" (--replay needs sim mode)" if self.args.replay else "")
             log.info("sim is idle: MASSIVE_API_KEY is set, so the mesh talks to Massive; waiting for SIGTERM")
             await runtime.stopping.wait()
             return
         a = self.args
+        recording: Recording | None = getattr(a, "recording", None)
+        if a.replay and recording is None:
+            try:
+                recording = open_recording(a.replay, self.config.data_dir)
+            except ReplayError as exc:
+                self.state, self.message = "error", str(exc)
+                log.error("%s", exc)
+                raise SystemExit(2) from None
+        if recording is not None:
+            self.replay = ReplaySource(recording, speed=a.speed, loop=a.loop)
         self.sim = SimServer(
             seed=a.seed,
             symbols=a.symbols,
@@ -47,6 +62,7 @@ class SimService(Service):
             rest_port=a.rest_port,
             s3_port=a.s3_port,
             free_keys=a.free_keys,
+            source=self.replay,
         )
         try:
             await self.sim.start()
@@ -59,7 +75,15 @@ class SimService(Service):
         print(f"sim: WebSocket {urls['websocket']} (delayed: {urls['websocket_delayed']})", flush=True)
         print(f"sim: REST      {urls['rest']}", flush=True)
         print(f"sim: S3        {urls['s3']} bucket {urls['bucket']}", flush=True)
-        print(f"sim: {len(self.sim.symbols)} symbols, {a.rate:g} events/s, seed {a.seed}", flush=True)
+        if self.replay is not None:
+            r = self.replay.recording
+            loop = ", looping" if a.loop else ""
+            print(f"sim: replaying {r.shown} ({r.quotes} quotes, {r.trades} trades, {r.bars} bars) at {self.replay.speed_text}{loop}; "
+                  "it starts when a client subscribes", flush=True)  # fmt: skip
+            print(f"sim: REST and S3 serve {len(self.sim.symbols)} symbols of generated history, seed {a.seed}", flush=True)
+            self.message = self.replay.message()
+        else:
+            print(f"sim: {len(self.sim.symbols)} symbols, {a.rate:g} events/s, seed {a.seed}", flush=True)
         try:
             feed = self.sim.feed_task
             assert feed is not None
@@ -67,11 +91,17 @@ class SimService(Service):
             done, _ = await asyncio.wait([stop, feed], return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             if feed in done and feed.exception() is not None:
+                if self.replay is not None:
+                    self.state, self.message = "error", str(feed.exception())
+                    raise RuntimeError(f"the replay stopped: {feed.exception()}")
                 raise RuntimeError(f"the live feed stopped: {feed.exception()}")
         finally:
             await self.sim.stop()
 
     def counters(self) -> dict[str, Any]:
+        if self.replay is not None and self.state != "error":
+            self.message = self.replay.message()
+            self.state = "degraded" if self.replay.state in ("empty", "failed") else "ok"
         return self.sim.counters() if self.sim else {}
 
     def cmd_disconnect(self, key: str | None = None) -> dict[str, Any]:
@@ -98,13 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ws-port", type=_port, default=SIM_WS_PORT, help=f"WebSocket port (default {SIM_WS_PORT}; 0 = any free port)")
     p.add_argument("--rest-port", type=_port, default=SIM_REST_PORT, help=f"REST port (default {SIM_REST_PORT})")
     p.add_argument("--s3-port", type=_port, default=SIM_S3_PORT, help=f"S3 port (default {SIM_S3_PORT})")
+    p.add_argument("--replay", metavar="PATH_OR_NAME", help="stream a recording (a folder, or a NAME under MESH_DATA_DIR/recordings) instead of live events")
+    p.add_argument("--speed", type=_speed, default=1.0, help="replay speed: a factor of the recorded pace (default 1; 10 = ten times faster) or max")
+    p.add_argument("--loop", action="store_true", help="start the replay over when it ends (default: it ends and the sim stays up)")
     p.add_argument("--free-keys", type=_keys, default=[SIM_FREE_KEY], help=f"comma-separated API keys on the free plan: 5 REST calls/minute (default {SIM_FREE_KEY})")
     return p
 
 
 def main(config: Config, argv: list[str] | None = None) -> int:
     """`massive run sim`."""
-    args = build_parser().parse_args(argv or [])
+    parser = build_parser()
+    args = parser.parse_args(argv or [])
+    if args.replay is None and (args.loop or args.speed != 1.0):
+        parser.error("--speed and --loop apply to --replay only")
+    if args.replay is not None and config.sim_mode:
+        try:
+            args.recording = open_recording(args.replay, config.data_dir)
+        except ReplayError as exc:
+            print(f"massive run sim: {exc}", file=sys.stderr, flush=True)
+            return 2
     return run_service(SimService(config, args))
 
 
@@ -115,6 +157,19 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _speed(text: str) -> float | None:
+    """A positive factor, or `max` (None): as fast as the clients read."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or max, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number or max, got {text}")
     return value
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from mesh import calendar
 from mesh.config import Config
-from mesh.fetcher import calendar
 from mesh.sim.server import SimServer
 
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from moto.server import ThreadedMotoServer
 
-from mesh.fetcher import calendar
+from mesh import calendar
 from mesh.fetcher.backfill import backfill
 from mesh.fetcher.errors import FlatFileError
 from mesh.fetcher.fetch import Fetcher

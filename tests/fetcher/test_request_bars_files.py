@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from mesh.fetcher import calendar
+from mesh import calendar
 from mesh.fetcher.bars import MINUTE_SCHEMA, resample
 from mesh.fetcher.errors import BadRequest
 from mesh.fetcher.minutefile import DamagedFile, read_minute_file

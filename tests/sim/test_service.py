@@ -38,7 +38,12 @@ async def test_sim_mode_serves_prints_urls_and_answers_disconnect(tmp_path: Path
     while service.sim is None or service.sim.rest is None or service.sim.s3 is None:
         await asyncio.sleep(0.05)
     urls = service.cmd_urls()
-    out = capsys.readouterr().out
+    out = ""
+    for _ in range(100):  # the URLs are printed just after the servers exist
+        out += capsys.readouterr().out
+        if urls["s3"] in out:
+            break
+        await asyncio.sleep(0.05)
     assert urls["websocket"] in out and urls["rest"] in out and urls["s3"] in out
     async with websockets.connect(urls["websocket"]) as ws:
         await ws.recv()

@@ -1,8 +1,8 @@
-"""The NYSE calendar: which dates have a trading session, and New York midnight in UTC.
+"""The NYSE calendar: which dates have a session, early closes, and New York time in UTC.
 
-Flat files exist only for trading days, the auto rule and the cost estimate count them, and a
-weekend-only range must be refused before anything is spent, so the fetcher needs the calendar
-locally rather than asking the server. Holidays follow the exchange's published rules.
+One calendar for the whole mesh: the simulator makes history only for trading days, and the
+fetcher counts and plans them (a weekend-only request is refused before anything is spent), so
+both must agree with each other and with Massive. Holidays follow the exchange's published rules.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ ET = ZoneInfo("America/New_York")
 NS = 1_000_000_000
 
 # One-off closures (national days of mourning) that no rule predicts.
-SPECIAL_CLOSURES = frozenset({dt.date(2018, 12, 5), dt.date(2025, 1, 9)})
+SPECIAL_CLOSURES = {dt.date(2018, 12, 5), dt.date(2025, 1, 9)}
 
 
 def _easter(year: int) -> dt.date:
@@ -45,6 +45,7 @@ def _last_weekday(year: int, month: int, weekday: int) -> dt.date:
 
 
 def _observed(day: dt.date) -> dt.date:
+    """Saturday holidays move to Friday, Sunday ones to Monday."""
     if day.weekday() == 5:
         return day - dt.timedelta(days=1)
     if day.weekday() == 6:
@@ -52,9 +53,9 @@ def _observed(day: dt.date) -> dt.date:
     return day
 
 
-@lru_cache(maxsize=128)
-def holidays(year: int) -> frozenset[dt.date]:
-    """Full-day NYSE closures in `year`."""
+@lru_cache(maxsize=64)
+def nyse_holidays(year: int) -> frozenset[dt.date]:
+    """Full-day NYSE closures in `year`, by the exchange's rules."""
     days = {
         _nth_weekday(year, 1, 0, 3),  # Martin Luther King Jr. Day
         _nth_weekday(year, 2, 0, 3),  # Washington's Birthday
@@ -65,8 +66,9 @@ def holidays(year: int) -> frozenset[dt.date]:
         _nth_weekday(year, 11, 3, 4),  # Thanksgiving
         _observed(dt.date(year, 12, 25)),  # Christmas
     }
-    if dt.date(year, 1, 1).weekday() != 5:  # no Friday closure for a Saturday New Year
-        days.add(_observed(dt.date(year, 1, 1)))
+    new_year = dt.date(year, 1, 1)
+    if new_year.weekday() != 5:  # NYSE does not close the Friday before a Saturday New Year
+        days.add(_observed(new_year))
     if year >= 2022:
         days.add(_observed(dt.date(year, 6, 19)))  # Juneteenth
     days |= {d for d in SPECIAL_CLOSURES if d.year == year}
@@ -74,7 +76,16 @@ def holidays(year: int) -> frozenset[dt.date]:
 
 
 def is_trading_day(day: dt.date) -> bool:
-    return day.weekday() < 5 and day not in holidays(day.year)
+    return day.weekday() < 5 and day not in nyse_holidays(day.year)
+
+
+def is_early_close(day: dt.date) -> bool:
+    """13:00 closes: July 3, the day after Thanksgiving, Christmas Eve (when they are trading days)."""
+    if not is_trading_day(day):
+        return False
+    if day.month == 7 and day.day == 3 or day.month == 12 and day.day == 24:
+        return True
+    return day == _nth_weekday(day.year, 11, 3, 4) + dt.timedelta(days=1)
 
 
 def trading_days(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -88,13 +99,18 @@ def trading_days(start: dt.date, end: dt.date) -> list[dt.date]:
     return out
 
 
-def today_et() -> dt.date:
-    return dt.datetime.now(ET).date()
+def today_et(now_ns: int | None = None) -> dt.date:
+    now = dt.datetime.now(ET) if now_ns is None else dt.datetime.fromtimestamp(now_ns / 1e9, ET)
+    return now.date()
 
 
 def midnight_ns(day: dt.date) -> int:
     """00:00 America/New_York on `day`, as Unix nanoseconds."""
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=ET).timestamp()) * NS
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=ET).timestamp()) * 1_000_000_000
+
+
+def et_date_of_ns(ns: int) -> dt.date:
+    return dt.datetime.fromtimestamp(ns // 1_000_000_000, ET).date()
 
 
 def et_dates(ts_ns: np.ndarray) -> np.ndarray:
