@@ -25,7 +25,7 @@ from mesh.control import ControlError
 from mesh.recorder.replay import replay_batches
 from mesh.schema import QuoteBatch
 from tests.recorder.helpers import wait_for
-from tests.sim.conftest import ThreadedSim
+from tests.simulator import ThreadedSim
 
 ROOT = Path(__file__).resolve().parents[2]
 

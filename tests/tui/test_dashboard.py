@@ -122,7 +122,7 @@ async def test_a_command_to_a_missing_service_shows_the_error(bus: Bus, mesh_con
 async def test_a_stopped_service_is_shown_as_down(services: dict, mesh_config: Config) -> None:  # type: ignore[type-arg]
     app = make_app(mesh_config)
     async with app.run_test(size=(140, 40)) as pilot:
-        await pilot.press("3")
+        await pilot.press("4")
         await pilot.pause(0.3)
         table = app.query_one("#services", DataTable)
 
@@ -156,7 +156,7 @@ async def test_mesh_option_starts_the_procfile_services_and_stops_them_on_exit(m
     app = make_app(mesh_config, start_mesh=True, procfile=procfile)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: app.mesh.bus_up, timeout=15)
-        await pilot.press("4")
+        await pilot.press("5")
         log_lines = "\n".join(str(line) for line in app.query_one("#log").lines)
         assert "started: massive run bus" in log_lines
         assert app.children_procs is not None and app.children_procs.running

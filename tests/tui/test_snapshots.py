@@ -53,7 +53,7 @@ def test_live_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-unt
 
 
 def test_mesh_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(fixed_app(tmp_path), press=["3", "_"], terminal_size=(150, 24))
+    assert snap_compare(fixed_app(tmp_path), press=["4", "_"], terminal_size=(150, 24))
 
 
 def test_recording_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
