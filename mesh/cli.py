@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mesh import control
+from mesh.argtypes import positive_float, positive_int
 from mesh.config import Config, ConfigError
 
 log = logging.getLogger("massive")
@@ -157,14 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     tap = sub.add_parser("tap", help="print bus messages as JSON lines", description="Print every bus message whose topic starts with one of PREFIX (all if none) as one JSON line: topic, type, header, payload.")
     tap.add_argument("prefixes", nargs="*", metavar="PREFIX", help="topic prefixes such as md.quote. or sys.heartbeat.")
-    tap.add_argument("--count", type=_positive_int, help="stop after N messages")
-    tap.add_argument("--seconds", type=_positive_float, help="stop after S seconds")
+    tap.add_argument("--count", type=positive_int, help="stop after N messages")
+    tap.add_argument("--seconds", type=positive_float, help="stop after S seconds")
     tap.add_argument("--endpoint", help="bus subscriber endpoint (default MESH_BUS_SUB)")
     tap.set_defaults(func=cmd_tap)
 
     status = sub.add_parser("status", help="one-shot mesh health: each service up/down with key counters")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--timeout", type=_positive_float, default=2.0, help="seconds to wait for the bus (default 2)")
+    status.add_argument("--timeout", type=positive_float, default=2.0, help="seconds to wait for the bus (default 2)")
     status.set_defaults(func=cmd_status)
 
     cfg = sub.add_parser("config", help="print the effective configuration and where each value came from (secrets redacted)")
@@ -194,26 +195,6 @@ EXTRA_COMMANDS.append(_register_backtest)
 from mesh.fetcher.cli import register as _register_fetch  # noqa: E402
 
 EXTRA_COMMANDS.append(_register_fetch)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Any
 
+from mesh.argtypes import positive_int
+
 DEFAULT_LOAD_BATCH_ROWS = 10_000  # loads send bigger batches than the live service: nothing waits on latency
 
 
@@ -25,7 +27,7 @@ def register(subparsers: Any) -> None:
         "DATASET is a Parquet file or folder, or a NAME under $MESH_DATA_DIR/recordings or $MESH_DATA_DIR/historical.",
     )
     load.add_argument("dataset", metavar="DATASET", help="path, or recording/historical dataset name")
-    load.add_argument("--batch-rows", type=_positive_int, default=DEFAULT_LOAD_BATCH_ROWS, help=f"rows per call (default {DEFAULT_LOAD_BATCH_ROWS})")
+    load.add_argument("--batch-rows", type=positive_int, default=DEFAULT_LOAD_BATCH_ROWS, help=f"rows per call (default {DEFAULT_LOAD_BATCH_ROWS})")
     load.add_argument("--target", metavar="HOST:PORT", help="where to send (default KDB_TICKERPLANT); credentials come only from KDB_TICKERPLANT, and only for its own host:port")
     load.add_argument("--function", default=".u.upd", help="q function called with (table; columns) (default .u.upd; `upd` for an RDB)")
     load.add_argument("--interval", help="bar interval of historical files (1s, 1m, 5m, 15m, 30m, 1h, 1d; default: from the timestamps)")
@@ -125,11 +127,3 @@ def _target(spec: str | None, configured: Any) -> Any:
     return KdbTarget(host, int(port))
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value

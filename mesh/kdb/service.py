@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from mesh import topics
+from mesh.argtypes import positive_float, positive_int
 from mesh.client import AsyncSubscriber
 from mesh.config import Config
 from mesh.kdb.batcher import DEFAULT_BATCH_ROWS, DEFAULT_FLUSH_MS, Batcher
@@ -153,11 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="massive run kdb",
         description="Publish quotes, trades and bars from the bus to the kdb+ tickerplant in KDB_TICKERPLANT (host:port[:user:password]) with async .u.upd calls.",
     )
-    parser.add_argument("--batch-rows", type=_positive_int, default=DEFAULT_BATCH_ROWS, help=f"rows per .u.upd at most; a batch is sent when it has this many (default {DEFAULT_BATCH_ROWS})")
-    parser.add_argument("--flush-ms", type=_positive_float, default=DEFAULT_FLUSH_MS, help=f"send a partial batch once its oldest row has waited this long (default {DEFAULT_FLUSH_MS:g})")
-    parser.add_argument("--max-queue-rows", type=_positive_int, default=d.max_queue_rows, help=f"rows held while kdb+ is slow or away before the oldest are dropped (default {d.max_queue_rows})")
-    parser.add_argument("--confirm-ms", type=_positive_float, default=d.confirm_interval * 1000, help=f"interval of the sync round trip that confirms delivery (default {d.confirm_interval * 1000:g})")
-    parser.add_argument("--reconnect-max-s", type=_positive_float, default=d.reconnect_max, help=f"longest wait between reconnection attempts (default {d.reconnect_max:g})")
+    parser.add_argument("--batch-rows", type=positive_int, default=DEFAULT_BATCH_ROWS, help=f"rows per .u.upd at most; a batch is sent when it has this many (default {DEFAULT_BATCH_ROWS})")
+    parser.add_argument("--flush-ms", type=positive_float, default=DEFAULT_FLUSH_MS, help=f"send a partial batch once its oldest row has waited this long (default {DEFAULT_FLUSH_MS:g})")
+    parser.add_argument("--max-queue-rows", type=positive_int, default=d.max_queue_rows, help=f"rows held while kdb+ is slow or away before the oldest are dropped (default {d.max_queue_rows})")
+    parser.add_argument("--confirm-ms", type=positive_float, default=d.confirm_interval * 1000, help=f"interval of the sync round trip that confirms delivery (default {d.confirm_interval * 1000:g})")
+    parser.add_argument("--reconnect-max-s", type=positive_float, default=d.reconnect_max, help=f"longest wait between reconnection attempts (default {d.reconnect_max:g})")
     parser.add_argument("--function", default=d.function, help=f"the q function called with (table; columns) (default {d.function}; `upd` for an RDB)")
     return parser
 
@@ -175,21 +176,3 @@ def main(config: Config, argv: list[str] | None = None) -> int:
     return run_service(KdbService(config, args.batch_rows, args.flush_ms, options))
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value

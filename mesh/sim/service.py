@@ -15,6 +15,7 @@ import logging
 import sys
 from typing import Any, ClassVar
 
+from mesh.argtypes import positive_float
 from mesh.config import SIM_HOST, SIM_REST_PORT, SIM_S3_PORT, SIM_WS_PORT, Config
 from mesh.service import Runtime, Service, run_service
 from mesh.sim import market
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="massive run sim",
         description="A local Massive-compatible server: WebSocket feed, REST API and S3 flat files, on 127.0.0.1.",
     )
-    p.add_argument("--rate", type=_positive_float, default=1000.0, help="live events per second (default 1000; 500000+ for a firehose)")
+    p.add_argument("--rate", type=positive_float, default=1000.0, help="live events per second (default 1000; 500000+ for a firehose)")
     p.add_argument("--seed", type=int, default=market.DEFAULT_SEED, help=f"random seed of history and live feed (default {market.DEFAULT_SEED})")
     p.add_argument("--symbols", type=_symbols, default=list(market.DEFAULT_SYMBOLS), help="comma-separated universe (default: 36 large US stocks and ETFs)")
     p.add_argument("--host", default=SIM_HOST, help=f"address to listen on (default {SIM_HOST})")
@@ -148,16 +149,6 @@ def main(config: Config, argv: list[str] | None = None) -> int:
             print(f"massive run sim: {exc}", file=sys.stderr, flush=True)
             return 2
     return run_service(SimService(config, args))
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def _speed(text: str) -> float | None:
