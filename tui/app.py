@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.widgets import Button, Footer, Header, Input, Static, TabbedContent, TabPane
@@ -26,6 +26,8 @@ from tui.feed import BusFeed
 from tui.help import HelpScreen
 from tui.procs import MeshProcesses, read_procfile
 from tui.state import MarketState, MeshState
+from tui.views.backtest import BacktestView
+from tui.views.history import HistoryView
 from tui.views.live import LiveView
 from tui.views.logs import LogView
 from tui.views.mesh import MeshView
@@ -38,8 +40,10 @@ NO_MESH_AFTER_S = 3.0
 VIEWS: list[tuple[str, str, type]] = [
     ("live", "Live", LiveView),
     ("recording", "Recording", RecordingView),
+    ("history", "History", HistoryView),
     ("mesh", "Mesh", MeshView),
     ("logs", "Logs", LogView),
+    ("backtest", "Backtest", BacktestView),
 ]
 
 
@@ -109,11 +113,11 @@ class MassiveTui(App[None]):
 
     def redraw(self) -> None:
         """At most ten times a second: the visible view re-reads the state."""
-        if not self.views or self.screen.is_modal:
-            return
         try:
+            if not self.views or self.screen.is_modal:
+                return
             self._redraw()
-        except NoMatches:  # widgets already gone while the app shuts down
+        except (NoMatches, ScreenStackError):  # widgets or screens already gone while the app shuts down
             pass
 
     def _redraw(self) -> None:
@@ -189,7 +193,8 @@ class MassiveTui(App[None]):
         self.children_procs = MeshProcesses(read_procfile(self.procfile), logs.write_line)
         await self.children_procs.start()
         self.query_one("#no-mesh").display = False
-        self.notify(f"Started {len(self.children_procs.procs)} services; their output is in Logs (4).")
+        logs_key = [view_id for view_id, _, _ in VIEWS].index("logs") + 1
+        self.notify(f"Started {len(self.children_procs.procs)} services; their output is in Logs ({logs_key}).")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "start-mesh":

@@ -14,7 +14,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from mesh import control
+from mesh import control, topics
 from mesh.client import AsyncSubscriber
 from mesh.schema import Event, Heartbeat, JobUpdate, QuoteBatch, Stats, TradeBatch
 from mesh.wire import Message
@@ -62,7 +62,10 @@ class BusFeed:
         elif kind is Heartbeat:
             self.mesh.apply_heartbeat(payload)
         elif kind is Stats:
-            self.mesh.apply_stats(payload)
+            if msg.topic == topics.QUOTA:
+                self.mesh.apply_quota(payload)
+            else:
+                self.mesh.apply_stats(payload)
         elif kind is Event:
             self.mesh.apply_event(payload)
         elif kind is JobUpdate:

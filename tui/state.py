@@ -134,13 +134,15 @@ class ServiceStatus:
 
 
 class MeshState:
-    """Every service's latest heartbeat and stats, recent events, and running jobs."""
+    """Every service's latest heartbeat and stats, recent events, running jobs and the fetch quota."""
 
     def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
         self.clock = clock
         self.services: dict[str, ServiceStatus] = {}
         self.events: deque[Event] = deque(maxlen=200)
         self.jobs: dict[str, JobUpdate] = {}
+        self.quota: dict[str, Any] = {}  # the fetcher's quota ledger snapshot (sys.quota)
+        self.quota_seen_ns = 0
         self.bus_messages = 0
         self.listeners: list[Callable[[Event], None]] = []
 
@@ -152,6 +154,11 @@ class MeshState:
     def apply_stats(self, stats: Stats) -> None:
         if stats.service in self.services:
             self.services[stats.service].stats = stats.stats
+
+    def apply_quota(self, stats: Stats) -> None:
+        """`sys.quota`: kept apart from the service stats it shares a type (and a service name) with."""
+        self.quota = stats.stats
+        self.quota_seen_ns = self.clock()
 
     def apply_event(self, event: Event) -> None:
         self.events.append(event)

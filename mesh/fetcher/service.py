@@ -188,10 +188,14 @@ class FetcherService(Service):
 
     # --- commands ------------------------------------------------------------------------------
 
-    def cmd_plan(self, symbols: str | list[str], start: str, end: str, interval: str = "1d", method: str = "auto") -> dict[str, Any]:
-        """Method, reason and cost of a fetch (REST calls, files, bytes, fits in the quota); spends nothing."""
+    async def cmd_plan(self, symbols: str | list[str], start: str, end: str, interval: str = "1d", method: str = "auto") -> dict[str, Any]:
+        """Method, reason and cost of a fetch (REST calls, files, bytes, fits in the quota); spends nothing.
+
+        Planning may list flat files on S3, so it runs in a thread: heartbeats and other commands
+        go on meanwhile.
+        """
         request = make_request(symbols, start, end, interval, method)
-        return Fetcher(self.config, ledger=self.ledger).plan(request).as_dict()
+        return await asyncio.to_thread(lambda: Fetcher(self.config, ledger=self.ledger).plan(request).as_dict())
 
     def cmd_fetch(self, symbols: str | list[str], start: str, end: str, interval: str = "1d", method: str = "auto", name: str | None = None, fallback: bool = True) -> dict[str, Any]:
         """Queue a fetch; progress and the result come on job.<id>. Bad input is refused here."""

@@ -105,7 +105,7 @@ async def test_plan_shows_method_and_cost_then_fetch_shows_progress_result_and_d
     app = make_app(mesh_config)
     async with app.run_test(size=(130, 40)) as pilot:
         view = await open_history(pilot)
-        await wait_until(pilot, lambda: app.query_one("#history-body").display and view.quota())
+        await wait_until(pilot, lambda: app.query_one("#history-body").display and view.quota(), timeout=15)
         assert not app.query_one("#history-down").display
         # the quota gauges come from sys.quota
         await wait_until(pilot, lambda: "0 of 1,000 calls" in str(app.query_one("#gauge-rest-day .gauge-value").render()))
@@ -159,7 +159,7 @@ async def test_bad_input_shows_the_fetchers_error(fetcher: subprocess.Popen[str]
     app = make_app(mesh_config)
     async with app.run_test(size=(130, 40)) as pilot:
         view = await open_history(pilot)
-        await wait_until(pilot, lambda: app.query_one("#history-body").display)
+        await wait_until(pilot, lambda: app.query_one("#history-body").display, timeout=15)
         await pilot.click("#history-fetch")
         await wait_until(pilot, lambda: any("Type one or more symbols" in t for t in toasts(app)))
         fill(app, "AAPL", days[-1], days[-3])
@@ -214,6 +214,7 @@ def test_history_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-
         view.follow_job({"job_id": "f4242-1", "state": "queued", "args": PLAN["request"]})
         app.mesh.apply_job(JobUpdate(job_id="f4242-1", kind="fetch", state="running", progress=0.45, message="downloading 2025-11-19.csv.gz"))
         view.show_datasets(DATASETS)
+        view.tick()  # draw now rather than at the next redraw, however busy the machine
         await pilot.pause(0.3)
         await pilot.wait_for_scheduled_animations()  # the tab underline slides to History
 
