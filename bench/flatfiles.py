@@ -31,7 +31,7 @@ import pyarrow.csv as pcsv
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mesh.fetcher import calendar  # noqa: E402
+from mesh import calendar  # noqa: E402
 from mesh.fetcher.bars import resample  # noqa: E402
 from mesh.fetcher.minutefile import HEADER, read_minute_file  # noqa: E402
 

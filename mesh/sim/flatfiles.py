@@ -23,10 +23,10 @@ from urllib.parse import parse_qsl
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.test import EnvironBuilder
 
 from mesh.sim import history, market, sigv4
+from mesh.sim.wsgi import BackgroundServer
 
 log = logging.getLogger(__name__)
 
@@ -254,25 +254,11 @@ def _s3_error(environ: dict[str, Any], start_response: Callable[..., Any], code:
     return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
 
-class S3Server:
-    """The gateway on a werkzeug threaded server in a background thread."""
+class S3Server(BackgroundServer):
+    """The gateway on a werkzeug threaded server in a background thread (moto's request handler)."""
 
     def __init__(self, gateway: S3Gateway, host: str = "127.0.0.1", port: int = 0) -> None:
         from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-        class Quiet(MotoRequestHandler):
-            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-                pass  # request lines of presigned URLs carry credentials
-
         self.gateway = gateway
-        self.server: BaseWSGIServer = make_server(host, port, gateway, threaded=True, request_handler=Quiet)
-        self.port = self.server.server_port
-        self._thread = threading.Thread(target=self.server.serve_forever, name="sim-s3", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(gateway, host, port, "sim-s3", MotoRequestHandler)

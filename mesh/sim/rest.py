@@ -24,10 +24,10 @@ from urllib.parse import parse_qsl, urlencode
 import msgspec
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from mesh.sim import history, market, queries
+from mesh.sim.wsgi import BackgroundServer
 
 log = logging.getLogger(__name__)
 
@@ -407,26 +407,9 @@ def _ns_bounds(params: dict[str, str]) -> tuple[int, int]:
 # --- server --------------------------------------------------------------------------------------
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Logs nothing per request: request lines can carry `apiKey=`."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
-class RestServer:
+class RestServer(BackgroundServer):
     """The REST app on a werkzeug threaded server in a background thread."""
 
     def __init__(self, app: RestApp, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = app
-        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
-        self.port = self.server.server_port
-        self._thread = threading.Thread(target=self.server.serve_forever, name="sim-rest", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(app, host, port, "sim-rest")
