@@ -1,14 +1,16 @@
 """What a reconnect cost: per symbol, the last event before the drop and the first after it.
 
 Massive's per-symbol sequence numbers increase but are not contiguous, so a gap cannot be seen
-inside a healthy stream; it can be bounded across a reconnect. The tracker keeps the last
-(sequence, time) per (kind, symbol), built in C from whole columns, and after a reconnect reports
-a `Gap` for every symbol whose stream resumes.
+inside a healthy stream; it can be bounded across a reconnect. On the hot path the tracker only
+remembers, per (kind, symbol), the last batch that carried the symbol (one C-level dict update per
+batch); the (sequence, time) of its last event there is looked up once, when the stream breaks.
+After a reconnect it reports a `Gap` for every symbol whose stream resumes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 from mesh.schema import Gap
 
@@ -18,7 +20,8 @@ PENDING_SECONDS = 120.0
 
 class GapTracker:
     def __init__(self) -> None:
-        self._last: dict[str, dict[str, tuple[int, int]]] = {"quote": {}, "trade": {}}
+        # kind -> symbol -> (symbols, sequences, times) columns of the last batch with that symbol
+        self._last: dict[str, dict[str, tuple[Sequence[str], Sequence[int], Sequence[int]]]] = {"quote": {}, "trade": {}}
         self._pending: dict[str, dict[str, tuple[int, int]]] = {"quote": {}, "trade": {}}
         self._pending_since_ns = 0
         self.reason = ""
@@ -27,13 +30,16 @@ class GapTracker:
     def disconnected(self, reason: str, now_ns: int) -> None:
         """The stream broke: everything seen so far is what the next events must be compared with."""
         for kind in ("quote", "trade"):
-            self._pending[kind].update(self._last[kind])
+            pending = self._pending[kind]
+            for symbol, (symbols, sequences, times) in self._last[kind].items():
+                i = len(symbols) - 1 - list(reversed(symbols)).index(symbol)
+                pending[symbol] = (sequences[i], times[i])
+            self._last[kind].clear()
         self._pending_since_ns = now_ns
         self.reason = reason
 
     def observe(self, kind: str, symbols: Sequence[str], sequences: Sequence[int], times: Sequence[int]) -> list[Gap]:
         """Record a batch's columns; returns gaps for symbols resuming after a reconnect."""
-        pairs = zip(sequences, times, strict=True)
         last = self._last[kind]
         pending = self._pending[kind]
         gaps: list[Gap] = []
@@ -45,6 +51,6 @@ class GapTracker:
                 gaps.append(Gap(symbol=symbol, kind=kind, from_sequence=before_seq, to_sequence=after_seq, ts_from=before_ts, ts_to=after_ts, reason=self.reason))
             if times and times[-1] - self._pending_since_ns > PENDING_SECONDS * 1e9:
                 pending.clear()
-        last.update(zip(symbols, pairs, strict=True))
+        last.update(zip(symbols, repeat((symbols, sequences, times))))
         self.detected += len(gaps)
         return gaps
