@@ -16,7 +16,8 @@ def free_port() -> int:
 
 def report(bench: str, metric: str, value: float, unit: str, baseline: float, target: Any, **extra: Any) -> None:
     """Print the closing line every bench/*.py ends with."""
-    line = {"bench": bench, "metric": metric, "value": round(value, 1), "unit": unit, "baseline": round(baseline, 1), "ratio": round(value / baseline, 3) if baseline else None, "target": target}
+    digits = 3 if abs(value) < 10 else 1  # small quantities (cores, seconds) keep their precision
+    line = {"bench": bench, "metric": metric, "value": round(value, digits), "unit": unit, "baseline": round(baseline, digits), "ratio": round(value / baseline, 3) if baseline else None, "target": target}
     line.update(extra)
     print(json.dumps(line))
 
