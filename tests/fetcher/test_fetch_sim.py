@@ -142,11 +142,11 @@ def test_unknown_symbol_in_flat_files_says_so(sim_config: Config, days: list[dt.
 
 
 def test_bad_api_key_is_not_retried(sim: SimServer, tmp_path: Path, days: list[dt.date]) -> None:
-    env = sim_env(sim, tmp_path / "data", MASSIVE_API_KEY="wrong-key-123456")
+    env = sim_env(sim, tmp_path / "data", MASSIVE_API_KEY="not-a-real-key")
     config = config_of(env, tmp_path)
     with pytest.raises(RestAuthError, match="401") as err:
         Fetcher(config).run(make_request(["AAPL"], days[-1], days[-1], "1d", "rest"), check_symbols=False)
-    assert "wrong-key-123456" not in str(err.value)
+    assert "not-a-real-key" not in str(err.value)
     assert QuotaLedger.for_config(config).snapshot()["rest_calls_today"] == 1
 
 

@@ -12,14 +12,14 @@ from mesh.config import Config, ConfigError, parse_bytes
 
 def test_environment_wins_over_dotenv_which_wins_over_properties(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("MASSIVE_REST_CALLS_PER_DAY=200\nMASSIVE_FEED=realtime\n# comment\nexport MESH_DATA_DIR='/tmp/x y'\n")
-    (tmp_path / "api_keys.properties").write_text("MASSIVE_REST_CALLS_PER_DAY=300\nMASSIVE_REST_CALLS_PER_MINUTE=9\nMASSIVE_API_KEY=prop-key-123456789\n")
+    (tmp_path / "api_keys.properties").write_text("MASSIVE_REST_CALLS_PER_DAY=300\nMASSIVE_REST_CALLS_PER_MINUTE=9\nMASSIVE_API_KEY=prop-key-1\n")
     config = Config.load(environ={"MASSIVE_REST_CALLS_PER_DAY": "400"}, cwd=tmp_path)
     assert config.rest_calls_per_day == 400 and config.sources["MASSIVE_REST_CALLS_PER_DAY"] == "environment"
     assert config.feed == "realtime" and config.sources["MASSIVE_FEED"] == ".env"
     assert config.rest_calls_per_minute == 9 and config.sources["MASSIVE_REST_CALLS_PER_MINUTE"] == "api_keys.properties"
     assert str(config.data_dir) == "/tmp/x y"
     assert not config.sim_mode
-    assert config.api_key is not None and config.api_key.reveal() == "prop-key-123456789"
+    assert config.api_key is not None and config.api_key.reveal() == "prop-key-1"
 
 
 def test_no_api_key_means_sim_mode_pointing_at_the_simulator(tmp_path: Path) -> None:
