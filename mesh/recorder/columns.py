@@ -19,6 +19,7 @@ from mesh.schema import GapBatch, QuoteBatch, TradeBatch
 
 TIME = pa.timestamp("ns", tz="UTC")
 _INT64 = pa.int64()
+_BUFFER_CODES = {_INT64: "q", pa.float64(): "d"}  # Arrow type -> array.array typecode
 
 QUOTES = "quotes"
 TRADES = "trades"
@@ -107,8 +108,9 @@ def to_record_batch(table: str, batch: Any, extra: dict[str, Any] | None = None)
                 column = getattr(batch, field.name)
             if len(column) != n:
                 raise RejectedBatch(f"column {field.name!r} has {len(column)} values, symbol has {n}")
-            if field.type == _INT64:  # ~3x faster than pa.array for a list of Python ints
-                arrays.append(pa.Array.from_buffers(_INT64, n, [None, pa.py_buffer(array.array("q", column))]))
+            code = _BUFFER_CODES.get(field.type)
+            if code is not None:  # ~3x faster than pa.array for a list of Python ints or floats
+                arrays.append(pa.Array.from_buffers(field.type, n, [None, pa.py_buffer(array.array(code, column))]))
             else:
                 arrays.append(pa.array(column, type=field.type))
     except (pa.ArrowException, TypeError, OverflowError, ValueError) as exc:
