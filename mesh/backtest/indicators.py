@@ -55,32 +55,27 @@ def ema(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def rolling_std(x: np.ndarray, n: int) -> np.ndarray:
-    """Population standard deviation over the last `n` values."""
+def _rolling(x: np.ndarray, n: int, reduce: str) -> np.ndarray:
+    """`reduce` (std, max, min) over the last `n` values; NaN until `n` values exist."""
     x = np.asarray(x, dtype=np.float64)
     out = np.full(len(x), np.nan)
     if n <= 0 or len(x) < n:
         return out
-    out[n - 1 :] = sliding_window_view(x, n).std(axis=1)
+    out[n - 1 :] = getattr(sliding_window_view(x, n), reduce)(axis=1)
     return out
+
+
+def rolling_std(x: np.ndarray, n: int) -> np.ndarray:
+    """Population standard deviation over the last `n` values."""
+    return _rolling(x, n, "std")
 
 
 def rolling_max(x: np.ndarray, n: int) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    out = np.full(len(x), np.nan)
-    if n <= 0 or len(x) < n:
-        return out
-    out[n - 1 :] = sliding_window_view(x, n).max(axis=1)
-    return out
+    return _rolling(x, n, "max")
 
 
 def rolling_min(x: np.ndarray, n: int) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    out = np.full(len(x), np.nan)
-    if n <= 0 or len(x) < n:
-        return out
-    out[n - 1 :] = sliding_window_view(x, n).min(axis=1)
-    return out
+    return _rolling(x, n, "min")
 
 
 def shift(x: np.ndarray, k: int = 1) -> np.ndarray:
