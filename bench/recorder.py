@@ -2,7 +2,7 @@
 
 Three numbers from the same rows in the same run:
   wal       QuoteBatch messages (1,000 rows each, as they come off the bus: msgpack frames decoded
-            with mesh.wire) appended to the write-ahead log with the default 0.2 s fsync interval,
+            with mesh.wire into numpy columns, as the recorder does) appended to the write-ahead log with the default 0.2 s fsync interval,
             timed until the last fsync returns (durable)
   promote   those WAL segments promoted to Parquet (zstd), fsync'd and renamed into place
   ceiling   pyarrow.parquet.write_table of the same rows from one in-memory Arrow table
@@ -66,7 +66,7 @@ def run_once(data: list[list[bytes]], segments: int) -> tuple[float, float, floa
         per_segment = max(1, count // segments)
         start = time.perf_counter()
         for i, frame in enumerate(data):
-            msg = wire.decode(frame)
+            msg = wire.decode(frame, columnar=True)
             wal.append(QUOTES, to_record_batch(QUOTES, msg.payload))
             if (i + 1) % per_segment == 0 and i + 1 < count:
                 wal.rotate()

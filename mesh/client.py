@@ -116,7 +116,7 @@ def _subscribe_all(sock: zmq.Socket, prefixes: Iterable[str]) -> None:
 class Subscriber:
     """Receives bus messages whose topic starts with one of `prefixes` (all if none)."""
 
-    def __init__(self, prefixes: Iterable[str] = (), endpoint: str | None = None, *, context: zmq.Context | None = None, hwm: int = SUB_HWM) -> None:
+    def __init__(self, prefixes: Iterable[str] = (), endpoint: str | None = None, *, context: zmq.Context | None = None, hwm: int = SUB_HWM, columnar: bool = False) -> None:
         self.endpoint = endpoint or load_config().bus_sub
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
@@ -124,6 +124,7 @@ class Subscriber:
         self._sock.linger = 0
         _subscribe_all(self._sock, prefixes)
         self._sock.connect(self.endpoint)
+        self.columnar = columnar  # numpy columns for quote, trade and bar batches (mesh.columnar)
         self.stats = SubscriberStats()
 
     @property
@@ -139,7 +140,7 @@ class Subscriber:
                 return None
             frames = self._sock.recv_multipart(copy=False)
             try:
-                msg = wire.decode(frames)
+                msg = wire.decode(frames, columnar=self.columnar)
             except MalformedFrame as exc:
                 self.stats.reject(exc)
                 continue
@@ -165,7 +166,7 @@ class Subscriber:
 class AsyncSubscriber:
     """The asyncio twin of `Subscriber`, for services and the TUI."""
 
-    def __init__(self, prefixes: Iterable[str] = (), endpoint: str | None = None, *, context: zmq.asyncio.Context | None = None, hwm: int = SUB_HWM) -> None:
+    def __init__(self, prefixes: Iterable[str] = (), endpoint: str | None = None, *, context: zmq.asyncio.Context | None = None, hwm: int = SUB_HWM, columnar: bool = False) -> None:
         self.endpoint = endpoint or load_config().bus_sub
         self._ctx = context or zmq.asyncio.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
@@ -174,6 +175,7 @@ class AsyncSubscriber:
         _subscribe_all(self._sock, prefixes)
         self._sock.connect(self.endpoint)
         self._sync = zmq.Socket.shadow(self._sock.underlying)  # same socket, for non-blocking drains
+        self.columnar = columnar  # numpy columns for quote, trade and bar batches (mesh.columnar)
         self.stats = SubscriberStats()
 
     def subscribe(self, prefix: str) -> None:
@@ -183,7 +185,7 @@ class AsyncSubscriber:
         while True:
             frames = await self._sock.recv_multipart(copy=False)
             try:
-                msg = wire.decode(frames)
+                msg = wire.decode(frames, columnar=self.columnar)
             except MalformedFrame as exc:
                 self.stats.reject(exc)
                 continue
@@ -198,7 +200,7 @@ class AsyncSubscriber:
             except zmq.Again:
                 return None
             try:
-                msg = wire.decode(frames)
+                msg = wire.decode(frames, columnar=self.columnar)
             except MalformedFrame as exc:
                 self.stats.reject(exc)
                 continue

@@ -98,6 +98,11 @@ class Gap(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 # --- batches (what travels) --------------------------------------------------------------------
 
 
+def _as_list(column: Any) -> list[Any]:
+    """A column as Python values (numpy columns from mesh.columnar become ints and floats)."""
+    return column.tolist() if hasattr(column, "tolist") else column  # type: ignore[no-any-return]
+
+
 class _Batch(msgspec.Struct, array_like=True, frozen=True, tag=True, gc=False):
     row_type: ClassVar[type]
 
@@ -112,7 +117,7 @@ class _Batch(msgspec.Struct, array_like=True, frozen=True, tag=True, gc=False):
         """The batch as row records, one per event."""
         names = self.__struct_fields__
         cls = self.row_type
-        for values in zip(*(getattr(self, name) for name in names), strict=True):
+        for values in zip(*(_as_list(getattr(self, name)) for name in names), strict=True):
             yield cls(**dict(zip(names, values, strict=True)))
 
     @classmethod
@@ -183,7 +188,7 @@ class BarBatch(_Batch, tag="bars"):
 
     def rows(self) -> Iterator[Bar]:
         names = [name for name in self.__struct_fields__ if name not in ("interval", "replaces")]
-        for values in zip(*(getattr(self, name) for name in names), strict=True):
+        for values in zip(*(_as_list(getattr(self, name)) for name in names), strict=True):
             yield Bar(**dict(zip(names, values, strict=True)))
 
     @classmethod

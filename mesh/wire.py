@@ -12,10 +12,22 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+import numpy as np
 
+from mesh.columnar import decode_payload as columnar_decode_payload
+from mesh.columnar import with_arrays
 from mesh.schema import PROTOCOL_VERSION, Header, Payload, type_name
 
-_encoder = msgspec.msgpack.Encoder()
+def _enc_hook(value: Any) -> Any:
+    """numpy columns (mesh.columnar, replays of Parquet data) travel as plain msgpack arrays."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise NotImplementedError(f"cannot encode {type(value).__name__} on the bus")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 _envelope_decoder = msgspec.msgpack.Decoder(tuple[Header, msgspec.Raw])
 _payload_decoder = msgspec.msgpack.Decoder(Payload)
 
@@ -53,8 +65,12 @@ def encode(topic: str, payload: Any, *, src: str, seq: int, ts_send: int | None 
     return [topic.encode("ascii"), _encoder.encode((header, payload))]
 
 
-def decode(frames: Sequence[bytes | memoryview | Any]) -> Message:
-    """Parse frames from the bus; raises `MalformedFrame` for anything else."""
+def decode(frames: Sequence[bytes | memoryview | Any], *, columnar: bool = False) -> Message:
+    """Parse frames from the bus; raises `MalformedFrame` for anything else.
+
+    With `columnar=True`, the int and float columns of quote, trade and bar batches are numpy
+    arrays (mesh.columnar), for consumers that hand columns to Arrow, kdb+ or numpy anyway.
+    """
     if len(frames) != 2:
         raise MalformedFrame("frames", f"expected 2 frames [topic, body], got {len(frames)}")
     topic_frame = bytes(getattr(frames[0], "buffer", frames[0]))
@@ -69,9 +85,15 @@ def decode(frames: Sequence[bytes | memoryview | Any]) -> Message:
         raise MalformedFrame("body", f"not a [header, payload] envelope: {exc}") from None
     if header.v != PROTOCOL_VERSION:
         raise MalformedFrame("version", f"protocol version {header.v} from {header.src!r}; this build speaks {PROTOCOL_VERSION}")
+    if columnar:
+        payload = columnar_decode_payload(raw)
+        if payload is not None:
+            return Message(topic, header, payload)
     try:
         payload = _payload_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        if columnar:
+            payload = with_arrays(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError, OverflowError, ValueError) as exc:
         raise MalformedFrame("payload", f"{type_hint(raw)}: {exc}") from None
     return Message(topic, header, payload)
 
@@ -93,5 +115,5 @@ def to_json_dict(message: Message) -> dict[str, Any]:
         "topic": message.topic,
         "type": message.type,
         "header": msgspec.structs.asdict(message.header),
-        "payload": {k: v for k, v in msgspec.to_builtins(msgspec.structs.asdict(message.payload)).items()},
+        "payload": {k: v for k, v in msgspec.to_builtins(msgspec.structs.asdict(message.payload), enc_hook=_enc_hook).items()},
     }

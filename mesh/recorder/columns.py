@@ -1,7 +1,8 @@
 """Arrow schemas of the recorded tables, and bus batches turned into Arrow columns.
 
-The recorder never builds a Python object per event: each list in a `QuoteBatch` or `TradeBatch`
-becomes one Arrow array with one `pa.array(list)` call. The write-ahead log keeps every time
+The recorder never builds a Python object per event: it decodes bus batches with numpy columns
+(mesh.columnar), which Arrow takes without a copy, and any column that arrives as a list becomes
+one Arrow array with one call. The write-ahead log keeps every time
 column as int64 (the cheapest conversion from Python ints); promotion casts them to the storage
 schema, where times are `timestamp[ns, tz=UTC]`. Integers are int64 in both, so promotion can
 never fail on a value that the log accepted. Column names are the field names of
@@ -13,6 +14,7 @@ from __future__ import annotations
 import array
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from mesh.schema import GapBatch, QuoteBatch, TradeBatch
@@ -109,7 +111,9 @@ def to_record_batch(table: str, batch: Any, extra: dict[str, Any] | None = None)
             if len(column) != n:
                 raise RejectedBatch(f"column {field.name!r} has {len(column)} values, symbol has {n}")
             code = _BUFFER_CODES.get(field.type)
-            if code is not None:  # ~3x faster than pa.array for a list of Python ints or floats
+            if isinstance(column, np.ndarray):  # mesh.columnar's decode: Arrow shares numpy's buffer
+                arrays.append(pa.array(column, type=field.type))
+            elif code is not None:  # ~3x faster than pa.array for a list of Python ints or floats
                 arrays.append(pa.Array.from_buffers(field.type, n, [None, pa.py_buffer(array.array(code, column))]))
             else:
                 arrays.append(pa.array(column, type=field.type))

@@ -25,7 +25,7 @@ from mesh.recorder.wal import fsync_dir, read_segment
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 256 * 1024  # rows per Parquet row group and per bar-building step
+CHUNK_ROWS = 1024 * 1024  # rows per Parquet row group and per bar-building step (smaller groups write ~35% slower)
 
 # Called between writing the Parquet files and deleting the segment; tests use it to crash there.
 _after_write: Callable[[int], None] | None = None

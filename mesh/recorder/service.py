@@ -108,7 +108,7 @@ class RecorderService(Service):
 
     def _on_frames(self, frames: list[Any]) -> None:
         try:
-            msg = wire.decode(frames)
+            msg = wire.decode(frames, columnar=True)
         except MalformedFrame as exc:
             self.sub_stats.reject(exc)  # counted by kind (unknown schemas too), logged once per kind
             return
