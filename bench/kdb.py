@@ -1,7 +1,8 @@
 """The kdb publisher's throughput: bus batches -> `.u.upd` into a test tickerplant, against PyKX alone.
 
 Ours: encoded bus messages (QuoteBatch, 100 quotes each, as ingest publishes them) are decoded
-with the bus codec, rebatched by `mesh.kdb.batcher` to N rows per `.u.upd`, and sent by
+with the bus codec as the kdb service reads a busy bus (bursts of up to 100 messages, each
+topic's batches merged into numpy columns: `wire.decode_many`), rebatched by `mesh.kdb.batcher` to N rows per `.u.upd`, and sent by
 `mesh.kdb.sender` (PyKX conversion, own socket, replay buffer, confirming round trips). The clock
 stops when the final sync round trip returns, i.e. when the tickerplant has read every message.
 
@@ -41,6 +42,7 @@ from mesh.config import KdbTarget  # noqa: E402
 from mesh.kdb.batcher import DEFAULT_BATCH_ROWS, Batcher  # noqa: E402
 from mesh.kdb.schema import NS_PER_DAY  # noqa: E402
 from mesh.kdb.sender import Sender, SenderOptions  # noqa: E402
+from mesh.kdb.service import BURST_MESSAGES  # noqa: E402
 from mesh.schema import QuoteBatch  # noqa: E402
 
 BUS_BATCH = 100
@@ -70,8 +72,9 @@ def ours(port: int, batch_rows: int, frames: list[list[bytes]], total: int) -> f
     sender.start()
     assert sender.flush(10), "no connection to the test tickerplant"
     start = time.perf_counter()
-    for msg_frames in frames:
-        batcher.add(wire.decode(msg_frames).payload)
+    for first in range(0, len(frames), BURST_MESSAGES):  # as the service reads a busy bus: bursts
+        for msg in wire.decode_many(frames[first:first + BURST_MESSAGES]).messages:
+            batcher.add(msg.payload)
     batcher.flush_all()
     assert sender.flush(120), "the tickerplant did not confirm"
     elapsed = time.perf_counter() - start

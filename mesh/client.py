@@ -26,6 +26,7 @@ import zmq.asyncio
 
 from mesh import control, wire
 from mesh.config import Config, load_config
+from mesh.schema import Header
 from mesh.wire import MalformedFrame, Message
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,13 @@ class SubscriberStats:
 
     def observe(self, msg: Message) -> int:
         """Account for one good message; returns the number of messages missing just before it."""
+        return self.observe_header(msg.topic, msg.header)
+
+    def observe_header(self, topic: str, header: Header) -> int:
+        """`observe` for a message known by its topic and header (a message merged into a burst)."""
         self.received += 1
-        key = (msg.header.src, msg.topic)
-        seq = msg.header.seq
+        key = (header.src, topic)
+        seq = header.seq
         last = self._last_seq.get(key)
         self._last_seq[key] = seq
         if last is None:
@@ -206,6 +211,25 @@ class AsyncSubscriber:
                 continue
             self.stats.observe(msg)
             return msg
+
+    async def recv_burst(self, limit: int = 1000) -> list[Message]:
+        """The next message and up to `limit` - 1 more already queued, decoded together.
+
+        Quote and trade batches of one topic come back merged into one batch with numpy columns
+        (`wire.decode_many`); every message still counts in `stats` (sequence gaps, malformed).
+        """
+        batch = [await self._sock.recv_multipart(copy=False)]
+        while len(batch) < limit:
+            try:
+                batch.append(self._sync.recv_multipart(flags=zmq.NOBLOCK, copy=False))
+            except zmq.Again:
+                break
+        burst = wire.decode_many(batch)
+        for error in burst.errors:
+            self.stats.reject(error)
+        for topic, header in burst.received:
+            self.stats.observe_header(topic, header)
+        return burst.messages
 
     def close(self) -> None:
         self._sock.close()

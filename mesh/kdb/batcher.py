@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
+
+import numpy as np
 
 from mesh.kdb.buffer import Chunk
 from mesh.kdb.schema import BATCH_FIELDS, TABLE_BY_BATCH, QTable
@@ -24,9 +27,23 @@ class _Pending:
     def __init__(self, table: QTable) -> None:
         self.table = table
         self.fields = sorted({c.source for c in table.columns}, key=[c.source for c in table.columns].index)
-        self.columns: dict[str, list[Any]] = {f: [] for f in self.fields}
+        self.pieces: dict[str, list[Any]] = {f: [] for f in self.fields}  # per field: the batches' columns, joined on emit
         self.rows = 0
         self.since = 0.0  # monotonic time the oldest pending row arrived
+
+    def take(self) -> dict[str, Any]:
+        """Every pending column joined into one (a numpy array when the pieces are arrays)."""
+        joined = {name: _join(pieces) for name, pieces in self.pieces.items()}
+        self.pieces = {f: [] for f in self.fields}
+        return joined
+
+
+def _join(pieces: list[Any]) -> Any:
+    if len(pieces) == 1:
+        return pieces[0]
+    if all(isinstance(piece, np.ndarray) for piece in pieces):
+        return np.concatenate(pieces)
+    return list(chain.from_iterable(piece.tolist() if isinstance(piece, np.ndarray) else piece for piece in pieces))
 
 
 class Batcher:
@@ -41,7 +58,11 @@ class Batcher:
         self._pending = {batch: _Pending(table) for batch, table in TABLE_BY_BATCH.items()}
 
     def add(self, batch: Any, now: float | None = None) -> bool:
-        """Take one bus batch (QuoteBatch, TradeBatch or BarBatch); False for any other payload."""
+        """Take one bus batch (QuoteBatch, TradeBatch or BarBatch); False for any other payload.
+
+        Columns may be lists or numpy arrays (a subscriber with `columnar=True`); they are kept
+        as they come and joined once per chunk.
+        """
         pending = self._pending.get(type(batch))
         if pending is None:
             return False
@@ -52,10 +73,8 @@ class Batcher:
         if pending.rows == 0:
             pending.since = now
         for name in pending.fields:
-            if name in BATCH_FIELDS:
-                pending.columns[name].extend([getattr(batch, name)] * n)
-            else:
-                pending.columns[name].extend(getattr(batch, name))
+            value = getattr(batch, name)
+            pending.pieces[name].append([value] * n if name in BATCH_FIELDS else value)
         pending.rows += n
         if pending.rows >= self.batch_rows:
             self._emit_full(pending, now)
@@ -63,20 +82,17 @@ class Batcher:
 
     def _emit_full(self, pending: _Pending, now: float) -> None:
         size = self.batch_rows
-        cols = pending.columns
-        if pending.rows == size:  # the common case: hand the lists over without copying
-            self._emit_rest(pending)
-            return
+        rows = pending.rows
+        cols = pending.take()
         start = 0
-        while pending.rows - start >= size:
+        while rows - start >= size:
             end = start + size
-            self.emit(Chunk(pending.table.name, {k: v[start:end] for k, v in cols.items()}, size))
+            self.emit(Chunk(pending.table.name, cols if (start, end) == (0, rows) else {k: v[start:end] for k, v in cols.items()}, size))
             start = end
-        if start:
-            pending.columns = {k: v[start:] for k, v in cols.items()}
-            pending.rows -= start
-            if pending.rows:
-                pending.since = now
+        pending.rows = rows - start
+        if pending.rows:
+            pending.pieces = {k: [v[start:]] for k, v in cols.items()}
+            pending.since = now
 
     def flush_due(self, now: float | None = None) -> None:
         """Emit every table whose oldest row has waited `flush_ms`."""
@@ -91,8 +107,8 @@ class Batcher:
                 self._emit_rest(pending)
 
     def _emit_rest(self, pending: _Pending) -> None:
-        self.emit(Chunk(pending.table.name, pending.columns, pending.rows))
-        pending.columns = {f: [] for f in pending.fields}
+        rows = pending.rows
+        self.emit(Chunk(pending.table.name, pending.take(), rows))
         pending.rows = 0
 
     def next_due(self, now: float | None = None) -> float | None:

@@ -32,6 +32,7 @@ from mesh.wire import Message
 log = logging.getLogger(__name__)
 
 SUBSCRIPTIONS = (topics.quotes(), topics.trades(), topics.bars("1s"), topics.bars("1m"))
+BURST_MESSAGES = 100  # bus messages decoded together at most (merged into numpy columns per topic)
 DISABLED_MESSAGE = "KDB_TICKERPLANT is not set (host:port[:user:password]); nothing is published to kdb+"
 
 
@@ -62,24 +63,21 @@ class KdbService(Service):
         importlib.import_module("mesh.kdb.encode")  # PyKX's import takes ~0.7 s: pay it before data flows
         sender = self.sender = Sender(target, self.options)
         batcher = Batcher(self._submit, self.batch_rows, self.flush_ms)
-        sub = self.subscriber = AsyncSubscriber(SUBSCRIPTIONS, self.config.bus_sub, context=runtime.context)
+        sub = self.subscriber = AsyncSubscriber(SUBSCRIPTIONS, self.config.bus_sub, context=runtime.context, columnar=True)
         log.info("kdb: publishing %s to kdb+ at %s with %s (batches of up to %d rows or %g ms)", ", ".join(TABLES), sender.snapshot()["target"], self.options.function, self.batch_rows, self.flush_ms)
         sender.start()
-        receiving: asyncio.Future[Message] | None = None
+        receiving: asyncio.Future[list[Message]] | None = None
         try:
             while not runtime.stopping.is_set():
                 due = batcher.next_due()
                 if receiving is None:
-                    receiving = asyncio.ensure_future(sub.recv())
+                    # a burst at a time: what is queued is decoded together, into numpy columns
+                    receiving = asyncio.ensure_future(sub.recv_burst(BURST_MESSAGES))
                 done, _ = await asyncio.wait({receiving}, timeout=0.25 if due is None else min(due, 0.25))
                 if done:
-                    batcher.add(receiving.result().payload)
-                    receiving = None
-                    for _ in range(1000):  # drain a burst without a round through the loop each
-                        msg = sub.recv_nowait()
-                        if msg is None:
-                            break
+                    for msg in receiving.result():
                         batcher.add(msg.payload)
+                    receiving = None
                 batcher.flush_due()
                 self._update_state()
         finally:

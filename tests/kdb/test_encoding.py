@@ -125,3 +125,42 @@ def test_docs_show_every_column_of_the_mapping() -> None:
     doc = (ROOT / "docs/kdb.md").read_text()
     for table, field, column, qtype, _note in mapping_rows():
         assert re.search(rf"\|\s*`{table}`\s*\|\s*`{field}`\s*\|\s*`{column}`\s*\|\s*{qtype}\s*\|", doc), (table, field, column, qtype)
+
+
+def test_long_float_and_symbol_vectors_are_byte_for_byte_what_pykx_serializes() -> None:
+    import numpy as np
+    import pykx as kx
+
+    from mesh.kdb.encode import column
+    from mesh.kdb.schema import QColumn
+
+    quote_columns = {c.name: c for c in TABLES["quote"].columns}
+    longs = np.array([0, 1, -5, 2**62, 100], dtype=np.int64)
+    floats = np.array([0.0, -1.5, 1e300, float("nan"), 100.01])
+    cases: list[tuple[QColumn, object, object]] = [
+        (quote_columns["sequence"], longs, kx.toq(longs)),
+        (quote_columns["sequence"], longs.tolist(), kx.toq(longs)),
+        (quote_columns["bid_price"], floats, kx.toq(floats)),
+        (quote_columns["bid_price"], floats.tolist(), kx.toq(floats)),
+        (quote_columns["sym"], ["AAPL", "BRK.B", ""], kx.SymbolVector(["AAPL", "BRK.B", ""])),
+    ]
+    for col, values, reference in cases:
+        assert bytes(column(col, values)) == bytes(kx.serialize(reference, mode=3, wait=0).copy())[8:], col.name
+
+
+def test_bursts_of_bus_messages_reach_q_as_the_rows_that_were_sent() -> None:
+    from mesh import topics, wire
+
+    sent = [quotes(7, start) for start in range(0, 70, 7)]
+    frames = [wire.encode(topics.quotes(), batch, src="ingest", seq=i + 1) for i, batch in enumerate(sent)]
+    emitted: list[Chunk] = []
+    batcher = Batcher(emitted.append, batch_rows=20)
+    for msg in wire.decode_many(frames).messages:
+        batcher.add(msg.payload)
+    batcher.flush_all()
+    assert [c.rows for c in emitted] == [20, 20, 20, 10]
+    names = TABLES["quote"].names
+    received = [decode_upd(encode_upd(TABLES["quote"], c.columns, c.rows)) for c in emitted]
+    assert sum((upd.column("sequence", names) for upd in received), []) == list(range(70))
+    assert sum((upd.column("sym", names) for upd in received), []) == sum((b.symbol for b in sent), [])
+    assert sum((upd.column("bid_price", names) for upd in received), []) == sum((b.bid_price for b in sent), [])
