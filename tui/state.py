@@ -37,13 +37,7 @@ class BoardRow:
     direction: int  # +1 up, -1 down, 0 unchanged since the previous redraw
 
 
-SORT_KEYS: dict[str, Callable[[BoardRow], Any]] = {
-    "symbol": lambda r: r.symbol,
-    "change": lambda r: r.change if r.change is not None else float("-inf"),
-    "volume": lambda r: r.volume,
-    "spread": lambda r: r.spread if r.spread is not None else float("-inf"),
-    "updated": lambda r: r.updated_ns,
-}
+SORT_KEYS = ("symbol", "change", "volume", "spread", "updated")  # the board's sort orders, in the order F2 cycles them
 
 
 class MarketState:
@@ -76,6 +70,28 @@ class MarketState:
 
     def symbols(self) -> list[str]:
         return sorted((self.quotes.keys() | self.last.keys()) - self.hidden)
+
+    def ordered(self, sort_key: str = "symbol", reverse: bool = False, needle: str = "") -> list[str]:
+        """The board's symbols in display order, without building a row for each (only the visible ones are)."""
+        symbols = self.symbols()
+        if needle:
+            symbols = [s for s in symbols if needle in s]
+        if sort_key == "symbol":
+            return symbols[::-1] if reverse else symbols
+        return sorted(symbols, key=self._sort_value(sort_key), reverse=reverse)  # stable: ties stay in symbol order
+
+    def _sort_value(self, sort_key: str) -> Callable[[str], Any]:
+        quotes, last, volume = self.quotes, self.last, self.volume
+        if sort_key == "volume":
+            return lambda s: volume.get(s, 0)
+        if sort_key == "spread":
+            return lambda s: quotes[s][1] - quotes[s][0] if s in quotes else float("-inf")
+        if sort_key == "updated":
+            return lambda s: max(quotes[s][4] if s in quotes else 0, last[s][1] if s in last else 0)
+        if sort_key == "change":
+            first = self.first_trade
+            return lambda s: last[s][0] - first.setdefault(s, last[s][0]) if s in last else float("-inf")
+        raise ValueError(f"unknown sort key {sort_key!r}; one of {', '.join(SORT_KEYS)}")
 
     def mid(self, symbol: str) -> float | None:
         quote = self.quotes.get(symbol)

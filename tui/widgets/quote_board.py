@@ -5,7 +5,9 @@ rows on screen, not the symbols in the market: 500 symbols at a firehose redraw 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
+from typing import overload
 from zoneinfo import ZoneInfo
 
 from rich.segment import Segment
@@ -57,6 +59,34 @@ def cells(row: BoardRow) -> list[str]:
     return [row.symbol, _price(row.bid), _price(row.ask), _int(row.bid_size), _int(row.ask_size), _price(row.last), change, spread, _int(row.volume), _time(row.updated_ns)]
 
 
+class BoardRows(Sequence[BoardRow]):
+    """The board's rows in display order, each built when first read: a redraw builds the rows on
+    screen, not one per symbol in the market."""
+
+    def __init__(self, market: MarketState, symbols: list[str]) -> None:
+        self.market = market
+        self.symbols = symbols
+        self._built: dict[int, BoardRow] = {}
+        self._now = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    @overload
+    def __getitem__(self, index: int) -> BoardRow: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[BoardRow]: ...
+    def __getitem__(self, index: int | slice) -> BoardRow | list[BoardRow]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        if index < 0:
+            index += len(self.symbols)
+        row = self._built.get(index)
+        if row is None:
+            row = self._built[index] = self.market.row(self.symbols[index], self._now)
+        return row
+
+
 class QuoteBoard(ScrollView, can_focus=True):
     """Symbols with bid, ask, sizes, last, change, spread, volume and time; sortable and filterable."""
 
@@ -85,7 +115,7 @@ class QuoteBoard(ScrollView, can_focus=True):
     def __init__(self, market: MarketState, *, id: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id)
         self.market = market
-        self.rows: list[BoardRow] = []
+        self.rows: BoardRows = BoardRows(market, [])
         self.cursor = 0
         self.renders = 0  # lines drawn, for benchmarks and tests
         self.last_render = 0.0
@@ -97,11 +127,12 @@ class QuoteBoard(ScrollView, can_focus=True):
             "cursor": Style(reverse=True),
             "plain": Style(),
             "dim": Style(dim=True),
+            "selected": Style(underline=True, bold=True),  # the cursor's symbol while the board is not focused
         }
 
     @property
     def selected(self) -> str | None:
-        return self.rows[self.cursor].symbol if 0 <= self.cursor < len(self.rows) else None
+        return self.rows.symbols[self.cursor] if 0 <= self.cursor < len(self.rows) else None
 
     def update_rows(self, force: bool = False) -> None:
         """Re-read the market (at most at the app's redraw rate); redraw only if something changed."""
@@ -109,19 +140,15 @@ class QuoteBoard(ScrollView, can_focus=True):
             return
         self._seen_version = self.market.version
         selected = self.selected
-        needle = self.filter_text.upper()
-        symbols = [s for s in self.market.symbols() if needle in s] if needle else self.market.symbols()
-        now = time.monotonic()
-        rows = [self.market.row(s, now) for s in symbols]
-        rows.sort(key=SORT_KEYS[self.sort_key], reverse=self.reverse)
-        self.rows = rows
+        symbols = self.market.ordered(self.sort_key, self.reverse, self.filter_text.upper())
+        self.rows = BoardRows(self.market, symbols)
         if selected is not None:
-            for i, row in enumerate(rows):
-                if row.symbol == selected:
-                    self.cursor = i
-                    break
-        self.cursor = max(0, min(self.cursor, len(rows) - 1))
-        self.virtual_size = Size(sum(w + 1 for _, w, _ in COLUMNS), len(rows) + 1)
+            try:
+                self.cursor = symbols.index(selected)
+            except ValueError:
+                pass
+        self.cursor = max(0, min(self.cursor, len(symbols) - 1))
+        self.virtual_size = Size(sum(w + 1 for _, w, _ in COLUMNS), len(symbols) + 1)
         self.refresh()
 
     def watch_filter_text(self) -> None:
@@ -182,17 +209,31 @@ class QuoteBoard(ScrollView, can_focus=True):
         values = cells(row)
         base = self._styles["cursor"] if index == self.cursor and self.has_focus else self._styles["plain"]
         flash = self._styles["up"] if row.direction > 0 else self._styles["down"] if row.direction < 0 else None
-        segments = []
+        # one segment per run of equally styled cells (usually three to five a line, not twenty):
+        # Textual's cost per line grows with its segments
+        segments: list[Segment] = []
+        run: list[str] = []
+        run_style = base
         for i, ((_, w, _), value) in enumerate(zip(COLUMNS, values, strict=True)):
             style = base
-            if flash is not None and i in (1, 2, 5):
+            if i == 0 and index == self.cursor and not self.has_focus:
+                style = self._styles["selected"]
+            elif flash is not None and i in (1, 2, 5):
                 style = base + flash
             elif i == 6 and row.change:
                 style = base + (self._styles["up"] if row.change > 0 else self._styles["down"])
-            segments.append(Segment(value.ljust(w) if i == 0 else value.rjust(w), style))
-            segments.append(Segment(" ", base))
-        if index == self.cursor and not self.has_focus:
-            segments[0] = Segment(segments[0].text, Style(underline=True, bold=True))
+            if style != run_style and run:
+                segments.append(Segment("".join(run), run_style))
+                run = []
+            run_style = style
+            run.append(value.ljust(w) if i == 0 else value.rjust(w))
+            if style == base:
+                run.append(" ")
+            else:
+                segments.append(Segment("".join(run), style))
+                run, run_style = [" "], base
+        if run:
+            segments.append(Segment("".join(run), run_style))
         return Strip(segments).adjust_cell_length(width, base)
 
     def _header_title(self, title: str, key: str | None) -> str:
