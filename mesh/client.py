@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,11 +212,12 @@ class AsyncSubscriber:
             self.stats.observe(msg)
             return msg
 
-    async def recv_burst(self, limit: int = 1000) -> list[Message]:
+    async def recv_burst(self, limit: int = 1000, fields: Mapping[str, Collection[str]] | None = None) -> list[Message]:
         """The next message and up to `limit` - 1 more already queued, decoded together.
 
         Quote and trade batches of one topic come back merged into one batch with numpy columns
-        (`wire.decode_many`); every message still counts in `stats` (sequence gaps, malformed).
+        (`wire.decode_many`, which also explains `fields`); every message still counts in `stats`
+        (sequence gaps, malformed).
         """
         batch = [await self._sock.recv_multipart(copy=False)]
         while len(batch) < limit:
@@ -224,7 +225,7 @@ class AsyncSubscriber:
                 batch.append(self._sync.recv_multipart(flags=zmq.NOBLOCK, copy=False))
             except zmq.Again:
                 break
-        burst = wire.decode_many(batch)
+        burst = wire.decode_many(batch, fields)
         for error in burst.errors:
             self.stats.reject(error)
         for topic, header in burst.received:

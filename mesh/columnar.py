@@ -16,6 +16,7 @@ The wire format does not change (docs/protocol.md): any msgpack writer's batches
 from __future__ import annotations
 
 import typing
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -110,6 +111,13 @@ def fixed_width_column(raw: memoryview, kind: str) -> np.ndarray | None:
     return values.astype(np.float64 if kind == "f8" else np.int64)
 
 
+class ColumnView(msgspec.Struct, frozen=True):
+    """Some columns of merged batches of one type (`merge_columns` with `fields`)."""
+
+    type: type  # QuoteBatch, TradeBatch or BarBatch
+    columns: dict[str, Any]  # field -> numpy array (numbers) or list (strings, lists)
+
+
 def _array_prefix(count: int) -> bytes:
     if count < 16:
         return bytes([0x90 | count])
@@ -137,8 +145,19 @@ def merge(raws: list[bytes | memoryview | msgspec.Raw]) -> Any | None:
     quote, trade or bar batches of one type (bars also of one interval and `replaces`), or any
     of them does not decode.
     """
+    merged = merge_columns(raws)
+    return None if merged is None else merged[0](**merged[1])
+
+
+def merge_columns(raws: list[bytes | memoryview | msgspec.Raw], fields: Collection[str] | None = None) -> tuple[type, dict[str, Any]] | None:
+    """`merge`'s work, returning (batch type, field -> column), decoding only `fields` if given.
+
+    A consumer that shows a few columns (the dashboard) skips the cost of the others.
+    """
     cls: type | None = None
     bodies: list[list[memoryview]] = []
+    wanted: list[int] = []  # indices of the columns to decode
+    scalar_fields: list[int] = []
     scalars: dict[int, Any] = {}
     total = 0
     try:
@@ -147,24 +166,31 @@ def merge(raws: list[bytes | memoryview | msgspec.Raw]) -> Any | None:
             tag = _TAGS.get(bytes(parts[0])) if parts else None
             if tag is None or (cls is not None and tag is not cls):
                 return None
+            kinds = _KINDS[tag]
             if cls is None:
                 cls = tag
-                bodies = [[] for _ in _KINDS[cls]]
-            kinds = _KINDS[cls]
+                bodies = [[] for _ in kinds]
+                wanted = [i for i, (name, kind, _) in enumerate(kinds) if kind != "scalar" and (fields is None or name in fields)]
+                scalar_fields = [i for i, (_, kind, _) in enumerate(kinds) if kind == "scalar"]
             if len(parts) - 1 != len(kinds):
                 return None
-            count = -1
-            for i, ((_, kind, decoder), column) in enumerate(zip(kinds, parts[1:], strict=True)):
-                if kind == "scalar":
-                    value = decoder.decode(column)
-                    if scalars.setdefault(i, value) != value:
-                        return None
-                    continue
-                view = memoryview(column)
-                header = _array_header(view)
-                if header is None:
+            for i in scalar_fields:  # a BarBatch's interval and replaces: one value for the merge
+                value = kinds[i][2].decode(parts[i + 1])
+                if scalars.setdefault(i, value) != value:
                     return None
-                n, start = header
+            count = -1
+            for i in wanted:
+                view = memoryview(parts[i + 1])
+                first = view[0]
+                if first == 0xDC and len(view) >= 3:  # array16, what batches of 16 to 65,535 rows use
+                    n, start = (view[1] << 8) | view[2], 3
+                elif 0x90 <= first <= 0x9F:
+                    n, start = first & 0x0F, 1
+                else:
+                    header = _array_header(view)
+                    if header is None:
+                        return None
+                    n, start = header
                 if count < 0:
                     count = n
                 elif n != count:  # columns of unequal length
@@ -182,6 +208,8 @@ def merge(raws: list[bytes | memoryview | msgspec.Raw]) -> Any | None:
             if kind == "scalar":
                 values[name] = scalars[i]
                 continue
+            if i not in wanted:
+                continue
             joined = b"".join([prefix, *bodies[i]])
             if kind == "list":
                 values[name] = decoder.decode(joined)
@@ -192,7 +220,7 @@ def merge(raws: list[bytes | memoryview | msgspec.Raw]) -> Any | None:
             values[name] = value
     except (msgspec.DecodeError, msgspec.ValidationError, OverflowError, ValueError):
         return None
-    return cls(**values)
+    return cls, values
 
 
 def with_arrays(batch: Any) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -17,6 +17,7 @@ import numpy as np
 
 from mesh import topics
 from mesh.columnar import decode_payload as columnar_decode_payload
+from mesh.columnar import ColumnView, merge_columns
 from mesh.columnar import merge as columnar_merge
 from mesh.columnar import with_arrays
 from mesh.schema import PROTOCOL_VERSION, Header, Payload, type_name
@@ -120,12 +121,15 @@ class Burst:
 _MERGED_KINDS = (topics.QUOTE, topics.TRADE)
 
 
-def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]]) -> Burst:
+def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]], fields: Mapping[str, Collection[str]] | None = None) -> Burst:
     """A burst of messages in columnar form, the quote and trade batches of each topic merged into one.
 
     Decoding a hundred small batches as one (mesh.columnar.merge) pays numpy's per-call cost once
     per column instead of once per column per message. A merged message carries the header of the
     last message merged into it. A malformed message costs only itself.
+
+    `fields` ({"quote": ("symbol", "bid_price"), ...}) asks for some columns only: such a merged
+    message's payload is a `ColumnView` of them instead of a batch.
     """
     slots: list[Message | list[tuple[Header, msgspec.Raw]]] = []
     groups: dict[str, list[tuple[Header, msgspec.Raw]]] = {}
@@ -158,7 +162,13 @@ def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]]) -> Bu
             received.append((slot.topic, slot.header))
             continue
         topic = topic_of[id(slot)]
-        merged = columnar_merge([raw for _, raw in slot])
+        wanted = fields.get(topic.split(".", 2)[1]) if fields else None
+        merged: Any = None
+        if wanted is None:
+            merged = columnar_merge([raw for _, raw in slot])
+        else:
+            view = merge_columns([raw for _, raw in slot], wanted)
+            merged = None if view is None else ColumnView(*view)
         if merged is not None:
             messages.append(Message(topic, slot[-1][0], merged))
             received.extend((topic, header) for header, _ in slot)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from mesh import health
 from mesh.schema import Event, Heartbeat, JobUpdate, QuoteBatch, Stats, TradeBatch
 
@@ -40,6 +42,20 @@ class BoardRow:
 SORT_KEYS = ("symbol", "change", "volume", "spread", "updated")  # the board's sort orders, in the order F2 cycles them
 
 
+QUOTE_FIELDS = ("symbol", "bid_price", "ask_price", "bid_size", "ask_size", "ts_event")  # kept per symbol, in this order
+TRADE_FIELDS = ("symbol", "price", "ts_event")
+
+
+def _latest(columns: dict[str, Any], fields: tuple[str, ...]) -> tuple[list[str], list[list[Any]]]:
+    """Each symbol's last row: (symbols, value lists for fields[1:]), conflated in C and numpy."""
+    symbols = columns["symbol"]
+    last_row = dict(zip(symbols, range(len(symbols))))  # later rows overwrite earlier ones
+    if len(last_row) < len(symbols) and all(isinstance(columns[f], np.ndarray) for f in fields[1:]):
+        rows = np.fromiter(last_row.values(), dtype=np.intp, count=len(last_row))
+        return list(last_row), [columns[f][rows].tolist() for f in fields[1:]]
+    return list(symbols), [c.tolist() if isinstance(c, np.ndarray) else c for c in (columns[f] for f in fields[1:])]
+
+
 class MarketState:
     """Latest values per symbol, written by the feed, read by the board."""
 
@@ -56,16 +72,26 @@ class MarketState:
         self.version = 0  # bumps on every write, so a view can skip redraws when nothing changed
 
     def apply_quotes(self, batch: QuoteBatch) -> None:
-        self.quotes.update(zip(batch.symbol, zip(batch.bid_price, batch.ask_price, batch.bid_size, batch.ask_size, batch.ts_event, strict=True), strict=True))
-        self.events += len(batch.symbol)
-        self.version += 1
+        self.apply_quote_columns({name: getattr(batch, name) for name in QUOTE_FIELDS})
 
     def apply_trades(self, batch: TradeBatch) -> None:
-        self.last.update(zip(batch.symbol, zip(batch.price, batch.ts_event, strict=True), strict=True))
+        self.apply_trade_columns({name: getattr(batch, name) for name in (*TRADE_FIELDS, "size")})
+
+    def apply_quote_columns(self, columns: dict[str, Any]) -> None:
+        """Quote columns (lists, or numpy arrays from the feed): only each symbol's last row is kept."""
+        symbols, values = _latest(columns, QUOTE_FIELDS)
+        self.quotes.update(zip(symbols, zip(*values, strict=True), strict=True))
+        self.events += len(columns["symbol"])
+        self.version += 1
+
+    def apply_trade_columns(self, columns: dict[str, Any]) -> None:
         volume = self.volume
-        for symbol, size in zip(batch.symbol, batch.size, strict=True):
+        sizes = columns["size"]
+        for symbol, size in zip(columns["symbol"], sizes.tolist() if isinstance(sizes, np.ndarray) else sizes, strict=True):
             volume[symbol] = volume.get(symbol, 0) + size
-        self.events += len(batch.symbol)
+        symbols, values = _latest(columns, TRADE_FIELDS)
+        self.last.update(zip(symbols, zip(*values, strict=True), strict=True))
+        self.events += len(columns["symbol"])
         self.version += 1
 
     def symbols(self) -> list[str]:

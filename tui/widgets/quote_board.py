@@ -4,6 +4,7 @@ rows on screen, not the symbols in the market: 500 symbols at a firehose redraw 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -47,10 +48,16 @@ def _int(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _clock(second: int) -> str:
+    return datetime.fromtimestamp(second, MARKET_TZ).strftime("%H:%M:%S")
+
+
 def _time(ns: int) -> str:
     if not ns:
         return ""
-    return datetime.fromtimestamp(ns / 1e9, MARKET_TZ).strftime("%H:%M:%S.%f")[:-3]
+    second, rest = divmod(ns, 1_000_000_000)
+    return f"{_clock(second)}.{rest // 1_000_000:03d}"
 
 
 def cells(row: BoardRow) -> list[str]:
@@ -234,7 +241,12 @@ class QuoteBoard(ScrollView, can_focus=True):
                 run, run_style = [" "], base
         if run:
             segments.append(Segment("".join(run), run_style))
-        return Strip(segments).adjust_cell_length(width, base)
+        used = sum(len(segment.text) for segment in segments)  # cells: every character is ASCII
+        if used < width:  # pad here rather than have the Strip copied to pad it
+            segments.append(Segment(" " * (width - used), base))
+            used = width
+        strip = Strip(segments, used)
+        return strip if used == width else strip.crop(0, width)
 
     def _header_title(self, title: str, key: str | None) -> str:
         if key and key == self.sort_key:
