@@ -154,7 +154,7 @@ def merge_columns(raws: list[bytes | memoryview | msgspec.Raw], fields: Collecti
 
     A consumer that shows a few columns (the dashboard) skips the cost of the others.
     """
-    cls: type | None = None
+    cls: Any = None
     bodies: list[list[memoryview]] = []
     wanted: list[int] = []  # indices of the columns to decode
     scalar_fields: list[int] = []

@@ -8,19 +8,19 @@ can follow docs/protocol.md exactly. Decoding never raises anything but `Malform
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import numpy as np
 
 from mesh import topics
+from mesh.columnar import ColumnView, merge_columns, with_arrays
 from mesh.columnar import decode_payload as columnar_decode_payload
-from mesh.columnar import ColumnView, merge_columns
 from mesh.columnar import merge as columnar_merge
-from mesh.columnar import with_arrays
 from mesh.schema import PROTOCOL_VERSION, Header, Payload, type_name
+
 
 def _enc_hook(value: Any) -> Any:
     """numpy columns (mesh.columnar, replays of Parquet data) travel as plain msgpack arrays."""

@@ -49,7 +49,7 @@ TRADE_FIELDS = ("symbol", "price", "ts_event")
 def _latest(columns: dict[str, Any], fields: tuple[str, ...]) -> tuple[list[str], list[list[Any]]]:
     """Each symbol's last row: (symbols, value lists for fields[1:]), conflated in C and numpy."""
     symbols = columns["symbol"]
-    last_row = dict(zip(symbols, range(len(symbols))))  # later rows overwrite earlier ones
+    last_row = dict(zip(symbols, range(len(symbols)), strict=True))  # later rows overwrite earlier ones
     if len(last_row) < len(symbols) and all(isinstance(columns[f], np.ndarray) for f in fields[1:]):
         rows = np.fromiter(last_row.values(), dtype=np.intp, count=len(last_row))
         return list(last_row), [columns[f][rows].tolist() for f in fields[1:]]

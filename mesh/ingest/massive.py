@@ -10,6 +10,7 @@ by kind.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import is_
@@ -139,8 +140,12 @@ def decode_frame(data: bytes | str, errors: DecodeErrors) -> list[WsEvent]:
     return events
 
 
-def normalise(events: list[WsEvent], ts_recv: int) -> Normalised:
-    """Split a frame's events by type and turn each group into one columnar batch."""
+def normalise(events: list[WsEvent], ts_recv: int | list[int]) -> Normalised:
+    """Split events by type and turn each group into one columnar batch.
+
+    `ts_recv` is the receive time of the frame, or one per event when several frames' events
+    are normalised together.
+    """
     out = Normalised(events=len(events))
     types = list(map(type, events))
     kinds = set(types)
@@ -148,47 +153,58 @@ def normalise(events: list[WsEvent], ts_recv: int) -> Normalised:
         out.statuses = [(e.status, e.message) for e in events if type(e) is WsStatus]  # type: ignore[union-attr]
         out.events -= len(out.statuses)
         kinds.discard(WsStatus)
+    groups: dict[type, tuple[list[WsEvent], Sequence[int] | None]]
+    per_event = isinstance(ts_recv, list)
     if len(kinds) == 1 and not out.statuses:
-        groups: dict[type, list[WsEvent]] = {kinds.pop(): events}
+        groups = {kinds.pop(): (events, ts_recv if per_event else None)}  # type: ignore[dict-item]
     else:  # a mixed frame: select each type with C-level iterators, no per-event Python
-        groups = {kind: list(compress(events, map(is_, types, repeat(kind)))) for kind in kinds}
-    for kind, group in groups.items():
+        groups = {}
+        for kind in kinds:
+            selected = list(map(is_, types, repeat(kind)))
+            groups[kind] = (list(compress(events, selected)), list(compress(ts_recv, selected)) if per_event else None)  # type: ignore[arg-type]
+    for kind, (group, group_recv) in groups.items():
         # astuple + zip transposes rows into columns in C: no per-event Python on the hot path
         columns = list(zip(*map(astuple, group), strict=True))
+        recv: list[int] = list(group_recv) if group_recv is not None else [ts_recv] * len(group)  # type: ignore[list-item]
         if kind is WsQuote:
-            out.quotes = _quote_batch(columns, ts_recv)
+            out.quotes = _quote_batch(columns, recv)
         elif kind is WsTrade:
-            out.trades = _trade_batch(columns, ts_recv)
+            out.trades = _trade_batch(columns, recv)
         elif kind is WsSecondAgg:
-            out.bars_1s = _bar_batch(columns, "1s", ts_recv)
+            out.bars_1s = _bar_batch(columns, "1s", recv)
         else:
-            out.bars_1m = _bar_batch(columns, "1m", ts_recv)
+            out.bars_1m = _bar_batch(columns, "1m", recv)
     return out
 
 
-def _quote_batch(columns: list[tuple], ts_recv: int) -> QuoteBatch:  # type: ignore[type-arg]
+# int.__mul__ bound to a constant, mapped in C: half the cost of a comprehension per element
+_to_ns = MS_TO_NS.__mul__
+_to_shares = SHARES_PER_LOT.__mul__
+
+
+def _quote_batch(columns: list[tuple], ts_recv: list[int]) -> QuoteBatch:  # type: ignore[type-arg]
     sym, bx, bp, bs, ax, ap, as_, t, c, q, z = columns  # WsQuote's field order
     return QuoteBatch(
-        symbol=sym, bid_price=bp, bid_size=[lots * SHARES_PER_LOT for lots in bs], ask_price=ap,  # type: ignore[arg-type]
-        ask_size=[lots * SHARES_PER_LOT for lots in as_], bid_exchange=bx, ask_exchange=ax,  # type: ignore[arg-type]
-        condition=c, tape=z, sequence=q, ts_event=[ms * MS_TO_NS for ms in t], ts_recv=[ts_recv] * len(sym),  # type: ignore[arg-type]
+        symbol=sym, bid_price=bp, bid_size=list(map(_to_shares, bs)), ask_price=ap,  # type: ignore[arg-type]
+        ask_size=list(map(_to_shares, as_)), bid_exchange=bx, ask_exchange=ax,  # type: ignore[arg-type]
+        condition=c, tape=z, sequence=q, ts_event=list(map(_to_ns, t)), ts_recv=ts_recv,  # type: ignore[arg-type]
     )
 
 
-def _trade_batch(columns: list[tuple], ts_recv: int) -> TradeBatch:  # type: ignore[type-arg]
+def _trade_batch(columns: list[tuple], ts_recv: list[int]) -> TradeBatch:  # type: ignore[type-arg]
     sym, p, s, t, x, i, c, q, z = columns  # WsTrade's field order
     return TradeBatch(
         symbol=sym, price=p, size=s, exchange=x, trade_id=i, conditions=c, tape=z, sequence=q,  # type: ignore[arg-type]
-        ts_event=[ms * MS_TO_NS for ms in t], ts_recv=[ts_recv] * len(sym),
+        ts_event=list(map(_to_ns, t)), ts_recv=ts_recv,
     )
 
 
-def _bar_batch(columns: list[tuple], interval: str, ts_recv: int) -> BarBatch:  # type: ignore[type-arg]
+def _bar_batch(columns: list[tuple], interval: str, ts_recv: list[int]) -> BarBatch:  # type: ignore[type-arg]
     sym, o, h, low, c, v, s, e, vw, z, _av, _a, _op = columns  # _WsAgg's field order
     return BarBatch(
-        interval=interval, symbol=sym, ts_start=[ms * MS_TO_NS for ms in s], ts_end=[ms * MS_TO_NS for ms in e],  # type: ignore[arg-type]
+        interval=interval, symbol=sym, ts_start=list(map(_to_ns, s)), ts_end=list(map(_to_ns, e)),  # type: ignore[arg-type]
         open=o, high=h, low=low, close=c, volume=v, vwap=vw,  # type: ignore[arg-type]
-        transactions=[round(vol / size) if size else 0 for vol, size in zip(v, z, strict=True)], ts_recv=[ts_recv] * len(sym),
+        transactions=[round(vol / size) if size else 0 for vol, size in zip(v, z, strict=True)], ts_recv=ts_recv,
     )
 
 

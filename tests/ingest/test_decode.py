@@ -66,3 +66,24 @@ def test_bad_events_are_counted_by_kind_and_the_good_ones_kept() -> None:
     decode_frame(b'{"ev": "Q"}', errors)  # an object, not an array
     assert errors.counts["json"] == 2
     assert errors.total == 5
+
+
+def test_frames_waiting_together_go_out_as_one_batch_per_type_with_each_frames_receive_time() -> None:
+    from mesh.config import Config
+    from mesh.ingest.service import IngestService
+
+    published: list[tuple[str, object]] = []
+
+    class Runtime:
+        def publish(self, topic: str, payload: object) -> None:
+            published.append((topic, payload))
+
+    service = IngestService(Config.load(environ={}))
+    first = frame(QUOTE, TRADE, dict(QUOTE, q=50385481))
+    second = frame(dict(TRADE, q=3681329), dict(QUOTE, sym="AAPL", q=7))
+    service.process_frames(Runtime(), [(100, first), (200, second)])  # type: ignore[arg-type]
+    assert [topic for topic, _ in published] == ["md.quote.stocks", "md.trade.stocks"]
+    quotes, trades = (payload for _, payload in published)
+    assert [(q.symbol, q.sequence, q.ts_recv) for q in quotes.rows()] == [("MSFT", 50385480, 100), ("MSFT", 50385481, 100), ("AAPL", 7, 200)]  # type: ignore[attr-defined]
+    assert [(t.sequence, t.ts_recv) for t in trades.rows()] == [(3681328, 100), (3681329, 200)]  # type: ignore[attr-defined]
+    assert service.meters["frames"].total == 2 and service.meters["events"].total == 5
