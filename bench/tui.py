@@ -64,12 +64,14 @@ async def measure(config, rate: int, keep_publishing: bool) -> dict[str, float]:
     """Fill the board from a publisher at `rate`; keep it running (firehose) or stop it (idle bus)."""
     from textual import events
 
+    from mesh.gc_tuning import tune_gc
     from tui.app import make_app
 
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     publisher = ctx.Process(target=firehose, args=(config.bus_pub, rate, stop))
     app = make_app(config)
+    tune_gc()  # as `massive-tui` does
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             board = app.query_one("#board")

@@ -27,6 +27,7 @@ import zmq.asyncio
 from mesh import control, topics
 from mesh.client import Publisher
 from mesh.config import Config
+from mesh.gc_tuning import tune_gc
 from mesh.schema import Event, Heartbeat, Stats
 
 log = logging.getLogger(__name__)
@@ -237,5 +238,6 @@ async def _run_guarded(service: Service, rt: Runtime) -> int:
 
 def run_service(service: Service, name: str | None = None) -> int:
     """Run `service` until it returns or a signal arrives; returns the process exit code."""
+    tune_gc()
     return asyncio.run(_amain(service, name or service.name))
 

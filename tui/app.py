@@ -20,6 +20,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Button, Footer, Header, Input, Static, TabbedContent, TabPane
 
 from mesh.config import Config, ConfigError
+from mesh.gc_tuning import tune_gc
 from mesh.schema import Event
 from tui.commands import MeshCommands
 from tui.feed import BusFeed
@@ -233,7 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dataclasses import replace
 
         config = replace(config, bus_sub=args.bus or config.bus_sub, bus_ctl=args.ctl or config.bus_ctl)
-    make_app(config, start_mesh=args.mesh, procfile=args.procfile).run()
+    app = make_app(config, start_mesh=args.mesh, procfile=args.procfile)
+    tune_gc()  # as every service does: a firehose allocates fast, almost all of it freed by refcounts
+    app.run()
     return 0
 
 

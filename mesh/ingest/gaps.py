@@ -10,7 +10,6 @@ After a reconnect it reports a `Gap` for every symbol whose stream resumes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import repeat
 
 from mesh.schema import Gap
 
@@ -51,6 +50,6 @@ class GapTracker:
                 gaps.append(Gap(symbol=symbol, kind=kind, from_sequence=before_seq, to_sequence=after_seq, ts_from=before_ts, ts_to=after_ts, reason=self.reason))
             if times and times[-1] - self._pending_since_ns > PENDING_SECONDS * 1e9:
                 pending.clear()
-        last.update(zip(symbols, repeat((symbols, sequences, times))))
+        last.update(dict.fromkeys(symbols, (symbols, sequences, times)))  # no tuple per event, unlike zip
         self.detected += len(gaps)
         return gaps
