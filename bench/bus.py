@@ -44,7 +44,7 @@ def make_batch(offset: int):  # type: ignore[no-untyped-def]
     )
 
 
-def publisher(endpoint: str, bind: bool, ready, go) -> None:  # type: ignore[no-untyped-def]
+def publisher(endpoint: str, bind: bool, ready, go, stop) -> None:  # type: ignore[no-untyped-def]
     import zmq
 
     from mesh import topics
@@ -62,7 +62,7 @@ def publisher(endpoint: str, bind: bool, ready, go) -> None:  # type: ignore[no-
     for i in range(MESSAGES):
         pub.publish(topic, batches[i % 50])
     pub.publish(topics.event("bench"), Event(service="bench", level="info", message="end"))
-    time.sleep(1.0)
+    stop.wait(120)  # a publisher that outruns the bus still has messages queued: close only when counted
     pub.close()
     ctx.term()
 
@@ -119,11 +119,11 @@ def once(through_bus: bool) -> tuple[float, int]:
     if through_bus:
         pub_ep, sub_ep, ctl_ep = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
         procs.append(ctx.Process(target=run_bus, args=(pub_ep, sub_ep, ctl_ep, stop)))
-        procs.append(ctx.Process(target=publisher, args=(pub_ep, False, ready, go)))
+        procs.append(ctx.Process(target=publisher, args=(pub_ep, False, ready, go, stop)))
         procs.append(ctx.Process(target=subscriber, args=(sub_ep, ready, go, out)))
     else:
         ep = f"tcp://127.0.0.1:{free_port()}"
-        procs.append(ctx.Process(target=publisher, args=(ep, True, ready, go)))
+        procs.append(ctx.Process(target=publisher, args=(ep, True, ready, go, stop)))
         procs.append(ctx.Process(target=subscriber, args=(ep, ready, go, out)))
     for p in procs:
         p.start()
