@@ -131,10 +131,9 @@ def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]], field
     `fields` ({"quote": ("symbol", "bid_price"), ...}) asks for some columns only: such a merged
     message's payload is a `ColumnView` of them instead of a batch.
     """
-    slots: list[Message | list[tuple[Header, msgspec.Raw]]] = []
+    slots: list[Message | tuple[str, list[tuple[Header, msgspec.Raw]]]] = []  # in order of first arrival
     groups: dict[str, list[tuple[Header, msgspec.Raw]]] = {}
     errors: list[MalformedFrame] = []
-    topic_of: dict[int, str] = {}
     for frames in frames_list:
         try:
             topic, header, raw = _envelope(frames)
@@ -146,8 +145,7 @@ def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]], field
             group = groups.get(topic)
             if group is None:
                 group = groups[topic] = []
-                topic_of[id(group)] = topic
-                slots.append(group)
+                slots.append((topic, group))
             group.append((header, raw))
             continue
         try:
@@ -161,19 +159,19 @@ def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]], field
             messages.append(slot)
             received.append((slot.topic, slot.header))
             continue
-        topic = topic_of[id(slot)]
+        topic, group = slot
         wanted = fields.get(topic.split(".", 2)[1]) if fields else None
         merged: Any = None
         if wanted is None:
-            merged = columnar_merge([raw for _, raw in slot])
+            merged = columnar_merge([raw for _, raw in group])
         else:
-            view = merge_columns([raw for _, raw in slot], wanted)
+            view = merge_columns([raw for _, raw in group], wanted)
             merged = None if view is None else ColumnView(*view)
         if merged is not None:
-            messages.append(Message(topic, slot[-1][0], merged))
-            received.extend((topic, header) for header, _ in slot)
+            messages.append(Message(topic, group[-1][0], merged))
+            received.extend((topic, header) for header, _ in group)
             continue
-        for header, raw in slot:  # something in the group is bad: find it, keep the rest
+        for header, raw in group:  # something in the group is bad: find it, keep the rest
             try:
                 messages.append(Message(topic, header, _payload(raw, True)))
                 received.append((topic, header))

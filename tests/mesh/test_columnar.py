@@ -95,3 +95,16 @@ def test_tap_renders_numpy_columns_as_json() -> None:
     msg = wire.decode(wire.encode(topics.quotes(), random_quotes(np.random.default_rng(2), 3, wide=False), src="t", seq=1), columnar=True)
     rendered = msgspec.json.decode(msgspec.json.encode(wire.to_json_dict(msg)))
     assert rendered["payload"]["bid_size"] == msg.payload.bid_size.tolist()
+
+
+def test_a_bad_message_in_a_burst_costs_only_itself() -> None:
+    good = [random_quotes(np.random.default_rng(i), 20, wide=False) for i in range(3)]
+    frames = [wire.encode(topics.quotes(), batch, src="ingest", seq=i + 1) for i, batch in enumerate(good)]
+    bad_payload = msgspec.msgpack.encode(["quotes", ["A"], ["not a price"], *([[1]] * 10)])
+    frames.insert(1, [b"md.quote.stocks", msgspec.msgpack.encode([[1, "ingest", 9, T0], msgspec.Raw(bad_payload)])])
+    frames.append([b"md.quote.stocks", b"\xc1 not msgpack"])
+    burst = wire.decode_many(frames)
+    assert sorted(e.kind for e in burst.errors) == ["body", "payload"]
+    assert [header.seq for _, header in burst.received] == [1, 2, 3]
+    kept = [row for msg in burst.messages for row in msg.payload.rows()]
+    assert kept == [row for batch in good for row in batch.rows()]
