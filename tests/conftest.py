@@ -30,6 +30,14 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile ingest's scanner once, into numba's on-disk cache, before tests start ingest
+    processes: on a fresh clone, each would otherwise spend its first seconds compiling."""
+    from mesh.ingest import scan
+
+    scan.warm_up()
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
     """A test that fails half-way must not leave services running (they would hold ports)."""

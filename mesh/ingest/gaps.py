@@ -20,6 +20,7 @@ PENDING_SECONDS = 120.0
 class GapTracker:
     def __init__(self) -> None:
         # kind -> symbol -> (symbols, sequences, times) columns of the last batch with that symbol
+        # (lists, or numpy arrays from the scanner)
         self._last: dict[str, dict[str, tuple[Sequence[str], Sequence[int], Sequence[int]]]] = {"quote": {}, "trade": {}}
         self._pending: dict[str, dict[str, tuple[int, int]]] = {"quote": {}, "trade": {}}
         self._pending_since_ns = 0
@@ -32,7 +33,7 @@ class GapTracker:
             pending = self._pending[kind]
             for symbol, (symbols, sequences, times) in self._last[kind].items():
                 i = len(symbols) - 1 - list(reversed(symbols)).index(symbol)
-                pending[symbol] = (sequences[i], times[i])
+                pending[symbol] = (int(sequences[i]), int(times[i]))  # plain ints, whatever the column type
             self._last[kind].clear()
         self._pending_since_ns = now_ns
         self.reason = reason
@@ -43,12 +44,12 @@ class GapTracker:
         pending = self._pending[kind]
         gaps: list[Gap] = []
         if pending:
-            first = dict(zip(reversed(symbols), reversed(list(zip(sequences, times, strict=True))), strict=True))
+            first = dict(zip(reversed(symbols), reversed(list(zip(map(int, sequences), map(int, times), strict=True))), strict=True))
             for symbol in pending.keys() & first.keys():
                 before_seq, before_ts = pending.pop(symbol)
                 after_seq, after_ts = first[symbol]
                 gaps.append(Gap(symbol=symbol, kind=kind, from_sequence=before_seq, to_sequence=after_seq, ts_from=before_ts, ts_to=after_ts, reason=self.reason))
-            if times and times[-1] - self._pending_since_ns > PENDING_SECONDS * 1e9:
+            if len(times) and times[-1] - self._pending_since_ns > PENDING_SECONDS * 1e9:
                 pending.clear()
         last.update(dict.fromkeys(symbols, (symbols, sequences, times)))  # no tuple per event, unlike zip
         self.detected += len(gaps)

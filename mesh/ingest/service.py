@@ -15,15 +15,14 @@ import logging
 import re
 import time
 from collections import deque
-from itertools import repeat
 from typing import Any
 
 import websockets
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 
 from mesh import topics
 from mesh.config import Config
-from mesh.ingest import massive
+from mesh.ingest import massive, scan
 from mesh.ingest.gaps import GapTracker
 from mesh.ingest.policy import Cause, ReconnectPolicy
 from mesh.rates import RateMeter
@@ -72,6 +71,7 @@ class IngestService(Service):
         self._reconnect_now = asyncio.Event()
         self.errors = massive.DecodeErrors()
         self.gaps = GapTracker()
+        self.columns = scan.Columns()  # reused: frames are scanned into these arrays, then encoded
         self.meters = {kind: RateMeter() for kind in ("events", "quotes", "trades", "bars", "frames")}
         self.reconnects = 0  # drops of an established stream that were followed by a retry
         self.connect_failures = 0  # attempts that never reached streaming
@@ -260,8 +260,12 @@ class IngestService(Service):
                 return ""
 
     async def _read(self, ws: Any) -> None:
-        queue, wake = self.queue, self._wake
-        async for data in ws:
+        queue, wake, recv = self.queue, self._wake, ws.recv
+        while True:
+            try:
+                data = await recv(decode=False)  # bytes: the scanner reads them as they came
+            except ConnectionClosedOK:
+                return
             if len(queue) >= MAX_QUEUED_FRAMES:
                 self.dropped_frames += 1
                 continue
@@ -285,7 +289,7 @@ class IngestService(Service):
         ws = self.ws
         while ws is not None:
             try:
-                data = await asyncio.wait_for(ws.recv(), timeout=0.5)
+                data = await asyncio.wait_for(ws.recv(decode=False), timeout=0.5)
             except (ConnectionClosed, TimeoutError):
                 break
             self.queue.append((time.time_ns(), data))
@@ -305,21 +309,43 @@ class IngestService(Service):
 
         Their events go out as one batch per type: under load, fewer and larger bus messages
         cost every process less per event; a lone frame is published as soon as it is read.
+        Quote and trade frames are scanned straight into encoded batches (mesh.ingest.scan);
+        a frame the scanner declines (bars, statuses, bad input, anything unusual) is decoded
+        by msgspec (mesh.ingest.massive), after what came before it has gone out, so the bus
+        keeps the feed's order.
         """
-        if len(items) == 1:
-            ts_recv, data = items[0]
-            out = massive.normalise(massive.decode_frame(data, self.errors), ts_recv)
-        else:
-            events: list[massive.WsEvent] = []
-            receive_times: list[int] = []
-            for ts, data in items:
-                decoded = massive.decode_frame(data, self.errors)
-                events += decoded
-                receive_times += repeat(ts, len(decoded))
-            out = massive.normalise(events, receive_times)
+        columns = self.columns
+        columns.reserve(sum(len(data) for _, data in items))
+        for ts_recv, data in items:
+            if not columns.add(data, ts_recv):
+                self._publish_scanned(runtime, columns)
+                self._publish_normalised(runtime, massive.normalise(massive.decode_frame(data, self.errors), ts_recv))
+        self._publish_scanned(runtime, columns)
+        self.meters["frames"].add(len(items))
+
+    def _publish_scanned(self, runtime: Runtime, columns: scan.Columns) -> None:
+        events = columns.events
+        if not events:
+            return
+        quotes, trades = columns.take()
+        gaps = []
+        if quotes is not None:
+            gaps += self.gaps.observe("quote", quotes.symbols, quotes.sequences, quotes.ts_event)
+            runtime.publish(QUOTES, quotes.payload)
+            self.meters["quotes"].add(len(quotes.symbols))
+            self.last_event_ns = int(quotes.ts_event[-1])
+        if trades is not None:
+            gaps += self.gaps.observe("trade", trades.symbols, trades.sequences, trades.ts_event)
+            runtime.publish(TRADES, trades.payload)
+            self.meters["trades"].add(len(trades.symbols))
+            self.last_event_ns = max(self.last_event_ns, int(trades.ts_event[-1]))
+        if gaps:
+            runtime.publish(GAPS, GapBatch.from_rows(gaps))
+        self.meters["events"].add(events)
+
+    def _publish_normalised(self, runtime: Runtime, out: massive.Normalised) -> None:
         publish = runtime.publish
         meters = self.meters
-        meters["frames"].add(len(items))
         gaps = []
         if out.quotes is not None:
             q = out.quotes
@@ -393,4 +419,8 @@ def main(config: Config, argv: list[str] | None = None) -> int:
         service = IngestService(config, url=args.url, subscriptions=args.subscriptions, ping_interval=args.ping_interval, ping_timeout=args.ping_timeout, max_connections_cooldown=args.max_connections_cooldown)
     except SubscriptionError as exc:
         parser.error(str(exc))
+    started = time.monotonic()
+    scan.warm_up()  # numba's compiled scanner, loaded from its cache before the first frame
+    if time.monotonic() - started > 2:
+        log.info("compiled the frame scanner in %.0f s (cached for later starts)", time.monotonic() - started)
     return run_service(service, args.name)

@@ -69,14 +69,15 @@ def test_bad_events_are_counted_by_kind_and_the_good_ones_kept() -> None:
 
 
 def test_frames_waiting_together_go_out_as_one_batch_per_type_with_each_frames_receive_time() -> None:
+    from mesh import wire
     from mesh.config import Config
     from mesh.ingest.service import IngestService
 
     published: list[tuple[str, object]] = []
 
-    class Runtime:
+    class Runtime:  # what a subscriber would see: each payload through the bus's encoding and back
         def publish(self, topic: str, payload: object) -> None:
-            published.append((topic, payload))
+            published.append((topic, wire.decode(wire.encode(topic, payload, src="ingest", seq=1)).payload))
 
     service = IngestService(Config.load(environ={}))
     first = frame(QUOTE, TRADE, dict(QUOTE, q=50385481))

@@ -1,0 +1,601 @@
+"""Quote and trade frames scanned straight into columns, without a Python object per value.
+
+At firehose rates nearly every Massive frame is a JSON array of `Q` and `T` events, and turning
+each event into a typed record, then the records into columns, cost about as much again as the
+JSON decode itself. This scanner is compiled once by numba (and cached on disk). It reads a
+frame's bytes and writes each value, already in our units (shares, nanoseconds), into
+preallocated column arrays. `Columns.take()` turns the arrays into batches with one C-level
+`tolist()` per column.
+
+The scanner takes only what it can take exactly:
+- compact or spaced JSON;
+- any key order, unknown keys holding scalars or flat arrays;
+- integers up to 18 digits;
+- decimals whose value is exactly `m / 10**k` (m ≤ 2**53, k ≤ 22), which gives the same double as
+  a correctly rounded parser;
+- printable ASCII strings without escapes.
+
+Anything else declines the whole frame, with nothing half-written. That covers bars, statuses,
+exponents, escapes, duplicate keys, missing or mistyped fields and malformed JSON. A declined
+frame goes through the typed msgspec decoder in `massive.py`, which stays the reference: tests
+hold the two paths equal on generated frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import numba
+import numpy as np
+
+TAKEN, DECLINED = 0, 1
+
+# field ids, and the bit each sets in an event's `seen` mask
+F_EV, F_SYM, F_BX, F_BP, F_BS, F_AX, F_AP, F_AS, F_T, F_C, F_Q, F_Z, F_P, F_S, F_X, F_I = range(16)
+QUOTE_REQUIRED = (1 << F_SYM) | (1 << F_BX) | (1 << F_BP) | (1 << F_BS) | (1 << F_AX) | (1 << F_AP) | (1 << F_AS)
+TRADE_REQUIRED = (1 << F_SYM) | (1 << F_P) | (1 << F_S) | (1 << F_T)
+
+QUOTE_INT_ROWS = 9  # bid_exchange, bid_size, ask_exchange, ask_size, ts_event, condition, sequence, tape, ts_recv
+TRADE_INT_ROWS = 6  # size, ts_event, exchange, sequence, tape, ts_recv
+MIN_EVENT_BYTES = 37  # the shortest event either type can be: {"ev":"T","sym":"","p":1,"s":1,"t":1}
+MAX_MS = 9_000_000_000_000  # ms times beyond this would overflow int64 nanoseconds (year 2255)
+MAX_LOTS = 90_000_000_000_000_000  # sizes beyond this would overflow int64 shares
+MS_TO_NS = 1_000_000
+SHARES_PER_LOT = 100
+POW10 = np.array([10.0**k for k in range(23)])  # exact doubles
+
+
+# Value kinds the scanner tells apart.
+V_STRING, V_INT, V_FLOAT, V_ARRAY, V_LITERAL = range(5)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices: Any, quote_symbols: Any, trade_ints: Any, trade_prices: Any, trade_symbols: Any, trade_ids: Any, conditions: Any, condition_ends: Any) -> int:  # noqa: C901, PLR0912, PLR0915
+    """Append one frame's events to the columns; TAKEN, or DECLINED with the columns as they were.
+
+    `state` holds the columns' fill: quotes, trades, quote symbol bytes, trade symbol bytes,
+    trade id bytes, condition values. One function with no calls: in numba, each call that
+    passes an array costs reference counting, which would be most of the time here.
+    """
+    n = buf.shape[0]
+    nq, nt, nqs, nts, nti, nc = state[0], state[1], state[2], state[3], state[4], state[5]
+    i = 0
+    while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+        i += 1
+    if i >= n or buf[i] != 91:  # [
+        return DECLINED
+    i += 1
+    while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+        i += 1
+    frame_done = i < n and buf[i] == 93  # ]
+    if frame_done:
+        i += 1
+    while not frame_done:
+        if i >= n or buf[i] != 123:  # {
+            return DECLINED
+        i += 1
+        seen = 0
+        kind = 0  # 1 a quote, 2 a trade
+        sym_start = sym_end = id_start = id_end = 0
+        bx = bs = ax = as_ = t = c = q = z = s = x = 0
+        bp = ap = p = 0.0
+        c_kind = i_kind = V_LITERAL
+        event_conditions = 0
+        object_done = False
+        while not object_done:
+            # the key: a plain string, then a colon
+            while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+                i += 1
+            if i >= n or buf[i] != 34:
+                return DECLINED
+            key_start = i + 1
+            i = key_start
+            while i < n and buf[i] != 34:
+                if buf[i] < 32 or buf[i] > 126 or buf[i] == 92:
+                    return DECLINED
+                i += 1
+            if i >= n:
+                return DECLINED
+            key_length = i - key_start
+            i += 1
+            while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+                i += 1
+            if i >= n or buf[i] != 58:  # :
+                return DECLINED
+            i += 1
+            while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+                i += 1
+            field = -1
+            k0 = buf[key_start] if key_length > 0 else 0
+            if key_length == 1:
+                if k0 == 116:
+                    field = F_T
+                elif k0 == 99:
+                    field = F_C
+                elif k0 == 113:
+                    field = F_Q
+                elif k0 == 122:
+                    field = F_Z
+                elif k0 == 112:
+                    field = F_P
+                elif k0 == 115:
+                    field = F_S
+                elif k0 == 120:
+                    field = F_X
+                elif k0 == 105:
+                    field = F_I
+            elif key_length == 2:
+                k1 = buf[key_start + 1]
+                if k0 == 101 and k1 == 118:
+                    field = F_EV
+                elif k0 == 98 or k0 == 97:
+                    if k1 == 120:
+                        field = F_BX if k0 == 98 else F_AX
+                    elif k1 == 112:
+                        field = F_BP if k0 == 98 else F_AP
+                    elif k1 == 115:
+                        field = F_BS if k0 == 98 else F_AS
+            elif key_length == 3 and k0 == 115 and buf[key_start + 1] == 121 and buf[key_start + 2] == 109:
+                field = F_SYM
+            if field >= 0:
+                if seen & (1 << field):
+                    return DECLINED  # a duplicate key
+                seen |= 1 << field
+
+            # the value: a scalar, or a flat array of scalars (its integers kept as conditions)
+            value_kind = V_LITERAL
+            text_start = text_end = 0
+            int_value = 0
+            float_value = 0.0
+            in_array = i < n and buf[i] == 91
+            array_ints = True
+            array_length = 0
+            if in_array:
+                i += 1
+                while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+                    i += 1
+                if i < n and buf[i] == 93:
+                    i += 1
+                    in_array = False
+                value_kind = V_ARRAY
+            scalar_pending = value_kind != V_ARRAY or in_array
+            while scalar_pending:
+                if i >= n:
+                    return DECLINED
+                b = buf[i]
+                if b == 34:  # a string
+                    text_start = i + 1
+                    i = text_start
+                    while i < n and buf[i] != 34:
+                        if buf[i] < 32 or buf[i] > 126 or buf[i] == 92:
+                            return DECLINED  # control, non-ASCII or an escape: msgspec's job
+                        i += 1
+                    if i >= n:
+                        return DECLINED
+                    text_end = i
+                    i += 1
+                    scalar_kind = V_STRING
+                elif b == 45 or (48 <= b <= 57):  # a number
+                    negative = b == 45
+                    if negative:
+                        i += 1
+                    if i >= n or buf[i] < 48 or buf[i] > 57:
+                        return DECLINED
+                    if buf[i] == 48 and i + 1 < n and 48 <= buf[i + 1] <= 57:
+                        return DECLINED  # a leading zero is not JSON
+                    mantissa = 0
+                    digits = 0
+                    while i < n and 48 <= buf[i] <= 57:
+                        if digits == 18:
+                            return DECLINED
+                        mantissa = mantissa * 10 + (buf[i] - 48)
+                        digits += 1
+                        i += 1
+                    decimals = -1
+                    if i < n and buf[i] == 46:  # .
+                        i += 1
+                        decimals = 0
+                        while i < n and 48 <= buf[i] <= 57:
+                            if digits == 18:
+                                return DECLINED
+                            mantissa = mantissa * 10 + (buf[i] - 48)
+                            digits += 1
+                            decimals += 1
+                            i += 1
+                        if decimals == 0 or decimals > 22 or mantissa > 9_007_199_254_740_992:
+                            return DECLINED
+                    if i < n and (buf[i] == 101 or buf[i] == 69):
+                        return DECLINED  # an exponent
+                    if decimals < 0:
+                        int_value = -mantissa if negative else mantissa
+                        scalar_kind = V_INT
+                    else:
+                        float_value = mantissa / POW10[decimals]  # both exact: correctly rounded
+                        if negative:
+                            float_value = -float_value
+                        scalar_kind = V_FLOAT
+                elif b == 116 and i + 4 <= n and buf[i + 1] == 114 and buf[i + 2] == 117 and buf[i + 3] == 101:
+                    i += 4
+                    scalar_kind = V_LITERAL
+                elif b == 102 and i + 5 <= n and buf[i + 1] == 97 and buf[i + 2] == 108 and buf[i + 3] == 115 and buf[i + 4] == 101:
+                    i += 5
+                    scalar_kind = V_LITERAL
+                elif b == 110 and i + 4 <= n and buf[i + 1] == 117 and buf[i + 2] == 108 and buf[i + 3] == 108:
+                    i += 4
+                    scalar_kind = V_LITERAL
+                else:
+                    return DECLINED  # a nested object or array, or not JSON
+                if not in_array:
+                    value_kind = scalar_kind
+                    break
+                if scalar_kind == V_INT:
+                    if nc + event_conditions + array_length >= conditions.shape[0]:
+                        return DECLINED
+                    conditions[nc + event_conditions + array_length] = int_value
+                else:
+                    array_ints = False
+                array_length += 1
+                while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+                    i += 1
+                if i < n and buf[i] == 44:  # ,
+                    i += 1
+                    while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+                        i += 1
+                elif i < n and buf[i] == 93:
+                    i += 1
+                    break
+                else:
+                    return DECLINED
+
+            # what the value means for this key
+            if field == F_EV:
+                if value_kind != V_STRING or text_end - text_start != 1:
+                    return DECLINED  # bars, statuses and unknown events are msgspec's
+                if buf[text_start] == 81:
+                    kind = 1
+                elif buf[text_start] == 84:
+                    kind = 2
+                else:
+                    return DECLINED
+            elif field == F_SYM:
+                if value_kind != V_STRING:
+                    return DECLINED
+                sym_start, sym_end = text_start, text_end
+            elif field == F_I:
+                i_kind = value_kind
+                id_start, id_end = text_start, text_end
+            elif field == F_C and value_kind == V_ARRAY:
+                if not array_ints:
+                    return DECLINED
+                c_kind = V_ARRAY
+                event_conditions += array_length
+            elif field == F_BP or field == F_AP or field == F_P:
+                if value_kind == V_INT:
+                    float_value = float(int_value)
+                elif value_kind != V_FLOAT:
+                    return DECLINED
+                if field == F_BP:
+                    bp = float_value
+                elif field == F_AP:
+                    ap = float_value
+                else:
+                    p = float_value
+            elif field >= 0:
+                if value_kind != V_INT:
+                    return DECLINED
+                if field == F_BX:
+                    bx = int_value
+                elif field == F_BS:
+                    bs = int_value
+                elif field == F_AX:
+                    ax = int_value
+                elif field == F_AS:
+                    as_ = int_value
+                elif field == F_T:
+                    t = int_value
+                elif field == F_C:
+                    c = int_value
+                    c_kind = V_INT
+                elif field == F_Q:
+                    q = int_value
+                elif field == F_Z:
+                    z = int_value
+                elif field == F_S:
+                    s = int_value
+                else:
+                    x = int_value
+
+            while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+                i += 1
+            if i < n and buf[i] == 44:
+                i += 1
+            elif i < n and buf[i] == 125:  # }
+                i += 1
+                object_done = True
+            else:
+                return DECLINED
+
+        # the event, checked as msgspec's types would check it, then written
+        if t > MAX_MS or t < -MAX_MS:
+            return DECLINED
+        if kind == 1:
+            if (seen & QUOTE_REQUIRED) != QUOTE_REQUIRED or c_kind == V_ARRAY or nq >= quote_ints.shape[1]:
+                return DECLINED
+            if bs > MAX_LOTS or bs < -MAX_LOTS or as_ > MAX_LOTS or as_ < -MAX_LOTS:
+                return DECLINED
+            length = sym_end - sym_start
+            if nqs + length + 1 > quote_symbols.shape[0]:
+                return DECLINED
+            for k in range(length):
+                quote_symbols[nqs + k] = buf[sym_start + k]
+            quote_symbols[nqs + length] = 0
+            nqs += length + 1
+            quote_ints[0, nq] = bx
+            quote_ints[1, nq] = bs * SHARES_PER_LOT
+            quote_ints[2, nq] = ax
+            quote_ints[3, nq] = as_ * SHARES_PER_LOT
+            quote_ints[4, nq] = t * MS_TO_NS
+            quote_ints[5, nq] = c
+            quote_ints[6, nq] = q
+            quote_ints[7, nq] = z
+            quote_ints[8, nq] = ts_recv
+            quote_prices[0, nq] = bp
+            quote_prices[1, nq] = ap
+            nq += 1
+        elif kind == 2:
+            if (seen & TRADE_REQUIRED) != TRADE_REQUIRED or nt >= trade_ints.shape[1]:
+                return DECLINED
+            if (seen & (1 << F_C)) and c_kind != V_ARRAY:
+                return DECLINED
+            if (seen & (1 << F_I)) and i_kind != V_STRING:
+                return DECLINED
+            length = sym_end - sym_start
+            id_length = id_end - id_start
+            if nts + length + 1 > trade_symbols.shape[0] or nti + id_length + 1 > trade_ids.shape[0]:
+                return DECLINED
+            for k in range(length):
+                trade_symbols[nts + k] = buf[sym_start + k]
+            trade_symbols[nts + length] = 0
+            nts += length + 1
+            for k in range(id_length):
+                trade_ids[nti + k] = buf[id_start + k]
+            trade_ids[nti + id_length] = 0
+            nti += id_length + 1
+            trade_ints[0, nt] = s
+            trade_ints[1, nt] = t * MS_TO_NS
+            trade_ints[2, nt] = x
+            trade_ints[3, nt] = q
+            trade_ints[4, nt] = z
+            trade_ints[5, nt] = ts_recv
+            trade_prices[nt] = p
+            nc += event_conditions
+            condition_ends[nt] = nc
+            nt += 1
+        else:
+            return DECLINED  # no "ev"
+        while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+            i += 1
+        if i < n and buf[i] == 44:
+            i += 1
+            while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+                i += 1
+        elif i < n and buf[i] == 93:
+            i += 1
+            frame_done = True
+        else:
+            return DECLINED
+    while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+        i += 1
+    if i != n:
+        return DECLINED
+    state[0] = nq
+    state[1] = nt
+    state[2] = nqs
+    state[3] = nts
+    state[4] = nti
+    state[5] = nc
+    return TAKEN
+
+
+# How a batch's columns are laid out in its msgpack form: (kind, row) per field, in schema order.
+K_TEXT_A, K_TEXT_B, K_FLOAT, K_INT, K_LISTS = range(5)
+QUOTE_LAYOUT = np.array([  # QuoteBatch's fields
+    [K_TEXT_A, 0], [K_FLOAT, 0], [K_INT, 1], [K_FLOAT, 1], [K_INT, 3], [K_INT, 0], [K_INT, 2],
+    [K_INT, 5], [K_INT, 7], [K_INT, 6], [K_INT, 4], [K_INT, 8],
+], dtype=np.int64)
+TRADE_LAYOUT = np.array([  # TradeBatch's fields
+    [K_TEXT_A, 0], [K_FLOAT, 0], [K_INT, 0], [K_INT, 2], [K_TEXT_B, 0], [K_LISTS, 0], [K_INT, 4],
+    [K_INT, 3], [K_INT, 1], [K_INT, 5],
+], dtype=np.int64)
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _put_header(out: Any, o: int, count: int, fix: int, sized8: int, sized16: int, sized32: int) -> int:
+    """A msgpack array or str header, in the shortest form (as msgspec writes it)."""
+    if count < (16 if fix == 0x90 else 32):
+        out[o] = fix | count
+        return o + 1
+    if sized8 and count < 256:
+        out[o] = sized8
+        out[o + 1] = count
+        return o + 2
+    if count < 65536:
+        out[o] = sized16
+        out[o + 1] = count >> 8
+        out[o + 2] = count & 0xFF
+        return o + 3
+    out[o] = sized32
+    for k in range(4):
+        out[o + 1 + k] = (count >> (24 - 8 * k)) & 0xFF
+    return o + 5
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _put_int(out: Any, o: int, v: int) -> int:
+    """A msgpack integer in the shortest form (as msgspec writes it)."""
+    if v >= 0:
+        if v < 128:
+            out[o] = v
+            return o + 1
+        if v < 256:
+            out[o] = 0xCC
+            out[o + 1] = v
+            return o + 2
+        if v < 65536:
+            width, code = 2, 0xCD
+        elif v < 4294967296:
+            width, code = 4, 0xCE
+        else:
+            width, code = 8, 0xCF
+    else:
+        if v >= -32:
+            out[o] = v & 0xFF
+            return o + 1
+        if v >= -128:
+            width, code = 1, 0xD0
+        elif v >= -32768:
+            width, code = 2, 0xD1
+        elif v >= -2147483648:
+            width, code = 4, 0xD2
+        else:
+            width, code = 8, 0xD3
+    out[o] = code
+    for k in range(width):
+        out[o + 1 + k] = (v >> (8 * (width - 1 - k))) & 0xFF
+    return o + 1 + width
+
+
+@numba.njit(cache=True, boundscheck=False)
+def _put_texts(out: Any, o: int, texts: Any, n: int) -> int:
+    """n NUL-separated strings from `texts` as msgpack strs."""
+    start = 0
+    for _ in range(n):
+        end = start
+        while texts[end] != 0:
+            end += 1
+        o = _put_header(out, o, end - start, 0xA0, 0xD9, 0xDA, 0xDB)
+        for k in range(start, end):
+            out[o] = texts[k]
+            o += 1
+        start = end + 1
+    return o
+
+
+@numba.njit(cache=True, boundscheck=False)
+def encode_batch(out: Any, tag: Any, layout: Any, n: int, ints: Any, float_bits: Any, text_a: Any, text_b: Any, values: Any, ends: Any) -> int:
+    """A batch's msgpack bytes into `out`, byte for byte as msgspec encodes the record; the length."""
+    o = _put_header(out, 0, layout.shape[0] + 1, 0x90, 0, 0xDC, 0xDD)
+    o = _put_header(out, o, tag.shape[0], 0xA0, 0xD9, 0xDA, 0xDB)
+    for k in range(tag.shape[0]):
+        out[o] = tag[k]
+        o += 1
+    for f in range(layout.shape[0]):
+        kind = layout[f, 0]
+        row = layout[f, 1]
+        o = _put_header(out, o, n, 0x90, 0, 0xDC, 0xDD)
+        if kind == K_INT:
+            for j in range(n):
+                o = _put_int(out, o, ints[row, j])
+        elif kind == K_FLOAT:
+            for j in range(n):
+                bits = float_bits[row, j]
+                out[o] = 0xCB
+                for k in range(8):
+                    out[o + 1 + k] = (bits >> (56 - 8 * k)) & 0xFF
+                o += 9
+        elif kind == K_TEXT_A:
+            o = _put_texts(out, o, text_a, n)
+        elif kind == K_TEXT_B:
+            o = _put_texts(out, o, text_b, n)
+        else:
+            start = 0
+            for j in range(n):
+                end = ends[j]
+                o = _put_header(out, o, end - start, 0x90, 0, 0xDC, 0xDD)
+                for k in range(start, end):
+                    o = _put_int(out, o, values[k])
+                start = end
+    return o
+
+
+@dataclass
+class Encoded:
+    """One batch, already in its msgpack form, and the columns the gap tracker keeps."""
+
+    payload: msgspec.Raw  # byte for byte what msgspec writes for the QuoteBatch / TradeBatch
+    symbols: list[str]
+    sequences: np.ndarray  # type: ignore[type-arg]
+    ts_event: np.ndarray  # type: ignore[type-arg]
+
+
+_QUOTES_TAG = np.frombuffer(b"quotes", dtype=np.uint8)
+_TRADES_TAG = np.frombuffer(b"trades", dtype=np.uint8)
+_NOTHING = np.zeros(1, dtype=np.int64)
+
+
+class Columns:
+    """Column arrays for frames scanned one by one, emptied by `take()`; reused from call to call."""
+
+    def __init__(self, size: int = 0) -> None:
+        self.state = np.zeros(6, dtype=np.int64)
+        self.capacity = -1
+        self.reserve(size)
+
+    def reserve(self, size: int) -> None:
+        """Room for `size` more bytes of frames (the arrays grow only while they are empty)."""
+        if size <= self.capacity or self.events:
+            return
+        size = max(size, 1 << 16)
+        events = size // MIN_EVENT_BYTES + 1
+        self.capacity = size
+        self.quote_ints = np.empty((QUOTE_INT_ROWS, events), dtype=np.int64)
+        self.quote_prices = np.empty((2, events), dtype=np.float64)
+        self.quote_symbols = np.empty(size + events, dtype=np.uint8)
+        self.trade_ints = np.empty((TRADE_INT_ROWS, events), dtype=np.int64)
+        self.trade_prices = np.empty((1, events), dtype=np.float64)
+        self.trade_symbols = np.empty(size + events, dtype=np.uint8)
+        self.trade_ids = np.empty(size + events, dtype=np.uint8)
+        self.conditions = np.empty(size // 2 + 1, dtype=np.int64)
+        self.condition_ends = np.empty(events, dtype=np.int64)
+        self.out = np.empty(events * 104 + 3 * size + 256, dtype=np.uint8)  # the most either batch can encode to
+
+    def add(self, frame: bytes | str, ts_recv: int) -> bool:
+        """Scan one frame into the columns; False (and the columns unchanged) if it is declined."""
+        data = frame.encode() if isinstance(frame, str) else frame
+        buf = np.frombuffer(data, dtype=np.uint8)
+        return scan_frame(buf, ts_recv, self.state, self.quote_ints, self.quote_prices, self.quote_symbols, self.trade_ints, self.trade_prices[0], self.trade_symbols, self.trade_ids, self.conditions, self.condition_ends) == TAKEN
+
+    @property
+    def events(self) -> int:
+        return int(self.state[0] + self.state[1])
+
+    def take(self) -> tuple[Encoded | None, Encoded | None]:
+        """The quotes and the trades scanned so far, encoded; the columns are empty afterwards."""
+        nq, nt, nqs, nts, nti, nc = self.state.tolist()
+        quotes = trades = None
+        if nq:
+            ints = self.quote_ints[:, :nq]
+            out = self.out
+            used = encode_batch(out, _QUOTES_TAG, QUOTE_LAYOUT, nq, self.quote_ints, self.quote_prices.view(np.int64), self.quote_symbols, self.quote_symbols, _NOTHING, _NOTHING)
+            quotes = Encoded(msgspec.Raw(out[:used].tobytes()), _texts(self.quote_symbols, nqs), ints[6].copy(), ints[4].copy())
+        if nt:
+            ints = self.trade_ints[:, :nt]
+            out = self.out
+            used = encode_batch(out, _TRADES_TAG, TRADE_LAYOUT, nt, self.trade_ints, self.trade_prices.view(np.int64), self.trade_symbols, self.trade_ids, self.conditions, self.condition_ends)
+            trades = Encoded(msgspec.Raw(out[:used].tobytes()), _texts(self.trade_symbols, nts), ints[3].copy(), ints[1].copy())
+        self.state[:] = 0
+        return quotes, trades
+
+
+def _texts(buffer: np.ndarray, used: int) -> list[str]:  # type: ignore[type-arg]
+    """The NUL-separated strings in buffer[:used] (each was checked to be printable ASCII)."""
+    return buffer[:used - 1].tobytes().decode("ascii").split("\x00")
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) before the first frame arrives."""
+    columns = Columns()
+    columns.add(b'[{"ev":"Q","sym":"A","bx":1,"bp":1.5,"bs":1,"ax":1,"ap":1.5,"as":1,"i":[1]},{"ev":"T","sym":"A","p":1,"s":1,"t":1,"c":[1],"i":"1"}]', 0)
+    columns.take()
