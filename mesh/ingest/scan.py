@@ -36,6 +36,28 @@ TAKEN, DECLINED = 0, 1
 F_EV, F_SYM, F_BX, F_BP, F_BS, F_AX, F_AP, F_AS, F_T, F_C, F_Q, F_Z, F_P, F_S, F_X, F_I = range(16)
 QUOTE_REQUIRED = (1 << F_SYM) | (1 << F_BX) | (1 << F_BP) | (1 << F_BS) | (1 << F_AX) | (1 << F_AP) | (1 << F_AS)
 TRADE_REQUIRED = (1 << F_SYM) | (1 << F_P) | (1 << F_S) | (1 << F_T)
+INT_FIELDS = (F_BX, F_BS, F_AX, F_AS, F_T, F_Q, F_Z, F_S, F_X)
+FLOAT_FIELDS = (F_BP, F_AP, F_P)
+
+
+def _key_table(length: int) -> np.ndarray:  # type: ignore[type-arg]
+    """Field ids of the one- or two-letter keys, indexed by the key's bytes (-1: not ours)."""
+    names = {"ev": F_EV, "bx": F_BX, "bp": F_BP, "bs": F_BS, "ax": F_AX, "ap": F_AP, "as": F_AS, "t": F_T, "c": F_C, "q": F_Q, "z": F_Z, "p": F_P, "s": F_S, "x": F_X, "i": F_I}
+    table = np.full(256**length, -1, dtype=np.int8)
+    for name, field in names.items():
+        if len(name) == length:
+            table[int.from_bytes(name.encode(), "big")] = field
+    return table
+
+
+ONE_LETTER_KEYS, TWO_LETTER_KEYS = _key_table(1), _key_table(2)
+FIELD_TYPES = np.zeros(16, dtype=np.int8)  # 1 an int field, 2 a float field, 0 one handled on its own
+FIELD_TYPES[list(INT_FIELDS)] = 1
+FIELD_TYPES[list(FLOAT_FIELDS)] = 2
+# bytes a string may hold here: printable ASCII but the quote and the backslash (escapes are msgspec's)
+PLAIN = np.zeros(256, dtype=np.bool_)
+PLAIN[32:127] = True
+PLAIN[[34, 92]] = False
 
 QUOTE_INT_ROWS = 9  # bid_exchange, bid_size, ask_exchange, ask_size, ts_event, condition, sequence, tape, ts_recv
 TRADE_INT_ROWS = 6  # size, ts_event, exchange, sequence, tape, ts_recv
@@ -44,6 +66,7 @@ MAX_MS = 9_000_000_000_000  # ms times beyond this would overflow int64 nanoseco
 MAX_LOTS = 90_000_000_000_000_000  # sizes beyond this would overflow int64 shares
 MS_TO_NS = 1_000_000
 SHARES_PER_LOT = 100
+U = numba.uint64  # indexing with an unsigned int spares numba's negative-index check
 POW10 = np.array([10.0**k for k in range(23)])  # exact doubles
 
 
@@ -61,83 +84,57 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
     """
     n = buf.shape[0]
     nq, nt, nqs, nts, nti, nc = state[0], state[1], state[2], state[3], state[4], state[5]
+    int_values = np.zeros(16, dtype=np.int64)  # the event's values by field id
+    float_values = np.zeros(16, dtype=np.float64)
     i = 0
-    while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+    while i < n and (buf[U(i)] == 32 or buf[U(i)] == 10 or buf[U(i)] == 13 or buf[U(i)] == 9):
         i += 1
-    if i >= n or buf[i] != 91:  # [
+    if i >= n or buf[U(i)] != 91:  # [
         return DECLINED
     i += 1
-    while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+    while i < n and (buf[U(i)] == 32 or buf[U(i)] == 10 or buf[U(i)] == 13 or buf[U(i)] == 9):
         i += 1
-    frame_done = i < n and buf[i] == 93  # ]
+    frame_done = i < n and buf[U(i)] == 93  # ]
     if frame_done:
         i += 1
     while not frame_done:
-        if i >= n or buf[i] != 123:  # {
+        if i >= n or buf[U(i)] != 123:  # {
             return DECLINED
         i += 1
         seen = 0
         kind = 0  # 1 a quote, 2 a trade
         sym_start = sym_end = id_start = id_end = 0
-        bx = bs = ax = as_ = t = c = q = z = s = x = 0
-        bp = ap = p = 0.0
+        int_values[F_T] = int_values[F_C] = int_values[F_Q] = int_values[F_Z] = int_values[F_X] = 0  # the defaults
         c_kind = i_kind = V_LITERAL
         event_conditions = 0
         object_done = False
         while not object_done:
             # the key: a plain string, then a colon
-            while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+            while i < n and (buf[U(i)] == 32 or buf[U(i)] == 10 or buf[U(i)] == 13 or buf[U(i)] == 9):
                 i += 1
-            if i >= n or buf[i] != 34:
+            if i >= n or buf[U(i)] != 34:
                 return DECLINED
             key_start = i + 1
             i = key_start
-            while i < n and buf[i] != 34:
-                if buf[i] < 32 or buf[i] > 126 or buf[i] == 92:
-                    return DECLINED
+            while i < n and PLAIN[buf[U(i)]]:
                 i += 1
-            if i >= n:
-                return DECLINED
+            if i >= n or buf[U(i)] != 34:
+                return DECLINED  # an escape, a control byte, non-ASCII, or the end
             key_length = i - key_start
             i += 1
-            while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+            while i < n and (buf[U(i)] == 32 or buf[U(i)] == 10 or buf[U(i)] == 13 or buf[U(i)] == 9):
                 i += 1
-            if i >= n or buf[i] != 58:  # :
+            if i >= n or buf[U(i)] != 58:  # :
                 return DECLINED
             i += 1
-            while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+            while i < n and (buf[U(i)] == 32 or buf[U(i)] == 10 or buf[U(i)] == 13 or buf[U(i)] == 9):
                 i += 1
             field = -1
-            k0 = buf[key_start] if key_length > 0 else 0
             if key_length == 1:
-                if k0 == 116:
-                    field = F_T
-                elif k0 == 99:
-                    field = F_C
-                elif k0 == 113:
-                    field = F_Q
-                elif k0 == 122:
-                    field = F_Z
-                elif k0 == 112:
-                    field = F_P
-                elif k0 == 115:
-                    field = F_S
-                elif k0 == 120:
-                    field = F_X
-                elif k0 == 105:
-                    field = F_I
+                field = ONE_LETTER_KEYS[buf[U(key_start)]]
             elif key_length == 2:
-                k1 = buf[key_start + 1]
-                if k0 == 101 and k1 == 118:
-                    field = F_EV
-                elif k0 == 98 or k0 == 97:
-                    if k1 == 120:
-                        field = F_BX if k0 == 98 else F_AX
-                    elif k1 == 112:
-                        field = F_BP if k0 == 98 else F_AP
-                    elif k1 == 115:
-                        field = F_BS if k0 == 98 else F_AS
-            elif key_length == 3 and k0 == 115 and buf[key_start + 1] == 121 and buf[key_start + 2] == 109:
+                field = TWO_LETTER_KEYS[buf[U(key_start)] * 256 + buf[U(key_start + 1)]]
+            elif key_length == 3 and buf[U(key_start)] == 115 and buf[U(key_start + 1)] == 121 and buf[U(key_start + 2)] == 109:
                 field = F_SYM
             if field >= 0:
                 if seen & (1 << field):
@@ -149,14 +146,14 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
             text_start = text_end = 0
             int_value = 0
             float_value = 0.0
-            in_array = i < n and buf[i] == 91
+            in_array = i < n and buf[U(i)] == 91
             array_ints = True
             array_length = 0
             if in_array:
                 i += 1
-                while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+                while i < n and (buf[U(i)] == 32 or buf[U(i)] == 10 or buf[U(i)] == 13 or buf[U(i)] == 9):
                     i += 1
-                if i < n and buf[i] == 93:
+                if i < n and buf[U(i)] == 93:
                     i += 1
                     in_array = False
                 value_kind = V_ARRAY
@@ -164,16 +161,14 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
             while scalar_pending:
                 if i >= n:
                     return DECLINED
-                b = buf[i]
+                b = buf[U(i)]
                 if b == 34:  # a string
                     text_start = i + 1
                     i = text_start
-                    while i < n and buf[i] != 34:
-                        if buf[i] < 32 or buf[i] > 126 or buf[i] == 92:
-                            return DECLINED  # control, non-ASCII or an escape: msgspec's job
+                    while i < n and PLAIN[buf[U(i)]]:
                         i += 1
-                    if i >= n:
-                        return DECLINED
+                    if i >= n or buf[U(i)] != 34:
+                        return DECLINED  # control, non-ASCII or an escape: msgspec's job
                     text_end = i
                     i += 1
                     scalar_kind = V_STRING
@@ -181,32 +176,32 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
                     negative = b == 45
                     if negative:
                         i += 1
-                    if i >= n or buf[i] < 48 or buf[i] > 57:
+                    if i >= n or buf[U(i)] < 48 or buf[U(i)] > 57:
                         return DECLINED
-                    if buf[i] == 48 and i + 1 < n and 48 <= buf[i + 1] <= 57:
+                    if buf[U(i)] == 48 and i + 1 < n and 48 <= buf[U(i + 1)] <= 57:
                         return DECLINED  # a leading zero is not JSON
                     mantissa = 0
                     digits = 0
-                    while i < n and 48 <= buf[i] <= 57:
+                    while i < n and 48 <= buf[U(i)] <= 57:
                         if digits == 18:
                             return DECLINED
-                        mantissa = mantissa * 10 + (buf[i] - 48)
+                        mantissa = mantissa * 10 + (buf[U(i)] - 48)
                         digits += 1
                         i += 1
                     decimals = -1
-                    if i < n and buf[i] == 46:  # .
+                    if i < n and buf[U(i)] == 46:  # .
                         i += 1
                         decimals = 0
-                        while i < n and 48 <= buf[i] <= 57:
+                        while i < n and 48 <= buf[U(i)] <= 57:
                             if digits == 18:
                                 return DECLINED
-                            mantissa = mantissa * 10 + (buf[i] - 48)
+                            mantissa = mantissa * 10 + (buf[U(i)] - 48)
                             digits += 1
                             decimals += 1
                             i += 1
                         if decimals == 0 or decimals > 22 or mantissa > 9_007_199_254_740_992:
                             return DECLINED
-                    if i < n and (buf[i] == 101 or buf[i] == 69):
+                    if i < n and (buf[U(i)] == 101 or buf[U(i)] == 69):
                         return DECLINED  # an exponent
                     if decimals < 0:
                         int_value = -mantissa if negative else mantissa
@@ -216,13 +211,13 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
                         if negative:
                             float_value = -float_value
                         scalar_kind = V_FLOAT
-                elif b == 116 and i + 4 <= n and buf[i + 1] == 114 and buf[i + 2] == 117 and buf[i + 3] == 101:
+                elif b == 116 and i + 4 <= n and buf[U(i + 1)] == 114 and buf[U(i + 2)] == 117 and buf[U(i + 3)] == 101:
                     i += 4
                     scalar_kind = V_LITERAL
-                elif b == 102 and i + 5 <= n and buf[i + 1] == 97 and buf[i + 2] == 108 and buf[i + 3] == 115 and buf[i + 4] == 101:
+                elif b == 102 and i + 5 <= n and buf[U(i + 1)] == 97 and buf[U(i + 2)] == 108 and buf[U(i + 3)] == 115 and buf[U(i + 4)] == 101:
                     i += 5
                     scalar_kind = V_LITERAL
-                elif b == 110 and i + 4 <= n and buf[i + 1] == 117 and buf[i + 2] == 108 and buf[i + 3] == 108:
+                elif b == 110 and i + 4 <= n and buf[U(i + 1)] == 117 and buf[U(i + 2)] == 108 and buf[U(i + 3)] == 108:
                     i += 4
                     scalar_kind = V_LITERAL
                 else:
@@ -233,29 +228,40 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
                 if scalar_kind == V_INT:
                     if nc + event_conditions + array_length >= conditions.shape[0]:
                         return DECLINED
-                    conditions[nc + event_conditions + array_length] = int_value
+                    conditions[U(nc + event_conditions + array_length)] = int_value
                 else:
                     array_ints = False
                 array_length += 1
-                while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+                while i < n and (buf[U(i)] == 32 or buf[U(i)] == 10 or buf[U(i)] == 13 or buf[U(i)] == 9):
                     i += 1
-                if i < n and buf[i] == 44:  # ,
+                if i < n and buf[U(i)] == 44:  # ,
                     i += 1
-                    while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+                    while i < n and (buf[U(i)] == 32 or buf[U(i)] == 10 or buf[U(i)] == 13 or buf[U(i)] == 9):
                         i += 1
-                elif i < n and buf[i] == 93:
+                elif i < n and buf[U(i)] == 93:
                     i += 1
                     break
                 else:
                     return DECLINED
 
             # what the value means for this key
-            if field == F_EV:
+            field_type = FIELD_TYPES[field] if field >= 0 else -1
+            if field_type == 1:
+                if value_kind != V_INT:
+                    return DECLINED
+                int_values[field] = int_value
+            elif field_type == 2:
+                if value_kind == V_INT:
+                    float_value = float(int_value)
+                elif value_kind != V_FLOAT:
+                    return DECLINED
+                float_values[field] = float_value
+            elif field == F_EV:
                 if value_kind != V_STRING or text_end - text_start != 1:
                     return DECLINED  # bars, statuses and unknown events are msgspec's
-                if buf[text_start] == 81:
+                if buf[U(text_start)] == 81:
                     kind = 1
-                elif buf[text_start] == 84:
+                elif buf[U(text_start)] == 84:
                     kind = 2
                 else:
                     return DECLINED
@@ -266,58 +272,30 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
             elif field == F_I:
                 i_kind = value_kind
                 id_start, id_end = text_start, text_end
-            elif field == F_C and value_kind == V_ARRAY:
-                if not array_ints:
+            elif field == F_C:
+                if value_kind == V_ARRAY:
+                    if not array_ints:
+                        return DECLINED
+                    event_conditions += array_length
+                elif value_kind != V_INT:
                     return DECLINED
-                c_kind = V_ARRAY
-                event_conditions += array_length
-            elif field == F_BP or field == F_AP or field == F_P:
-                if value_kind == V_INT:
-                    float_value = float(int_value)
-                elif value_kind != V_FLOAT:
-                    return DECLINED
-                if field == F_BP:
-                    bp = float_value
-                elif field == F_AP:
-                    ap = float_value
-                else:
-                    p = float_value
-            elif field >= 0:
-                if value_kind != V_INT:
-                    return DECLINED
-                if field == F_BX:
-                    bx = int_value
-                elif field == F_BS:
-                    bs = int_value
-                elif field == F_AX:
-                    ax = int_value
-                elif field == F_AS:
-                    as_ = int_value
-                elif field == F_T:
-                    t = int_value
-                elif field == F_C:
-                    c = int_value
-                    c_kind = V_INT
-                elif field == F_Q:
-                    q = int_value
-                elif field == F_Z:
-                    z = int_value
-                elif field == F_S:
-                    s = int_value
-                else:
-                    x = int_value
+                c_kind = value_kind
+                int_values[F_C] = int_value
 
-            while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+            while i < n and (buf[U(i)] == 32 or buf[U(i)] == 10 or buf[U(i)] == 13 or buf[U(i)] == 9):
                 i += 1
-            if i < n and buf[i] == 44:
+            if i < n and buf[U(i)] == 44:
                 i += 1
-            elif i < n and buf[i] == 125:  # }
+            elif i < n and buf[U(i)] == 125:  # }
                 i += 1
                 object_done = True
             else:
                 return DECLINED
 
         # the event, checked as msgspec's types would check it, then written
+        t = int_values[F_T]
+        bs = int_values[F_BS]
+        as_ = int_values[F_AS]
         if t > MAX_MS or t < -MAX_MS:
             return DECLINED
         if kind == 1:
@@ -329,20 +307,20 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
             if nqs + length + 1 > quote_symbols.shape[0]:
                 return DECLINED
             for k in range(length):
-                quote_symbols[nqs + k] = buf[sym_start + k]
-            quote_symbols[nqs + length] = 0
+                quote_symbols[U(nqs + k)] = buf[U(sym_start + k)]
+            quote_symbols[U(nqs + length)] = 0
             nqs += length + 1
-            quote_ints[0, nq] = bx
+            quote_ints[0, nq] = int_values[F_BX]
             quote_ints[1, nq] = bs * SHARES_PER_LOT
-            quote_ints[2, nq] = ax
+            quote_ints[2, nq] = int_values[F_AX]
             quote_ints[3, nq] = as_ * SHARES_PER_LOT
             quote_ints[4, nq] = t * MS_TO_NS
-            quote_ints[5, nq] = c
-            quote_ints[6, nq] = q
-            quote_ints[7, nq] = z
+            quote_ints[5, nq] = int_values[F_C]
+            quote_ints[6, nq] = int_values[F_Q]
+            quote_ints[7, nq] = int_values[F_Z]
             quote_ints[8, nq] = ts_recv
-            quote_prices[0, nq] = bp
-            quote_prices[1, nq] = ap
+            quote_prices[0, nq] = float_values[F_BP]
+            quote_prices[1, nq] = float_values[F_AP]
             nq += 1
         elif kind == 2:
             if (seen & TRADE_REQUIRED) != TRADE_REQUIRED or nt >= trade_ints.shape[1]:
@@ -356,37 +334,37 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
             if nts + length + 1 > trade_symbols.shape[0] or nti + id_length + 1 > trade_ids.shape[0]:
                 return DECLINED
             for k in range(length):
-                trade_symbols[nts + k] = buf[sym_start + k]
-            trade_symbols[nts + length] = 0
+                trade_symbols[U(nts + k)] = buf[U(sym_start + k)]
+            trade_symbols[U(nts + length)] = 0
             nts += length + 1
             for k in range(id_length):
-                trade_ids[nti + k] = buf[id_start + k]
-            trade_ids[nti + id_length] = 0
+                trade_ids[U(nti + k)] = buf[U(id_start + k)]
+            trade_ids[U(nti + id_length)] = 0
             nti += id_length + 1
-            trade_ints[0, nt] = s
+            trade_ints[0, nt] = int_values[F_S]
             trade_ints[1, nt] = t * MS_TO_NS
-            trade_ints[2, nt] = x
-            trade_ints[3, nt] = q
-            trade_ints[4, nt] = z
+            trade_ints[2, nt] = int_values[F_X]
+            trade_ints[3, nt] = int_values[F_Q]
+            trade_ints[4, nt] = int_values[F_Z]
             trade_ints[5, nt] = ts_recv
-            trade_prices[nt] = p
+            trade_prices[U(nt)] = float_values[F_P]
             nc += event_conditions
-            condition_ends[nt] = nc
+            condition_ends[U(nt)] = nc
             nt += 1
         else:
             return DECLINED  # no "ev"
-        while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+        while i < n and (buf[U(i)] == 32 or buf[U(i)] == 10 or buf[U(i)] == 13 or buf[U(i)] == 9):
             i += 1
-        if i < n and buf[i] == 44:
+        if i < n and buf[U(i)] == 44:
             i += 1
-            while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+            while i < n and (buf[U(i)] == 32 or buf[U(i)] == 10 or buf[U(i)] == 13 or buf[U(i)] == 9):
                 i += 1
-        elif i < n and buf[i] == 93:
+        elif i < n and buf[U(i)] == 93:
             i += 1
             frame_done = True
         else:
             return DECLINED
-    while i < n and (buf[i] == 32 or buf[i] == 10 or buf[i] == 13 or buf[i] == 9):
+    while i < n and (buf[U(i)] == 32 or buf[U(i)] == 10 or buf[U(i)] == 13 or buf[U(i)] == 9):
         i += 1
     if i != n:
         return DECLINED
@@ -415,20 +393,20 @@ TRADE_LAYOUT = np.array([  # TradeBatch's fields
 def _put_header(out: Any, o: int, count: int, fix: int, sized8: int, sized16: int, sized32: int) -> int:
     """A msgpack array or str header, in the shortest form (as msgspec writes it)."""
     if count < (16 if fix == 0x90 else 32):
-        out[o] = fix | count
+        out[U(o)] = fix | count
         return o + 1
     if sized8 and count < 256:
-        out[o] = sized8
-        out[o + 1] = count
+        out[U(o)] = sized8
+        out[U(o + 1)] = count
         return o + 2
     if count < 65536:
-        out[o] = sized16
-        out[o + 1] = count >> 8
-        out[o + 2] = count & 0xFF
+        out[U(o)] = sized16
+        out[U(o + 1)] = count >> 8
+        out[U(o + 2)] = count & 0xFF
         return o + 3
-    out[o] = sized32
+    out[U(o)] = sized32
     for k in range(4):
-        out[o + 1 + k] = (count >> (24 - 8 * k)) & 0xFF
+        out[U(o + 1 + k)] = (count >> (24 - 8 * k)) & 0xFF
     return o + 5
 
 
@@ -437,11 +415,11 @@ def _put_int(out: Any, o: int, v: int) -> int:
     """A msgpack integer in the shortest form (as msgspec writes it)."""
     if v >= 0:
         if v < 128:
-            out[o] = v
+            out[U(o)] = v
             return o + 1
         if v < 256:
-            out[o] = 0xCC
-            out[o + 1] = v
+            out[U(o)] = 0xCC
+            out[U(o + 1)] = v
             return o + 2
         if v < 65536:
             width, code = 2, 0xCD
@@ -451,7 +429,7 @@ def _put_int(out: Any, o: int, v: int) -> int:
             width, code = 8, 0xCF
     else:
         if v >= -32:
-            out[o] = v & 0xFF
+            out[U(o)] = v & 0xFF
             return o + 1
         if v >= -128:
             width, code = 1, 0xD0
@@ -461,9 +439,9 @@ def _put_int(out: Any, o: int, v: int) -> int:
             width, code = 4, 0xD2
         else:
             width, code = 8, 0xD3
-    out[o] = code
+    out[U(o)] = code
     for k in range(width):
-        out[o + 1 + k] = (v >> (8 * (width - 1 - k))) & 0xFF
+        out[U(o + 1 + k)] = (v >> (8 * (width - 1 - k))) & 0xFF
     return o + 1 + width
 
 
@@ -473,11 +451,11 @@ def _put_texts(out: Any, o: int, texts: Any, n: int) -> int:
     start = 0
     for _ in range(n):
         end = start
-        while texts[end] != 0:
+        while texts[U(end)] != 0:
             end += 1
         o = _put_header(out, o, end - start, 0xA0, 0xD9, 0xDA, 0xDB)
         for k in range(start, end):
-            out[o] = texts[k]
+            out[U(o)] = texts[U(k)]
             o += 1
         start = end + 1
     return o
@@ -489,7 +467,7 @@ def encode_batch(out: Any, tag: Any, layout: Any, n: int, ints: Any, float_bits:
     o = _put_header(out, 0, layout.shape[0] + 1, 0x90, 0, 0xDC, 0xDD)
     o = _put_header(out, o, tag.shape[0], 0xA0, 0xD9, 0xDA, 0xDB)
     for k in range(tag.shape[0]):
-        out[o] = tag[k]
+        out[U(o)] = tag[U(k)]
         o += 1
     for f in range(layout.shape[0]):
         kind = layout[f, 0]
@@ -497,13 +475,13 @@ def encode_batch(out: Any, tag: Any, layout: Any, n: int, ints: Any, float_bits:
         o = _put_header(out, o, n, 0x90, 0, 0xDC, 0xDD)
         if kind == K_INT:
             for j in range(n):
-                o = _put_int(out, o, ints[row, j])
+                o = _put_int(out, o, ints[U(row), U(j)])
         elif kind == K_FLOAT:
             for j in range(n):
-                bits = float_bits[row, j]
-                out[o] = 0xCB
+                bits = float_bits[U(row), U(j)]
+                out[U(o)] = 0xCB
                 for k in range(8):
-                    out[o + 1 + k] = (bits >> (56 - 8 * k)) & 0xFF
+                    out[U(o + 1 + k)] = (bits >> (56 - 8 * k)) & 0xFF
                 o += 9
         elif kind == K_TEXT_A:
             o = _put_texts(out, o, text_a, n)
@@ -512,10 +490,10 @@ def encode_batch(out: Any, tag: Any, layout: Any, n: int, ints: Any, float_bits:
         else:
             start = 0
             for j in range(n):
-                end = ends[j]
+                end = ends[U(j)]
                 o = _put_header(out, o, end - start, 0x90, 0, 0xDC, 0xDD)
                 for k in range(start, end):
-                    o = _put_int(out, o, values[k])
+                    o = _put_int(out, o, values[U(k)])
                 start = end
     return o
 
