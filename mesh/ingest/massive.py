@@ -1,8 +1,10 @@
-"""The Massive WebSocket edge: provider field names live here and nowhere else in the mesh.
+"""The Massive WebSocket edge: provider field names live here and in `scan.py`, nowhere else.
 
 A Massive frame is a JSON array of events of mixed types (`T`, `Q`, `A`, `AM`, `status`). It is
 decoded in one typed pass (msgspec, no per-event dicts) and normalised into our columnar batches:
-milliseconds become nanoseconds, provider names become ours. A frame that does not decode cleanly
+milliseconds become nanoseconds, provider names become ours. This is the reference decoder: the
+compiled scanner (`scan.py`) takes plain quote and trade frames faster and must give the same
+bytes; every other frame comes here. A frame that does not decode cleanly
 is taken apart event by event so that one bad event costs only itself; each bad event is counted
 by kind.
 """

@@ -72,6 +72,8 @@ class IngestService(Service):
         self.errors = massive.DecodeErrors()
         self.gaps = GapTracker()
         self.columns = scan.Columns()  # reused: frames are scanned into these arrays, then encoded
+        self.frames_via_msgspec = 0  # frames the scanner declined (bars, statuses, bad input, the unusual)
+        self._logged_bad_input: set[str] = set()
         self.meters = {kind: RateMeter() for kind in ("events", "quotes", "trades", "bars", "frames")}
         self.reconnects = 0  # drops of an established stream that were followed by a retry
         self.connect_failures = 0  # attempts that never reached streaming
@@ -98,6 +100,7 @@ class IngestService(Service):
             "trades_per_s": round(m["trades"].rate, 1),
             "bars_per_s": round(m["bars"].rate, 1),
             "frames_per_s": round(m["frames"].rate, 1),
+            "frames_via_msgspec": self.frames_via_msgspec,
             "reconnects": self.reconnects,
             "connect_failures": self.connect_failures,
             "last_event_age_s": round(age, 3) if age is not None else -1,
@@ -318,10 +321,22 @@ class IngestService(Service):
         columns.reserve(sum(len(data) for _, data in items))
         for ts_recv, data in items:
             if not columns.add(data, ts_recv):
+                self.frames_via_msgspec += 1
                 self._publish_scanned(runtime, columns)
-                self._publish_normalised(runtime, massive.normalise(massive.decode_frame(data, self.errors), ts_recv))
+                bad_before = self.errors.total
+                events = massive.decode_frame(data, self.errors)
+                if self.errors.total != bad_before:
+                    self._log_bad_input(data)
+                self._publish_normalised(runtime, massive.normalise(events, ts_recv))
         self._publish_scanned(runtime, columns)
         self.meters["frames"].add(len(items))
+
+    def _log_bad_input(self, data: bytes | str) -> None:
+        """The first frame of each kind of bad input is logged; all are counted in the stats."""
+        for kind in self.errors.counts.keys() - self._logged_bad_input:
+            self._logged_bad_input.add(kind)
+            sample = data[:160] if isinstance(data, str) else data[:160].decode("utf-8", "replace")
+            log.warning("skipped bad input (%s), first seen in frame %r; further ones are counted as malformed_%s, not logged", kind, sample, kind)
 
     def _publish_scanned(self, runtime: Runtime, columns: scan.Columns) -> None:
         events = columns.events

@@ -162,9 +162,14 @@ def test_malformed_input_is_counted_and_the_stream_goes_on(bus: Bus, mesh_config
         assert counters["malformed_json"] == 2 and counters["malformed_unknown_event"] == 1 and counters["malformed_bad_event"] == 1
         assert counters["server_status"] == "error: odd"
         assert proc.poll() is None
+        fake.send("[{still not json")
+        wait_for(lambda: ingest_counters(mesh_config).get("malformed_json") == 3)
     finally:
-        stop(proc)
+        log = stop(proc)
         sub.close()
+    # each kind of bad input is logged once, however often it comes
+    assert [line.count("skipped bad input") for line in log.splitlines() if "skipped bad input" in line] == [1, 1, 1]
+    assert sum("(json)" in line for line in log.splitlines()) == 1
 
 
 def test_auth_failed_stops_retrying_with_one_clear_error(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]) -> None:
