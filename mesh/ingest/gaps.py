@@ -10,8 +10,14 @@ After a reconnect it reports a `Gap` for every symbol whose stream resumes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 from mesh.schema import Gap
+
+if TYPE_CHECKING:
+    import numpy as np
+
+IntColumn: TypeAlias = "Sequence[int] | np.ndarray[tuple[int], np.dtype[np.int64]]"  # a list, or the scanner's array
 
 # After a reconnect, symbols that have not resumed within this many seconds are forgotten.
 PENDING_SECONDS = 120.0
@@ -21,7 +27,7 @@ class GapTracker:
     def __init__(self) -> None:
         # kind -> symbol -> (symbols, sequences, times) columns of the last batch with that symbol
         # (lists, or numpy arrays from the scanner)
-        self._last: dict[str, dict[str, tuple[Sequence[str], Sequence[int], Sequence[int]]]] = {"quote": {}, "trade": {}}
+        self._last: dict[str, dict[str, tuple[Sequence[str], IntColumn, IntColumn]]] = {"quote": {}, "trade": {}}
         self._pending: dict[str, dict[str, tuple[int, int]]] = {"quote": {}, "trade": {}}
         self._pending_since_ns = 0
         self.reason = ""
@@ -38,7 +44,7 @@ class GapTracker:
         self._pending_since_ns = now_ns
         self.reason = reason
 
-    def observe(self, kind: str, symbols: Sequence[str], sequences: Sequence[int], times: Sequence[int]) -> list[Gap]:
+    def observe(self, kind: str, symbols: Sequence[str], sequences: IntColumn, times: IntColumn) -> list[Gap]:
         """Record a batch's columns; returns gaps for symbols resuming after a reconnect."""
         last = self._last[kind]
         pending = self._pending[kind]

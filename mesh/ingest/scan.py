@@ -504,8 +504,8 @@ class Encoded:
 
     payload: msgspec.Raw  # byte for byte what msgspec writes for the QuoteBatch / TradeBatch
     symbols: list[str]
-    sequences: np.ndarray  # type: ignore[type-arg]
-    ts_event: np.ndarray  # type: ignore[type-arg]
+    sequences: np.ndarray[tuple[int], np.dtype[np.int64]]
+    ts_event: np.ndarray[tuple[int], np.dtype[np.int64]]
 
 
 _QUOTES_TAG = np.frombuffer(b"quotes", dtype=np.uint8)
