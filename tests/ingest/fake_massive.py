@@ -24,6 +24,7 @@ class FakeMassive:
         self.actions: list[tuple[int, dict[str, Any]]] = []  # (connection number, client message)
         self._loop = asyncio.new_event_loop()
         self._current: Any = None
+        self._quiet: list[Any] = []  # connections left hanging by go_quiet()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -95,11 +96,20 @@ class FakeMassive:
         self._current = None
         self._call(ws.close(code, "forced"))
 
+    def go_quiet(self) -> None:
+        """Stop reading the current connection: no more data and no pongs, like a dead peer."""
+        ws = self._current
+        self._current = None
+        self._quiet.append(ws)
+        self._loop.call_soon_threadsafe(ws.transport.pause_reading)
+
     def subscribes(self, connection: int) -> list[str]:
         return [item for n, a in self.actions if n == connection and a.get("action") == "subscribe" for item in a["params"].split(",")]
 
     def close(self) -> None:
         async def stop() -> None:
+            for ws in self._quiet:
+                ws.transport.abort()
             self._server.close()
             await self._server.wait_closed()
 

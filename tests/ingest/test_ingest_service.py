@@ -204,6 +204,21 @@ def test_max_connections_waits_a_long_cool_down(bus: Bus, mesh_config: Config, m
         fake.close()
 
 
+def test_a_quiet_socket_is_treated_as_dead_and_replaced(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str], fake: FakeMassive) -> None:
+    proc = start_ingest(mesh_environ, fake.url, "--ping-interval", "0.3", "--ping-timeout", "0.5")
+    try:
+        fake.wait_streaming()
+        fake.go_quiet()
+        started = time.monotonic()
+        fake.wait_streaming(connection=2, timeout=10)
+        assert time.monotonic() - started < 5.0  # a ping, its timeout, the close timeout, then at once
+        counters = wait_for(lambda: (c := ingest_counters(mesh_config)).get("reconnects") == 1 and c)
+        assert counters["connection"] == "streaming"
+    finally:
+        log = stop(proc)
+    assert "disconnected (quiet)" in log
+
+
 def test_sigterm_mid_stream_exits_cleanly(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str], fake: FakeMassive) -> None:
     proc = start_ingest(mesh_environ, fake.url)
     fake.wait_streaming()
