@@ -74,6 +74,17 @@ def test_generated_frames_scan_to_the_same_bytes_as_the_msgspec_path() -> None:
         assert scanned(frames) == reference(frames)
 
 
+INT_EDGES = [0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**56, -1, -32, -33, -128, -129, -32768, -32769, -(2**31), -(2**31) - 1, -(2**56)]  # within the 18 digits the scanner takes
+PRICE_EDGES = ["0", "-0.0", "1", "0.1", "-2.5", "123456789012345.6", "9007199254740993", "0.000001", "999999999999999999"]
+
+
+def test_every_msgpack_width_and_price_edge_matches_msgspec() -> None:
+    quotes = ",".join(f'{{"ev":"Q","sym":"E","bx":1,"bp":{price},"bs":1,"ax":1,"ap":{price},"as":1,"q":{n},"z":{n}}}' for n in INT_EDGES for price in PRICE_EDGES)
+    trades = ",".join(f'{{"ev":"T","sym":"E","p":{price},"s":{n},"t":1,"c":[{n},{n}]}}' for n in INT_EDGES for price in PRICE_EDGES)
+    frames = [(1, f"[{quotes}]".encode()), (2, f"[{trades}]".encode())]
+    assert scanned(frames) == reference(frames)
+
+
 def test_a_batch_of_more_than_65535_events_keeps_its_msgpack_form() -> None:
     events = [dict(QUOTE, q=n) for n in range(70_000)]
     frames = [(1, json.dumps(events[:35_000]).encode()), (2, json.dumps(events[35_000:]).encode())]
@@ -108,6 +119,7 @@ DECLINED = {
     "a nested object": [dict(QUOTE, extra={"a": 1})],
     "no event type": [{k: v for k, v in QUOTE.items() if k != "ev"}],
     "more digits than a double holds": '[{"ev":"T","sym":"A","p":1.00000000000000001,"s":1,"t":1}]',
+    "an integer of 19 digits": [dict(QUOTE, q=2**62)],
     "a leading zero": '[{"ev":"T","sym":"A","p":01.5,"s":1,"t":1}]',
     "a truncated frame": json.dumps([QUOTE])[:-5],
     "trailing garbage": json.dumps([QUOTE]) + "x",
