@@ -4,8 +4,9 @@ At firehose rates nearly every Massive frame is a JSON array of `Q` and `T` even
 each event into a typed record, then the records into columns, cost about as much again as the
 JSON decode itself. This scanner is compiled once by numba (and cached on disk). It reads a
 frame's bytes and writes each value, already in our units (shares, nanoseconds), into
-preallocated column arrays. `Columns.take()` turns the arrays into batches with one C-level
-`tolist()` per column.
+preallocated column arrays. `Columns.take()` then writes the msgpack form of each batch from the
+arrays, byte for byte what msgspec writes for the same `QuoteBatch` or `TradeBatch`, so the bus
+protocol does not know which path a batch took.
 
 The scanner takes only what it can take exactly:
 - compact or spaced JSON;
@@ -537,7 +538,7 @@ class Columns:
         self.trade_ids = np.empty(size + events, dtype=np.uint8)
         self.conditions = np.empty(size // 2 + 1, dtype=np.int64)
         self.condition_ends = np.empty(events, dtype=np.int64)
-        self.out = np.empty(events * 104 + 3 * size + 256, dtype=np.uint8)  # the most either batch can encode to
+        self.out = np.empty(events * 104 + size + 256, dtype=np.uint8)  # grown by take() if a batch needs more
 
     def add(self, frame: bytes | str, ts_recv: int) -> bool:
         """Scan one frame into the columns; False (and the columns unchanged) if it is declined."""
@@ -555,16 +556,23 @@ class Columns:
         quotes = trades = None
         if nq:
             ints = self.quote_ints[:, :nq]
-            out = self.out
+            out = self._output(nq * 104 + nqs + 256)  # a quote's numbers take at most 99 bytes, its symbol's header 5
             used = encode_batch(out, _QUOTES_TAG, QUOTE_LAYOUT, nq, self.quote_ints, self.quote_prices.view(np.int64), self.quote_symbols, self.quote_symbols, _NOTHING, _NOTHING)
             quotes = Encoded(msgspec.Raw(out[:used].tobytes()), _texts(self.quote_symbols, nqs), ints[6].copy(), ints[4].copy())
         if nt:
             ints = self.trade_ints[:, :nt]
-            out = self.out
+            out = self._output(nt * 104 + nts + nti + nc * 9 + 256)  # numbers, headers, texts, 9 bytes per condition at most
             used = encode_batch(out, _TRADES_TAG, TRADE_LAYOUT, nt, self.trade_ints, self.trade_prices.view(np.int64), self.trade_symbols, self.trade_ids, self.conditions, self.condition_ends)
             trades = Encoded(msgspec.Raw(out[:used].tobytes()), _texts(self.trade_symbols, nts), ints[3].copy(), ints[1].copy())
         self.state[:] = 0
         return quotes, trades
+
+
+    def _output(self, size: int) -> np.ndarray:  # type: ignore[type-arg]
+        """The encoder's output buffer, at least `size` bytes (the encoder does not check bounds)."""
+        if self.out.shape[0] < size:
+            self.out = np.empty(size, dtype=np.uint8)
+        return self.out
 
 
 def _texts(buffer: np.ndarray, used: int) -> list[str]:  # type: ignore[type-arg]
