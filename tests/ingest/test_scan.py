@@ -85,6 +85,37 @@ def test_every_msgpack_width_and_price_edge_matches_msgspec() -> None:
     assert scanned(frames) == reference(frames)
 
 
+def test_a_mutated_frame_is_either_declined_or_read_exactly_as_msgspec_reads_it() -> None:
+    rng = random.Random(7)
+    alphabet = b'{}[]",:.-0123456789eE \\tnulfrasQTAMevsymbxpc\x00\xff'
+    for _ in range(3000):
+        data = bytearray(random_frame(rng))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(data))
+            action = rng.random()
+            if action < 0.4:
+                data[at] = rng.choice(alphabet)
+            elif action < 0.7:
+                del data[at]
+            elif action < 0.9:
+                data.insert(at, rng.choice(alphabet))
+            else:
+                del data[at:]
+                if not data:
+                    data = bytearray(b"[")
+        frame = bytes(data)
+        columns = Columns(len(frame))
+        if not columns.add(frame, 1):
+            continue
+        errors = DecodeErrors()
+        events = decode_frame(frame, errors)
+        assert errors.total == 0, frame  # taken by the scanner, so msgspec must take it too ...
+        out = normalise(events, 1)
+        quotes, trades = columns.take()  # ... and read the same values
+        assert (bytes(quotes.payload) if quotes else None) == (msgspec.msgpack.encode(out.quotes) if out.quotes is not None else None), frame
+        assert (bytes(trades.payload) if trades else None) == (msgspec.msgpack.encode(out.trades) if out.trades is not None else None), frame
+
+
 def test_a_batch_of_more_than_65535_events_keeps_its_msgpack_form() -> None:
     events = [dict(QUOTE, q=n) for n in range(70_000)]
     frames = [(1, json.dumps(events[:35_000]).encode()), (2, json.dumps(events[35_000:]).encode())]
