@@ -15,6 +15,7 @@ import logging
 import re
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import websockets
@@ -23,10 +24,10 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 from mesh import topics
 from mesh.config import Config
 from mesh.ingest import massive, scan
-from mesh.ingest.gaps import GapTracker
+from mesh.ingest.gaps import GapTracker, IntColumn
 from mesh.ingest.policy import Cause, ReconnectPolicy
 from mesh.rates import RateMeter
-from mesh.schema import BarBatch, GapBatch
+from mesh.schema import BarBatch, Gap, GapBatch
 from mesh.service import Runtime, Service, run_service
 
 log = logging.getLogger("mesh.ingest")
@@ -343,45 +344,37 @@ class IngestService(Service):
         if not events:
             return
         quotes, trades = columns.take()
-        gaps = []
+        gaps: list[Gap] = []
         if quotes is not None:
-            gaps += self.gaps.observe("quote", quotes.symbols, quotes.sequences, quotes.ts_event)
-            runtime.publish(QUOTES, quotes.payload)
-            self.meters["quotes"].add(len(quotes.symbols))
-            self.last_event_ns = int(quotes.ts_event[-1])
+            gaps += self._publish_ticks(runtime, "quote", quotes.payload, quotes.symbols, quotes.sequences, quotes.ts_event)
         if trades is not None:
-            gaps += self.gaps.observe("trade", trades.symbols, trades.sequences, trades.ts_event)
-            runtime.publish(TRADES, trades.payload)
-            self.meters["trades"].add(len(trades.symbols))
-            self.last_event_ns = max(self.last_event_ns, int(trades.ts_event[-1]))
+            gaps += self._publish_ticks(runtime, "trade", trades.payload, trades.symbols, trades.sequences, trades.ts_event)
         if gaps:
             runtime.publish(GAPS, GapBatch.from_rows(gaps))
         self.meters["events"].add(events)
 
     def _publish_normalised(self, runtime: Runtime, out: massive.Normalised) -> None:
-        publish = runtime.publish
-        meters = self.meters
-        gaps = []
+        gaps: list[Gap] = []
         if out.quotes is not None:
-            q = out.quotes
-            gaps += self.gaps.observe("quote", q.symbol, q.sequence, q.ts_event)
-            publish(QUOTES, q)
-            meters["quotes"].add(len(q.symbol))
-            self.last_event_ns = q.ts_event[-1]
+            gaps += self._publish_ticks(runtime, "quote", out.quotes, out.quotes.symbol, out.quotes.sequence, out.quotes.ts_event)
         if out.trades is not None:
-            t = out.trades
-            gaps += self.gaps.observe("trade", t.symbol, t.sequence, t.ts_event)
-            publish(TRADES, t)
-            meters["trades"].add(len(t.symbol))
-            self.last_event_ns = max(self.last_event_ns, t.ts_event[-1])
+            gaps += self._publish_ticks(runtime, "trade", out.trades, out.trades.symbol, out.trades.sequence, out.trades.ts_event)
         for bars in (out.bars_1s, out.bars_1m):
             if bars is not None:
                 self._publish_bars(runtime, bars)
         if gaps:
-            publish(GAPS, GapBatch.from_rows(gaps))
-        meters["events"].add(out.events)
+            runtime.publish(GAPS, GapBatch.from_rows(gaps))
+        self.meters["events"].add(out.events)
         for status, message in out.statuses:
             self._on_status(status, message)
+
+    def _publish_ticks(self, runtime: Runtime, kind: str, payload: Any, symbols: Sequence[str], sequences: IntColumn, ts_event: IntColumn) -> list[Gap]:
+        """Publish one quote or trade batch (a record, or one already encoded); the gaps its symbols close."""
+        gaps = self.gaps.observe(kind, symbols, sequences, ts_event)
+        runtime.publish(QUOTES if kind == "quote" else TRADES, payload)
+        self.meters[f"{kind}s"].add(len(symbols))
+        self.last_event_ns = max(self.last_event_ns, int(ts_event[-1]))
+        return gaps
 
     def _publish_bars(self, runtime: Runtime, bars: BarBatch) -> None:
         """New windows go out as they are; re-sent windows go out in a batch marked `replaces`."""
