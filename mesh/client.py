@@ -183,7 +183,7 @@ class AsyncSubscriber:
         self._sock.linger = 0
         _subscribe_all(self._sock, prefixes)
         self._sock.connect(self.endpoint)
-        self._sync = zmq.Socket.shadow(self._sock.underlying)  # same socket, for non-blocking drains
+        self._sync: zmq.SyncSocket = zmq.Socket.shadow(self._sock.underlying)  # same socket, for non-blocking drains
         self.columnar = columnar  # numpy columns for quote, trade and bar batches (mesh.columnar)
         self.stats = SubscriberStats()
 

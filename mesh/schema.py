@@ -126,7 +126,7 @@ class _Batch(msgspec.Struct, array_like=True, frozen=True, tag=True, gc=False):
         return cls(**{name: [getattr(row, name) for row in rows] for name in names})
 
 
-class QuoteBatch(_Batch, tag="quotes"):
+class QuoteBatch(_Batch, tag="quotes", frozen=True):
     """Many `Quote`s as columns (topic `md.quote.<market>`)."""
 
     row_type: ClassVar[type] = Quote
@@ -144,7 +144,7 @@ class QuoteBatch(_Batch, tag="quotes"):
     ts_recv: list[int]
 
 
-class TradeBatch(_Batch, tag="trades"):
+class TradeBatch(_Batch, tag="trades", frozen=True):
     """Many `Trade`s as columns (topic `md.trade.<market>`)."""
 
     row_type: ClassVar[type] = Trade
@@ -160,7 +160,7 @@ class TradeBatch(_Batch, tag="trades"):
     ts_recv: list[int]
 
 
-class BarBatch(_Batch, tag="bars"):
+class BarBatch(_Batch, tag="bars", frozen=True):
     """Many `Bar`s of one interval as columns (topics `md.bar1s.<market>`, `md.bar1m.<market>`).
 
     `replaces` is true when the source re-sent bars for windows it had already published (Massive
@@ -197,7 +197,7 @@ class BarBatch(_Batch, tag="bars"):
         return cls(interval=interval, replaces=replaces, **{name: [getattr(row, name) for row in rows] for name in names})
 
 
-class GapBatch(_Batch, tag="gaps"):
+class GapBatch(_Batch, tag="gaps", frozen=True):
     """`Gap` records as columns (topic `md.gap.<market>`)."""
 
     row_type: ClassVar[type] = Gap

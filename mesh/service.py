@@ -211,8 +211,8 @@ async def _amain(service: Service, name: str) -> int:
                 log.warning("%s did not stop within 2 s; cancelling", name)
             except Exception:
                 pass
-        for task in [*helpers, stop_wait]:
-            task.cancel()
+        for leftover in [*helpers, stop_wait]:
+            leftover.cancel()
         await asyncio.gather(*helpers, stop_wait, return_exceptions=True)
         try:
             rt.publish(topics.heartbeat(name), rt.heartbeat())

@@ -17,6 +17,7 @@ from textual import work
 from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.widget import Widget
 from textual.widgets import Button, Footer, Header, Input, Static, TabbedContent, TabPane
 
 from mesh.config import Config, ConfigError
@@ -38,7 +39,7 @@ REDRAW_SECONDS = 0.1  # at most 10 Hz
 NO_MESH_AFTER_S = 3.0
 
 # (id, title, view class): adding a view is one module and one line here
-VIEWS: list[tuple[str, str, type]] = [
+VIEWS: list[tuple[str, str, type[Widget]]] = [
     ("live", "Live", LiveView),
     ("recording", "Recording", RecordingView),
     ("history", "History", HistoryView),
@@ -79,7 +80,7 @@ class MassiveTui(App[None]):
         self.started_at = time.monotonic()
         self.redraws = 0
         self.mesh.listeners.append(self._on_event)
-        self.views: dict[str, object] = {}
+        self.views: dict[str, Widget] = {}
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=self.show_clock)

@@ -249,11 +249,14 @@ class BacktesterService(Service):
         job.state, job.message, job.finished = state, message, time.time()
         if state == "done":
             job.progress = 1.0
+            if job.result is None:
+                raise RuntimeError(f"backtest job {job.job_id} is done but has no result")
+            runs = job.result["runs"]
             brief = {
-                "run_ids": [r["run_id"] for r in job.result["runs"]],
-                "run_dirs": [r["run_dir"] for r in job.result["runs"]],  # type: ignore[index]
-                "metrics": [r["metrics"] for r in job.result["runs"]],
-            }  # type: ignore[index]
+                "run_ids": [r["run_id"] for r in runs],
+                "run_dirs": [r["run_dir"] for r in runs],
+                "metrics": [r["metrics"] for r in runs],
+            }
             self._publish(job, brief)
         else:
             job.error = message
@@ -300,7 +303,7 @@ class BacktesterService(Service):
 
         started = time.perf_counter()
         threading.Thread(target=work, name=f"backtest-{job.job_id}", daemon=True).start()
-        stop_wait = asyncio.ensure_future(runtime.stopping.wait())
+        stop_wait: asyncio.Future[Any] = asyncio.ensure_future(runtime.stopping.wait())
         await asyncio.wait([future, stop_wait], return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()
         self.last_job_s = time.perf_counter() - started

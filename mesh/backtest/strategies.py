@@ -25,6 +25,7 @@ parameters are read from the `signals` signature.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import re
 import sys

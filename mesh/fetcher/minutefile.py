@@ -21,6 +21,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
@@ -30,10 +31,11 @@ import pyarrow.csv as pcsv
 from mesh.fetcher.bars import MINUTE_SCHEMA
 from mesh.fetcher.errors import FlatFileError
 
+_inflate: ModuleType
 try:  # ISA-L inflates gzip about four times faster than zlib; zlib is the fallback
     from isal import isal_zlib as _inflate
 except ImportError:  # pragma: no cover - depends on the environment
-    _inflate = zlib  # type: ignore[no-redef]
+    _inflate = zlib
 _INFLATE_ERRORS = (zlib.error, _inflate.error)
 
 # us_stocks_sip/minute_aggs_v1 (and day_aggs_v1): exact header, in order

@@ -156,6 +156,10 @@ class RestClient:
     def _clean(self, text: str) -> str:
         return scrub(text, self._key)
 
+    def _report_limit_wait(self, seconds: float) -> None:
+        if self.on_wait is not None:
+            self.on_wait(f"waiting {seconds:.0f} s for the per-minute REST limit")
+
     def get(self, path: str, params: dict[str, Any] | None = None, *, what: str = "") -> bytes:
         """One logical GET: counted, retried on 429/5xx/network errors, raised on anything else."""
         what = what or path
@@ -166,7 +170,7 @@ class RestClient:
             self.ledger.acquire_rest(
                 path.split("?")[0],
                 cancel=self.cancel,
-                on_wait=(lambda s: self.on_wait(f"waiting {s:.0f} s for the per-minute REST limit")) if self.on_wait else None,
+                on_wait=self._report_limit_wait if self.on_wait else None,
             )
             self.calls += 1
             try:

@@ -181,10 +181,10 @@ class FetcherService(Service):
         gaps = job.args.get("gaps") or []
         if job.args.get("session"):
             gaps = gaps + gap_backfill.gaps_from_recording(Path(self.config.data_dir) / "recordings" / job.args["session"])
-        report = gap_backfill.backfill(gaps, self.config, name=job.args.get("name"), ledger=self.ledger, cancel=job.cancel, progress=lambda f, m: progress(f, m))
-        if not report.get("ok"):
-            raise FetchError(report["message"])
-        return report
+        backfill_report = gap_backfill.backfill(gaps, self.config, name=job.args.get("name"), ledger=self.ledger, cancel=job.cancel, progress=lambda f, m: progress(f, m))
+        if not backfill_report.get("ok"):
+            raise FetchError(backfill_report["message"])
+        return backfill_report
 
     # --- commands ------------------------------------------------------------------------------
 

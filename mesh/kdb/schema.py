@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
+
 from mesh.schema import BarBatch, QuoteBatch, TradeBatch
 
 NS_PER_DAY = 86_400_000_000_000
@@ -56,7 +58,7 @@ class QColumn:
 @dataclass(frozen=True)
 class QTable:
     name: str
-    batch: type
+    batch: type[msgspec.Struct]
     columns: tuple[QColumn, ...]
 
     @property
@@ -64,7 +66,7 @@ class QTable:
         return [c.name for c in self.columns]
 
 
-def _plain(batch: type, skip: tuple[str, ...], types: dict[str, QType]) -> tuple[QColumn, ...]:
+def _plain(batch: type[msgspec.Struct], skip: tuple[str, ...], types: dict[str, QType]) -> tuple[QColumn, ...]:
     """The batch's own fields in schema order, `symbol` renamed `sym` (it comes second)."""
     fields = [f for f in batch.__struct_fields__ if f not in skip]
     return tuple(QColumn(f, types[f], f) for f in fields)

@@ -74,7 +74,7 @@ class RecorderService(Service):
         for prefix in PREFIXES:
             sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         sock.connect(self.config.bus_sub)
-        drain = zmq.Socket.shadow(sock.underlying)  # the same socket, for non-blocking reads
+        drain: zmq.SyncSocket = zmq.Socket.shadow(sock.underlying)  # the same socket, for non-blocking reads
         try:
             await self._recover(runtime)
             while not runtime.stopping.is_set():

@@ -239,9 +239,14 @@ class S3Gateway:
                 self.files_built += 1
 
     def _internal(self, method: str, path: str, body: bytes = b"") -> None:
-        environ = EnvironBuilder(path=path, method=method, data=body, headers={"Host": "127.0.0.1", "x-moto-account-id": self.account_id, "Authorization": _INTERNAL_AUTH}).get_environ()
+        environ = EnvironBuilder(path=path, method=method, data=body, headers=[("Host", "127.0.0.1"), ("x-moto-account-id", self.account_id), ("Authorization", _INTERNAL_AUTH)]).get_environ()
         status: list[str] = []
-        out = b"".join(self.moto(environ, lambda s, h, e=None: status.append(s)))
+
+        def start_response(status_line: str, headers: list[tuple[str, str]], exc_info: object = None) -> Callable[[bytes], object]:
+            status.append(status_line)
+            return lambda data: None
+
+        out = b"".join(self.moto(environ, start_response))
         if not status or status[0][:3] not in ("200", "204"):
             raise RuntimeError(f"moto refused {method} {path}: {status} {out[:200]!r}")
 

@@ -15,7 +15,7 @@ import datetime as dt
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -34,6 +34,7 @@ _EXCHANGES = np.array([1, 2, 3, 4, 7, 8, 10, 11, 12, 15, 17, 19, 21])
 _QUOTE_EXCHANGES = np.array([1, 7, 8, 10, 11, 12, 15, 17, 19, 21])
 ID_BASE = 10**11  # trade IDs and sequence numbers have a fixed digit count
 SEQ_BASE = 10**9
+LayoutPart: TypeAlias = bytes | tuple[str, int]  # a literal, or a (field, width in words) slot
 
 
 class _Layouts:
@@ -42,8 +43,8 @@ class _Layouts:
     def __init__(self, symbols: list[str]) -> None:
         self.sym = text_table([f'"sym":"{s}"' for s in symbols])
         sw, cw = self.sym.shape[1], _COND_TABLE.shape[1]
-        trade = [b'{"ev":"T",', ("sym", sw), b',"i":"', ("i", 3), b'","x":', ("x", 1), b',"p":', ("p", 3), b',"s":', ("s", 2), ("c", cw), b',"t":', ("t", 4), b',"q":', ("q", 3), b',"z":', ("z", 1)]
-        quote = [b'{"ev":"Q",', ("sym", sw), b',"bx":', ("bx", 1), b',"bp":', ("bp", 3), b',"bs":', ("bs", 1), b',"ax":', ("ax", 1), b',"ap":', ("ap", 3), b',"as":', ("as", 1), b',"t":', ("t", 4), b',"q":', ("q", 3), b',"z":', ("z", 1)]
+        trade: list[LayoutPart] = [b'{"ev":"T",', ("sym", sw), b',"i":"', ("i", 3), b'","x":', ("x", 1), b',"p":', ("p", 3), b',"s":', ("s", 2), ("c", cw), b',"t":', ("t", 4), b',"q":', ("q", 3), b',"z":', ("z", 1)]
+        quote: list[LayoutPart] = [b'{"ev":"Q",', ("sym", sw), b',"bx":', ("bx", 1), b',"bp":', ("bp", 3), b',"bs":', ("bs", 1), b',"ax":', ("ax", 1), b',"ap":', ("ap", 3), b',"as":', ("as", 1), b',"t":', ("t", 4), b',"q":', ("q", 3), b',"z":', ("z", 1)]
         words = max(Layout(trade).words, Layout(quote).words)
         self.trade, self.quote = Layout(trade, words), Layout(quote, words)
 

@@ -108,7 +108,14 @@ class Bars:
 
 BAR_FIELDS = ("t", "o", "h", "low", "c", "v", "vw", "n")
 EMPTY_BARS = Bars(
-    np.empty(0, np.int64), *(np.empty(0) for _ in range(3)), np.empty(0), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64)
+    t=np.empty(0, np.int64),
+    o=np.empty(0),
+    h=np.empty(0),
+    low=np.empty(0),
+    c=np.empty(0),
+    v=np.empty(0, np.int64),
+    vw=np.empty(0),
+    n=np.empty(0, np.int64),
 )
 
 

@@ -125,7 +125,7 @@ def tick_rows(
         if not ascending:
             idx = idx[::-1]
         idx = idx[: limit + 1 - len(rows)]
-        rows.extend(_trade_rows(data, idx) if kind == "trades" else _quote_rows(data, idx))
+        rows.extend(_trade_rows(data, idx) if isinstance(data, history.Trades) else _quote_rows(data, idx))
         if len(rows) > limit:
             return rows[:limit], True
     return rows, False

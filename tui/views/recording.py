@@ -44,7 +44,7 @@ MANIFEST_SUMMARY = ("name", "location", "state", "clean", "error", "symbols", "f
 
 def read_sessions(recordings: Path) -> list[dict[str, Any]]:
     """Every session's manifest under data/recordings, newest first; unreadable ones are named as such."""
-    sessions = []
+    sessions: list[dict[str, Any]] = []
     if not recordings.is_dir():
         return sessions
     for folder in recordings.iterdir():
