@@ -75,8 +75,10 @@ def ours(frames: list[bytes], group: int, repeats: int = 5) -> float:
     """Our path, taking `group` frames at a time as the service does when they wait in its queue."""
     from mesh.config import Config
     from mesh.gc_tuning import tune_gc
+    from mesh.ingest import scan
     from mesh.ingest.service import IngestService
 
+    scan.warm_up()  # as the service does before its first frame
     service = IngestService(Config.load(environ={}))
     tune_gc()  # as `run_service` does for every service process
     runtime = _Runtime(f"tcp://127.0.0.1:{free_port()}")

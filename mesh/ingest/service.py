@@ -151,6 +151,12 @@ class IngestService(Service):
     # --- main loop -------------------------------------------------------------------------------
 
     async def run(self, runtime: Runtime) -> None:
+        # the compiled scanner, loaded from numba's cache (or compiled, on a machine's first start)
+        # before the first frame; in a thread, so the heartbeat says "starting" meanwhile
+        started = time.monotonic()
+        await asyncio.to_thread(scan.warm_up)
+        if time.monotonic() - started > 2:
+            log.info("compiled the frame scanner in %.0f s (cached for later starts)", time.monotonic() - started)
         processor = asyncio.create_task(self._process_forever(runtime))
         try:
             while not runtime.stopping.is_set():
@@ -427,8 +433,4 @@ def main(config: Config, argv: list[str] | None = None) -> int:
         service = IngestService(config, url=args.url, subscriptions=args.subscriptions, ping_interval=args.ping_interval, ping_timeout=args.ping_timeout, max_connections_cooldown=args.max_connections_cooldown)
     except SubscriptionError as exc:
         parser.error(str(exc))
-    started = time.monotonic()
-    scan.warm_up()  # numba's compiled scanner, loaded from its cache before the first frame
-    if time.monotonic() - started > 2:
-        log.info("compiled the frame scanner in %.0f s (cached for later starts)", time.monotonic() - started)
     return run_service(service, args.name)
