@@ -36,6 +36,7 @@ MAX_QUEUED_FRAMES = 50_000  # ~5 M events: beyond this the process cannot keep u
 CHUNK_FRAMES = 64  # frames processed before yielding to the reader
 GROUP_FRAMES = 8  # frames already waiting that are published together (one batch per type)
 AUTH_TIMEOUT = 10.0
+STOP_DRAIN_SECONDS = 1.0  # at a stop, frames already read are published for at most this long
 QUOTES, TRADES, GAPS = topics.quotes(), topics.trades(), topics.gaps()
 _ITEM = re.compile(r"[A-Z]{1,4}\.(\*|[A-Za-z0-9.:/\-]+)")
 
@@ -190,6 +191,7 @@ class IngestService(Service):
         finally:
             processor.cancel()
             await asyncio.gather(processor, return_exceptions=True)
+            self._drain(runtime, budget=STOP_DRAIN_SECONDS)  # what was read before the stop still goes out
 
     async def _wait(self, runtime: Runtime, delay: float | None) -> None:
         self._reconnect_now.clear()
@@ -305,10 +307,16 @@ class IngestService(Service):
             self.queue.append((time.time_ns(), data))
         self._drain(runtime)
 
-    def _drain(self, runtime: Runtime) -> None:
+    def _drain(self, runtime: Runtime, budget: float | None = None) -> None:
+        """Publish every queued frame, or (with a budget in seconds) what that allows; the rest is counted as dropped."""
         queue = self.queue
-        while queue:
+        deadline = None if budget is None else time.monotonic() + budget
+        while queue and (deadline is None or time.monotonic() < deadline):
             self.process_frames(runtime, [queue.popleft() for _ in range(min(GROUP_FRAMES, len(queue)))])
+        if queue:
+            self.dropped_frames += len(queue)
+            log.warning("stopping: %d frames read from the socket were not published", len(queue))
+            queue.clear()
 
     def process_frame(self, runtime: Runtime, data: bytes | str, ts_recv: int) -> None:
         """Decode, normalise and publish one Massive frame."""

@@ -228,3 +228,34 @@ def test_sigterm_mid_stream_exits_cleanly(bus: Bus, mesh_config: Config, mesh_en
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 0
     assert time.monotonic() - started < 2.0
+
+
+async def test_frames_read_before_a_stop_are_published_not_dropped() -> None:
+    import asyncio
+    import json
+
+    from mesh import wire
+    from mesh.ingest.service import IngestService
+    from tests.conftest import free_port
+
+    published: list[Any] = []
+
+    class Runtime:  # what the service uses of mesh.service.Runtime
+        stopping = asyncio.Event()
+
+        def publish(self, topic: str, payload: Any) -> None:
+            published.append(wire.decode(wire.encode(topic, payload, src="ingest", seq=1)).payload)
+
+        def event(self, level: str, message: str, **data: Any) -> None:
+            pass
+
+    service = IngestService(Config.load(environ={}), url=f"ws://127.0.0.1:{free_port()}/stocks")  # nobody there
+    for n in range(30):  # read from the socket, not yet processed, when the stop comes
+        service.queue.append((n, json.dumps([dict(QUOTE, q=n * 100 + k) for k in range(100)]).encode()))
+    runtime = Runtime()
+    task = asyncio.create_task(service.run(runtime))  # type: ignore[arg-type]
+    await asyncio.sleep(0.5)
+    runtime.stopping.set()
+    await asyncio.wait_for(task, 5)
+    assert sorted(q.sequence for batch in published for q in batch.rows()) == list(range(3000))
+    assert service.dropped_frames == 0 and not service.queue
