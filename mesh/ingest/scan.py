@@ -185,25 +185,23 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
                         return DECLINED  # a leading zero is not JSON
                     mantissa = 0
                     digits = 0
-                    while i < n and 48 <= buf[U(i)] <= 57:
-                        if digits == 18:
-                            return DECLINED
-                        mantissa = mantissa * 10 + (buf[U(i)] - 48)
-                        digits += 1
-                        i += 1
-                    decimals = -1
-                    if i < n and buf[U(i)] == 46:  # .
-                        i += 1
-                        decimals = 0
-                        while i < n and 48 <= buf[U(i)] <= 57:
+                    decimals = -1  # digits after the point; -1 while there is none
+                    while i < n:
+                        digit = buf[U(i)]
+                        if 48 <= digit <= 57:
                             if digits == 18:
                                 return DECLINED
-                            mantissa = mantissa * 10 + (buf[U(i)] - 48)
+                            mantissa = mantissa * 10 + (digit - 48)
                             digits += 1
-                            decimals += 1
-                            i += 1
-                        if decimals == 0 or decimals > 22 or mantissa > 9_007_199_254_740_992:
-                            return DECLINED
+                            if decimals >= 0:
+                                decimals += 1
+                        elif digit == 46 and decimals < 0:  # the point
+                            decimals = 0
+                        else:
+                            break
+                        i += 1
+                    if decimals == 0 or decimals > 22 or (decimals > 0 and mantissa > 9_007_199_254_740_992):
+                        return DECLINED
                     if i < n and (buf[U(i)] == 101 or buf[U(i)] == 69):
                         return DECLINED  # an exponent
                     if decimals < 0:
