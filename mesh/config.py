@@ -30,6 +30,20 @@ class ConfigError(ValueError):
     """A setting that does not parse; the message names the variable and where it came from."""
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(environ: Mapping[str, str] | None = None) -> str:
+    """`MESH_LOG_LEVEL` (default INFO) as a level name `logging` accepts, or a `ConfigError`."""
+    raw = (os.environ if environ is None else environ).get("MESH_LOG_LEVEL", "")
+    value = raw.strip().upper() or "INFO"
+    if value == "WARN":
+        value = "WARNING"
+    if value not in LOG_LEVELS:
+        raise ConfigError(f"MESH_LOG_LEVEL={raw!r} (from environment): expected one of {', '.join(LOG_LEVELS)}")
+    return value
+
+
 class Secret:
     """A string that never shows itself in `str`, `repr`, logs or tracebacks."""
 
@@ -191,6 +205,7 @@ def read_settings_file(path: Path) -> dict[str, str]:
 
 
 def _load(environ: dict[str, str], cwd: Path) -> Config:
+    log_level(environ)
     layers = [
         ("environment", environ),
         (".env", read_settings_file(cwd / ".env")),
@@ -276,7 +291,7 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
         bus_pub=endpoints["MESH_BUS_PUB"],
         bus_sub=endpoints["MESH_BUS_SUB"],
         bus_ctl=endpoints["MESH_BUS_CTL"],
-        data_dir=Path(raw["MESH_DATA_DIR"]).expanduser(),
+        data_dir=_data_dir(raw["MESH_DATA_DIR"], where("MESH_DATA_DIR")),
         kdb_tickerplant=_parse_kdb(raw.get("KDB_TICKERPLANT"), where("KDB_TICKERPLANT")),
         sim_mode=sim_mode,
         sources=sources,
@@ -286,6 +301,21 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
 def _check_url(var: str, value: str, schemes: tuple[str, ...], sources: Mapping[str, str]) -> None:
     if not value.startswith(schemes) or len(value) <= len(value.split("://")[0]) + 3:
         raise ConfigError(f"{var}={value!r} (from {sources.get(var, 'default')}): expected a URL starting with {' or '.join(schemes)}")
+
+
+def _data_dir(value: str, source: str) -> Path:
+    """The data folder, created if it is missing; a file or an unwritable folder is a `ConfigError`."""
+    path = Path(value).expanduser()
+    shown = f"MESH_DATA_DIR={value!r} (from {source})"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{shown} is a file, not a folder: point it at a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{shown}: the folder is not writable by this user")
+    return path
 
 
 def _parse_subscriptions(value: str, source: str) -> str:
