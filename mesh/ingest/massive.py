@@ -7,6 +7,11 @@ compiled scanner (`scan.py`) takes plain quote and trade frames faster and must 
 bytes; every other frame comes here. A frame that does not decode cleanly
 is taken apart event by event so that one bad event costs only itself; each bad event is counted
 by kind.
+
+Decoding is total: any bytes give events or counted rejections, never an exception. Nesting too
+deep for the decoder is counted as `depth`; an event whose integers would not fit the bus's int64
+once converted to our units (nanoseconds, shares), or whose numbers overflow on the way, is
+counted as `range` and left out, so that publishing a batch can never fail.
 """
 
 from __future__ import annotations
@@ -104,9 +109,15 @@ class Normalised:
     events: int = 0
 
 
+INT64_MAX = (1 << 63) - 1
+MAX_MS = INT64_MAX // MS_TO_NS  # ms times beyond this overflow int64 nanoseconds
+MAX_LOTS = INT64_MAX // SHARES_PER_LOT  # round lots beyond this overflow int64 shares
+
+
 @dataclass
 class DecodeErrors:
-    """Bad input by kind: `json` (not a JSON array), `unknown_event`, `bad_event` (missing or mistyped fields)."""
+    """Bad input by kind: `json` (not a JSON array), `depth` (nested too deep to decode),
+    `unknown_event`, `bad_event` (missing or mistyped fields), `range` (numbers our units cannot hold)."""
 
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -116,15 +127,24 @@ class DecodeErrors:
 
 
 def decode_frame(data: bytes | str, errors: DecodeErrors) -> list[WsEvent]:
-    """The frame's events; bad events are counted in `errors` and left out."""
+    """The frame's events; bad events are counted in `errors` and left out. Never raises."""
     try:
-        return _frame_decoder.decode(data)
-    except msgspec.DecodeError:
-        pass  # fall through to the event-by-event path below
-    except msgspec.ValidationError:
-        pass
+        events = _frame_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        events = _event_by_event(data, errors)
+    if all(map(_in_range, events)):
+        return events
+    kept = [event for event in events if _in_range(event)]
+    errors.counts["range"] += len(events) - len(kept)
+    return kept
+
+
+def _event_by_event(data: bytes | str, errors: DecodeErrors) -> list[WsEvent]:
     try:
         raws = _raw_frame_decoder.decode(data)
+    except RecursionError:
+        errors.counts["depth"] += 1
+        return []
     except (msgspec.DecodeError, msgspec.ValidationError):
         errors.counts["json"] += 1
         return []
@@ -132,14 +152,61 @@ def decode_frame(data: bytes | str, errors: DecodeErrors) -> list[WsEvent]:
     for raw in raws:
         try:
             events.append(_event_decoder.decode(raw))
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             try:
                 value = _any_decoder.decode(raw)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 value = None
             ev = value.get("ev") if isinstance(value, dict) else None
-            errors.counts["bad_event" if ev in KNOWN_EVENTS else "unknown_event"] += 1
+            if value is None and _nested_too_deep(raw):
+                errors.counts["depth"] += 1
+            else:
+                errors.counts["bad_event" if ev in KNOWN_EVENTS else "unknown_event"] += 1
     return events
+
+
+def _nested_too_deep(raw: bytes | msgspec.Raw) -> bool:
+    try:
+        _any_decoder.decode(raw)
+    except RecursionError:
+        return True
+    except msgspec.DecodeError:
+        return False
+    return False
+
+
+def _int64(value: int) -> bool:
+    return -INT64_MAX - 1 <= value <= INT64_MAX
+
+
+def _in_range(event: WsEvent) -> bool:
+    """Whether the event's numbers fit our units: int64 after ms -> ns and lots -> shares, and
+    a bar's trade count (volume / average size) finite. Checks only what would break encoding;
+    which values are plausible is for the bus's decoders (mesh.bounds)."""
+    kind = type(event)
+    if kind is WsQuote:
+        return (
+            -MAX_MS <= event.t <= MAX_MS and -MAX_LOTS <= event.bs <= MAX_LOTS and -MAX_LOTS <= event.as_ <= MAX_LOTS  # type: ignore[union-attr]
+            and _int64(event.bx) and _int64(event.ax) and _int64(event.c) and _int64(event.q) and _int64(event.z)  # type: ignore[union-attr]
+        )
+    if kind is WsTrade:
+        return (
+            -MAX_MS <= event.t <= MAX_MS and _int64(event.s) and _int64(event.x) and _int64(event.q) and _int64(event.z)  # type: ignore[union-attr]
+            and all(map(_int64, event.c))  # type: ignore[union-attr]
+        )
+    if kind is WsSecondAgg or kind is WsMinuteAgg:
+        return -MAX_MS <= event.s <= MAX_MS and -MAX_MS <= event.e <= MAX_MS and _transactions(event.v, event.z) is not None  # type: ignore[union-attr]
+    return True
+
+
+def _transactions(volume: float, average_size: float) -> int | None:
+    """Trades in a bar's window (volume / average trade size), 0 when unknown, None if absurd."""
+    if not average_size:
+        return 0
+    count = volume / average_size
+    if count != count or not -INT64_MAX <= count <= INT64_MAX:  # NaN, or beyond int64 (inf included)
+        return None
+    return round(count)
 
 
 def normalise(events: list[WsEvent], ts_recv: int | list[int]) -> Normalised:
@@ -201,7 +268,7 @@ def _bar_batch(columns: list[tuple], interval: str, ts_recv: list[int]) -> BarBa
     return BarBatch(
         interval=interval, symbol=sym, ts_start=[ms * MS_TO_NS for ms in s], ts_end=[ms * MS_TO_NS for ms in e],  # type: ignore[arg-type]
         open=o, high=h, low=low, close=c, volume=v, vwap=vw,  # type: ignore[arg-type]
-        transactions=[round(vol / size) if size else 0 for vol, size in zip(v, z, strict=True)], ts_recv=ts_recv,
+        transactions=[_transactions(vol, size) or 0 for vol, size in zip(v, z, strict=True)], ts_recv=ts_recv,
     )
 
 
