@@ -23,8 +23,8 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 
 from mesh import topics
 from mesh.config import Config
+from mesh.gaps import GapTracker, IntColumn
 from mesh.ingest import massive, scan
-from mesh.ingest.gaps import GapTracker, IntColumn
 from mesh.ingest.policy import Cause, ReconnectPolicy
 from mesh.rates import RateMeter
 from mesh.schema import BarBatch, Gap, GapBatch
