@@ -36,9 +36,35 @@ def register(subparsers: Any) -> None:
     fetch.add_argument("--json", action="store_true", help="machine-readable output (the plan, or the report)")
     fetch.set_defaults(func=cmd_fetch)
 
-    quota = subparsers.add_parser("quota", help="REST calls this minute and today, flat-file bytes this month, against the limits")
+    quota = subparsers.add_parser(
+        "quota",
+        help="REST calls this minute and today, flat-file bytes this month, against the limits",
+        description="Show the quota ledger's counts against the limits. A damaged ledger is reported (exit 1) and stops every quota-spending command until `massive quota --repair` replaces it; the repair counts the current minute, day and month as spent unless you say what was used (from Massive's dashboard).",
+    )
     quota.add_argument("--json", action="store_true", help="machine-readable output")
+    quota.add_argument("--repair", action="store_true", help="replace a damaged ledger (kept as quota.sqlite.damaged-<time>) by one that counts this minute, day and month as spent")
+    quota.add_argument("--rest-today", type=_count, metavar="N", help="with --repair: REST calls really used today (UTC), instead of the daily limit")
+    quota.add_argument("--bytes-month", type=_size, metavar="SIZE", help="with --repair: flat-file bytes really used this month (UTC), e.g. 2.5GB, instead of the monthly allowance")
     quota.set_defaults(func=cmd_quota)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    from mesh.config import ConfigError, parse_bytes
+
+    try:
+        return parse_bytes("--bytes-month", text, "the command line")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _config() -> Any:
@@ -64,11 +90,18 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         request = make_request(args.symbols, args.start, args.end, args.interval, args.method)
         if args.name:
             datasets.check_name(args.name)
+        if not args.dry_run:  # where the result goes must be writable before anything is spent
+            datasets.check_writable(datasets.historical_dir(config.data_dir), "the dataset folder (MESH_DATA_DIR/historical)")
+            if args.out:
+                datasets.check_export(args.out)
     except BadRequest as exc:
         raise _fail(str(exc), 2) from None
     fetcher = Fetcher(config)
     if args.dry_run:
-        plan = fetcher.plan(request)
+        try:
+            plan = fetcher.plan(request)
+        except FetchError as exc:
+            raise _fail(str(exc), 1) from None
         if args.json:
             print(json.dumps(plan.as_dict(), indent=2))
         else:
@@ -87,13 +120,18 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         raise _fail(str(exc), 1) from None
     info = {**request.as_dict(), **report.as_dict()}
     name = args.name or datasets.default_name(request.symbols, request.interval, request.start.isoformat(), request.end.isoformat())
-    path = datasets.write_dataset(bars, config.data_dir, name, info)
+    try:
+        path = datasets.write_dataset(bars, config.data_dir, name, info)
+    except OSError as exc:
+        raise _fail(f"fetched {report.rows:,} rows but cannot write dataset {name!r} under {datasets.historical_dir(config.data_dir)}: {exc.strerror or exc}", 1) from None
     info.update(dataset=name, path=str(path))
     if args.out:
         try:
             info["out"] = str(datasets.export(bars, args.out))
         except BadRequest as exc:
             raise _fail(str(exc), 2) from None
+        except OSError as exc:
+            raise _fail(f"dataset {name!r} written to {path}, but --out {args.out!r} failed: {exc.strerror or exc}", 1) from None
     if report.fallback:
         print(report.fallback, file=sys.stderr)
     if args.json:
@@ -142,12 +180,35 @@ class _ProgressBar:
 
 
 def cmd_quota(args: argparse.Namespace) -> int:
-    from mesh.fetcher.ledger import QuotaLedger
+    from mesh.fetcher.ledger import LedgerError, QuotaLedger
 
-    snap = QuotaLedger.for_config(_config()).snapshot()
+    if (args.rest_today is not None or args.bytes_month is not None) and not args.repair:
+        raise _fail("--rest-today and --bytes-month only go with --repair", 2)
+    ledger = QuotaLedger.for_config(_config())
+    if args.repair:
+        try:
+            done = ledger.repair(rest_today=args.rest_today, bytes_month=args.bytes_month)
+        except LedgerError as exc:
+            raise _fail(str(exc), 1) from None
+        except OSError as exc:
+            raise _fail(f"cannot repair the quota ledger {ledger.path}: {exc.strerror or exc}", 1) from None
+        if args.json:
+            print(json.dumps(done, indent=2))
+        else:
+            print(
+                f"replaced the damaged quota ledger ({done['damaged']}); the old file is kept as {done['kept']}. "
+                f"Counted as spent: {done['rest_calls_today']} REST call(s) today, {human_bytes(done['s3_bytes_month'])} of flat files this month"
+            )
+        return 0
+    try:
+        snap = ledger.snapshot()
+    except LedgerError as exc:
+        raise _fail(str(exc), 1) from None
     if args.json:
         print(json.dumps(snap, indent=2))
-        return 0
+        return 1 if snap.get("damaged") else 0
+    if snap.get("damaged"):
+        raise _fail(snap["damaged"], 1)
 
     def of(used: int, limit: int, fmt: Any = str) -> str:
         return f"{fmt(used)} of {fmt(limit)}" if limit else f"{fmt(used)} (no limit)"

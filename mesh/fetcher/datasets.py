@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,33 @@ def read_dataset(name_or_path: str | Path, data_dir: Path | str | None = None) -
     if not path.is_file():
         raise BadRequest(f"no historical dataset {str(name_or_path)!r} (looked for {path})")
     return pq.read_table(path)
+
+
+def check_writable(folder: Path | str, what: str) -> Path:
+    """Make sure a file can be created in `folder` (created if missing), before anything is spent.
+
+    Raises `BadRequest` naming `what` (e.g. "--out /x/y.csv") and the reason.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}-{threading.get_ident()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BadRequest(f"{what}: cannot write to {folder} ({exc.strerror or exc}); nothing was spent") from None
+    return folder
+
+
+def check_export(path: Path | str) -> Path:
+    """The `--out` file name, checked (extension, writable folder) before anything is spent."""
+    path = Path(path)
+    if path.suffix.lower() not in (".parquet", ".csv"):
+        raise BadRequest(f"--out {str(path)!r}: expected a .parquet or .csv file name")
+    if path.is_dir():
+        raise BadRequest(f"--out {str(path)!r} is a folder: give a .parquet or .csv file name")
+    check_writable(path.parent, f"--out {str(path)!r}")
+    return path
 
 
 def export(bars: pa.Table, path: Path | str) -> Path:

@@ -81,6 +81,8 @@ class Fetcher:
         self._rest_transport = rest_transport
 
     def plan(self, request: FetchRequest) -> planning.Plan:
+        """Method and cost of `request`; raises `LedgerDamaged` when the quota cannot be known."""
+        self.ledger.check()
         return planning.make_plan(request, self.ledger, self.flatfiles)
 
     def _rest(self, say: Callable[[str], None]) -> RestClient:
@@ -89,6 +91,7 @@ class Fetcher:
     def run(self, request: FetchRequest, *, progress: ProgressFn | None = None, fallback: bool = True, check_symbols: bool = True) -> tuple[pa.Table, FetchReport]:
         """Bars for `request` (bars.BAR_SCHEMA) and the report of what was spent."""
         started = time.monotonic()
+        self.ledger.check()  # a damaged ledger stops here, before anything is spent
         method, reason = planning.choose(request)
         report = FetchReport(method, reason)
         state = {"bytes": 0, "total": 0, "fraction": 0.0}

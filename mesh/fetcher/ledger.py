@@ -10,14 +10,23 @@ then fails still counted with the provider), flat-file bytes before the download
 Windows: "this minute" is the last 60 seconds (a sliding window, so no burst straddles a minute
 boundary); "today" is the UTC calendar day; "this month" the UTC calendar month. A limit of 0
 means no limit (paid plans have no REST call limit).
+
+A ledger that cannot be trusted (not a database, emptied to 0 bytes, its tables gone, deleted
+while in use) is never quietly replaced by an empty one, which would reset the counts to 0 and
+could overspend a real account: every operation that spends or plans spending raises
+`LedgerDamaged`, naming the file and the repair, and `snapshot` reports the limits as already
+spent. `repair` moves the damaged file aside and starts a new ledger in which the current
+minute, day and month count as spent (or as the user says they were).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,12 +34,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mesh.fetcher.errors import Cancelled, QuotaExceeded
+from mesh.fetcher.errors import Cancelled, FetchError, QuotaExceeded
 
 NS = 1_000_000_000
 MINUTE_NS = 60 * NS
 LEDGER_FILE = "quota.sqlite"
 KEEP_DAYS = 40  # per-call rows older than this are pruned (the daily totals stay exact)
+TABLES = ("rest_calls", "s3_downloads", "notes")
+REPAIR_ENDPOINT = "(assumed spent at repair)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rest_calls (
@@ -57,6 +68,22 @@ CREATE TABLE IF NOT EXISTS notes (
     detail TEXT NOT NULL
 );
 """
+
+
+class LedgerError(FetchError):
+    """The quota ledger cannot be used right now; nothing that spends quota may run."""
+
+
+class LedgerDamaged(LedgerError):
+    """The ledger's counts cannot be trusted; the message names the file and how to repair it."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"quota ledger {path} is damaged ({reason}); nothing that spends quota runs until it is repaired: "
+            "run `massive quota --repair` (see docs/fetcher.md)"
+        )
+        self.path = path
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -105,25 +132,78 @@ class QuotaLedger:
         self.path = Path(path)
         self.limits = limits
         self._clock = clock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        self._existed = False  # seen (or created) by this object: vanishing later is damage
+        with contextlib.suppress(OSError):  # an unusable folder is reported by the first operation
+            self._ensure()
 
     @classmethod
     def for_config(cls, config: Any, **kwargs: Any) -> QuotaLedger:
         return cls(Path(config.data_dir) / "state" / LEDGER_FILE, Limits.from_config(config), **kwargs)
 
+    def _ensure(self) -> None:
+        """Create the ledger if there is none yet: built aside, then linked into place complete."""
+        if self.path.exists():
+            self._existed = True
+            return
+        if self._existed:
+            return  # it was here: `_connect` reports it as damaged instead of starting from 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.new")
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+            finally:
+                db.close()
+            with contextlib.suppress(FileExistsError):  # another process created it first
+                os.link(tmp, self.path)
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{tmp}{suffix}")
+        self._existed = True
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A short-lived connection (one per operation: safe across threads and processes)."""
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        """A short-lived connection (one per operation: safe across threads and processes).
+
+        Raises `LedgerDamaged` for a file that is gone, empty, not a database or missing its
+        tables, and `LedgerError` when it cannot be opened at all; never creates an empty one.
+        """
         try:
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA synchronous=NORMAL")
-            yield db
+            self._ensure()
+            size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            raise LedgerDamaged(self.path, "the file was deleted while in use") from None
+        except OSError as exc:
+            raise LedgerError(f"cannot use the quota ledger {self.path}: {exc.strerror or exc}") from None
+        if size == 0:
+            raise LedgerDamaged(self.path, "the file is empty")
+        try:
+            db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=rw", timeout=30.0, isolation_level=None, uri=True)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the quota ledger {self.path}: {exc}") from None
+        try:
+            try:
+                db.execute("PRAGMA busy_timeout=30000")
+                db.execute("PRAGMA synchronous=NORMAL")
+                present = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.DatabaseError as exc:
+                raise _damage(self.path, exc) from None
+            if missing := [t for t in TABLES if t not in present]:
+                raise LedgerDamaged(self.path, f"table{'s' * (len(missing) > 1)} {', '.join(missing)} missing")
+            try:
+                yield db
+            except sqlite3.DatabaseError as exc:
+                raise _damage(self.path, exc) from None
         finally:
             db.close()
+
+    def check(self) -> None:
+        """Raise `LedgerDamaged` (or `LedgerError`) unless the ledger can be read and written."""
+        with self._connect() as db:
+            db.execute("SELECT COUNT(*) FROM rest_calls WHERE ts_ns > ?", (self._clock() - MINUTE_NS,)).fetchone()
 
     # --- REST calls --------------------------------------------------------------------------
 
@@ -201,7 +281,7 @@ class QuotaLedger:
 
     def rest_room(self) -> tuple[int | None, int | None]:
         """(calls left today, calls left in the current minute window); None = unlimited."""
-        snap = self.snapshot()
+        snap = self._snapshot()
         day = None if not self.limits.rest_per_day else max(0, self.limits.rest_per_day - snap["rest_calls_today"])
         minute = None if not self.limits.rest_per_minute else max(0, self.limits.rest_per_minute - snap["rest_calls_minute"])
         return day, minute
@@ -254,12 +334,26 @@ class QuotaLedger:
     def bytes_left(self) -> int | None:
         if not self.limits.s3_bytes_per_month:
             return None
-        return max(0, self.limits.s3_bytes_per_month - self.snapshot()["s3_bytes_month"])
+        return max(0, self.limits.s3_bytes_per_month - self._snapshot()["s3_bytes_month"])
 
     # --- reading -----------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Counts and limits as plain values (what `massive quota --json` prints and sys.quota carries)."""
+        """Counts and limits as plain values (what `massive quota --json` prints and sys.quota carries).
+
+        For a damaged ledger the counts are the limits (everything counts as spent) and
+        `damaged` says why; otherwise `damaged` is None.
+        """
+        try:
+            return self._snapshot()
+        except LedgerDamaged as exc:
+            now = self._clock()
+            return {
+                **self._shape(now, self.limits.rest_per_minute, self.limits.rest_per_day, self.limits.s3_bytes_per_month, 0, 0, 0),
+                "damaged": str(exc),
+            }
+
+    def _snapshot(self) -> dict[str, Any]:
         now = self._clock()
         with self._connect() as db:
             (minute,) = db.execute("SELECT COUNT(*) FROM rest_calls WHERE ts_ns > ?", (now - MINUTE_NS,)).fetchone()
@@ -267,19 +361,75 @@ class QuotaLedger:
             (nbytes, files) = db.execute("SELECT COALESCE(SUM(bytes), 0), COUNT(*) FROM s3_downloads WHERE month = ?", (_month(now),)).fetchone()
             (throttled,) = db.execute("SELECT COUNT(*) FROM notes WHERE kind = 'throttled' AND ts_ns > ?", (now - 86_400 * NS,)).fetchone()
             (refused,) = db.execute("SELECT COUNT(*) FROM notes WHERE kind = 'refused' AND ts_ns > ?", (now - 86_400 * NS,)).fetchone()
+        return {**self._shape(now, int(minute), int(today), int(nbytes), int(files), int(throttled), int(refused)), "damaged": None}
+
+    def _shape(self, now: int, minute: int, today: int, nbytes: int, files: int, throttled: int, refused: int) -> dict[str, Any]:
         return {
-            "rest_calls_minute": int(minute),
+            "rest_calls_minute": minute,
             "rest_calls_per_minute": self.limits.rest_per_minute,
-            "rest_calls_today": int(today),
+            "rest_calls_today": today,
             "rest_calls_per_day": self.limits.rest_per_day,
-            "s3_bytes_month": int(nbytes),
-            "s3_files_month": int(files),
+            "s3_bytes_month": nbytes,
+            "s3_files_month": files,
             "s3_bytes_per_month": self.limits.s3_bytes_per_month,
-            "throttled_24h": int(throttled),
-            "refused_24h": int(refused),
+            "throttled_24h": throttled,
+            "refused_24h": refused,
             "day": _day(now),
             "month": _month(now),
             "day_resets": _next_day(now).isoformat().replace("+00:00", "Z"),
             "month_resets": _next_month(now).isoformat().replace("+00:00", "Z"),
             "ledger": str(self.path),
         }
+
+    # --- repair ------------------------------------------------------------------------------
+
+    def repair(self, *, rest_today: int | None = None, bytes_month: int | None = None) -> dict[str, Any]:
+        """Replace a damaged ledger by a new one that counts the current periods as spent.
+
+        The damaged file is kept next to it (`quota.sqlite.damaged-<UTC time>`). Unless the user
+        says what was really used today (`rest_today`) or this month (`bytes_month`, e.g. from the
+        provider's dashboard), the new ledger records the day's REST limit, a full minute window
+        and the month's flat-file allowance as spent: it may refuse work that would have fitted,
+        never allow work that would not. Raises `LedgerError` when the ledger is not damaged.
+        """
+        try:
+            self.check()
+        except LedgerDamaged as exc:
+            reason = exc.reason
+        else:
+            raise LedgerError(f"quota ledger {self.path} is readable; --repair only replaces a damaged ledger")
+        now = self._clock()
+        stamp = datetime.fromtimestamp(now / NS, UTC).strftime("%Y%m%dT%H%M%SZ")
+        kept = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{kept}{suffix}")
+        self._existed = False
+        self._ensure()
+        limits = self.limits
+        today_calls = limits.rest_per_day if rest_today is None else rest_today
+        recent = limits.rest_per_minute if rest_today is None else min(limits.rest_per_minute, rest_today)
+        earlier = max(0, today_calls - recent)
+        day_start = int(datetime.fromtimestamp(now / NS, UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()) * NS
+        month_bytes = limits.s3_bytes_per_month if bytes_month is None else bytes_month
+        pid = os.getpid()
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO rest_calls (ts_ns, day, endpoint, pid) VALUES (?, ?, ?, ?)",
+                [(day_start, _day(now), REPAIR_ENDPOINT, pid)] * earlier + [(now, _day(now), REPAIR_ENDPOINT, pid)] * recent,
+            )
+            if month_bytes:
+                db.execute("INSERT INTO s3_downloads (ts_ns, month, key, bytes) VALUES (?, ?, ?, ?)", (now, _month(now), REPAIR_ENDPOINT, month_bytes))
+            detail = f"replaced a damaged ledger ({reason}), kept as {kept.name}; counted as spent: {earlier + recent} REST call(s) today, {month_bytes} flat-file byte(s) this month"
+            db.execute("INSERT INTO notes (ts_ns, kind, detail) VALUES (?, 'repaired', ?)", (now, detail))
+            db.execute("COMMIT")
+        return {"ledger": str(self.path), "damaged": reason, "kept": str(kept), "rest_calls_today": earlier + recent, "rest_calls_minute": recent, "s3_bytes_month": month_bytes}
+
+
+def _damage(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:
+    """A damaged ledger, or a busy one (locked for longer than the timeout) which is not damage."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return LedgerError(f"quota ledger {path} is busy ({text}); try again")
+    return LedgerDamaged(path, text)
