@@ -16,20 +16,22 @@ appended at the end; fields are never reordered; a change of meaning bumps `PROT
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
 PROTOCOL_VERSION = 1
+
+_Int64 = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]  # mesh.bounds owns the other limits
 
 
 class Header(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """The envelope every bus message carries: who sent it, in what order, when."""
 
     v: int  # protocol version
-    src: str  # source service name, e.g. "ingest"
-    seq: int  # per (source, topic) sequence number, starting at 1 for each process
-    ts_send: int  # when the source published it, ns UTC
+    src: Annotated[str, msgspec.Meta(max_length=64)]  # source service name, e.g. "ingest"
+    seq: _Int64  # per (source, topic) sequence number, starting at 1 for each process
+    ts_send: _Int64  # when the source published it, ns UTC
 
 
 # --- row records -------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The bus wire codec: `[topic, body]` frames with a msgpack body `[header, payload]`.
 
 Pure functions and nothing else, so that every publisher and subscriber, and any non-Python peer,
-can follow docs/protocol.md exactly. Decoding never raises anything but `MalformedFrame`, whose
-`kind` says what was wrong so that subscribers can count bad input by kind and carry on.
+can follow docs/protocol.md exactly. Decoding is total: any bytes become a `Message` or a
+`MalformedFrame`, whose `kind` says what was wrong so that subscribers can count bad input by kind
+and carry on. A decoded payload has passed mesh.bounds (sizes, nesting, column lengths, value
+ranges), so a consumer never sees a half-valid batch.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from mesh import topics
+from mesh import bounds, topics
 from mesh.columnar import ColumnView, merge_columns, with_arrays
 from mesh.columnar import decode_payload as columnar_decode_payload
 from mesh.columnar import merge as columnar_merge
@@ -35,16 +37,23 @@ _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 _envelope_decoder = msgspec.msgpack.Decoder(tuple[Header, msgspec.Raw])
 _payload_decoder = msgspec.msgpack.Decoder(Payload)
 
-MALFORMED_KINDS = ("frames", "topic", "body", "version", "payload")
+MALFORMED_KINDS = ("frames", "topic", "body", "version", "payload", *bounds.REJECTION_KINDS)
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, OverflowError, ValueError, RecursionError, MemoryError)
 
 
 class MalformedFrame(ValueError):
-    """A bus message that does not follow docs/protocol.md. `kind` is one of MALFORMED_KINDS."""
+    """A bus message that does not follow docs/protocol.md. `kind` is one of MALFORMED_KINDS.
 
-    def __init__(self, kind: str, detail: str) -> None:
+    `topic` and `header` are set when the envelope was readable and only the payload was not, so
+    that a subscriber can still account for the message's sequence number.
+    """
+
+    def __init__(self, kind: str, detail: str, *, topic: str | None = None, header: Header | None = None) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
+        self.topic = topic
+        self.header = header
 
 
 class Message(msgspec.Struct, frozen=True):
@@ -76,7 +85,14 @@ def decode(frames: Sequence[bytes | memoryview | Any], *, columnar: bool = False
     arrays (mesh.columnar), for consumers that hand columns to Arrow, kdb+ or numpy anyway.
     """
     topic, header, raw = _envelope(frames)
-    return Message(topic, header, _payload(raw, columnar))
+    try:
+        return Message(topic, header, _payload(raw, columnar))
+    except MalformedFrame as exc:
+        exc.topic, exc.header = topic, header
+        raise
+
+
+_TOPIC_MAX = 256
 
 
 def _envelope(frames: Sequence[bytes | memoryview | Any]) -> tuple[str, Header, msgspec.Raw]:
@@ -84,13 +100,21 @@ def _envelope(frames: Sequence[bytes | memoryview | Any]) -> tuple[str, Header, 
         raise MalformedFrame("frames", f"expected 2 frames [topic, body], got {len(frames)}")
     topic_frame = bytes(getattr(frames[0], "buffer", frames[0]))
     body = getattr(frames[1], "buffer", frames[1])  # zmq.Frame -> zero-copy memoryview
+    if len(topic_frame) > _TOPIC_MAX:
+        raise MalformedFrame("topic", f"topic of {len(topic_frame)} bytes (at most {_TOPIC_MAX})")
     try:
         topic = topic_frame.decode("ascii")
     except UnicodeDecodeError:
         raise MalformedFrame("topic", "topic is not ASCII") from None
+    if not topic.isprintable():
+        raise MalformedFrame("topic", "topic holds control characters")
+    if len(body) > bounds.MAX_BODY_BYTES:
+        raise MalformedFrame("size", f"body of {len(body):,} bytes (at most {bounds.MAX_BODY_BYTES:,})")
     try:
         header, raw = _envelope_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except RecursionError:
+        raise MalformedFrame("depth", "body nested too deeply to read") from None
+    except _DECODE_ERRORS as exc:
         raise MalformedFrame("body", f"not a [header, payload] envelope: {exc}") from None
     if header.v != PROTOCOL_VERSION:
         raise MalformedFrame("version", f"protocol version {header.v} from {header.src!r}; this build speaks {PROTOCOL_VERSION}")
@@ -98,15 +122,27 @@ def _envelope(frames: Sequence[bytes | memoryview | Any]) -> tuple[str, Header, 
 
 
 def _payload(raw: msgspec.Raw, columnar: bool) -> Any:
+    """The payload, decoded and within mesh.bounds, or `MalformedFrame`."""
+    payload = None
     if columnar:
-        payload = columnar_decode_payload(raw)
-        if payload is not None:
-            return payload
+        try:
+            payload = columnar_decode_payload(raw)
+        except RecursionError:
+            raise MalformedFrame("depth", "payload nested too deeply to read") from None
+    if payload is None:
+        try:
+            payload = _payload_decoder.decode(raw)
+            if columnar:
+                payload = with_arrays(payload)
+        except RecursionError:
+            raise MalformedFrame("depth", "payload nested too deeply to read") from None
+        except _DECODE_ERRORS as exc:
+            raise MalformedFrame("payload", f"{type_hint(raw)}: {exc}") from None
     try:
-        payload = _payload_decoder.decode(raw)
-        return with_arrays(payload) if columnar else payload
-    except (msgspec.DecodeError, msgspec.ValidationError, OverflowError, ValueError) as exc:
-        raise MalformedFrame("payload", f"{type_hint(raw)}: {exc}") from None
+        bounds.check_payload(payload)
+    except bounds.Rejected as exc:
+        raise MalformedFrame(exc.kind, exc.detail) from None
+    return payload
 
 
 @dataclass
@@ -151,6 +187,7 @@ def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]], field
         try:
             slots.append(Message(topic, header, _payload(raw, True)))
         except MalformedFrame as exc:
+            exc.topic, exc.header = topic, header
             errors.append(exc)
     messages: list[Message] = []
     received: list[tuple[str, Header]] = []
@@ -162,12 +199,15 @@ def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]], field
         topic, group = slot
         wanted = fields.get(topic.split(".", 2)[1]) if fields else None
         merged: Any = None
-        if wanted is None:
-            merged = columnar_merge([raw for _, raw in group])
-        else:
-            view = merge_columns([raw for _, raw in group], wanted)
-            merged = None if view is None else ColumnView(*view)
-        if merged is not None:
+        try:
+            if wanted is None:
+                merged = columnar_merge([raw for _, raw in group])
+            else:
+                view = merge_columns([raw for _, raw in group], wanted)
+                merged = None if view is None else ColumnView(*view)
+        except _DECODE_ERRORS:
+            merged = None  # found and rejected message by message below
+        if merged is not None and _within_bounds(merged):
             messages.append(Message(topic, group[-1][0], merged))
             received.extend((topic, header) for header, _ in group)
             continue
@@ -176,19 +216,32 @@ def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]], field
                 messages.append(Message(topic, header, _payload(raw, True)))
                 received.append((topic, header))
             except MalformedFrame as exc:
+                exc.topic, exc.header = topic, header
                 errors.append(exc)
     return Burst(messages, received, errors)
+
+
+def _within_bounds(merged: Any) -> bool:
+    """A merged burst within mesh.bounds; if not, the caller decodes its messages one by one to
+    reject only the bad ones."""
+    try:
+        if isinstance(merged, ColumnView):
+            bounds.check_columns(merged.type, merged.columns, max_rows=None)
+        else:
+            bounds.check_columns(type(merged), merged.columns(), max_rows=None)
+    except bounds.Rejected:
+        return False
+    return True
 
 
 def type_hint(raw: bytes | msgspec.Raw) -> str:
     """Best-effort name of the payload type in a raw payload, for error messages."""
     try:
-        value = msgspec.msgpack.decode(raw)
-    except msgspec.DecodeError:
+        value = msgspec.msgpack.decode(raw, type=list[msgspec.Raw])
+        tag = msgspec.msgpack.decode(value[0], type=str) if value else None
+    except (*_DECODE_ERRORS, IndexError):
         return "undecodable payload"
-    if isinstance(value, list) and value and isinstance(value[0], str):
-        return f"payload type {value[0]!r}"
-    return "payload"
+    return f"payload type {tag[:64]!r}" if tag is not None else "payload"
 
 
 def to_json_dict(message: Message) -> dict[str, Any]:

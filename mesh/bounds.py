@@ -1,0 +1,296 @@
+"""What a message from outside may hold: the one owner of the checks every decoder applies.
+
+Anything that reaches a process (a bus message, a control request or reply, a heartbeat, a
+WebSocket frame, a REST or S3 reply) is untrusted bytes. A decoder turns them into a value or a
+counted rejection, never an exception that escapes a loop; this module says where the line is, so
+that the recorder, the kdb publisher, `massive tap`, the dashboard and the bus all draw it in the
+same place (docs/protocol.md, "Limits", lists them for other implementations).
+
+`Rejected.kind` names what was wrong, for counters by kind:
+
+- `size`: a body, batch, string or free-form tree larger than the limits below
+- `depth`: nesting deeper than `MAX_DEPTH` (or deep enough to exhaust the decoder's recursion)
+- `columns`: a batch whose columns do not have one length
+- `range`: a value outside its field's range: a non-finite, negative or absurd price, a negative
+  size, an integer outside int64, a timestamp outside 1980..2100
+
+The checks are numpy expressions over whole columns: a few nanoseconds per value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+MAX_BODY_BYTES = 64 * 1024 * 1024  # one bus message or control body
+MAX_ROWS = 250_000  # rows in one batch; publishers split larger ones (ingest sends one batch per frame group)
+MAX_DEPTH = 32  # nesting of free-form values (heartbeat counters, event data, command arguments)
+MAX_ITEMS = 100_000  # values in one free-form tree
+MAX_TEXT = 64 * 1024  # characters in one free-form string
+MAX_NAME = 64  # symbols, service names, trade ids, intervals
+MAX_PRICE = 1e9  # USD; no listed instrument comes within orders of magnitude of it
+INT64_MAX = (1 << 63) - 1
+TS_MIN = 315_532_800 * 10**9  # 1980-01-01T00:00:00Z in ns
+TS_MAX = 4_102_444_800 * 10**9  # 2100-01-01T00:00:00Z in ns
+
+REJECTION_KINDS = ("size", "depth", "columns", "range")
+
+
+class Rejected(ValueError):
+    """Input outside the limits; `kind` is one of REJECTION_KINDS."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+# --- free-form values ----------------------------------------------------------------------
+
+
+def check_tree(value: Any, what: str) -> None:
+    """A decoded free-form value (dicts, lists, scalars) within depth, size and int64 limits.
+
+    Iterative, so that checking a deep value cannot itself run out of stack.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    items = 0
+    while stack:
+        node, depth = stack.pop()
+        items += 1
+        if items > MAX_ITEMS:
+            raise Rejected("size", f"{what} holds more than {MAX_ITEMS:,} values")
+        if isinstance(node, dict):
+            if depth >= MAX_DEPTH:
+                raise Rejected("depth", f"{what} is nested more than {MAX_DEPTH} levels deep")
+            for key, item in node.items():
+                stack.append((key, depth + 1))
+                stack.append((item, depth + 1))
+        elif isinstance(node, list | tuple):
+            if depth >= MAX_DEPTH:
+                raise Rejected("depth", f"{what} is nested more than {MAX_DEPTH} levels deep")
+            stack.extend((item, depth + 1) for item in node)
+        elif isinstance(node, str):
+            if len(node) > MAX_TEXT:
+                raise Rejected("size", f"{what} holds a string of {len(node):,} characters (at most {MAX_TEXT:,})")
+        elif isinstance(node, bytes):
+            if len(node) > MAX_TEXT:
+                raise Rejected("size", f"{what} holds {len(node):,} bytes (at most {MAX_TEXT:,})")
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if not -INT64_MAX - 1 <= node <= INT64_MAX:
+                raise Rejected("range", f"{what} holds an integer outside int64")
+
+
+def check_name(value: str, what: str) -> None:
+    if not value or len(value) > MAX_NAME:
+        raise Rejected("size", f"{what} must be 1 to {MAX_NAME} characters, got {len(value)}")
+
+
+def check_text(value: str, what: str) -> None:
+    if len(value) > MAX_TEXT:
+        raise Rejected("size", f"{what} has {len(value):,} characters (at most {MAX_TEXT:,})")
+
+
+def counters(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Heartbeat counters made encodable whatever they hold: ints clamped to int64, anything that
+    is not a number, string, bool or None shown as short text. A heartbeat must always go out."""
+    safe: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, bool) or value is None or isinstance(value, float):
+            safe[str(key)] = value
+        elif isinstance(value, int):
+            safe[str(key)] = max(-INT64_MAX - 1, min(INT64_MAX, value))
+        elif isinstance(value, str):
+            safe[str(key)] = value[:256]
+        elif isinstance(value, np.integer | np.floating):
+            safe[str(key)] = value.item()
+        else:
+            safe[str(key)] = str(value)[:256]
+    return safe
+
+
+# --- columns -------------------------------------------------------------------------------
+
+
+def _ints(column: Any, what: str) -> np.ndarray:
+    if isinstance(column, np.ndarray) and column.dtype == np.int64:
+        return column
+    try:
+        return np.asarray(column, dtype=np.int64)
+    except (OverflowError, ValueError, TypeError):
+        raise Rejected("range", f"{what} holds a value that is not an int64") from None
+
+
+def _floats(column: Any, what: str) -> np.ndarray:
+    if isinstance(column, np.ndarray) and column.dtype == np.float64:
+        return column
+    try:
+        return np.asarray(column, dtype=np.float64)
+    except (OverflowError, ValueError, TypeError):
+        raise Rejected("range", f"{what} holds a value that is not a number") from None
+
+
+def prices(column: Any, what: str, *, zero_ok: bool = False) -> None:
+    """Finite and positive (a quote's empty side may be 0), below MAX_PRICE; NaN fails every comparison."""
+    values = _floats(column, what)
+    ok = (values >= 0) if zero_ok else (values > 0)
+    if not (ok & (values < MAX_PRICE)).all():
+        bad = values[~(ok & (values < MAX_PRICE))][0]
+        raise Rejected("range", f"{what} holds {bad!r}; prices are finite, {'non-negative' if zero_ok else 'positive'} and below {MAX_PRICE:g}")
+
+
+def non_negative(column: Any, what: str, *, floats: bool = False) -> None:
+    """Sizes, volumes, counts, codes and sequence numbers: 0..int64 (finite, for float columns)."""
+    values = _floats(column, what) if floats else _ints(column, what)
+    ok = (values >= 0) & (values < np.inf) if floats else values >= 0
+    if not ok.all():
+        raise Rejected("range", f"{what} holds {values[~ok][0]!r}; it cannot be negative{' or non-finite' if floats else ''}")
+
+
+def timestamps(column: Any, what: str, *, zero_ok: bool = False) -> None:
+    """ns UTC between 1980 and 2100 (0 allowed where the field means "not known")."""
+    values = _ints(column, what)
+    ok = (values >= TS_MIN) & (values < TS_MAX)
+    if zero_ok:
+        ok |= values == 0
+    if not ok.all():
+        raise Rejected("range", f"{what} holds {int(values[~ok][0])}, not a time between 1980 and 2100 in ns")
+
+
+def names(column: Iterable[str], what: str) -> None:
+    """Symbols and ids: 1..MAX_NAME characters."""
+    lengths = [len(value) for value in column]
+    if lengths and (min(lengths) == 0 or max(lengths) > MAX_NAME):
+        raise Rejected("size", f"{what} must be 1 to {MAX_NAME} characters")
+
+
+def equal_lengths(columns: Mapping[str, Any], what: str, max_rows: int | None = MAX_ROWS) -> int:
+    """The one row count of `columns`, within `max_rows` (None: any, for bursts merged on arrival)."""
+    lengths = {name: len(column) for name, column in columns.items()}
+    counts = set(lengths.values())
+    if len(counts) > 1:
+        raise Rejected("columns", f"{what} has columns of unequal length: " + ", ".join(f"{k}={v}" for k, v in lengths.items()))
+    rows = counts.pop() if counts else 0
+    if max_rows is not None and rows > max_rows:
+        raise Rejected("size", f"{what} has {rows:,} rows (at most {max_rows:,} per batch)")
+    return rows
+
+
+def _conditions(column: Any, what: str) -> None:
+    for codes in column:
+        if len(codes) > 64:
+            raise Rejected("size", f"{what} holds a list of {len(codes)} codes (at most 64)")
+        if codes and (min(codes) < 0 or max(codes) > INT64_MAX):
+            raise Rejected("range", f"{what} holds a code outside 0..int64")
+
+
+def _text_column(column: Any, what: str) -> None:
+    if any(len(value) > MAX_TEXT for value in column):
+        raise Rejected("size", f"{what} holds a string longer than {MAX_TEXT:,} characters")
+
+
+def _short_column(column: Any, what: str) -> None:
+    if any(len(value) > MAX_NAME for value in column):
+        raise Rejected("size", f"{what} holds a value longer than {MAX_NAME} characters")
+
+
+def _rules() -> dict[type, dict[str, Any]]:
+    from functools import partial
+
+    from mesh.schema import BarBatch, GapBatch, QuoteBatch, TradeBatch
+
+    quote_price = partial(prices, zero_ok=True)  # a side with no quote shows 0
+    code = non_negative
+    return {
+        QuoteBatch: {
+            "symbol": names, "bid_price": quote_price, "bid_size": non_negative, "ask_price": quote_price,
+            "ask_size": non_negative, "bid_exchange": code, "ask_exchange": code, "condition": code, "tape": code,
+            "sequence": non_negative, "ts_event": timestamps, "ts_recv": partial(timestamps, zero_ok=True),
+        },
+        TradeBatch: {
+            "symbol": names, "price": prices, "size": non_negative, "exchange": code, "trade_id": _short_column,
+            "conditions": _conditions, "tape": code, "sequence": non_negative, "ts_event": timestamps,
+            "ts_recv": partial(timestamps, zero_ok=True),
+        },
+        BarBatch: {
+            "symbol": names, "ts_start": timestamps, "ts_end": timestamps, "open": prices, "high": prices,
+            "low": prices, "close": prices, "volume": partial(non_negative, floats=True),
+            "vwap": partial(non_negative, floats=True), "transactions": non_negative,
+            "ts_recv": partial(timestamps, zero_ok=True),
+        },
+        GapBatch: {
+            "symbol": _short_column, "kind": names, "from_sequence": non_negative, "to_sequence": non_negative,
+            "ts_from": partial(timestamps, zero_ok=True), "ts_to": partial(timestamps, zero_ok=True), "reason": _text_column,
+        },
+    }
+
+
+_COLUMN_RULES: dict[type, dict[str, Any]] = {}
+
+
+def check_columns(batch_type: type, columns: Mapping[str, Any], max_rows: int | None = MAX_ROWS) -> int:
+    """The columns (all or some) of a quote, trade, bar or gap batch: one length and every value in
+    range. Returns the row count."""
+    if not _COLUMN_RULES:
+        _COLUMN_RULES.update(_rules())
+    label = getattr(batch_type, "__struct_config__", None)
+    what = f"a {label.tag if label else batch_type.__name__} batch"
+    rows = equal_lengths(columns, what, max_rows)
+    if rows:
+        rules = _COLUMN_RULES[batch_type]
+        for name, column in columns.items():
+            rule = rules.get(name)
+            if rule is not None:
+                rule(column, f"{what}'s {name}")
+    return rows
+
+
+def check_payload(payload: Any) -> None:
+    """Any decoded bus payload (mesh.schema) within the limits; raises `Rejected`."""
+    from mesh.schema import (
+        BarBatch,
+        Event,
+        GapBatch,
+        Heartbeat,
+        JobUpdate,
+        QuoteBatch,
+        Stats,
+        TradeBatch,
+    )
+
+    if isinstance(payload, QuoteBatch | TradeBatch | GapBatch):
+        check_columns(type(payload), payload.columns())
+    elif isinstance(payload, BarBatch):
+        check_name(payload.interval, "a bar batch's interval")
+        check_columns(BarBatch, payload.columns())
+        if len(payload) and not (_ints(payload.ts_end, "ts_end") >= _ints(payload.ts_start, "ts_start")).all():
+            raise Rejected("range", "a bar batch has a bar that ends before it starts")
+    elif isinstance(payload, Heartbeat):
+        check_name(payload.service, "a heartbeat's service")
+        check_name(payload.state, "a heartbeat's state")
+        check_text(payload.instance, "a heartbeat's instance")
+        check_text(payload.message, "a heartbeat's message")
+        if not 0 < payload.interval <= 3600:
+            raise Rejected("range", f"a heartbeat's interval is {payload.interval!r} s (0 < interval <= 3600)")
+        check_tree(payload.counters, "a heartbeat's counters")
+        for value in (payload.pid, payload.started):
+            if not 0 <= value <= INT64_MAX:
+                raise Rejected("range", "a heartbeat's pid or start time is outside 0..int64")
+    elif isinstance(payload, Stats):
+        check_name(payload.service, "a stats message's service")
+        check_tree(payload.stats, "a stats message")
+    elif isinstance(payload, JobUpdate):
+        check_name(payload.job_id, "a job update's id")
+        check_name(payload.kind, "a job update's kind")
+        check_name(payload.state, "a job update's state")
+        check_text(payload.message, "a job update's message")
+        if not 0 <= payload.progress <= 1:
+            raise Rejected("range", f"a job update's progress is {payload.progress!r} (0..1)")
+        check_tree(payload.result, "a job update's result")
+    elif isinstance(payload, Event):
+        check_name(payload.service, "an event's service")
+        check_name(payload.level, "an event's level")
+        check_text(payload.message, "an event's message")
+        check_tree(payload.data, "an event's data")
