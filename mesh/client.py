@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # Deep queues: a burst is held in memory rather than dropped; loss still shows in the gap counters.
 PUB_HWM = 200_000
 SUB_HWM = 200_000
+# A sequence that jumps further than this was not counting lost messages (no publisher sends a
+# trillion messages between two we see): it is counted as a jump, so no counter can overflow.
+MAX_PLAUSIBLE_GAP = 10**12
 _SNDMORE = int(zmq.SNDMORE)
 
 
@@ -79,6 +82,7 @@ class SubscriberStats:
     malformed: Counter[str] = field(default_factory=Counter)
     gaps: int = 0  # messages missing according to (source, topic) sequence numbers
     restarts: int = 0  # sources whose sequence started again (a restarted process)
+    jumps: int = 0  # sequence jumps too large to be lost messages (a forged or corrupt header)
     _last_seq: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     _logged: set[str] = field(default_factory=set, repr=False)
 
@@ -103,17 +107,32 @@ class SubscriberStats:
             self.restarts += 1
             return 0
         missing = seq - last - 1
+        if missing > MAX_PLAUSIBLE_GAP:
+            self.jumps += 1
+            return 0
         self.gaps += missing
         return missing
 
     def reject(self, error: MalformedFrame) -> None:
+        """Count a message that could not be decoded. When its envelope was readable, its sequence
+        number still counts as seen: a bad message is malformed, not also missing."""
         self.malformed[error.kind] += 1
+        if error.header is not None and error.topic is not None:
+            key = (error.header.src, error.topic)
+            last = self._last_seq.get(key)
+            if last is None or 0 < error.header.seq - last <= MAX_PLAUSIBLE_GAP + 1:
+                if last is not None:
+                    self.gaps += error.header.seq - last - 1
+                self._last_seq[key] = error.header.seq
         if error.kind not in self._logged:
             self._logged.add(error.kind)
             log.warning("skipping malformed bus message (%s); further ones of this kind are only counted", error)
 
-    def as_counters(self) -> dict[str, int]:
-        return {"received": self.received, "malformed": self.malformed_total, "gaps": self.gaps, "restarts": self.restarts}
+    def as_counters(self) -> dict[str, Any]:
+        """Flat counters for a heartbeat: totals, then malformed messages by kind (`malformed_<kind>`)."""
+        counters: dict[str, Any] = {"received": self.received, "malformed": self.malformed_total, "gaps": self.gaps, "restarts": self.restarts, "seq_jumps": self.jumps}
+        counters.update({f"malformed_{kind}": count for kind, count in sorted(self.malformed.items())})
+        return counters
 
 
 def _subscribe_all(sock: zmq.Socket, prefixes: Iterable[str]) -> None:
@@ -240,11 +259,16 @@ class AsyncSubscriber:
         self._sock.close()
 
 
-def request(service: str, cmd: str, args: dict[str, Any] | None = None, *, config: Config | None = None, timeout: float = control.DEFAULT_TIMEOUT) -> control.Reply:
-    """Send a command to a service through the bus and return its `Reply`."""
-    return control.request((config or load_config()).bus_ctl, service, cmd, args, timeout=timeout)
+def request(service: str, cmd: str, args: dict[str, Any] | None = None, *, config: Config | None = None, timeout: float = control.DEFAULT_TIMEOUT, busy_wait: float = 0.0) -> control.Reply:
+    """Send a command to a service through the bus and return its `Reply`.
+
+    Nothing within `timeout` raises `control.BusUnreachable` or, when the bus answers but the
+    service is late, waits up to `busy_wait` seconds more, then `control.ServiceBusy`.
+    """
+    return control.request((config or load_config()).bus_ctl, service, cmd, args, timeout=timeout, busy_wait=busy_wait)
 
 
-def call(service: str, cmd: str, args: dict[str, Any] | None = None, *, config: Config | None = None, timeout: float = control.DEFAULT_TIMEOUT) -> Any:
-    """Send a command and return its result; raises `mesh.control.ControlError` on an error reply."""
-    return control.call((config or load_config()).bus_ctl, service, cmd, args, timeout=timeout)
+def call(service: str, cmd: str, args: dict[str, Any] | None = None, *, config: Config | None = None, timeout: float = control.DEFAULT_TIMEOUT, busy_wait: float = 0.0) -> Any:
+    """Send a command and return its result; raises `mesh.control.ControlError` on an error reply
+    (`BusUnreachable` / `ServiceBusy` when nothing answers, as `request` explains)."""
+    return control.call((config or load_config()).bus_ctl, service, cmd, args, timeout=timeout, busy_wait=busy_wait)
