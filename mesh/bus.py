@@ -4,7 +4,8 @@ Publishers connect to `MESH_BUS_PUB` (the XSUB side), subscribers to `MESH_BUS_S
 side), so start order never matters. The proxy itself is libzmq's `zmq.proxy` in a thread, with a
 capture socket that lets the main thread count messages and bytes without touching the data path.
 The main thread also routes control requests (`mesh.control`) and keeps the registry of services
-from their HELLOs, which is what `massive status` reads.
+from their HELLOs, which is what `massive status` reads. No control message can stop it: one it
+cannot read is counted in `control_rejected` (and answered, when it was a request) and skipped.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import msgspec
 import zmq
 
-from mesh import control, health, topics
+from mesh import bounds, control, health, topics
 from mesh.client import PUB_HWM, SUB_HWM, Publisher
 from mesh.config import Config
 from mesh.schema import Heartbeat
@@ -57,6 +58,8 @@ class Bus:
         self.bytes = 0
         self.routed = 0
         self.route_errors = 0
+        self.control_rejected = 0
+        self._logged_rejections: set[str] = set()
         self._stop = threading.Event()
         self._in_message = False
         self._capture_addr = f"inproc://bus-capture-{id(self)}"
@@ -166,24 +169,49 @@ class Bus:
                 "services_up": up,
                 "commands_routed": self.routed,
                 "command_errors": self.route_errors,
+                "control_rejected": self.control_rejected,
             },
         )
 
     def _on_control(self, frames: list[bytes]) -> None:
+        try:
+            self._handle_control(frames)
+        except Exception as exc:  # nothing a peer sends may stop the bus
+            self._reject("internal", f"a control message could not be handled: {exc!r}")
+
+    def _reject(self, kind: str, detail: str) -> None:
+        self.control_rejected += 1
+        if kind not in self._logged_rejections:
+            self._logged_rejections.add(kind)
+            log.warning("skipping a control message (%s); further ones of this kind are only counted", detail)
+
+    def _handle_control(self, frames: list[bytes]) -> None:
         if len(frames) < 2:
+            self._reject("frames", f"{len(frames)} frame(s)")
             return
         sender, kind = frames[0], frames[1]
         if kind == control.HELLO and len(frames) == 4:
-            name = frames[2].decode(errors="replace")
+            name = _service_name(frames[2])
+            if name is None:
+                self._reject("hello", "a HELLO whose service name is not 1-64 letters, digits, '-' or '_'")
+                return
             try:
-                beat: Heartbeat | None = _heartbeat_decoder.decode(frames[3])
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                beat = None
+                beat = _decode_heartbeat(frames[3])
+            except ValueError as exc:
+                self._reject("hello", f"a HELLO from {name!r} with an unreadable heartbeat: {exc}")
+                return
             self.services[name] = ServiceEntry(name, sender, time.time_ns(), beat)
         elif kind == control.REQ and len(frames) == 4:
-            self._route_request(sender, frames[2].decode(errors="replace"), frames[3])
+            target = _service_name(frames[2])
+            if target is None:
+                self.route_errors += 1
+                self._send(sender, [control.REP, control.encode(control.Reply(id=_request_id(frames[3]), ok=False, error="no such service: a service name is 1-64 letters, digits, '-' or '_'"))])
+                return
+            self._route_request(sender, target, frames[3])
         elif kind == control.REP and len(frames) == 4:
             self._send(frames[2], [control.REP, frames[3]])
+        else:
+            self._reject("frames", f"{kind[:16]!r} with {len(frames)} frames")
 
     def _route_request(self, client: bytes, target: str, body: bytes) -> None:
         if target == "bus":
@@ -194,10 +222,7 @@ class Bus:
             self.routed += 1
             return
         self.route_errors += 1
-        try:
-            req_id = control.decode_request(body).id
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            req_id = ""
+        req_id = _request_id(body)
         known = ", ".join(sorted(n for n, e in self.services.items() if health.is_up(e.last_seen))) or "none"
         why = "is not connected" if entry is not None else "is not registered with the bus"
         self._send(client, [control.REP, control.encode(control.Reply(id=req_id, ok=False, error=f"service {target!r} {why} (services up: {known})"))])
@@ -205,7 +230,8 @@ class Bus:
     def _answer(self, body: bytes) -> control.Reply:
         try:
             req = control.decode_request(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except control.BadBody as exc:
+            self._reject(exc.kind, f"a request to the bus: {exc}")
             return control.Reply(id="", ok=False, error=f"unreadable request: {exc}")
         if req.cmd == "ping":
             return control.Reply(id=req.id, ok=True, result="pong")
@@ -240,6 +266,38 @@ class Bus:
             self._xpub.close(linger=0)
         self.ctx.term()
         self._proxy_thread.join(timeout=2)
+
+
+_NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def _service_name(frame: bytes) -> str | None:
+    """A service name as topics allow it (mesh.topics), or None."""
+    if not 0 < len(frame) <= bounds.MAX_NAME or not _NAME_CHARS.issuperset(frame):
+        return None
+    return frame.decode("ascii")
+
+
+def _decode_heartbeat(body: bytes) -> Heartbeat:
+    """A HELLO's heartbeat within mesh.bounds; ValueError otherwise."""
+    if len(body) > bounds.MAX_BODY_BYTES:
+        raise ValueError("too large")
+    try:
+        beat: Heartbeat = _heartbeat_decoder.decode(body)
+        bounds.check_payload(beat)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except (msgspec.DecodeError, msgspec.ValidationError, OverflowError, bounds.Rejected) as exc:
+        raise ValueError(str(exc)) from None
+    return beat
+
+
+def _request_id(body: bytes) -> str:
+    """The id of a request to answer with an error, or "" when even that is unreadable."""
+    try:
+        return control.decode_request(body).id
+    except control.BadBody:
+        return ""
 
 
 def _entry_report(beat: Heartbeat | None, last_seen: int, now: int) -> dict[str, Any]:
