@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from mesh.config import Config
@@ -25,6 +26,11 @@ class EchoService(Service):
 
     def cmd_fail(self) -> None:
         raise ValueError("asked to fail")
+
+    def cmd_hog(self, seconds: float) -> str:
+        """Holds the event loop, as a service busy with a firehose does between awaits."""
+        time.sleep(seconds)
+        return "done"
 
 
 if __name__ == "__main__":
