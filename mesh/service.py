@@ -34,7 +34,7 @@ import zmq.asyncio
 
 from mesh import bounds, control, topics
 from mesh.client import Publisher
-from mesh.config import Config
+from mesh.config import Config, ConfigError, log_level
 from mesh.gc_tuning import tune_gc
 from mesh.schema import Event, Heartbeat, Stats
 
@@ -47,17 +47,15 @@ BUSY_AFTER = 5.0  # seconds of loop lag after which the heartbeat says the servi
 _heartbeat_encoder = msgspec.msgpack.Encoder()
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
 def setup_logging(level: str | None = None) -> None:
     """One line per record on stderr; honcho adds the process name and time.
 
     An unknown `MESH_LOG_LEVEL` stops the process with one line saying which levels exist.
     """
-    chosen = (level or os.environ.get("MESH_LOG_LEVEL") or "INFO").strip().upper()
-    if chosen not in LOG_LEVELS:
-        raise SystemExit(f"massive: MESH_LOG_LEVEL={chosen.lower()!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+    try:
+        chosen = level.upper() if level else log_level()
+    except ConfigError as exc:
+        raise SystemExit(f"massive: {exc}") from None
     logging.basicConfig(
         level=chosen,
         format="%(levelname)-7s %(name)s: %(message)s",
