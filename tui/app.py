@@ -3,6 +3,10 @@
 The App holds the state, the feed and the views, and nothing else: each view is its own module
 (tui/views/), registered in `VIEWS`. One feed worker reads the bus on the app's event loop; a
 10 Hz timer redraws the view on screen; commands go out as workers, so the UI never waits.
+
+Nothing from the bus ends it: the feed counts and skips what it cannot show, a view that fails to
+draw is counted and its error logged (tui/crash.py), and every text from the bus is drawn
+literally. An error that does end it exits non-zero, its traceback in a log file named on stderr.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult, ScreenStackError
@@ -23,7 +28,9 @@ from textual.widgets import Button, Footer, Header, Input, Static, TabbedContent
 from mesh.config import Config, ConfigError
 from mesh.gc_tuning import tune_gc
 from mesh.schema import Event
+from tui import untrusted
 from tui.commands import MeshCommands
+from tui.crash import CrashLog, summary, unwrap
 from tui.feed import BusFeed
 from tui.help import HelpScreen
 from tui.procs import MeshProcesses, read_procfile
@@ -37,6 +44,7 @@ from tui.views.recording import RecordingView
 
 REDRAW_SECONDS = 0.1  # at most 10 Hz
 NO_MESH_AFTER_S = 3.0
+EVENT_TOAST_EVERY_S = 1.0  # at most one pop-up a second for error events; all of them are in Logs
 
 # (id, title, view class): adding a view is one module and one line here
 VIEWS: list[tuple[str, str, type[Widget]]] = [
@@ -80,7 +88,12 @@ class MassiveTui(App[None]):
         self.started_at = time.monotonic()
         self.redraws = 0
         self.mesh.listeners.append(self._on_event)
+        self.feed.on_problem = self._on_feed_problem
         self.views: dict[str, Widget] = {}
+        self.log_file = CrashLog(config.data_dir)
+        self.draw_errors: dict[str, int] = {}  # view id -> redraws that failed
+        self.crash: BaseException | None = None  # the error that ended the app, if one did
+        self._last_event_toast = 0.0
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=self.show_clock)
@@ -127,7 +140,12 @@ class MassiveTui(App[None]):
         view = self.active_view()
         tick = getattr(view, "tick", None)
         if tick is not None:
-            tick()
+            try:
+                tick()
+            except (NoMatches, ScreenStackError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a value the view cannot draw must not end the dashboard
+                self.view_failed(self.query_one(TabbedContent).active, exc)
         waiting = time.monotonic() - self.started_at > NO_MESH_AFTER_S
         self.query_one("#no-mesh").display = self.connect and waiting and not self.mesh.bus_up and not (self.children_procs and self.children_procs.running)
 
@@ -142,8 +160,33 @@ class MassiveTui(App[None]):
 
     def _on_event(self, event: Event) -> None:
         self.query_one(LogView).write_event(event)
-        if event.level == "error":
-            self.notify(f"{event.service}: {event.message}", severity="error", timeout=10)
+        if event.level == "error" and time.monotonic() - self._last_event_toast >= EVENT_TOAST_EVERY_S:
+            self._last_event_toast = time.monotonic()
+            self.notify(f"{untrusted.clean(event.service, 40)}: {event.message}", severity="error", timeout=10)
+
+    def _on_feed_problem(self, kind: str, message: str) -> None:
+        self.query_one(LogView).write_line("dashboard", message)
+
+    def view_failed(self, view_id: str, error: Exception) -> None:
+        """A view could not draw what it was given: counted (Mesh view), the first one logged with its traceback."""
+        failures = self.draw_errors[view_id] = self.draw_errors.get(view_id, 0) + 1
+        if failures == 1:
+            path = self.log_file.write(f"the {view_id} view failed to draw", error)
+            where = f" (traceback in {path})" if path else ""
+            self.query_one(LogView).write_line("dashboard", f"the {view_id} view could not draw something: {summary(error)}{where}; further failures are only counted (Mesh view)")
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None, markup: bool = False) -> None:  # type: ignore[override]
+        """A pop-up, drawn literally by default: its text is often a service's or the bus's."""
+        if not markup:
+            message, title = untrusted.clean(message, one_line=False), untrusted.clean(title, 80)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An error nothing handled ends the app (Textual's rule); first its traceback goes to the log file."""
+        if self.crash is None:
+            self.crash = unwrap(error)
+            self.log_file.write("the dashboard stopped on an unhandled error", self.crash)
+        super()._handle_exception(error)
 
     # --- actions ---------------------------------------------------------------------------------
 
@@ -237,8 +280,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = replace(config, bus_sub=args.bus or config.bus_sub, bus_ctl=args.ctl or config.bus_ctl)
     app = make_app(config, start_mesh=args.mesh, procfile=args.procfile)
     tune_gc()  # as every service does: a firehose allocates fast, almost all of it freed by refcounts
-    app.run()
-    return 0
+    return run(app)
+
+
+def run(app: MassiveTui) -> int:
+    """Run the dashboard; 0 when the user quit, 1 (and one line on stderr naming the log) when an error ended it."""
+    try:
+        app.run()
+    except Exception as exc:  # noqa: BLE001 - outside Textual's own handling (its driver, the terminal)
+        app.crash = app.crash or exc
+        app.log_file.write("the dashboard stopped on an unhandled error", exc)
+    if app.crash is None and not app.return_code:
+        return 0
+    path = app.log_file.path
+    what = summary(app.crash) if app.crash is not None else f"exit code {app.return_code}"
+    where = f"the traceback is in {path}" if path else "no log file could be written"
+    print(f"massive-tui: stopped by an error ({what}); {where}", file=sys.stderr)
+    return app.return_code or 1
 
 
 if __name__ == "__main__":

@@ -5,11 +5,18 @@ drains whatever is queued before yielding, decodes each topic's batches in the b
 only the columns the board shows (`wire.decode_many`), and writes into `MarketState` /
 `MeshState`, which keep only the latest value per symbol, so a firehose costs a few numpy calls
 per burst and the screen redraws at its own pace.
+
+Nothing on the bus stops the reader: a message the subscriber cannot decode is counted by kind
+(`malformed`), one that decodes but cannot be shown is counted by reason (`skipped`), and the
+first of each kind is reported to `on_problem` (the Logs view). Only a failure of the socket itself
+ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -20,7 +27,7 @@ from mesh.client import AsyncSubscriber
 from mesh.columnar import ColumnView
 from mesh.schema import Event, Heartbeat, JobUpdate, QuoteBatch, Stats, TradeBatch
 from mesh.wire import Message
-from tui.state import MarketState, MeshState
+from tui.state import MarketState, MeshState, Unusable
 
 PREFIXES = ["md.quote.", "md.trade.", "sys.", "job.", "bt."]
 BOARD_FIELDS = {  # the only market-data columns the dashboard decodes
@@ -41,6 +48,10 @@ class BusFeed:
         self.mesh = mesh
         self.context = zmq.asyncio.Context.instance()
         self.subscriber: AsyncSubscriber | None = None
+        self.skipped: Counter[str] = Counter()  # messages that decoded but could not be shown, by reason
+        self.on_problem: Callable[[str, str], None] | None = None  # (kind, what happened): the first of each kind
+        self._reported: set[str] = set()
+        self._reported_malformed: set[str] = set()
 
     async def run(self) -> None:
         sub = self.subscriber = AsyncSubscriber(PREFIXES, self.sub_endpoint, context=self.context)
@@ -49,13 +60,49 @@ class BusFeed:
                 # Take whatever is queued in one go, each topic's batches merged into the few
                 # numpy columns the board shows; then let the next burst gather: one wake-up per
                 # BATCH_SECONDS instead of one per message keeps a firehose cheap.
-                for msg in await sub.recv_burst(DRAIN_LIMIT, BOARD_FIELDS):
+                try:
+                    messages = await sub.recv_burst(DRAIN_LIMIT, BOARD_FIELDS)
+                except zmq.ZMQError:
+                    raise  # the socket itself failed: nothing more will come
+                except Exception as exc:  # noqa: BLE001 - a decoder that raised instead of rejecting: that burst is lost, not the feed
+                    self.skip("undecodable", f"a burst the decoder failed on: {exc!r}")
+                    messages = []
+                for msg in messages:
                     self.handle(msg)
+                if len(sub.stats.malformed) > len(self._reported_malformed):
+                    self._report_malformed(sub)
                 await asyncio.sleep(BATCH_SECONDS)
         finally:
             sub.close()
 
     def handle(self, msg: Message) -> None:
+        """Apply one message to the state; one that cannot be shown is counted and skipped."""
+        try:
+            self._apply(msg)
+        except Unusable as exc:
+            self.skip(exc.kind, f"a {type(msg.payload).__name__} on {msg.topic}: {exc.detail}")
+        except Exception as exc:  # noqa: BLE001 - no message may stop the feed; the first of a kind is reported with its error
+            self.skip("failed", f"a {type(msg.payload).__name__} on {msg.topic}: {exc!r}")
+
+    def skip(self, kind: str, what: str) -> None:
+        self.skipped[kind] += 1
+        if kind not in self._reported:
+            self._reported.add(kind)
+            self._tell(kind, f"skipped {what}; further ones of this kind are only counted (Mesh view)")
+
+    def _report_malformed(self, sub: AsyncSubscriber) -> None:
+        for kind in sub.stats.malformed.keys() - self._reported_malformed:
+            self._reported_malformed.add(kind)
+            self._tell(kind, f"skipped a malformed bus message ({kind}); further ones of this kind are only counted (Mesh view)")
+
+    def _tell(self, kind: str, message: str) -> None:
+        if self.on_problem is not None:
+            try:
+                self.on_problem(kind, message)
+            except Exception:  # noqa: BLE001, S110 - reporting a problem must not become one (the app may be closing)
+                pass
+
+    def _apply(self, msg: Message) -> None:
         payload = msg.payload
         kind = type(payload)
         if kind is ColumnView:
@@ -80,8 +127,9 @@ class BusFeed:
             self.mesh.apply_job(payload)
 
     @property
-    def malformed(self) -> int:
-        return self.subscriber.stats.malformed_total if self.subscriber else 0
+    def malformed(self) -> Counter[str]:
+        """Messages the subscriber could not decode, by kind (mesh.wire.MALFORMED_KINDS)."""
+        return self.subscriber.stats.malformed if self.subscriber else Counter()
 
     async def call(self, service: str, cmd: str, args: dict[str, Any] | None = None, timeout: float = 2.0) -> control.Reply:
         """Send one command through the bus; never raises for a dead mesh, returns a failed Reply."""

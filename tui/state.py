@@ -20,6 +20,19 @@ from mesh import health
 from mesh.schema import Event, Heartbeat, JobUpdate, QuoteBatch, Stats, TradeBatch
 
 SPARK_POINTS = 120  # one point a second: the last two minutes
+MAX_PRICE = 1e9  # a price at or above this (or NaN, inf, negative) is not shown: its row is dropped and counted
+MAX_SIZE = 1e15  # likewise for sizes
+MAX_SERVICES = 64  # heartbeats from more distinct names than this are counted, not kept
+MAX_JOBS = 500  # the most recent jobs kept
+
+
+class Unusable(ValueError):
+    """A decoded message the dashboard cannot show; `kind` says why, for the counts it keeps."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -50,10 +63,47 @@ def _latest(columns: dict[str, Any], fields: tuple[str, ...]) -> tuple[list[str]
     """Each symbol's last row: (symbols, value lists for fields[1:]), conflated in C and numpy."""
     symbols = columns["symbol"]
     last_row = dict(zip(symbols, range(len(symbols)), strict=True))  # later rows overwrite earlier ones
-    if len(last_row) < len(symbols) and all(isinstance(columns[f], np.ndarray) for f in fields[1:]):
+    if len(last_row) < len(symbols):
         rows = np.fromiter(last_row.values(), dtype=np.intp, count=len(last_row))
         return list(last_row), [columns[f][rows].tolist() for f in fields[1:]]
-    return list(symbols), [c.tolist() if isinstance(c, np.ndarray) else c for c in (columns[f] for f in fields[1:])]
+    return list(symbols), [columns[f].tolist() for f in fields[1:]]
+
+
+def usable_rows(columns: dict[str, Any], fields: tuple[str, ...], prices: tuple[str, ...], sizes: tuple[str, ...]) -> tuple[dict[str, Any], int]:
+    """The columns the board needs, as numpy arrays (symbols a list of str), without the rows whose
+    prices or sizes cannot be real (NaN, inf, negative, absurdly large); and how many rows that dropped.
+
+    Raises `Unusable` for a batch that cannot be read at all: a column missing, columns of unequal
+    length, numbers out of range.
+    """
+    try:
+        picked = {name: columns[name] for name in fields}
+    except KeyError as exc:
+        raise Unusable("columns", f"no {exc.args[0]!r} column") from None
+    lengths = {len(column) for column in picked.values()}
+    if len(lengths) > 1:
+        raise Unusable("columns", f"columns of unequal length ({', '.join(f'{k} {len(v)}' for k, v in picked.items())})")
+    symbols = picked["symbol"] = list(picked["symbol"])  # text: the decoder checked each one
+    try:
+        for name in fields[1:]:
+            picked[name] = np.asarray(picked[name], dtype=np.float64 if name in prices else np.int64)
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise Unusable("values", f"a column that is not numbers in range: {exc}") from None
+    if any(picked[name].ndim != 1 for name in fields[1:]):
+        raise Unusable("columns", "a column that is not flat")
+    count = lengths.pop() if lengths else 0
+    ok = np.ones(count, dtype=bool)
+    for name in prices:
+        column = picked[name]
+        ok &= (column >= 0) & (column < MAX_PRICE)  # NaN compares false: dropped too
+    for name in sizes:
+        column = picked[name]
+        ok &= (column >= 0) & (column < MAX_SIZE)
+    dropped = count - int(np.count_nonzero(ok))
+    if dropped:
+        keep = np.flatnonzero(ok)
+        picked = {name: [symbols[i] for i in keep.tolist()] if name == "symbol" else picked[name][keep] for name in picked}
+    return picked, dropped
 
 
 class MarketState:
@@ -69,6 +119,7 @@ class MarketState:
         self._direction: dict[str, tuple[int, float]] = {}  # direction, until (monotonic)
         self.hidden: set[str] = set()  # symbols removed from the board by the user
         self.events = 0
+        self.dropped_rows = 0  # rows with impossible prices or sizes, not shown
         self.version = 0  # bumps on every write, so a view can skip redraws when nothing changed
 
     def apply_quotes(self, batch: QuoteBatch) -> None:
@@ -78,16 +129,24 @@ class MarketState:
         self.apply_trade_columns({name: getattr(batch, name) for name in (*TRADE_FIELDS, "size")})
 
     def apply_quote_columns(self, columns: dict[str, Any]) -> None:
-        """Quote columns (lists, or numpy arrays from the feed): only each symbol's last row is kept."""
+        """Quote columns (lists, or numpy arrays from the feed): only each symbol's last row is kept.
+
+        Raises `Unusable` (and changes nothing) for a batch that cannot be read; rows with
+        impossible prices or sizes are dropped and counted in `dropped_rows`.
+        """
+        columns, dropped = usable_rows(columns, QUOTE_FIELDS, ("bid_price", "ask_price"), ("bid_size", "ask_size"))
+        self.dropped_rows += dropped
         symbols, values = _latest(columns, QUOTE_FIELDS)
         self.quotes.update(zip(symbols, zip(*values, strict=True), strict=True))
         self.events += len(columns["symbol"])
         self.version += 1
 
     def apply_trade_columns(self, columns: dict[str, Any]) -> None:
+        """Trade columns, as `apply_quote_columns`; sizes add up into each symbol's volume."""
+        columns, dropped = usable_rows(columns, (*TRADE_FIELDS, "size"), ("price",), ("size",))
+        self.dropped_rows += dropped
         volume = self.volume
-        sizes = columns["size"]
-        for symbol, size in zip(columns["symbol"], sizes.tolist() if isinstance(sizes, np.ndarray) else sizes, strict=True):
+        for symbol, size in zip(columns["symbol"], columns["size"].tolist(), strict=True):
             volume[symbol] = volume.get(symbol, 0) + size
         symbols, values = _latest(columns, TRADE_FIELDS)
         self.last.update(zip(symbols, zip(*values, strict=True), strict=True))
@@ -190,6 +249,8 @@ class MeshState:
 
     def apply_heartbeat(self, beat: Heartbeat) -> None:
         current = self.services.get(beat.service)
+        if current is None and len(self.services) >= MAX_SERVICES:
+            raise Unusable("services", f"a heartbeat from a {MAX_SERVICES + 1}th service name")
         stats = current.stats if current else {}
         self.services[beat.service] = ServiceStatus(beat.service, beat, self.clock(), stats)
 
@@ -208,7 +269,10 @@ class MeshState:
             listener(event)
 
     def apply_job(self, job: JobUpdate) -> None:
+        self.jobs.pop(job.job_id, None)  # re-inserted last: the oldest job is first in line to go
         self.jobs[job.job_id] = job
+        while len(self.jobs) > MAX_JOBS:
+            del self.jobs[next(iter(self.jobs))]
 
     def is_up(self, name: str) -> bool:
         status = self.services.get(name)

@@ -52,6 +52,11 @@ def toasts(app: MassiveTui) -> list[str]:
     return [str(n.message) for n in app._notifications]
 
 
+def cells(row: list[object]) -> list[str]:
+    """A table row as the text it shows (cells from outside are drawn as literal rich Text)."""
+    return [str(cell) for cell in row]
+
+
 def status_text(app: MassiveTui) -> str:
     return str(app.query_one("#bt-status", Static).render())
 
@@ -105,7 +110,7 @@ async def test_a_two_strategy_run_shows_progress_curves_metrics_and_trades(backt
         assert app.focused is app.query_one("#bt-datasets")
         datasets = app.query_one("#bt-datasets", DataTable)
         await wait_until(pilot, lambda: datasets.row_count == 1 and view.loaded)
-        assert datasets.get_row_at(0) == ["spy-daily", "historical", "SPY", "2024-01-02 14:30:00", "2024-09-17 14:30:00", f"{BARS}"]
+        assert cells(datasets.get_row_at(0)) == ["spy-daily", "historical", "SPY", "2024-01-02 14:30:00", "2024-09-17 14:30:00", f"{BARS}"]
         picker = app.query_one("#bt-strategies", SelectionList)
         assert {"buy-and-hold", "ma-crossover", "mean-reversion"} <= {picker.get_option_at_index(i).value for i in range(picker.option_count)}
 
@@ -131,10 +136,10 @@ async def test_a_two_strategy_run_shows_progress_curves_metrics_and_trades(backt
         # the metrics side by side: one column per run
         metrics = app.query_one("#bt-metrics", DataTable)
         assert [str(c.label) for c in metrics.ordered_columns] == ["Metric", "buy-and-hold", "ma-crossover fast=5 slow=20"]
-        total = metrics.get_row("total_return")
+        total = cells(metrics.get_row("total_return"))
         assert total[0] == "Total return" and all(cell.endswith("%") for cell in total[1:])
         runs = view.result["runs"]  # type: ignore[index]
-        assert metrics.get_row("trades")[1:] == [f"{r['metrics']['trades']:,d}" for r in runs]
+        assert cells(metrics.get_row("trades"))[1:] == [f"{r['metrics']['trades']:,d}" for r in runs]
         assert [metrics.get_row(k)[0] for k in ("sharpe", "sortino", "max_drawdown", "max_drawdown_duration_s", "win_rate", "exposure", "fees_paid")] == ["Sharpe", "Sortino", "Max drawdown", "Max DD duration", "Win rate", "Exposure", "Fees paid"]
         # the trade list of the selected run: the first, then the second one's column
         trades = app.query_one("#bt-trades", DataTable)
@@ -145,7 +150,7 @@ async def test_a_two_strategy_run_shows_progress_curves_metrics_and_trades(backt
         await pilot.pause(0.1)
         assert runs[1]["metrics"]["trades"] > 1
         assert trades.row_count == len(runs[1]["trades"]["symbol"])
-        assert trades.get_row_at(0)[:2] == ["SPY", "long"]
+        assert cells(trades.get_row_at(0))[:2] == ["SPY", "long"]
         assert "Trades of ma-crossover fast=5 slow=20" in str(app.query_one("#bt-trades-caption").render())
 
 

@@ -12,13 +12,13 @@ import asyncio
 import time
 from typing import Any
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, SelectionList, Static
 
+from tui.untrusted import finite, literal
 from tui.widgets.backtest_results import (
     EquityPlot,
     MetricsTable,
@@ -112,7 +112,7 @@ class BacktestView(Vertical):
 
     def set_status(self, message: str, error: bool = False) -> None:
         status = self.query_one("#bt-status", Static)
-        status.update(Text(message))
+        status.update(literal(message))
         status.set_class(error, "error")
 
     def error(self, message: str) -> None:
@@ -125,7 +125,7 @@ class BacktestView(Vertical):
         current = self.selected_dataset()
         table.clear()
         for i, d in enumerate(self.datasets):
-            table.add_row(*dataset_row(d), key=str(i))
+            table.add_row(*(literal(cell, limit=80) for cell in dataset_row(d)), key=str(i))
         names = [d.get("name") for d in self.datasets]
         if current and current.get("name") in names:
             table.move_cursor(row=names.index(current.get("name")))
@@ -136,22 +136,36 @@ class BacktestView(Vertical):
         chosen = set(picker.selected)
         picker.clear_options()
         for s in self.strategies:
-            picker.add_option((s["name"], s["name"], s["name"] in chosen))
+            picker.add_option((literal(s["name"], limit=60), s["name"], s["name"] in chosen))
         if self.strategies:
             self._show_hint(self.strategies[0]["name"])
 
     def show_result(self, result: dict[str, Any]) -> None:
-        self.result = result
-        runs = list(result.get("runs") or [])
-        self.query_one(EquityPlot).show(runs)
-        self.query_one(MetricsTable).show(runs)
-        self._show_trades(0)
+        """The runs' curves, metrics and trades; a result not shaped as the backtester sends it is
+        reported as such (it may have come from anyone on the bus) and shows nothing."""
+        try:
+            runs = [run for run in result.get("runs") or [] if isinstance(run, dict)]
+            self.result = {**result, "runs": runs}
+            self.query_one(EquityPlot).show(runs)
+            self.query_one(MetricsTable).show(runs)
+            self._show_trades(0)
+        except Exception as exc:  # noqa: BLE001 - a malformed result must not end the dashboard
+            self.result = None
+            self.query_one(EquityPlot).show([])
+            self.query_one(MetricsTable).show([])
+            self._show_trades(0)
+            self.set_status(f"the result could not be shown: {exc!r}", error=True)
 
     def _show_trades(self, index: int) -> None:
         runs = list((self.result or {}).get("runs") or [])
         run = runs[index] if 0 <= index < len(runs) else None
-        self.query_one(TradesTable).show(run)
-        self.query_one("#bt-trades-caption", Label).update(Text(trades_caption(run)))
+        try:
+            self.query_one(TradesTable).show(run)
+            caption = trades_caption(run)
+        except Exception as exc:  # noqa: BLE001 - as in show_result
+            self.query_one(TradesTable).show(None)
+            caption = f"the trades could not be shown: {exc!r}"
+        self.query_one("#bt-trades-caption", Label).update(literal(caption))
 
     def _show_hint(self, name: str | None) -> None:
         strategy = next((s for s in self.strategies if s["name"] == name), None)
@@ -160,7 +174,7 @@ class BacktestView(Vertical):
         params = "  ".join(
             f"{p['name']}={p['default']}" + (f" ({'|'.join(p['choices'])})" if p.get("choices") else "") for p in strategy.get("params", [])
         )
-        self.query_one("#bt-hint", Static).update(Text(f"{name}: {params or 'no parameters'} — {strategy.get('description', '')}"))
+        self.query_one("#bt-hint", Static).update(literal(f"{name}: {params or 'no parameters'} — {strategy.get('description', '')}"))
 
     def selected_dataset(self) -> dict[str, Any] | None:
         table = self.query_one("#bt-datasets", DataTable)
@@ -299,13 +313,14 @@ class BacktestView(Vertical):
             self._job_done = True
             bar.update(progress=1.0)
             self.set_status(f"{self.job_id}: done — {message}")
-            if result.get("runs"):  # the bt.result.<id> update carries the whole result
+            if isinstance(result, dict) and result.get("runs"):  # the bt.result.<id> update carries the whole result
                 self.show_result(result)
             else:
                 self.run_worker(self._fetch_result(self.job_id or ""), group="bt-commands")
         elif state == "failed":
             self._job_done = True
-            self.error(f"{self.job_id} failed: {message or result.get('error', '')}")
+            self.error(f"{self.job_id} failed: {message or (result.get('error', '') if isinstance(result, dict) else '')}")
         else:
+            progress = min(max(finite(progress) or 0.0, 0.0), 1.0)
             bar.update(progress=progress)
             self.set_status(f"{self.job_id}: {state} {progress:.0%}" + (f" — {message}" if message else ""))

@@ -20,6 +20,7 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select
 
 from mesh import control
 from mesh.fetcher.ledger import human_bytes
+from tui.untrusted import amount, clean, finite, literal, number
 
 INTERVALS = ("1m", "5m", "15m", "1h", "1d")
 METHODS = (("auto", "auto"), ("REST", "rest"), ("flat file", "flat_file"))
@@ -75,21 +76,22 @@ def format_plan(plan: dict[str, Any]) -> Text:
 
 
 def format_result(result: dict[str, Any]) -> Text:
-    """A finished fetch job's report."""
+    """A finished fetch job's report (from `job.<id>` on the bus: every value is checked before use)."""
+    rows = number(result.get("rows", 0))
     text = Text()
-    text.append(str(result.get("summary") or f"{result.get('rows', 0):,} rows"), style="bold green")
+    text.append(clean(result.get("summary") or f"{rows} rows", 300), style="bold green")
     method = result.get("method_used") or result.get("method") or "?"
-    text.append(f"\nmethod {'flat files' if method == 'flat_file' else method}", style="bold")
+    text.append(f"\nmethod {'flat files' if method == 'flat_file' else clean(method, 40)}", style="bold")
     if result.get("reason"):
-        text.append(f"  {result['reason']}", style="dim")
+        text.append(f"  {clean(result['reason'], 300)}", style="dim")
     if result.get("fallback"):
-        text.append(f"\nfallback: {result['fallback']}", style="yellow")
+        text.append(f"\nfallback: {clean(result['fallback'], 300)}", style="yellow")
     text.append(
-        f"\n{result.get('rows', 0):,} rows   {result.get('rest_calls', 0)} REST call(s)   {human_bytes(result.get('bytes_downloaded', 0))} downloaded"
-        f"   {result.get('files_downloaded', 0)} file(s) downloaded, {result.get('files_cached', 0)} cached"
+        f"\n{rows} rows   {number(result.get('rest_calls', 0))} REST call(s)   {human_bytes(amount(result.get('bytes_downloaded')))} downloaded"
+        f"   {number(result.get('files_downloaded', 0))} file(s) downloaded, {number(result.get('files_cached', 0))} cached"
     )
     if result.get("path"):
-        text.append(f"\ndataset {result.get('dataset', '')}  ->  {result['path']}", style="dim")
+        text.append(f"\ndataset {clean(result.get('dataset', ''), 100)}  ->  {clean(result['path'], 300)}", style="dim")
     return text
 
 
@@ -130,7 +132,7 @@ class QuotaGauge(Horizontal):
         state = level(used, limit)
         for name in ("ok", "warning", "error"):
             self.set_class(name == state, f"-{name}")
-        self.query_one(".gauge-value", Label).update(text)
+        self.query_one(".gauge-value", Label).update(literal(text))
 
     @property
     def state(self) -> str:
@@ -197,7 +199,10 @@ class HistoryView(Vertical):
     def _watch_job(self) -> None:
         """Once a second, shown or not: a fetch that ends while another view is up is still announced."""
         if self.job_id is not None and self.job_id not in self._job_finished and self.size.width:
-            self._show_job()
+            try:
+                self._show_job()
+            except Exception as exc:  # noqa: BLE001 - a job update the view cannot show must not end the dashboard
+                self.app.view_failed("history", exc)  # type: ignore[attr-defined]
 
     # --- redraw (at most 10 Hz, while shown) ------------------------------------------------------
 
@@ -270,22 +275,23 @@ class HistoryView(Vertical):
             note.update("waiting for the fetcher's quota…")
             return
 
-        def calls(used: int, limit: int) -> str:
-            return f"{used:,} of {limit:,} calls" if limit else f"{used:,} (no limit)"
+        def calls(used: float, limit: float) -> str:
+            return f"{used:,.0f} of {limit:,.0f} calls" if limit else f"{used:,.0f} (no limit)"
 
-        minute, per_minute = q.get("rest_calls_minute", 0), q.get("rest_calls_per_minute", 0)
-        today, per_day = q.get("rest_calls_today", 0), q.get("rest_calls_per_day", 0)
-        month, per_month = q.get("s3_bytes_month", 0), q.get("s3_bytes_per_month", 0)
+        # sys.quota comes from the bus: anything not a count is shown as 0
+        minute, per_minute = amount(q.get("rest_calls_minute")), amount(q.get("rest_calls_per_minute"))
+        today, per_day = amount(q.get("rest_calls_today")), amount(q.get("rest_calls_per_day"))
+        month, per_month = amount(q.get("s3_bytes_month")), amount(q.get("s3_bytes_per_month"))
         self.query_one("#gauge-rest-minute", QuotaGauge).show(minute, per_minute, calls(minute, per_minute))
         self.query_one("#gauge-rest-day", QuotaGauge).show(today, per_day, calls(today, per_day))
         self.query_one("#gauge-s3-month", QuotaGauge).show(month, per_month, f"{human_bytes(month)} of {human_bytes(per_month)}" if per_month else f"{human_bytes(month)} (no limit)")
-        resets = str(q.get("day_resets", ""))[:16].replace("T", " ")
-        notes = [f"{q.get('s3_files_month', 0)} file(s) this month"]
+        resets = clean(q.get("day_resets", ""), 40)[:16].replace("T", " ")
+        notes = [f"{number(q.get('s3_files_month', 0))} file(s) this month"]
         if resets:
             notes.append(f"day resets {resets} UTC")
         if q.get("throttled_24h") or q.get("refused_24h"):
-            notes.append(f"throttled {q.get('throttled_24h', 0)}, refused {q.get('refused_24h', 0)} in 24 h")
-        note.update("   ".join(notes))
+            notes.append(f"throttled {number(q.get('throttled_24h', 0))}, refused {number(q.get('refused_24h', 0))} in 24 h")
+        note.update(literal("   ".join(notes)))
 
     async def _ask_quota(self) -> None:
         reply = await self._call("quota")
@@ -350,7 +356,11 @@ class HistoryView(Vertical):
 
     def show_plan(self, plan: dict[str, Any]) -> None:
         self.plan = plan
-        self.query_one("#plan-panel", Static).update(format_plan(plan))
+        try:
+            shown = format_plan(plan)
+        except Exception as exc:  # noqa: BLE001 - an answer not shaped as expected is reported, not fatal
+            shown = literal(f"the fetcher's plan could not be shown: {exc!r}", "bold red")
+        self.query_one("#plan-panel", Static).update(shown)
 
     # --- the job --------------------------------------------------------------------------------
 
@@ -376,20 +386,22 @@ class HistoryView(Vertical):
         job = self.job_state()
         if not job:
             return
-        state, progress, message = job.get("state", "queued"), float(job.get("progress") or 0.0), str(job.get("message") or "")
+        state, message = clean(job.get("state", "queued"), 20), clean(job.get("message") or "", 500)
+        progress = min(max(finite(job.get("progress")) or 0.0, 0.0), 1.0)
         key = (self.job_id, state, round(progress, 3), message)
         if key == self._job_shown:
             return
         self._job_shown = key
         args = self._job_reply.get("args", {})
-        what = f"{','.join(args.get('symbols', []))} {args.get('start', '')} .. {args.get('end', '')} {args.get('interval', '')}".strip()
+        what = clean(f"{','.join(args.get('symbols', []))} {args.get('start', '')} .. {args.get('end', '')} {args.get('interval', '')}".strip(), 200)
         title = self.query_one("#job-title", Label)
         bar = self.query_one("#job-progress", ProgressBar)
         result = self.query_one("#job-result", Static)
         if state == "done":
             title.update(Text.assemble(("done ", "bold green"), f"{what}  (job {self.job_id})"))
             bar.update(total=1.0, progress=1.0)
-            result.update(format_result(job.get("result") or {}))
+            outcome = job.get("result")
+            result.update(format_result(outcome if isinstance(outcome, dict) else {}))
         elif state == "failed":
             title.update(Text.assemble(("failed ", "bold red"), f"{what}  (job {self.job_id})"))
             result.update(Text(message or "failed", style="bold red"))
@@ -400,8 +412,8 @@ class HistoryView(Vertical):
         if state in FINAL_STATES and self.job_id not in self._job_finished:
             self._job_finished.add(self.job_id)  # type: ignore[arg-type]
             if state == "done":
-                res = job.get("result") or {}
-                self._select_dataset = res.get("dataset")
+                res = job.get("result") if isinstance(job.get("result"), dict) else {}
+                self._select_dataset = res.get("dataset") if isinstance(res.get("dataset"), str) else None
                 self.app.notify(f"fetch done: {res.get('summary') or res.get('dataset', '')}", timeout=8)
                 if self.app.connect:  # type: ignore[attr-defined]
                     self.refresh_datasets()
@@ -439,7 +451,7 @@ class HistoryView(Vertical):
                     current = None
             table.clear()
             for d in datasets:
-                table.add_row(*dataset_row(d), key=str(d.get("name")))
+                table.add_row(*(literal(cell, limit=80) for cell in dataset_row(d)), key=str(d.get("name")))
             wanted = self._select_dataset or current
             names = [str(d.get("name")) for d in datasets]
             if wanted in names:

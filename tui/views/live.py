@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Sparkline
 
+from tui.untrusted import clean, literal
 from tui.widgets.quote_board import QuoteBoard
 
 
@@ -72,9 +73,9 @@ class LiveView(Vertical):
         history = list(self.app.market.history.get(symbol, [])) if symbol else []  # type: ignore[attr-defined]
         spark.data = history
         if symbol and history:
-            label.update(f"{symbol}  mid {history[-1]:,.2f}   range {min(history):,.2f} – {max(history):,.2f} over {len(history)} s")
+            label.update(literal(f"{clean(symbol, 30)}  mid {history[-1]:,.2f}   range {min(history):,.2f} – {max(history):,.2f} over {len(history)} s"))
         elif symbol:
-            label.update(f"{symbol}: collecting prices…")
+            label.update(literal(f"{clean(symbol, 30)}: collecting prices…"))
 
     @on(Button.Pressed, "#subscribe")
     async def _subscribe(self) -> None:

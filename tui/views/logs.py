@@ -8,8 +8,10 @@ from textual.containers import Vertical
 from textual.widgets import RichLog
 
 from mesh.schema import Event
+from tui.untrusted import clean
 
 LEVEL_STYLES = {"error": "bold red", "warning": "yellow", "info": "dim"}
+LINE_LIMIT = 2000  # characters of one line or event shown; the rest is cut
 
 
 class LogView(Vertical):
@@ -22,12 +24,13 @@ class LogView(Vertical):
 
     def write_line(self, source: str, line: str) -> None:
         text = Text()
-        text.append(f"{source:>10} | ", style="bold cyan")
-        text.append(line)
+        text.append(f"{clean(source, 30):>10} | ", style="bold cyan")
+        text.append(clean(line, LINE_LIMIT))
         self.query_one(RichLog).write(text)
 
     def write_event(self, event: Event) -> None:
+        """The event's text exactly as sent (never read as markup), control characters made visible."""
         text = Text()
-        text.append(f"{event.service:>10} ! ", style="bold magenta")
-        text.append(event.message, style=LEVEL_STYLES.get(event.level, ""))
+        text.append(f"{clean(event.service, 30):>10} ! ", style="bold magenta")
+        text.append(clean(event.message, LINE_LIMIT, one_line=False), style=LEVEL_STYLES.get(event.level, ""))
         self.query_one(RichLog).write(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.text import Text
@@ -9,24 +10,41 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from tui.untrusted import amount, brief, clean, finite, literal, number, total
+
 LAG_WARNING_S = 5.0
 
 # the counters worth a column, in order of preference
 RATE_KEYS = ("events_per_s", "msgs_per_s", "rows_per_s", "requests_per_s")
+STATE_STYLES = {"ok": "green", "degraded": "yellow", "disabled": "yellow"}
 
 
 def _rate(counters: dict[str, Any]) -> str:
     for key in RATE_KEYS:
         if key in counters:
             unit = key.replace("_per_s", "/s")
-            return f"{counters[key]:,.0f} {unit}"
+            return f"{number(counters[key], ',.0f')} {unit}"
     return ""
 
 
-def _detail(counters: dict[str, Any]) -> str:
-    skip = {"uptime_s", "commands", "command_errors", *RATE_KEYS}
-    parts = [f"{k}={v}" for k, v in counters.items() if k not in skip and v not in ("", None)]
-    return "  ".join(parts[:6])
+def malformed_cell(counters: dict[str, Any]) -> Text:
+    """What the service's subscribers could not decode (its `malformed` counter, a number or counts by kind)."""
+    if "malformed" not in counters:
+        return Text("")
+    count = total(counters["malformed"])
+    return Text(f"{count:,.0f}", style="bold red" if count else "dim")
+
+
+def _detail(counters: dict[str, Any]) -> Text:
+    skip = {"uptime_s", "commands", "command_errors", "malformed", *RATE_KEYS}
+    parts = [f"{clean(k, 30)}={brief(v, 40, depth=1)}" for k, v in list(counters.items())[:40] if k not in skip and v not in ("", None)]
+    return literal("  ".join(parts[:6]), limit=200)
+
+
+def by_kind(counts: Mapping[str, int]) -> str:
+    """`3 (body 2, payload 1)`, or `0`."""
+    count = sum(counts.values())
+    return f"{count:,}" + (" (" + ", ".join(f"{kind} {n:,}" for kind, n in sorted(counts.items())) + ")" if count else "")
 
 
 class MeshView(Vertical):
@@ -40,7 +58,7 @@ class MeshView(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("Service", "Status", "State", "Seen", "Rate", "Counters", "Message")
+        table.add_columns("Service", "Status", "State", "Seen", "Rate", "Malformed", "Counters", "Message")
 
     def tick(self) -> None:
         mesh = self.app.mesh  # type: ignore[attr-defined]
@@ -51,20 +69,26 @@ class MeshView(Vertical):
             up = status.up(now)
             beat = status.heartbeat
             age = (now - status.last_seen_ns) / 1e9
-            state = Text(beat.state, style="green" if beat.state == "ok" else "yellow" if beat.state in ("degraded", "disabled") else "red")
             table.add_row(
-                status.name,
+                literal(status.name, limit=30),
                 Text("UP", style="bold green") if up else Text("DOWN", style="bold white on red"),
-                state,
+                literal(beat.state, STATE_STYLES.get(beat.state, "red"), limit=20),
                 f"{age:.1f}s ago",
                 _rate(beat.counters),
+                malformed_cell(beat.counters),
                 _detail(beat.counters),
-                beat.message,
+                literal(beat.message, limit=200),
                 key=status.name,
             )
         self.query_one("#mesh-summary", Static).update(self.summary())
 
     def summary(self) -> Text:
+        text = self.mesh_summary()
+        text.append("\n")
+        text.append_text(self.dashboard_summary())
+        return text
+
+    def mesh_summary(self) -> Text:
         mesh = self.app.mesh  # type: ignore[attr-defined]
         if not mesh.services:
             return Text("No heartbeats yet.", style="yellow")
@@ -72,12 +96,15 @@ class MeshView(Vertical):
         ingest = mesh.counters("ingest")
         text = Text()
         text.append("bus ")
-        text.append(f"{bus.get('msgs_per_s', 0):,.0f} msg/s  {bus.get('bytes_per_s', 0) / 1e6:,.1f} MB/s" if mesh.bus_up else "DOWN", style="bold" if mesh.bus_up else "bold red")
+        if mesh.bus_up:
+            text.append(f"{number(bus.get('msgs_per_s', 0), ',.0f')} msg/s  {number(amount(bus.get('bytes_per_s')) / 1e6, ',.1f')} MB/s", style="bold")
+        else:
+            text.append("DOWN", style="bold red")
         if ingest:
-            lag = ingest.get("last_event_age_s", -1)
+            lag = finite(ingest.get("last_event_age_s", -1))
             connection = ingest.get("connection", "?")
             text.append("   ingest ")
-            text.append(connection, style="green" if connection == "streaming" else "bold red")
+            text.append_text(literal(connection, "green" if connection == "streaming" else "bold red", limit=30))
             text.append("   lag ")
             if lag is None or lag < 0:
                 text.append("no events yet", style="yellow")
@@ -85,7 +112,21 @@ class MeshView(Vertical):
                 text.append(f"{lag:.1f}s", style="bold red" if lag > LAG_WARNING_S else "green")
                 if lag > LAG_WARNING_S:
                     text.append(" LAGGING", style="bold white on red")
-            text.append(f"   reconnects {ingest.get('reconnects', 0)}")
+            text.append(f"   reconnects {number(ingest.get('reconnects', 0))}")
             if ingest.get("server_status"):
-                text.append(f"   server: {ingest['server_status']}", style="dim")
+                text.append_text(literal(f"   server: {clean(ingest['server_status'], 120)}", "dim"))
+        return text
+
+    def dashboard_summary(self) -> Text:
+        """What this dashboard could not decode or show, so junk on the bus never goes unnoticed."""
+        app = self.app
+        feed = app.feed  # type: ignore[attr-defined]
+        malformed, skipped = feed.malformed, feed.skipped
+        dropped = app.market.dropped_rows  # type: ignore[attr-defined]
+        failed = sum(app.draw_errors.values())  # type: ignore[attr-defined]
+        bad = sum(malformed.values()) + sum(skipped.values()) + dropped + failed
+        text = Text("dashboard ", style="bold")
+        text.append(f"malformed {by_kind(malformed)}   skipped {by_kind(skipped)}   rows dropped {dropped:,}", style="bold red" if bad else "dim")
+        if failed:
+            text.append(f"   draw failures {failed:,} (see Logs)", style="bold red")
         return text

@@ -6,37 +6,38 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Static
 
+from tui.untrusted import amount, clean, literal, number, total
+
 
 def _sum(value: Any) -> int:
-    if isinstance(value, dict):
-        return sum(_sum(v) for v in value.values())
-    return int(value) if isinstance(value, int | float) else 0
+    return int(total(value))
 
 
-def format_stats(stats: dict[str, Any]) -> str:
-    """The recorder's `sys.stats.recorder` (or heartbeat counters) as one readable line."""
+def format_stats(stats: dict[str, Any]) -> Text:
+    """The recorder's `sys.stats.recorder` (or heartbeat counters) as one readable line, drawn literally."""
     rows = stats.get("rows", 0)
-    per_table = "  (" + ", ".join(f"{k} {v:,}" for k, v in rows.items()) + ")" if isinstance(rows, dict) and rows else ""
+    per_table = "  (" + ", ".join(f"{clean(k, 20)} {number(v)}" for k, v in list(rows.items())[:8]) + ")" if isinstance(rows, dict) and rows else ""
     wal = stats.get("wal_depth", {})
     gaps = stats.get("gaps", 0)
     parts = [
-        f"session: {stats.get('session') or '-'} ({stats.get('state', stats.get('recording', 'idle'))})",
-        f"duration: {stats.get('duration_s', 0):,.0f} s",
-        f"events/s: {stats.get('events_per_s', 0):,.0f}",
+        f"session: {clean(stats.get('session') or '-', 60)} ({clean(stats.get('state', stats.get('recording', 'idle')), 20)})",
+        f"duration: {number(stats.get('duration_s', 0), ',.0f')} s",
+        f"events/s: {number(stats.get('events_per_s', 0), ',.0f')}",
         f"rows: {_sum(rows):,}{per_table}",
-        f"written: {stats.get('bytes_written', 0) / 1e6:,.1f} MB in {stats.get('files', 0)} files",
-        f"WAL: {wal.get('segments', 0)} segments, {wal.get('at_risk_ms', 0):.0f} ms at risk" if isinstance(wal, dict) else "",
-        f"gaps: {gaps.get('recorded', 0) if isinstance(gaps, dict) else gaps}",
-        f"frames lost: {_sum(stats.get('dropped', 0))}",
+        f"written: {amount(stats.get('bytes_written')) / 1e6:,.1f} MB in {number(stats.get('files', 0))} files",
+        f"WAL: {number(wal.get('segments', 0))} segments, {number(wal.get('at_risk_ms', 0), '.0f')} ms at risk" if isinstance(wal, dict) else "",
+        f"gaps: {number(gaps.get('recorded', 0) if isinstance(gaps, dict) else gaps)}",
+        f"frames lost: {_sum(stats.get('dropped', 0)):,}",
     ]
     if stats.get("error"):
-        parts.append(f"ERROR: {stats['error']}")
-    return "   ".join(p for p in parts if p)
+        parts.append(f"ERROR: {clean(stats['error'], 300)}")
+    return literal("   ".join(p for p in parts if p), limit=2000)
 
 
 MANIFEST_SUMMARY = ("name", "location", "state", "clean", "error", "symbols", "first_event", "last_event", "rows", "bytes", "gaps_total", "missing_total", "updated")
@@ -47,16 +48,21 @@ def read_sessions(recordings: Path) -> list[dict[str, Any]]:
     sessions: list[dict[str, Any]] = []
     if not recordings.is_dir():
         return sessions
-    for folder in recordings.iterdir():
+    try:
+        folders = [folder for folder in recordings.iterdir() if folder.is_dir()]
+    except OSError:
+        return sessions
+    for folder in folders:
         manifest = folder / "manifest.json"
-        if not folder.is_dir():
-            continue
         try:
             data = json.loads(manifest.read_text())
-        except (OSError, ValueError):
-            data = {"name": folder.name, "error": "no readable manifest"}
-        data.setdefault("name", folder.name)
-        data["_mtime"] = manifest.stat().st_mtime if manifest.exists() else 0
+            mtime = manifest.stat().st_mtime
+        except (OSError, ValueError, RecursionError):
+            data, mtime = {"error": "no readable manifest"}, 0.0
+        if not isinstance(data, dict):
+            data = {"error": "the manifest is not a JSON object"}
+        data["name"] = folder.name  # the folder names the session (and keys its row)
+        data["_mtime"] = mtime
         sessions.append(data)
     return sorted(sessions, key=lambda d: d["_mtime"], reverse=True)
 
@@ -89,7 +95,7 @@ class RecordingView(Vertical):
             stats_widget.update("The recorder is not running (start the mesh, or `massive run recorder`).")
             return
         up = "up" if status.up(mesh.clock()) else "DOWN"
-        stats_widget.update(f"recorder {up}   " + format_stats(status.stats or status.counters))
+        stats_widget.update(Text(f"recorder {up}   ").append_text(format_stats(status.stats or status.counters)))
 
     @work(thread=True, exclusive=True, group="sessions")
     def refresh_sessions(self) -> None:
@@ -102,16 +108,16 @@ class RecordingView(Vertical):
         table.clear()
         for s in sessions:
             symbols = s.get("symbols") or []
-            gaps = s.get("gaps_total", len(s.get("gaps") or []))
+            gaps = s.get("gaps_total", len(s["gaps"]) if isinstance(s.get("gaps"), list) else 0)
             table.add_row(
-                s["name"],
-                str(s.get("state", "?")),
-                ",".join(symbols[:4]) + ("…" if len(symbols) > 4 else "") if isinstance(symbols, list) else str(symbols),
+                literal(s["name"], limit=60),
+                literal(s.get("state", "?"), limit=20),
+                literal(",".join(clean(x, 12) for x in symbols[:4]) + ("…" if len(symbols) > 4 else "") if isinstance(symbols, list) else symbols, limit=60),
                 f"{_sum(s.get('rows', 0)):,}",
-                str(s.get("first_event") or "")[:23],
-                str(s.get("last_event") or "")[:23],
-                str(gaps),
-                "yes" if s.get("clean") else ("no: " + str(s["error"]) if s.get("error") else "no"),
+                literal(s.get("first_event") or "", limit=23),
+                literal(s.get("last_event") or "", limit=23),
+                literal(gaps, limit=20),
+                literal("yes" if s.get("clean") else (f"no: {clean(s['error'], 100)}" if s.get("error") else "no")),
                 key=s["name"],
             )
 
@@ -121,8 +127,9 @@ class RecordingView(Vertical):
         manifest = getattr(self, "_sessions", {}).get(name)
         if manifest:
             shown = {k: v for k, v in manifest.items() if k in MANIFEST_SUMMARY}
-            shown["runs"] = len(manifest.get("runs", []))
-            self.query_one("#manifest", Static).update(json.dumps(shown, indent=1, default=str)[:2000])
+            runs = manifest.get("runs")
+            shown["runs"] = len(runs) if isinstance(runs, list) else 0
+            self.query_one("#manifest", Static).update(literal(json.dumps(shown, indent=1, default=str), limit=2000, one_line=False))
 
     @on(Button.Pressed, "#record-start")
     def _start(self) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
+from tui.untrusted import clean, finite, literal
+
 
 def pct(v: Any) -> str:
     return f"{v * 100:,.2f}%"
@@ -131,14 +133,19 @@ def parse_options(text: str) -> dict[str, Any]:
     return options
 
 
+def _plottable(values: Any) -> bool:
+    """A list of finite numbers (anything else would fail only when the plot is drawn)."""
+    return isinstance(values, list) and all(finite(v) is not None for v in values)
+
+
 class EquityPlot(PlotextPlot):
     """Every run's equity curve in one plot, against time."""
 
     def show(self, runs: list[dict[str, Any]]) -> None:
         plt = self.plt
         plt.clear_figure()
-        curves = [(r.get("label", "?"), (r.get("equity") or {}).get("ts") or [], (r.get("equity") or {}).get("equity") or []) for r in runs]
-        curves = [(label, ts, eq) for label, ts, eq in curves if ts and len(ts) == len(eq)]
+        curves = [(clean(r.get("label", "?"), 40), (r.get("equity") or {}).get("ts") or [], (r.get("equity") or {}).get("equity") or []) for r in runs]
+        curves = [(label, ts, eq) for label, ts, eq in curves if ts and len(ts) == len(eq) and _plottable(ts) and _plottable(eq)]
         if not curves:
             plt.title("no equity curve yet: run a backtest")
             self.refresh()
@@ -163,9 +170,9 @@ class MetricsTable(DataTable[str]):
         self.clear(columns=True)
         self.add_column("Metric", key="metric")
         for i, r in enumerate(runs):
-            self.add_column(str(r.get("label") or r.get("strategy") or f"run {i + 1}"), key=f"run-{i}")
+            self.add_column(literal(r.get("label") or r.get("strategy") or f"run {i + 1}", limit=40), key=f"run-{i}")
         for key, label, fmt in METRIC_ROWS:
-            self.add_row(label, *(metric_cell(r.get("metrics") or {}, key, fmt) for r in runs), key=key)
+            self.add_row(label, *(literal(metric_cell(r.get("metrics") or {}, key, fmt), limit=30) for r in runs), key=key)
         if runs:
             self.move_cursor(column=1)  # the first run, whose trades are shown
 
@@ -188,7 +195,7 @@ class TradesTable(DataTable[str]):
             side = t["side"][i]
             closed = t["closed"][i] if "closed" in t else True
             self.add_row(
-                str(t["symbol"][i]),
+                literal(t["symbol"][i], limit=20),
                 "long" if side > 0 else "short" if side < 0 else "flat",
                 f"{t['qty'][i]:,.4g}",
                 ns_time(t["entry_ts"][i]),

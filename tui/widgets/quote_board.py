@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import overload
 from zoneinfo import ZoneInfo
 
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -22,6 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tui.state import SORT_KEYS, BoardRow, MarketState
+from tui.untrusted import clean
 
 MARKET_TZ = ZoneInfo("America/New_York")
 
@@ -50,7 +52,22 @@ def _int(value: int | None) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _clock(second: int) -> str:
-    return datetime.fromtimestamp(second, MARKET_TZ).strftime("%H:%M:%S")
+    try:
+        return datetime.fromtimestamp(second, MARKET_TZ).strftime("%H:%M:%S")
+    except (OverflowError, OSError, ValueError):  # a time no calendar has
+        return "??:??:??"
+
+
+@functools.lru_cache(maxsize=8192)
+def shown_symbol(symbol: str, width: int) -> str:
+    """A symbol as exactly `width` terminal cells: control characters made visible, wide
+    characters counted as two, a longer one cut with an ellipsis."""
+    text = clean(symbol, 4 * width)
+    if text.isascii():
+        return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
+    if cell_len(text) <= width:
+        return set_cell_size(text, width)
+    return set_cell_size(set_cell_size(text, width - 1).rstrip() + "…", width)
 
 
 def _time(ns: int) -> str:
@@ -64,6 +81,11 @@ def cells(row: BoardRow) -> list[str]:
     change = "" if row.change is None else f"{row.change:+.2f}"
     spread = "" if row.spread is None else f"{row.spread:.2f}"
     return [row.symbol, _price(row.bid), _price(row.ask), _int(row.bid_size), _int(row.ask_size), _price(row.last), change, spread, _int(row.volume), _time(row.updated_ns)]
+
+
+def _fit(value: str, width: int) -> str:
+    """A number's text right-aligned in `width` cells; a longer one keeps its head and an ellipsis."""
+    return value.rjust(width) if len(value) <= width else value[: width - 1] + "…"
 
 
 class BoardRows(Sequence[BoardRow]):
@@ -221,6 +243,7 @@ class QuoteBoard(ScrollView, can_focus=True):
         segments: list[Segment] = []
         run: list[str] = []
         run_style = base
+        wide = 0  # cells beyond one per character (a symbol in wide characters)
         for i, ((_, w, _), value) in enumerate(zip(COLUMNS, values, strict=True)):
             style = base
             if i == 0 and index == self.cursor and not self.has_focus:
@@ -233,7 +256,12 @@ class QuoteBoard(ScrollView, can_focus=True):
                 segments.append(Segment("".join(run), run_style))
                 run = []
             run_style = style
-            run.append(value.ljust(w) if i == 0 else value.rjust(w))
+            if i == 0:
+                symbol = shown_symbol(value, w)
+                wide = w - len(symbol)
+                run.append(symbol)
+            else:
+                run.append(_fit(value, w))
             if style == base:
                 run.append(" ")
             else:
@@ -241,7 +269,7 @@ class QuoteBoard(ScrollView, can_focus=True):
                 run, run_style = [" "], base
         if run:
             segments.append(Segment("".join(run), run_style))
-        used = sum(len(segment.text) for segment in segments)  # cells: every character is ASCII
+        used = sum(len(segment.text) for segment in segments) + wide  # cells: one per character but in the symbol
         if used < width:  # pad here rather than have the Strip copied to pad it
             segments.append(Segment(" " * (width - used), base))
             used = width
