@@ -19,7 +19,7 @@ The checks are numpy expressions over whole columns: a few nanoseconds per value
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -132,26 +132,39 @@ def _floats(column: Any, what: str) -> np.ndarray:
         raise Rejected("range", f"{what} holds a value that is not a number") from None
 
 
+# Each check is one or two whole-column reductions (min, max): NaN fails every comparison, so a
+# NaN anywhere makes the minimum fail too. Callers skip empty columns.
+
+
 def prices(column: Any, what: str, *, zero_ok: bool = False) -> None:
-    """Finite and positive (a quote's empty side may be 0), below MAX_PRICE; NaN fails every comparison."""
+    """Finite and positive (a quote's empty side may be 0), below MAX_PRICE."""
     values = _floats(column, what)
-    ok = (values >= 0) if zero_ok else (values > 0)
-    if not (ok & (values < MAX_PRICE)).all():
-        bad = values[~(ok & (values < MAX_PRICE))][0]
-        raise Rejected("range", f"{what} holds {bad!r}; prices are finite, {'non-negative' if zero_ok else 'positive'} and below {MAX_PRICE:g}")
+    low, high = values.min(), values.max()
+    if not ((low >= 0 if zero_ok else low > 0) and high < MAX_PRICE):
+        bad = low if not (low >= 0 if zero_ok else low > 0) else high
+        raise Rejected("range", f"{what} holds {float(bad)!r}; prices are finite, {'non-negative' if zero_ok else 'positive'} and below {MAX_PRICE:g}")
 
 
 def non_negative(column: Any, what: str, *, floats: bool = False) -> None:
     """Sizes, volumes, counts, codes and sequence numbers: 0..int64 (finite, for float columns)."""
-    values = _floats(column, what) if floats else _ints(column, what)
-    ok = (values >= 0) & (values < np.inf) if floats else values >= 0
-    if not ok.all():
-        raise Rejected("range", f"{what} holds {values[~ok][0]!r}; it cannot be negative{' or non-finite' if floats else ''}")
+    if floats:
+        values = _floats(column, what)
+        low, high = values.min(), values.max()
+        ok = low >= 0 and high < np.inf
+    else:
+        values = _ints(column, what)
+        low = values.min()
+        ok = low >= 0
+    if not ok:
+        raise Rejected("range", f"{what} holds {low.item()!r}; it cannot be negative{' or non-finite' if floats else ''}")
 
 
 def timestamps(column: Any, what: str, *, zero_ok: bool = False) -> None:
     """ns UTC between 1980 and 2100 (0 allowed where the field means "not known")."""
     values = _ints(column, what)
+    low, high = values.min(), values.max()
+    if low >= TS_MIN and high < TS_MAX:
+        return
     ok = (values >= TS_MIN) & (values < TS_MAX)
     if zero_ok:
         ok |= values == 0
@@ -159,10 +172,9 @@ def timestamps(column: Any, what: str, *, zero_ok: bool = False) -> None:
         raise Rejected("range", f"{what} holds {int(values[~ok][0])}, not a time between 1980 and 2100 in ns")
 
 
-def names(column: Iterable[str], what: str) -> None:
+def names(column: Any, what: str) -> None:
     """Symbols and ids: 1..MAX_NAME characters."""
-    lengths = [len(value) for value in column]
-    if lengths and (min(lengths) == 0 or max(lengths) > MAX_NAME):
+    if min(map(len, column)) == 0 or max(map(len, column)) > MAX_NAME:
         raise Rejected("size", f"{what} must be 1 to {MAX_NAME} characters")
 
 
@@ -187,12 +199,12 @@ def _conditions(column: Any, what: str) -> None:
 
 
 def _text_column(column: Any, what: str) -> None:
-    if any(len(value) > MAX_TEXT for value in column):
+    if max(map(len, column)) > MAX_TEXT:
         raise Rejected("size", f"{what} holds a string longer than {MAX_TEXT:,} characters")
 
 
 def _short_column(column: Any, what: str) -> None:
-    if any(len(value) > MAX_NAME for value in column):
+    if max(map(len, column)) > MAX_NAME:
         raise Rejected("size", f"{what} holds a value longer than {MAX_NAME} characters")
 
 
