@@ -6,7 +6,9 @@ kdb+ is slow or away the bounded queue drops its oldest rows and counts them. Wi
 `KDB_TICKERPLANT` the service idles with state "disabled" so the mesh still starts in one command.
 
 On the bus: heartbeat counters `connection`, `rows`, `rows_per_s`, `batches`, `queue_rows`,
-`reconnects`, `dropped`; `sys.stats.kdb` has the same per table and more (docs/kdb.md).
+`reconnects`, `dropped`, and what it read from the bus: `received`, `malformed` (with
+`malformed_<kind>` per kind of bad message), `gaps`; `sys.stats.kdb` has the same per table and
+more (docs/kdb.md). A malformed bus message is counted and skipped, never sent to kdb+.
 """
 
 from __future__ import annotations
@@ -110,12 +112,22 @@ class KdbService(Service):
         self._rates = {name: (rows[name] - mark_rows.get(name, 0)) / (now - mark_time) for name in rows}
         self._rate_mark = (now, rows)
 
+    def bus_counters(self) -> dict[str, Any]:
+        """What the subscriber read: received, malformed (in total and `malformed_<kind>`), gaps."""
+        sub = self.subscriber
+        if sub is None:
+            return {}
+        counters = dict(sub.stats.as_counters())
+        counters.update({f"malformed_{kind}": count for kind, count in sorted(dict(sub.stats.malformed).items())})  # a copy: heartbeats read it from another thread
+        return counters
+
     def counters(self) -> dict[str, Any]:
         if self.sender is None:
             return {"connection": "disabled" if self.state == "disabled" else "down"}
         snap = self.sender.snapshot()
         self._refresh_rates(snap)
         return {
+            **self.bus_counters(),
             "connection": "up" if snap["connected"] else "down",
             "rows": snap["rows"],
             "rows_per_s": round(sum(self._rates.values()), 1),
@@ -138,7 +150,7 @@ class KdbService(Service):
             rows_per_s=round(sum(self._rates.values()), 1),
             batch_rows=self.batch_rows,
             flush_ms=self.flush_ms,
-            bus=self.subscriber.stats.as_counters() if self.subscriber else {},
+            bus=self.bus_counters(),
         )
         return snap
 
