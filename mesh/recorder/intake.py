@@ -2,7 +2,9 @@
 
 It checks that each payload belongs on its topic (anything else is counted and skipped), turns
 sequence gaps on the bus and ingest's gap records into rows of the gaps table, and hands quote and
-trade batches to the session untouched (columns, not rows).
+trade batches to the session untouched (columns, not rows). Whatever breaks its view of a source's
+stream (messages lost on the bus, the source restarting) is handed to `continuity`, which records
+per-symbol gaps when the symbols resume.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from mesh import topics
 from mesh.recorder.columns import QUOTES, TRADES, RejectedBatch
+from mesh.recorder.continuity import Continuity
 from mesh.recorder.session import Session
 from mesh.schema import GapBatch, QuoteBatch, TradeBatch
 from mesh.wire import Message
@@ -30,6 +33,8 @@ class Intake:
         self.rejected = 0  # batches whose columns could not be stored
         self.idle = 0  # market-data messages received while nothing was recording
         self.bus_gaps = 0  # sequence gaps seen on the bus while recording
+        self.restarts = 0  # sources whose sequence started again while recording
+        self.continuity = Continuity()
         self._last: dict[tuple[str, str], tuple[int, int]] = {}
 
     def handle(self, session: Session | None, msg: Message, missing: int) -> None:
@@ -43,16 +48,11 @@ class Intake:
         if session is None or session.state != "recording":
             self.idle += 1
             return
-        if missing and previous is not None:
-            self.bus_gaps += 1
-            session.write_gaps([{
-                "symbol": "", "kind": "bus", "from_sequence": previous[0], "to_sequence": msg.header.seq,
-                "ts_from": previous[1], "ts_to": msg.header.ts_send, "source": msg.header.src, "topic": msg.topic,
-                "missing": missing, "reason": f"{missing} message(s) from {msg.header.src} on {msg.topic} missing on the bus",
-            }])
         payload = msg.payload
         parts = msg.topic.split(".")
         kind = parts[1] if len(parts) == 3 and parts[0] == "md" else ""
+        if previous is not None and (missing or msg.header.seq <= previous[0]):
+            self._broke(session, msg, previous, missing, kind)
         if kind == topics.GAP and isinstance(payload, GapBatch):
             session.write_gaps(gap_rows(payload, msg.header.src, msg.topic))
             return
@@ -66,6 +66,27 @@ class Intake:
             self.rejected += 1
             if self.rejected == 1:
                 log.warning("skipping a batch that cannot be stored (%s); further ones are only counted", exc)
+            return
+        rows = self.continuity.observe(msg.header.src, msg.topic, kind, payload)
+        if rows:
+            session.write_gaps(rows)
+
+    def _broke(self, session: Session, msg: Message, previous: tuple[int, int], missing: int, kind: str) -> None:
+        """Messages from a source were lost on the bus, or the source restarted (its sequence started again)."""
+        src, topic = msg.header.src, msg.topic
+        if missing:
+            self.bus_gaps += 1
+            reason = f"{missing} message(s) from {src} on {topic} missing on the bus"
+            session.write_gaps([{
+                "symbol": "", "kind": "bus", "from_sequence": previous[0], "to_sequence": msg.header.seq,
+                "ts_from": previous[1], "ts_to": msg.header.ts_send, "source": src, "topic": topic,
+                "missing": missing, "reason": reason,
+            }])
+        else:
+            self.restarts += 1
+            reason = f"{src} restarted (its sequence on {topic} started again): events it had not yet published may be missing"
+        if kind in _KIND_TABLE:
+            self.continuity.broke(src, kind, reason)
 
 
 def gap_rows(batch: GapBatch, source: str, topic: str) -> list[dict[str, Any]]:

@@ -5,6 +5,9 @@ message the bus itself had to drop still shows up as a sequence gap, which is re
 answers `start`, `stop` and `status` on the control channel. The receiving loop only appends to
 the write-ahead log; promotion to Parquet runs in a worker thread. On start it first recovers
 whatever a previous, killed recorder left behind, and resumes a session that was recording.
+Breaks in what it receives (a source restarting, messages lost on the bus, its own restart) become
+per-symbol gaps in the session (mesh.recorder.continuity); the positions that bound them are saved
+once a second next to the write-ahead log, so that they survive a `kill -9`.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from typing import Any, ClassVar
 import zmq
 import zmq.asyncio
 
-from mesh import wire
+from mesh import topics, wire
 from mesh.client import SubscriberStats
 from mesh.config import Config
-from mesh.recorder import recovery
+from mesh.recorder import continuity, recovery
 from mesh.recorder.intake import PREFIXES, Intake
 from mesh.recorder.session import DEFAULT_SLICE_ROWS, DEFAULT_SLICE_SECONDS, Session, SessionError
 from mesh.recorder.store import StoreError
@@ -93,6 +96,7 @@ class RecorderService(Service):
     async def _recover(self, runtime: Runtime) -> None:
         try:
             for name in recovery.pending(self.config.data_dir):
+                snapshot = continuity.load(recovery.wal_dir(self.config.data_dir, name))  # read before recovery tidies the folder
                 try:
                     done = await asyncio.to_thread(functools.partial(recovery.recover, self.config.data_dir, name, self.output, will_resume=self.resume))
                 except Exception as exc:
@@ -101,7 +105,7 @@ class RecorderService(Service):
                 self.recovered.append({"session": name, "segments": done.segments, "rows": done.rows, "torn": done.torn})
                 runtime.event("warning" if done.segments else "info", f"recovered recording {name!r} after an unclean stop: {done.rows} rows promoted from {done.segments} write-ahead segment(s)", session=name)
                 if done.resume and self.resume and self.session is None:
-                    await self._start(name, done.meta.get("symbols"), output=done.meta.get("output"))
+                    await self._start(name, done.meta.get("symbols"), output=done.meta.get("output"), snapshot=snapshot or {})
                     runtime.event("info", f"resumed recording {name!r}", session=name)
         finally:
             self._ready.set()
@@ -126,6 +130,8 @@ class RecorderService(Service):
             if session.wal.error is not None:
                 self._fail(str(session.wal.error))
                 return
+            if self.intake.continuity.save_due():
+                self._save_positions(session)
             try:
                 if session.rotation_due():
                     session.rotate()
@@ -142,10 +148,20 @@ class RecorderService(Service):
             if session.state == "recording":
                 self._fail(f"cannot write Parquet files for {session.name!r}: {exc}")
 
+    def _save_positions(self, session: Session) -> None:
+        """The gap trackers' positions, so that a restart can bound what it missed (best effort:
+        without them the restart is still recorded as a `recorder` gap)."""
+        try:
+            self.intake.continuity.save(session.wal_dir)
+        except OSError as exc:
+            log.debug("could not save the gap positions of %s: %s", session.name, exc)
+
     def _fail(self, error: str) -> None:
         session = self.session
         if session is None or session.state in ("failed", "stopped"):
             return
+        if session.state == "recording":
+            self._save_positions(session)  # a later start of the same NAME bounds the outage with them
         session.fail(error, promote=False)
         self.state, self.message = "error", f"recording {session.name} failed: {error}"
         if self.runtime is not None:
@@ -164,6 +180,7 @@ class RecorderService(Service):
         if self._worker is not None:
             await asyncio.gather(self._worker, return_exceptions=True)
         if session is not None and session.state == "recording":
+            self._save_positions(session)
             try:
                 session.close()
                 await asyncio.wait_for(asyncio.to_thread(session.promote_pending), timeout=1.5)
@@ -186,7 +203,10 @@ class RecorderService(Service):
             await asyncio.wait_for(asyncio.shield(self._worker), timeout=STOP_REPLY_WITHIN)
         return await self._start(name, symbols)
 
-    async def _start(self, name: str, symbols: str | list[str] | None, output: str | None = None) -> dict[str, Any]:
+    async def _start(self, name: str, symbols: str | list[str] | None, output: str | None = None, snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Open session NAME; `snapshot`: the gap positions of an interrupted run (read from its folder if None)."""
+        if snapshot is None:
+            snapshot = await asyncio.to_thread(continuity.load, recovery.wal_dir(self.config.data_dir, name))
         session = Session(
             name, data_dir=self.config.data_dir, output=output or self.output, symbols=symbols,
             sync_interval=self.sync_interval, slice_seconds=self.slice_seconds, slice_rows=self.slice_rows,
@@ -196,6 +216,11 @@ class RecorderService(Service):
         except (OSError, StoreError) as exc:
             raise SessionError(f"cannot start recording {name!r}: {exc}") from None
         self.session = session
+        if snapshot:
+            self.intake.continuity.resume(snapshot)
+        else:
+            self.intake.continuity.reset()
+        self._save_positions(session)
         self.state, self.message = "ok", f"recording {name}"
         if self.runtime is not None:
             self.runtime.event("info", f"recording {name!r} started", session=name, symbols=session.symbols, location=session.store.uri(name))
@@ -206,6 +231,12 @@ class RecorderService(Service):
         session = self.session
         if session is None or session.state != "recording":
             raise SessionError("not recording" + (f" (last session {session.name!r} is {session.state})" if session else ""))
+        try:  # symbols whose stream broke and never resumed: an open-ended gap each
+            session.write_gaps(self.intake.continuity.open_rows(time.time_ns(), {"quote": topics.quotes(), "trade": topics.trades()}))
+        except OSError as exc:
+            self._fail(str(exc))
+            raise SessionError(f"recording {session.name!r} failed while stopping: {exc}") from None
+        continuity.discard(session.wal_dir)  # ended cleanly: nothing left to bound
         session.close()  # on this thread: no batch is being written while the WAL closes
         self._worker = asyncio.create_task(self._after(self._worker, session.finish))
         self._worker.add_done_callback(lambda task: self._stopped(session, task))
@@ -295,7 +326,7 @@ class RecorderService(Service):
             "bytes_written": status["bytes_written"] if status else 0,
             "files": status["files"] if status else 0,
             "wal_depth": status["wal_depth"] if status else {"segments": 0, "unsynced_bytes": 0, "at_risk_ms": 0.0},
-            "gaps": {"recorded": status["gaps"] if status else 0, "bus_gaps": self.intake.bus_gaps, "missing_on_bus": self.sub_stats.gaps},
+            "gaps": {"recorded": status["gaps"] if status else 0, "bus_gaps": self.intake.bus_gaps, "missing_on_bus": self.sub_stats.gaps, "source_restarts": self.intake.restarts},
             "dropped": self.dropped(),
             "received": self.sub_stats.received,
         }

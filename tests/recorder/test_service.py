@@ -152,7 +152,8 @@ async def test_gaps_from_ingest_and_from_bus_sequences_reach_the_manifest(record
             time.sleep(0.2)
 
     await asyncio.to_thread(send)
-    await asyncio.to_thread(wait_for, lambda: recorder.session.rows["gaps"] == 2)
+    # the bus gap, ingest's gap, and one per symbol resuming after the bus gap (the recorder's own)
+    await asyncio.to_thread(wait_for, lambda: recorder.session.rows["gaps"] == 2 + 4)
     await call(mesh_config, "stop")
     manifest = json.loads((mesh_config.data_dir / "recordings" / "gappy" / "manifest.json").read_text())
     kinds = {g["kind"]: g for g in manifest["gaps"]}
