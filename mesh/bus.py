@@ -77,6 +77,10 @@ class Bus:
     def _bind(self, kind: int, endpoint: str, var: str) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
+        # A frame larger than any valid message drops its sender's connection before it is read
+        # into memory (libzmq's own check), so no peer can make the bus or a subscriber hold it.
+        # Listening sockets take options at bind time.
+        sock.maxmsgsize = bounds.MAX_BODY_BYTES + 1024
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:

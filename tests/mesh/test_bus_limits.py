@@ -1,0 +1,29 @@
+"""The bus drops a sender of oversized frames before reading them, and keeps serving everyone else."""
+
+from __future__ import annotations
+
+import time
+
+import zmq
+
+from mesh import bounds, control, topics
+from mesh.bus import Bus
+from mesh.client import Publisher, Subscriber
+from mesh.config import Config
+from tests.recorder.helpers import quotes
+
+
+def test_a_frame_larger_than_any_message_does_not_reach_subscribers_and_the_bus_lives_on(bus: Bus, mesh_config: Config) -> None:
+    with Subscriber([topics.quotes()], mesh_config.bus_sub) as sub, Publisher("ingest", mesh_config.bus_pub) as good:
+        ctx = zmq.Context.instance()
+        with ctx.socket(zmq.PUB) as rogue:
+            rogue.connect(mesh_config.bus_pub)
+            time.sleep(0.5)
+            rogue.send_multipart([b"md.quote.stocks", b"\x00" * (bounds.MAX_BODY_BYTES + 4096)])
+            time.sleep(0.5)
+            good.publish(topics.quotes(), quotes(0, 5))
+            got = sub.recv(timeout=5)
+        assert got is not None and got.header.src == "ingest" and len(got.payload) == 5
+        assert sub.recv(timeout=0.5) is None
+        assert sub.stats.malformed_total == 0, sub.stats.malformed  # the oversized one never came, not even to be rejected
+    assert control.call(mesh_config.bus_ctl, "bus", "ping") == "pong"
