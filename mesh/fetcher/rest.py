@@ -4,7 +4,10 @@ Every request, first try or retry, is recorded in the quota ledger before it is 
 the ledger refuses is never sent. The key travels only in the `Authorization: Bearer` header.
 `next_url` is followed by re-requesting its path and query against our own base URL (it carries
 no key). 429 and 5xx are retried with exponential backoff, honouring `Retry-After`; 401 and 403
-never are. A body that is not JSON, or lacks the promised fields, is a `RestProtocolError`.
+never are. A body that is not JSON, lacks the promised fields, is nested too deeply to read, or
+holds values outside mesh.bounds (a non-finite or non-positive price, a negative size, a time
+outside 1980..2100, an integer outside int64) is a `RestProtocolError` naming the first bad value:
+nothing from such a reply is kept, and the reason is one line.
 
 Provider field names (`o`, `h`, `l`, `c`, `v`, `vw`, `n`, `t`, `results`, `next_url`, ...) stay in
 this module: it hands out Arrow tables in the fetcher's own column names.
@@ -26,6 +29,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mesh import bounds
 from mesh.fetcher.bars import MINUTE_SCHEMA
 from mesh.fetcher.errors import Cancelled, RestAuthError, RestError, RestProtocolError, scrub
 from mesh.fetcher.ledger import QuotaLedger
@@ -101,6 +105,52 @@ class _ErrorBody(msgspec.Struct):
 
 
 _error_decoder = msgspec.json.Decoder(_ErrorBody)
+
+
+# --- values within mesh.bounds -----------------------------------------------------------------
+
+_MS_MIN, _MS_MAX = bounds.TS_MIN // 1_000_000, bounds.TS_MAX // 1_000_000
+_INT64 = (-bounds.INT64_MAX - 1, bounds.INT64_MAX)
+
+
+def _price(value: float, zero_ok: bool = False) -> bool:
+    return (0 <= value if zero_ok else 0 < value) and value < bounds.MAX_PRICE  # NaN fails both
+
+
+def _amount(value: float) -> bool:
+    return 0 <= value < 2.0**63  # NaN and inf fail
+
+
+def _code(value: int) -> bool:
+    return 0 <= value <= bounds.INT64_MAX
+
+
+def _bad_value(row: Any) -> str | None:
+    """The first field of a decoded row outside mesh.bounds, as `name=value`, or None."""
+    if isinstance(row, _Agg):
+        checks = [("t", _MS_MIN <= row.t < _MS_MAX), ("o", _price(row.o)), ("h", _price(row.h)), ("l", _price(row.low)), ("c", _price(row.c)),
+                  ("v", _amount(row.v)), ("n", _code(row.n)), ("vw", row.vw is None or _price(row.vw, zero_ok=True))]
+    elif isinstance(row, _Trade):
+        checks = [("sip_timestamp", bounds.TS_MIN <= row.sip_timestamp < bounds.TS_MAX), ("price", _price(row.price)), ("size", _amount(row.size)),
+                  ("exchange", _code(row.exchange)), ("tape", _code(row.tape)), ("sequence_number", _code(row.sequence_number)),
+                  ("id", len(row.id) <= bounds.MAX_NAME), ("conditions", all(_INT64[0] <= c <= _INT64[1] for c in row.conditions or ()))]
+    else:
+        checks = [("sip_timestamp", bounds.TS_MIN <= row.sip_timestamp < bounds.TS_MAX), ("bid_price", _price(row.bid_price, zero_ok=True)),
+                  ("ask_price", _price(row.ask_price, zero_ok=True)), ("bid_size", _amount(row.bid_size)), ("ask_size", _amount(row.ask_size)),
+                  ("bid_exchange", _code(row.bid_exchange)), ("ask_exchange", _code(row.ask_exchange)), ("tape", _code(row.tape)),
+                  ("sequence_number", _code(row.sequence_number)), ("conditions", all(_INT64[0] <= c <= _INT64[1] for c in row.conditions or ()))]
+    for name, ok in checks:
+        if not ok:
+            value = getattr(row, "low" if name == "l" else name, None)
+            return f"{name}={str(value)[:40]}"
+    return None
+
+
+def _check_page(page: Any, what: str) -> None:
+    for index, row in enumerate(page.results or ()):
+        bad = _bad_value(row)
+        if bad is not None:
+            raise RestProtocolError(f"{what}: the REST response holds an impossible value in result {index} ({bad}); nothing from it is kept")
 
 
 class RestClient:
@@ -208,7 +258,7 @@ class RestClient:
         try:
             body = _error_decoder.decode(response.content)
             text = body.error or body.message or body.status
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             text = ""
         return (text or response.reason_phrase or "no message")[:300]
 
@@ -239,6 +289,9 @@ class RestClient:
                 raise RestProtocolError(f"{what}: the REST response lacks expected fields ({exc})") from None
             except msgspec.DecodeError:
                 raise RestProtocolError(f"{what}: the REST response is not JSON (starts {body[:40]!r})") from None
+            except RecursionError:
+                raise RestProtocolError(f"{what}: the REST response is nested too deeply to read") from None
+            _check_page(page, what)
             if page.status and page.status not in ("OK", "DELAYED"):
                 raise RestError(f"{what}: REST status {page.status!r}")
             yield page
