@@ -6,11 +6,13 @@ the dashboard's buttons can be checked end to end through a real bus.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
+from mesh.client import AsyncSubscriber
 from mesh.config import Config
-from mesh.service import Service, run_service, setup_logging
+from mesh.service import Runtime, Service, run_service, setup_logging
 
 
 class Remembering(Service):
@@ -46,8 +48,32 @@ class FakeRecorder(Remembering):
         raise RuntimeError("no session is recording")
 
 
+class CountingTap(Service):
+    """Reads market data as any consumer does (a real subscriber) and reports what it counted,
+    `malformed` included, in its heartbeat: a service whose malformed count the dashboard shows."""
+
+    def __init__(self, config: Config, name: str) -> None:
+        super().__init__(config)
+        self.name = name  # type: ignore[misc]
+        self.subscriber: AsyncSubscriber | None = None
+
+    async def run(self, runtime: Runtime) -> None:
+        self.subscriber = AsyncSubscriber(["md."], self.config.bus_sub)
+        try:
+            while not runtime.stopping.is_set():
+                try:
+                    await asyncio.wait_for(self.subscriber.recv_burst(1000), 0.2)
+                except TimeoutError:
+                    pass
+        finally:
+            self.subscriber.close()
+
+    def counters(self) -> dict[str, Any]:
+        return self.subscriber.stats.as_counters() if self.subscriber else {}
+
+
 if __name__ == "__main__":
     setup_logging()
     kind = sys.argv[1]
-    service = (FakeIngest if kind == "ingest" else FakeRecorder)(Config.load(), kind)
+    service = {"ingest": FakeIngest, "recorder": FakeRecorder, "tap": CountingTap}[kind](Config.load(), kind)
     sys.exit(run_service(service, kind))
