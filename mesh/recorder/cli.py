@@ -70,6 +70,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if session and session.get("state") == "failed" else 0
 
 
+def _size(nbytes: int) -> str:
+    """`234.5 MB` (decimal units, like `du --si`), and the exact count for small sizes."""
+    if nbytes < 10_000:
+        return f"{nbytes:,} bytes"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes:,} bytes"
+
+
 def _print(report: dict[str, Any], as_json: bool, headline: str) -> None:
     if as_json:
         print(json.dumps(report, indent=2, sort_keys=True))
@@ -82,9 +92,10 @@ def _print(report: dict[str, Any], as_json: bool, headline: str) -> None:
         print(f"  symbols    {','.join(session['symbols_requested']) if session.get('symbols_requested') else 'all'} ({session.get('symbols', 0)} seen)")
         print(f"  duration   {session.get('duration_s', 0):.1f} s   events/s {report.get('events_per_s', 0):,.0f}")
         print(f"  this run   {sum(session.get('rows', {}).values()):,} rows to the write-ahead log, {session.get('rows_promoted', 0):,} promoted")
-        print(f"  stored     quotes {rows.get('quotes', 0):,}  trades {rows.get('trades', 0):,}  gaps {rows.get('gaps', 0):,}  files {session.get('files', 0)}  bytes {session.get('bytes_written', 0):,}")
+        stored = session.get("bytes_stored", session.get("bytes_written", 0))
+        print(f"  stored     quotes {rows.get('quotes', 0):,}  trades {rows.get('trades', 0):,}  gaps {rows.get('gaps', 0):,}  files {session.get('files', 0)}  {_size(stored)} on disk")
         depth = session.get("wal_depth", {})
-        print(f"  WAL        {depth.get('segments', 0)} segment(s) waiting, {depth.get('unsynced_bytes', 0):,} bytes not yet fsync'd")
+        print(f"  WAL        {depth.get('segments', 0)} segment(s) waiting ({_size(session.get('wal_bytes_on_disk', 0))}), {depth.get('unsynced_bytes', 0):,} bytes not yet fsync'd")
         if session.get("first_event"):
             print(f"  events     {session['first_event']} .. {session['last_event']}")
         if session.get("error"):

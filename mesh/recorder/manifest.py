@@ -164,6 +164,7 @@ class Manifest:
         manifest.runs = list(data.get("runs", []))
         rows = data.get("rows", {})
         manifest.bar_rows = {name: int(rows.get(name, 0)) for name in data.get("bars", {})}
+        manifest.bar_bytes = max(0, int(data.get("bytes", 0)) - sum(f.bytes for f in manifest.files.values()))
         return manifest
 
 
@@ -215,11 +216,13 @@ def scan(store: Store, name: str, previous: Manifest | None = None) -> Manifest:
             data = store.read_table(f"{name}/{rel}", columns=["symbol", "ts_event"])
             first, last, symbols = describe_table(table, data)
             manifest.add_file(FileEntry(rel, table, data.num_rows, size, first, last), symbols)
+    top = store.list_files(name)
     for bar_name in BAR_TABLES:
         rel = f"{name}/{bar_name}.parquet"
-        if store.exists(rel):
+        if f"{bar_name}.parquet" in top:
             meta = store.parquet_file(rel).metadata
             manifest.bar_rows[bar_name] = meta.num_rows
+            manifest.bar_bytes += top[f"{bar_name}.parquet"]
     return manifest
 
 

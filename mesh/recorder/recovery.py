@@ -29,6 +29,8 @@ from mesh.recorder.wal import fsync_dir, list_segments
 log = logging.getLogger(__name__)
 
 SESSION_FILE = "session.json"
+RESERVE_FILE = ".reserve"  # space set aside to record a failure on a full disk
+RESERVE_BYTES = 256 * 1024
 
 
 def recordings_dir(data_dir: Path) -> Path:
@@ -40,15 +42,64 @@ def wal_dir(data_dir: Path, name: str) -> Path:
 
 
 def write_meta(directory: Path, meta: dict[str, Any]) -> None:
-    """The local note that a session is in progress: its output location, symbols and state."""
+    """The local note that a session is in progress: its output location, symbols and state.
+
+    All or nothing: written to a hidden temporary, fsync'd and renamed; a failed write (a full
+    disk) removes its temporary and leaves the previous note as it was.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{SESSION_FILE}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(meta, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, directory / SESSION_FILE)
-    fsync_dir(directory)
+    write_atomic(directory / SESSION_FILE, json.dumps(meta).encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace the small local file `path` by `data`, all or nothing, leaving no temporary behind.
+
+    Written to `.<name>.tmp`, fsync'd, renamed over `path`, the folder fsync'd. If any step fails
+    (a full disk), the temporary is removed and `path` keeps its previous content.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def reserve_space(directory: Path, nbytes: int = RESERVE_BYTES) -> None:
+    """Set aside disk space for the note and manifest that say why a session failed.
+
+    When the disk fills up, `release_space` deletes this file, so that recording the failure
+    itself does not fail for want of space.
+    """
+    path = directory / RESERVE_FILE
+    if path.exists():
+        return
+    tmp = directory / f".{RESERVE_FILE}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(b"\0" * nbytes)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def release_space(directory: Path) -> bool:
+    """Free the space `reserve_space` set aside; True if there was any."""
+    try:
+        (directory / RESERVE_FILE).unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def read_meta(directory: Path) -> dict[str, Any] | None:
@@ -62,8 +113,12 @@ def finish_local(directory: Path) -> None:
     """Forget a finished session's write-ahead folder (only if no segment is left in it)."""
     if list_segments(directory):
         return
-    with contextlib.suppress(FileNotFoundError):
-        (directory / SESSION_FILE).unlink()
+    for name in (SESSION_FILE, RESERVE_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
+    for tmp in directory.glob(".*.tmp") if directory.is_dir() else ():
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     with contextlib.suppress(OSError):
         directory.rmdir()
 
@@ -111,12 +166,16 @@ def recover(data_dir: Path, name: str, default_output: str | None = None, *, wil
     manifest = mf.scan(store, name, previous)
     if previous is None and meta.get("symbols") is not None:
         manifest.symbols_requested = meta.get("symbols")
-    interrupted = (bool(manifest.runs) and manifest.runs[-1].get("ended_ns") is None) or (previous is None and bool(meta))
+    run_open = bool(manifest.runs) and manifest.runs[-1].get("ended_ns") is None
+    interrupted = run_open or (previous is None and bool(meta))
+    failed = meta.get("state") == "failed"
     now = time.time_ns()
-    if interrupted:
+    if failed:
+        _note_failure(manifest, meta, run_open, now)
+    elif interrupted:
         _note_interruption(store, name, manifest, now)
         manifest.end_run(now, clean=False, recovered=True)
-    resume = interrupted and meta.get("state") == "recording"
+    resume = interrupted and not failed and meta.get("state") == "recording"
     if not (resume and will_resume):
         manifest.bar_rows, manifest.bar_bytes = write_bars(store, name, rebuild_bars(store, name, manifest))
     mf.save(store, manifest)
@@ -124,6 +183,20 @@ def recover(data_dir: Path, name: str, default_output: str | None = None, *, wil
     if segments:
         log.info("recovered %s: promoted %d write-ahead segment(s), %d rows", name, len(segments), rows)
     return Recovered(name, resume, meta, len(segments), rows, torn, manifest)
+
+
+def _note_failure(manifest: mf.Manifest, meta: dict[str, Any], run_open: bool, now: int) -> None:
+    """A session that failed (disk full, ...) stays failed with its error, even if the manifest
+    could not be updated at the time: the local note kept the reason."""
+    if manifest.state == "failed" and manifest.error and not run_open:
+        return
+    error = manifest.error or meta.get("error") or "the session failed; the reason could not be recorded"
+    ended = int(meta.get("ended_ns") or now)
+    if run_open or not manifest.runs:
+        manifest.end_run(ended, clean=False, error=error, recovered=True)
+    else:
+        manifest.runs[-1].update(clean=False, error=error)
+        manifest.state, manifest.clean, manifest.error = "failed", False, error
 
 
 def _note_interruption(store: Store, name: str, manifest: mf.Manifest, now: int) -> None:

@@ -119,13 +119,21 @@ class Session:
         manifest.runs[-1]["symbols_requested"] = self.symbols
         self.manifest = manifest
         first_segment = max([n for _, n in listed] + list(list_segments(self.wal_dir)), default=0) + 1
-        recovery.write_meta(self.wal_dir, {"name": self.name, "output": self.output, "symbols": self.symbols, "state": "recording", "started_ns": self.started_ns})
+        recovery.write_meta(self.wal_dir, self._meta("recording"))
+        recovery.reserve_space(self.wal_dir)
         self.store.makedirs(self.name)
         mf.save(self.store, manifest)
         self.wal = Wal(self.wal_dir, first_segment, self.sync_interval)
         self._slice_started = time.monotonic()
         self.state = "recording"
         return self
+
+    def _meta(self, state: str) -> dict[str, Any]:
+        """The local note about this session (`recovery.write_meta`)."""
+        meta = {"name": self.name, "output": self.output, "symbols": self.symbols, "state": state, "started_ns": self.started_ns}
+        if state == "failed":
+            meta.update(error=self.error, ended_ns=self.ended_ns)
+        return meta
 
     def _listed_parts(self) -> list[tuple[str, int]]:
         parts = []
@@ -146,7 +154,7 @@ class Session:
         if self.state != "recording":
             raise SessionError(f"session {self.name!r} is {self.state}, not recording")
         self.state = "stopping"
-        recovery.write_meta(self.wal_dir, {"name": self.name, "output": self.output, "symbols": self.symbols, "state": "stopping", "started_ns": self.started_ns})
+        recovery.write_meta(self.wal_dir, self._meta("stopping"))
         self._close_wal()
 
     def finish(self) -> dict[str, Any]:
@@ -172,10 +180,11 @@ class Session:
         writing = self.state == "recording"
         self.state, self.error = "failed", error
         self.ended_ns = time.time_ns()
-        try:
-            recovery.write_meta(self.wal_dir, {"name": self.name, "output": self.output, "symbols": self.symbols, "state": "failed", "started_ns": self.started_ns})
-        except OSError:
-            pass
+        recovery.release_space(self.wal_dir)  # room to write down why, even on a full disk
+        try:  # first the local note: with it, a restart never resumes this session and keeps the error
+            recovery.write_meta(self.wal_dir, self._meta("failed"))
+        except OSError as exc:
+            log.warning("%s: could not note the failure in %s (%s)", self.name, self.wal_dir, exc)
         if writing:
             try:
                 self._close_wal()
@@ -185,17 +194,21 @@ class Session:
             self.finish_failed()
 
     def finish_failed(self) -> None:
-        """After `fail`: promote what can be, and mark the manifest failed with the error."""
-        try:
-            self.promote_pending()
-        except Exception as exc:  # the disk may still be full: the WAL keeps the rest
-            log.warning("%s: could not promote after the failure (%s); the write-ahead log keeps it for the next start", self.name, exc)
+        """After `fail`: mark the manifest failed with the error, then promote what can be.
+
+        The manifest is saved before promotion, which may fill the disk again; promotion saves
+        it once more with the files it added.
+        """
         with self._lock:
             self.manifest.end_run(self.ended_ns or time.time_ns(), clean=False, error=self.error)
             try:
                 mf.save(self.store, self.manifest)
             except OSError as exc:
-                log.warning("%s: could not update the manifest (%s)", self.name, exc)
+                log.warning("%s: could not update the manifest (%s); the next start of the recorder will", self.name, exc)
+        try:
+            self.promote_pending()
+        except Exception as exc:  # the disk may still be full: the WAL keeps the rest
+            log.warning("%s: could not promote after the failure (%s); the write-ahead log keeps it for the next start", self.name, exc)
 
     def _close_wal(self) -> None:
         number, tables = self.wal.close()
@@ -290,6 +303,17 @@ class Session:
 
     # --- reporting ----------------------------------------------------------------------------
 
+    def wal_bytes_on_disk(self) -> int:
+        """Bytes of write-ahead segments not yet promoted (promoted ones are deleted)."""
+        total = 0
+        for files in list_segments(self.wal_dir).values():
+            for path in files.values():
+                try:
+                    total += path.stat().st_size
+                except FileNotFoundError:
+                    pass  # promoted meanwhile
+        return total
+
     def status(self) -> dict[str, Any]:
         now = time.time_ns()
         end = self.ended_ns or now
@@ -311,6 +335,8 @@ class Session:
             "wal_bytes": wal.bytes_written if wal else 0,
             "parquet_bytes": self.parquet_bytes,
             "bytes_written": (wal.bytes_written if wal else 0) + self.parquet_bytes,
+            "bytes_stored": int(manifest.get("bytes", 0)) + self.wal_bytes_on_disk(),
+            "wal_bytes_on_disk": self.wal_bytes_on_disk(),
             "files": len(manifest.get("files", [])),
             "wal_depth": {"segments": depth_segments, "unsynced_bytes": wal.unsynced_bytes if wal else 0, "at_risk_ms": round(wal.at_risk_ms, 1) if wal else 0.0},
             "sync_interval_s": self.sync_interval,
