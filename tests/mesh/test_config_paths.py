@@ -63,3 +63,11 @@ def test_log_level_accepts_any_case_and_defaults_to_info() -> None:
     assert log_level({"MESH_LOG_LEVEL": "warn"}) == "WARNING"
     with pytest.raises(ConfigError, match="MESH_LOG_LEVEL"):
         log_level({"MESH_LOG_LEVEL": "loud"})
+
+
+def test_a_service_with_a_bogus_log_level_exits_with_one_line(tmp_path: Path) -> None:
+    result = massive(tmp_path, "run", "bus", MESH_LOG_LEVEL="chatty")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "MESH_LOG_LEVEL='chatty'" in lines[0] and "WARNING" in lines[0]
