@@ -82,9 +82,10 @@ def test_frames_waiting_together_go_out_as_one_batch_per_type_with_each_frames_r
     service = IngestService(Config.load(environ={}))
     first = frame(QUOTE, TRADE, dict(QUOTE, q=50385481))
     second = frame(dict(TRADE, q=3681329), dict(QUOTE, sym="AAPL", q=7))
-    service.process_frames(Runtime(), [(100, first), (200, second)])  # type: ignore[arg-type]
+    r = 1_700_000_000_000_000_000  # receive times: any plausible ones
+    service.process_frames(Runtime(), [(r + 100, first), (r + 200, second)])  # type: ignore[arg-type]
     assert [topic for topic, _ in published] == ["md.quote.stocks", "md.trade.stocks"]
     quotes, trades = (payload for _, payload in published)
-    assert [(q.symbol, q.sequence, q.ts_recv) for q in quotes.rows()] == [("MSFT", 50385480, 100), ("MSFT", 50385481, 100), ("AAPL", 7, 200)]  # type: ignore[attr-defined]
-    assert [(t.sequence, t.ts_recv) for t in trades.rows()] == [(3681328, 100), (3681329, 200)]  # type: ignore[attr-defined]
+    assert [(q.symbol, q.sequence, q.ts_recv - r) for q in quotes.rows()] == [("MSFT", 50385480, 100), ("MSFT", 50385481, 100), ("AAPL", 7, 200)]  # type: ignore[attr-defined]
+    assert [(t.sequence, t.ts_recv - r) for t in trades.rows()] == [(3681328, 100), (3681329, 200)]  # type: ignore[attr-defined]
     assert service.meters["frames"].total == 2 and service.meters["events"].total == 5

@@ -126,7 +126,8 @@ def test_subscriptions_change_at_run_time_and_survive_a_reconnect(bus: Bus, mesh
         bad = control.request(mesh_config.bus_ctl, "ingest", "subscribe", {"params": "AAPL"})
         assert not bad.ok and "not a subscription" in bad.error
 
-        fake.send([dict(QUOTE, q=100, t=1_000)])
+        t0 = 1_700_000_000_000  # ms
+        fake.send([dict(QUOTE, q=100, t=t0 + 1_000)])
         time.sleep(0.2)
         dropped_at = time.monotonic()
         fake.drop()
@@ -135,10 +136,10 @@ def test_subscriptions_change_at_run_time_and_survive_a_reconnect(bus: Bus, mesh
         assert fake.subscribes(2) == ["Q.*", "AM.NVDA", "T.AAPL"]
         assert [a["action"] for n, a in fake.actions if n == 2][0] == "auth"
         time.sleep(0.2)
-        fake.send([dict(QUOTE, q=180, t=5_000)])
+        fake.send([dict(QUOTE, q=180, t=t0 + 5_000)])
         (gap_msg,) = collect(sub, "md.gap.stocks", 1)
         (gap,) = gap_msg.payload.rows()
-        assert (gap.symbol, gap.kind, gap.from_sequence, gap.to_sequence, gap.ts_from, gap.ts_to) == ("MSFT", "quote", 100, 180, 1_000_000_000, 5_000_000_000)
+        assert (gap.symbol, gap.kind, gap.from_sequence, gap.to_sequence, gap.ts_from, gap.ts_to) == ("MSFT", "quote", 100, 180, (t0 + 1_000) * 1_000_000, (t0 + 5_000) * 1_000_000)
         counters = wait_for(lambda: (c := ingest_counters(mesh_config)).get("reconnects") == 1 and c.get("gaps") == 1 and c)
         assert counters["connection"] == "streaming"
     finally:
@@ -251,7 +252,7 @@ async def test_frames_read_before_a_stop_are_published_not_dropped() -> None:
 
     service = IngestService(Config.load(environ={}), url=f"ws://127.0.0.1:{free_port()}/stocks")  # nobody there
     for n in range(30):  # read from the socket, not yet processed, when the stop comes
-        service.queue.append((n, json.dumps([dict(QUOTE, q=n * 100 + k) for k in range(100)]).encode()))
+        service.queue.append((1_700_000_000_000_000_000 + n, json.dumps([dict(QUOTE, q=n * 100 + k) for k in range(100)]).encode()))
     runtime = Runtime()
     task = asyncio.create_task(service.run(runtime))  # type: ignore[arg-type]
     await asyncio.sleep(0.5)

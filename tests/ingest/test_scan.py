@@ -124,12 +124,13 @@ def test_a_batch_of_more_than_65535_events_keeps_its_msgpack_form() -> None:
 
 def test_the_scanned_batch_is_what_a_subscriber_decodes() -> None:
     columns = Columns(4096)
-    assert columns.add(json.dumps([QUOTE, TRADE]).encode(), 42)
+    received = 1_700_000_000_000_000_042
+    assert columns.add(json.dumps([QUOTE, TRADE]).encode(), received)
     quotes, trades = columns.take()
     assert quotes is not None and trades is not None
     (quote,) = wire.decode(wire.encode("md.quote.stocks", quotes.payload, src="ingest", seq=1)).payload.rows()
     (trade,) = wire.decode(wire.encode("md.trade.stocks", trades.payload, src="ingest", seq=2)).payload.rows()
-    assert (quote.symbol, quote.bid_price, quote.bid_size, quote.ask_size, quote.ts_event, quote.ts_recv) == ("MSFT", 114.125, 10_000, 16_000, 1536036818784 * 1_000_000, 42)
+    assert (quote.symbol, quote.bid_price, quote.bid_size, quote.ask_size, quote.ts_event, quote.ts_recv) == ("MSFT", 114.125, 10_000, 16_000, 1536036818784 * 1_000_000, received)
     assert (trade.trade_id, trade.conditions, trade.size, trade.sequence) == ("12345", [0, 12], 100, 3681328)
     assert quotes.symbols == ["MSFT"] and list(trades.sequences) == [3681328]
 
@@ -183,9 +184,9 @@ def test_declined_frames_still_reach_the_bus_through_msgspec_in_feed_order() -> 
             published.append((topic, wire.decode(wire.encode(topic, payload, src="ingest", seq=1)).payload))
 
     service = IngestService(Config.load(environ={}))
-    escaped = b'[{"ev":"Q","sym":"A\\u0042","bx":1,"bp":1.5,"bs":1,"ax":1,"ap":1.5,"as":1,"q":2}]'
+    escaped = b'[{"ev":"Q","sym":"A\\u0042","bx":1,"bp":1.5,"bs":1,"ax":1,"ap":1.5,"as":1,"q":2,"t":1536036818784}]'
     frames = [json.dumps([dict(QUOTE, q=1)]).encode(), escaped, json.dumps([SECOND]).encode(), json.dumps([dict(QUOTE, q=3)]).encode()]
-    service.process_frames(Runtime(), list(enumerate(frames)))  # type: ignore[arg-type]
+    service.process_frames(Runtime(), [(1_700_000_000_000_000_000 + i, data) for i, data in enumerate(frames)])  # type: ignore[arg-type]
     assert [topic for topic, _ in published] == ["md.quote.stocks", "md.quote.stocks", "md.bar1s.stocks", "md.quote.stocks"]
     assert [row.sequence for _, batch in published if _ == "md.quote.stocks" for row in batch.rows()] == [1, 2, 3]  # type: ignore[attr-defined]
     assert published[1][1].symbol == ["AB"]  # type: ignore[attr-defined]
