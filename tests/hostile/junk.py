@@ -170,6 +170,7 @@ def quote_cases() -> list[Frames]:
     neg[3] = [-10, -1]
     out.append(Frames(message("md.trade.stocks", header(), neg), "trade with negative sizes"))
     out.append(Frames(message("md.quote.stocks", header(src="unknown-source"), quote_payload(1_000_000, "MILLION")), "a 1,000,000-row quote batch"))
+    out.append(Frames(message("md.quote.stocks", header(src="unknown-source"), quote_payload(300_000, "ROWJUNK")), "a 300,000-row quote batch (over the row limit, under the size limit)"))
     return out
 
 
