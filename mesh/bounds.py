@@ -306,3 +306,43 @@ def check_payload(payload: Any) -> None:
         check_name(payload.level, "an event's level")
         check_text(payload.message, "an event's message")
         check_tree(payload.data, "an event's data")
+
+
+# --- filtering at the edge ------------------------------------------------------------------
+#
+# Ingest builds batches from Massive's events; a batch one bad event made invalid would be
+# rejected whole by every consumer, taking its good events with it. So the edge drops the bad
+# rows only (counted), and what reaches the bus is always within bounds.
+
+
+def _row_ok(rule: Any, column: Any) -> np.ndarray:
+    """Per row: does the value pass `rule`? (The slow path, for a batch that failed as a whole.)"""
+    return np.fromiter((_passes(rule, [value]) for value in column), dtype=bool, count=len(column))
+
+
+def _passes(rule: Any, column: list[Any]) -> bool:
+    try:
+        rule(column, "")
+    except Rejected:
+        return False
+    return True
+
+
+def valid_rows(batch_type: type, columns: Mapping[str, Any]) -> np.ndarray | None:
+    """None when every row of these equal-length columns is within bounds, else a boolean mask of
+    the rows that are (`check_columns`'s rules, row by row)."""
+    try:
+        check_columns(batch_type, columns, max_rows=None)
+        return None
+    except Rejected as exc:
+        if exc.kind == "columns":
+            raise
+    if not _COLUMN_RULES:
+        _COLUMN_RULES.update(_rules())
+    rules = _COLUMN_RULES[batch_type]
+    keep = np.ones(len(next(iter(columns.values()))), dtype=bool)
+    for name, column in columns.items():
+        rule = rules.get(name)
+        if rule is not None and not _passes(rule, column):
+            keep &= _row_ok(rule, column)
+    return keep
