@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from mesh.bounds import MAX_ROWS
 from mesh.schema import BarBatch, QuoteBatch, TradeBatch
 
 # the widths and markers of fixed-width msgpack scalars
@@ -193,6 +194,8 @@ def merge_columns(raws: list[bytes | memoryview | msgspec.Raw], fields: Collecti
                     n, start = header
                 if count < 0:
                     count = n
+                    if n > MAX_ROWS:  # one message over the limit: rejected on its own, not merged in
+                        return None
                 elif n != count:  # columns of unequal length
                     return None
                 bodies[i].append(view[start:])

@@ -212,3 +212,11 @@ def test_three_thousand_mutated_messages_each_decode_or_are_rejected_by_kind() -
     burst = wire.decode_many([[b"md.quote.stocks", body] for body in bodies])
     assert len(burst.errors) + sum(1 for _ in burst.received) == len(bodies)
     assert decoded > 100 and {"range", "columns", "payload", "body"} <= kinds.keys()
+
+
+def test_a_batch_over_the_row_limit_is_rejected_in_a_burst_too() -> None:
+    n = bounds.MAX_ROWS + 1
+    big = QuoteBatch(symbol=["X"] * n, bid_price=[1.0] * n, bid_size=[1] * n, ask_price=[1.0] * n, ask_size=[1] * n, bid_exchange=[1] * n, ask_exchange=[1] * n, condition=[0] * n, tape=[1] * n, sequence=[1] * n, ts_event=[T0] * n, ts_recv=[T0] * n)
+    burst = wire.decode_many([frames(quote_columns(2), head=header(1)), wire.encode(topics.quotes(), big, src="rogue", seq=2)])
+    assert [len(m.payload) for m in burst.messages] == [2]
+    assert [e.kind for e in burst.errors] == ["size"]
