@@ -118,19 +118,29 @@ class Continuity:
 
 
 def load(directory: Path) -> dict[str, Any] | None:
-    """The snapshot a previous run left in `directory`, or None (none, or unreadable: logged)."""
+    """The snapshot a previous run left in `directory`, or None if there is none.
+
+    A damaged one still says that a run was interrupted, though not where each symbol stood: it
+    becomes an empty snapshot as of the file's time, so that every symbol's first event after the
+    resume opens a gap from then (sequence 0: unknown).
+    """
     path = directory / SNAPSHOT_FILE
     try:
         data = json.loads(path.read_text())
+        if isinstance(data, dict) and isinstance(data.get("sources"), dict):
+            return data
+        problem = "not a snapshot"
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        log.warning("ignoring an unreadable gap snapshot %s (%s); the recorder gap of the interruption still stands", path, exc)
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("sources"), dict):
-        log.warning("ignoring a gap snapshot %s of an unknown shape", path)
-        return None
-    return data
+        problem = str(exc)
+    log.warning("gap snapshot %s is damaged (%s): every symbol's first event after the resume opens a gap", path, problem)
+    return empty_snapshot(path.stat().st_mtime_ns if path.exists() else time.time_ns())
+
+
+def empty_snapshot(since_ns: int) -> dict[str, Any]:
+    """A snapshot that knows only when the knowledge ends (no position of any symbol)."""
+    return {"format": 1, "written_ns": since_ns, "sources": {}}
 
 
 def discard(directory: Path) -> None:

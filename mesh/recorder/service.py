@@ -105,7 +105,9 @@ class RecorderService(Service):
                 self.recovered.append({"session": name, "segments": done.segments, "rows": done.rows, "torn": done.torn})
                 runtime.event("warning" if done.segments else "info", f"recovered recording {name!r} after an unclean stop: {done.rows} rows promoted from {done.segments} write-ahead segment(s)", session=name)
                 if done.resume and self.resume and self.session is None:
-                    await self._start(name, done.meta.get("symbols"), output=done.meta.get("output"), snapshot=snapshot or {})
+                    if snapshot is None:  # killed before its first save: every symbol counts as new after the last event recorded
+                        snapshot = continuity.empty_snapshot(done.manifest.event_range()[1] or time.time_ns())
+                    await self._start(name, done.meta.get("symbols"), output=done.meta.get("output"), snapshot=snapshot)
                     runtime.event("info", f"resumed recording {name!r}", session=name)
         finally:
             self._ready.set()
