@@ -21,10 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import is_
+from typing import Any
 
 import msgspec
 from msgspec.structs import astuple
 
+from mesh import bounds
 from mesh.schema import BarBatch, QuoteBatch, TradeBatch
 
 MS_TO_NS = 1_000_000
@@ -209,11 +211,13 @@ def _transactions(volume: float, average_size: float) -> int | None:
     return round(count)
 
 
-def normalise(events: list[WsEvent], ts_recv: int | list[int]) -> Normalised:
+def normalise(events: list[WsEvent], ts_recv: int | list[int], errors: DecodeErrors | None = None) -> Normalised:
     """Split events by type and turn each group into one columnar batch.
 
     `ts_recv` is the receive time of the frame, or one per event when several frames' events
-    are normalised together.
+    are normalised together. Events outside mesh.bounds (a negative size, a zero trade price, a
+    1970 time, an empty symbol) are left out and counted in `errors` as `range`: a batch on the
+    bus is always one that every consumer accepts, so one bad event never costs its neighbours.
     """
     out = Normalised(events=len(events))
     types = list(map(type, events))
@@ -243,7 +247,29 @@ def normalise(events: list[WsEvent], ts_recv: int | list[int]) -> Normalised:
             out.bars_1s = _bar_batch(columns, "1s", recv)
         else:
             out.bars_1m = _bar_batch(columns, "1m", recv)
+    out.quotes = _within_bounds(out.quotes, errors)
+    out.trades = _within_bounds(out.trades, errors)
+    out.bars_1s = _within_bounds(out.bars_1s, errors)
+    out.bars_1m = _within_bounds(out.bars_1m, errors)
     return out
+
+
+def _within_bounds(batch: Any, errors: DecodeErrors | None) -> Any:
+    """`batch` without its rows outside mesh.bounds (None when none is left)."""
+    if batch is None:
+        return None
+    columns = batch.columns()
+    keep = bounds.valid_rows(type(batch), columns)
+    if keep is None:
+        return batch
+    if errors is not None:
+        errors.counts["range"] += int(len(keep) - keep.sum())
+    if not keep.any():
+        return None
+    kept = {name: list(compress(column, keep)) for name, column in columns.items()}
+    if isinstance(batch, BarBatch):
+        return BarBatch(interval=batch.interval, replaces=batch.replaces, **kept)
+    return type(batch)(**kept)
 
 
 def _quote_batch(columns: list[tuple], ts_recv: list[int]) -> QuoteBatch:  # type: ignore[type-arg]

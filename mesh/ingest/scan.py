@@ -31,6 +31,8 @@ import msgspec
 import numba
 import numpy as np
 
+from mesh import bounds
+
 TAKEN, DECLINED = 0, 1
 
 # field ids, and the bit each sets in an event's `seen` mask
@@ -69,6 +71,14 @@ MAX_MS = 9_000_000_000_000  # ms times beyond this would overflow int64 nanoseco
 MAX_LOTS = 90_000_000_000_000_000  # sizes beyond this would overflow int64 shares
 MS_TO_NS = 1_000_000
 SHARES_PER_LOT = 100
+# mesh.bounds' limits, as the compiled scanner applies them per event (a frame with an event
+# outside them is declined, and the msgspec path drops just that event): what ingest publishes is
+# always within bounds, so no consumer rejects a batch for one bad event in it.
+TS_MIN_MS = -(-bounds.TS_MIN // MS_TO_NS)  # the first whole ms at or after TS_MIN
+TS_MAX_MS = bounds.TS_MAX // MS_TO_NS
+MAX_PRICE = bounds.MAX_PRICE
+MAX_NAME = bounds.MAX_NAME
+MAX_CODES = 64  # conditions of one trade (mesh.bounds)
 U = numba.uint64  # indexing with an unsigned int spares numba's negative-index check
 POW10 = np.array([10.0**k for k in range(23)])  # exact doubles
 
@@ -299,10 +309,18 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
         as_ = int_values[F_AS]
         if t > MAX_MS or t < -MAX_MS:
             return DECLINED
+        if t < TS_MIN_MS or t >= TS_MAX_MS or sym_end - sym_start < 1 or sym_end - sym_start > MAX_NAME:
+            return DECLINED  # outside mesh.bounds
+        if int_values[F_Q] < 0 or int_values[F_Z] < 0:
+            return DECLINED
         if kind == 1:
             if (seen & QUOTE_REQUIRED) != QUOTE_REQUIRED or c_kind == V_ARRAY or nq >= quote_ints.shape[1]:
                 return DECLINED
-            if bs > MAX_LOTS or bs < -MAX_LOTS or as_ > MAX_LOTS or as_ < -MAX_LOTS:
+            if bs > MAX_LOTS or bs < 0 or as_ > MAX_LOTS or as_ < 0:
+                return DECLINED
+            if int_values[F_BX] < 0 or int_values[F_AX] < 0 or int_values[F_C] < 0:
+                return DECLINED
+            if not (float_values[F_BP] >= 0.0 and float_values[F_BP] < MAX_PRICE and float_values[F_AP] >= 0.0 and float_values[F_AP] < MAX_PRICE):
                 return DECLINED
             length = sym_end - sym_start
             if nqs + length + 1 > quote_symbols.shape[0]:
@@ -330,8 +348,17 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
                 return DECLINED
             if (seen & (1 << F_I)) and i_kind != V_STRING:
                 return DECLINED
+            if int_values[F_S] < 0 or int_values[F_X] < 0 or not (float_values[F_P] > 0.0 and float_values[F_P] < MAX_PRICE):
+                return DECLINED
+            if event_conditions > MAX_CODES:
+                return DECLINED
+            for k in range(event_conditions):
+                if conditions[U(nc + k)] < 0:
+                    return DECLINED
             length = sym_end - sym_start
             id_length = id_end - id_start
+            if id_length > MAX_NAME:
+                return DECLINED
             if nts + length + 1 > trade_symbols.shape[0] or nti + id_length + 1 > trade_ids.shape[0]:
                 return DECLINED
             for k in range(length):

@@ -342,7 +342,7 @@ class IngestService(Service):
                 events = massive.decode_frame(data, self.errors)
                 if self.errors.total != bad_before:
                     self._log_bad_input(data)
-                self._publish_normalised(runtime, massive.normalise(events, ts_recv))
+                self._publish_normalised(runtime, massive.normalise(events, ts_recv, self.errors))
         self._publish_scanned(runtime, columns)
         self.meters["frames"].add(len(items))
 

@@ -7,6 +7,7 @@ import json
 from mesh.ingest.massive import DecodeErrors, decode_frame, normalise
 
 # the examples from Massive's WebSocket spec
+RECEIVED = 1_700_000_000_000_000_042  # a receive time
 QUOTE = {"ev": "Q", "sym": "MSFT", "bx": 4, "bp": 114.125, "bs": 100, "ax": 7, "ap": 114.128, "as": 160, "c": 0, "i": [604], "t": 1536036818784, "q": 50385480, "z": 3}
 TRADE = {"ev": "T", "sym": "MSFT", "x": 4, "i": "12345", "z": 3, "p": 114.125, "s": 100, "c": [0, 12], "t": 1536036818784, "q": 3681328}
 SECOND = {"ev": "A", "sym": "SPY", "v": 200, "av": 8642007, "op": 25.66, "vw": 25.3981, "o": 25.39, "c": 25.39, "h": 25.39, "l": 25.39, "a": 25.3714, "z": 50, "s": 1610144640000, "e": 1610144641000}
@@ -18,17 +19,17 @@ def frame(*events: dict) -> bytes:  # type: ignore[type-arg]
 
 
 def test_a_quote_is_mapped_field_by_field() -> None:
-    out = normalise(decode_frame(frame(QUOTE), DecodeErrors()), ts_recv=42)
+    out = normalise(decode_frame(frame(QUOTE), DecodeErrors()), ts_recv=RECEIVED)
     assert out.quotes is not None
     (quote,) = out.quotes.rows()
     # sizes arrive in round lots and leave in shares, like REST and flat files
     assert (quote.symbol, quote.bid_price, quote.bid_size, quote.ask_price, quote.ask_size) == ("MSFT", 114.125, 10_000, 114.128, 16_000)
     assert (quote.bid_exchange, quote.ask_exchange, quote.condition, quote.tape, quote.sequence) == (4, 7, 0, 3, 50385480)
-    assert quote.ts_event == 1536036818784 * 1_000_000 and quote.ts_recv == 42
+    assert quote.ts_event == 1536036818784 * 1_000_000 and quote.ts_recv == RECEIVED
 
 
 def test_a_trade_is_mapped_field_by_field() -> None:
-    out = normalise(decode_frame(frame(TRADE), DecodeErrors()), ts_recv=42)
+    out = normalise(decode_frame(frame(TRADE), DecodeErrors()), ts_recv=RECEIVED)
     assert out.trades is not None
     (trade,) = out.trades.rows()
     assert (trade.symbol, trade.price, trade.size, trade.exchange, trade.trade_id) == ("MSFT", 114.125, 100, 4, "12345")
@@ -36,7 +37,7 @@ def test_a_trade_is_mapped_field_by_field() -> None:
 
 
 def test_second_and_minute_aggregates_become_bars_of_their_interval() -> None:
-    out = normalise(decode_frame(frame(SECOND, MINUTE), DecodeErrors()), ts_recv=1)
+    out = normalise(decode_frame(frame(SECOND, MINUTE), DecodeErrors()), ts_recv=RECEIVED)
     assert out.bars_1s is not None and out.bars_1m is not None
     assert out.bars_1s.interval == "1s" and out.bars_1m.interval == "1m"
     (bar,) = out.bars_1m.rows()
@@ -47,7 +48,7 @@ def test_second_and_minute_aggregates_become_bars_of_their_interval() -> None:
 
 def test_a_mixed_frame_splits_by_type_and_keeps_statuses_out_of_the_data() -> None:
     status = {"ev": "status", "status": "success", "message": "subscribed to: Q.MSFT"}
-    out = normalise(decode_frame(frame(QUOTE, TRADE, status, dict(QUOTE, sym="AAPL")), DecodeErrors()), ts_recv=1)
+    out = normalise(decode_frame(frame(QUOTE, TRADE, status, dict(QUOTE, sym="AAPL")), DecodeErrors()), ts_recv=RECEIVED)
     assert out.quotes is not None and out.quotes.symbol == ("MSFT", "AAPL")
     assert out.trades is not None and len(out.trades) == 1
     assert out.statuses == [("success", "subscribed to: Q.MSFT")]

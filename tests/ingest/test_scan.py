@@ -19,18 +19,23 @@ from mesh.ingest.scan import Columns
 
 QUOTE = {"ev": "Q", "sym": "MSFT", "bx": 4, "bp": 114.125, "bs": 100, "ax": 7, "ap": 114.128, "as": 160, "c": 0, "i": [604], "t": 1536036818784, "q": 50385480, "z": 3}
 TRADE = {"ev": "T", "sym": "MSFT", "x": 4, "i": "12345", "z": 3, "p": 114.125, "s": 100, "c": [0, 12], "t": 1536036818784, "q": 3681328}
+RECEIVED = 1_700_000_000_000_000_000  # a receive time
 SECOND = {"ev": "A", "sym": "SPY", "v": 200, "av": 8642007, "op": 25.66, "vw": 25.3981, "o": 25.39, "c": 25.39, "h": 25.39, "l": 25.39, "a": 25.3714, "z": 50, "s": 1610144640000, "e": 1610144641000}
 
 
+TS_MS = (946_684_800_000, 4_102_444_799_999)  # 2000..2099, in ms
+
+
 def random_event(rng: random.Random) -> dict:  # type: ignore[type-arg]
-    """A Q or T event as Massive could send it: optional fields left out, odd but valid values."""
-    price = rng.choice([round(rng.uniform(0.0001, 5000), rng.randint(0, 6)), rng.randint(0, 100_000), 0.1, 0.0003, 123456789.123])
-    sym = rng.choice(["AAPL", "BRK.A", "X", "", "A" * 40, "SPY"])
+    """A Q or T event as Massive could send it: optional fields left out, odd but valid values
+    (mesh.bounds: times 1980..2100, a symbol, no negative sizes or codes; a quote side may be 0)."""
+    price = rng.choice([round(rng.uniform(0.0001, 5000), rng.randint(0, 6)), rng.randint(1, 100_000), 0.1, 0.0003, 123456789.123])
+    sym = rng.choice(["AAPL", "BRK.A", "X", "A" * 40, "SPY"])
     if rng.random() < 0.5:
-        event = {"ev": "Q", "sym": sym, "bx": rng.randint(0, 20), "bp": price, "bs": rng.randint(0, 10**6), "ax": rng.randint(-40, 300), "ap": -price if rng.random() < 0.1 else price, "as": rng.randint(0, 70_000)}
-        optional = {"t": rng.randint(0, 2**41), "c": rng.randint(0, 300), "q": rng.randint(0, 2**40), "z": rng.randint(1, 3), "i": [rng.randint(0, 999)]}
+        event = {"ev": "Q", "sym": sym, "bx": rng.randint(0, 20), "bp": price, "bs": rng.randint(0, 10**6), "ax": rng.randint(0, 300), "ap": price, "as": rng.randint(0, 70_000), "t": rng.randint(TS_MS[0], TS_MS[1])}
+        optional = {"c": rng.randint(0, 300), "q": rng.randint(0, 2**40), "z": rng.randint(1, 3), "i": [rng.randint(0, 999)]}
     else:
-        event = {"ev": "T", "sym": sym, "p": price, "s": rng.randint(0, 2**33), "t": rng.randint(0, 2**41)}
+        event = {"ev": "T", "sym": sym, "p": price, "s": rng.randint(0, 2**33), "t": rng.randint(TS_MS[0], TS_MS[1])}
         optional = {"x": rng.randint(0, 20), "i": str(rng.randint(0, 10**12)), "c": [rng.randint(0, 60) for _ in range(rng.randint(0, 20))], "q": rng.randint(0, 2**40), "z": rng.randint(1, 3)}
     event.update({key: value for key, value in optional.items() if rng.random() < 0.8})
     if rng.random() < 0.1:
@@ -70,18 +75,20 @@ def scanned(frames: list[tuple[int, bytes]]) -> tuple[bytes | None, bytes | None
 def test_generated_frames_scan_to_the_same_bytes_as_the_msgspec_path() -> None:
     rng = random.Random(20261122)
     for _ in range(300):
-        frames = [(rng.randint(0, 2**62), random_frame(rng)) for _ in range(rng.randint(1, 8))]
+        frames = [(rng.randint(TS_MS[0], TS_MS[1]) * 1_000_000 + rng.randint(0, 999_999), random_frame(rng)) for _ in range(rng.randint(1, 8))]
         assert scanned(frames) == reference(frames)
 
 
-INT_EDGES = [0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**56, -1, -32, -33, -128, -129, -32768, -32769, -(2**31), -(2**31) - 1, -(2**56)]  # within the 18 digits the scanner takes
-PRICE_EDGES = ["0", "-0.0", "1", "0.1", "-2.5", "123456789012345.6", "9007199254740993", "0.000001", "999999999999999999"]
+# every msgpack width a valid value can take (mesh.bounds: codes, sizes and sequences are not
+# negative), within the 18 digits the scanner takes
+INT_EDGES = [0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**56, 10**18 - 1]
+PRICE_EDGES = ["0.000001", "1", "0.1", "2.5", "123456789.6", "9007199.254740991", "999999999.99999"]
 
 
 def test_every_msgpack_width_and_price_edge_matches_msgspec() -> None:
-    quotes = ",".join(f'{{"ev":"Q","sym":"E","bx":1,"bp":{price},"bs":1,"ax":1,"ap":{price},"as":1,"q":{n},"z":{n}}}' for n in INT_EDGES for price in PRICE_EDGES)
-    trades = ",".join(f'{{"ev":"T","sym":"E","p":{price},"s":{n},"t":1,"c":[{n},{n}]}}' for n in INT_EDGES for price in PRICE_EDGES)
-    frames = [(1, f"[{quotes}]".encode()), (2, f"[{trades}]".encode())]
+    quotes = ",".join(f'{{"ev":"Q","sym":"E","bx":1,"bp":{price},"bs":1,"ax":1,"ap":{price},"as":1,"q":{n},"z":{n},"t":1700000000000}}' for n in INT_EDGES for price in ["0", *PRICE_EDGES])
+    trades = ",".join(f'{{"ev":"T","sym":"E","p":{price},"s":{n},"t":1700000000000,"c":[{n},{n}]}}' for n in INT_EDGES for price in PRICE_EDGES)
+    frames = [(RECEIVED + 1, f"[{quotes}]".encode()), (RECEIVED + 2, f"[{trades}]".encode())]
     assert scanned(frames) == reference(frames)
 
 
@@ -105,12 +112,12 @@ def test_a_mutated_frame_is_either_declined_or_read_exactly_as_msgspec_reads_it(
                     data = bytearray(b"[")
         frame = bytes(data)
         columns = Columns(len(frame))
-        if not columns.add(frame, 1):
+        if not columns.add(frame, RECEIVED):
             continue
         errors = DecodeErrors()
         events = decode_frame(frame, errors)
         assert errors.total == 0, frame  # taken by the scanner, so msgspec must take it too ...
-        out = normalise(events, 1)
+        out = normalise(events, RECEIVED)
         quotes, trades = columns.take()  # ... and read the same values
         assert (bytes(quotes.payload) if quotes else None) == (msgspec.msgpack.encode(out.quotes) if out.quotes is not None else None), frame
         assert (bytes(trades.payload) if trades else None) == (msgspec.msgpack.encode(out.trades) if out.trades is not None else None), frame
@@ -118,7 +125,7 @@ def test_a_mutated_frame_is_either_declined_or_read_exactly_as_msgspec_reads_it(
 
 def test_a_batch_of_more_than_65535_events_keeps_its_msgpack_form() -> None:
     events = [dict(QUOTE, q=n) for n in range(70_000)]
-    frames = [(1, json.dumps(events[:35_000]).encode()), (2, json.dumps(events[35_000:]).encode())]
+    frames = [(RECEIVED + 1, json.dumps(events[:35_000]).encode()), (RECEIVED + 2, json.dumps(events[35_000:]).encode())]
     assert scanned(frames) == reference(frames)
 
 
@@ -157,6 +164,18 @@ DECLINED = {
     "trailing garbage": json.dumps([QUOTE]) + "x",
     "not an array": json.dumps(QUOTE),
     "an empty object": "[{}]",
+    # values the bus would reject (mesh.bounds): the msgspec path drops just that event
+    "a time before 1980": [dict(QUOTE, t=1000)],
+    "no time at all": [{k: v for k, v in TRADE.items() if k != "t"}],
+    "a negative size": [dict(QUOTE, bs=-1)],
+    "a negative exchange": [dict(TRADE, x=-4)],
+    "a trade at price 0": [dict(TRADE, p=0)],
+    "a negative bid": [dict(QUOTE, bp=-1.5)],
+    "a price of a billion": [dict(TRADE, p=1_000_000_000)],
+    "an empty symbol": [dict(QUOTE, sym="")],
+    "a 65-character symbol": [dict(TRADE, sym="A" * 65)],
+    "a negative condition": [dict(TRADE, c=[12, -1])],
+    "65 conditions": [dict(TRADE, c=[1] * 65)],
 }
 
 
@@ -171,6 +190,24 @@ def test_a_frame_the_scanner_cannot_take_exactly_is_declined_and_nothing_is_half
     assert (columns.state == before).all()
     quotes, trades = columns.take()
     assert quotes is not None and trades is not None and len(quotes.symbols) == 1 and len(trades.symbols) == 1
+
+
+def test_one_event_outside_the_bounds_costs_only_itself() -> None:
+    """Good events in the same frame reach the bus in a batch every subscriber accepts."""
+    from mesh.config import Config
+    from mesh.ingest.service import IngestService
+
+    published: list[tuple[str, object]] = []
+
+    class Runtime:
+        def publish(self, topic: str, payload: object) -> None:
+            published.append((topic, wire.decode(wire.encode(topic, payload, src="ingest", seq=1)).payload))
+
+    service = IngestService(Config.load(environ={}))
+    frame = json.dumps([dict(QUOTE, q=1), dict(QUOTE, q=2, bs=-5), dict(TRADE, q=3, p=0), dict(QUOTE, q=4, sym=""), dict(TRADE, q=5)]).encode()
+    service.process_frames(Runtime(), [(RECEIVED, frame)])  # type: ignore[arg-type]
+    assert [(topic, [row.sequence for row in batch.rows()]) for topic, batch in published] == [("md.quote.stocks", [1]), ("md.trade.stocks", [5])]  # type: ignore[attr-defined]
+    assert service.errors.counts["range"] == 3
 
 
 def test_declined_frames_still_reach_the_bus_through_msgspec_in_feed_order() -> None:
