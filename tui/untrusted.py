@@ -105,7 +105,7 @@ def brief(value: Any, limit: int = 120, depth: int = 3) -> str:
                 return put("{…}" if is_dict else "[…]")
             if not put("{" if is_dict else "["):
                 return False
-            entries = list(item.items()) if is_dict else list(item)
+            entries = list(item.items()) if isinstance(item, dict) else list(item)
             for i, entry in enumerate(entries):
                 if i and not put(", "):
                     return False

@@ -177,7 +177,7 @@ def _nested_too_deep(raw: bytes | msgspec.Raw) -> bool:
     return False
 
 
-def _int64(value: int) -> bool:
+def _int64(value: Any) -> bool:
     return -INT64_MAX - 1 <= value <= INT64_MAX
 
 
@@ -194,7 +194,7 @@ def _in_range(event: WsEvent) -> bool:
     if kind is WsTrade:
         return (
             -MAX_MS <= event.t <= MAX_MS and _int64(event.s) and _int64(event.x) and _int64(event.q) and _int64(event.z)  # type: ignore[union-attr]
-            and all(map(_int64, event.c))  # type: ignore[union-attr]
+            and all(map(_int64, event.c))  # type: ignore[union-attr,arg-type]
         )
     if kind is WsSecondAgg or kind is WsMinuteAgg:
         return -MAX_MS <= event.s <= MAX_MS and -MAX_MS <= event.e <= MAX_MS and _transactions(event.v, event.z) is not None  # type: ignore[union-attr]

@@ -412,7 +412,7 @@ class HistoryView(Vertical):
         if state in FINAL_STATES and self.job_id not in self._job_finished:
             self._job_finished.add(self.job_id)  # type: ignore[arg-type]
             if state == "done":
-                res = job.get("result") if isinstance(job.get("result"), dict) else {}
+                res: dict[str, Any] = job["result"] if isinstance(job.get("result"), dict) else {}
                 self._select_dataset = res.get("dataset") if isinstance(res.get("dataset"), str) else None
                 self.app.notify(f"fetch done: {res.get('summary') or res.get('dataset', '')}", timeout=8)
                 if self.app.connect:  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.text import Text
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
@@ -162,7 +163,7 @@ class EquityPlot(PlotextPlot):
         self.refresh()
 
 
-class MetricsTable(DataTable[str]):
+class MetricsTable(DataTable[str | Text]):
     """One row per metric, one column per run: the runs side by side. The highlighted run's
     column picks the trade list shown below."""
 
@@ -180,7 +181,7 @@ class MetricsTable(DataTable[str]):
 TRADE_COLUMNS = ("Symbol", "Side", "Qty", "Entry", "Exit", "Entry px", "Exit px", "P&L", "Return")
 
 
-class TradesTable(DataTable[str]):
+class TradesTable(DataTable[str | Text]):
     """The trades of one run (the latest ones, when the backtester capped them)."""
 
     def on_mount(self) -> None:
