@@ -181,7 +181,7 @@ class ControlThread(threading.Thread):
 
     def run(self) -> None:
         rt = self.rt
-        ctx = zmq.Context.shadow(rt.context.underlying)
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.shadow(rt.context.underlying)
         ctl = ctx.socket(zmq.DEALER)
         ctl.linger = 0
         ctl.connect(rt.config.bus_ctl)
