@@ -144,7 +144,10 @@ class BusFeed:
                     return control.Reply(id=req.id, ok=False, error=f"no answer from the bus at {self.ctl_endpoint}: is the mesh running?")
                 frames = await sock.recv_multipart()
                 if len(frames) == 2 and frames[0] == control.REP:
-                    reply = control.decode_reply(frames[1])
+                    try:
+                        reply = control.decode_reply(frames[1])
+                    except control.BadBody as exc:
+                        return control.Reply(id=req.id, ok=False, error=f"unreadable reply from {service}: {exc}")
                     if reply.id == req.id:
                         return reply
         finally:

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from mesh import client
+from mesh import client, control
 from mesh.config import Config
 
 SERVICE = "recorder"
@@ -45,25 +45,25 @@ def _config() -> Config:
 
 def cmd_start(args: argparse.Namespace) -> int:
     config = _config()
-    report = client.call(SERVICE, "start", {"name": args.name, "symbols": args.symbols}, config=config, timeout=10.0)
+    report = client.call(SERVICE, "start", {"name": args.name, "symbols": args.symbols}, config=config, timeout=10.0, busy_wait=control.BUSY_WAIT)
     _print(report, args.json, f"recording {args.name!r}")
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     config = _config()
-    report = client.call(SERVICE, "stop", config=config, timeout=5.0)
+    report = client.call(SERVICE, "stop", config=config, timeout=5.0, busy_wait=control.BUSY_WAIT)
     deadline = time.monotonic() + args.wait
     while (report.get("session") or {}).get("state") == "stopping" and time.monotonic() < deadline:
         time.sleep(0.2)
-        report = client.call(SERVICE, "status", config=config)
+        report = client.call(SERVICE, "status", config=config, busy_wait=control.BUSY_WAIT)
     session = report.get("session") or {}
     _print(report, args.json, f"recording {session.get('session')!r} {session.get('state')}")
     return 0 if session.get("state") == "stopped" else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    report = client.call(SERVICE, "status", config=_config())
+    report = client.call(SERVICE, "status", config=_config(), busy_wait=control.BUSY_WAIT)
     session = report.get("session")
     headline = "not recording" if not session else f"{session['session']}: {session['state']}"
     _print(report, args.json, headline)
