@@ -36,6 +36,7 @@ from mesh.wire import MalformedFrame
 log = logging.getLogger(__name__)
 
 DRAIN = 2_000  # messages handled per wake-up before housekeeping gets a turn
+DRAIN_SECONDS = 0.05  # or this long: commands and heartbeats share the loop, and must not wait seconds
 STOP_REPLY_WITHIN = 1.5  # seconds: `stop` answers by then, and finishes in the background if needed
 
 
@@ -82,12 +83,15 @@ class RecorderService(Service):
             await self._recover(runtime)
             while not runtime.stopping.is_set():
                 if await sock.poll(100):
+                    deadline = time.monotonic() + DRAIN_SECONDS
                     for _ in range(DRAIN):
                         try:
                             frames = drain.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
                         self._on_frames(frames)
+                        if time.monotonic() > deadline:
+                            break
                 self._housekeeping()
             await self._shutdown()
         finally:
