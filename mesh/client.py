@@ -113,6 +113,19 @@ class SubscriberStats:
         self.gaps += missing
         return missing
 
+    def continues(self, received: Iterable[tuple[str, Header]]) -> bool:
+        """Whether these (topic, header)s, in order, follow on from what was seen with no message
+        missing and no source restarting (nothing is counted: `observe_header` does that)."""
+        last_seq = self._last_seq
+        seen: dict[tuple[str, str], int] = {}
+        for topic, header in received:
+            key = (header.src, topic)
+            last = seen.get(key, last_seq.get(key))
+            if last is not None and header.seq != last + 1:
+                return False
+            seen[key] = header.seq
+        return True
+
     def reject(self, error: MalformedFrame) -> None:
         """Count a message that could not be decoded. When its envelope was readable, its sequence
         number still counts as seen: a bad message is malformed, not also missing."""

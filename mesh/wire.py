@@ -149,7 +149,7 @@ def _payload(raw: msgspec.Raw, columnar: bool) -> Any:
 class Burst:
     """Many bus messages decoded together (`decode_many`)."""
 
-    messages: list[Message]  # in arrival order, quote and trade batches merged per topic
+    messages: list[Message]  # in arrival order, quote and trade batches merged per (topic, source)
     received: list[tuple[str, Header]]  # (topic, header) of every good message, for sequence accounting
     errors: list[MalformedFrame]  # one per message that could not be decoded
 
@@ -158,7 +158,7 @@ _MERGED_KINDS = (topics.QUOTE, topics.TRADE)
 
 
 def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]], fields: Mapping[str, Collection[str]] | None = None) -> Burst:
-    """A burst of messages in columnar form, the quote and trade batches of each topic merged into one.
+    """A burst of messages in columnar form, the quote and trade batches of each topic and source merged into one.
 
     Decoding a hundred small batches as one (mesh.columnar.merge) pays numpy's per-call cost once
     per column instead of once per column per message. A merged message carries the header of the
@@ -168,7 +168,7 @@ def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]], field
     message's payload is a `ColumnView` of them instead of a batch.
     """
     slots: list[Message | tuple[str, list[tuple[Header, msgspec.Raw]]]] = []  # in order of first arrival
-    groups: dict[str, list[tuple[Header, msgspec.Raw]]] = {}
+    groups: dict[tuple[str, str], list[tuple[Header, msgspec.Raw]]] = {}
     errors: list[MalformedFrame] = []
     for frames in frames_list:
         try:
@@ -178,9 +178,9 @@ def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]], field
             continue
         parts = topic.split(".", 2)
         if len(parts) == 3 and topic.startswith(topics.MARKET_DATA) and parts[1] in _MERGED_KINDS:
-            group = groups.get(topic)
+            group = groups.get((topic, header.src))
             if group is None:
-                group = groups[topic] = []
+                group = groups[(topic, header.src)] = []
                 slots.append((topic, group))
             group.append((header, raw))
             continue
