@@ -107,12 +107,20 @@ class Continuity:
         return self.changed and now - self._saved_at >= SNAPSHOT_EVERY
 
     def save(self, directory: Path) -> None:
-        """Replace the snapshot in `directory` atomically (a rename: a crash leaves the old or the new one)."""
+        """Replace the snapshot in `directory` atomically (a rename: a crash leaves the old or the new one).
+
+        Not fsync'd: it is rewritten every second, and an older snapshot only widens the gaps. A
+        write that fails (a full disk) leaves no temporary file behind.
+        """
         data = json.dumps(self.snapshot(), separators=(",", ":"))
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{SNAPSHOT_FILE}.tmp"
-        tmp.write_text(data)
-        os.replace(tmp, directory / SNAPSHOT_FILE)
+        try:
+            tmp.write_text(data)
+            os.replace(tmp, directory / SNAPSHOT_FILE)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         self._saved_at = time.monotonic()
         self.changed = False
 

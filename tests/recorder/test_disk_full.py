@@ -77,8 +77,7 @@ def record_status(mesh: Mesh) -> subprocess.CompletedProcess[str]:
 
 
 def temporaries(*roots: Path) -> list[Path]:
-    # the gap positions (mesh.recorder.continuity) are the continuity module's own file: not checked here
-    return [p for root in roots for p in root.rglob("*") if p.name.startswith(".") and ".tmp" in p.name and "positions" not in p.name]
+    return [p for root in roots for p in root.rglob("*") if p.name.startswith(".") and ".tmp" in p.name]
 
 
 def keep_publishing_until_failed(mesh: Mesh, first: int) -> None:
