@@ -98,7 +98,12 @@ def cmd_tap(args: argparse.Namespace) -> int:
 
 # --- status --------------------------------------------------------------------------------------
 
-KEY_COUNTERS = ("msgs_per_s", "events_per_s", "events", "connection", "reconnects", "rows", "malformed", "gaps", "dropped")
+KEY_COUNTERS = ("msgs_per_s", "events_per_s", "events", "connection", "reconnects", "rows", "malformed", "gaps", "dropped", "loop_lag_s", "control_rejected")
+
+
+def _quiet(key: str, value: Any) -> bool:
+    """Counters shown only when they say something: a loop lag under a second, no rejections."""
+    return (key == "loop_lag_s" and isinstance(value, int | float) and value < 1) or (key == "control_rejected" and value == 0)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -118,7 +123,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{'SERVICE':<11}{'UP':<6}{'STATE':<10}{'AGE':>6}  COUNTERS")
         for name, entry in report.items():
             counters = entry["counters"]
-            shown = [f"{k}={counters[k]}" for k in KEY_COUNTERS if k in counters] or [f"{k}={v}" for k, v in list(counters.items())[:6]]
+            shown = [f"{k}={counters[k]}" for k in KEY_COUNTERS if k in counters and not _quiet(k, counters[k])] or [f"{k}={v}" for k, v in list(counters.items())[:6]]
             up = "up" if entry["up"] else "DOWN"
             detail = f"  ({entry['message']})" if entry.get("message") else ""
             print(f"{name:<11}{up:<6}{entry['state']:<10}{entry['age_s']:>5.1f}s  {' '.join(shown)}{detail}")
