@@ -165,11 +165,13 @@ async def test_bad_parameters_and_missing_choices_are_shown(backtester: subproce
         params = app.query_one("#bt-params", Input)
         params.value = "nosuch=3"  # the backtester rejects it
         app.clear_notifications()  # as a user dismisses a toast: one lying over the button takes the click
+        await pilot.pause(0.2)  # the toast gone from the screen and the selection applied, as a person would see
         await pilot.click("#bt-run")
         await wait_until(pilot, lambda: any("no selected strategy has a parameter 'nosuch'" in t for t in toasts(app)))
         assert "backtester: " in status_text(app) and view.job_id is None
         params.value = "fast=abc"
         app.clear_notifications()
+        await pilot.pause(0.2)
         await pilot.click("#bt-run")
         await wait_until(pilot, lambda: any("fast" in t and "abc" in t for t in toasts(app)))
         params.value = "fast"  # not NAME=VALUE: caught before it is sent; Enter runs as the button does
