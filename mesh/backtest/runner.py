@@ -369,12 +369,15 @@ def run_many(
 
 
 def plan(
-    strategies: list[str], params: dict[str, Any] | list[str] | None = None
+    strategies: list[str],
+    params: dict[str, Any] | list[str] | None = None,
+    load: Callable[[str], Strategy] = get_strategy,
 ) -> list[tuple[str, dict[str, Any]]]:
     """(strategy, params) for every run, checked before any data is loaded.
 
     A parameter goes to each selected strategy that has it (an error if none has), `NAME.k` to
-    strategy NAME only; a comma-separated value sweeps, one run per combination.
+    strategy NAME only; a comma-separated value sweeps, one run per combination. `load` turns a
+    name into a `Strategy` (a service passes one that loads only what it may run).
     """
     from mesh.backtest.strategies import parse_assignments
 
@@ -382,7 +385,7 @@ def plan(
         strategies = [strategies]
     if not strategies:
         raise StrategyError("no strategy given")
-    resolved = [(name, get_strategy(name)) for name in strategies]
+    resolved = [(name, load(name)) for name in strategies]
     assignments = (
         parse_assignments(params)
         if isinstance(params, list)

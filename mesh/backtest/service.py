@@ -10,7 +10,10 @@ Commands (what the TUI's backtest view sends; every one is answered at once):
     result(job_id)                   -> the finished job's result (what bt.result.<id> carried)
     cancel(job_id)                   -> {job_id, state}
 
-`strategy` is a name or a list of names (a comparison); `params` works as on the command line
+`strategy` is a name or a list of names (a comparison): a built-in, or `FILE:function` from a .py
+file inside a directory listed in `MESH_STRATEGY_PATH` (see mesh/backtest/strategy_path.py). Any
+other reference (`os:system`, a module name, a path outside those directories) is refused before
+anything is imported: whoever can reach the bus must not be able to run code here. `params` works as on the command line
 (`{"fast": 5}` for every strategy that has it, `{"ma-crossover.fast": 5}` for one, `"5,10,20"` to
 sweep). A job is checked before it is queued (unknown dataset, strategy or parameter: an error
 reply), then runs in a worker thread, one job at a time. It publishes `JobUpdate`s on `job.<id>`
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mesh import topics
+from mesh.backtest.strategy_path import StrategyPath
 from mesh.config import Config
 from mesh.schema import JobUpdate
 from mesh.service import Runtime, Service, run_service
@@ -49,6 +53,7 @@ class Job:
     runs: list[tuple[str, dict[str, Any]]]
     options: Any
     save: bool
+    strategies: dict[str, Any] = field(default_factory=dict)  # name as asked -> the loaded Strategy
     state: str = "queued"
     progress: float = 0.0
     message: str = ""
@@ -99,9 +104,19 @@ class BacktesterService(Service):
     name: ClassVar[str] = "backtester"
 
     def __init__(
-        self, config: Config, *, max_points: int = 500, max_trades: int = 500, keep_jobs: int = 100
+        self,
+        config: Config,
+        *,
+        max_points: int = 500,
+        max_trades: int = 500,
+        keep_jobs: int = 100,
+        strategy_path: StrategyPath | None = None,
     ) -> None:
         super().__init__(config)
+        # where user strategies may come from: MESH_STRATEGY_PATH, read once at start
+        self.strategy_path = (
+            strategy_path if strategy_path is not None else StrategyPath.from_environ()
+        )
         self.max_points = max_points
         self.max_trades = max_trades
         self.keep_jobs = keep_jobs
@@ -175,11 +190,17 @@ class BacktesterService(Service):
         if job_id in self.jobs and self.jobs[job_id].state in ("queued", "running"):
             raise ValueError(f"job {job_id!r} is already {self.jobs[job_id].state}")
         opts = Options.from_dict(dict(options or {}))
-        runs = plan(strategy if isinstance(strategy, list) else [strategy], dict(params or {}))
+        names = strategy if isinstance(strategy, list) else [strategy]
+        if not all(isinstance(name, str) for name in names):
+            raise ValueError("strategy: expected a name or a list of names")
+        for name in names:  # every reference is checked before any file is loaded
+            self.strategy_path.check(name)
+        loaded = await asyncio.to_thread(lambda: {n: self.strategy_path.load(n) for n in names})
+        runs = plan(names, dict(params or {}), load=loaded.__getitem__)
         await asyncio.to_thread(
             datasets.resolve, dataset, self.config.data_dir
         )  # unknown dataset: an error reply now
-        job = Job(job_id, dataset, runs, opts, bool(save))
+        job = Job(job_id, dataset, runs, opts, bool(save), loaded)
         self.jobs[job_id] = job
         self.jobs.move_to_end(job_id)
         self._trim()
@@ -335,7 +356,7 @@ class BacktesterService(Service):
 
         results = run_many(
             job.dataset,
-            list(job.runs),
+            [(job.strategies[name], params) for name, params in job.runs],
             data_dir=self.config.data_dir,
             options=job.options,
             progress=progress,
@@ -375,6 +396,19 @@ def main(config: Config, argv: list[str] | None = None) -> int:
     if args.max_points < 2 or args.max_trades < 0:
         log.error("--max-points must be at least 2 and --max-trades not negative")
         return 2
+    from mesh.backtest.errors import StrategyError
+
+    try:
+        strategy_path = StrategyPath.from_environ()
+    except StrategyError as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("user strategies: .py files in MESH_STRATEGY_PATH (%s)", strategy_path.describe())
     return run_service(
-        BacktesterService(config, max_points=args.max_points, max_trades=args.max_trades)
+        BacktesterService(
+            config,
+            max_points=args.max_points,
+            max_trades=args.max_trades,
+            strategy_path=strategy_path,
+        )
     )

@@ -375,33 +375,56 @@ def get_strategy(name: str) -> Strategy:
 
 
 def load_user_strategy(spec: str) -> Strategy:
+    """`module:object` (a module importable from the working folder) or `path.py:object`.
+
+    This imports and runs whatever the name points at, so only the user's own process may call
+    it (the local `massive backtest`, their Python); a service that takes strategy names from
+    the bus loads through `mesh.backtest.strategy_path` instead.
+    """
     module_name, _, attr = spec.rpartition(":")
     if not module_name or not attr:
         raise StrategyError(f"strategy {spec!r}: expected module:object, e.g. mystrategies:rsi")
+    if module_name.endswith(".py") or "/" in module_name:
+        path = Path(module_name)
+        if not path.is_file():
+            raise StrategyError(f"strategy {spec!r}: no file {path}")
+        return load_strategy_file(spec, path, attr)
     try:
-        if module_name.endswith(".py") or "/" in module_name:
-            path = Path(module_name)
-            if not path.is_file():
-                raise StrategyError(f"strategy {spec!r}: no file {path}")
-            module_key = f"_mesh_user_strategy_{abs(hash(str(path.resolve())))}"
-            loader_spec = importlib.util.spec_from_file_location(module_key, path)
-            if loader_spec is None or loader_spec.loader is None:
-                raise StrategyError(f"strategy {spec!r}: cannot load {path}")
-            module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[module_key] = module
-            loader_spec.loader.exec_module(module)
-        else:
-            if "" not in sys.path and "." not in sys.path:
-                sys.path.insert(0, "")  # the working folder, as `python -m` does
-            module = importlib.import_module(module_name)
-    except StrategyError:
-        raise
+        if "" not in sys.path and "." not in sys.path:
+            sys.path.insert(0, "")  # the working folder, as `python -m` does
+        module = importlib.import_module(module_name)
     except ImportError as exc:
         raise StrategyError(f"strategy {spec!r}: cannot import {module_name!r}: {exc}") from None
     except Exception as exc:
         raise StrategyError(
             f"strategy {spec!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
         ) from None
+    return strategy_from_module(spec, module, module_name, attr)
+
+
+def load_strategy_file(spec: str, path: Path, attr: str) -> Strategy:
+    """The strategy `attr` of the Python file at `path`, loaded by its path under a private
+    module name (a file called os.py does not replace the `os` module)."""
+    module_key = f"_mesh_user_strategy_{abs(hash(str(path.resolve())))}"
+    try:
+        loader_spec = importlib.util.spec_from_file_location(module_key, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise StrategyError(f"strategy {spec!r}: cannot load {path}")
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_key] = module
+        loader_spec.loader.exec_module(module)
+    except StrategyError:
+        raise
+    except Exception as exc:
+        raise StrategyError(
+            f"strategy {spec!r}: importing {str(path)!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    return strategy_from_module(spec, module, str(path), attr)
+
+
+def strategy_from_module(spec: str, module: Any, module_name: str, attr: str) -> Strategy:
+    """`attr` of an imported module as a `Strategy` (a function, a `Strategy`, or an object or
+    class with `signals`)."""
     try:
         obj = getattr(module, attr)
     except AttributeError:
