@@ -2,11 +2,13 @@
 
 One place reads settings so that every service, the CLI and the TUI agree, every value can say
 where it came from (`massive config`), and secrets are wrapped so that printing or logging the
-configuration never shows them.
+configuration never shows them (nor their length: only whether they are set). It also refuses an
+unauthenticated bus on a non-loopback address (`MESH_BUS_AUTH=off` is for loopback debugging).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -44,6 +46,10 @@ def log_level(environ: Mapping[str, str] | None = None) -> str:
     return value
 
 
+REDACTED = "<set>"
+"""What a secret shows instead of itself: that it is set, and nothing more."""
+
+
 class Secret:
     """A string that never shows itself in `str`, `repr`, logs or tracebacks."""
 
@@ -56,9 +62,10 @@ class Secret:
         return self._value
 
     def redacted(self) -> str:
+        """Whether the secret is set, never anything about its value (not even its length)."""
         if self._value in _PUBLIC_DEMO_VALUES:
             return f"{self._value} (simulator demo credential)"
-        return f"<redacted, {len(self._value)} chars>"
+        return REDACTED if self._value else "<empty>"
 
     def __repr__(self) -> str:
         return f"Secret({self.redacted()})"
@@ -85,7 +92,8 @@ class KdbTarget:
     password: Secret | None = None
 
     def __str__(self) -> str:
-        auth = f"{self.user}:<redacted>@" if self.user or self.password else ""
+        password = f":{self.password.redacted()}" if self.password else ""
+        auth = f"{self.user}{password}@" if self.user or password else ""
         return f"{auth}{self.host}:{self.port}"
 
 
@@ -108,6 +116,7 @@ class Config:
     bus_pub: str
     bus_sub: str
     bus_ctl: str
+    bus_auth: bool
     data_dir: Path
     kdb_tickerplant: KdbTarget | None
     sim_mode: bool
@@ -135,6 +144,14 @@ class Config:
             },
         }
 
+    def exposed(self) -> list[str]:
+        """The bus endpoints (`MESH_BUS_PUB`, `_SUB`, `_CTL`) that are not loopback or local."""
+        return [endpoint for endpoint in (self.bus_pub, self.bus_sub, self.bus_ctl) if not is_local_endpoint(endpoint)]
+
+    def auth_warning(self) -> str | None:
+        """The one line to show at start, in `massive status` and the dashboard when the bus is open."""
+        return None if self.bus_auth else AUTH_OFF_WARNING
+
     @property
     def s3_credentials(self) -> tuple[str, str] | None:
         if self.s3_access_key_id and self.s3_secret_access_key:
@@ -150,6 +167,8 @@ def _show(value: object) -> str:
         return "(unset)"
     if isinstance(value, Secret):
         return value.redacted()
+    if isinstance(value, bool):
+        return "on" if value else "off"
     return str(value)
 
 
@@ -177,6 +196,7 @@ _SPECS = [
     _Spec("MESH_BUS_PUB", "bus_pub", "tcp://127.0.0.1:7701"),
     _Spec("MESH_BUS_SUB", "bus_sub", "tcp://127.0.0.1:7702"),
     _Spec("MESH_BUS_CTL", "bus_ctl", "tcp://127.0.0.1:7703"),
+    _Spec("MESH_BUS_AUTH", "bus_auth", "on"),
     _Spec("MESH_DATA_DIR", "data_dir", "./data"),
     _Spec("KDB_TICKERPLANT", "kdb_tickerplant", None, secret=True),
 ]
@@ -274,6 +294,9 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
         endpoints[var] = _parse_endpoint(var, raw[var], where(var))
     if len(set(endpoints.values())) != 3:
         raise ConfigError("MESH_BUS_PUB, MESH_BUS_SUB and MESH_BUS_CTL must be three different endpoints")
+    bus_auth = _parse_switch("MESH_BUS_AUTH", raw["MESH_BUS_AUTH"], where("MESH_BUS_AUTH"))
+    if not bus_auth:
+        _refuse_exposure(endpoints, where)
 
     return Config(
         api_key=api_key,
@@ -291,6 +314,7 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
         bus_pub=endpoints["MESH_BUS_PUB"],
         bus_sub=endpoints["MESH_BUS_SUB"],
         bus_ctl=endpoints["MESH_BUS_CTL"],
+        bus_auth=bus_auth,
         data_dir=_data_dir(raw["MESH_DATA_DIR"], where("MESH_DATA_DIR")),
         kdb_tickerplant=_parse_kdb(raw.get("KDB_TICKERPLANT"), where("KDB_TICKERPLANT")),
         sim_mode=sim_mode,
@@ -329,13 +353,61 @@ def _parse_subscriptions(value: str, source: str) -> str:
 
 
 def _parse_endpoint(var: str, value: str, source: str) -> str:
-    if re.fullmatch(r"tcp://[^\s:/]+:\d{1,5}", value):
+    if re.fullmatch(r"tcp://(?:[^\s:/\[\]]+|\[[0-9A-Fa-f:.%\w]+\]):\d{1,5}", value):
         port = int(value.rsplit(":", 1)[1])
         if 0 < port < 65536:
             return value
     elif re.fullmatch(r"(ipc|inproc)://\S+", value):
         return value
     raise ConfigError(f"{var}={value!r} (from {source}): expected a ZeroMQ endpoint such as tcp://127.0.0.1:7701 or ipc:///tmp/bus.pub")
+
+
+AUTH_OFF_WARNING = "bus authentication is off (MESH_BUS_AUTH=off): any local process can read, publish and command; for loopback debugging only"
+
+_SWITCH = {"on": True, "off": False}
+
+
+def _parse_switch(var: str, value: str, source: str) -> bool:
+    try:
+        return _SWITCH[value.strip().lower()]
+    except KeyError:
+        raise ConfigError(f"{var}={value!r} (from {source}): expected one of {', '.join(_SWITCH)}") from None
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """True for `ipc://`, `inproc://` and tcp on 127.0.0.0/8, `localhost` or `[::1]`.
+
+    Everything else reaches (or may reach) other machines: `0.0.0.0`, `*`, `[::]`, an interface
+    name, a host name or any other address.
+    """
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    if not endpoint.startswith("tcp://"):
+        return False
+    host = endpoint[len("tcp://") :].rsplit(":", 1)[0]
+    if host.lower() == "localhost":
+        return True
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _refuse_exposure(endpoints: Mapping[str, str], where: Any) -> None:
+    """Protected mode: with authentication off, the bus may only listen where no one else can reach."""
+    exposed = [f"{var}={value} (from {where(var)})" for var, value in endpoints.items() if not is_local_endpoint(value)]
+    if exposed:
+        verb = "is not a loopback address" if len(exposed) == 1 else "are not loopback addresses"
+        raise ConfigError(
+            f"{' and '.join(exposed)} {verb} and MESH_BUS_AUTH=off (from {where('MESH_BUS_AUTH')}): "
+            "anyone who can reach the bus could read, publish and command the mesh without a key; "
+            "set MESH_BUS_AUTH=on (the default) or use tcp://127.0.0.1:PORT"
+        )
 
 
 def _parse_count(var: str, raw: Mapping[str, str], where: Any) -> int:

@@ -31,6 +31,7 @@ def test_no_api_key_means_sim_mode_pointing_at_the_simulator(tmp_path: Path) -> 
     assert config.api_key is not None and config.api_key.reveal() == "sim-demo-key"
     assert config.s3_credentials == ("sim-demo-access", "sim-demo-secret")
     assert (config.bus_pub, config.bus_sub, config.bus_ctl) == ("tcp://127.0.0.1:7701", "tcp://127.0.0.1:7702", "tcp://127.0.0.1:7703")
+    assert config.bus_auth is True and config.auth_warning() is None
     assert config.rest_calls_per_day == 100 and config.rest_calls_per_minute == 5 and config.s3_bytes_per_month == 10 * 10**9
 
 
@@ -53,6 +54,7 @@ def test_a_real_key_uses_massive_hosts_by_feed(tmp_path: Path) -> None:
         ("MESH_BUS_CTL", "tcp://127.0.0.1:99999"),
         ("MASSIVE_WS_URL", "http://example"),
         ("MASSIVE_SUBSCRIPTIONS", "AAPL"),
+        ("MESH_BUS_AUTH", "bogus"),
     ],
 )
 def test_a_value_that_does_not_parse_names_its_variable(tmp_path: Path, var: str, value: str) -> None:
