@@ -1,7 +1,8 @@
 """`massive backtest DATASET --strategy NAME [--param k=v ...] [--json]`: run, compare, sweep, list.
 
 Runs in the shell's own process (no service needed), on the same code the backtester service
-uses. `--strategy` may repeat (a side-by-side comparison on the same data); a parameter given as
+uses. A `module:function` strategy is the user's own code and is loaded here, in the user's
+process; it is never sent to the service (which runs only built-ins and MESH_STRATEGY_PATH files). `--strategy` may repeat (a side-by-side comparison on the same data); a parameter given as
 a comma-separated list (`--param fast=5,10,20`) sweeps every combination. `--param NAME.k=v`
 sets a parameter for one strategy only. Heavy modules are imported only when the command runs.
 """
@@ -50,7 +51,7 @@ def register(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="built-in strategy (see --strategies) or module:function; repeat to compare",
+        help="built-in strategy (see --strategies) or your own module:function (run in this process); repeat to compare",
     )
     p.add_argument(
         "--param",
