@@ -68,7 +68,7 @@ class StrategyPath:
             return None
         if ":" not in spec:
             raise StrategyError(
-                f"unknown strategy {spec!r}; built-in: {', '.join(BUILTINS)}; "
+                f"unknown strategy {_shown(spec)}; built-in: {', '.join(BUILTINS)}; "
                 f"or FILE:function from a directory in {VAR} ({self.describe()})"
             )
         return self.locate(spec)
@@ -96,14 +96,22 @@ class StrategyPath:
                 raise self.refusal(spec)
             candidates = [d.joinpath(*parts[:-1], f"{parts[-1]}.py") for d in self.dirs]
         for candidate in candidates:
-            real = Path(os.path.realpath(candidate))
-            if any(real.is_relative_to(d) for d in self.dirs) and real.is_file():
-                return real, attr
+            try:
+                real = Path(os.path.realpath(candidate))
+                if any(real.is_relative_to(d) for d in self.dirs) and real.is_file():
+                    return real, attr
+            except (OSError, ValueError):  # a name too long for the file system, and the like
+                continue
         raise self.refusal(spec)
 
     def refusal(self, spec: str) -> StrategyError:
         return StrategyError(
-            f"strategy {spec!r} refused: the backtester service runs only built-in strategies "
+            f"strategy {_shown(spec)} refused: the backtester service runs only built-in strategies "
             f"and FILE:function from a .py file inside the directories in {VAR} "
             f"({self.describe()}); to run other code, use `massive backtest` on your own machine"
         )
+
+
+def _shown(spec: str, limit: int = 80) -> str:
+    """`spec` quoted for a one-line message, cut short when it is long."""
+    return repr(spec) if len(spec) <= limit else repr(spec[:limit]) + f"... ({len(spec)} chars)"

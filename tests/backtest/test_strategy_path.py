@@ -138,6 +138,7 @@ def test_code_outside_the_strategy_path_is_refused_over_the_control_channel_and_
         "link:f",
         "os.path:join",
         "mine:os.system",
+        "x" * 5000 + ".py:f",
         ["mine:above_open", "loud:f", "os:system"],  # one bad reference: nothing is loaded
     ]
     for reference in references:
