@@ -22,10 +22,11 @@ from typing import Any
 
 import msgspec
 import zmq
+import zmq.utils.monitor
 
-from mesh import bounds, control, health, topics
+from mesh import auth, bounds, control, health, topics
 from mesh.client import PUB_HWM, SUB_HWM, Publisher
-from mesh.config import Config
+from mesh.config import AUTH_OFF_WARNING, Config
 from mesh.schema import Heartbeat
 from mesh.service import HEARTBEAT_INTERVAL
 
@@ -43,6 +44,7 @@ class ServiceEntry:
     routing_id: bytes
     last_seen: int
     heartbeat: Heartbeat | None
+    owner: str = ""  # the authenticated key that registered the name (mesh.auth)
 
 
 class Bus:
@@ -63,20 +65,38 @@ class Bus:
         self._stop = threading.Event()
         self._in_message = False
         self._capture_addr = f"inproc://bus-capture-{id(self)}"
-        self._xsub = self._bind(zmq.XSUB, config.bus_pub, "MESH_BUS_PUB")
-        self._xpub = self._bind(zmq.XPUB, config.bus_sub, "MESH_BUS_SUB")
-        self._router = self._bind(zmq.ROUTER, config.bus_ctl, "MESH_BUS_CTL")
+        self.auth = config.bus_auth
+        self.impostors = 0  # registrations refused: the name belongs to another key's live service
+        self.forged_replies = 0  # replies from a peer that is no registered service
+        self._gatekeeper: auth.Gatekeeper | None = None
+        self._server_keys: tuple[bytes, bytes] | None = None
+        if self.auth:
+            try:
+                store = auth.KeyStore(config.data_dir)
+                self._server_keys = store.server_keys()
+                self._gatekeeper = auth.Gatekeeper(self.ctx, store)
+            except auth.AuthError as exc:
+                raise BusError(str(exc)) from None
+        self._xsub = self._bind(zmq.XSUB, config.bus_pub, "MESH_BUS_PUB", "publish")
+        self._xpub = self._bind(zmq.XPUB, config.bus_sub, "MESH_BUS_SUB", "subscribe")
+        self._router = self._bind(zmq.ROUTER, config.bus_ctl, "MESH_BUS_CTL", "control")
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._xsub.rcvhwm = PUB_HWM
         self._xpub.sndhwm = SUB_HWM
+        # Handshakes libzmq refuses before any key is looked at (a client with no keys, or the wrong
+        # server key) are seen only by a socket monitor: counted in `handshakes_refused`.
+        self.handshakes_refused = 0
+        self._monitors = [sock.get_monitor_socket(_HANDSHAKE_FAILED) for sock in (self._xsub, self._xpub, self._router)] if self.auth else []
         self._capture_in = self.ctx.socket(zmq.PULL)
         self._capture_in.rcvhwm = 1000  # counting only: if it falls behind, the data path is unaffected
         self._capture_in.bind(self._capture_addr)
         self._proxy_thread = threading.Thread(target=self._proxy, name="bus-proxy", daemon=True)
 
-    def _bind(self, kind: int, endpoint: str, var: str) -> zmq.Socket:
+    def _bind(self, kind: int, endpoint: str, var: str, role: str) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
+        if self._server_keys is not None:  # CURVE, and the ZAP domain that says which role may connect
+            auth.secure_server(sock, self._server_keys, role)
         # A frame larger than any valid message drops its sender's connection before it is read
         # into memory (libzmq's own check), so no peer can make the bus or a subscriber hold it.
         # Listening sockets take options at bind time.
@@ -95,6 +115,9 @@ class Bus:
     def _close_all(self) -> None:
         for sock in getattr(self, "_bound", []):
             sock.close(linger=0)
+        if self._gatekeeper is not None:
+            self._gatekeeper.stop()
+            self._gatekeeper = None
 
     def _proxy(self) -> None:
         capture = self.ctx.socket(zmq.PUSH)
@@ -112,21 +135,29 @@ class Bus:
     def run(self) -> None:
         """Serve until `stop()` (or a signal, via `main`)."""
         self._proxy_thread.start()
-        publisher = Publisher("bus", self.config.bus_pub, context=self.ctx)
+        publisher = Publisher("bus", self.config.bus_pub, context=self.ctx, config=self.config)
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._capture_in, zmq.POLLIN)
+        for monitor in self._monitors:
+            poller.register(monitor, zmq.POLLIN)
         next_beat = time.monotonic()
         rate_mark = (time.monotonic(), 0, 0)
         self._rates = (0.0, 0.0)
         log.info("bus up: publishers -> %s, subscribers <- %s, commands -> %s", self.config.bus_pub, self.config.bus_sub, self.config.bus_ctl)
+        if self.auth:
+            log.info("bus authentication on: keys in %s (`massive auth list`)", auth.KeyStore(self.config.data_dir).dir)
+        else:
+            log.warning("%s", AUTH_OFF_WARNING)
         try:
             while not self._stop.is_set():
                 for sock, _ in poller.poll(100):
                     if sock is self._capture_in:
                         self._drain_capture()
+                    elif sock in self._monitors:
+                        self._on_monitor(sock)
                     else:
-                        self._on_control(self._router.recv_multipart())
+                        self._on_control(self._router.recv_multipart(copy=False))
                 now = time.monotonic()
                 if now >= next_beat:
                     elapsed = now - rate_mark[0]
@@ -136,6 +167,17 @@ class Bus:
                     next_beat = now + HEARTBEAT_INTERVAL
         finally:
             publisher.close()
+
+    def _on_monitor(self, monitor: zmq.Socket) -> None:
+        for _ in range(1000):
+            try:
+                event = zmq.utils.monitor.recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] & _HANDSHAKE_FAILED:
+                self.handshakes_refused += 1
+                if self.handshakes_refused in (1, 10, 100) or self.handshakes_refused % 10_000 == 0:
+                    log.warning("refused a connection from %s: no valid key (%d so far)", event.get("endpoint", b"?").decode(errors="replace"), self.handshakes_refused)
 
     def _drain_capture(self) -> None:
         # The capture socket sees every frame of both directions; data messages are 2-frame
@@ -164,7 +206,12 @@ class Bus:
             state="ok",
             started=self.started,
             interval=HEARTBEAT_INTERVAL,
+            message="" if self.auth else AUTH_OFF_WARNING,
             counters={
+                "auth": "on" if self.auth else "off",
+                "auth_refused": (self._gatekeeper.refused if self._gatekeeper is not None else 0) + self.handshakes_refused,
+                "impostors_refused": self.impostors,
+                "forged_replies": self.forged_replies,
                 "uptime_s": round((now - self.started) / 1e9, 1),
                 "messages": self.messages,
                 "bytes": self.bytes,
@@ -177,9 +224,10 @@ class Bus:
             },
         )
 
-    def _on_control(self, frames: list[bytes]) -> None:
+    def _on_control(self, raw: list[zmq.Frame]) -> None:
         try:
-            self._handle_control(frames)
+            owner = str(raw[-1].get("User-Id") or "") if self.auth else ""
+            self._handle_control([frame.bytes for frame in raw], owner)
         except Exception as exc:  # nothing a peer sends may stop the bus
             self._reject("internal", f"a control message could not be handled: {exc!r}")
 
@@ -189,7 +237,7 @@ class Bus:
             self._logged_rejections.add(kind)
             log.warning("skipping a control message (%s); further ones of this kind are only counted", detail)
 
-    def _handle_control(self, frames: list[bytes]) -> None:
+    def _handle_control(self, frames: list[bytes], owner: str) -> None:
         if len(frames) < 2:
             self._reject("frames", f"{len(frames)} frame(s)")
             return
@@ -204,7 +252,12 @@ class Bus:
             except ValueError as exc:
                 self._reject("hello", f"a HELLO from {name!r} with an unreadable heartbeat: {exc}")
                 return
-            self.services[name] = ServiceEntry(name, sender, time.time_ns(), beat)
+            entry = self.services.get(name)
+            if entry is not None and entry.owner != owner and entry.routing_id != sender and health.is_up(entry.last_seen):
+                self.impostors += 1
+                self._reject(f"impostor-{name}-{owner}", f"a HELLO as {name!r} from key {owner!r}: that name belongs to key {entry.owner!r}, whose {name} is up")
+                return
+            self.services[name] = ServiceEntry(name, sender, time.time_ns(), beat, owner)
         elif kind == control.REQ and len(frames) == 4:
             target = _service_name(frames[2])
             if target is None:
@@ -213,6 +266,10 @@ class Bus:
                 return
             self._route_request(sender, target, frames[3])
         elif kind == control.REP and len(frames) == 4:
+            if not any(entry.routing_id == sender for entry in self.services.values()):
+                self.forged_replies += 1
+                self._reject("reply", "a reply from a peer that is no registered service")
+                return
             self._send(frames[2], [control.REP, frames[3]])
         else:
             self._reject("frames", f"{kind[:16]!r} with {len(frames)} frames")
@@ -265,9 +322,13 @@ class Bus:
         """Close this thread's sockets, then terminate the context, which ends the proxy thread."""
         self._router.close(linger=0)
         self._capture_in.close(linger=0)
+        for monitor in self._monitors:
+            monitor.close(linger=0)
         if not self._proxy_thread.is_alive():
             self._xsub.close(linger=0)
             self._xpub.close(linger=0)
+        if self._gatekeeper is not None:
+            self._gatekeeper.stop()
         self.ctx.term()
         self._proxy_thread.join(timeout=2)
 
@@ -302,6 +363,9 @@ def _request_id(body: bytes) -> str:
         return control.decode_request(body).id
     except control.BadBody:
         return ""
+
+
+_HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 
 
 def _entry_report(beat: Heartbeat | None, last_seen: int, now: int) -> dict[str, Any]:
