@@ -24,7 +24,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from mesh import control, wire
+from mesh import auth, control, wire
 from mesh.config import Config, load_config
 from mesh.schema import Header
 from mesh.wire import MalformedFrame, Message
@@ -43,15 +43,20 @@ _SNDMORE = int(zmq.SNDMORE)
 class Publisher:
     """Publishes records on the bus with this source's name and per-topic sequence numbers."""
 
-    def __init__(self, source: str, endpoint: str | None = None, *, context: zmq.Context | None = None, hwm: int = PUB_HWM, bind: bool = False) -> None:
+    def __init__(self, source: str, endpoint: str | None = None, *, context: zmq.Context | None = None, hwm: int = PUB_HWM, bind: bool = False, config: Config | None = None) -> None:
         self.source = source
-        self.endpoint = endpoint or load_config().bus_pub
+        config = config or load_config()
+        self.endpoint = endpoint or config.bus_pub
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.PUB)
         self._sock.sndhwm = hwm
         self._sock.linger = 500
         # Services always connect (only the bus binds); `bind` exists for a direct pair with no bus.
-        (self._sock.bind if bind else self._sock.connect)(self.endpoint)
+        if bind:
+            self._sock.bind(self.endpoint)
+        else:
+            auth.secure_client(self._sock, auth.client_keys(config))
+            self._sock.connect(self.endpoint)
         self._seq: dict[str, int] = {}
         self.sent = 0
 
@@ -157,13 +162,15 @@ def _subscribe_all(sock: zmq.Socket, prefixes: Iterable[str]) -> None:
 class Subscriber:
     """Receives bus messages whose topic starts with one of `prefixes` (all if none)."""
 
-    def __init__(self, prefixes: Iterable[str] = (), endpoint: str | None = None, *, context: zmq.Context | None = None, hwm: int = SUB_HWM, columnar: bool = False) -> None:
-        self.endpoint = endpoint or load_config().bus_sub
+    def __init__(self, prefixes: Iterable[str] = (), endpoint: str | None = None, *, context: zmq.Context | None = None, hwm: int = SUB_HWM, columnar: bool = False, config: Config | None = None) -> None:
+        config = config or load_config()
+        self.endpoint = endpoint or config.bus_sub
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.rcvhwm = hwm
         self._sock.linger = 0
         _subscribe_all(self._sock, prefixes)
+        auth.secure_client(self._sock, auth.client_keys(config))
         self._sock.connect(self.endpoint)
         self.columnar = columnar  # numpy columns for quote, trade and bar batches (mesh.columnar)
         self.stats = SubscriberStats()
@@ -207,13 +214,15 @@ class Subscriber:
 class AsyncSubscriber:
     """The asyncio twin of `Subscriber`, for services and the TUI."""
 
-    def __init__(self, prefixes: Iterable[str] = (), endpoint: str | None = None, *, context: zmq.asyncio.Context | None = None, hwm: int = SUB_HWM, columnar: bool = False) -> None:
-        self.endpoint = endpoint or load_config().bus_sub
+    def __init__(self, prefixes: Iterable[str] = (), endpoint: str | None = None, *, context: zmq.asyncio.Context | None = None, hwm: int = SUB_HWM, columnar: bool = False, config: Config | None = None) -> None:
+        config = config or load_config()
+        self.endpoint = endpoint or config.bus_sub
         self._ctx = context or zmq.asyncio.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.rcvhwm = hwm
         self._sock.linger = 0
         _subscribe_all(self._sock, prefixes)
+        auth.secure_client(self._sock, auth.client_keys(config))
         self._sock.connect(self.endpoint)
         self._sync: zmq.SyncSocket = zmq.Socket.shadow(self._sock.underlying)  # same socket, for non-blocking drains
         self.columnar = columnar  # numpy columns for quote, trade and bar batches (mesh.columnar)
@@ -278,10 +287,12 @@ def request(service: str, cmd: str, args: dict[str, Any] | None = None, *, confi
     Nothing within `timeout` raises `control.BusUnreachable` or, when the bus answers but the
     service is late, waits up to `busy_wait` seconds more, then `control.ServiceBusy`.
     """
-    return control.request((config or load_config()).bus_ctl, service, cmd, args, timeout=timeout, busy_wait=busy_wait)
+    config = config or load_config()
+    return control.request(config.bus_ctl, service, cmd, args, timeout=timeout, busy_wait=busy_wait, keys=auth.client_keys(config))
 
 
 def call(service: str, cmd: str, args: dict[str, Any] | None = None, *, config: Config | None = None, timeout: float = control.DEFAULT_TIMEOUT, busy_wait: float = 0.0) -> Any:
     """Send a command and return its result; raises `mesh.control.ControlError` on an error reply
     (`BusUnreachable` / `ServiceBusy` when nothing answers, as `request` explains)."""
-    return control.call((config or load_config()).bus_ctl, service, cmd, args, timeout=timeout, busy_wait=busy_wait)
+    config = config or load_config()
+    return control.call(config.bus_ctl, service, cmd, args, timeout=timeout, busy_wait=busy_wait, keys=auth.client_keys(config))

@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 import zmq
 
-from mesh import bounds
+from mesh import auth, bounds
 
 HELLO = b"HELLO"
 REQ = b"REQ"
@@ -142,23 +142,28 @@ def request(
     timeout: float = DEFAULT_TIMEOUT,
     busy_wait: float = 0.0,
     context: zmq.Context | None = None,
+    keys: auth.ClientKeys | None | str = "from-config",
 ) -> Reply:
     """Send one command and wait for its reply.
 
-    When nothing answers within `timeout`, the bus itself is asked (`ping`): if it answers, the
+    `keys` are the CURVE keys to connect with (mesh.auth; by default those of the configuration in
+    the environment, None when auth is off). When nothing answers within `timeout`, the bus itself
+    is asked (`ping`): if it answers, the
     service is late rather than gone, and the wait goes on for up to `busy_wait` more seconds
     before `ServiceBusy`; if it does not, `BusUnreachable`. Both are `ControlError`s.
     """
     ctx = context or zmq.Context.instance()
+    client_keys = _keys(keys)
     req = new_request(cmd, args)
     with ctx.socket(zmq.DEALER) as sock:
         sock.linger = 0
+        auth.secure_client(sock, client_keys)
         sock.connect(endpoint)
         sock.send_multipart([REQ, service.encode(), encode(req)])
         reply = _await_reply(sock, req.id, service, timeout)
         if reply is not None:
             return reply
-        if service == "bus" or not _bus_answers(ctx, endpoint):
+        if service == "bus" or not _bus_answers(ctx, endpoint, client_keys):
             raise BusUnreachable(
                 f"no answer from the bus at {endpoint} within {timeout:g}s: is the mesh running? (start it with `honcho start`)"
             )
@@ -189,10 +194,20 @@ def _await_reply(sock: zmq.Socket, req_id: str, service: str, timeout: float) ->
                 return reply
 
 
-def _bus_answers(ctx: zmq.Context, endpoint: str) -> bool:
+def _keys(keys: auth.ClientKeys | None | str) -> auth.ClientKeys | None:
+    """The keys given, or (by default) those of the configuration in the environment."""
+    if isinstance(keys, str):
+        from mesh.config import load_config
+
+        return auth.client_keys(load_config())
+    return keys
+
+
+def _bus_answers(ctx: zmq.Context, endpoint: str, keys: auth.ClientKeys | None) -> bool:
     req = new_request("ping")
     with ctx.socket(zmq.DEALER) as sock:
         sock.linger = 0
+        auth.secure_client(sock, keys)
         sock.connect(endpoint)
         sock.send_multipart([REQ, b"bus", encode(req)])
         try:
@@ -202,9 +217,9 @@ def _bus_answers(ctx: zmq.Context, endpoint: str) -> bool:
         return reply is not None
 
 
-def call(endpoint: str, service: str, cmd: str, args: dict[str, Any] | None = None, *, timeout: float = DEFAULT_TIMEOUT, busy_wait: float = 0.0) -> Any:
+def call(endpoint: str, service: str, cmd: str, args: dict[str, Any] | None = None, *, timeout: float = DEFAULT_TIMEOUT, busy_wait: float = 0.0, keys: auth.ClientKeys | None | str = "from-config") -> Any:
     """Like `request`, but returns the result or raises `ControlError` with the service's error."""
-    reply = request(endpoint, service, cmd, args, timeout=timeout, busy_wait=busy_wait)
+    reply = request(endpoint, service, cmd, args, timeout=timeout, busy_wait=busy_wait, keys=keys)
     if not reply.ok:
         raise ControlError(f"{service} {cmd}: {reply.error}")
     return reply.result

@@ -80,7 +80,7 @@ class WebSocketDataRecorder:
         ready.wait(5)
 
     def _run(self, session: Session, ready: threading.Event) -> None:
-        with client.Subscriber(PREFIXES, self.config.bus_sub, hwm=0, columnar=True) as sub:
+        with client.Subscriber(PREFIXES, self.config.bus_sub, hwm=0, columnar=True, config=self.config) as sub:
             ready.set()
             while not self._stop.is_set() and session.state == "recording":
                 msg = sub.recv(timeout=0.1)

@@ -32,7 +32,7 @@ import msgspec
 import zmq
 import zmq.asyncio
 
-from mesh import bounds, control, topics
+from mesh import auth, bounds, control, topics
 from mesh.client import Publisher
 from mesh.config import Config, ConfigError, log_level
 from mesh.gc_tuning import tune_gc
@@ -113,7 +113,7 @@ class Runtime:
         self.instance = secrets.token_hex(4)
         self.started = time.time_ns()
         self.stopping = asyncio.Event()
-        self.publisher = Publisher(name, config.bus_pub, context=zmq.Context.shadow(context.underlying))
+        self.publisher = Publisher(name, config.bus_pub, context=zmq.Context.shadow(context.underlying), config=config)
         self.commands_handled = 0
         self.command_errors = 0
         self.commands_rejected = 0  # requests that could not be read
@@ -184,8 +184,9 @@ class ControlThread(threading.Thread):
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.shadow(rt.context.underlying)
         ctl = ctx.socket(zmq.DEALER)
         ctl.linger = 0
+        auth.secure_client(ctl, auth.client_keys(rt.config))
         ctl.connect(rt.config.bus_ctl)
-        beats = Publisher(rt.name, rt.config.bus_pub, context=ctx)
+        beats = Publisher(rt.name, rt.config.bus_pub, context=ctx, config=rt.config)
         next_beat = time.monotonic()
         try:
             while not self.stop.is_set():

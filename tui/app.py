@@ -78,7 +78,7 @@ class MassiveTui(App[None]):
         self.config = config
         self.market = MarketState()
         self.mesh = MeshState(clock=clock)
-        self.feed = BusFeed(config.bus_sub, config.bus_ctl, self.market, self.mesh)
+        self.feed = BusFeed(config.bus_sub, config.bus_ctl, self.market, self.mesh, config=config)
         self.connect = connect
         self.show_clock = show_clock
         self.sample_history = sample_history

@@ -22,9 +22,10 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from mesh import control, topics
+from mesh import auth, control, topics
 from mesh.client import AsyncSubscriber
 from mesh.columnar import ColumnView
+from mesh.config import Config, load_config
 from mesh.schema import Event, Heartbeat, JobUpdate, QuoteBatch, Stats, TradeBatch
 from mesh.wire import Message
 from tui.state import MarketState, MeshState, Unusable
@@ -41,9 +42,11 @@ BATCH_SECONDS = 0.05  # at most 20 wake-ups a second; the screen redraws at 10
 class BusFeed:
     """Reads the bus into the dashboard's state; sends commands without blocking the UI."""
 
-    def __init__(self, sub_endpoint: str, ctl_endpoint: str, market: MarketState, mesh: MeshState) -> None:
+    def __init__(self, sub_endpoint: str, ctl_endpoint: str, market: MarketState, mesh: MeshState, config: Config | None = None) -> None:
         self.sub_endpoint = sub_endpoint
         self.ctl_endpoint = ctl_endpoint
+        self.config = config or load_config()
+        self.keys = auth.client_keys(self.config)  # the bus's CURVE keys (mesh.auth), None when auth is off
         self.market = market
         self.mesh = mesh
         self.context = zmq.asyncio.Context.instance()
@@ -54,7 +57,7 @@ class BusFeed:
         self._reported_malformed: set[str] = set()
 
     async def run(self) -> None:
-        sub = self.subscriber = AsyncSubscriber(PREFIXES, self.sub_endpoint, context=self.context)
+        sub = self.subscriber = AsyncSubscriber(PREFIXES, self.sub_endpoint, context=self.context, config=self.config)
         try:
             while True:
                 # Take whatever is queued in one go, each topic's batches merged into the few
@@ -137,6 +140,7 @@ class BusFeed:
         sock = self.context.socket(zmq.DEALER)
         sock.linger = 0
         try:
+            auth.secure_client(sock, self.keys)
             sock.connect(self.ctl_endpoint)
             await sock.send_multipart([control.REQ, service.encode(), control.encode(req)])
             while True:

@@ -65,7 +65,7 @@ class KdbService(Service):
         importlib.import_module("mesh.kdb.encode")  # PyKX's import takes ~0.7 s: pay it before data flows
         sender = self.sender = Sender(target, self.options)
         batcher = Batcher(self._submit, self.batch_rows, self.flush_ms)
-        sub = self.subscriber = AsyncSubscriber(SUBSCRIPTIONS, self.config.bus_sub, context=runtime.context, columnar=True)
+        sub = self.subscriber = AsyncSubscriber(SUBSCRIPTIONS, self.config.bus_sub, context=runtime.context, columnar=True, config=self.config)
         log.info("kdb: publishing %s to kdb+ at %s with %s (batches of up to %d rows or %g ms)", ", ".join(TABLES), sender.snapshot()["target"], self.options.function, self.batch_rows, self.flush_ms)
         sender.start()
         receiving: asyncio.Future[list[Message]] | None = None

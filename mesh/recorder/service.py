@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import zmq
 import zmq.asyncio
 
-from mesh import topics, wire
+from mesh import auth, topics, wire
 from mesh.client import SubscriberStats
 from mesh.config import Config
 from mesh.recorder import continuity, recovery
@@ -77,6 +77,7 @@ class RecorderService(Service):
         sock.linger = 0
         for prefix in PREFIXES:
             sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        auth.secure_client(sock, auth.client_keys(self.config))
         sock.connect(self.config.bus_sub)
         drain: zmq.SyncSocket = zmq.Socket.shadow(sock.underlying)  # the same socket, for non-blocking reads
         try:
