@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mesh import control
+from mesh import auth, control
 from mesh.argtypes import positive_float, positive_int
 from mesh.config import Config, ConfigError
 
@@ -75,7 +75,7 @@ def cmd_tap(args: argparse.Namespace) -> int:
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
     printed = 0
     out = sys.stdout.buffer
-    with Subscriber(args.prefixes, args.endpoint or config.bus_sub) as sub:
+    with Subscriber(args.prefixes, args.endpoint or config.bus_sub, config=config) as sub:
         try:
             while args.count is None or printed < args.count:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -108,8 +108,10 @@ def _quiet(key: str, value: Any) -> bool:
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = _load_config()
+    if warning := config.auth_warning():
+        print(f"warning: {warning}", file=sys.stderr)
     try:
-        reply = control.request(config.bus_ctl, "bus", "services", timeout=args.timeout)
+        reply = control.request(config.bus_ctl, "bus", "services", timeout=args.timeout, keys=auth.client_keys(config))
     except control.ControlError as exc:
         if args.json:
             print(json.dumps({"bus": {"up": False, "error": str(exc)}}))
@@ -200,6 +202,10 @@ EXTRA_COMMANDS.append(_register_backtest)
 from mesh.fetcher.cli import register as _register_fetch  # noqa: E402
 
 EXTRA_COMMANDS.append(_register_fetch)
+
+from mesh.auth_cli import register as _register_auth  # noqa: E402
+
+EXTRA_COMMANDS.append(_register_auth)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
