@@ -15,6 +15,7 @@ from pathlib import Path
 
 import zmq
 
+from mesh import auth
 from mesh.config import Config
 from tests.hostile.junk import Frames
 
@@ -29,13 +30,17 @@ class Thrower:
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.sndhwm = 0  # never drop on our side: what is thrown arrives
         self.pub.linger = 2000
+        keys = auth.client_keys(config)  # an authenticated peer gone bad: the mesh's own key
+        auth.secure_client(self.pub, keys)
         self.pub.connect(config.bus_pub)
         self.ctl = self.ctx.socket(zmq.DEALER)
         self.ctl.rcvhwm = self.ctl.sndhwm = 0
         self.ctl.linger = 0
+        auth.secure_client(self.ctl, keys)
         self.ctl.connect(config.bus_ctl)
         self.router = self.ctx.socket(zmq.DEALER)
         self.router.linger = 0
+        auth.secure_client(self.router, keys)
         self.router.connect(config.bus_ctl)
         self.sent = {"data": 0, "control": 0, "router": 0}
         self.replies: list[list[bytes]] = []

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import zmq
 
-from mesh import topics
+from mesh import auth, topics
 from mesh.bus import Bus
 from mesh.client import Publisher, Subscriber
 from mesh.config import Config
@@ -155,6 +155,7 @@ def test_a_late_tickerplant_gets_the_data_and_credentials_never_show(bus: Bus, m
 
     raw = zmq.Context.instance().socket(zmq.SUB)  # ...and they appear nowhere else
     raw.subscribe(b"sys.")
+    auth.secure_client(raw, auth.client_keys(mesh_config))
     raw.connect(mesh_config.bus_sub)
     deadline = time.monotonic() + 1.5
     seen = b""

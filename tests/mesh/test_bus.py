@@ -14,7 +14,7 @@ import msgspec
 import pytest
 import zmq
 
-from mesh import control, topics, wire
+from mesh import auth, control, topics, wire
 from mesh.bus import Bus, BusError
 from mesh.client import Publisher, Subscriber
 from mesh.config import Config
@@ -73,6 +73,7 @@ def test_subscribers_only_get_the_prefixes_they_asked_for(bus: Bus, mesh_config:
 def test_sequence_gaps_are_counted_per_source_and_topic(bus: Bus, mesh_config: Config) -> None:
     _, sub = connected_pair(mesh_config, ["md.quote."])
     raw = zmq.Context.instance().socket(zmq.PUB)
+    auth.secure_client(raw, auth.client_keys(mesh_config))
     raw.connect(mesh_config.bus_pub)
     time.sleep(0.3)
     for seq in [1, 2, 5, 6, 10]:  # 2 + 3 missing
@@ -89,6 +90,7 @@ def test_sequence_gaps_are_counted_per_source_and_topic(bus: Bus, mesh_config: C
 def test_a_thousand_malformed_frames_never_stop_good_messages(bus: Bus, mesh_config: Config) -> None:
     pub, sub = connected_pair(mesh_config, ["md."])
     raw = zmq.Context.instance().socket(zmq.PUB)
+    auth.secure_client(raw, auth.client_keys(mesh_config))
     raw.connect(mesh_config.bus_pub)
     time.sleep(0.3)
     rng = random.Random(7)
@@ -151,7 +153,7 @@ def _wait_for(predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
 
 def _answers(config: Config) -> bool:
     try:
-        return control.call(config.bus_ctl, "bus", "ping", timeout=0.5) == "pong"  # type: ignore[no-any-return]
+        return control.call(config.bus_ctl, "bus", "ping", timeout=0.5, keys=auth.client_keys(config)) == "pong"  # type: ignore[no-any-return]
     except control.ControlError:
         return False
 

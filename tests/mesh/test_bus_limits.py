@@ -6,7 +6,7 @@ import time
 
 import zmq
 
-from mesh import bounds, control, topics
+from mesh import auth, bounds, control, topics
 from mesh.bus import Bus
 from mesh.client import Publisher, Subscriber
 from mesh.config import Config
@@ -17,6 +17,7 @@ def test_a_frame_larger_than_any_message_does_not_reach_subscribers_and_the_bus_
     with Subscriber([topics.quotes()], mesh_config.bus_sub) as sub, Publisher("ingest", mesh_config.bus_pub) as good:
         ctx = zmq.Context.instance()
         with ctx.socket(zmq.PUB) as rogue:
+            auth.secure_client(rogue, auth.client_keys(mesh_config))
             rogue.connect(mesh_config.bus_pub)
             time.sleep(0.5)
             rogue.send_multipart([b"md.quote.stocks", b"\x00" * (bounds.MAX_BODY_BYTES + 4096)])

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import zmq
 
-from mesh import control
+from mesh import auth, control
 from mesh.bus import Bus
 from mesh.client import Subscriber
 from mesh.config import Config
@@ -102,6 +102,7 @@ def test_unreadable_requests_are_answered_and_counted_and_the_service_lives_on(b
     ctx = zmq.Context.instance()
     with ctx.socket(zmq.DEALER) as sock:
         sock.linger = 0
+        auth.secure_client(sock, auth.client_keys(mesh_config))
         sock.connect(mesh_config.bus_ctl)
         replies = []
         for body in bodies:

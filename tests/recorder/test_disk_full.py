@@ -62,7 +62,7 @@ def fill(disk: Path) -> Path:
 
 
 def publish(mesh: Mesh, first: int, batches: int, rows: int = 1000) -> None:
-    with Publisher("ingest", mesh.config.bus_pub) as pub:
+    with Publisher("ingest", mesh.config.bus_pub, config=mesh.config) as pub:
         time.sleep(0.3)  # subscriptions reach this new publisher
         for i in range(batches):
             pub.publish(topics.quotes(), quotes(first + i * rows, rows))

@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import pytest
 import zmq
 
-from mesh import cli, client, service, topics, wire
+from mesh import auth, cli, client, service, topics, wire
 from mesh.bus import Bus
 from mesh.client import Publisher, Subscriber
 from mesh.config import Config
@@ -115,6 +115,7 @@ async def test_unknown_schema_and_wrong_topic_frames_are_counted_and_skipped(rec
     def send() -> None:
         ctx = zmq.Context.instance()
         with ctx.socket(zmq.PUB) as sock:
+            auth.secure_client(sock, auth.client_keys(mesh_config))
             sock.connect(mesh_config.bus_pub)
             time.sleep(0.3)
             header = [1, "rogue", 1, 0]

@@ -35,7 +35,7 @@ def test_status_reports_the_parquet_bytes_on_disk_not_the_log_traffic_too(tmp_pa
         mesh.start("recorder", "--slice-seconds", "0.3")
         mesh.wait_up(["bus", "recorder"])
         mesh.call("recorder", "start", name="sized")
-        with Publisher("ingest", mesh.config.bus_pub) as pub:
+        with Publisher("ingest", mesh.config.bus_pub, config=mesh.config) as pub:
             time.sleep(0.3)
             for i in range(6):  # several slices: the log is rotated and promoted in between
                 for j in range(5):

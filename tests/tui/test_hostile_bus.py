@@ -19,10 +19,10 @@ import pytest
 import zmq
 from textual.widgets import DataTable, RichLog, Static, TabbedContent
 
-from mesh import control, topics
+from mesh import auth, control, topics
 from mesh.bus import Bus
 from mesh.client import Publisher
-from mesh.config import Config
+from mesh.config import Config, load_config
 from mesh.schema import Quote, QuoteBatch
 from tui.app import MassiveTui, make_app
 
@@ -42,6 +42,7 @@ class RawPublisher:
     def __init__(self, endpoint: str) -> None:
         self.sock = zmq.Context.instance().socket(zmq.PUB)
         self.sock.linger = 0
+        auth.secure_client(self.sock, auth.client_keys(load_config()))  # the mesh's key: a peer gone bad
         self.sock.connect(endpoint)
         self.seq = 0
 
