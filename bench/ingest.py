@@ -140,7 +140,7 @@ def end_to_end(rate: int, seconds: float = 6.0) -> tuple[float, int, dict]:  # t
         subprocess.Popen([*cli, "bus"], env=env, cwd=ROOT, stderr=subprocess.DEVNULL),
         subprocess.Popen([*cli, "sim", "--rate", str(rate), "--ws-port", str(ws_port), "--rest-port", str(free_port()), "--s3-port", str(free_port())], env=env, cwd=ROOT, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL),
     ]
-    sub = Subscriber(["md.quote.", "md.trade."], config.bus_sub, hwm=0)
+    sub = Subscriber(["md.quote.", "md.trade."], config.bus_sub, hwm=0, config=config)
     time.sleep(2.0)
     procs.append(subprocess.Popen([*cli, "ingest", "--url", f"ws://127.0.0.1:{ws_port}/stocks", "--subscriptions", "Q.*,T.*"], env=env, cwd=ROOT, stderr=subprocess.DEVNULL))
     try:
@@ -153,9 +153,9 @@ def end_to_end(rate: int, seconds: float = 6.0) -> tuple[float, int, dict]:  # t
             if msg is not None:
                 events += len(msg.payload)
         elapsed = time.perf_counter() - started
-        from mesh import control
+        from mesh import auth, control
 
-        report_ = control.call(config.bus_ctl, "bus", "services")
+        report_ = control.call(config.bus_ctl, "bus", "services", keys=auth.client_keys(config))
         sim, ingest = report_.get("sim", {}).get("counters", {}), report_.get("ingest", {}).get("counters", {})
         return events / elapsed, sub.stats.gaps, {"bus_messages": sub.stats.received, "sim_slow_consumer": sim.get("slow_consumer"), "ingest_reconnects": ingest.get("reconnects"), "ingest_dropped_frames": ingest.get("dropped_frames")}
     finally:

@@ -33,7 +33,7 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import report  # noqa: E402
-from mesh import health, wire  # noqa: E402
+from mesh import auth, health, wire  # noqa: E402
 from mesh.control import ControlError  # noqa: E402
 from mesh.schema import Heartbeat  # noqa: E402
 
@@ -60,9 +60,10 @@ def feed_main(sub_endpoint: str, ctl_endpoint: str) -> int:
 class HeartbeatWatch(threading.Thread):
     """Counts services going DOWN by the heartbeat rule every consumer uses (mesh.health)."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, config: Any) -> None:
         super().__init__(daemon=True)
-        self.endpoint = endpoint
+        self.config = config
+        self.endpoint = config.bus_sub
         self.last_seen: dict[str, tuple[int, float]] = {}  # service -> (ns, interval)
         self.down: set[str] = set()
         self.flaps: dict[str, int] = {}
@@ -72,6 +73,7 @@ class HeartbeatWatch(threading.Thread):
         sock = zmq.Context.instance().socket(zmq.SUB)
         sock.linger = 0
         sock.setsockopt(zmq.SUBSCRIBE, b"sys.heartbeat.")
+        auth.secure_client(sock, auth.client_keys(self.config))
         sock.connect(self.endpoint)
         next_check = time.monotonic()
         while not self.halt.is_set():
@@ -164,7 +166,7 @@ def soak(args: argparse.Namespace, base: Path) -> int:
         mesh.start("ingest", "--subscriptions", IDLE_SUBSCRIPTION)
         mesh.wait_up(["sim", "recorder", "ingest"], 120)
         feed = subprocess.Popen([sys.executable, __file__, "--feed", mesh.config.bus_sub, mesh.config.bus_ctl], env=mesh.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        watch = HeartbeatWatch(mesh.config.bus_sub)
+        watch = HeartbeatWatch(mesh.config)
         watch.start()
         try:
             wait_for(lambda: {"recorder", "ingest", "sim"} <= watch.last_seen.keys(), 30, 0.2, "heartbeats")

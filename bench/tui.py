@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -118,6 +119,8 @@ def main() -> None:
     from mesh.config import Config
 
     env = {f"MESH_BUS_{n}": f"tcp://127.0.0.1:{free_port()}" for n in ("PUB", "SUB", "CTL")}
+    env["MESH_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-tui-")  # the bus's keys, made on its first start
+    os.environ.update(env)  # the firehose process and the dashboard load the same configuration and keys
     config = Config.load(environ=env)
     bus = subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", "bus"], env={**os.environ, **env}, cwd=ROOT, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
