@@ -20,8 +20,9 @@ The checks are numpy expressions over whole columns: a few nanoseconds per value
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # one bus message or control body
@@ -36,6 +37,19 @@ TS_MIN = 315_532_800 * 10**9  # 1980-01-01T00:00:00Z in ns
 TS_MAX = 4_102_444_800 * 10**9  # 2100-01-01T00:00:00Z in ns
 
 REJECTION_KINDS = ("size", "depth", "columns", "range")
+
+# The same limits as msgspec constraints, for mesh.schema's batch fields: the typed decode checks
+# them in C as it reads each value (a few ns each), and `check_payload(typed=True)` skips them.
+Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]  # sizes, codes, sequence numbers
+Price = Annotated[float, msgspec.Meta(gt=0.0, lt=MAX_PRICE)]  # NaN fails every bound
+QuotePrice = Annotated[float, msgspec.Meta(ge=0.0, lt=MAX_PRICE)]  # a quote side with no quote is 0
+Amount = Annotated[float, msgspec.Meta(ge=0.0, le=1.7976931348623157e308)]  # volumes: finite, not negative
+Time = Annotated[int, msgspec.Meta(ge=TS_MIN, lt=TS_MAX)]
+MaybeTime = Annotated[int, msgspec.Meta(ge=0, lt=TS_MAX)]  # 0 (not known) or a Time: the rest is checked here
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
+ShortText = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+Codes = Annotated[list[Count], msgspec.Meta(max_length=64)]
 
 
 class Rejected(ValueError):
@@ -132,44 +146,56 @@ def _floats(column: Any, what: str) -> np.ndarray:
         raise Rejected("range", f"{what} holds a value that is not a number") from None
 
 
-# Each check is one or two whole-column reductions (min, max): NaN fails every comparison, so a
-# NaN anywhere makes the minimum fail too. Callers skip empty columns.
+# Each check is a few whole-column reductions. A numpy column (the columnar decode) is reduced by
+# numpy; a list (the typed decode, or a batch built in Python) by Python's own min, max and sum,
+# which cost less than making an array of it. NaN fails every comparison and poisons a sum, so a
+# NaN anywhere fails the check. Callers skip empty columns.
+
+
+def _low_high(column: Any, what: str, floats: bool) -> tuple[Any, Any, bool]:
+    """(minimum, maximum, whether every value is finite) of a numeric column."""
+    if isinstance(column, np.ndarray):
+        values = _floats(column, what) if floats else _ints(column, what)
+        low, high = values.min(), values.max()
+        return low.item(), high.item(), bool(np.isfinite(low) and np.isfinite(high)) if floats else True
+    try:
+        low, high = min(column), max(column)
+        if not floats:
+            if type(low) is not int and not isinstance(low, int) or not isinstance(high, int):
+                raise TypeError
+            return low, high, True
+        total = sum(column)  # NaN or an infinity anywhere makes the sum NaN or infinite
+        return low, high, total - total == 0
+    except (TypeError, ValueError):
+        raise Rejected("range", f"{what} holds a value that is not {'a number' if floats else 'an integer'}") from None
 
 
 def prices(column: Any, what: str, *, zero_ok: bool = False) -> None:
     """Finite and positive (a quote's empty side may be 0), below MAX_PRICE."""
-    values = _floats(column, what)
-    low, high = values.min(), values.max()
-    if not ((low >= 0 if zero_ok else low > 0) and high < MAX_PRICE):
-        bad = low if not (low >= 0 if zero_ok else low > 0) else high
-        raise Rejected("range", f"{what} holds {float(bad)!r}; prices are finite, {'non-negative' if zero_ok else 'positive'} and below {MAX_PRICE:g}")
+    low, high, finite = _low_high(column, what, True)
+    if not (finite and (low >= 0 if zero_ok else low > 0) and high < MAX_PRICE):
+        bad = high if (low >= 0 if zero_ok else low > 0) and finite else low
+        raise Rejected("range", f"{what} holds {'a non-finite value' if not finite else repr(float(bad))}; prices are finite, {'non-negative' if zero_ok else 'positive'} and below {MAX_PRICE:g}")
 
 
 def non_negative(column: Any, what: str, *, floats: bool = False) -> None:
     """Sizes, volumes, counts, codes and sequence numbers: 0..int64 (finite, for float columns)."""
-    if floats:
-        values = _floats(column, what)
-        low, high = values.min(), values.max()
-        ok = low >= 0 and high < np.inf
-    else:
-        values = _ints(column, what)
-        low = values.min()
-        ok = low >= 0
-    if not ok:
-        raise Rejected("range", f"{what} holds {low.item()!r}; it cannot be negative{' or non-finite' if floats else ''}")
+    low, high, finite = _low_high(column, what, floats)
+    if not (finite and low >= 0 and high <= INT64_MAX):
+        raise Rejected("range", f"{what} holds {'a non-finite value' if not finite else low if low < 0 else high!r}; it is 0..int64{' and finite' if floats else ''}")
 
 
 def timestamps(column: Any, what: str, *, zero_ok: bool = False) -> None:
     """ns UTC between 1980 and 2100 (0 allowed where the field means "not known")."""
-    values = _ints(column, what)
-    low, high = values.min(), values.max()
+    low, high, _ = _low_high(column, what, False)
     if low >= TS_MIN and high < TS_MAX:
         return
-    ok = (values >= TS_MIN) & (values < TS_MAX)
-    if zero_ok:
-        ok |= values == 0
-    if not ok.all():
-        raise Rejected("range", f"{what} holds {int(values[~ok][0])}, not a time between 1980 and 2100 in ns")
+    if zero_ok and high < TS_MAX and (low == 0 or low >= TS_MIN):
+        rest = [value for value in column if value != 0]  # rare: a column mixing 0 and times
+        if not rest or (min(rest) >= TS_MIN):
+            return
+    bad = low if not (low >= TS_MIN or (zero_ok and low == 0)) else high
+    raise Rejected("range", f"{what} holds {int(bad)}, not a time between 1980 and 2100 in ns")
 
 
 def names(column: Any, what: str) -> None:
@@ -242,9 +268,11 @@ def _rules() -> dict[type, dict[str, Any]]:
 _COLUMN_RULES: dict[type, dict[str, Any]] = {}
 
 
-def check_columns(batch_type: type, columns: Mapping[str, Any], max_rows: int | None = MAX_ROWS) -> int:
+def check_columns(batch_type: type, columns: Mapping[str, Any], max_rows: int | None = MAX_ROWS, *, typed: bool = False) -> int:
     """The columns (all or some) of a quote, trade, bar or gap batch: one length and every value in
-    range. Returns the row count."""
+    range. Returns the row count. `typed`: the columns come from msgspec's typed decode, which
+    checked each value against the schema's constraints already; only what those cannot say is
+    left (one length; a time that may also be 0)."""
     if not _COLUMN_RULES:
         _COLUMN_RULES.update(_rules())
     label = getattr(batch_type, "__struct_config__", None)
@@ -254,13 +282,17 @@ def check_columns(batch_type: type, columns: Mapping[str, Any], max_rows: int | 
         rules = _COLUMN_RULES[batch_type]
         for name, column in columns.items():
             rule = rules.get(name)
-            if rule is not None:
+            if rule is not None and (not typed or name in _MAYBE_TIMES):
                 rule(column, f"{what}'s {name}")
     return rows
 
 
-def check_payload(payload: Any) -> None:
-    """Any decoded bus payload (mesh.schema) within the limits; raises `Rejected`."""
+_MAYBE_TIMES = frozenset({"ts_recv", "ts_from", "ts_to"})
+
+
+def check_payload(payload: Any, *, typed: bool = False) -> None:
+    """Any decoded bus payload (mesh.schema) within the limits; raises `Rejected`. `typed` as in
+    `check_columns`."""
     from mesh.schema import (
         BarBatch,
         Event,
@@ -273,10 +305,10 @@ def check_payload(payload: Any) -> None:
     )
 
     if isinstance(payload, QuoteBatch | TradeBatch | GapBatch):
-        check_columns(type(payload), payload.columns())
+        check_columns(type(payload), payload.columns(), typed=typed)
     elif isinstance(payload, BarBatch):
         check_name(payload.interval, "a bar batch's interval")
-        check_columns(BarBatch, payload.columns())
+        check_columns(BarBatch, payload.columns(), typed=typed)
         if len(payload) and not (_ints(payload.ts_end, "ts_end") >= _ints(payload.ts_start, "ts_start")).all():
             raise Rejected("range", "a bar batch has a bar that ends before it starts")
     elif isinstance(payload, Heartbeat):
@@ -346,3 +378,14 @@ def valid_rows(batch_type: type, columns: Mapping[str, Any]) -> np.ndarray | Non
         if rule is not None and not _passes(rule, column):
             keep &= _row_ok(rule, column)
     return keep
+
+
+def validation_kind(error: msgspec.ValidationError) -> str:
+    """The rejection kind of a typed decode's error: a broken constraint above is `range` or
+    `size`; anything else (a wrong type, a missing field) is the caller's `payload`."""
+    text = str(error)
+    if "length" in text:
+        return "size"
+    if any(op in text for op in (" >= ", " > ", " <= ", " < ")):
+        return "range"
+    return "payload"

@@ -44,19 +44,25 @@ _split = msgspec.msgpack.Decoder(list[msgspec.Raw])
 _TAGS = {msgspec.msgpack.encode(cls.__struct_config__.tag): cls for cls in (QuoteBatch, TradeBatch, BarBatch)}  # type: ignore[attr-defined]
 
 
+def _plain(hint: Any) -> Any:
+    """`int` for `Annotated[int, msgspec.Meta(...)]` (mesh.bounds' constrained types), else `hint`."""
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+
+
 def _column_kinds(cls: type) -> list[tuple[str, str, Any]]:
     """(field, kind, msgspec decoder) per field.
 
     kind: "f8" or "i8" for numeric columns, "list" for other columns (strings, lists of lists),
     "scalar" for batch-level fields (a BarBatch's `interval` and `replaces`).
     """
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     kinds = []
     for name in cls.__struct_fields__:  # type: ignore[attr-defined]
         hint = hints[name]
-        if hint == list[float]:
+        item = _plain(typing.get_args(hint)[0]) if typing.get_origin(hint) is list else None
+        if item is float:
             kind = "f8"
-        elif hint == list[int]:
+        elif item is int:
             kind = "i8"
         else:
             kind = "list" if typing.get_origin(hint) is list else "scalar"

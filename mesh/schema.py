@@ -9,6 +9,9 @@ Units, everywhere: times are int64 nanoseconds since the Unix epoch, UTC; prices
 instrument's currency (USD); sizes and volumes are shares (ingest converts the WebSocket's round
 lots).
 
+Batch fields carry mesh.bounds' limits as msgspec constraints (`Count`, `Price`, `Time`, ...), so
+the typed decode checks every value as it reads it.
+
 Evolution rules (msgspec's, adopted word for word): any new field must have a default and is
 appended at the end; fields are never reordered; a change of meaning bumps `PROTOCOL_VERSION`.
 """
@@ -19,6 +22,19 @@ from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar
 
 import msgspec
+
+from mesh.bounds import (
+    Amount,
+    Codes,
+    Count,
+    MaybeTime,
+    Name,
+    Price,
+    QuotePrice,
+    ShortText,
+    Text,
+    Time,
+)
 
 PROTOCOL_VERSION = 1
 
@@ -132,34 +148,34 @@ class QuoteBatch(_Batch, tag="quotes", frozen=True):
     """Many `Quote`s as columns (topic `md.quote.<market>`)."""
 
     row_type: ClassVar[type] = Quote
-    symbol: list[str]
-    bid_price: list[float]
-    bid_size: list[int]
-    ask_price: list[float]
-    ask_size: list[int]
-    bid_exchange: list[int]
-    ask_exchange: list[int]
-    condition: list[int]
-    tape: list[int]
-    sequence: list[int]
-    ts_event: list[int]
-    ts_recv: list[int]
+    symbol: list[Name]
+    bid_price: list[QuotePrice]
+    bid_size: list[Count]
+    ask_price: list[QuotePrice]
+    ask_size: list[Count]
+    bid_exchange: list[Count]
+    ask_exchange: list[Count]
+    condition: list[Count]
+    tape: list[Count]
+    sequence: list[Count]
+    ts_event: list[Time]
+    ts_recv: list[MaybeTime]
 
 
 class TradeBatch(_Batch, tag="trades", frozen=True):
     """Many `Trade`s as columns (topic `md.trade.<market>`)."""
 
     row_type: ClassVar[type] = Trade
-    symbol: list[str]
-    price: list[float]
-    size: list[int]
-    exchange: list[int]
-    trade_id: list[str]
-    conditions: list[list[int]]
-    tape: list[int]
-    sequence: list[int]
-    ts_event: list[int]
-    ts_recv: list[int]
+    symbol: list[Name]
+    price: list[Price]
+    size: list[Count]
+    exchange: list[Count]
+    trade_id: list[ShortText]
+    conditions: list[Codes]
+    tape: list[Count]
+    sequence: list[Count]
+    ts_event: list[Time]
+    ts_recv: list[MaybeTime]
 
 
 class BarBatch(_Batch, tag="bars", frozen=True):
@@ -171,18 +187,18 @@ class BarBatch(_Batch, tag="bars", frozen=True):
     """
 
     row_type: ClassVar[type] = Bar
-    interval: str  # "1s" or "1m"
-    symbol: list[str]
-    ts_start: list[int]
-    ts_end: list[int]
-    open: list[float]
-    high: list[float]
-    low: list[float]
-    close: list[float]
-    volume: list[float]
-    vwap: list[float]
-    transactions: list[int]
-    ts_recv: list[int]
+    interval: Name  # "1s" or "1m"
+    symbol: list[Name]
+    ts_start: list[Time]
+    ts_end: list[Time]
+    open: list[Price]
+    high: list[Price]
+    low: list[Price]
+    close: list[Price]
+    volume: list[Amount]
+    vwap: list[Amount]
+    transactions: list[Count]
+    ts_recv: list[MaybeTime]
     replaces: bool = False
 
     def columns(self) -> dict[str, list[Any]]:
@@ -203,13 +219,13 @@ class GapBatch(_Batch, tag="gaps", frozen=True):
     """`Gap` records as columns (topic `md.gap.<market>`)."""
 
     row_type: ClassVar[type] = Gap
-    symbol: list[str]
-    kind: list[str]
-    from_sequence: list[int]
-    to_sequence: list[int]
-    ts_from: list[int]
-    ts_to: list[int]
-    reason: list[str]
+    symbol: list[ShortText]
+    kind: list[Name]
+    from_sequence: list[Count]
+    to_sequence: list[Count]
+    ts_from: list[MaybeTime]
+    ts_to: list[MaybeTime]
+    reason: list[Text]
 
 
 # --- service messages --------------------------------------------------------------------------

@@ -129,17 +129,20 @@ def _payload(raw: msgspec.Raw, columnar: bool) -> Any:
             payload = columnar_decode_payload(raw)
         except RecursionError:
             raise MalformedFrame("depth", "payload nested too deeply to read") from None
-    if payload is None:
+    typed = payload is None  # msgspec's typed decode checks the schema's constraints as it reads
+    if typed:
         try:
             payload = _payload_decoder.decode(raw)
             if columnar:
                 payload = with_arrays(payload)
         except RecursionError:
             raise MalformedFrame("depth", "payload nested too deeply to read") from None
+        except msgspec.ValidationError as exc:
+            raise MalformedFrame(bounds.validation_kind(exc), f"{type_hint(raw)}: {exc}") from None
         except _DECODE_ERRORS as exc:
             raise MalformedFrame("payload", f"{type_hint(raw)}: {exc}") from None
     try:
-        bounds.check_payload(payload)
+        bounds.check_payload(payload, typed=typed)
     except bounds.Rejected as exc:
         raise MalformedFrame(exc.kind, exc.detail) from None
     return payload
