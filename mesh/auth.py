@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 ROLES = ("subscribe", "publish", "control")
 DOMAINS = {"subscribe": "sub", "publish": "pub", "control": "ctl"}  # ZAP domain of each bus socket
 MESH = "mesh"  # the key pair of the mesh's own processes
+# The mesh's own services: only the mesh's key may register these names (mesh.cli runs them).
+MESH_SERVICES = frozenset({"bus", "sim", "ingest", "recorder", "kdb", "fetcher", "backtester"})
 SERVER = "bus"  # the bus's key pair
 _NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
@@ -136,18 +138,21 @@ class KeyStore:
         """The key pair a client uses: `key_file` (from `MESH_KEY_FILE`), else the mesh's own."""
         self.ensure()
         public, secret = _load_pair(key_file or self.keys_dir / f"{MESH}.key_secret")
-        server, _ = zmq.auth.load_certificate(self.keys_dir / f"{SERVER}.key")
+        try:
+            server, _ = zmq.auth.load_certificate(self.keys_dir / f"{SERVER}.key")
+        except (OSError, ValueError) as exc:
+            raise AuthError(f"cannot read the bus's public key {self.keys_dir / f'{SERVER}.key'}: {exc}") from None
         return ClientKeys(public, secret, server)
 
     def clients(self) -> dict[str, Client]:
         """Every key the bus lets in, by name."""
         try:
             raw = json.loads(self.registry.read_text())
-            return {name: Client(name, entry["public"], tuple(r for r in entry["roles"] if r in ROLES), int(entry.get("added_ns", 0))) for name, entry in raw.items()}
+            return dict(_client(name, entry) for name, entry in _mapping(raw).items())
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise AuthError(f"the key registry {self.registry} is damaged ({exc}); restore it or remove it (only the mesh's own key is then let in, and `massive auth add` again)") from None
+        except (OSError, ValueError) as exc:
+            raise AuthError(f"the key registry {self.registry} is damaged ({exc}); restore it, or remove it to start again with the mesh's own key only (then `massive auth add` again)") from None
 
     def _write_registry(self, clients: dict[str, Client]) -> None:
         data = {c.name: {"public": c.public, "roles": list(c.roles), "added_ns": c.added_ns} for c in clients.values()}
@@ -196,10 +201,30 @@ class KeyStore:
                 path.unlink(missing_ok=True)
 
 
+def _mapping(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"expected a JSON object of keys by name, found {type(raw).__name__}")
+    return raw
+
+
+def _client(name: Any, entry: Any) -> tuple[str, Client]:
+    """One registry entry, checked field by field: a wrong shape is damage, never "no roles"."""
+    if not isinstance(name, str) or not isinstance(entry, dict):
+        raise ValueError(f"entry {name!r} is not an object")
+    public, roles, added = entry.get("public"), entry.get("roles"), entry.get("added_ns", 0)
+    if not isinstance(public, str) or len(public) != 40:
+        raise ValueError(f"entry {name!r}: 'public' is not a 40-character z85 key")
+    if not isinstance(roles, list) or not all(isinstance(r, str) and r in ROLES for r in roles):
+        raise ValueError(f"entry {name!r}: 'roles' is not a list of {', '.join(ROLES)}")
+    if not isinstance(added, int) or isinstance(added, bool) or not 0 <= added < 2**63:
+        raise ValueError(f"entry {name!r}: 'added_ns' is not a time in ns")
+    return name, Client(name, public, tuple(roles), added)
+
+
 def _load_pair(path: Path) -> tuple[bytes, bytes]:
     try:
         public, secret = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
         raise AuthError(f"cannot read the key file {path}: {exc}") from None
     if secret is None:
         raise AuthError(f"{path} holds no secret key: a client needs the .key_secret file")
@@ -268,8 +293,12 @@ class Gatekeeper(ThreadAuthenticator):
         return self._clients
 
     def callback(self, domain: str, key: bytes) -> bool:
-        client = self._known().get(key)
-        allowed = client is not None and any(DOMAINS[role] == domain for role in client.roles)
+        try:
+            client = self._known().get(key)
+            allowed = client is not None and any(DOMAINS[role] == domain for role in client.roles)
+        except Exception as exc:  # the handler thread must never die: refuse, say why once
+            log.error("refusing a connection: the key check failed (%r)", exc)
+            client, allowed = None, False
         if not allowed:
             self.refused += 1
             if self.refused <= 3 or self.refused % 1000 == 0:
@@ -278,5 +307,8 @@ class Gatekeeper(ThreadAuthenticator):
         return allowed
 
     def curve_user_id(self, client_public_key: bytes) -> str:
-        client = self._known().get(zmq.utils.z85.encode(client_public_key))
+        try:
+            client = self._known().get(zmq.utils.z85.encode(client_public_key))
+        except Exception:
+            client = None
         return client.name if client else "?"

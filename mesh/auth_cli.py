@@ -63,7 +63,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'NAME':<20}{'ROLES':<30}ADDED")
     for c in sorted(clients.values(), key=lambda c: c.name):
-        added = datetime.fromtimestamp(c.added_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M UTC") if c.added_ns else ""
+        try:
+            added = datetime.fromtimestamp(c.added_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M UTC") if c.added_ns else ""
+        except (OverflowError, ValueError, OSError):
+            added = "?"
         print(f"{c.name:<20}{','.join(c.roles):<30}{added}")
     return 0
 

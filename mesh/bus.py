@@ -67,7 +67,8 @@ class Bus:
         self._capture_addr = f"inproc://bus-capture-{id(self)}"
         self.auth = config.bus_auth
         self.impostors = 0  # registrations refused: the name belongs to another key's live service
-        self.forged_replies = 0  # replies from a peer that is no registered service
+        self.forged_replies = 0  # replies that answer no request routed to their sender
+        self._awaited: dict[tuple[bytes, bytes, str], float] = {}  # (service id, client id, request id) -> deadline
         self._gatekeeper: auth.Gatekeeper | None = None
         self._server_keys: tuple[bytes, bytes] | None = None
         if self.auth:
@@ -101,6 +102,7 @@ class Bus:
         # into memory (libzmq's own check), so no peer can make the bus or a subscriber hold it.
         # Listening sockets take options at bind time.
         sock.maxmsgsize = bounds.MAX_BODY_BYTES + 1024
+        sock.backlog = 1024  # a burst of connection attempts (a flood of keyless ones) cannot fill the accept queue
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -252,10 +254,10 @@ class Bus:
             except ValueError as exc:
                 self._reject("hello", f"a HELLO from {name!r} with an unreadable heartbeat: {exc}")
                 return
-            entry = self.services.get(name)
-            if entry is not None and entry.owner != owner and entry.routing_id != sender and health.is_up(entry.last_seen):
+            refusal = self._refuse_registration(name, owner, sender)
+            if refusal:
                 self.impostors += 1
-                self._reject(f"impostor-{name}-{owner}", f"a HELLO as {name!r} from key {owner!r}: that name belongs to key {entry.owner!r}, whose {name} is up")
+                self._reject(f"impostor-{name}-{owner}", f"a HELLO as {name!r} from key {owner!r}: {refusal}")
                 return
             self.services[name] = ServiceEntry(name, sender, time.time_ns(), beat, owner)
         elif kind == control.REQ and len(frames) == 4:
@@ -266,13 +268,64 @@ class Bus:
                 return
             self._route_request(sender, target, frames[3])
         elif kind == control.REP and len(frames) == 4:
-            if not any(entry.routing_id == sender for entry in self.services.values()):
+            if not self._answers_a_request(sender, frames[2], frames[3]):
                 self.forged_replies += 1
-                self._reject("reply", "a reply from a peer that is no registered service")
+                self._reject("reply", "a reply to a client that sent its sender no request")
                 return
             self._send(frames[2], [control.REP, frames[3]])
         else:
             self._reject("frames", f"{kind[:16]!r} with {len(frames)} frames")
+
+    # A service may answer only a request the bus routed to it, by that request's id: a reply to
+    # anything else (a registered peer forging answers to another service's callers) is dropped.
+    REPLY_WAIT = 300.0  # seconds a routed request may wait for its reply
+    MAX_AWAITED = 100_000
+
+    def _expect_reply(self, service_id: bytes, client: bytes, body: bytes) -> None:
+        now = time.monotonic()
+        if len(self._awaited) >= self.MAX_AWAITED:
+            self._awaited = {key: deadline for key, deadline in self._awaited.items() if deadline > now}
+            while len(self._awaited) >= self.MAX_AWAITED:
+                self._awaited.pop(next(iter(self._awaited)))
+        self._awaited[(service_id, client, _request_id(body))] = now + self.REPLY_WAIT
+
+    def _answers_a_request(self, service_id: bytes, client: bytes, body: bytes) -> bool:
+        try:
+            reply_id = control.decode_reply(body).id
+        except control.BadBody:
+            reply_id = ""  # an unreadable reply may still answer an unreadable request ("" id)
+        deadline = self._awaited.pop((service_id, client, reply_id), None)
+        return deadline is not None and deadline >= time.monotonic()
+
+    NAMES_PER_KEY = 16  # services another key may register at once
+    FORGET_AFTER_NS = 600 * 10**9  # another key's service down this long is forgotten
+
+    def _refuse_registration(self, name: str, owner: str, sender: bytes) -> str:
+        """Why `owner` may not register `name` now ("" if it may).
+
+        The mesh's own key registers any name, and takes it back from anyone (its services restart);
+        the mesh's service names are its alone; any other name belongs to the key that registered
+        it while that registration is alive, and another key holds at most NAMES_PER_KEY names.
+        """
+        if not self.auth or owner == auth.MESH:
+            return ""
+        if name in auth.MESH_SERVICES:
+            return f"{name!r} is one of the mesh's own services, which only the mesh's key registers"
+        entry = self.services.get(name)
+        if entry is not None and entry.owner != owner and entry.routing_id != sender and health.is_up(entry.last_seen):
+            return f"that name belongs to key {entry.owner!r}, whose {name} is up"
+        if entry is None or entry.owner != owner:
+            self._forget_stale()
+            held = sum(1 for e in self.services.values() if e.owner == owner)
+            if held >= self.NAMES_PER_KEY:
+                return f"key {owner!r} already holds {held} service names (at most {self.NAMES_PER_KEY})"
+        return ""
+
+    def _forget_stale(self) -> None:
+        """Another key's services that have been down for long leave the registry."""
+        cutoff = time.time_ns() - self.FORGET_AFTER_NS
+        for name in [n for n, e in self.services.items() if e.owner not in ("", auth.MESH) and e.last_seen < cutoff]:
+            del self.services[name]
 
     def _route_request(self, client: bytes, target: str, body: bytes) -> None:
         if target == "bus":
@@ -281,6 +334,7 @@ class Bus:
         entry = self.services.get(target)
         if entry is not None and self._send(entry.routing_id, [control.REQ, client, body]):
             self.routed += 1
+            self._expect_reply(entry.routing_id, client, body)
             return
         self.route_errors += 1
         req_id = _request_id(body)

@@ -218,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except control.ControlError as exc:
         print(f"massive: {exc}", file=sys.stderr)
         return 1
+    except auth.AuthError as exc:  # a key that cannot be made or read (MESH_KEY_FILE, state/auth)
+        print(f"massive: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `massive ... | head`: the reader has gone, and that is fine

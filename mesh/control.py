@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import time
 from typing import Any
 
@@ -130,7 +131,8 @@ def decode_reply(body: bytes | memoryview) -> Reply:
 
 
 def new_request(cmd: str, args: dict[str, Any] | None = None) -> Request:
-    return Request(id=f"{os.getpid()}-{next(_ids)}", cmd=cmd, args=dict(args or {}))
+    """A request with an id no other process can guess (so no one can answer it in its place)."""
+    return Request(id=f"{os.getpid()}-{next(_ids)}-{secrets.token_hex(6)}", cmd=cmd, args=dict(args or {}))
 
 
 def request(
