@@ -176,3 +176,19 @@ def test_massive_auth_adds_lists_and_revokes(mesh_environ: dict[str, str]) -> No
     assert massive("revoke", "notebook").returncode == 0
     assert "notebook" not in massive("list").stdout
     assert massive("revoke", "mesh").returncode == 1
+
+
+def test_the_mesh_services_names_are_the_mesh_keys_alone(bus: Bus, mesh_config: Config) -> None:
+    """Even while the recorder is down, another key cannot register as it (and wait for commands)."""
+    intruder = key(mesh_config, "intruder", "control")
+    beat = Heartbeat(service="recorder", instance="fake", pid=4242, state="ok", started=time.time_ns(), interval=1.0, counters={})
+    sock = raw(zmq.DEALER, mesh_config.bus_ctl, intruder)
+    for _ in range(5):
+        sock.send_multipart([control.HELLO, b"recorder", msgspec.msgpack.encode(beat)])
+        time.sleep(0.1)
+    time.sleep(0.3)
+    report = control.call(mesh_config.bus_ctl, "bus", "services")
+    assert "recorder" not in report and report["bus"]["counters"]["impostors_refused"] >= 5
+    with __import__("pytest").raises(control.ControlError, match="not registered"):
+        control.call(mesh_config.bus_ctl, "recorder", "stop", timeout=1.0)
+    sock.close()
