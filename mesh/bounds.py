@@ -384,8 +384,8 @@ def validation_kind(error: msgspec.ValidationError) -> str:
     """The rejection kind of a typed decode's error: a broken constraint above is `range` or
     `size`; anything else (a wrong type, a missing field) is the caller's `payload`."""
     text = str(error)
-    if "length" in text:
+    if "of length <=" in text or "of length >=" in text:  # a string or list longer than its limit
         return "size"
-    if any(op in text for op in (" >= ", " > ", " <= ", " < ")):
+    if ("`int` " in text or "`float` " in text) and any(op in text for op in (" >= ", " > ", " <= ", " < ")):
         return "range"
     return "payload"

@@ -68,7 +68,7 @@ class Bus:
         self.auth = config.bus_auth
         self.impostors = 0  # registrations refused: the name belongs to another key's live service
         self.forged_replies = 0  # replies that answer no request routed to their sender
-        self._awaited: dict[tuple[bytes, bytes, str], float] = {}  # (service id, client id, request id) -> deadline
+        self._awaited: dict[tuple[bytes, bytes, str], list[float]] = {}  # (service id, client id, request id) -> [open, deadline]
         self._gatekeeper: auth.Gatekeeper | None = None
         self._server_keys: tuple[bytes, bytes] | None = None
         if self.auth:
@@ -284,18 +284,26 @@ class Bus:
     def _expect_reply(self, service_id: bytes, client: bytes, body: bytes) -> None:
         now = time.monotonic()
         if len(self._awaited) >= self.MAX_AWAITED:
-            self._awaited = {key: deadline for key, deadline in self._awaited.items() if deadline > now}
+            self._awaited = {key: entry for key, entry in self._awaited.items() if entry[1] > now}
             while len(self._awaited) >= self.MAX_AWAITED:
                 self._awaited.pop(next(iter(self._awaited)))
-        self._awaited[(service_id, client, _request_id(body))] = now + self.REPLY_WAIT
+        entry = self._awaited.setdefault((service_id, client, _request_id(body)), [0, 0.0])
+        entry[0] += 1  # a client may send several requests under one id
+        entry[1] = now + self.REPLY_WAIT
 
     def _answers_a_request(self, service_id: bytes, client: bytes, body: bytes) -> bool:
         try:
             reply_id = control.decode_reply(body).id
         except control.BadBody:
             reply_id = ""  # an unreadable reply may still answer an unreadable request ("" id)
-        deadline = self._awaited.pop((service_id, client, reply_id), None)
-        return deadline is not None and deadline >= time.monotonic()
+        key = (service_id, client, reply_id)
+        entry = self._awaited.get(key)
+        if entry is None:
+            return False
+        entry[0] -= 1
+        if entry[0] <= 0:
+            del self._awaited[key]
+        return entry[1] >= time.monotonic()
 
     NAMES_PER_KEY = 16  # services another key may register at once
     FORGET_AFTER_NS = 600 * 10**9  # another key's service down this long is forgotten

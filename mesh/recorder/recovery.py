@@ -78,19 +78,8 @@ def reserve_space(directory: Path, nbytes: int = RESERVE_BYTES) -> None:
     itself does not fail for want of space.
     """
     path = directory / RESERVE_FILE
-    if path.exists():
-        return
-    tmp = directory / f".{RESERVE_FILE}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(b"\0" * nbytes)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    if not path.exists():
+        write_atomic(path, b"\0" * nbytes)
 
 
 def release_space(directory: Path) -> bool:

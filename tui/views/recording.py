@@ -104,7 +104,10 @@ class RecordingView(Vertical):
 
     def _show_sessions(self, sessions: list[dict[str, Any]]) -> None:
         self._sessions = {s["name"]: s for s in sessions}
-        table = self.query_one("#sessions", DataTable)
+        found = self.query("#sessions").results(DataTable)
+        table = next(found, None)
+        if table is None:  # the answer came after the view was taken down (the app is closing)
+            return
         table.clear()
         for s in sessions:
             symbols = s.get("symbols") or []
