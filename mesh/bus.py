@@ -78,12 +78,13 @@ class Bus:
                 self._gatekeeper = auth.Gatekeeper(self.ctx, store)
             except auth.AuthError as exc:
                 raise BusError(str(exc)) from None
-        self._xsub = self._bind(zmq.XSUB, config.bus_pub, "MESH_BUS_PUB", "publish")
-        self._xpub = self._bind(zmq.XPUB, config.bus_sub, "MESH_BUS_SUB", "subscribe")
+        # The deep queues are set before bind: a connection the bus accepts takes its listener's
+        # options from bind time, so an HWM set after it would leave every peer at libzmq's 1000,
+        # and the XPUB would drop a burst a fast subscriber is still reading.
+        self._xsub = self._bind(zmq.XSUB, config.bus_pub, "MESH_BUS_PUB", "publish", {zmq.RCVHWM: PUB_HWM})
+        self._xpub = self._bind(zmq.XPUB, config.bus_sub, "MESH_BUS_SUB", "subscribe", {zmq.SNDHWM: SUB_HWM})
         self._router = self._bind(zmq.ROUTER, config.bus_ctl, "MESH_BUS_CTL", "control")
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._xsub.rcvhwm = PUB_HWM
-        self._xpub.sndhwm = SUB_HWM
         # Handshakes libzmq refuses before any key is looked at (a client with no keys, or the wrong
         # server key) are seen only by a socket monitor: counted in `handshakes_refused`.
         self.handshakes_refused = 0
@@ -93,9 +94,11 @@ class Bus:
         self._capture_in.bind(self._capture_addr)
         self._proxy_thread = threading.Thread(target=self._proxy, name="bus-proxy", daemon=True)
 
-    def _bind(self, kind: int, endpoint: str, var: str, role: str) -> zmq.Socket:
+    def _bind(self, kind: int, endpoint: str, var: str, role: str, options: dict[int, int] | None = None) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
+        for option, value in (options or {}).items():
+            sock.setsockopt(option, value)
         if self._server_keys is not None:  # CURVE, and the ZAP domain that says which role may connect
             auth.secure_server(sock, self._server_keys, role)
         # A frame larger than any valid message drops its sender's connection before it is read
