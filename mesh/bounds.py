@@ -161,7 +161,7 @@ def _low_high(column: Any, what: str, floats: bool) -> tuple[Any, Any, bool]:
     try:
         low, high = min(column), max(column)
         if not floats:
-            if type(low) is not int and not isinstance(low, int) or not isinstance(high, int):
+            if not isinstance(low, int) or not isinstance(high, int):
                 raise TypeError
             return low, high, True
         total = sum(column)  # NaN or an infinity anywhere makes the sum NaN or infinite
