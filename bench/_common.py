@@ -14,10 +14,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def report(bench: str, metric: str, value: float, unit: str, baseline: float, target: Any, **extra: Any) -> None:
+def report(
+    bench: str, metric: str, value: float, unit: str, baseline: float, target: Any, **extra: Any
+) -> None:
     """Print the closing line every bench/*.py ends with."""
     digits = 3 if abs(value) < 10 else 1  # small quantities (cores, seconds) keep their precision
-    line = {"bench": bench, "metric": metric, "value": round(value, digits), "unit": unit, "baseline": round(baseline, digits), "ratio": round(value / baseline, 3) if baseline else None, "target": target}
+    line = {
+        "bench": bench,
+        "metric": metric,
+        "value": round(value, digits),
+        "unit": unit,
+        "baseline": round(baseline, digits),
+        "ratio": round(value / baseline, 3) if baseline else None,
+        "target": target,
+    }
     line.update(extra)
     print(json.dumps(line))
 

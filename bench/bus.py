@@ -74,7 +74,9 @@ def publisher(endpoint: str, bind: bool, environ: dict[str, str], ready, go, sto
     for i in range(MESSAGES):
         pub.publish(topic, batches[i % 50])
     pub.publish(topics.event("bench"), Event(service="bench", level="info", message="end"))
-    stop.wait(120)  # a publisher that outruns the bus still has messages queued: close only when counted
+    stop.wait(
+        120
+    )  # a publisher that outruns the bus still has messages queued: close only when counted
     pub.close()
     ctx.term()
 
@@ -83,7 +85,12 @@ def subscriber(endpoint: str, environ: dict[str, str], direct: bool, ready, go, 
     from mesh.client import Subscriber
 
     # a direct pair has no bus to authenticate with
-    sub = Subscriber(["md.quote.", "sys.event.bench"], endpoint, hwm=0, config=_config({**environ, "MESH_BUS_AUTH": "off"} if direct else environ))
+    sub = Subscriber(
+        ["md.quote.", "sys.event.bench"],
+        endpoint,
+        hwm=0,
+        config=_config({**environ, "MESH_BUS_AUTH": "off"} if direct else environ),
+    )
     while True:
         msg = sub.recv(timeout=5)
         if msg is not None and msg.type == "event":
@@ -125,7 +132,10 @@ def subscriber(endpoint: str, environ: dict[str, str], direct: bool, ready, go, 
             events += len(msg.payload)
     elapsed = time.perf_counter() - (first or time.perf_counter())
     if sub.stats.malformed_total:
-        print(f"subscriber: {sub.stats.malformed_total} malformed ({dict(sub.stats.malformed)})", file=sys.stderr)
+        print(
+            f"subscriber: {sub.stats.malformed_total} malformed ({dict(sub.stats.malformed)})",
+            file=sys.stderr,
+        )
     out.put((events, elapsed, sub.stats.gaps, seqs))
     sub.close()
 
@@ -184,10 +194,18 @@ def main() -> None:
             print(f"run {run + 1}: " + "; ".join(line), file=sys.stderr)
     auth_rate, plain_rate, direct_rate = (median(rates[s]) for s in ("auth", "plain", "direct"))
     report(
-        "bus", "events_per_s_authenticated", auth_rate, "events/s", plain_rate,
+        "bus",
+        "events_per_s_authenticated",
+        auth_rate,
+        "events/s",
+        plain_rate,
         ">=0.8 of unauthenticated and >=1000000 events/s through the authenticated bus, 0 lost",
-        unauthenticated=round(plain_rate), direct_pair=round(direct_rate), unauthenticated_vs_direct=round(plain_rate / direct_rate, 3),
-        lost=lost, runs=RUNS, events_per_run=MESSAGES * BATCH,
+        unauthenticated=round(plain_rate),
+        direct_pair=round(direct_rate),
+        unauthenticated_vs_direct=round(plain_rate / direct_rate, 3),
+        lost=lost,
+        runs=RUNS,
+        events_per_run=MESSAGES * BATCH,
     )
 
 

@@ -47,20 +47,31 @@ def synthetic_day(path: Path, seed: int = 1) -> list[str]:
     rng = np.random.default_rng(seed)
     codes = rng.choice(26**4, TICKERS * 2, replace=False)
     lengths = rng.integers(1, 5, len(codes))
-    names = sorted({"".join(chr(65 + (int(c) // 26**k) % 26) for k in range(int(n))) for c, n in zip(codes, lengths, strict=True)})
+    names = sorted(
+        {
+            "".join(chr(65 + (int(c) // 26**k) % 26) for k in range(int(n)))
+            for c, n in zip(codes, lengths, strict=True)
+        }
+    )
     rng.shuffle(names)
     names = sorted(names[:TICKERS])
     weights = rng.lognormal(0.0, 1.5, len(names))  # a few very active tickers, a long quiet tail
     lo, hi = 0.0, 1e6
     for _ in range(60):  # scale so that the capped counts add up to ROWS
         scale = (lo + hi) / 2
-        lo, hi = (scale, hi) if np.clip(weights * scale, 1, 960).astype(np.int64).sum() < ROWS else (lo, scale)
+        lo, hi = (
+            (scale, hi)
+            if np.clip(weights * scale, 1, 960).astype(np.int64).sum() < ROWS
+            else (lo, scale)
+        )
     counts = np.clip(weights * scale, 1, 960).astype(np.int64)
     n = int(counts.sum())
     offsets = np.repeat(np.cumsum(counts) - counts, counts)
     minute = (np.arange(n) - offsets) * 960 // np.repeat(counts, counts)  # spread over 04:00-20:00
     window_start = calendar.midnight_ns(DAY) + 4 * 3_600_000_000_000 + minute * 60_000_000_000
-    level = np.repeat(rng.uniform(1, 500, len(names)), counts) * np.exp(np.cumsum(rng.standard_normal(n) * 0.0005))
+    level = np.repeat(rng.uniform(1, 500, len(names)), counts) * np.exp(
+        np.cumsum(rng.standard_normal(n) * 0.0005)
+    )
     open_ = np.round(level, 2)
     close = np.round(level * np.exp(rng.standard_normal(n) * 0.001), 2)
     high = np.round(np.maximum(open_, close) * (1 + rng.random(n) * 0.001), 2)
@@ -96,9 +107,19 @@ def main() -> None:
         synthetic_day(path)
         print(f"generated {path} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     rng = np.random.default_rng(7)
-    tickers = pcsv.read_csv(pa.input_stream(path, compression="gzip"), convert_options=pcsv.ConvertOptions(include_columns=["ticker"]))["ticker"].unique().to_pylist()
+    tickers = (
+        pcsv.read_csv(
+            pa.input_stream(path, compression="gzip"),
+            convert_options=pcsv.ConvertOptions(include_columns=["ticker"]),
+        )["ticker"]
+        .unique()
+        .to_pylist()
+    )
     symbols = sorted(rng.choice(np.array(tickers, dtype=object), PICK, replace=False).tolist())
-    print(f"file: {path.stat().st_size / 1e6:.1f} MB gzipped, {len(tickers)} tickers; extracting {PICK} symbols", file=sys.stderr)
+    print(
+        f"file: {path.stat().st_size / 1e6:.1f} MB gzipped, {len(tickers)} tickers; extracting {PICK} symbols",
+        file=sys.stderr,
+    )
 
     ours: list[float] = []
     for _ in range(3):
@@ -114,8 +135,23 @@ def main() -> None:
         base.append(time.perf_counter() - t0)
     assert len(frame) == minutes.num_rows, (len(frame), minutes.num_rows)
     value, baseline = statistics.median(ours), statistics.median(base)
-    print(f"ours {value:.3f} s ({minutes.num_rows} minute rows -> {bars.num_rows} 5m bars); pandas.read_csv + filter {baseline:.3f} s", file=sys.stderr)
-    print(json.dumps({"bench": "flatfiles", "metric": "extract_20_symbols_resample_5m_seconds", "value": round(value, 3), "unit": "s", "baseline": round(baseline, 3), "ratio": round(baseline / value, 2), "target": "ratio >= 3 and value < 2 s"}))
+    print(
+        f"ours {value:.3f} s ({minutes.num_rows} minute rows -> {bars.num_rows} 5m bars); pandas.read_csv + filter {baseline:.3f} s",
+        file=sys.stderr,
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "flatfiles",
+                "metric": "extract_20_symbols_resample_5m_seconds",
+                "value": round(value, 3),
+                "unit": "s",
+                "baseline": round(baseline, 3),
+                "ratio": round(baseline / value, 2),
+                "target": "ratio >= 3 and value < 2 s",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,20 @@ from _common import free_port, median, report  # noqa: E402
 FRAMES = 400
 E2E_RATES = (600_000, 500_000, 400_000, 300_000, 200_000, 100_000)  # offered loads, highest first
 EVENTS_PER_FRAME = 100
-SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "SPY", "QQQ", "AMD", "AVGO", "NFLX"]
+SYMBOLS = [
+    "AAPL",
+    "MSFT",
+    "NVDA",
+    "AMZN",
+    "GOOGL",
+    "META",
+    "TSLA",
+    "SPY",
+    "QQQ",
+    "AMD",
+    "AVGO",
+    "NFLX",
+]
 
 
 def massive_frames(seed: int = 1) -> list[bytes]:
@@ -52,9 +65,38 @@ def massive_frames(seed: int = 1) -> list[bytes]:
             sym = rng.choice(SYMBOLS)
             px = round(100 + rng.random() * 50, 2)
             if rng.random() < 0.6:
-                events.append({"ev": "Q", "sym": sym, "bx": rng.randint(1, 20), "bp": px, "bs": rng.randint(1, 50) * 100, "ax": rng.randint(1, 20), "ap": round(px + 0.01, 2), "as": rng.randint(1, 50) * 100, "c": 1, "i": [604], "t": t, "q": seq, "z": 3})
+                events.append(
+                    {
+                        "ev": "Q",
+                        "sym": sym,
+                        "bx": rng.randint(1, 20),
+                        "bp": px,
+                        "bs": rng.randint(1, 50) * 100,
+                        "ax": rng.randint(1, 20),
+                        "ap": round(px + 0.01, 2),
+                        "as": rng.randint(1, 50) * 100,
+                        "c": 1,
+                        "i": [604],
+                        "t": t,
+                        "q": seq,
+                        "z": 3,
+                    }
+                )
             else:
-                events.append({"ev": "T", "sym": sym, "x": rng.randint(1, 20), "i": str(seq), "z": 3, "p": px, "s": rng.randint(1, 500), "c": [14, 41], "t": t, "q": seq})
+                events.append(
+                    {
+                        "ev": "T",
+                        "sym": sym,
+                        "x": rng.randint(1, 20),
+                        "i": str(seq),
+                        "z": 3,
+                        "p": px,
+                        "s": rng.randint(1, 500),
+                        "c": [14, 41],
+                        "t": t,
+                        "q": seq,
+                    }
+                )
         frames.append(json.dumps(events, separators=(",", ":")).encode())
     return frames
 
@@ -67,7 +109,9 @@ class _Runtime:
 
         from mesh.client import Publisher
 
-        self.publisher = Publisher("ingest", endpoint, context=zmq.Context.instance(), hwm=0, bind=True)
+        self.publisher = Publisher(
+            "ingest", endpoint, context=zmq.Context.instance(), hwm=0, bind=True
+        )
         self.publish = self.publisher.publish
 
 
@@ -88,7 +132,7 @@ def ours(frames: list[bytes], group: int, repeats: int = 5) -> float:
         started = time.perf_counter()
         for first in range(0, len(frames), group):
             now = time.time_ns()
-            process(runtime, [(now, frame) for frame in frames[first:first + group]])  # type: ignore[arg-type]
+            process(runtime, [(now, frame) for frame in frames[first : first + group]])  # type: ignore[arg-type]
         rates.append(len(frames) * EVENTS_PER_FRAME / (time.perf_counter() - started))
     assert service.errors.total == 0
     runtime.publisher.close()
@@ -133,16 +177,49 @@ def end_to_end(rate: int, seconds: float = 6.0) -> tuple[float, int, dict]:  # t
         if key.startswith(("MASSIVE_", "MESH_")):
             del env[key]
     env.update({f"MESH_BUS_{n}": f"tcp://127.0.0.1:{free_port()}" for n in ("PUB", "SUB", "CTL")})
-    env["MESH_DATA_DIR"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-ingest-{os.getpid()}")
+    env["MESH_DATA_DIR"] = str(
+        Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-ingest-{os.getpid()}"
+    )
     config = Config.load(environ=env)
     cli = [sys.executable, "-m", "mesh.cli", "run"]
     procs = [
         subprocess.Popen([*cli, "bus"], env=env, cwd=ROOT, stderr=subprocess.DEVNULL),
-        subprocess.Popen([*cli, "sim", "--rate", str(rate), "--ws-port", str(ws_port), "--rest-port", str(free_port()), "--s3-port", str(free_port())], env=env, cwd=ROOT, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL),
+        subprocess.Popen(
+            [
+                *cli,
+                "sim",
+                "--rate",
+                str(rate),
+                "--ws-port",
+                str(ws_port),
+                "--rest-port",
+                str(free_port()),
+                "--s3-port",
+                str(free_port()),
+            ],
+            env=env,
+            cwd=ROOT,
+            stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        ),
     ]
     sub = Subscriber(["md.quote.", "md.trade."], config.bus_sub, hwm=0, config=config)
     time.sleep(2.0)
-    procs.append(subprocess.Popen([*cli, "ingest", "--url", f"ws://127.0.0.1:{ws_port}/stocks", "--subscriptions", "Q.*,T.*"], env=env, cwd=ROOT, stderr=subprocess.DEVNULL))
+    procs.append(
+        subprocess.Popen(
+            [
+                *cli,
+                "ingest",
+                "--url",
+                f"ws://127.0.0.1:{ws_port}/stocks",
+                "--subscriptions",
+                "Q.*,T.*",
+            ],
+            env=env,
+            cwd=ROOT,
+            stderr=subprocess.DEVNULL,
+        )
+    )
     try:
         warm_deadline = time.monotonic() + 20
         while sub.recv(timeout=1) is None and time.monotonic() < warm_deadline:
@@ -156,8 +233,20 @@ def end_to_end(rate: int, seconds: float = 6.0) -> tuple[float, int, dict]:  # t
         from mesh import auth, control
 
         report_ = control.call(config.bus_ctl, "bus", "services", keys=auth.client_keys(config))
-        sim, ingest = report_.get("sim", {}).get("counters", {}), report_.get("ingest", {}).get("counters", {})
-        return events / elapsed, sub.stats.gaps, {"bus_messages": sub.stats.received, "sim_slow_consumer": sim.get("slow_consumer"), "ingest_reconnects": ingest.get("reconnects"), "ingest_dropped_frames": ingest.get("dropped_frames")}
+        sim, ingest = (
+            report_.get("sim", {}).get("counters", {}),
+            report_.get("ingest", {}).get("counters", {}),
+        )
+        return (
+            events / elapsed,
+            sub.stats.gaps,
+            {
+                "bus_messages": sub.stats.received,
+                "sim_slow_consumer": sim.get("slow_consumer"),
+                "ingest_reconnects": ingest.get("reconnects"),
+                "ingest_dropped_frames": ingest.get("dropped_frames"),
+            },
+        )
     finally:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
@@ -181,21 +270,70 @@ def main() -> None:
         theirs.append(official(frames, repeats=2))
         bare.append(bare_msgspec(frames))
     single_rate, our_rate, their_rate = median(singles), median(groups), median(theirs)
-    print(json.dumps({"bench": "ingest", "metric": "official_parse_events_per_s", "value": round(their_rate, 1)}))
-    print(json.dumps({"bench": "ingest", "metric": "bare_msgspec_typed_decode_events_per_s", "value": round(median(bare), 1), "note": "decode into records only: no normalise, encode or publish"}))
-    print(json.dumps({"bench": "ingest", "metric": "events_per_s_one_core_frame_by_frame", "value": round(single_rate, 1), "ratio": round(single_rate / their_rate, 3), "note": "each frame decoded and published alone (a quiet feed)"}))
+    print(
+        json.dumps(
+            {
+                "bench": "ingest",
+                "metric": "official_parse_events_per_s",
+                "value": round(their_rate, 1),
+            }
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "ingest",
+                "metric": "bare_msgspec_typed_decode_events_per_s",
+                "value": round(median(bare), 1),
+                "note": "decode into records only: no normalise, encode or publish",
+            }
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "ingest",
+                "metric": "events_per_s_one_core_frame_by_frame",
+                "value": round(single_rate, 1),
+                "ratio": round(single_rate / their_rate, 3),
+                "note": "each frame decoded and published alone (a quiet feed)",
+            }
+        )
+    )
     e2e = None
     if "--no-e2e" not in sys.argv:
         best = 0.0
         for rate in E2E_RATES:
             e2e_rate, lost, details = end_to_end(rate)
             clean = lost == 0 and not details.get("sim_slow_consumer") and e2e_rate >= 0.9 * rate
-            print(json.dumps({"bench": "ingest", "metric": "end_to_end_events_per_s", "offered": rate, "value": round(e2e_rate, 1), "lost_messages": lost, "zero_loss": clean, **details}))
+            print(
+                json.dumps(
+                    {
+                        "bench": "ingest",
+                        "metric": "end_to_end_events_per_s",
+                        "offered": rate,
+                        "value": round(e2e_rate, 1),
+                        "lost_messages": lost,
+                        "zero_loss": clean,
+                        **details,
+                    }
+                )
+            )
             if clean:
                 best = e2e_rate
                 break
         e2e = {"e2e_events_per_s": round(best, 1), "e2e_target": ">=300000 events/s with zero loss"}
-    report("ingest", "events_per_s_one_core", our_rate, "events/s", their_rate, ">=750000 events/s and >=5x the official client's parse", frames_per_group=GROUP_FRAMES, frame_by_frame_events_per_s=round(single_rate, 1), **(e2e or {}))
+    report(
+        "ingest",
+        "events_per_s_one_core",
+        our_rate,
+        "events/s",
+        their_rate,
+        ">=750000 events/s and >=5x the official client's parse",
+        frames_per_group=GROUP_FRAMES,
+        frame_by_frame_events_per_s=round(single_rate, 1),
+        **(e2e or {}),
+    )
 
 
 if __name__ == "__main__":

@@ -58,22 +58,35 @@ def bus_frames(total: int) -> list[list[bytes]]:
         n = min(BUS_BATCH, total - offset)
         idx = range(offset, offset + n)
         batch = QuoteBatch(
-            symbol=[SYMBOLS[i % 10] for i in idx], bid_price=[100.0 + i % 500 * 0.01 for i in idx], bid_size=[100 + i % 7 for i in idx],
-            ask_price=[100.02 + i % 500 * 0.01 for i in idx], ask_size=[200 + i % 5 for i in idx], bid_exchange=[4] * n, ask_exchange=[7] * n,
-            condition=[0] * n, tape=[3] * n, sequence=list(idx), ts_event=[T0 + i * 1000 for i in idx], ts_recv=[T0 + i * 1000 + 500 for i in idx],
+            symbol=[SYMBOLS[i % 10] for i in idx],
+            bid_price=[100.0 + i % 500 * 0.01 for i in idx],
+            bid_size=[100 + i % 7 for i in idx],
+            ask_price=[100.02 + i % 500 * 0.01 for i in idx],
+            ask_size=[200 + i % 5 for i in idx],
+            bid_exchange=[4] * n,
+            ask_exchange=[7] * n,
+            condition=[0] * n,
+            tape=[3] * n,
+            sequence=list(idx),
+            ts_event=[T0 + i * 1000 for i in idx],
+            ts_recv=[T0 + i * 1000 + 500 for i in idx],
         )
         frames.append(wire.encode(topics.quotes(), batch, src="bench", seq=offset // BUS_BATCH + 1))
     return frames
 
 
 def ours(port: int, batch_rows: int, frames: list[list[bytes]], total: int) -> float:
-    sender = Sender(KdbTarget("127.0.0.1", port), SenderOptions(max_queue_rows=max(50_000, 20 * batch_rows)))
-    batcher = Batcher(lambda chunk: sender.submit(chunk, block=True), batch_rows=batch_rows, flush_ms=50)
+    sender = Sender(
+        KdbTarget("127.0.0.1", port), SenderOptions(max_queue_rows=max(50_000, 20 * batch_rows))
+    )
+    batcher = Batcher(
+        lambda chunk: sender.submit(chunk, block=True), batch_rows=batch_rows, flush_ms=50
+    )
     sender.start()
     assert sender.flush(10), "no connection to the test tickerplant"
     start = time.perf_counter()
     for first in range(0, len(frames), BURST_MESSAGES):  # as the service reads a busy bus: bursts
-        for msg in wire.decode_many(frames[first:first + BURST_MESSAGES]).messages:
+        for msg in wire.decode_many(frames[first : first + BURST_MESSAGES]).messages:
             batcher.add(msg.payload)
     batcher.flush_all()
     assert sender.flush(120), "the tickerplant did not confirm"
@@ -84,7 +97,21 @@ def ours(port: int, batch_rows: int, frames: list[list[bytes]], total: int) -> f
     return total / elapsed
 
 
-DTYPES = ["timedelta64[ns]", object, np.float64, np.int64, np.float64, np.int64, np.int64, np.int64, np.int64, np.int64, np.int64, "datetime64[ns]", "datetime64[ns]"]
+DTYPES = [
+    "timedelta64[ns]",
+    object,
+    np.float64,
+    np.int64,
+    np.float64,
+    np.int64,
+    np.int64,
+    np.int64,
+    np.int64,
+    np.int64,
+    np.int64,
+    "datetime64[ns]",
+    "datetime64[ns]",
+]
 
 
 def prebuilt_columns(batch_rows: int, total: int) -> list[list[list]]:  # type: ignore[type-arg]
@@ -93,15 +120,33 @@ def prebuilt_columns(batch_rows: int, total: int) -> list[list[list]]:  # type: 
         idx = range(offset, min(offset + batch_rows, total))
         n = len(idx)
         ts = [T0 + i * 1000 for i in idx]
-        out.append([
-            [t % NS_PER_DAY for t in ts], [SYMBOLS[i % 10] for i in idx], [100.0 + i % 500 * 0.01 for i in idx], [100 + i % 7 for i in idx],
-            [100.02 + i % 500 * 0.01 for i in idx], [200 + i % 5 for i in idx], [4] * n, [7] * n, [0] * n, [3] * n, list(idx), ts, [t + 500 for t in ts],
-        ])
+        out.append(
+            [
+                [t % NS_PER_DAY for t in ts],
+                [SYMBOLS[i % 10] for i in idx],
+                [100.0 + i % 500 * 0.01 for i in idx],
+                [100 + i % 7 for i in idx],
+                [100.02 + i % 500 * 0.01 for i in idx],
+                [200 + i % 5 for i in idx],
+                [4] * n,
+                [7] * n,
+                [0] * n,
+                [3] * n,
+                list(idx),
+                ts,
+                [t + 500 for t in ts],
+            ]
+        )
     return out
 
 
 def to_k(cols: list) -> list:  # type: ignore[type-arg]
-    return [kx.toq(np.asarray(c, dtype=np.int64).view(d) if isinstance(d, str) else np.asarray(c, dtype=d)) for c, d in zip(cols, DTYPES, strict=True)]
+    return [
+        kx.toq(
+            np.asarray(c, dtype=np.int64).view(d) if isinstance(d, str) else np.asarray(c, dtype=d)
+        )
+        for c, d in zip(cols, DTYPES, strict=True)
+    ]
 
 
 def baseline(port: int, messages: list[list[list]], total: int, convert: bool = True) -> float:  # type: ignore[type-arg]
@@ -116,7 +161,11 @@ def baseline(port: int, messages: list[list[list]], total: int, convert: bool = 
 
 
 def main() -> None:
-    tp = subprocess.Popen([sys.executable, str(ROOT / "tests/kdb/fake_tp.py"), "--lifetime", "600"], stdout=subprocess.PIPE, text=True)
+    tp = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests/kdb/fake_tp.py"), "--lifetime", "600"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert tp.stdout is not None
     port = int(tp.stdout.readline().strip().split("=")[1])
     headline = (0.0, 0.0)
@@ -130,14 +179,37 @@ def main() -> None:
                 base.append(baseline(port, columns, total))
             ceiling = baseline(port, columns, total, convert=False)
             value, base_value = median(mine), median(base)
-            print(json.dumps({"bench": "kdb", "batch_rows": batch_rows, "rows": total, "rows_per_s": round(value, 1), "baseline_rows_per_s": round(base_value, 1), "ratio": round(value / base_value, 3), "pykx_prebuilt_k_rows_per_s": round(ceiling, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "bench": "kdb",
+                        "batch_rows": batch_rows,
+                        "rows": total,
+                        "rows_per_s": round(value, 1),
+                        "baseline_rows_per_s": round(base_value, 1),
+                        "ratio": round(value / base_value, 3),
+                        "pykx_prebuilt_k_rows_per_s": round(ceiling, 1),
+                    }
+                ),
+                flush=True,
+            )
             if batch_rows == DEFAULT_BATCH_ROWS:
                 headline = (value, base_value)
     finally:
         tp.terminate()
         out, _ = tp.communicate(10)
-        print(f"test tickerplant: {out.strip().splitlines()[-1] if out.strip() else 'no stats'}", file=sys.stderr)
-    report("kdb", f"rows_per_s_at_{DEFAULT_BATCH_ROWS}_rows_per_upd", headline[0], "rows/s", headline[1], f">=500000 rows/s at {DEFAULT_BATCH_ROWS} rows per .u.upd and ratio >=0.5")
+        print(
+            f"test tickerplant: {out.strip().splitlines()[-1] if out.strip() else 'no stats'}",
+            file=sys.stderr,
+        )
+    report(
+        "kdb",
+        f"rows_per_s_at_{DEFAULT_BATCH_ROWS}_rows_per_upd",
+        headline[0],
+        "rows/s",
+        headline[1],
+        f">=500000 rows/s at {DEFAULT_BATCH_ROWS} rows per .u.upd and ratio >=0.5",
+    )
 
 
 if __name__ == "__main__":

@@ -46,10 +46,18 @@ def frames(count: int) -> list[list[bytes]]:
         first = b * BATCH
         ts = (1_700_000_000_000_000_000 + np.arange(first, first + BATCH) * 1_000).tolist()
         batch = QuoteBatch(
-            symbol=[symbols[i % 500] for i in range(first, first + BATCH)], bid_price=bid.tolist(),
-            bid_size=rng.integers(1, 50, BATCH).tolist(), ask_price=(bid + 0.01).tolist(), ask_size=rng.integers(1, 50, BATCH).tolist(),
-            bid_exchange=rng.integers(1, 20, BATCH).tolist(), ask_exchange=rng.integers(1, 20, BATCH).tolist(),
-            condition=[0] * BATCH, tape=[3] * BATCH, sequence=list(range(first, first + BATCH)), ts_event=ts, ts_recv=[t + 5_000 for t in ts],
+            symbol=[symbols[i % 500] for i in range(first, first + BATCH)],
+            bid_price=bid.tolist(),
+            bid_size=rng.integers(1, 50, BATCH).tolist(),
+            ask_price=(bid + 0.01).tolist(),
+            ask_size=rng.integers(1, 50, BATCH).tolist(),
+            bid_exchange=rng.integers(1, 20, BATCH).tolist(),
+            ask_exchange=rng.integers(1, 20, BATCH).tolist(),
+            condition=[0] * BATCH,
+            tape=[3] * BATCH,
+            sequence=list(range(first, first + BATCH)),
+            ts_event=ts,
+            ts_recv=[t + 5_000 for t in ts],
         )
         out.append(wire.encode(topics.quotes(), batch, src="bench", seq=b + 1))
     return out
@@ -79,8 +87,15 @@ def run_once(data: list[list[bytes]], segments: int) -> tuple[float, float, floa
             promote_segment(store, "bench", number, files)
         promote_s = time.perf_counter() - start
         # 3. ceiling: the same rows as one in-memory Arrow table, pq.write_table (zstd)
-        table = pa.concat_tables([store.read_table(f"bench/quotes/{name}") for name in sorted(store.list_files("bench/quotes"))]).combine_chunks()
-        assert table.num_rows == rows and table.schema == to_storage(QUOTES, table.slice(0, 0)).schema
+        table = pa.concat_tables(
+            [
+                store.read_table(f"bench/quotes/{name}")
+                for name in sorted(store.list_files("bench/quotes"))
+            ]
+        ).combine_chunks()
+        assert (
+            table.num_rows == rows and table.schema == to_storage(QUOTES, table.slice(0, 0)).schema
+        )
         start = time.perf_counter()
         pq.write_table(table, str(Path(tmp) / "ceiling.parquet"), compression="zstd")
         ceiling_s = time.perf_counter() - start
@@ -90,15 +105,51 @@ def run_once(data: list[list[bytes]], segments: int) -> tuple[float, float, floa
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
-    parser.add_argument("--segments", type=int, default=4, help="WAL segments (time slices) the rows are spread over")
+    parser.add_argument(
+        "--segments",
+        type=int,
+        default=4,
+        help="WAL segments (time slices) the rows are spread over",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="passes; each metric is the median")
     args = parser.parse_args()
     data = frames(args.rows // BATCH)
     rows = len(data) * BATCH
     runs = [run_once(data, args.segments) for _ in range(args.repeat)]
     wal_rate, promote_rate, ceiling_rate = (statistics.median(r[i] for r in runs) for i in range(3))
-    print(json.dumps({"bench": "recorder", "metric": "wal_rows_per_s", "value": round(wal_rate), "unit": "rows/s", "baseline": None, "ratio": None, "target": 1_000_000, "rows": rows, "repeat": args.repeat, "fsync_interval_s": 0.2, "includes": "msgpack decode of the bus frames"}))
-    print(json.dumps({"bench": "recorder", "metric": "promote_rows_per_s", "value": round(promote_rate), "unit": "rows/s", "baseline": round(ceiling_rate), "ratio": round(promote_rate / ceiling_rate, 3), "target": 0.5, "rows": rows, "repeat": args.repeat, "baseline_is": "pyarrow.parquet.write_table from an in-memory Arrow table"}))
+    print(
+        json.dumps(
+            {
+                "bench": "recorder",
+                "metric": "wal_rows_per_s",
+                "value": round(wal_rate),
+                "unit": "rows/s",
+                "baseline": None,
+                "ratio": None,
+                "target": 1_000_000,
+                "rows": rows,
+                "repeat": args.repeat,
+                "fsync_interval_s": 0.2,
+                "includes": "msgpack decode of the bus frames",
+            }
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "recorder",
+                "metric": "promote_rows_per_s",
+                "value": round(promote_rate),
+                "unit": "rows/s",
+                "baseline": round(ceiling_rate),
+                "ratio": round(promote_rate / ceiling_rate, 3),
+                "target": 0.5,
+                "rows": rows,
+                "repeat": args.repeat,
+                "baseline_is": "pyarrow.parquet.write_table from an in-memory Arrow table",
+            }
+        )
+    )
     return 0
 
 

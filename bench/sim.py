@@ -106,7 +106,9 @@ async def _count(url: str, seconds: float, warmup: float, auth: str | None) -> t
         return (events - counted_from) / (time.perf_counter() - measured_from), note
 
 
-def _measure(target, args: tuple, url_of, seconds: float, warmup: float, auth: str | None) -> tuple[float, str]:  # type: ignore[no-untyped-def]
+def _measure(
+    target, args: tuple, url_of, seconds: float, warmup: float, auth: str | None
+) -> tuple[float, str]:  # type: ignore[no-untyped-def]
     ctx = mp.get_context("spawn")
     ready: mp.Queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, ready), daemon=True)
@@ -121,18 +123,51 @@ def _measure(target, args: tuple, url_of, seconds: float, warmup: float, auth: s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per server (default 5)")
-    parser.add_argument("--warmup", type=float, default=1.5, help="seconds before measuring (default 1.5)")
-    parser.add_argument("--rate", type=float, default=1_000_000, help="sim --rate for the run (default 1,000,000)")
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="measured seconds per server (default 5)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=1.5, help="seconds before measuring (default 1.5)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=1_000_000, help="sim --rate for the run (default 1,000,000)"
+    )
     args = parser.parse_args()
 
-    baseline, base_note = _measure(_serve_bare, (), lambda p: f"ws://127.0.0.1:{p}/", args.seconds, args.warmup, None)
-    print(f"baseline (bare websockets, pre-built frames): {baseline:,.0f} events/s ({base_note})", file=sys.stderr)
-    value, note = _measure(_serve_sim, (args.rate,), lambda p: f"ws://127.0.0.1:{p}/stocks", args.seconds, args.warmup, "sim-demo-key")
-    print(f"sim (live generator at --rate {args.rate:,.0f}): {value:,.0f} events/s ({note})", file=sys.stderr)
+    baseline, base_note = _measure(
+        _serve_bare, (), lambda p: f"ws://127.0.0.1:{p}/", args.seconds, args.warmup, None
+    )
+    print(
+        f"baseline (bare websockets, pre-built frames): {baseline:,.0f} events/s ({base_note})",
+        file=sys.stderr,
+    )
+    value, note = _measure(
+        _serve_sim,
+        (args.rate,),
+        lambda p: f"ws://127.0.0.1:{p}/stocks",
+        args.seconds,
+        args.warmup,
+        "sim-demo-key",
+    )
+    print(
+        f"sim (live generator at --rate {args.rate:,.0f}): {value:,.0f} events/s ({note})",
+        file=sys.stderr,
+    )
     target = max(TARGET_EVENTS_PER_S, baseline * 0.5)
     ratio = value / baseline if baseline else 0.0
-    print(json.dumps({"bench": "sim", "metric": "events_per_s", "value": round(value), "unit": "events/s", "baseline": round(baseline), "ratio": round(ratio, 3), "target": round(target)}))
+    print(
+        json.dumps(
+            {
+                "bench": "sim",
+                "metric": "events_per_s",
+                "value": round(value),
+                "unit": "events/s",
+                "baseline": round(baseline),
+                "ratio": round(ratio, 3),
+                "target": round(target),
+            }
+        )
+    )
     return 0 if value >= target and note == "ok" else 1
 
 

@@ -139,9 +139,17 @@ def wait_drained(mesh: Any, quiet: float, timeout: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of load (default 10)")
-    parser.add_argument("--rate", type=int, default=200_000, help="events/s asked of the sim (default 200,000)")
-    parser.add_argument("--keep", metavar="DIR", help="keep the data (recording, logs) in DIR instead of a temporary folder")
-    parser.add_argument("--feed", nargs=2, metavar=("SUB", "CTL"), help=argparse.SUPPRESS)  # the feed's own process
+    parser.add_argument(
+        "--rate", type=int, default=200_000, help="events/s asked of the sim (default 200,000)"
+    )
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="keep the data (recording, logs) in DIR instead of a temporary folder",
+    )
+    parser.add_argument(
+        "--feed", nargs=2, metavar=("SUB", "CTL"), help=argparse.SUPPRESS
+    )  # the feed's own process
     args = parser.parse_args()
     if args.feed:
         return feed_main(*args.feed)
@@ -165,11 +173,21 @@ def soak(args: argparse.Namespace, base: Path) -> int:
         mesh.start("recorder")
         mesh.start("ingest", "--subscriptions", IDLE_SUBSCRIPTION)
         mesh.wait_up(["sim", "recorder", "ingest"], 120)
-        feed = subprocess.Popen([sys.executable, __file__, "--feed", mesh.config.bus_sub, mesh.config.bus_ctl], env=mesh.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        feed = subprocess.Popen(
+            [sys.executable, __file__, "--feed", mesh.config.bus_sub, mesh.config.bus_ctl],
+            env=mesh.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         watch = HeartbeatWatch(mesh.config)
         watch.start()
         try:
-            wait_for(lambda: {"recorder", "ingest", "sim"} <= watch.last_seen.keys(), 30, 0.2, "heartbeats")
+            wait_for(
+                lambda: {"recorder", "ingest", "sim"} <= watch.last_seen.keys(),
+                30,
+                0.2,
+                "heartbeats",
+            )
             idle: list[float] = []
             idle_failures: list[str] = []
             for _ in range(40):
@@ -177,7 +195,10 @@ def soak(args: argparse.Namespace, base: Path) -> int:
                 time.sleep(0.05)
             mesh.call("recorder", "start", name=NAME, timeout=10)
             pids = {name: proc.proc.pid for name, proc in mesh.procs.items()} | {"feed": feed.pid}
-            print(f"soak: {args.minutes:g} min at {args.rate:,} events/s asked; idle control p99 {p99(idle) * 1000:.1f} ms", flush=True)
+            print(
+                f"soak: {args.minutes:g} min at {args.rate:,} events/s asked; idle control p99 {p99(idle) * 1000:.1f} ms",
+                flush=True,
+            )
             mesh.call("ingest", "subscribe", params=LOAD, timeout=10)
             started = time.monotonic()
             loaded: list[float] = []
@@ -193,13 +214,24 @@ def soak(args: argparse.Namespace, base: Path) -> int:
                         if mb is not None:
                             rss[name].append((elapsed, mb))
                     status = mesh.call("recorder", "status", timeout=5)
-                    print(f"soak: {elapsed:5.0f} s  recorder {status['events_per_s']:>9,.0f} rows/s  "
-                          + "  ".join(f"{n} {s[-1][1]:.0f} MB" for n, s in rss.items() if s), flush=True)
+                    print(
+                        f"soak: {elapsed:5.0f} s  recorder {status['events_per_s']:>9,.0f} rows/s  "
+                        + "  ".join(f"{n} {s[-1][1]:.0f} MB" for n, s in rss.items() if s),
+                        flush=True,
+                    )
                 time.sleep(CONTROL_EVERY)
             mesh.call("ingest", "unsubscribe", params=LOAD, timeout=10)
             lag = wait_drained(mesh, quiet=3.0, timeout=max(120.0, load_seconds))
             mesh.call("recorder", "stop", timeout=10)
-            wait_for(lambda: (mesh.call("recorder", "status", timeout=5).get("session") or {}).get("state") == "stopped", 300, 0.5, "the recording to stop")
+            wait_for(
+                lambda: (
+                    (mesh.call("recorder", "status", timeout=5).get("session") or {}).get("state")
+                    == "stopped"
+                ),
+                300,
+                0.5,
+                "the recording to stop",
+            )
             alive = mesh.alive()
         finally:
             watch.halt.set()
@@ -220,19 +252,41 @@ def soak(args: argparse.Namespace, base: Path) -> int:
     seconds = max(a.seconds for a in accounts) or 1.0
     growth = {}
     for name, samples in rss.items():
-        after_warmup = [mb for t, mb in samples if t >= load_seconds / 4] or [mb for _, mb in samples]
+        after_warmup = [mb for t, mb in samples if t >= load_seconds / 4] or [
+            mb for _, mb in samples
+        ]
         if after_warmup:
             growth[name] = round(after_warmup[-1] - after_warmup[0], 1)
     rss_end = {name: round(samples[-1][1], 1) for name, samples in rss.items() if samples}
     report(
-        "soak", "events_lost_outside_gaps", lost, "events", sent, 0,
-        minutes=args.minutes, rate_asked=args.rate, rate_sent=round(sent / seconds), duplicates=duplicates,
-        missing_inside_gaps=sum(a.missing for a in accounts) - lost, gaps=max((a.gaps for a in accounts), default=0),
-        rss_growth_mb=growth, rss_end_mb=rss_end, rss_target="flat",
-        heartbeat_down_flaps=sum(watch.flaps.values()), flaps_by_service=watch.flaps, flaps_target=0,
-        control_p99_s=round(p99(loaded), 3), control_idle_p99_s=round(p99(idle), 3), control_max_s=round(max(loaded, default=0.0), 3),
-        control_requests=len(loaded), control_failures=len(failures), control_failure_sample=failures[:3], control_target_s=1.0,
-        drain_s=round(lag, 1), alive=alive, feed_alive=feed_alive,
+        "soak",
+        "events_lost_outside_gaps",
+        lost,
+        "events",
+        sent,
+        0,
+        minutes=args.minutes,
+        rate_asked=args.rate,
+        rate_sent=round(sent / seconds),
+        duplicates=duplicates,
+        missing_inside_gaps=sum(a.missing for a in accounts) - lost,
+        gaps=max((a.gaps for a in accounts), default=0),
+        rss_growth_mb=growth,
+        rss_end_mb=rss_end,
+        rss_target="flat",
+        heartbeat_down_flaps=sum(watch.flaps.values()),
+        flaps_by_service=watch.flaps,
+        flaps_target=0,
+        control_p99_s=round(p99(loaded), 3),
+        control_idle_p99_s=round(p99(idle), 3),
+        control_max_s=round(max(loaded, default=0.0), 3),
+        control_requests=len(loaded),
+        control_failures=len(failures),
+        control_failure_sample=failures[:3],
+        control_target_s=1.0,
+        drain_s=round(lag, 1),
+        alive=alive,
+        feed_alive=feed_alive,
     )
     return 0
 

@@ -51,7 +51,23 @@ def firehose(endpoint: str, rate: int, stop) -> None:  # type: ignore[no-untyped
         for _ in range(per_tick):
             syms, px = batches[n % 50]
             now = time.time_ns()
-            pub.publish(topic, QuoteBatch(symbol=syms, bid_price=px, bid_size=[100] * BATCH, ask_price=[p + 0.02 for p in px], ask_size=[200] * BATCH, bid_exchange=[1] * BATCH, ask_exchange=[2] * BATCH, condition=[0] * BATCH, tape=[3] * BATCH, sequence=list(range(n * BATCH, (n + 1) * BATCH)), ts_event=[now] * BATCH, ts_recv=[now] * BATCH))
+            pub.publish(
+                topic,
+                QuoteBatch(
+                    symbol=syms,
+                    bid_price=px,
+                    bid_size=[100] * BATCH,
+                    ask_price=[p + 0.02 for p in px],
+                    ask_size=[200] * BATCH,
+                    bid_exchange=[1] * BATCH,
+                    ask_exchange=[2] * BATCH,
+                    condition=[0] * BATCH,
+                    tape=[3] * BATCH,
+                    sequence=list(range(n * BATCH, (n + 1) * BATCH)),
+                    ts_event=[now] * BATCH,
+                    ts_recv=[now] * BATCH,
+                ),
+            )
             n += 1
             sent += BATCH
         target = started + sent / rate
@@ -86,7 +102,13 @@ async def measure(config, rate: int, keep_publishing: bool) -> dict[str, float]:
                 stop.set()
                 publisher.join(10)
             await pilot.pause(1.0)
-            cpu0, wall0, redraw0, render0, events0 = time.process_time(), time.monotonic(), app.redraws, board.renders, app.market.events
+            cpu0, wall0, redraw0, render0, events0 = (
+                time.process_time(),
+                time.monotonic(),
+                app.redraws,
+                board.renders,
+                app.market.events,
+            )
             latencies = []
             while time.monotonic() - wall0 < WINDOW:
                 before = board.cursor
@@ -94,7 +116,10 @@ async def measure(config, rate: int, keep_publishing: bool) -> dict[str, float]:
                 key.set_sender(app)
                 pressed = time.monotonic()  # the board stamps its renders with the same clock
                 app._driver.send_message(key)  # what a terminal key press does
-                while not (board.cursor != before and board.last_render >= pressed) and time.monotonic() - pressed < 2:
+                while (
+                    not (board.cursor != before and board.last_render >= pressed)
+                    and time.monotonic() - pressed < 2
+                ):
                     await asyncio.sleep(0.001)
                 latencies.append((time.monotonic() - pressed) * 1000)
                 await asyncio.sleep(0.25)
@@ -119,10 +144,19 @@ def main() -> None:
     from mesh.config import Config
 
     env = {f"MESH_BUS_{n}": f"tcp://127.0.0.1:{free_port()}" for n in ("PUB", "SUB", "CTL")}
-    env["MESH_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-tui-")  # the bus's keys, made on its first start
-    os.environ.update(env)  # the firehose process and the dashboard load the same configuration and keys
+    env["MESH_DATA_DIR"] = tempfile.mkdtemp(
+        prefix="bench-tui-"
+    )  # the bus's keys, made on its first start
+    os.environ.update(
+        env
+    )  # the firehose process and the dashboard load the same configuration and keys
     config = Config.load(environ=env)
-    bus = subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", "bus"], env={**os.environ, **env}, cwd=ROOT, stderr=subprocess.DEVNULL)
+    bus = subprocess.Popen(
+        [sys.executable, "-m", "mesh.cli", "run", "bus"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)
     try:
         idle = asyncio.run(measure(config, 20_000, keep_publishing=False))
@@ -130,13 +164,31 @@ def main() -> None:
     finally:
         bus.terminate()
         bus.wait(5)
-    print(json.dumps({"bench": "tui", "case": "idle bus", **{k: round(v, 3) for k, v in idle.items()}}))
-    print(json.dumps({"bench": "tui", "case": f"{RATE:,} quotes/s over {SYMBOLS} symbols", **{k: round(v, 3) for k, v in busy.items()}}))
+    print(
+        json.dumps(
+            {"bench": "tui", "case": "idle bus", **{k: round(v, 3) for k, v in idle.items()}}
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "tui",
+                "case": f"{RATE:,} quotes/s over {SYMBOLS} symbols",
+                **{k: round(v, 3) for k, v in busy.items()},
+            }
+        )
+    )
     report(
-        "tui", "cpu_cores_under_firehose", busy["cpu_cores"], "cores", idle["cpu_cores"],
+        "tui",
+        "cpu_cores_under_firehose",
+        busy["cpu_cores"],
+        "cores",
+        idle["cpu_cores"],
         "<0.5 cores under 200k quotes/s; key-press latency <100 ms",
-        key_latency_ms=round(busy["key_latency_ms_median"], 1), key_latency_ms_idle=round(idle["key_latency_ms_median"], 1),
-        key_latency_ms_max=round(busy["key_latency_ms_max"], 1), redraws_per_s=round(busy["redraws_per_s"], 1),
+        key_latency_ms=round(busy["key_latency_ms_median"], 1),
+        key_latency_ms_idle=round(idle["key_latency_ms_median"], 1),
+        key_latency_ms_max=round(busy["key_latency_ms_max"], 1),
+        redraws_per_s=round(busy["redraws_per_s"], 1),
         events_per_s_seen=round(busy["events_per_s_seen"]),
     )
 

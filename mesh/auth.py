@@ -98,11 +98,17 @@ class KeyStore:
                 finally:
                     fcntl.flock(lock, fcntl.LOCK_UN)
         except OSError as exc:
-            raise AuthError(f"cannot use the bus keys in {self.dir}: {exc.strerror or exc}") from None
+            raise AuthError(
+                f"cannot use the bus keys in {self.dir}: {exc.strerror or exc}"
+            ) from None
 
     def ensure(self) -> None:
         """The bus's and the mesh's key pairs, and the registry, made if missing."""
-        if (self.keys_dir / f"{SERVER}.key_secret").exists() and (self.keys_dir / f"{MESH}.key_secret").exists() and self.registry.exists():
+        if (
+            (self.keys_dir / f"{SERVER}.key_secret").exists()
+            and (self.keys_dir / f"{MESH}.key_secret").exists()
+            and self.registry.exists()
+        ):
             return
         with self._locked():
             for name in (SERVER, MESH):
@@ -141,7 +147,9 @@ class KeyStore:
         try:
             server, _ = zmq.auth.load_certificate(self.keys_dir / f"{SERVER}.key")
         except (OSError, ValueError) as exc:
-            raise AuthError(f"cannot read the bus's public key {self.keys_dir / f'{SERVER}.key'}: {exc}") from None
+            raise AuthError(
+                f"cannot read the bus's public key {self.keys_dir / f'{SERVER}.key'}: {exc}"
+            ) from None
         return ClientKeys(public, secret, server)
 
     def clients(self) -> dict[str, Client]:
@@ -152,10 +160,15 @@ class KeyStore:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise AuthError(f"the key registry {self.registry} is damaged ({exc}); restore it, or remove it to start again with the mesh's own key only (then `massive auth add` again)") from None
+            raise AuthError(
+                f"the key registry {self.registry} is damaged ({exc}); restore it, or remove it to start again with the mesh's own key only (then `massive auth add` again)"
+            ) from None
 
     def _write_registry(self, clients: dict[str, Client]) -> None:
-        data = {c.name: {"public": c.public, "roles": list(c.roles), "added_ns": c.added_ns} for c in clients.values()}
+        data = {
+            c.name: {"public": c.public, "roles": list(c.roles), "added_ns": c.added_ns}
+            for c in clients.values()
+        }
         tmp = self.registry.with_name(f".{self.registry.name}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -171,26 +184,39 @@ class KeyStore:
     def add(self, name: str, roles: tuple[str, ...]) -> Path:
         """A new key pair for `name` with `roles`; returns its secret key file (to hand over)."""
         if not _NAME.fullmatch(name) or name in (MESH, SERVER):
-            raise AuthError(f"{name!r} cannot name a key: use 1-64 letters, digits, '-' or '_' (and not {MESH!r} or {SERVER!r})")
+            raise AuthError(
+                f"{name!r} cannot name a key: use 1-64 letters, digits, '-' or '_' (and not {MESH!r} or {SERVER!r})"
+            )
         unknown = [r for r in roles if r not in ROLES]
         if unknown or not roles:
-            raise AuthError(f"unknown role {', '.join(unknown) or '(none)'}: roles are {', '.join(ROLES)}")
+            raise AuthError(
+                f"unknown role {', '.join(unknown) or '(none)'}: roles are {', '.join(ROLES)}"
+            )
         self.ensure()
         with self._locked():
             clients = self.clients()
             if name in clients:
-                raise AuthError(f"a key named {name!r} exists already; `massive auth revoke {name}` first to replace it")
+                raise AuthError(
+                    f"a key named {name!r} exists already; `massive auth revoke {name}` first to replace it"
+                )
             for stale in (self.keys_dir / f"{name}.key", self.keys_dir / f"{name}.key_secret"):
                 stale.unlink(missing_ok=True)
             secret = self._make_pair(name)
-            clients[name] = Client(name, self._public(self.keys_dir / f"{name}.key"), tuple(dict.fromkeys(roles)), time.time_ns())
+            clients[name] = Client(
+                name,
+                self._public(self.keys_dir / f"{name}.key"),
+                tuple(dict.fromkeys(roles)),
+                time.time_ns(),
+            )
             self._write_registry(clients)
         return secret
 
     def revoke(self, name: str) -> None:
         """`name`'s key is let in no more (and its files are deleted)."""
         if name == MESH:
-            raise AuthError(f"the {MESH!r} key is the mesh's own; to replace it, stop the mesh and delete {self.dir}")
+            raise AuthError(
+                f"the {MESH!r} key is the mesh's own; to replace it, stop the mesh and delete {self.dir}"
+            )
         with self._locked():
             clients = self.clients()
             if name not in clients:
@@ -244,7 +270,9 @@ def client_keys(config: Any) -> ClientKeys | None:
     cache_key = (str(config.data_dir), key_file)
     keys = _client_cache.get(cache_key)
     if keys is None:
-        keys = _client_cache[cache_key] = KeyStore(config.data_dir).client_keys(Path(key_file) if key_file else None)
+        keys = _client_cache[cache_key] = KeyStore(config.data_dir).client_keys(
+            Path(key_file) if key_file else None
+        )
     return keys
 
 
@@ -303,7 +331,9 @@ class Gatekeeper(ThreadAuthenticator):
             self.refused += 1
             if self.refused <= 3 or self.refused % 1000 == 0:
                 who = f"key {client.name!r}" if client else "an unknown key"
-                log.warning("refused %s on the %s socket (%d refused so far)", who, domain, self.refused)
+                log.warning(
+                    "refused %s on the %s socket (%d refused so far)", who, domain, self.refused
+                )
         return allowed
 
     def curve_user_id(self, client_public_key: bytes) -> str:

@@ -17,16 +17,30 @@ from mesh import auth
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("auth", help="keys that may use the bus: add, list, revoke", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p = sub.add_parser(
+        "auth",
+        help="keys that may use the bus: add, list, revoke",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
     cmds = p.add_subparsers(dest="auth_cmd", required=True, metavar="COMMAND")
-    add = cmds.add_parser("add", help="make a key pair for NAME with the given roles and print its secret key file")
+    add = cmds.add_parser(
+        "add", help="make a key pair for NAME with the given roles and print its secret key file"
+    )
     add.add_argument("name", help="who the key is for: 1-64 letters, digits, '-' or '_'")
-    add.add_argument("--role", action="append", choices=auth.ROLES, required=True, help="subscribe (read the bus), publish, or control (commands); repeat for several")
+    add.add_argument(
+        "--role",
+        action="append",
+        choices=auth.ROLES,
+        required=True,
+        help="subscribe (read the bus), publish, or control (commands); repeat for several",
+    )
     add.set_defaults(func=cmd_add)
     ls = cmds.add_parser("list", help="every key the bus lets in, with its roles")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_list)
-    revoke = cmds.add_parser("revoke", help="let NAME's key in no more (connections made from then on)")
+    revoke = cmds.add_parser(
+        "revoke", help="let NAME's key in no more (connections made from then on)"
+    )
     revoke.add_argument("name")
     revoke.set_defaults(func=cmd_revoke)
 
@@ -59,12 +73,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     except auth.AuthError as exc:
         return _fail(exc)
     if args.json:
-        print(json.dumps({c.name: {"roles": list(c.roles), "public_key": c.public, "added_ns": c.added_ns} for c in clients.values()}, indent=2, sort_keys=True))
+        print(
+            json.dumps(
+                {
+                    c.name: {"roles": list(c.roles), "public_key": c.public, "added_ns": c.added_ns}
+                    for c in clients.values()
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
         return 0
     print(f"{'NAME':<20}{'ROLES':<30}ADDED")
     for c in sorted(clients.values(), key=lambda c: c.name):
         try:
-            added = datetime.fromtimestamp(c.added_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M UTC") if c.added_ns else ""
+            added = (
+                datetime.fromtimestamp(c.added_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M UTC")
+                if c.added_ns
+                else ""
+            )
         except (OverflowError, ValueError, OSError):
             added = "?"
         print(f"{c.name:<20}{','.join(c.roles):<30}{added}")

@@ -43,9 +43,13 @@ REJECTION_KINDS = ("size", "depth", "columns", "range")
 Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]  # sizes, codes, sequence numbers
 Price = Annotated[float, msgspec.Meta(gt=0.0, lt=MAX_PRICE)]  # NaN fails every bound
 QuotePrice = Annotated[float, msgspec.Meta(ge=0.0, lt=MAX_PRICE)]  # a quote side with no quote is 0
-Amount = Annotated[float, msgspec.Meta(ge=0.0, le=1.7976931348623157e308)]  # volumes: finite, not negative
+Amount = Annotated[
+    float, msgspec.Meta(ge=0.0, le=1.7976931348623157e308)
+]  # volumes: finite, not negative
 Time = Annotated[int, msgspec.Meta(ge=TS_MIN, lt=TS_MAX)]
-MaybeTime = Annotated[int, msgspec.Meta(ge=0, lt=TS_MAX)]  # 0 (not known) or a Time: the rest is checked here
+MaybeTime = Annotated[
+    int, msgspec.Meta(ge=0, lt=TS_MAX)
+]  # 0 (not known) or a Time: the rest is checked here
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
 ShortText = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
@@ -88,7 +92,10 @@ def check_tree(value: Any, what: str) -> None:
             stack.extend((item, depth + 1) for item in node)
         elif isinstance(node, str):
             if len(node) > MAX_TEXT:
-                raise Rejected("size", f"{what} holds a string of {len(node):,} characters (at most {MAX_TEXT:,})")
+                raise Rejected(
+                    "size",
+                    f"{what} holds a string of {len(node):,} characters (at most {MAX_TEXT:,})",
+                )
         elif isinstance(node, bytes):
             if len(node) > MAX_TEXT:
                 raise Rejected("size", f"{what} holds {len(node):,} bytes (at most {MAX_TEXT:,})")
@@ -157,7 +164,11 @@ def _low_high(column: Any, what: str, floats: bool) -> tuple[Any, Any, bool]:
     if isinstance(column, np.ndarray):
         values = _floats(column, what) if floats else _ints(column, what)
         low, high = values.min(), values.max()
-        return low.item(), high.item(), bool(np.isfinite(low) and np.isfinite(high)) if floats else True
+        return (
+            low.item(),
+            high.item(),
+            bool(np.isfinite(low) and np.isfinite(high)) if floats else True,
+        )
     try:
         low, high = min(column), max(column)
         if not floats:
@@ -167,7 +178,9 @@ def _low_high(column: Any, what: str, floats: bool) -> tuple[Any, Any, bool]:
         total = sum(column)  # NaN or an infinity anywhere makes the sum NaN or infinite
         return low, high, total - total == 0
     except (TypeError, ValueError):
-        raise Rejected("range", f"{what} holds a value that is not {'a number' if floats else 'an integer'}") from None
+        raise Rejected(
+            "range", f"{what} holds a value that is not {'a number' if floats else 'an integer'}"
+        ) from None
 
 
 def prices(column: Any, what: str, *, zero_ok: bool = False) -> None:
@@ -175,14 +188,20 @@ def prices(column: Any, what: str, *, zero_ok: bool = False) -> None:
     low, high, finite = _low_high(column, what, True)
     if not (finite and (low >= 0 if zero_ok else low > 0) and high < MAX_PRICE):
         bad = high if (low >= 0 if zero_ok else low > 0) and finite else low
-        raise Rejected("range", f"{what} holds {'a non-finite value' if not finite else repr(float(bad))}; prices are finite, {'non-negative' if zero_ok else 'positive'} and below {MAX_PRICE:g}")
+        raise Rejected(
+            "range",
+            f"{what} holds {'a non-finite value' if not finite else repr(float(bad))}; prices are finite, {'non-negative' if zero_ok else 'positive'} and below {MAX_PRICE:g}",
+        )
 
 
 def non_negative(column: Any, what: str, *, floats: bool = False) -> None:
     """Sizes, volumes, counts, codes and sequence numbers: 0..int64 (finite, for float columns)."""
     low, high, finite = _low_high(column, what, floats)
     if not (finite and low >= 0 and high <= INT64_MAX):
-        raise Rejected("range", f"{what} holds {'a non-finite value' if not finite else low if low < 0 else high!r}; it is 0..int64{' and finite' if floats else ''}")
+        raise Rejected(
+            "range",
+            f"{what} holds {'a non-finite value' if not finite else low if low < 0 else high!r}; it is 0..int64{' and finite' if floats else ''}",
+        )
 
 
 def timestamps(column: Any, what: str, *, zero_ok: bool = False) -> None:
@@ -209,7 +228,11 @@ def equal_lengths(columns: Mapping[str, Any], what: str, max_rows: int | None = 
     lengths = {name: len(column) for name, column in columns.items()}
     counts = set(lengths.values())
     if len(counts) > 1:
-        raise Rejected("columns", f"{what} has columns of unequal length: " + ", ".join(f"{k}={v}" for k, v in lengths.items()))
+        raise Rejected(
+            "columns",
+            f"{what} has columns of unequal length: "
+            + ", ".join(f"{k}={v}" for k, v in lengths.items()),
+        )
     rows = counts.pop() if counts else 0
     if max_rows is not None and rows > max_rows:
         raise Rejected("size", f"{what} has {rows:,} rows (at most {max_rows:,} per batch)")
@@ -243,24 +266,52 @@ def _rules() -> dict[type, dict[str, Any]]:
     code = non_negative
     return {
         QuoteBatch: {
-            "symbol": names, "bid_price": quote_price, "bid_size": non_negative, "ask_price": quote_price,
-            "ask_size": non_negative, "bid_exchange": code, "ask_exchange": code, "condition": code, "tape": code,
-            "sequence": non_negative, "ts_event": timestamps, "ts_recv": partial(timestamps, zero_ok=True),
+            "symbol": names,
+            "bid_price": quote_price,
+            "bid_size": non_negative,
+            "ask_price": quote_price,
+            "ask_size": non_negative,
+            "bid_exchange": code,
+            "ask_exchange": code,
+            "condition": code,
+            "tape": code,
+            "sequence": non_negative,
+            "ts_event": timestamps,
+            "ts_recv": partial(timestamps, zero_ok=True),
         },
         TradeBatch: {
-            "symbol": names, "price": prices, "size": non_negative, "exchange": code, "trade_id": _short_column,
-            "conditions": _conditions, "tape": code, "sequence": non_negative, "ts_event": timestamps,
+            "symbol": names,
+            "price": prices,
+            "size": non_negative,
+            "exchange": code,
+            "trade_id": _short_column,
+            "conditions": _conditions,
+            "tape": code,
+            "sequence": non_negative,
+            "ts_event": timestamps,
             "ts_recv": partial(timestamps, zero_ok=True),
         },
         BarBatch: {
-            "symbol": names, "ts_start": timestamps, "ts_end": timestamps, "open": prices, "high": prices,
-            "low": prices, "close": prices, "volume": partial(non_negative, floats=True),
-            "vwap": partial(non_negative, floats=True), "transactions": non_negative,
+            "symbol": names,
+            "ts_start": timestamps,
+            "ts_end": timestamps,
+            "open": prices,
+            "high": prices,
+            "low": prices,
+            "close": prices,
+            "volume": partial(non_negative, floats=True),
+            "vwap": partial(non_negative, floats=True),
+            "transactions": non_negative,
             "ts_recv": partial(timestamps, zero_ok=True),
         },
         GapBatch: {
-            "symbol": _short_column, "kind": names, "from_sequence": non_negative, "to_sequence": non_negative,
-            "ts_from": partial(timestamps, zero_ok=True), "ts_to": partial(timestamps, zero_ok=True), "reason": _text_column,
+            "symbol": _short_column,
+            "kind": names,
+            "from_sequence": non_negative,
+            "to_sequence": non_negative,
+            "ts_from": partial(timestamps, zero_ok=True),
+            "ts_to": partial(timestamps, zero_ok=True),
+            "reason": _text_column,
         },
     }
 
@@ -268,7 +319,13 @@ def _rules() -> dict[type, dict[str, Any]]:
 _COLUMN_RULES: dict[type, dict[str, Any]] = {}
 
 
-def check_columns(batch_type: type, columns: Mapping[str, Any], max_rows: int | None = MAX_ROWS, *, typed: bool = False) -> int:
+def check_columns(
+    batch_type: type,
+    columns: Mapping[str, Any],
+    max_rows: int | None = MAX_ROWS,
+    *,
+    typed: bool = False,
+) -> int:
     """The columns (all or some) of a quote, trade, bar or gap batch: one length and every value in
     range. Returns the row count. `typed`: the columns come from msgspec's typed decode, which
     checked each value against the schema's constraints already; only what those cannot say is
@@ -309,7 +366,10 @@ def check_payload(payload: Any, *, typed: bool = False) -> None:
     elif isinstance(payload, BarBatch):
         check_name(payload.interval, "a bar batch's interval")
         check_columns(BarBatch, payload.columns(), typed=typed)
-        if len(payload) and not (_ints(payload.ts_end, "ts_end") >= _ints(payload.ts_start, "ts_start")).all():
+        if (
+            len(payload)
+            and not (_ints(payload.ts_end, "ts_end") >= _ints(payload.ts_start, "ts_start")).all()
+        ):
             raise Rejected("range", "a bar batch has a bar that ends before it starts")
     elif isinstance(payload, Heartbeat):
         check_name(payload.service, "a heartbeat's service")
@@ -317,7 +377,9 @@ def check_payload(payload: Any, *, typed: bool = False) -> None:
         check_text(payload.instance, "a heartbeat's instance")
         check_text(payload.message, "a heartbeat's message")
         if not 0 < payload.interval <= 3600:
-            raise Rejected("range", f"a heartbeat's interval is {payload.interval!r} s (0 < interval <= 3600)")
+            raise Rejected(
+                "range", f"a heartbeat's interval is {payload.interval!r} s (0 < interval <= 3600)"
+            )
         check_tree(payload.counters, "a heartbeat's counters")
         for value in (payload.pid, payload.started):
             if not 0 <= value <= INT64_MAX:
@@ -386,6 +448,8 @@ def validation_kind(error: msgspec.ValidationError) -> str:
     text = str(error)
     if "of length <=" in text or "of length >=" in text:  # a string or list longer than its limit
         return "size"
-    if ("`int` " in text or "`float` " in text) and any(op in text for op in (" >= ", " > ", " <= ", " < ")):
+    if ("`int` " in text or "`float` " in text) and any(
+        op in text for op in (" >= ", " > ", " <= ", " < ")
+    ):
         return "range"
     return "payload"

@@ -68,7 +68,9 @@ class Bus:
         self.auth = config.bus_auth
         self.impostors = 0  # registrations refused: the name belongs to another key's live service
         self.forged_replies = 0  # replies that answer no request routed to their sender
-        self._awaited: dict[tuple[bytes, bytes, str], list[float]] = {}  # (service id, client id, request id) -> [open, deadline]
+        self._awaited: dict[
+            tuple[bytes, bytes, str], list[float]
+        ] = {}  # (service id, client id, request id) -> [open, deadline]
         self._gatekeeper: auth.Gatekeeper | None = None
         self._server_keys: tuple[bytes, bytes] | None = None
         if self.auth:
@@ -81,25 +83,42 @@ class Bus:
         # The deep queues are set before bind: a connection the bus accepts takes its listener's
         # options from bind time, so an HWM set after it would leave every peer at libzmq's 1000,
         # and the XPUB would drop a burst a fast subscriber is still reading.
-        self._xsub = self._bind(zmq.XSUB, config.bus_pub, "MESH_BUS_PUB", "publish", {zmq.RCVHWM: PUB_HWM})
-        self._xpub = self._bind(zmq.XPUB, config.bus_sub, "MESH_BUS_SUB", "subscribe", {zmq.SNDHWM: SUB_HWM})
+        self._xsub = self._bind(
+            zmq.XSUB, config.bus_pub, "MESH_BUS_PUB", "publish", {zmq.RCVHWM: PUB_HWM}
+        )
+        self._xpub = self._bind(
+            zmq.XPUB, config.bus_sub, "MESH_BUS_SUB", "subscribe", {zmq.SNDHWM: SUB_HWM}
+        )
         self._router = self._bind(zmq.ROUTER, config.bus_ctl, "MESH_BUS_CTL", "control")
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         # Handshakes libzmq refuses before any key is looked at (a client with no keys, or the wrong
         # server key) are seen only by a socket monitor: counted in `handshakes_refused`.
         self.handshakes_refused = 0
-        self._monitors = [sock.get_monitor_socket(_HANDSHAKE_FAILED) for sock in (self._xsub, self._xpub, self._router)] if self.auth else []
+        self._monitors = (
+            [
+                sock.get_monitor_socket(_HANDSHAKE_FAILED)
+                for sock in (self._xsub, self._xpub, self._router)
+            ]
+            if self.auth
+            else []
+        )
         self._capture_in = self.ctx.socket(zmq.PULL)
-        self._capture_in.rcvhwm = 1000  # counting only: if it falls behind, the data path is unaffected
+        self._capture_in.rcvhwm = (
+            1000  # counting only: if it falls behind, the data path is unaffected
+        )
         self._capture_in.bind(self._capture_addr)
         self._proxy_thread = threading.Thread(target=self._proxy, name="bus-proxy", daemon=True)
 
-    def _bind(self, kind: int, endpoint: str, var: str, role: str, options: dict[int, int] | None = None) -> zmq.Socket:
+    def _bind(
+        self, kind: int, endpoint: str, var: str, role: str, options: dict[int, int] | None = None
+    ) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
         for option, value in (options or {}).items():
             sock.setsockopt(option, value)
-        if self._server_keys is not None:  # CURVE, and the ZAP domain that says which role may connect
+        if (
+            self._server_keys is not None
+        ):  # CURVE, and the ZAP domain that says which role may connect
             auth.secure_server(sock, self._server_keys, role)
         # A frame larger than any valid message drops its sender's connection before it is read
         # into memory (libzmq's own check), so no peer can make the bus or a subscriber hold it.
@@ -112,7 +131,9 @@ class Bus:
             sock.close()
             self._close_all()
             if exc.errno == errno.EADDRINUSE:
-                raise BusError(f"cannot bind {var}={endpoint}: address already in use (is another bus running?)") from None
+                raise BusError(
+                    f"cannot bind {var}={endpoint}: address already in use (is another bus running?)"
+                ) from None
             raise BusError(f"cannot bind {var}={endpoint}: {exc.strerror}") from None
         self._bound = [*getattr(self, "_bound", []), sock]
         return sock
@@ -149,9 +170,17 @@ class Bus:
         next_beat = time.monotonic()
         rate_mark = (time.monotonic(), 0, 0)
         self._rates = (0.0, 0.0)
-        log.info("bus up: publishers -> %s, subscribers <- %s, commands -> %s", self.config.bus_pub, self.config.bus_sub, self.config.bus_ctl)
+        log.info(
+            "bus up: publishers -> %s, subscribers <- %s, commands -> %s",
+            self.config.bus_pub,
+            self.config.bus_sub,
+            self.config.bus_ctl,
+        )
         if self.auth:
-            log.info("bus authentication on: keys in %s (`massive auth list`)", auth.KeyStore(self.config.data_dir).dir)
+            log.info(
+                "bus authentication on: keys in %s (`massive auth list`)",
+                auth.KeyStore(self.config.data_dir).dir,
+            )
         else:
             log.warning("%s", AUTH_OFF_WARNING)
         try:
@@ -166,7 +195,10 @@ class Bus:
                 now = time.monotonic()
                 if now >= next_beat:
                     elapsed = now - rate_mark[0]
-                    self._rates = ((self.messages - rate_mark[1]) / elapsed, (self.bytes - rate_mark[2]) / elapsed)
+                    self._rates = (
+                        (self.messages - rate_mark[1]) / elapsed,
+                        (self.bytes - rate_mark[2]) / elapsed,
+                    )
                     rate_mark = (now, self.messages, self.bytes)
                     publisher.publish(topics.heartbeat("bus"), self.heartbeat())
                     next_beat = now + HEARTBEAT_INTERVAL
@@ -182,7 +214,11 @@ class Bus:
             if event["event"] & _HANDSHAKE_FAILED:
                 self.handshakes_refused += 1
                 if self.handshakes_refused in (1, 10, 100) or self.handshakes_refused % 10_000 == 0:
-                    log.warning("refused a connection from %s: no valid key (%d so far)", event.get("endpoint", b"?").decode(errors="replace"), self.handshakes_refused)
+                    log.warning(
+                        "refused a connection from %s: no valid key (%d so far)",
+                        event.get("endpoint", b"?").decode(errors="replace"),
+                        self.handshakes_refused,
+                    )
 
     def _drain_capture(self) -> None:
         # The capture socket sees every frame of both directions; data messages are 2-frame
@@ -196,7 +232,9 @@ class Bus:
             self.bytes += len(frame)
             if frame.more:
                 self._in_message = True
-            elif self._in_message:  # the last frame of a data message (subscriptions are single frames)
+            elif (
+                self._in_message
+            ):  # the last frame of a data message (subscriptions are single frames)
                 self._in_message = False
                 self.messages += 1
 
@@ -214,7 +252,8 @@ class Bus:
             message="" if self.auth else AUTH_OFF_WARNING,
             counters={
                 "auth": "on" if self.auth else "off",
-                "auth_refused": (self._gatekeeper.refused if self._gatekeeper is not None else 0) + self.handshakes_refused,
+                "auth_refused": (self._gatekeeper.refused if self._gatekeeper is not None else 0)
+                + self.handshakes_refused,
                 "impostors_refused": self.impostors,
                 "forged_replies": self.forged_replies,
                 "uptime_s": round((now - self.started) / 1e9, 1),
@@ -240,7 +279,10 @@ class Bus:
         self.control_rejected += 1
         if kind not in self._logged_rejections:
             self._logged_rejections.add(kind)
-            log.warning("skipping a control message (%s); further ones of this kind are only counted", detail)
+            log.warning(
+                "skipping a control message (%s); further ones of this kind are only counted",
+                detail,
+            )
 
     def _handle_control(self, frames: list[bytes], owner: str) -> None:
         if len(frames) < 2:
@@ -250,7 +292,9 @@ class Bus:
         if kind == control.HELLO and len(frames) == 4:
             name = _service_name(frames[2])
             if name is None:
-                self._reject("hello", "a HELLO whose service name is not 1-64 letters, digits, '-' or '_'")
+                self._reject(
+                    "hello", "a HELLO whose service name is not 1-64 letters, digits, '-' or '_'"
+                )
                 return
             try:
                 beat = _decode_heartbeat(frames[3])
@@ -260,14 +304,28 @@ class Bus:
             refusal = self._refuse_registration(name, owner, sender)
             if refusal:
                 self.impostors += 1
-                self._reject(f"impostor-{name}-{owner}", f"a HELLO as {name!r} from key {owner!r}: {refusal}")
+                self._reject(
+                    f"impostor-{name}-{owner}", f"a HELLO as {name!r} from key {owner!r}: {refusal}"
+                )
                 return
             self.services[name] = ServiceEntry(name, sender, time.time_ns(), beat, owner)
         elif kind == control.REQ and len(frames) == 4:
             target = _service_name(frames[2])
             if target is None:
                 self.route_errors += 1
-                self._send(sender, [control.REP, control.encode(control.Reply(id=_request_id(frames[3]), ok=False, error="no such service: a service name is 1-64 letters, digits, '-' or '_'"))])
+                self._send(
+                    sender,
+                    [
+                        control.REP,
+                        control.encode(
+                            control.Reply(
+                                id=_request_id(frames[3]),
+                                ok=False,
+                                error="no such service: a service name is 1-64 letters, digits, '-' or '_'",
+                            )
+                        ),
+                    ],
+                )
                 return
             self._route_request(sender, target, frames[3])
         elif kind == control.REP and len(frames) == 4:
@@ -321,9 +379,16 @@ class Bus:
         if not self.auth or owner == auth.MESH:
             return ""
         if name in auth.MESH_SERVICES:
-            return f"{name!r} is one of the mesh's own services, which only the mesh's key registers"
+            return (
+                f"{name!r} is one of the mesh's own services, which only the mesh's key registers"
+            )
         entry = self.services.get(name)
-        if entry is not None and entry.owner != owner and entry.routing_id != sender and health.is_up(entry.last_seen):
+        if (
+            entry is not None
+            and entry.owner != owner
+            and entry.routing_id != sender
+            and health.is_up(entry.last_seen)
+        ):
             return f"that name belongs to key {entry.owner!r}, whose {name} is up"
         if entry is None or entry.owner != owner:
             self._forget_stale()
@@ -335,7 +400,11 @@ class Bus:
     def _forget_stale(self) -> None:
         """Another key's services that have been down for long leave the registry."""
         cutoff = time.time_ns() - self.FORGET_AFTER_NS
-        for name in [n for n, e in self.services.items() if e.owner not in ("", auth.MESH) and e.last_seen < cutoff]:
+        for name in [
+            n
+            for n, e in self.services.items()
+            if e.owner not in ("", auth.MESH) and e.last_seen < cutoff
+        ]:
             del self.services[name]
 
     def _route_request(self, client: bytes, target: str, body: bytes) -> None:
@@ -349,9 +418,24 @@ class Bus:
             return
         self.route_errors += 1
         req_id = _request_id(body)
-        known = ", ".join(sorted(n for n, e in self.services.items() if health.is_up(e.last_seen))) or "none"
+        known = (
+            ", ".join(sorted(n for n, e in self.services.items() if health.is_up(e.last_seen)))
+            or "none"
+        )
         why = "is not connected" if entry is not None else "is not registered with the bus"
-        self._send(client, [control.REP, control.encode(control.Reply(id=req_id, ok=False, error=f"service {target!r} {why} (services up: {known})"))])
+        self._send(
+            client,
+            [
+                control.REP,
+                control.encode(
+                    control.Reply(
+                        id=req_id,
+                        ok=False,
+                        error=f"service {target!r} {why} (services up: {known})",
+                    )
+                ),
+            ],
+        )
 
     def _answer(self, body: bytes) -> control.Reply:
         try:
@@ -363,7 +447,9 @@ class Bus:
             return control.Reply(id=req.id, ok=True, result="pong")
         if req.cmd == "services":
             return control.Reply(id=req.id, ok=True, result=self.services_report())
-        return control.Reply(id=req.id, ok=False, error=f"unknown command {req.cmd!r} for bus; known: ping, services")
+        return control.Reply(
+            id=req.id, ok=False, error=f"unknown command {req.cmd!r} for bus; known: ping, services"
+        )
 
     def services_report(self) -> dict[str, Any]:
         """Every service the bus has heard from, up or down, with its last heartbeat."""
@@ -430,7 +516,11 @@ def _request_id(body: bytes) -> str:
         return ""
 
 
-_HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
 
 
 def _entry_report(beat: Heartbeat | None, last_seen: int, now: int) -> dict[str, Any]:

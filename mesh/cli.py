@@ -92,18 +92,35 @@ def cmd_tap(args: argparse.Namespace) -> int:
         except BrokenPipeError:
             return 0
     if sub.stats.malformed_total or sub.stats.gaps:
-        print(f"tap: {printed} printed, {sub.stats.malformed_total} malformed skipped, {sub.stats.gaps} missing by sequence", file=sys.stderr)
+        print(
+            f"tap: {printed} printed, {sub.stats.malformed_total} malformed skipped, {sub.stats.gaps} missing by sequence",
+            file=sys.stderr,
+        )
     return 0
 
 
 # --- status --------------------------------------------------------------------------------------
 
-KEY_COUNTERS = ("msgs_per_s", "events_per_s", "events", "connection", "reconnects", "rows", "malformed", "gaps", "dropped", "loop_lag_s", "control_rejected")
+KEY_COUNTERS = (
+    "msgs_per_s",
+    "events_per_s",
+    "events",
+    "connection",
+    "reconnects",
+    "rows",
+    "malformed",
+    "gaps",
+    "dropped",
+    "loop_lag_s",
+    "control_rejected",
+)
 
 
 def _quiet(key: str, value: Any) -> bool:
     """Counters shown only when they say something: a loop lag under a second, no rejections."""
-    return (key == "loop_lag_s" and isinstance(value, int | float) and value < 1) or (key == "control_rejected" and value == 0)
+    return (key == "loop_lag_s" and isinstance(value, int | float) and value < 1) or (
+        key == "control_rejected" and value == 0
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -111,7 +128,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if warning := config.auth_warning():
         print(f"warning: {warning}", file=sys.stderr)
     try:
-        reply = control.request(config.bus_ctl, "bus", "services", timeout=args.timeout, keys=auth.client_keys(config))
+        reply = control.request(
+            config.bus_ctl, "bus", "services", timeout=args.timeout, keys=auth.client_keys(config)
+        )
     except control.ControlError as exc:
         if args.json:
             print(json.dumps({"bus": {"up": False, "error": str(exc)}}))
@@ -125,10 +144,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{'SERVICE':<11}{'UP':<6}{'STATE':<10}{'AGE':>6}  COUNTERS")
         for name, entry in report.items():
             counters = entry["counters"]
-            shown = [f"{k}={counters[k]}" for k in KEY_COUNTERS if k in counters and not _quiet(k, counters[k])] or [f"{k}={v}" for k, v in list(counters.items())[:6]]
+            shown = [
+                f"{k}={counters[k]}"
+                for k in KEY_COUNTERS
+                if k in counters and not _quiet(k, counters[k])
+            ] or [f"{k}={v}" for k, v in list(counters.items())[:6]]
             up = "up" if entry["up"] else "DOWN"
             detail = f"  ({entry['message']})" if entry.get("message") else ""
-            print(f"{name:<11}{up:<6}{entry['state']:<10}{entry['age_s']:>5.1f}s  {' '.join(shown)}{detail}")
+            print(
+                f"{name:<11}{up:<6}{entry['state']:<10}{entry['age_s']:>5.1f}s  {' '.join(shown)}{detail}"
+            )
     return 0 if all(entry["up"] for entry in report.values()) else 1
 
 
@@ -158,24 +183,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run one service in the foreground (what each Procfile line calls)")
+    run = sub.add_parser(
+        "run", help="run one service in the foreground (what each Procfile line calls)"
+    )
     run.add_argument("name", choices=sorted(SERVICES), help="the service to run")
-    run.add_argument("service_args", nargs=argparse.REMAINDER, help="options for the service (see `massive run NAME --help`)")
+    run.add_argument(
+        "service_args",
+        nargs=argparse.REMAINDER,
+        help="options for the service (see `massive run NAME --help`)",
+    )
     run.set_defaults(func=cmd_run)
 
-    tap = sub.add_parser("tap", help="print bus messages as JSON lines", description="Print every bus message whose topic starts with one of PREFIX (all if none) as one JSON line: topic, type, header, payload.")
-    tap.add_argument("prefixes", nargs="*", metavar="PREFIX", help="topic prefixes such as md.quote. or sys.heartbeat.")
+    tap = sub.add_parser(
+        "tap",
+        help="print bus messages as JSON lines",
+        description="Print every bus message whose topic starts with one of PREFIX (all if none) as one JSON line: topic, type, header, payload.",
+    )
+    tap.add_argument(
+        "prefixes",
+        nargs="*",
+        metavar="PREFIX",
+        help="topic prefixes such as md.quote. or sys.heartbeat.",
+    )
     tap.add_argument("--count", type=positive_int, help="stop after N messages")
     tap.add_argument("--seconds", type=positive_float, help="stop after S seconds")
     tap.add_argument("--endpoint", help="bus subscriber endpoint (default MESH_BUS_SUB)")
     tap.set_defaults(func=cmd_tap)
 
-    status = sub.add_parser("status", help="one-shot mesh health: each service up/down with key counters")
+    status = sub.add_parser(
+        "status", help="one-shot mesh health: each service up/down with key counters"
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--timeout", type=positive_float, default=2.0, help="seconds to wait for the bus (default 2)")
+    status.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=2.0,
+        help="seconds to wait for the bus (default 2)",
+    )
     status.set_defaults(func=cmd_status)
 
-    cfg = sub.add_parser("config", help="print the effective configuration and where each value came from (secrets redacted)")
+    cfg = sub.add_parser(
+        "config",
+        help="print the effective configuration and where each value came from (secrets redacted)",
+    )
     cfg.add_argument("--json", action="store_true", help="machine-readable output")
     cfg.set_defaults(func=cmd_config)
 

@@ -43,7 +43,16 @@ _SNDMORE = int(zmq.SNDMORE)
 class Publisher:
     """Publishes records on the bus with this source's name and per-topic sequence numbers."""
 
-    def __init__(self, source: str, endpoint: str | None = None, *, context: zmq.Context | None = None, hwm: int = PUB_HWM, bind: bool = False, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        endpoint: str | None = None,
+        *,
+        context: zmq.Context | None = None,
+        hwm: int = PUB_HWM,
+        bind: bool = False,
+        config: Config | None = None,
+    ) -> None:
         self.source = source
         config = config or load_config()
         self.endpoint = endpoint or config.bus_pub
@@ -65,7 +74,9 @@ class Publisher:
         self._seq[topic] = seq
         topic_frame, body = wire.encode(topic, payload, src=self.source, seq=seq, ts_send=ts_send)
         send = self._sock.send
-        send(topic_frame, _SNDMORE)  # two sends with a plain int flag: send_multipart's enum arithmetic costs more than the copy
+        send(
+            topic_frame, _SNDMORE
+        )  # two sends with a plain int flag: send_multipart's enum arithmetic costs more than the copy
         send(body)
         self.sent += 1
 
@@ -144,12 +155,23 @@ class SubscriberStats:
                 self._last_seq[key] = error.header.seq
         if error.kind not in self._logged:
             self._logged.add(error.kind)
-            log.warning("skipping malformed bus message (%s); further ones of this kind are only counted", error)
+            log.warning(
+                "skipping malformed bus message (%s); further ones of this kind are only counted",
+                error,
+            )
 
     def as_counters(self) -> dict[str, Any]:
         """Flat counters for a heartbeat: totals, then malformed messages by kind (`malformed_<kind>`)."""
-        counters: dict[str, Any] = {"received": self.received, "malformed": self.malformed_total, "gaps": self.gaps, "restarts": self.restarts, "seq_jumps": self.jumps}
-        counters.update({f"malformed_{kind}": count for kind, count in sorted(self.malformed.items())})
+        counters: dict[str, Any] = {
+            "received": self.received,
+            "malformed": self.malformed_total,
+            "gaps": self.gaps,
+            "restarts": self.restarts,
+            "seq_jumps": self.jumps,
+        }
+        counters.update(
+            {f"malformed_{kind}": count for kind, count in sorted(self.malformed.items())}
+        )
         return counters
 
 
@@ -162,7 +184,16 @@ def _subscribe_all(sock: zmq.Socket, prefixes: Iterable[str]) -> None:
 class Subscriber:
     """Receives bus messages whose topic starts with one of `prefixes` (all if none)."""
 
-    def __init__(self, prefixes: Iterable[str] = (), endpoint: str | None = None, *, context: zmq.Context | None = None, hwm: int = SUB_HWM, columnar: bool = False, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        prefixes: Iterable[str] = (),
+        endpoint: str | None = None,
+        *,
+        context: zmq.Context | None = None,
+        hwm: int = SUB_HWM,
+        columnar: bool = False,
+        config: Config | None = None,
+    ) -> None:
         config = config or load_config()
         self.endpoint = endpoint or config.bus_sub
         self._ctx = context or zmq.Context.instance()
@@ -214,7 +245,16 @@ class Subscriber:
 class AsyncSubscriber:
     """The asyncio twin of `Subscriber`, for services and the TUI."""
 
-    def __init__(self, prefixes: Iterable[str] = (), endpoint: str | None = None, *, context: zmq.asyncio.Context | None = None, hwm: int = SUB_HWM, columnar: bool = False, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        prefixes: Iterable[str] = (),
+        endpoint: str | None = None,
+        *,
+        context: zmq.asyncio.Context | None = None,
+        hwm: int = SUB_HWM,
+        columnar: bool = False,
+        config: Config | None = None,
+    ) -> None:
         config = config or load_config()
         self.endpoint = endpoint or config.bus_sub
         self._ctx = context or zmq.asyncio.Context.instance()
@@ -224,7 +264,9 @@ class AsyncSubscriber:
         _subscribe_all(self._sock, prefixes)
         auth.secure_client(self._sock, auth.client_keys(config))
         self._sock.connect(self.endpoint)
-        self._sync: zmq.SyncSocket = zmq.Socket.shadow(self._sock.underlying)  # same socket, for non-blocking drains
+        self._sync: zmq.SyncSocket = zmq.Socket.shadow(
+            self._sock.underlying
+        )  # same socket, for non-blocking drains
         self.columnar = columnar  # numpy columns for quote, trade and bar batches (mesh.columnar)
         self.stats = SubscriberStats()
 
@@ -257,7 +299,9 @@ class AsyncSubscriber:
             self.stats.observe(msg)
             return msg
 
-    async def recv_burst(self, limit: int = 1000, fields: Mapping[str, Collection[str]] | None = None) -> list[Message]:
+    async def recv_burst(
+        self, limit: int = 1000, fields: Mapping[str, Collection[str]] | None = None
+    ) -> list[Message]:
         """The next message and up to `limit` - 1 more already queued, decoded together.
 
         Quote and trade batches of one topic come back merged into one batch with numpy columns
@@ -281,18 +325,50 @@ class AsyncSubscriber:
         self._sock.close()
 
 
-def request(service: str, cmd: str, args: dict[str, Any] | None = None, *, config: Config | None = None, timeout: float = control.DEFAULT_TIMEOUT, busy_wait: float = 0.0) -> control.Reply:
+def request(
+    service: str,
+    cmd: str,
+    args: dict[str, Any] | None = None,
+    *,
+    config: Config | None = None,
+    timeout: float = control.DEFAULT_TIMEOUT,
+    busy_wait: float = 0.0,
+) -> control.Reply:
     """Send a command to a service through the bus and return its `Reply`.
 
     Nothing within `timeout` raises `control.BusUnreachable` or, when the bus answers but the
     service is late, waits up to `busy_wait` seconds more, then `control.ServiceBusy`.
     """
     config = config or load_config()
-    return control.request(config.bus_ctl, service, cmd, args, timeout=timeout, busy_wait=busy_wait, keys=auth.client_keys(config))
+    return control.request(
+        config.bus_ctl,
+        service,
+        cmd,
+        args,
+        timeout=timeout,
+        busy_wait=busy_wait,
+        keys=auth.client_keys(config),
+    )
 
 
-def call(service: str, cmd: str, args: dict[str, Any] | None = None, *, config: Config | None = None, timeout: float = control.DEFAULT_TIMEOUT, busy_wait: float = 0.0) -> Any:
+def call(
+    service: str,
+    cmd: str,
+    args: dict[str, Any] | None = None,
+    *,
+    config: Config | None = None,
+    timeout: float = control.DEFAULT_TIMEOUT,
+    busy_wait: float = 0.0,
+) -> Any:
     """Send a command and return its result; raises `mesh.control.ControlError` on an error reply
     (`BusUnreachable` / `ServiceBusy` when nothing answers, as `request` explains)."""
     config = config or load_config()
-    return control.call(config.bus_ctl, service, cmd, args, timeout=timeout, busy_wait=busy_wait, keys=auth.client_keys(config))
+    return control.call(
+        config.bus_ctl,
+        service,
+        cmd,
+        args,
+        timeout=timeout,
+        busy_wait=busy_wait,
+        keys=auth.client_keys(config),
+    )

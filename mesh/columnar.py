@@ -41,7 +41,10 @@ _FIXED: dict[int, tuple[int, str]] = {
 _INT64_MAX = np.iinfo(np.int64).max
 
 _split = msgspec.msgpack.Decoder(list[msgspec.Raw])
-_TAGS = {msgspec.msgpack.encode(cls.__struct_config__.tag): cls for cls in (QuoteBatch, TradeBatch, BarBatch)}  # type: ignore[attr-defined]
+_TAGS = {
+    msgspec.msgpack.encode(cls.__struct_config__.tag): cls
+    for cls in (QuoteBatch, TradeBatch, BarBatch)
+}  # type: ignore[attr-defined]
 
 
 def _plain(hint: Any) -> Any:
@@ -156,7 +159,9 @@ def merge(raws: list[bytes | memoryview | msgspec.Raw]) -> Any | None:
     return None if merged is None else merged[0](**merged[1])
 
 
-def merge_columns(raws: list[bytes | memoryview | msgspec.Raw], fields: Collection[str] | None = None) -> tuple[type, dict[str, Any]] | None:
+def merge_columns(
+    raws: list[bytes | memoryview | msgspec.Raw], fields: Collection[str] | None = None
+) -> tuple[type, dict[str, Any]] | None:
     """`merge`'s work, returning (batch type, field -> column), decoding only `fields` if given.
 
     A consumer that shows a few columns (the dashboard) skips the cost of the others.
@@ -177,7 +182,11 @@ def merge_columns(raws: list[bytes | memoryview | msgspec.Raw], fields: Collecti
             if cls is None:
                 cls = tag
                 bodies = [[] for _ in kinds]
-                wanted = [i for i, (name, kind, _) in enumerate(kinds) if kind != "scalar" and (fields is None or name in fields)]
+                wanted = [
+                    i
+                    for i, (name, kind, _) in enumerate(kinds)
+                    if kind != "scalar" and (fields is None or name in fields)
+                ]
                 scalar_fields = [i for i, (_, kind, _) in enumerate(kinds) if kind == "scalar"]
             if len(parts) - 1 != len(kinds):
                 return None
@@ -189,7 +198,9 @@ def merge_columns(raws: list[bytes | memoryview | msgspec.Raw], fields: Collecti
             for i in wanted:
                 view = memoryview(parts[i + 1])
                 first = view[0]
-                if first == 0xDC and len(view) >= 3:  # array16, what batches of 16 to 65,535 rows use
+                if (
+                    first == 0xDC and len(view) >= 3
+                ):  # array16, what batches of 16 to 65,535 rows use
                     n, start = (view[1] << 8) | view[2], 3
                 elif 0x90 <= first <= 0x9F:
                     n, start = first & 0x0F, 1
@@ -200,7 +211,9 @@ def merge_columns(raws: list[bytes | memoryview | msgspec.Raw], fields: Collecti
                     n, start = header
                 if count < 0:
                     count = n
-                    if n > MAX_ROWS:  # one message over the limit: rejected on its own, not merged in
+                    if (
+                        n > MAX_ROWS
+                    ):  # one message over the limit: rejected on its own, not merged in
                         return None
                 elif n != count:  # columns of unequal length
                     return None
@@ -225,7 +238,9 @@ def merge_columns(raws: list[bytes | memoryview | msgspec.Raw], fields: Collecti
                 continue
             value = fixed_width_column(memoryview(joined), kind)
             if value is None:
-                value = np.asarray(decoder.decode(joined), dtype=np.float64 if kind == "f8" else np.int64)
+                value = np.asarray(
+                    decoder.decode(joined), dtype=np.float64 if kind == "f8" else np.int64
+                )
             values[name] = value
     except (msgspec.DecodeError, msgspec.ValidationError, OverflowError, ValueError):
         return None

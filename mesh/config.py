@@ -42,7 +42,9 @@ def log_level(environ: Mapping[str, str] | None = None) -> str:
     if value == "WARN":
         value = "WARNING"
     if value not in LOG_LEVELS:
-        raise ConfigError(f"MESH_LOG_LEVEL={raw!r} (from environment): expected one of {', '.join(LOG_LEVELS)}")
+        raise ConfigError(
+            f"MESH_LOG_LEVEL={raw!r} (from environment): expected one of {', '.join(LOG_LEVELS)}"
+        )
     return value
 
 
@@ -123,7 +125,9 @@ class Config:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def load(cls, environ: Mapping[str, str] | None = None, cwd: Path | str | None = None) -> Config:
+    def load(
+        cls, environ: Mapping[str, str] | None = None, cwd: Path | str | None = None
+    ) -> Config:
         """Read the environment (it wins), then `.env`, then `api_keys.properties` in `cwd`."""
         return _load(dict(os.environ if environ is None else environ), Path(cwd or os.getcwd()))
 
@@ -133,20 +137,32 @@ class Config:
         for spec in _SPECS:
             value = getattr(self, spec.attr)
             rows.append((spec.var, _show(value), self.sources.get(spec.var, "default")))
-        rows.append(("(sim mode)", str(self.sim_mode).lower(), "derived: no MASSIVE_API_KEY" if self.sim_mode else "derived"))
+        rows.append(
+            (
+                "(sim mode)",
+                str(self.sim_mode).lower(),
+                "derived: no MASSIVE_API_KEY" if self.sim_mode else "derived",
+            )
+        )
         return rows
 
     def as_json(self) -> dict[str, Any]:
         return {
             "sim_mode": self.sim_mode,
             "variables": {
-                var: {"value": shown, "source": source} for var, shown, source in self.as_table() if not var.startswith("(")
+                var: {"value": shown, "source": source}
+                for var, shown, source in self.as_table()
+                if not var.startswith("(")
             },
         }
 
     def exposed(self) -> list[str]:
         """The bus endpoints (`MESH_BUS_PUB`, `_SUB`, `_CTL`) that are not loopback or local."""
-        return [endpoint for endpoint in (self.bus_pub, self.bus_sub, self.bus_ctl) if not is_local_endpoint(endpoint)]
+        return [
+            endpoint
+            for endpoint in (self.bus_pub, self.bus_sub, self.bus_ctl)
+            if not is_local_endpoint(endpoint)
+        ]
 
     def auth_warning(self) -> str | None:
         """The one line to show at start, in `massive status` and the dashboard when the bus is open."""
@@ -159,7 +175,13 @@ class Config:
         return None
 
     def __repr__(self) -> str:  # dataclass repr would be fine (Secrets redact) but this is shorter
-        return "Config(" + ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "sources") + ")"
+        return (
+            "Config("
+            + ", ".join(
+                f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "sources"
+            )
+            + ")"
+        )
 
 
 def _show(value: object) -> str:
@@ -251,8 +273,12 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
 
     feed = raw["MASSIVE_FEED"].lower()
     if feed not in ("delayed", "realtime"):
-        raise ConfigError(f"MASSIVE_FEED={raw['MASSIVE_FEED']!r} (from {where('MASSIVE_FEED')}): expected 'delayed' or 'realtime'")
-    subscriptions = _parse_subscriptions(raw["MASSIVE_SUBSCRIPTIONS"], where("MASSIVE_SUBSCRIPTIONS"))
+        raise ConfigError(
+            f"MASSIVE_FEED={raw['MASSIVE_FEED']!r} (from {where('MASSIVE_FEED')}): expected 'delayed' or 'realtime'"
+        )
+    subscriptions = _parse_subscriptions(
+        raw["MASSIVE_SUBSCRIPTIONS"], where("MASSIVE_SUBSCRIPTIONS")
+    )
 
     s3_key = raw.get("MASSIVE_S3_ACCESS_KEY_ID")
     s3_secret = raw.get("MASSIVE_S3_SECRET_ACCESS_KEY")
@@ -265,7 +291,9 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
             sources["MASSIVE_FEED"] = "derived: the simulator streams in real time (sim mode)"
         if s3_key is None and s3_secret is None:
             s3_key, s3_secret = SIM_S3_ACCESS_KEY_ID, SIM_S3_SECRET_ACCESS_KEY
-            sources["MASSIVE_S3_ACCESS_KEY_ID"] = sources["MASSIVE_S3_SECRET_ACCESS_KEY"] = "derived: simulator demo key pair (sim mode)"
+            sources["MASSIVE_S3_ACCESS_KEY_ID"] = sources["MASSIVE_S3_SECRET_ACCESS_KEY"] = (
+                "derived: simulator demo key pair (sim mode)"
+            )
         if where("MASSIVE_S3_ENDPOINT") == "default":
             s3_endpoint = f"http://{SIM_HOST}:{SIM_S3_PORT}"
             sources["MASSIVE_S3_ENDPOINT"] = "derived: simulator (sim mode)"
@@ -293,7 +321,9 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
     for var in ("MESH_BUS_PUB", "MESH_BUS_SUB", "MESH_BUS_CTL"):
         endpoints[var] = _parse_endpoint(var, raw[var], where(var))
     if len(set(endpoints.values())) != 3:
-        raise ConfigError("MESH_BUS_PUB, MESH_BUS_SUB and MESH_BUS_CTL must be three different endpoints")
+        raise ConfigError(
+            "MESH_BUS_PUB, MESH_BUS_SUB and MESH_BUS_CTL must be three different endpoints"
+        )
     bus_auth = _parse_switch("MESH_BUS_AUTH", raw["MESH_BUS_AUTH"], where("MESH_BUS_AUTH"))
     if not bus_auth:
         _refuse_exposure(endpoints, where)
@@ -310,7 +340,11 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
         rest_url=rest_url.rstrip("/"),
         rest_calls_per_day=_parse_count("MASSIVE_REST_CALLS_PER_DAY", raw, where),
         rest_calls_per_minute=_parse_count("MASSIVE_REST_CALLS_PER_MINUTE", raw, where),
-        s3_bytes_per_month=parse_bytes("MASSIVE_S3_BYTES_PER_MONTH", raw["MASSIVE_S3_BYTES_PER_MONTH"], where("MASSIVE_S3_BYTES_PER_MONTH")),
+        s3_bytes_per_month=parse_bytes(
+            "MASSIVE_S3_BYTES_PER_MONTH",
+            raw["MASSIVE_S3_BYTES_PER_MONTH"],
+            where("MASSIVE_S3_BYTES_PER_MONTH"),
+        ),
         bus_pub=endpoints["MESH_BUS_PUB"],
         bus_sub=endpoints["MESH_BUS_SUB"],
         bus_ctl=endpoints["MESH_BUS_CTL"],
@@ -324,7 +358,9 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
 
 def _check_url(var: str, value: str, schemes: tuple[str, ...], sources: Mapping[str, str]) -> None:
     if not value.startswith(schemes) or len(value) <= len(value.split("://")[0]) + 3:
-        raise ConfigError(f"{var}={value!r} (from {sources.get(var, 'default')}): expected a URL starting with {' or '.join(schemes)}")
+        raise ConfigError(
+            f"{var}={value!r} (from {sources.get(var, 'default')}): expected a URL starting with {' or '.join(schemes)}"
+        )
 
 
 def _data_dir(value: str, source: str) -> Path:
@@ -332,7 +368,9 @@ def _data_dir(value: str, source: str) -> Path:
     path = Path(value).expanduser()
     shown = f"MESH_DATA_DIR={value!r} (from {source})"
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"{shown} is a file, not a folder: point it at a folder (it is created if missing)")
+        raise ConfigError(
+            f"{shown} is a file, not a folder: point it at a folder (it is created if missing)"
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -346,7 +384,9 @@ def _parse_subscriptions(value: str, source: str) -> str:
     items = [item.strip() for item in value.split(",") if item.strip()]
     for item in items:
         if not re.fullmatch(r"[A-Z]{1,4}\.(\*|[A-Za-z0-9.:/\-]+)", item):
-            raise ConfigError(f"MASSIVE_SUBSCRIPTIONS item {item!r} (from {source}): expected EVENT.SYMBOL such as Q.AAPL or T.*")
+            raise ConfigError(
+                f"MASSIVE_SUBSCRIPTIONS item {item!r} (from {source}): expected EVENT.SYMBOL such as Q.AAPL or T.*"
+            )
     if not items:
         raise ConfigError(f"MASSIVE_SUBSCRIPTIONS (from {source}) is empty")
     return ",".join(items)
@@ -359,7 +399,9 @@ def _parse_endpoint(var: str, value: str, source: str) -> str:
             return value
     elif re.fullmatch(r"(ipc|inproc)://\S+", value):
         return value
-    raise ConfigError(f"{var}={value!r} (from {source}): expected a ZeroMQ endpoint such as tcp://127.0.0.1:7701 or ipc:///tmp/bus.pub")
+    raise ConfigError(
+        f"{var}={value!r} (from {source}): expected a ZeroMQ endpoint such as tcp://127.0.0.1:7701 or ipc:///tmp/bus.pub"
+    )
 
 
 AUTH_OFF_WARNING = "bus authentication is off (MESH_BUS_AUTH=off): any local process can read, publish and command; for loopback debugging only"
@@ -371,7 +413,9 @@ def _parse_switch(var: str, value: str, source: str) -> bool:
     try:
         return _SWITCH[value.strip().lower()]
     except KeyError:
-        raise ConfigError(f"{var}={value!r} (from {source}): expected one of {', '.join(_SWITCH)}") from None
+        raise ConfigError(
+            f"{var}={value!r} (from {source}): expected one of {', '.join(_SWITCH)}"
+        ) from None
 
 
 def is_local_endpoint(endpoint: str) -> bool:
@@ -400,7 +444,11 @@ def is_local_endpoint(endpoint: str) -> bool:
 
 def _refuse_exposure(endpoints: Mapping[str, str], where: Any) -> None:
     """Protected mode: with authentication off, the bus may only listen where no one else can reach."""
-    exposed = [f"{var}={value} (from {where(var)})" for var, value in endpoints.items() if not is_local_endpoint(value)]
+    exposed = [
+        f"{var}={value} (from {where(var)})"
+        for var, value in endpoints.items()
+        if not is_local_endpoint(value)
+    ]
     if exposed:
         verb = "is not a loopback address" if len(exposed) == 1 else "are not loopback addresses"
         raise ConfigError(
@@ -421,14 +469,27 @@ def _parse_count(var: str, raw: Mapping[str, str], where: Any) -> int:
     return number
 
 
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 def parse_bytes(var: str, value: str, source: str = "default") -> int:
     """`10GB`, `10 GB`, `512MiB` or a plain number of bytes."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
     if not match or match.group(2).upper() not in _UNITS:
-        raise ConfigError(f"{var}={value!r} (from {source}): expected a size such as 10GB, 500MB or 1073741824")
+        raise ConfigError(
+            f"{var}={value!r} (from {source}): expected a size such as 10GB, 500MB or 1073741824"
+        )
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
@@ -436,7 +497,12 @@ def _parse_kdb(value: str | None, source: str) -> KdbTarget | None:
     if not value:
         return None
     parts = value.split(":")
-    if len(parts) not in (2, 3, 4) or not parts[0] or not parts[1].isdigit() or not 0 < int(parts[1]) < 65536:
+    if (
+        len(parts) not in (2, 3, 4)
+        or not parts[0]
+        or not parts[1].isdigit()
+        or not 0 < int(parts[1]) < 65536
+    ):
         # never echo the value: it may hold a password
         raise ConfigError(f"KDB_TICKERPLANT (from {source}): expected host:port[:user:password]")
     user = parts[2] if len(parts) > 2 else ""

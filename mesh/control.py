@@ -80,7 +80,13 @@ _request_encoder = msgspec.msgpack.Encoder()
 _request_decoder = msgspec.msgpack.Decoder(Request)
 _reply_decoder = msgspec.msgpack.Decoder(Reply)
 _ids = itertools.count(1)
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, OverflowError, ValueError, MemoryError)
+_DECODE_ERRORS = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    OverflowError,
+    ValueError,
+    MemoryError,
+)
 
 
 def encode(record: Request | Reply) -> bytes:
@@ -92,7 +98,9 @@ def encode_reply(reply: Reply) -> bytes:
     try:
         return _request_encoder.encode(reply)
     except (TypeError, OverflowError, ValueError, RecursionError) as exc:
-        return _request_encoder.encode(Reply(id=reply.id, ok=False, error=f"the result could not be encoded: {exc}"))
+        return _request_encoder.encode(
+            Reply(id=reply.id, ok=False, error=f"the result could not be encoded: {exc}")
+        )
 
 
 def _decode(decoder: msgspec.msgpack.Decoder[Any], body: bytes | memoryview, what: str) -> Any:
@@ -132,7 +140,9 @@ def decode_reply(body: bytes | memoryview) -> Reply:
 
 def new_request(cmd: str, args: dict[str, Any] | None = None) -> Request:
     """A request with an id no other process can guess (so no one can answer it in its place)."""
-    return Request(id=f"{os.getpid()}-{next(_ids)}-{secrets.token_hex(6)}", cmd=cmd, args=dict(args or {}))
+    return Request(
+        id=f"{os.getpid()}-{next(_ids)}-{secrets.token_hex(6)}", cmd=cmd, args=dict(args or {})
+    )
 
 
 def request(
@@ -219,7 +229,16 @@ def _bus_answers(ctx: zmq.Context, endpoint: str, keys: auth.ClientKeys | None) 
         return reply is not None
 
 
-def call(endpoint: str, service: str, cmd: str, args: dict[str, Any] | None = None, *, timeout: float = DEFAULT_TIMEOUT, busy_wait: float = 0.0, keys: auth.ClientKeys | None | str = "from-config") -> Any:
+def call(
+    endpoint: str,
+    service: str,
+    cmd: str,
+    args: dict[str, Any] | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    busy_wait: float = 0.0,
+    keys: auth.ClientKeys | None | str = "from-config",
+) -> Any:
     """Like `request`, but returns the result or raises `ControlError` with the service's error."""
     reply = request(endpoint, service, cmd, args, timeout=timeout, busy_wait=busy_wait, keys=keys)
     if not reply.ok:

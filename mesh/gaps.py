@@ -22,7 +22,9 @@ from mesh.schema import Gap
 if TYPE_CHECKING:
     import numpy as np
 
-IntColumn: TypeAlias = "Sequence[int] | np.ndarray[tuple[int], np.dtype[np.int64]]"  # a list, or a numpy array
+IntColumn: TypeAlias = (
+    "Sequence[int] | np.ndarray[tuple[int], np.dtype[np.int64]]"  # a list, or a numpy array
+)
 KINDS = ("quote", "trade")
 
 # After a break, symbols that have not resumed within this many seconds are forgotten (ingest's
@@ -55,12 +57,18 @@ class GapTracker:
     gap, from the break (sequence 0: unknown), since its earlier events may have been lost in it.
     """
 
-    def __init__(self, *, forget_after: float | None = PENDING_SECONDS, newcomers: bool = False) -> None:
+    def __init__(
+        self, *, forget_after: float | None = PENDING_SECONDS, newcomers: bool = False
+    ) -> None:
         # kind -> symbol -> (symbols, sequences, times) columns of the last batch with that symbol
         # (lists, or numpy arrays)
-        self._last: dict[str, dict[str, tuple[Sequence[str], IntColumn, IntColumn]]] = {kind: {} for kind in KINDS}
+        self._last: dict[str, dict[str, tuple[Sequence[str], IntColumn, IntColumn]]] = {
+            kind: {} for kind in KINDS
+        }
         self._pending: dict[str, dict[str, tuple[int, int, str]]] = {kind: {} for kind in KINDS}
-        self._since: dict[str, tuple[int, str] | None] = dict.fromkeys(KINDS)  # newcomers: (break ns, reason)
+        self._since: dict[str, tuple[int, str] | None] = dict.fromkeys(
+            KINDS
+        )  # newcomers: (break ns, reason)
         self._pending_since_ns = 0
         self.forget_after = forget_after
         self.newcomers = newcomers
@@ -83,17 +91,28 @@ class GapTracker:
         self._pending_since_ns = now_ns
         self.reason = reason
 
-    def observe(self, kind: str, symbols: Sequence[str], sequences: IntColumn, times: IntColumn) -> list[Gap]:
+    def observe(
+        self, kind: str, symbols: Sequence[str], sequences: IntColumn, times: IntColumn
+    ) -> list[Gap]:
         """Record a batch's columns; returns gaps for symbols resuming after a break."""
         last = self._last[kind]
-        fresh = dict.fromkeys(symbols, (symbols, sequences, times))  # no tuple per event, unlike zip
+        fresh = dict.fromkeys(
+            symbols, (symbols, sequences, times)
+        )  # no tuple per event, unlike zip
         gaps: list[Gap] = []
         if self._pending[kind] or self._since[kind] is not None:
             gaps = self._resumed(kind, fresh, symbols, sequences, times)
         last.update(fresh)
         return gaps
 
-    def _resumed(self, kind: str, fresh: dict[str, Any], symbols: Sequence[str], sequences: IntColumn, times: IntColumn) -> list[Gap]:
+    def _resumed(
+        self,
+        kind: str,
+        fresh: dict[str, Any],
+        symbols: Sequence[str],
+        sequences: IntColumn,
+        times: IntColumn,
+    ) -> list[Gap]:
         last, pending, since = self._last[kind], self._pending[kind], self._since[kind]
         resumed = pending.keys() & fresh.keys()
         newcomers = fresh.keys() - last.keys() - pending.keys() if since is not None else set()
@@ -112,8 +131,23 @@ class GapTracker:
                 else:
                     assert since is not None
                     before_seq, (before_ts, reason) = 0, since
-                gaps.append(Gap(symbol=symbol, kind=kind, from_sequence=before_seq, to_sequence=int(sequences[i]), ts_from=before_ts, ts_to=int(times[i]), reason=reason))
-        if pending and self.forget_after is not None and len(times) and times[-1] - self._pending_since_ns > self.forget_after * 1e9:
+                gaps.append(
+                    Gap(
+                        symbol=symbol,
+                        kind=kind,
+                        from_sequence=before_seq,
+                        to_sequence=int(sequences[i]),
+                        ts_from=before_ts,
+                        ts_to=int(times[i]),
+                        reason=reason,
+                    )
+                )
+        if (
+            pending
+            and self.forget_after is not None
+            and len(times)
+            and times[-1] - self._pending_since_ns > self.forget_after * 1e9
+        ):
             pending.clear()
         self.detected += len(gaps)
         return gaps
@@ -124,7 +158,9 @@ class GapTracker:
         """Per kind, every symbol's last known event: seen since the last break, or still pending."""
         out: dict[str, dict[str, Position]] = {}
         for kind in KINDS:
-            known = {symbol: Position(seq, ts) for symbol, (seq, ts, _) in self._pending[kind].items()}
+            known = {
+                symbol: Position(seq, ts) for symbol, (seq, ts, _) in self._pending[kind].items()
+            }
             known.update(self._positions(self._last[kind]))
             out[kind] = known
         return out
@@ -144,10 +180,16 @@ class GapTracker:
 
     def unresolved(self) -> list[Pending]:
         """Symbols whose stream broke and never resumed (for an open-ended gap at the end)."""
-        return [Pending(kind, symbol, seq, ts, reason) for kind in KINDS for symbol, (seq, ts, reason) in self._pending[kind].items()]
+        return [
+            Pending(kind, symbol, seq, ts, reason)
+            for kind in KINDS
+            for symbol, (seq, ts, reason) in self._pending[kind].items()
+        ]
 
     @staticmethod
-    def _positions(last: dict[str, tuple[Sequence[str], IntColumn, IntColumn]]) -> dict[str, Position]:
+    def _positions(
+        last: dict[str, tuple[Sequence[str], IntColumn, IntColumn]],
+    ) -> dict[str, Position]:
         """The (sequence, time) of each symbol's last event in the last batch that carried it."""
         by_batch: dict[int, tuple[tuple[Sequence[str], IntColumn, IntColumn], list[str]]] = {}
         for symbol, entry in last.items():
@@ -157,5 +199,7 @@ class GapTracker:
             index = dict(zip(symbols, range(len(symbols)), strict=True))  # the last occurrence wins
             for symbol in wanted:
                 i = index[symbol]
-                out[symbol] = Position(int(sequences[i]), int(times[i]))  # plain ints, whatever the column type
+                out[symbol] = Position(
+                    int(sequences[i]), int(times[i])
+                )  # plain ints, whatever the column type
         return out

@@ -82,7 +82,10 @@ def fetch_data(
 
     chosen, reason = choose(request)
     if verbose:
-        print(f"{'Auto-selected' if request.method == 'auto' else 'Using'} {_LABEL[chosen]} ({reason})", file=sys.stderr)
+        print(
+            f"{'Auto-selected' if request.method == 'auto' else 'Using'} {_LABEL[chosen]} ({reason})",
+            file=sys.stderr,
+        )
 
     def progress(fraction: float, message: str, done: int, total: int) -> None:
         if verbose and message.startswith("falling back"):
@@ -92,19 +95,38 @@ def fetch_data(
     frame = bars.to_pandas()
     info = {**request.as_dict(), **report.as_dict()}
     if save:
-        name = save if isinstance(save, str) else datasets.default_name(request.symbols, request.interval, request.start.isoformat(), request.end.isoformat())
+        name = (
+            save
+            if isinstance(save, str)
+            else datasets.default_name(
+                request.symbols,
+                request.interval,
+                request.start.isoformat(),
+                request.end.isoformat(),
+            )
+        )
         info["dataset"] = str(datasets.write_dataset(bars, config.data_dir, name, info))
     frame.attrs["fetch"] = info
     return frame
 
 
-def plan_fetch(symbols: str | Iterable[str], start: Any, end: Any, interval: str = "1d", method: str = "auto", *, config: Config | None = None) -> dict[str, Any]:
+def plan_fetch(
+    symbols: str | Iterable[str],
+    start: Any,
+    end: Any,
+    interval: str = "1d",
+    method: str = "auto",
+    *,
+    config: Config | None = None,
+) -> dict[str, Any]:
     """What `fetch_data` would do and cost (REST calls, files, bytes), spending nothing."""
     config = config or load_config()
     return Fetcher(config).plan(make_request(symbols, start, end, interval, method)).as_dict()
 
 
-def download_flat_file(date: Any, dataset: str = MINUTE_AGGS, *, config: Config | None = None) -> Path:
+def download_flat_file(
+    date: Any, dataset: str = MINUTE_AGGS, *, config: Config | None = None
+) -> Path:
     """One day file (`minute_aggs_v1` or `day_aggs_v1`) into the cache; returns its path."""
     if dataset not in (MINUTE_AGGS, DAY_AGGS):
         raise BadRequest(f"dataset {dataset!r}: expected {MINUTE_AGGS} or {DAY_AGGS}")
@@ -113,7 +135,9 @@ def download_flat_file(date: Any, dataset: str = MINUTE_AGGS, *, config: Config 
     fetcher = Fetcher(config)
     files, missing = fetcher.flatfiles.plan([day], dataset)
     if not files:
-        raise FlatFileError(f"no {dataset} file for {day} in the bucket (not a trading day, or not published yet)")
+        raise FlatFileError(
+            f"no {dataset} file for {day} in the bucket (not a trading day, or not published yet)"
+        )
     file: DayFile = files[0]
     fetcher.flatfiles.read(file, [])
     return fetcher.flatfiles.cache_dir / file.key

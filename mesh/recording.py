@@ -72,21 +72,34 @@ class WebSocketDataRecorder:
         """Subscribe to the bus and record until `stop()`."""
         if self.is_recording:
             raise RuntimeError(f"already recording {self.name!r}")
-        self.session = Session(self.name, data_dir=self.config.data_dir, output=self.output, symbols=self.symbols, sync_interval=self.sync_interval, slice_seconds=self.slice_seconds).open()
+        self.session = Session(
+            self.name,
+            data_dir=self.config.data_dir,
+            output=self.output,
+            symbols=self.symbols,
+            sync_interval=self.sync_interval,
+            slice_seconds=self.slice_seconds,
+        ).open()
         self._stop.clear()
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(self.session, ready), name=f"recorder-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(self.session, ready), name=f"recorder-{self.name}", daemon=True
+        )
         self._thread.start()
         ready.wait(5)
 
     def _run(self, session: Session, ready: threading.Event) -> None:
-        with client.Subscriber(PREFIXES, self.config.bus_sub, hwm=0, columnar=True, config=self.config) as sub:
+        with client.Subscriber(
+            PREFIXES, self.config.bus_sub, hwm=0, columnar=True, config=self.config
+        ) as sub:
             ready.set()
             while not self._stop.is_set() and session.state == "recording":
                 msg = sub.recv(timeout=0.1)
                 try:
                     if msg is not None:
-                        self.intake.handle(session, msg, sub.stats.gaps - self._gaps_seen)  # missing just before msg
+                        self.intake.handle(
+                            session, msg, sub.stats.gaps - self._gaps_seen
+                        )  # missing just before msg
                         self._gaps_seen = sub.stats.gaps
                     if session.rotation_due():
                         session.rotate()
@@ -138,7 +151,13 @@ class WebSocketDataRecorder:
     def stats(self) -> dict[str, Any]:
         """Live counters, as `massive record status` shows them."""
         status = self.session.status() if self.session else {}
-        return {**status, "unexpected": self.intake.unexpected, "rejected": self.intake.rejected, "bus_gaps": self.intake.bus_gaps, "error": self.error or status.get("error")}
+        return {
+            **status,
+            "unexpected": self.intake.unexpected,
+            "rejected": self.intake.rejected,
+            "bus_gaps": self.intake.bus_gaps,
+            "error": self.error or status.get("error"),
+        }
 
 
 def read_recording(recording: str | Path, table: str = "quotes") -> Any:
@@ -152,10 +171,20 @@ def read_recording(recording: str | Path, table: str = "quotes") -> Any:
         text = str(recordings_dir(load_config().data_dir) / text)
     store, name = open_session(text)
     if table.startswith(("bars", "mid_bars")):
-        data = store.read_table(f"{name}/{table}.parquet") if store.exists(f"{name}/{table}.parquet") else None
+        data = (
+            store.read_table(f"{name}/{table}.parquet")
+            if store.exists(f"{name}/{table}.parquet")
+            else None
+        )
     else:
-        files = sorted(f for f in store.list_files(f"{name}/{table}") if mf.part_number(f) is not None)
-        data = pa.concat_tables([store.read_table(f"{name}/{table}/{f}") for f in files]) if files else None
+        files = sorted(
+            f for f in store.list_files(f"{name}/{table}") if mf.part_number(f) is not None
+        )
+        data = (
+            pa.concat_tables([store.read_table(f"{name}/{table}/{f}") for f in files])
+            if files
+            else None
+        )
     if data is None:
         from mesh.recorder.bars import BAR_SCHEMA
         from mesh.recorder.columns import STORAGE
@@ -175,22 +204,34 @@ def _session_location(store: Any, name: str) -> str:
 def _move_session(store: Store, source: str, target: str) -> None:
     """Move session `source` into `target` (appending after target's own parts)."""
     previous = mf.load(store, target)
-    target_parts = [mf.part_number(f) or 0 for t in ("quotes", "trades", "gaps") for f in store.list_files(f"{target}/{t}")]
+    target_parts = [
+        mf.part_number(f) or 0
+        for t in ("quotes", "trades", "gaps")
+        for f in store.list_files(f"{target}/{t}")
+    ]
     offset = max(target_parts, default=0)
     for table in ("quotes", "trades", "gaps"):
         for file_name in sorted(store.list_files(f"{source}/{table}")):
             number = mf.part_number(file_name)
             if number is not None:
                 store.makedirs(f"{target}/{table}")
-                store.move(f"{source}/{table}/{file_name}", f"{target}/{table}/{mf.part_name(number + offset)}")
+                store.move(
+                    f"{source}/{table}/{file_name}",
+                    f"{target}/{table}/{mf.part_name(number + offset)}",
+                )
     moved = mf.load(store, source)
     manifest = mf.scan(store, target, previous)
     if moved is not None:
         manifest.runs += moved.runs
         manifest.state, manifest.clean, manifest.error = moved.state, moved.clean, moved.error
         if previous is None:
-            manifest.created_ns, manifest.symbols_requested = moved.created_ns, moved.symbols_requested
-    manifest.bar_rows, manifest.bar_bytes = write_bars(store, target, rebuild_bars(store, target, manifest))
+            manifest.created_ns, manifest.symbols_requested = (
+                moved.created_ns,
+                moved.symbols_requested,
+            )
+    manifest.bar_rows, manifest.bar_bytes = write_bars(
+        store, target, rebuild_bars(store, target, manifest)
+    )
     mf.save(store, manifest)
     for file_name in store.list_files(source):
         store.delete(f"{source}/{file_name}")

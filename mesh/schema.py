@@ -202,7 +202,11 @@ class BarBatch(_Batch, tag="bars", frozen=True):
     replaces: bool = False
 
     def columns(self) -> dict[str, list[Any]]:
-        return {name: getattr(self, name) for name in self.__struct_fields__ if name not in ("interval", "replaces")}
+        return {
+            name: getattr(self, name)
+            for name in self.__struct_fields__
+            if name not in ("interval", "replaces")
+        }
 
     def rows(self) -> Iterator[Bar]:
         names = [name for name in self.__struct_fields__ if name not in ("interval", "replaces")]
@@ -212,7 +216,11 @@ class BarBatch(_Batch, tag="bars", frozen=True):
     @classmethod
     def from_rows(cls, rows: list[Any], interval: str = "1m", replaces: bool = False) -> BarBatch:
         names = [name for name in cls.__struct_fields__ if name not in ("interval", "replaces")]
-        return cls(interval=interval, replaces=replaces, **{name: [getattr(row, name) for row in rows] for name in names})
+        return cls(
+            interval=interval,
+            replaces=replaces,
+            **{name: [getattr(row, name) for row in rows] for name in names},
+        )
 
 
 class GapBatch(_Batch, tag="gaps", frozen=True):

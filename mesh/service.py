@@ -105,7 +105,9 @@ class Service:
 class Runtime:
     """What a running service gets from the runtime: config, a publisher, a stop event."""
 
-    def __init__(self, service: Service, config: Config, name: str, context: zmq.asyncio.Context) -> None:
+    def __init__(
+        self, service: Service, config: Config, name: str, context: zmq.asyncio.Context
+    ) -> None:
         self.service = service
         self.config = config
         self.name = name
@@ -113,7 +115,9 @@ class Runtime:
         self.instance = secrets.token_hex(4)
         self.started = time.time_ns()
         self.stopping = asyncio.Event()
-        self.publisher = Publisher(name, config.bus_pub, context=zmq.Context.shadow(context.underlying), config=config)
+        self.publisher = Publisher(
+            name, config.bus_pub, context=zmq.Context.shadow(context.underlying), config=config
+        )
         self.commands_handled = 0
         self.command_errors = 0
         self.commands_rejected = 0  # requests that could not be read
@@ -125,19 +129,29 @@ class Runtime:
 
     def event(self, level: str, message: str, **data: Any) -> None:
         """A notice on `sys.event.<name>` (errors users must see, state changes)."""
-        getattr(log, "error" if level == "error" else "warning" if level == "warning" else "info")(message)
-        self.publish(topics.event(self.name), Event(service=self.name, level=level, message=message, data=data))
+        getattr(log, "error" if level == "error" else "warning" if level == "warning" else "info")(
+            message
+        )
+        self.publish(
+            topics.event(self.name),
+            Event(service=self.name, level=level, message=message, data=data),
+        )
 
     def heartbeat(self) -> Heartbeat:
         """This service's heartbeat; safe to call from the control thread while the loop runs."""
         lag = max(0.0, time.monotonic() - self.loop_tick - LOOP_TICK)
         counters: dict[str, Any] = {
-            "uptime_s": round((time.time_ns() - self.started) / 1e9, 1), "commands": self.commands_handled,
-            "command_errors": self.command_errors, "commands_rejected": self.commands_rejected, "loop_lag_s": round(lag, 2),
+            "uptime_s": round((time.time_ns() - self.started) / 1e9, 1),
+            "commands": self.commands_handled,
+            "command_errors": self.command_errors,
+            "commands_rejected": self.commands_rejected,
+            "loop_lag_s": round(lag, 2),
         }
         try:
             self._counters = dict(self.service.counters())
-        except Exception as exc:  # read while the loop changed them, or a bug: last good ones, once logged
+        except (
+            Exception
+        ) as exc:  # read while the loop changed them, or a bug: last good ones, once logged
             log.debug("counters unavailable this beat: %r", exc)
         counters.update(self._counters)
         state, message = self.service.state, self.service.message
@@ -213,7 +227,10 @@ class ControlThread(threading.Thread):
             stats = rt.service.stats()
             if stats is not None:
                 beats.publish(topics.stats(rt.name), Stats(service=rt.name, stats=stats))
-            ctl.send_multipart([control.HELLO, rt.name.encode(), _heartbeat_encoder.encode(beat)], flags=zmq.NOBLOCK)
+            ctl.send_multipart(
+                [control.HELLO, rt.name.encode(), _heartbeat_encoder.encode(beat)],
+                flags=zmq.NOBLOCK,
+            )
         except zmq.Again:
             pass  # the bus is not there yet: the next beat registers
         except Exception as exc:  # a beat must never stop beating
@@ -226,7 +243,9 @@ class ControlThread(threading.Thread):
             except queue.Empty:
                 return
             try:
-                ctl.send_multipart([control.REP, client_id, control.encode_reply(reply)], flags=zmq.NOBLOCK)
+                ctl.send_multipart(
+                    [control.REP, client_id, control.encode_reply(reply)], flags=zmq.NOBLOCK
+                )
             except zmq.ZMQError as exc:
                 self._log_once("reply", f"a reply could not be sent: {exc}")
 
@@ -234,7 +253,9 @@ class ControlThread(threading.Thread):
         rt = self.rt
         if len(frames) != 3 or frames[0] != control.REQ:
             rt.commands_rejected += 1
-            self._log_once("frames", f"a control message of {len(frames)} frame(s) that is not a request")
+            self._log_once(
+                "frames", f"a control message of {len(frames)} frame(s) that is not a request"
+            )
             return
         client_id, body = frames[1], frames[2]
         try:
@@ -242,7 +263,9 @@ class ControlThread(threading.Thread):
         except control.BadBody as exc:
             rt.commands_rejected += 1
             self._log_once(exc.kind, f"an unreadable request: {exc}")
-            self.replies.put((client_id, control.Reply(id="", ok=False, error=f"unreadable request: {exc}")))
+            self.replies.put(
+                (client_id, control.Reply(id="", ok=False, error=f"unreadable request: {exc}"))
+            )
             return
         if req.cmd == "ping" and not req.args:
             rt.commands_handled += 1
@@ -264,13 +287,17 @@ def _outcome(req: control.Request, done: Any) -> control.Reply:
         return control.Reply(id=req.id, ok=False, error=f"not done: {exc!r}")
 
 
-async def _dispatch(rt: Runtime, handlers: dict[str, Callable[..., Any]], req: control.Request) -> control.Reply:
+async def _dispatch(
+    rt: Runtime, handlers: dict[str, Callable[..., Any]], req: control.Request
+) -> control.Reply:
     rt.commands_handled += 1
     handler = handlers.get(req.cmd)
     if handler is None:
         rt.command_errors += 1
         known = ", ".join(sorted(handlers))
-        return control.Reply(id=req.id, ok=False, error=f"unknown command {req.cmd!r} for {rt.name}; known: {known}")
+        return control.Reply(
+            id=req.id, ok=False, error=f"unknown command {req.cmd!r} for {rt.name}; known: {known}"
+        )
     try:
         inspect.signature(handler).bind(**req.args)
     except TypeError as exc:
@@ -298,7 +325,14 @@ async def _amain(service: Service, name: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, rt.stopping.set)
 
-    log.info("%s started (pid %d); bus %s / %s / %s", name, os.getpid(), config.bus_pub, config.bus_sub, config.bus_ctl)
+    log.info(
+        "%s started (pid %d); bus %s / %s / %s",
+        name,
+        os.getpid(),
+        config.bus_pub,
+        config.bus_sub,
+        config.bus_ctl,
+    )
     control_thread = ControlThread(rt, loop)
     control_thread.start()
     helpers = [asyncio.create_task(_loop_ticker(rt))]
@@ -306,7 +340,9 @@ async def _amain(service: Service, name: str) -> int:
     stop_wait = asyncio.create_task(rt.stopping.wait())
     code = 0
     try:
-        done, _ = await asyncio.wait([main, stop_wait, *helpers], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            [main, stop_wait, *helpers], return_when=asyncio.FIRST_COMPLETED
+        )
         if main in done:
             code = main.result()
         for task in helpers:
@@ -349,4 +385,3 @@ def run_service(service: Service, name: str | None = None) -> int:
     """Run `service` until it returns or a signal arrives; returns the process exit code."""
     tune_gc()
     return asyncio.run(_amain(service, name or service.name))
-

@@ -36,7 +36,9 @@ class TopicError(ValueError):
 def market_data(kind: str, market: str = MARKET) -> str:
     """`md.<kind>.<market>`, e.g. `md.quote.stocks`."""
     if kind not in MARKET_DATA_KINDS:
-        raise TopicError(f"unknown market-data kind {kind!r}; expected one of {', '.join(MARKET_DATA_KINDS)}")
+        raise TopicError(
+            f"unknown market-data kind {kind!r}; expected one of {', '.join(MARKET_DATA_KINDS)}"
+        )
     return f"md.{kind}.{_part(market)}"
 
 
@@ -108,7 +110,9 @@ def parse(topic: str | bytes) -> Topic:
     family, rest = parts[0], tuple(parts[1:])
     if family == "md" and len(rest) == 2 and rest[0] in MARKET_DATA_KINDS:
         return Topic(family, rest)
-    if family == "sys" and (rest == ("quota",) or (len(rest) == 2 and rest[0] in ("heartbeat", "stats", "event"))):
+    if family == "sys" and (
+        rest == ("quota",) or (len(rest) == 2 and rest[0] in ("heartbeat", "stats", "event"))
+    ):
         return Topic(family, rest)
     if family == "job" and len(rest) == 1:
         return Topic(family, rest)

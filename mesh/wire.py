@@ -38,7 +38,14 @@ _envelope_decoder = msgspec.msgpack.Decoder(tuple[Header, msgspec.Raw])
 _payload_decoder = msgspec.msgpack.Decoder(Payload)
 
 MALFORMED_KINDS = ("frames", "topic", "body", "version", "payload", *bounds.REJECTION_KINDS)
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, OverflowError, ValueError, RecursionError, MemoryError)
+_DECODE_ERRORS = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    OverflowError,
+    ValueError,
+    RecursionError,
+    MemoryError,
+)
 
 
 class MalformedFrame(ValueError):
@@ -48,7 +55,9 @@ class MalformedFrame(ValueError):
     that a subscriber can still account for the message's sequence number.
     """
 
-    def __init__(self, kind: str, detail: str, *, topic: str | None = None, header: Header | None = None) -> None:
+    def __init__(
+        self, kind: str, detail: str, *, topic: str | None = None, header: Header | None = None
+    ) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
@@ -72,7 +81,9 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-def encode(topic: str, payload: Any, *, src: str, seq: int, ts_send: int | None = None) -> list[bytes]:
+def encode(
+    topic: str, payload: Any, *, src: str, seq: int, ts_send: int | None = None
+) -> list[bytes]:
     """Frames for one message. `payload` is one of the records in mesh.schema."""
     header = Header(PROTOCOL_VERSION, src, seq, now_ns() if ts_send is None else ts_send)
     return [topic.encode("ascii"), _encoder.encode((header, payload))]
@@ -109,7 +120,9 @@ def _envelope(frames: Sequence[bytes | memoryview | Any]) -> tuple[str, Header, 
     if not topic.isprintable():
         raise MalformedFrame("topic", "topic holds control characters")
     if len(body) > bounds.MAX_BODY_BYTES:
-        raise MalformedFrame("size", f"body of {len(body):,} bytes (at most {bounds.MAX_BODY_BYTES:,})")
+        raise MalformedFrame(
+            "size", f"body of {len(body):,} bytes (at most {bounds.MAX_BODY_BYTES:,})"
+        )
     try:
         header, raw = _envelope_decoder.decode(body)
     except RecursionError:
@@ -117,7 +130,10 @@ def _envelope(frames: Sequence[bytes | memoryview | Any]) -> tuple[str, Header, 
     except _DECODE_ERRORS as exc:
         raise MalformedFrame("body", f"not a [header, payload] envelope: {exc}") from None
     if header.v != PROTOCOL_VERSION:
-        raise MalformedFrame("version", f"protocol version {header.v} from {header.src!r}; this build speaks {PROTOCOL_VERSION}")
+        raise MalformedFrame(
+            "version",
+            f"protocol version {header.v} from {header.src!r}; this build speaks {PROTOCOL_VERSION}",
+        )
     return topic, header, raw
 
 
@@ -153,14 +169,19 @@ class Burst:
     """Many bus messages decoded together (`decode_many`)."""
 
     messages: list[Message]  # in arrival order, quote and trade batches merged per (topic, source)
-    received: list[tuple[str, Header]]  # (topic, header) of every good message, for sequence accounting
+    received: list[
+        tuple[str, Header]
+    ]  # (topic, header) of every good message, for sequence accounting
     errors: list[MalformedFrame]  # one per message that could not be decoded
 
 
 _MERGED_KINDS = (topics.QUOTE, topics.TRADE)
 
 
-def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]], fields: Mapping[str, Collection[str]] | None = None) -> Burst:
+def decode_many(
+    frames_list: Sequence[Sequence[bytes | memoryview | Any]],
+    fields: Mapping[str, Collection[str]] | None = None,
+) -> Burst:
     """A burst of messages in columnar form, the quote and trade batches of each topic and source merged into one.
 
     Decoding a hundred small batches as one (mesh.columnar.merge) pays numpy's per-call cost once
@@ -170,7 +191,9 @@ def decode_many(frames_list: Sequence[Sequence[bytes | memoryview | Any]], field
     `fields` ({"quote": ("symbol", "bid_price"), ...}) asks for some columns only: such a merged
     message's payload is a `ColumnView` of them instead of a batch.
     """
-    slots: list[Message | tuple[str, list[tuple[Header, msgspec.Raw]]]] = []  # in order of first arrival
+    slots: list[
+        Message | tuple[str, list[tuple[Header, msgspec.Raw]]]
+    ] = []  # in order of first arrival
     groups: dict[tuple[str, str], list[tuple[Header, msgspec.Raw]]] = {}
     errors: list[MalformedFrame] = []
     for frames in frames_list:
@@ -253,5 +276,10 @@ def to_json_dict(message: Message) -> dict[str, Any]:
         "topic": message.topic,
         "type": message.type,
         "header": msgspec.structs.asdict(message.header),
-        "payload": {k: v for k, v in msgspec.to_builtins(msgspec.structs.asdict(message.payload), enc_hook=_enc_hook).items()},
+        "payload": {
+            k: v
+            for k, v in msgspec.to_builtins(
+                msgspec.structs.asdict(message.payload), enc_hook=_enc_hook
+            ).items()
+        },
     }

@@ -75,7 +75,9 @@ def mesh_environ(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def mesh_config(mesh_environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+def mesh_config(
+    mesh_environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Config:
     """The test's mesh configuration, also set in this process's environment, as a user's shell
     would have it: in-process clients then find the same bus and the same keys (mesh.auth)."""
     for key, value in mesh_environ.items():

@@ -33,7 +33,11 @@ class Proc:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mesh.cli", "run", name, *argv],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -68,7 +72,9 @@ class Proc:
         return code
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.1, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, step: float = 0.1, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -82,7 +88,9 @@ class Mesh:
     """Services by name, on one environment; `start`, `kill9`, `restart` and `stop_all`."""
 
     def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MASSIVE_", "MESH_", "KDB_"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("MASSIVE_", "MESH_", "KDB_"))
+        }
         env.update(mesh_env(data_dir))
         self.sim_ports = {"ws": free_port(), "rest": free_port(), "s3": free_port()}
         env.update(extra_env or {})
@@ -93,7 +101,15 @@ class Mesh:
 
     def sim_args(self, *extra: str) -> tuple[str, ...]:
         p = self.sim_ports
-        return ("--ws-port", str(p["ws"]), "--rest-port", str(p["rest"]), "--s3-port", str(p["s3"]), *extra)
+        return (
+            "--ws-port",
+            str(p["ws"]),
+            "--rest-port",
+            str(p["rest"]),
+            "--s3-port",
+            str(p["s3"]),
+            *extra,
+        )
 
     def point_at_sim(self) -> None:
         """Services that talk to Massive use this mesh's sim (its ports are not the defaults)."""

@@ -61,11 +61,20 @@ class MassiveTui(App[None]):
     """The dashboard."""
 
     # app.tcss for the frame, plus tui/views/<view>.tcss for any view that has its own styles
-    CSS_PATH = ["app.tcss", *sorted(str(p.relative_to(Path(__file__).parent)) for p in (Path(__file__).parent / "views").glob("*.tcss"))]
+    CSS_PATH = [
+        "app.tcss",
+        *sorted(
+            str(p.relative_to(Path(__file__).parent))
+            for p in (Path(__file__).parent / "views").glob("*.tcss")
+        ),
+    ]
     TITLE = "massive-mesh"
     COMMANDS = App.COMMANDS | {MeshCommands}
     BINDINGS = [
-        *(Binding(str(i + 1), f"show_view('{view_id}')", title) for i, (view_id, title, _) in enumerate(VIEWS)),
+        *(
+            Binding(str(i + 1), f"show_view('{view_id}')", title)
+            for i, (view_id, title, _) in enumerate(VIEWS)
+        ),
         Binding("ctrl+t", "toggle_theme", "Theme"),
         Binding("f5", "start_mesh", "Start mesh"),
         Binding("question_mark,f1", "help", "Help"),
@@ -73,7 +82,17 @@ class MassiveTui(App[None]):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    def __init__(self, config: Config, *, connect: bool = True, start_mesh: bool = False, procfile: Path | None = None, clock: Callable[[], int] = time.time_ns, show_clock: bool = True, sample_history: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        connect: bool = True,
+        start_mesh: bool = False,
+        procfile: Path | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        show_clock: bool = True,
+        sample_history: bool = True,
+    ) -> None:
         super().__init__()
         self.config = config
         self.market = MarketState()
@@ -132,7 +151,10 @@ class MassiveTui(App[None]):
             if not self.views or self.screen.is_modal:
                 return
             self._redraw()
-        except (NoMatches, ScreenStackError):  # widgets or screens already gone while the app shuts down
+        except (
+            NoMatches,
+            ScreenStackError,
+        ):  # widgets or screens already gone while the app shuts down
             pass
 
     def _redraw(self) -> None:
@@ -147,7 +169,12 @@ class MassiveTui(App[None]):
             except Exception as exc:  # noqa: BLE001 - a value the view cannot draw must not end the dashboard
                 self.view_failed(self.query_one(TabbedContent).active, exc)
         waiting = time.monotonic() - self.started_at > NO_MESH_AFTER_S
-        self.query_one("#no-mesh").display = self.connect and waiting and not self.mesh.bus_up and not (self.children_procs and self.children_procs.running)
+        self.query_one("#no-mesh").display = (
+            self.connect
+            and waiting
+            and not self.mesh.bus_up
+            and not (self.children_procs and self.children_procs.running)
+        )
 
     def sample(self) -> None:
         if self.sample_history:
@@ -160,9 +187,16 @@ class MassiveTui(App[None]):
 
     def _on_event(self, event: Event) -> None:
         self.query_one(LogView).write_event(event)
-        if event.level == "error" and time.monotonic() - self._last_event_toast >= EVENT_TOAST_EVERY_S:
+        if (
+            event.level == "error"
+            and time.monotonic() - self._last_event_toast >= EVENT_TOAST_EVERY_S
+        ):
             self._last_event_toast = time.monotonic()
-            self.notify(f"{untrusted.clean(event.service, 40)}: {event.message}", severity="error", timeout=10)
+            self.notify(
+                f"{untrusted.clean(event.service, 40)}: {event.message}",
+                severity="error",
+                timeout=10,
+            )
 
     def _on_feed_problem(self, kind: str, message: str) -> None:
         self.query_one(LogView).write_line("dashboard", message)
@@ -173,9 +207,20 @@ class MassiveTui(App[None]):
         if failures == 1:
             path = self.log_file.write(f"the {view_id} view failed to draw", error)
             where = f" (traceback in {path})" if path else ""
-            self.query_one(LogView).write_line("dashboard", f"the {view_id} view could not draw something: {summary(error)}{where}; further failures are only counted (Mesh view)")
+            self.query_one(LogView).write_line(
+                "dashboard",
+                f"the {view_id} view could not draw something: {summary(error)}{where}; further failures are only counted (Mesh view)",
+            )
 
-    def notify(self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None, markup: bool = False) -> None:  # type: ignore[override]
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:  # type: ignore[override]
         """A pop-up, drawn literally by default: its text is often a service's or the bus's."""
         if not markup:
             message, title = untrusted.clean(message, one_line=False), untrusted.clean(title, 80)
@@ -225,7 +270,9 @@ class MassiveTui(App[None]):
             self.call_after_refresh(self._focus_view, "live")
 
     def action_stop_recording(self) -> None:
-        self.query_one(RecordingView).run_worker(self.query_one(RecordingView)._send("stop", {}), group="commands")
+        self.query_one(RecordingView).run_worker(
+            self.query_one(RecordingView)._send("stop", {}), group="commands"
+        )
 
     async def action_start_mesh(self) -> None:
         if self.children_procs and self.children_procs.running:
@@ -239,7 +286,9 @@ class MassiveTui(App[None]):
         await self.children_procs.start()
         self.query_one("#no-mesh").display = False
         logs_key = [view_id for view_id, _, _ in VIEWS].index("logs") + 1
-        self.notify(f"Started {len(self.children_procs.procs)} services; their output is in Logs ({logs_key}).")
+        self.notify(
+            f"Started {len(self.children_procs.procs)} services; their output is in Logs ({logs_key})."
+        )
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "start-mesh":
@@ -260,10 +309,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="massive-tui",
         description="The massive-mesh dashboard: live quotes, recording, mesh health. Attaches to a running mesh; with --mesh it starts one.",
     )
-    parser.add_argument("--bus", metavar="ENDPOINT", help="bus subscriber endpoint to attach to (default MESH_BUS_SUB)")
-    parser.add_argument("--ctl", metavar="ENDPOINT", help="bus command endpoint (default MESH_BUS_CTL)")
-    parser.add_argument("--mesh", action="store_true", help="also start the Procfile's services as children, show their output, and stop them on exit")
-    parser.add_argument("--procfile", type=Path, help="Procfile for --mesh (default ./Procfile, else the built-in mesh)")
+    parser.add_argument(
+        "--bus",
+        metavar="ENDPOINT",
+        help="bus subscriber endpoint to attach to (default MESH_BUS_SUB)",
+    )
+    parser.add_argument(
+        "--ctl", metavar="ENDPOINT", help="bus command endpoint (default MESH_BUS_CTL)"
+    )
+    parser.add_argument(
+        "--mesh",
+        action="store_true",
+        help="also start the Procfile's services as children, show their output, and stop them on exit",
+    )
+    parser.add_argument(
+        "--procfile",
+        type=Path,
+        help="Procfile for --mesh (default ./Procfile, else the built-in mesh)",
+    )
     return parser
 
 
@@ -277,7 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bus or args.ctl:
         from dataclasses import replace
 
-        config = replace(config, bus_sub=args.bus or config.bus_sub, bus_ctl=args.ctl or config.bus_ctl)
+        config = replace(
+            config, bus_sub=args.bus or config.bus_sub, bus_ctl=args.ctl or config.bus_ctl
+        )
     app = make_app(config, start_mesh=args.mesh, procfile=args.procfile)
     tune_gc()  # as every service does: a firehose allocates fast, almost all of it freed by refcounts
     return run(app)

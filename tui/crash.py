@@ -40,13 +40,17 @@ class CrashLog:
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
                     path = folder / name
-                    path.write_text(f"massive-tui {' '.join(sys.argv[1:])}\npid {os.getpid()}, started logging {time.strftime('%Y-%m-%d %H:%M:%S %z')}\n")
+                    path.write_text(
+                        f"massive-tui {' '.join(sys.argv[1:])}\npid {os.getpid()}, started logging {time.strftime('%Y-%m-%d %H:%M:%S %z')}\n"
+                    )
                 except OSError:
                     continue
                 self.path = path
                 break
             else:
-                raise OSError(f"cannot write a log file in {self.data_dir / 'logs'} nor in {tempfile.gettempdir()}")
+                raise OSError(
+                    f"cannot write a log file in {self.data_dir / 'logs'} nor in {tempfile.gettempdir()}"
+                )
         return self.path
 
     def write(self, title: str, error: BaseException | None = None) -> Path | None:

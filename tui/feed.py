@@ -42,22 +42,37 @@ BATCH_SECONDS = 0.05  # at most 20 wake-ups a second; the screen redraws at 10
 class BusFeed:
     """Reads the bus into the dashboard's state; sends commands without blocking the UI."""
 
-    def __init__(self, sub_endpoint: str, ctl_endpoint: str, market: MarketState, mesh: MeshState, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        sub_endpoint: str,
+        ctl_endpoint: str,
+        market: MarketState,
+        mesh: MeshState,
+        config: Config | None = None,
+    ) -> None:
         self.sub_endpoint = sub_endpoint
         self.ctl_endpoint = ctl_endpoint
         self.config = config or load_config()
-        self.keys = auth.client_keys(self.config)  # the bus's CURVE keys (mesh.auth), None when auth is off
+        self.keys = auth.client_keys(
+            self.config
+        )  # the bus's CURVE keys (mesh.auth), None when auth is off
         self.market = market
         self.mesh = mesh
         self.context = zmq.asyncio.Context.instance()
         self.subscriber: AsyncSubscriber | None = None
-        self.skipped: Counter[str] = Counter()  # messages that decoded but could not be shown, by reason
-        self.on_problem: Callable[[str, str], None] | None = None  # (kind, what happened): the first of each kind
+        self.skipped: Counter[str] = (
+            Counter()
+        )  # messages that decoded but could not be shown, by reason
+        self.on_problem: Callable[[str, str], None] | None = (
+            None  # (kind, what happened): the first of each kind
+        )
         self._reported: set[str] = set()
         self._reported_malformed: set[str] = set()
 
     async def run(self) -> None:
-        sub = self.subscriber = AsyncSubscriber(PREFIXES, self.sub_endpoint, context=self.context, config=self.config)
+        sub = self.subscriber = AsyncSubscriber(
+            PREFIXES, self.sub_endpoint, context=self.context, config=self.config
+        )
         try:
             while True:
                 # Take whatever is queued in one go, each topic's batches merged into the few
@@ -91,12 +106,17 @@ class BusFeed:
         self.skipped[kind] += 1
         if kind not in self._reported:
             self._reported.add(kind)
-            self._tell(kind, f"skipped {what}; further ones of this kind are only counted (Mesh view)")
+            self._tell(
+                kind, f"skipped {what}; further ones of this kind are only counted (Mesh view)"
+            )
 
     def _report_malformed(self, sub: AsyncSubscriber) -> None:
         for kind in sub.stats.malformed.keys() - self._reported_malformed:
             self._reported_malformed.add(kind)
-            self._tell(kind, f"skipped a malformed bus message ({kind}); further ones of this kind are only counted (Mesh view)")
+            self._tell(
+                kind,
+                f"skipped a malformed bus message ({kind}); further ones of this kind are only counted (Mesh view)",
+            )
 
     def _tell(self, kind: str, message: str) -> None:
         if self.on_problem is not None:
@@ -134,7 +154,9 @@ class BusFeed:
         """Messages the subscriber could not decode, by kind (mesh.wire.MALFORMED_KINDS)."""
         return self.subscriber.stats.malformed if self.subscriber else Counter()
 
-    async def call(self, service: str, cmd: str, args: dict[str, Any] | None = None, timeout: float = 2.0) -> control.Reply:
+    async def call(
+        self, service: str, cmd: str, args: dict[str, Any] | None = None, timeout: float = 2.0
+    ) -> control.Reply:
         """Send one command through the bus; never raises for a dead mesh, returns a failed Reply."""
         req = control.new_request(cmd, args)
         sock = self.context.socket(zmq.DEALER)
@@ -145,13 +167,19 @@ class BusFeed:
             await sock.send_multipart([control.REQ, service.encode(), control.encode(req)])
             while True:
                 if not await sock.poll(int(timeout * 1000)):
-                    return control.Reply(id=req.id, ok=False, error=f"no answer from the bus at {self.ctl_endpoint}: is the mesh running?")
+                    return control.Reply(
+                        id=req.id,
+                        ok=False,
+                        error=f"no answer from the bus at {self.ctl_endpoint}: is the mesh running?",
+                    )
                 frames = await sock.recv_multipart()
                 if len(frames) == 2 and frames[0] == control.REP:
                     try:
                         reply = control.decode_reply(frames[1])
                     except control.BadBody as exc:
-                        return control.Reply(id=req.id, ok=False, error=f"unreadable reply from {service}: {exc}")
+                        return control.Reply(
+                            id=req.id, ok=False, error=f"unreadable reply from {service}: {exc}"
+                        )
                     if reply.id == req.id:
                         return reply
         finally:

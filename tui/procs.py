@@ -50,8 +50,13 @@ class MeshProcesses:
         env.setdefault("PYKX_UNLICENSED", "true")
         for name, command in self.entries:
             proc = await asyncio.create_subprocess_shell(
-                command, cwd=self.cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+                command,
+                cwd=self.cwd,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
             )
             self.procs[name] = proc
             self.on_line(name, f"started: {command} (pid {proc.pid})")
@@ -72,7 +77,9 @@ class MeshProcesses:
                 except ProcessLookupError:
                     pass
         try:
-            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in self.procs.values())), timeout=grace)
+            await asyncio.wait_for(
+                asyncio.gather(*(p.wait() for p in self.procs.values())), timeout=grace
+            )
         except TimeoutError:
             for proc in self.procs.values():
                 if proc.returncode is None:

@@ -52,24 +52,44 @@ class BoardRow:
     direction: int  # +1 up, -1 down, 0 unchanged since the previous redraw
 
 
-SORT_KEYS = ("symbol", "change", "volume", "spread", "updated")  # the board's sort orders, in the order F2 cycles them
+SORT_KEYS = (
+    "symbol",
+    "change",
+    "volume",
+    "spread",
+    "updated",
+)  # the board's sort orders, in the order F2 cycles them
 
 
-QUOTE_FIELDS = ("symbol", "bid_price", "ask_price", "bid_size", "ask_size", "ts_event")  # kept per symbol, in this order
+QUOTE_FIELDS = (
+    "symbol",
+    "bid_price",
+    "ask_price",
+    "bid_size",
+    "ask_size",
+    "ts_event",
+)  # kept per symbol, in this order
 TRADE_FIELDS = ("symbol", "price", "ts_event")
 
 
 def _latest(columns: dict[str, Any], fields: tuple[str, ...]) -> tuple[list[str], list[list[Any]]]:
     """Each symbol's last row: (symbols, value lists for fields[1:]), conflated in C and numpy."""
     symbols = columns["symbol"]
-    last_row = dict(zip(symbols, range(len(symbols)), strict=True))  # later rows overwrite earlier ones
+    last_row = dict(
+        zip(symbols, range(len(symbols)), strict=True)
+    )  # later rows overwrite earlier ones
     if len(last_row) < len(symbols):
         rows = np.fromiter(last_row.values(), dtype=np.intp, count=len(last_row))
         return list(last_row), [columns[f][rows].tolist() for f in fields[1:]]
     return list(symbols), [columns[f].tolist() for f in fields[1:]]
 
 
-def usable_rows(columns: dict[str, Any], fields: tuple[str, ...], prices: tuple[str, ...], sizes: tuple[str, ...]) -> tuple[dict[str, Any], int]:
+def usable_rows(
+    columns: dict[str, Any],
+    fields: tuple[str, ...],
+    prices: tuple[str, ...],
+    sizes: tuple[str, ...],
+) -> tuple[dict[str, Any], int]:
     """The columns the board needs, as numpy arrays (symbols a list of str), without the rows whose
     prices or sizes cannot be real (NaN, inf, negative, absurdly large); and how many rows that dropped.
 
@@ -82,11 +102,16 @@ def usable_rows(columns: dict[str, Any], fields: tuple[str, ...], prices: tuple[
         raise Unusable("columns", f"no {exc.args[0]!r} column") from None
     lengths = {len(column) for column in picked.values()}
     if len(lengths) > 1:
-        raise Unusable("columns", f"columns of unequal length ({', '.join(f'{k} {len(v)}' for k, v in picked.items())})")
+        raise Unusable(
+            "columns",
+            f"columns of unequal length ({', '.join(f'{k} {len(v)}' for k, v in picked.items())})",
+        )
     symbols = picked["symbol"] = list(picked["symbol"])  # text: the decoder checked each one
     try:
         for name in fields[1:]:
-            picked[name] = np.asarray(picked[name], dtype=np.float64 if name in prices else np.int64)
+            picked[name] = np.asarray(
+                picked[name], dtype=np.float64 if name in prices else np.int64
+            )
     except (OverflowError, ValueError, TypeError) as exc:
         raise Unusable("values", f"a column that is not numbers in range: {exc}") from None
     if any(picked[name].ndim != 1 for name in fields[1:]):
@@ -102,7 +127,10 @@ def usable_rows(columns: dict[str, Any], fields: tuple[str, ...], prices: tuple[
     dropped = count - int(np.count_nonzero(ok))
     if dropped:
         keep = np.flatnonzero(ok)
-        picked = {name: [symbols[i] for i in keep.tolist()] if name == "symbol" else picked[name][keep] for name in picked}
+        picked = {
+            name: [symbols[i] for i in keep.tolist()] if name == "symbol" else picked[name][keep]
+            for name in picked
+        }
     return picked, dropped
 
 
@@ -110,7 +138,9 @@ class MarketState:
     """Latest values per symbol, written by the feed, read by the board."""
 
     def __init__(self) -> None:
-        self.quotes: dict[str, tuple[float, float, int, int, int]] = {}  # bid, ask, bid size, ask size, ts
+        self.quotes: dict[
+            str, tuple[float, float, int, int, int]
+        ] = {}  # bid, ask, bid size, ask size, ts
         self.last: dict[str, tuple[float, int]] = {}  # price, ts
         self.first_trade: dict[str, float] = {}
         self.volume: dict[str, int] = {}
@@ -134,7 +164,9 @@ class MarketState:
         Raises `Unusable` (and changes nothing) for a batch that cannot be read; rows with
         impossible prices or sizes are dropped and counted in `dropped_rows`.
         """
-        columns, dropped = usable_rows(columns, QUOTE_FIELDS, ("bid_price", "ask_price"), ("bid_size", "ask_size"))
+        columns, dropped = usable_rows(
+            columns, QUOTE_FIELDS, ("bid_price", "ask_price"), ("bid_size", "ask_size")
+        )
         self.dropped_rows += dropped
         symbols, values = _latest(columns, QUOTE_FIELDS)
         self.quotes.update(zip(symbols, zip(*values, strict=True), strict=True))
@@ -156,14 +188,18 @@ class MarketState:
     def symbols(self) -> list[str]:
         return sorted((self.quotes.keys() | self.last.keys()) - self.hidden)
 
-    def ordered(self, sort_key: str = "symbol", reverse: bool = False, needle: str = "") -> list[str]:
+    def ordered(
+        self, sort_key: str = "symbol", reverse: bool = False, needle: str = ""
+    ) -> list[str]:
         """The board's symbols in display order, without building a row for each (only the visible ones are)."""
         symbols = self.symbols()
         if needle:
             symbols = [s for s in symbols if needle in s]
         if sort_key == "symbol":
             return symbols[::-1] if reverse else symbols
-        return sorted(symbols, key=self._sort_value(sort_key), reverse=reverse)  # stable: ties stay in symbol order
+        return sorted(
+            symbols, key=self._sort_value(sort_key), reverse=reverse
+        )  # stable: ties stay in symbol order
 
     def _sort_value(self, sort_key: str) -> Callable[[str], Any]:
         quotes, last, volume = self.quotes, self.last, self.volume
@@ -175,7 +211,9 @@ class MarketState:
             return lambda s: max(quotes[s][4] if s in quotes else 0, last[s][1] if s in last else 0)
         if sort_key == "change":
             first = self.first_trade
-            return lambda s: last[s][0] - first.setdefault(s, last[s][0]) if s in last else float("-inf")
+            return lambda s: (
+                last[s][0] - first.setdefault(s, last[s][0]) if s in last else float("-inf")
+            )
         raise ValueError(f"unknown sort key {sort_key!r}; one of {', '.join(SORT_KEYS)}")
 
     def mid(self, symbol: str) -> float | None:
@@ -286,6 +324,17 @@ class MeshState:
         status = self.services.get(name)
         return status.counters if status else {}
 
-    def ordered(self, preferred: Iterable[str] = ("bus", "sim", "ingest", "recorder", "kdb", "fetcher", "backtester")) -> list[ServiceStatus]:
+    def ordered(
+        self,
+        preferred: Iterable[str] = (
+            "bus",
+            "sim",
+            "ingest",
+            "recorder",
+            "kdb",
+            "fetcher",
+            "backtester",
+        ),
+    ) -> list[ServiceStatus]:
         order = {name: i for i, name in enumerate(preferred)}
         return sorted(self.services.values(), key=lambda s: (order.get(s.name, 99), s.name))

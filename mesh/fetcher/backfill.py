@@ -72,7 +72,9 @@ def gaps_from_recording(session: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for file in files:
         table = pq.read_table(file, columns=["symbol", "kind", "ts_from", "ts_to"])
-        table = table.set_column(2, "ts_from", table["ts_from"].cast(pa.int64())).set_column(3, "ts_to", table["ts_to"].cast(pa.int64()))
+        table = table.set_column(2, "ts_from", table["ts_from"].cast(pa.int64())).set_column(
+            3, "ts_to", table["ts_to"].cast(pa.int64())
+        )
         rows += [r for r in table.to_pylist() if r["kind"] in KINDS]
     return rows
 
@@ -91,7 +93,15 @@ def backfill(
     ledger = ledger or QuotaLedger.for_config(config)
     spans, skipped = merge_gaps(gaps)
     left, _ = ledger.rest_room()
-    report: dict[str, Any] = {"gaps": len(spans) + skipped, "requests": len(spans), "skipped": skipped, "rest_calls_needed_at_least": len(spans), "rest_calls_left_today": left, "rest_calls": 0, "rows": {"trades": 0, "quotes": 0}}
+    report: dict[str, Any] = {
+        "gaps": len(spans) + skipped,
+        "requests": len(spans),
+        "skipped": skipped,
+        "rest_calls_needed_at_least": len(spans),
+        "rest_calls_left_today": left,
+        "rest_calls": 0,
+        "rows": {"trades": 0, "quotes": 0},
+    }
     if not spans:
         report.update(ok=True, message="no quote or trade gaps to backfill")
         return report
@@ -103,7 +113,10 @@ def backfill(
     if dry_run:
         report.update(ok=True, message=f"would send at least {len(spans)} REST call(s)")
         return report
-    columns: dict[str, dict[str, list[Any]]] = {TRADES: {f.name: [] for f in STORAGE[TRADES]}, QUOTES: {f.name: [] for f in STORAGE[QUOTES]}}
+    columns: dict[str, dict[str, list[Any]]] = {
+        TRADES: {f.name: [] for f in STORAGE[TRADES]},
+        QUOTES: {f.name: [] for f in STORAGE[QUOTES]},
+    }
     recv = time.time_ns()
     client = RestClient(config.rest_url, config.api_key, ledger, cancel=cancel)
     try:
@@ -112,7 +125,9 @@ def backfill(
                 progress(index / len(spans), f"{symbol} {kind}s {index + 1}/{len(spans)}")
             fetch = client.trades if kind == "trade" else client.quotes
             got = fetch(symbol, lo, hi, recv_ns=recv)
-            keep = [i for i, ts in enumerate(got["ts_event"]) if lo < ts < hi]  # the edges were received
+            keep = [
+                i for i, ts in enumerate(got["ts_event"]) if lo < ts < hi
+            ]  # the edges were received
             table = KINDS[kind]
             for col, values in got.items():
                 columns[table][col] += [values[i] for i in keep]
@@ -127,11 +142,34 @@ def backfill(
         if not cols["symbol"]:
             continue
         schema = STORAGE[table_name]
-        table = pa.table({f.name: pa.array(cols[f.name], f.type if not pa.types.is_timestamp(f.type) else pa.int64()) for f in schema}).cast(schema)
+        table = pa.table(
+            {
+                f.name: pa.array(
+                    cols[f.name], f.type if not pa.types.is_timestamp(f.type) else pa.int64()
+                )
+                for f in schema
+            }
+        ).cast(schema)
         pq.write_table(table, folder / f"{table_name}.parquet", compression="zstd")
         files.append(f"{table_name}.parquet")
         report["rows"][table_name] = table.num_rows
-    manifest = {"format": datasets.FORMAT, "name": name, "kind": "backfill", "files": files, "gaps": report["gaps"], "requests": len(spans), "rows": report["rows"], "rest_calls": report["rest_calls"], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "method": "rest"}
+    manifest = {
+        "format": datasets.FORMAT,
+        "name": name,
+        "kind": "backfill",
+        "files": files,
+        "gaps": report["gaps"],
+        "requests": len(spans),
+        "rows": report["rows"],
+        "rest_calls": report["rest_calls"],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "method": "rest",
+    }
     (folder / datasets.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    report.update(ok=True, path=str(folder), name=name, message=f"backfilled {report['rows']['trades']} trade(s) and {report['rows']['quotes']} quote(s) with {report['rest_calls']} REST call(s)")
+    report.update(
+        ok=True,
+        path=str(folder),
+        name=name,
+        message=f"backfilled {report['rows']['trades']} trade(s) and {report['rows']['quotes']} quote(s) with {report['rest_calls']} REST call(s)",
+    )
     return report

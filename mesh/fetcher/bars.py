@@ -70,7 +70,9 @@ def resample(minutes: pa.Table, interval: str, start: dt.date, end: dt.date) -> 
     minutes = minutes.cast(MINUTE_SCHEMA)
     encoded = pc.dictionary_encode(minutes["symbol"]).combine_chunks()
     names = encoded.dictionary.to_pylist()
-    rank = np.argsort(np.argsort(np.array(names, dtype=object)))  # dictionary index -> alphabetical rank
+    rank = np.argsort(
+        np.argsort(np.array(names, dtype=object))
+    )  # dictionary index -> alphabetical rank
     sym = rank[encoded.indices.to_numpy()]
     ts = minutes["ts"].to_numpy()
     # keep only the requested New York dates
@@ -79,7 +81,10 @@ def resample(minutes: pa.Table, interval: str, start: dt.date, end: dt.date) -> 
     order = np.lexsort((ts, sym))
     order = order[inside[order]]
     sym, ts, day = sym[order], ts[order], day[order]
-    cols = {name: minutes[name].to_numpy()[order] for name in ("open", "high", "low", "close", "volume", "transactions")}
+    cols = {
+        name: minutes[name].to_numpy()[order]
+        for name in ("open", "high", "low", "close", "volume", "transactions")
+    }
     if len(ts) == 0:
         return BAR_SCHEMA.empty_table()
     fresh = np.ones(len(ts), dtype=bool)
@@ -90,12 +95,17 @@ def resample(minutes: pa.Table, interval: str, start: dt.date, end: dt.date) -> 
 
     if interval == "1d":
         dates, where = np.unique(day, return_inverse=True)
-        midnights = np.array([calendar.midnight_ns(dt.date(1970, 1, 1) + dt.timedelta(days=int(d))) for d in dates], dtype=np.int64)
+        midnights = np.array(
+            [calendar.midnight_ns(dt.date(1970, 1, 1) + dt.timedelta(days=int(d))) for d in dates],
+            dtype=np.int64,
+        )
         window = midnights[where]
     else:
         width = INTERVALS[interval] * NS
         window = ts - ts % width
-    first = np.flatnonzero(np.concatenate(([True], (sym[1:] != sym[:-1]) | (window[1:] != window[:-1]))))
+    first = np.flatnonzero(
+        np.concatenate(([True], (sym[1:] != sym[:-1]) | (window[1:] != window[:-1])))
+    )
     last = np.append(first[1:], len(ts)) - 1
 
     volume = cols["volume"]

@@ -25,15 +25,40 @@ def register(subparsers: Any) -> None:
         description="Fetch bars for SYMBOLS over [--start, --end] (New York trading dates, inclusive). auto uses REST for <= 5 symbols and <= 7 days, flat files otherwise; a failing flat-file path falls back to REST when the quota allows. The result is written to $MESH_DATA_DIR/historical/NAME/ (bars.parquet + manifest.json).",
     )
     fetch.add_argument("symbols", metavar="SYMBOLS", help="comma-separated tickers, e.g. AAPL,MSFT")
-    fetch.add_argument("--start", required=True, metavar="YYYY-MM-DD", help="first date (inclusive)")
+    fetch.add_argument(
+        "--start", required=True, metavar="YYYY-MM-DD", help="first date (inclusive)"
+    )
     fetch.add_argument("--end", required=True, metavar="YYYY-MM-DD", help="last date (inclusive)")
-    fetch.add_argument("--interval", default="1d", metavar="|".join(INTERVALS), help="bar interval (default 1d)")
-    fetch.add_argument("--method", default="auto", metavar="|".join(METHODS), help="auto (default), rest or flat_file")
-    fetch.add_argument("--name", metavar="NAME", help="dataset name under data/historical/ (default: from the request)")
-    fetch.add_argument("--out", metavar="PATH", help="also write the bars to PATH (.parquet or .csv)")
-    fetch.add_argument("--dry-run", action="store_true", help="print the plan and its cost (REST calls, files, bytes); spend nothing")
-    fetch.add_argument("--no-fallback", action="store_true", help="fail instead of falling back to REST when flat files fail")
-    fetch.add_argument("--json", action="store_true", help="machine-readable output (the plan, or the report)")
+    fetch.add_argument(
+        "--interval", default="1d", metavar="|".join(INTERVALS), help="bar interval (default 1d)"
+    )
+    fetch.add_argument(
+        "--method",
+        default="auto",
+        metavar="|".join(METHODS),
+        help="auto (default), rest or flat_file",
+    )
+    fetch.add_argument(
+        "--name",
+        metavar="NAME",
+        help="dataset name under data/historical/ (default: from the request)",
+    )
+    fetch.add_argument(
+        "--out", metavar="PATH", help="also write the bars to PATH (.parquet or .csv)"
+    )
+    fetch.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan and its cost (REST calls, files, bytes); spend nothing",
+    )
+    fetch.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="fail instead of falling back to REST when flat files fail",
+    )
+    fetch.add_argument(
+        "--json", action="store_true", help="machine-readable output (the plan, or the report)"
+    )
     fetch.set_defaults(func=cmd_fetch)
 
     quota = subparsers.add_parser(
@@ -42,9 +67,23 @@ def register(subparsers: Any) -> None:
         description="Show the quota ledger's counts against the limits. A damaged ledger is reported (exit 1) and stops every quota-spending command until `massive quota --repair` replaces it; the repair counts the current minute, day and month as spent unless you say what was used (from Massive's dashboard).",
     )
     quota.add_argument("--json", action="store_true", help="machine-readable output")
-    quota.add_argument("--repair", action="store_true", help="replace a damaged ledger (kept as quota.sqlite.damaged-<time>) by one that counts this minute, day and month as spent")
-    quota.add_argument("--rest-today", type=_count, metavar="N", help="with --repair: REST calls really used today (UTC), instead of the daily limit")
-    quota.add_argument("--bytes-month", type=_size, metavar="SIZE", help="with --repair: flat-file bytes really used this month (UTC), e.g. 2.5GB, instead of the monthly allowance")
+    quota.add_argument(
+        "--repair",
+        action="store_true",
+        help="replace a damaged ledger (kept as quota.sqlite.damaged-<time>) by one that counts this minute, day and month as spent",
+    )
+    quota.add_argument(
+        "--rest-today",
+        type=_count,
+        metavar="N",
+        help="with --repair: REST calls really used today (UTC), instead of the daily limit",
+    )
+    quota.add_argument(
+        "--bytes-month",
+        type=_size,
+        metavar="SIZE",
+        help="with --repair: flat-file bytes really used this month (UTC), e.g. 2.5GB, instead of the monthly allowance",
+    )
     quota.set_defaults(func=cmd_quota)
 
 
@@ -91,7 +130,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         if args.name:
             datasets.check_name(args.name)
         if not args.dry_run:  # where the result goes must be writable before anything is spent
-            datasets.check_writable(datasets.historical_dir(config.data_dir), "the dataset folder (MESH_DATA_DIR/historical)")
+            datasets.check_writable(
+                datasets.historical_dir(config.data_dir),
+                "the dataset folder (MESH_DATA_DIR/historical)",
+            )
             if args.out:
                 datasets.check_export(args.out)
     except BadRequest as exc:
@@ -119,11 +161,16 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     except FetchError as exc:
         raise _fail(str(exc), 1) from None
     info = {**request.as_dict(), **report.as_dict()}
-    name = args.name or datasets.default_name(request.symbols, request.interval, request.start.isoformat(), request.end.isoformat())
+    name = args.name or datasets.default_name(
+        request.symbols, request.interval, request.start.isoformat(), request.end.isoformat()
+    )
     try:
         path = datasets.write_dataset(bars, config.data_dir, name, info)
     except OSError as exc:
-        raise _fail(f"fetched {report.rows:,} rows but cannot write dataset {name!r} under {datasets.historical_dir(config.data_dir)}: {exc.strerror or exc}", 1) from None
+        raise _fail(
+            f"fetched {report.rows:,} rows but cannot write dataset {name!r} under {datasets.historical_dir(config.data_dir)}: {exc.strerror or exc}",
+            1,
+        ) from None
     info.update(dataset=name, path=str(path))
     if args.out:
         try:
@@ -131,7 +178,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         except BadRequest as exc:
             raise _fail(str(exc), 2) from None
         except OSError as exc:
-            raise _fail(f"dataset {name!r} written to {path}, but --out {args.out!r} failed: {exc.strerror or exc}", 1) from None
+            raise _fail(
+                f"dataset {name!r} written to {path}, but --out {args.out!r} failed: {exc.strerror or exc}",
+                1,
+            ) from None
     if report.fallback:
         print(report.fallback, file=sys.stderr)
     if args.json:
@@ -161,7 +211,15 @@ class _ProgressBar:
                 TimeRemainingColumn,
             )
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), DownloadColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self._progress.start()
             self._task = self._progress.add_task("starting", total=1.0)
         return self
@@ -170,9 +228,13 @@ class _ProgressBar:
         if self._progress is None:
             return
         if total > 1:
-            self._progress.update(self._task, description=message[:60], completed=fraction * total, total=total)
+            self._progress.update(
+                self._task, description=message[:60], completed=fraction * total, total=total
+            )
         else:
-            self._progress.update(self._task, description=message[:60], completed=fraction, total=1.0)
+            self._progress.update(
+                self._task, description=message[:60], completed=fraction, total=1.0
+            )
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
@@ -191,7 +253,9 @@ def cmd_quota(args: argparse.Namespace) -> int:
         except LedgerError as exc:
             raise _fail(str(exc), 1) from None
         except OSError as exc:
-            raise _fail(f"cannot repair the quota ledger {ledger.path}: {exc.strerror or exc}", 1) from None
+            raise _fail(
+                f"cannot repair the quota ledger {ledger.path}: {exc.strerror or exc}", 1
+            ) from None
         if args.json:
             print(json.dumps(done, indent=2))
         else:
@@ -213,9 +277,17 @@ def cmd_quota(args: argparse.Namespace) -> int:
     def of(used: int, limit: int, fmt: Any = str) -> str:
         return f"{fmt(used)} of {fmt(limit)}" if limit else f"{fmt(used)} (no limit)"
 
-    print(f"REST calls this minute   {of(snap['rest_calls_minute'], snap['rest_calls_per_minute'])}   (last 60 s)")
-    print(f"REST calls today         {of(snap['rest_calls_today'], snap['rest_calls_per_day'])}   (UTC day {snap['day']}, resets {snap['day_resets']})")
-    print(f"flat-file bytes          {of(snap['s3_bytes_month'], snap['s3_bytes_per_month'], human_bytes)} in {snap['s3_files_month']} file(s)   (UTC month {snap['month']})")
+    print(
+        f"REST calls this minute   {of(snap['rest_calls_minute'], snap['rest_calls_per_minute'])}   (last 60 s)"
+    )
+    print(
+        f"REST calls today         {of(snap['rest_calls_today'], snap['rest_calls_per_day'])}   (UTC day {snap['day']}, resets {snap['day_resets']})"
+    )
+    print(
+        f"flat-file bytes          {of(snap['s3_bytes_month'], snap['s3_bytes_per_month'], human_bytes)} in {snap['s3_files_month']} file(s)   (UTC month {snap['month']})"
+    )
     if snap["throttled_24h"] or snap["refused_24h"]:
-        print(f"last 24 h                {snap['throttled_24h']} answered 429 by the server, {snap['refused_24h']} refused here to stay within the limits")
+        print(
+            f"last 24 h                {snap['throttled_24h']} answered 429 by the server, {snap['refused_24h']} refused here to stay within the limits"
+        )
     return 0

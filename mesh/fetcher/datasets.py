@@ -44,7 +44,9 @@ def default_name(symbols: list[str] | tuple[str, ...], interval: str, start: str
 
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name) or name in (".", ".."):
-        raise BadRequest(f"dataset name {name!r}: use letters, digits, '.', '_' and '-' (up to 120 characters)")
+        raise BadRequest(
+            f"dataset name {name!r}: use letters, digits, '.', '_' and '-' (up to 120 characters)"
+        )
     return name
 
 
@@ -89,7 +91,9 @@ def write_dataset(bars: pa.Table, data_dir: Path | str, name: str, info: dict[st
         "prices": "as traded (not split-adjusted)",
         "vwap": "volume-weighted typical price (high+low+close)/3 of the bar's minutes",
     }
-    _atomic_write(folder / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
+    _atomic_write(
+        folder / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    )
     return folder
 
 
@@ -132,7 +136,9 @@ def check_writable(folder: Path | str, what: str) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise BadRequest(f"{what}: cannot write to {folder} ({exc.strerror or exc}); nothing was spent") from None
+        raise BadRequest(
+            f"{what}: cannot write to {folder} ({exc.strerror or exc}); nothing was spent"
+        ) from None
     return folder
 
 

@@ -54,7 +54,9 @@ class FetchReport:
     @property
     def method_used(self) -> str:
         if self.method == "flat_file" and self.rest_days:
-            return "flat_file+rest" if self.files_downloaded + self.files_cached else "rest (fallback)"
+            return (
+                "flat_file+rest" if self.files_downloaded + self.files_cached else "rest (fallback)"
+            )
         return self.method
 
     def summary(self) -> str:
@@ -73,7 +75,14 @@ class FetchReport:
 class Fetcher:
     """Runs `FetchRequest`s for one configuration; safe to use from one thread at a time."""
 
-    def __init__(self, config: Any, *, ledger: QuotaLedger | None = None, cancel: threading.Event | None = None, rest_transport: Any = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        *,
+        ledger: QuotaLedger | None = None,
+        cancel: threading.Event | None = None,
+        rest_transport: Any = None,
+    ) -> None:
         self.config = config
         self.ledger = ledger or QuotaLedger.for_config(config)
         self.cancel = cancel
@@ -86,9 +95,23 @@ class Fetcher:
         return planning.make_plan(request, self.ledger, self.flatfiles)
 
     def _rest(self, say: Callable[[str], None]) -> RestClient:
-        return RestClient(self.config.rest_url, self.config.api_key, self.ledger, cancel=self.cancel, on_wait=say, transport=self._rest_transport)
+        return RestClient(
+            self.config.rest_url,
+            self.config.api_key,
+            self.ledger,
+            cancel=self.cancel,
+            on_wait=say,
+            transport=self._rest_transport,
+        )
 
-    def run(self, request: FetchRequest, *, progress: ProgressFn | None = None, fallback: bool = True, check_symbols: bool = True) -> tuple[pa.Table, FetchReport]:
+    def run(
+        self,
+        request: FetchRequest,
+        *,
+        progress: ProgressFn | None = None,
+        fallback: bool = True,
+        check_symbols: bool = True,
+    ) -> tuple[pa.Table, FetchReport]:
         """Bars for `request` (bars.BAR_SCHEMA) and the report of what was spent."""
         started = time.monotonic()
         self.ledger.check()  # a damaged ledger stops here, before anything is spent
@@ -100,9 +123,18 @@ class Fetcher:
             if fraction is not None:
                 state["fraction"] = fraction
             if progress is not None:
-                progress(float(state["fraction"]), message, int(state["bytes"]), int(state["total"]))
+                progress(
+                    float(state["fraction"]), message, int(state["bytes"]), int(state["total"])
+                )
 
-        log.info("%s %s..%s %s: %s", ",".join(request.symbols), request.start, request.end, request.interval, reason)
+        log.info(
+            "%s %s..%s %s: %s",
+            ",".join(request.symbols),
+            request.start,
+            request.end,
+            request.interval,
+            reason,
+        )
         say(reason, 0.0)
         parts: list[pa.Table] = []
         if method == "rest":
@@ -126,7 +158,15 @@ class Fetcher:
 
     # --- REST ----------------------------------------------------------------------------------
 
-    def _rest_days(self, request: FetchRequest, days: list[dt.date], report: FetchReport, say: Callable[..., None], lo: float, hi: float) -> list[pa.Table]:
+    def _rest_days(
+        self,
+        request: FetchRequest,
+        days: list[dt.date],
+        report: FetchReport,
+        say: Callable[..., None],
+        lo: float,
+        hi: float,
+    ) -> list[pa.Table]:
         """Minute bars of every symbol over `days`, one request chain per contiguous run of days."""
         runs = _runs(days, request.trading_days)
         steps = max(1, len(runs) * len(request.symbols))
@@ -148,7 +188,9 @@ class Fetcher:
         """Refuse symbols that did not trade on the range's last (or first) day, before REST is spent."""
         if self.config.s3_credentials is None:
             return
-        days = [request.trading_days[-1]] + ([request.trading_days[0]] if len(request.trading_days) > 1 else [])
+        days = [request.trading_days[-1]] + (
+            [request.trading_days[0]] if len(request.trading_days) > 1 else []
+        )
         known: set[str] = set()
         for day in days:
             tickers = self.flatfiles.tickers_on(day)
@@ -158,11 +200,15 @@ class Fetcher:
             unknown = [s for s in request.symbols if s not in known]
             if not unknown:
                 return
-        raise BadRequest(f"unknown symbol{'s' * (len(unknown) > 1)} {', '.join(unknown)}: not traded on {' or '.join(str(d) for d in days)} (nothing was spent on REST)")
+        raise BadRequest(
+            f"unknown symbol{'s' * (len(unknown) > 1)} {', '.join(unknown)}: not traded on {' or '.join(str(d) for d in days)} (nothing was spent on REST)"
+        )
 
     # --- flat files ----------------------------------------------------------------------------
 
-    def _flat(self, request: FetchRequest, report: FetchReport, say: Callable[..., None], fallback: bool) -> list[pa.Table]:
+    def _flat(
+        self, request: FetchRequest, report: FetchReport, say: Callable[..., None], fallback: bool
+    ) -> list[pa.Table]:
         symbols = list(request.symbols)
         tables: list[pa.Table] = []
         rest_days: list[dt.date] = []
@@ -171,14 +217,18 @@ class Fetcher:
             files, missing = self.flatfiles.plan(request.trading_days)
             if missing:
                 rest_days += missing
-                reasons.append(f"{len(missing)} day file(s) not in the bucket ({', '.join(str(d) for d in missing[:3])}{' ...' if len(missing) > 3 else ''})")
+                reasons.append(
+                    f"{len(missing)} day file(s) not in the bucket ({', '.join(str(d) for d in missing[:3])}{' ...' if len(missing) > 3 else ''})"
+                )
         except FlatFileError as exc:
             files, rest_days = [], list(request.trading_days)
             reasons.append(str(exc))
         to_get = sum(f.size for f in files if not f.cached)
         limit_left = self.ledger.bytes_left()
         if files and limit_left is not None and to_get > limit_left:
-            reasons.append(f"the monthly flat-file allowance has {human_bytes(limit_left)} left, {human_bytes(to_get)} needed")
+            reasons.append(
+                f"the monthly flat-file allowance has {human_bytes(limit_left)} left, {human_bytes(to_get)} needed"
+            )
             rest_days += [f.day for f in files]
             files = []
         total = sum(f.size for f in files) or 1
@@ -186,11 +236,16 @@ class Fetcher:
         for index, file in enumerate(files):
             name = file.key.rsplit("/", 1)[-1]
 
-            def on_bytes(n: int, label: str = f"{'reading' if file.cached else 'downloading'} {name}") -> None:
+            def on_bytes(
+                n: int, label: str = f"{'reading' if file.cached else 'downloading'} {name}"
+            ) -> None:
                 done["bytes"] += n
                 say(label, 0.9 * done["bytes"] / total)
 
-            say(f"{'reading cached' if file.cached else 'downloading'} {name} ({index + 1}/{len(files)})", 0.9 * done["bytes"] / total)
+            say(
+                f"{'reading cached' if file.cached else 'downloading'} {name} ({index + 1}/{len(files)})",
+                0.9 * done["bytes"] / total,
+            )
             try:
                 before = self.flatfiles.bytes_downloaded
                 tables.append(self.flatfiles.read(file, symbols, on_bytes=on_bytes))
@@ -216,7 +271,9 @@ class Fetcher:
             try:
                 self.ledger.check_rest(needed)
             except QuotaExceeded as exc:
-                raise FlatFileError(f"flat files failed ({why}) and the REST quota does not allow the fallback: {exc}") from None
+                raise FlatFileError(
+                    f"flat files failed ({why}) and the REST quota does not allow the fallback: {exc}"
+                ) from None
             report.fallback = f"falling back to REST for {len(rest_days)} day(s): {why}"
             log.warning("%s", report.fallback)
             say(report.fallback)
@@ -229,7 +286,9 @@ class Fetcher:
         absent = [s for s in request.symbols if s not in seen]
         if absent:
             where = f"between {request.start} and {request.end}"
-            raise NoData(f"no bars for {', '.join(absent)} {where}: unknown symbol{'s' * (len(absent) > 1)}, or no trading in the range")
+            raise NoData(
+                f"no bars for {', '.join(absent)} {where}: unknown symbol{'s' * (len(absent) > 1)}, or no trading in the range"
+            )
 
 
 def _runs(days: list[dt.date], trading: tuple[dt.date, ...]) -> list[tuple[dt.date, dt.date]]:

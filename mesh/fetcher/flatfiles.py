@@ -54,7 +54,9 @@ class DayFile:
 class FlatFiles:
     """The flat-file bucket and the local cache of its day files."""
 
-    def __init__(self, config: Any, ledger: QuotaLedger, *, cancel: threading.Event | None = None) -> None:
+    def __init__(
+        self, config: Any, ledger: QuotaLedger, *, cancel: threading.Event | None = None
+    ) -> None:
         self.endpoint = config.s3_endpoint
         self.bucket = config.s3_bucket
         self._credentials: tuple[str, str] | None = config.s3_credentials
@@ -70,7 +72,9 @@ class FlatFiles:
 
     def _s3(self) -> Any:
         if self._credentials is None:
-            raise FlatFileError("no flat-file credentials: set MASSIVE_S3_ACCESS_KEY_ID and MASSIVE_S3_SECRET_ACCESS_KEY (a key pair separate from the API key)")
+            raise FlatFileError(
+                "no flat-file credentials: set MASSIVE_S3_ACCESS_KEY_ID and MASSIVE_S3_SECRET_ACCESS_KEY (a key pair separate from the API key)"
+            )
         if self._client is None:
             import boto3
             from botocore.config import Config as BotoConfig
@@ -82,7 +86,13 @@ class FlatFiles:
                 aws_access_key_id=key_id,
                 aws_secret_access_key=secret,
                 region_name="us-east-1",
-                config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60),
+                config=BotoConfig(
+                    signature_version="s3v4",
+                    s3={"addressing_style": "path"},
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=10,
+                    read_timeout=60,
+                ),
             )
         return self._client
 
@@ -93,11 +103,21 @@ class FlatFiles:
         secrets = self._credentials or ("", "")
         if isinstance(exc, ClientError):
             err = exc.response.get("Error", {})
-            code = str(err.get("Code", "")) or str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"):
+            code = str(err.get("Code", "")) or str(
+                exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+            )
+            if code in (
+                "403",
+                "AccessDenied",
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "Forbidden",
+            ):
                 text = f"{what}: flat files refused access ({code}); check MASSIVE_S3_ACCESS_KEY_ID / MASSIVE_S3_SECRET_ACCESS_KEY and that your plan includes flat files"
             elif code in ("404", "NoSuchKey", "NotFound"):
-                text = f"{what}: no such file in the bucket ({code}); the day may not be published yet"
+                text = (
+                    f"{what}: no such file in the bucket ({code}); the day may not be published yet"
+                )
             elif code == "NoSuchBucket":
                 text = f"{what}: bucket {self.bucket!r} does not exist at {self.endpoint} (MASSIVE_S3_BUCKET)"
             else:
@@ -119,7 +139,9 @@ class FlatFiles:
         for year, month in months:
             prefix = f"{PREFIX}/{dataset}/{year:04d}/{month:02d}/"
             try:
-                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for page in s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=prefix
+                ):
                     for item in page.get("Contents", ()):
                         day = wanted.get(item["Key"])
                         if day is not None:
@@ -128,7 +150,9 @@ class FlatFiles:
                 raise self._error(exc, f"listing {prefix}") from None
         return sizes
 
-    def plan(self, days: Iterable[dt.date], dataset: str = MINUTE_AGGS) -> tuple[list[DayFile], list[dt.date]]:
+    def plan(
+        self, days: Iterable[dt.date], dataset: str = MINUTE_AGGS
+    ) -> tuple[list[DayFile], list[dt.date]]:
         """(the day files to read, trading days with no file in the bucket)."""
         days = list(days)
         sizes = self.list_sizes(days, dataset)
@@ -137,12 +161,18 @@ class FlatFiles:
             if day in sizes:
                 key = key_for(day, dataset)
                 path = self.cache_dir / key
-                files.append(DayFile(day, key, sizes[day], path.is_file() and path.stat().st_size == sizes[day]))
+                files.append(
+                    DayFile(
+                        day, key, sizes[day], path.is_file() and path.stat().st_size == sizes[day]
+                    )
+                )
         return files, [day for day in days if day not in sizes]
 
     # --- cache and download --------------------------------------------------------------------
 
-    def read(self, file: DayFile, symbols: list[str], *, on_bytes: Callable[[int], None] | None = None) -> pa.Table:
+    def read(
+        self, file: DayFile, symbols: list[str], *, on_bytes: Callable[[int], None] | None = None
+    ) -> pa.Table:
         """The minute bars of `symbols` in one day file, from the cache or freshly downloaded."""
         path = self.cache_dir / file.key
         if path.is_file() and path.stat().st_size == file.size:
@@ -156,11 +186,18 @@ class FlatFiles:
                 log.warning("cached %s is damaged (%s); fetching it again", file.key, exc)
                 path.unlink(missing_ok=True)
         elif path.exists():
-            log.info("cached %s has %d bytes, the bucket %d; fetching it again", file.key, path.stat().st_size, file.size)
+            log.info(
+                "cached %s has %d bytes, the bucket %d; fetching it again",
+                file.key,
+                path.stat().st_size,
+                file.size,
+            )
             path.unlink(missing_ok=True)
         return self._download_and_read(file, path, symbols, on_bytes)
 
-    def _download_and_read(self, file: DayFile, path: Path, symbols: list[str], on_bytes: Callable[[int], None] | None) -> pa.Table:
+    def _download_and_read(
+        self, file: DayFile, path: Path, symbols: list[str], on_bytes: Callable[[int], None] | None
+    ) -> pa.Table:
         from botocore.exceptions import BotoCoreError, ClientError
 
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,9 @@ class Limits:
 
     @classmethod
     def from_config(cls, config: Any) -> Limits:
-        return cls(config.rest_calls_per_minute, config.rest_calls_per_day, config.s3_bytes_per_month)
+        return cls(
+            config.rest_calls_per_minute, config.rest_calls_per_day, config.s3_bytes_per_month
+        )
 
 
 def _day(ts_ns: int) -> str:
@@ -128,7 +130,9 @@ def human_bytes(n: float) -> str:
 class QuotaLedger:
     """Check-and-record of REST calls and flat-file bytes, shared by every process on the machine."""
 
-    def __init__(self, path: Path, limits: Limits, *, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self, path: Path, limits: Limits, *, clock: Callable[[], int] = time.time_ns
+    ) -> None:
         self.path = Path(path)
         self.limits = limits
         self._clock = clock
@@ -138,7 +142,9 @@ class QuotaLedger:
 
     @classmethod
     def for_config(cls, config: Any, **kwargs: Any) -> QuotaLedger:
-        return cls(Path(config.data_dir) / "state" / LEDGER_FILE, Limits.from_config(config), **kwargs)
+        return cls(
+            Path(config.data_dir) / "state" / LEDGER_FILE, Limits.from_config(config), **kwargs
+        )
 
     def _ensure(self) -> None:
         """Create the ledger if there is none yet: built aside, then linked into place complete."""
@@ -177,22 +183,34 @@ class QuotaLedger:
         except FileNotFoundError:
             raise LedgerDamaged(self.path, "the file was deleted while in use") from None
         except OSError as exc:
-            raise LedgerError(f"cannot use the quota ledger {self.path}: {exc.strerror or exc}") from None
+            raise LedgerError(
+                f"cannot use the quota ledger {self.path}: {exc.strerror or exc}"
+            ) from None
         if size == 0:
             raise LedgerDamaged(self.path, "the file is empty")
         try:
-            db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=rw", timeout=30.0, isolation_level=None, uri=True)
+            db = sqlite3.connect(
+                f"{self.path.absolute().as_uri()}?mode=rw",
+                timeout=30.0,
+                isolation_level=None,
+                uri=True,
+            )
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open the quota ledger {self.path}: {exc}") from None
         try:
             try:
                 db.execute("PRAGMA busy_timeout=30000")
                 db.execute("PRAGMA synchronous=NORMAL")
-                present = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                present = {
+                    row[0]
+                    for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                }
             except sqlite3.DatabaseError as exc:
                 raise _damage(self.path, exc) from None
             if missing := [t for t in TABLES if t not in present]:
-                raise LedgerDamaged(self.path, f"table{'s' * (len(missing) > 1)} {', '.join(missing)} missing")
+                raise LedgerDamaged(
+                    self.path, f"table{'s' * (len(missing) > 1)} {', '.join(missing)} missing"
+                )
             try:
                 yield db
             except sqlite3.DatabaseError as exc:
@@ -203,7 +221,9 @@ class QuotaLedger:
     def check(self) -> None:
         """Raise `LedgerDamaged` (or `LedgerError`) unless the ledger can be read and written."""
         with self._connect() as db:
-            db.execute("SELECT COUNT(*) FROM rest_calls WHERE ts_ns > ?", (self._clock() - MINUTE_NS,)).fetchone()
+            db.execute(
+                "SELECT COUNT(*) FROM rest_calls WHERE ts_ns > ?", (self._clock() - MINUTE_NS,)
+            ).fetchone()
 
     # --- REST calls --------------------------------------------------------------------------
 
@@ -250,9 +270,14 @@ class QuotaLedger:
                 now = self._clock()
                 today = _day(now)
                 if self.limits.rest_per_day:
-                    (used,) = db.execute("SELECT COUNT(*) FROM rest_calls WHERE day = ?", (today,)).fetchone()
+                    (used,) = db.execute(
+                        "SELECT COUNT(*) FROM rest_calls WHERE day = ?", (today,)
+                    ).fetchone()
                     if used + 1 > self.limits.rest_per_day:
-                        db.execute("INSERT INTO notes (ts_ns, kind, detail) VALUES (?, 'refused', ?)", (now, f"rest_per_day {endpoint}"))
+                        db.execute(
+                            "INSERT INTO notes (ts_ns, kind, detail) VALUES (?, 'refused', ?)",
+                            (now, f"rest_per_day {endpoint}"),
+                        )
                         db.execute("COMMIT")
                         reset = _next_day(now)
                         raise QuotaExceeded(
@@ -262,16 +287,22 @@ class QuotaLedger:
                         )
                 if self.limits.rest_per_minute:
                     rows = db.execute(
-                        "SELECT ts_ns FROM rest_calls WHERE ts_ns > ? ORDER BY ts_ns", (now - MINUTE_NS,)
+                        "SELECT ts_ns FROM rest_calls WHERE ts_ns > ? ORDER BY ts_ns",
+                        (now - MINUTE_NS,),
                     ).fetchall()
                     if len(rows) + 1 > self.limits.rest_per_minute:
                         db.execute("ROLLBACK")
                         # room appears when enough of the oldest calls leave the window
                         oldest = rows[len(rows) - self.limits.rest_per_minute][0]
                         return max(0.05, (oldest + MINUTE_NS - now) / NS + 0.05)
-                db.execute("INSERT INTO rest_calls (ts_ns, day, endpoint, pid) VALUES (?, ?, ?, ?)", (now, today, endpoint, os.getpid()))
+                db.execute(
+                    "INSERT INTO rest_calls (ts_ns, day, endpoint, pid) VALUES (?, ?, ?, ?)",
+                    (now, today, endpoint, os.getpid()),
+                )
                 if now % 97 == 0:  # prune now and then, cheaply
-                    db.execute("DELETE FROM rest_calls WHERE ts_ns < ?", (now - KEEP_DAYS * 86_400 * NS,))
+                    db.execute(
+                        "DELETE FROM rest_calls WHERE ts_ns < ?", (now - KEEP_DAYS * 86_400 * NS,)
+                    )
                 db.execute("COMMIT")
                 return None
             except BaseException:
@@ -282,8 +313,16 @@ class QuotaLedger:
     def rest_room(self) -> tuple[int | None, int | None]:
         """(calls left today, calls left in the current minute window); None = unlimited."""
         snap = self._snapshot()
-        day = None if not self.limits.rest_per_day else max(0, self.limits.rest_per_day - snap["rest_calls_today"])
-        minute = None if not self.limits.rest_per_minute else max(0, self.limits.rest_per_minute - snap["rest_calls_minute"])
+        day = (
+            None
+            if not self.limits.rest_per_day
+            else max(0, self.limits.rest_per_day - snap["rest_calls_today"])
+        )
+        minute = (
+            None
+            if not self.limits.rest_per_minute
+            else max(0, self.limits.rest_per_minute - snap["rest_calls_minute"])
+        )
         return day, minute
 
     def check_rest(self, calls: int) -> None:
@@ -298,7 +337,10 @@ class QuotaLedger:
     def note(self, kind: str, detail: str) -> None:
         """Something worth showing next to the counts, e.g. a 429 from the server."""
         with self._connect() as db:
-            db.execute("INSERT INTO notes (ts_ns, kind, detail) VALUES (?, ?, ?)", (self._clock(), kind, detail))
+            db.execute(
+                "INSERT INTO notes (ts_ns, kind, detail) VALUES (?, ?, ?)",
+                (self._clock(), kind, detail),
+            )
 
     # --- flat-file bytes ---------------------------------------------------------------------
 
@@ -309,16 +351,24 @@ class QuotaLedger:
             try:
                 now = self._clock()
                 month = _month(now)
-                (used,) = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM s3_downloads WHERE month = ?", (month,)).fetchone()
+                (used,) = db.execute(
+                    "SELECT COALESCE(SUM(bytes), 0) FROM s3_downloads WHERE month = ?", (month,)
+                ).fetchone()
                 limit = self.limits.s3_bytes_per_month
                 if limit and used + nbytes > limit:
-                    db.execute("INSERT INTO notes (ts_ns, kind, detail) VALUES (?, 'refused', ?)", (now, f"s3_bytes_per_month {key}"))
+                    db.execute(
+                        "INSERT INTO notes (ts_ns, kind, detail) VALUES (?, 'refused', ?)",
+                        (now, f"s3_bytes_per_month {key}"),
+                    )
                     db.execute("COMMIT")
                     raise QuotaExceeded(
                         f"flat-file monthly limit: {key} is {human_bytes(nbytes)} but only {human_bytes(max(0, limit - used))} of {human_bytes(limit)} are left this month (UTC)",
                         limit="s3_bytes_per_month",
                     )
-                cur = db.execute("INSERT INTO s3_downloads (ts_ns, month, key, bytes) VALUES (?, ?, ?, ?)", (now, month, key, nbytes))
+                cur = db.execute(
+                    "INSERT INTO s3_downloads (ts_ns, month, key, bytes) VALUES (?, ?, ?, ?)",
+                    (now, month, key, nbytes),
+                )
                 db.execute("COMMIT")
                 return int(cur.lastrowid or 0)
             except BaseException:
@@ -349,21 +399,56 @@ class QuotaLedger:
         except LedgerDamaged as exc:
             now = self._clock()
             return {
-                **self._shape(now, self.limits.rest_per_minute, self.limits.rest_per_day, self.limits.s3_bytes_per_month, 0, 0, 0),
+                **self._shape(
+                    now,
+                    self.limits.rest_per_minute,
+                    self.limits.rest_per_day,
+                    self.limits.s3_bytes_per_month,
+                    0,
+                    0,
+                    0,
+                ),
                 "damaged": str(exc),
             }
 
     def _snapshot(self) -> dict[str, Any]:
         now = self._clock()
         with self._connect() as db:
-            (minute,) = db.execute("SELECT COUNT(*) FROM rest_calls WHERE ts_ns > ?", (now - MINUTE_NS,)).fetchone()
-            (today,) = db.execute("SELECT COUNT(*) FROM rest_calls WHERE day = ?", (_day(now),)).fetchone()
-            (nbytes, files) = db.execute("SELECT COALESCE(SUM(bytes), 0), COUNT(*) FROM s3_downloads WHERE month = ?", (_month(now),)).fetchone()
-            (throttled,) = db.execute("SELECT COUNT(*) FROM notes WHERE kind = 'throttled' AND ts_ns > ?", (now - 86_400 * NS,)).fetchone()
-            (refused,) = db.execute("SELECT COUNT(*) FROM notes WHERE kind = 'refused' AND ts_ns > ?", (now - 86_400 * NS,)).fetchone()
-        return {**self._shape(now, int(minute), int(today), int(nbytes), int(files), int(throttled), int(refused)), "damaged": None}
+            (minute,) = db.execute(
+                "SELECT COUNT(*) FROM rest_calls WHERE ts_ns > ?", (now - MINUTE_NS,)
+            ).fetchone()
+            (today,) = db.execute(
+                "SELECT COUNT(*) FROM rest_calls WHERE day = ?", (_day(now),)
+            ).fetchone()
+            (nbytes, files) = db.execute(
+                "SELECT COALESCE(SUM(bytes), 0), COUNT(*) FROM s3_downloads WHERE month = ?",
+                (_month(now),),
+            ).fetchone()
+            (throttled,) = db.execute(
+                "SELECT COUNT(*) FROM notes WHERE kind = 'throttled' AND ts_ns > ?",
+                (now - 86_400 * NS,),
+            ).fetchone()
+            (refused,) = db.execute(
+                "SELECT COUNT(*) FROM notes WHERE kind = 'refused' AND ts_ns > ?",
+                (now - 86_400 * NS,),
+            ).fetchone()
+        return {
+            **self._shape(
+                now, int(minute), int(today), int(nbytes), int(files), int(throttled), int(refused)
+            ),
+            "damaged": None,
+        }
 
-    def _shape(self, now: int, minute: int, today: int, nbytes: int, files: int, throttled: int, refused: int) -> dict[str, Any]:
+    def _shape(
+        self,
+        now: int,
+        minute: int,
+        today: int,
+        nbytes: int,
+        files: int,
+        throttled: int,
+        refused: int,
+    ) -> dict[str, Any]:
         return {
             "rest_calls_minute": minute,
             "rest_calls_per_minute": self.limits.rest_per_minute,
@@ -383,7 +468,9 @@ class QuotaLedger:
 
     # --- repair ------------------------------------------------------------------------------
 
-    def repair(self, *, rest_today: int | None = None, bytes_month: int | None = None) -> dict[str, Any]:
+    def repair(
+        self, *, rest_today: int | None = None, bytes_month: int | None = None
+    ) -> dict[str, Any]:
         """Replace a damaged ledger by a new one that counts the current periods as spent.
 
         The damaged file is kept next to it (`quota.sqlite.damaged-<UTC time>`). Unless the user
@@ -397,7 +484,9 @@ class QuotaLedger:
         except LedgerDamaged as exc:
             reason = exc.reason
         else:
-            raise LedgerError(f"quota ledger {self.path} is readable; --repair only replaces a damaged ledger")
+            raise LedgerError(
+                f"quota ledger {self.path} is readable; --repair only replaces a damaged ledger"
+            )
         now = self._clock()
         stamp = datetime.fromtimestamp(now / NS, UTC).strftime("%Y%m%dT%H%M%SZ")
         kept = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
@@ -408,23 +497,47 @@ class QuotaLedger:
         self._ensure()
         limits = self.limits
         today_calls = limits.rest_per_day if rest_today is None else rest_today
-        recent = limits.rest_per_minute if rest_today is None else min(limits.rest_per_minute, rest_today)
+        recent = (
+            limits.rest_per_minute
+            if rest_today is None
+            else min(limits.rest_per_minute, rest_today)
+        )
         earlier = max(0, today_calls - recent)
-        day_start = int(datetime.fromtimestamp(now / NS, UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()) * NS
+        day_start = (
+            int(
+                datetime.fromtimestamp(now / NS, UTC)
+                .replace(hour=0, minute=0, second=0, microsecond=0)
+                .timestamp()
+            )
+            * NS
+        )
         month_bytes = limits.s3_bytes_per_month if bytes_month is None else bytes_month
         pid = os.getpid()
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
                 "INSERT INTO rest_calls (ts_ns, day, endpoint, pid) VALUES (?, ?, ?, ?)",
-                [(day_start, _day(now), REPAIR_ENDPOINT, pid)] * earlier + [(now, _day(now), REPAIR_ENDPOINT, pid)] * recent,
+                [(day_start, _day(now), REPAIR_ENDPOINT, pid)] * earlier
+                + [(now, _day(now), REPAIR_ENDPOINT, pid)] * recent,
             )
             if month_bytes:
-                db.execute("INSERT INTO s3_downloads (ts_ns, month, key, bytes) VALUES (?, ?, ?, ?)", (now, _month(now), REPAIR_ENDPOINT, month_bytes))
+                db.execute(
+                    "INSERT INTO s3_downloads (ts_ns, month, key, bytes) VALUES (?, ?, ?, ?)",
+                    (now, _month(now), REPAIR_ENDPOINT, month_bytes),
+                )
             detail = f"replaced a damaged ledger ({reason}), kept as {kept.name}; counted as spent: {earlier + recent} REST call(s) today, {month_bytes} flat-file byte(s) this month"
-            db.execute("INSERT INTO notes (ts_ns, kind, detail) VALUES (?, 'repaired', ?)", (now, detail))
+            db.execute(
+                "INSERT INTO notes (ts_ns, kind, detail) VALUES (?, 'repaired', ?)", (now, detail)
+            )
             db.execute("COMMIT")
-        return {"ledger": str(self.path), "damaged": reason, "kept": str(kept), "rest_calls_today": earlier + recent, "rest_calls_minute": recent, "s3_bytes_month": month_bytes}
+        return {
+            "ledger": str(self.path),
+            "damaged": reason,
+            "kept": str(kept),
+            "rest_calls_today": earlier + recent,
+            "rest_calls_minute": recent,
+            "s3_bytes_month": month_bytes,
+        }
 
 
 def _damage(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:

@@ -51,7 +51,16 @@ _TYPES = {
     "transactions": pa.int64(),
 }
 # provider column -> our column (mesh.fetcher.bars.MINUTE_SCHEMA)
-_RENAME = {"ticker": "symbol", "window_start": "ts", "volume": "volume", "open": "open", "high": "high", "low": "low", "close": "close", "transactions": "transactions"}
+_RENAME = {
+    "ticker": "symbol",
+    "window_start": "ts",
+    "volume": "volume",
+    "open": "open",
+    "high": "high",
+    "low": "low",
+    "close": "close",
+    "transactions": "transactions",
+}
 READ_SIZE = 1 << 20  # compressed bytes per read
 
 
@@ -70,7 +79,9 @@ def _decompressed_chunks(path: Path, read_size: int = READ_SIZE) -> Iterator[byt
                 break
             try:
                 data = decomp.decompress(comp)
-                while decomp.eof and decomp.unused_data:  # a multi-member gzip: start the next member
+                while (
+                    decomp.eof and decomp.unused_data
+                ):  # a multi-member gzip: start the next member
                     rest = decomp.unused_data
                     decomp = _inflate.decompressobj(zlib.MAX_WBITS | 16)
                     data += decomp.decompress(rest)
@@ -135,7 +146,9 @@ def _prefix_constants(symbols: Sequence[str]) -> list[tuple[np.uint32, np.uint32
     return out
 
 
-def _candidate_lines(chunk: bytes, constants: list[tuple[np.uint32, np.uint32]]) -> list[bytes] | None:
+def _candidate_lines(
+    chunk: bytes, constants: list[tuple[np.uint32, np.uint32]]
+) -> list[bytes] | None:
     """Lines of `chunk` that may belong to a requested symbol; None if the chunk has quoted tickers."""
     a = np.frombuffer(chunk, np.uint8)
     ends = np.flatnonzero(a == 10)
@@ -165,13 +178,17 @@ def _parse(name: str, header: bytes, body: bytes | list[bytes]) -> pa.Table:
         return pcsv.read_csv(
             pa.py_buffer(data),
             read_options=pcsv.ReadOptions(use_threads=False, block_size=1 << 24),
-            convert_options=pcsv.ConvertOptions(column_types=_TYPES, strings_can_be_null=False, quoted_strings_can_be_null=False),
+            convert_options=pcsv.ConvertOptions(
+                column_types=_TYPES, strings_can_be_null=False, quoted_strings_can_be_null=False
+            ),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise DamagedFile(f"{name}: a row does not parse ({str(exc).splitlines()[0]})") from None
 
 
-def read_minute_file(path: Path, symbols: Sequence[str], *, on_progress: Callable[[int], None] | None = None) -> pa.Table:
+def read_minute_file(
+    path: Path, symbols: Sequence[str], *, on_progress: Callable[[int], None] | None = None
+) -> pa.Table:
     """The minute bars of `symbols` in one day file, as a table in `MINUTE_SCHEMA` (any order).
 
     Raises `DamagedFile` for a truncated or corrupt gzip, a changed header or a bad value.
@@ -188,7 +205,9 @@ def read_minute_file(path: Path, symbols: Sequence[str], *, on_progress: Callabl
             header = chunk[:line_end]
             got = tuple(header.decode("utf-8", "replace").strip().split(","))
             if got != HEADER:
-                raise DamagedFile(f"{path.name}: unexpected CSV header {','.join(got)!r}; expected {','.join(HEADER)!r} (the file format changed?)")
+                raise DamagedFile(
+                    f"{path.name}: unexpected CSV header {','.join(got)!r}; expected {','.join(HEADER)!r} (the file format changed?)"
+                )
             chunk = chunk[line_end:]
         if on_progress is not None:
             on_progress(len(chunk))
@@ -208,7 +227,11 @@ def read_minute_file(path: Path, symbols: Sequence[str], *, on_progress: Callabl
     for column in HEADER:
         if table[column].null_count:
             raise DamagedFile(f"{path.name}: column {column!r} has empty values")
-    return pa.table({_RENAME[c]: table[c] for c in _RENAME}).select(MINUTE_SCHEMA.names).cast(MINUTE_SCHEMA)
+    return (
+        pa.table({_RENAME[c]: table[c] for c in _RENAME})
+        .select(MINUTE_SCHEMA.names)
+        .cast(MINUTE_SCHEMA)
+    )
 
 
 def read_tickers(path: Path) -> set[str]:
@@ -218,9 +241,18 @@ def read_tickers(path: Path) -> set[str]:
     line_end = data.find(b"\n") + 1
     got = tuple(data[:line_end].decode("utf-8", "replace").strip().split(","))
     if got != HEADER:
-        raise DamagedFile(f"{path.name}: unexpected CSV header {','.join(got)!r}; expected {','.join(HEADER)!r}")
+        raise DamagedFile(
+            f"{path.name}: unexpected CSV header {','.join(got)!r}; expected {','.join(HEADER)!r}"
+        )
     try:
-        table = pcsv.read_csv(pa.py_buffer(data), convert_options=pcsv.ConvertOptions(include_columns=["ticker"], column_types={"ticker": pa.string()}))
+        table = pcsv.read_csv(
+            pa.py_buffer(data),
+            convert_options=pcsv.ConvertOptions(
+                include_columns=["ticker"], column_types={"ticker": pa.string()}
+            ),
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise DamagedFile(f"{path.name}: a row does not parse ({str(exc).splitlines()[0]})") from None
+        raise DamagedFile(
+            f"{path.name}: a row does not parse ({str(exc).splitlines()[0]})"
+        ) from None
     return set(table["ticker"].to_pylist())

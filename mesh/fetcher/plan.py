@@ -33,13 +33,19 @@ def choose(request: FetchRequest) -> tuple[str, str]:
     if request.method == "flat_file":
         return "flat_file", f"flat files requested ({size})"
     if n <= AUTO_MAX_SYMBOLS and days <= AUTO_MAX_DAYS:
-        return "rest", f"auto: small query ({size}; REST when <= {AUTO_MAX_SYMBOLS} symbols and <= {AUTO_MAX_DAYS} days)"
+        return (
+            "rest",
+            f"auto: small query ({size}; REST when <= {AUTO_MAX_SYMBOLS} symbols and <= {AUTO_MAX_DAYS} days)",
+        )
     why = []
     if n > AUTO_MAX_SYMBOLS:
         why.append(f"more than {AUTO_MAX_SYMBOLS} symbols")
     if days > AUTO_MAX_DAYS:
         why.append(f"more than {AUTO_MAX_DAYS} days")
-    return "flat_file", f"auto: large query ({size}; {' and '.join(why)}), flat files do not use the REST quota"
+    return (
+        "flat_file",
+        f"auto: large query ({size}; {' and '.join(why)}), flat files do not use the REST quota",
+    )
 
 
 def rest_calls_needed(request: FetchRequest, days: int | None = None) -> int:
@@ -63,7 +69,9 @@ class Plan:
     files_cached: int = 0
     bytes_total: int = 0
     bytes_to_download: int = 0
-    missing_days: list[str] = field(default_factory=list)  # trading days with no file yet (REST stands in)
+    missing_days: list[str] = field(
+        default_factory=list
+    )  # trading days with no file yet (REST stands in)
     flat_files_error: str = ""
     quota: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # why it would not fit in the quota
@@ -89,9 +97,13 @@ class Plan:
                 out.append(f"files     unavailable: {self.flat_files_error}")
                 out.append(f"fallback  REST, up to {self.rest_calls} call(s)")
             else:
-                out.append(f"files     {self.files} day file(s), {human_bytes(self.bytes_total)}; {self.files_cached} cached, {human_bytes(self.bytes_to_download)} to download")
+                out.append(
+                    f"files     {self.files} day file(s), {human_bytes(self.bytes_total)}; {self.files_cached} cached, {human_bytes(self.bytes_to_download)} to download"
+                )
                 if self.missing_days:
-                    out.append(f"missing   {len(self.missing_days)} day(s) not in the bucket ({', '.join(self.missing_days[:5])}{' ...' if len(self.missing_days) > 5 else ''}): REST, up to {self.rest_calls} call(s)")
+                    out.append(
+                        f"missing   {len(self.missing_days)} day(s) not in the bucket ({', '.join(self.missing_days[:5])}{' ...' if len(self.missing_days) > 5 else ''}): REST, up to {self.rest_calls} call(s)"
+                    )
         else:
             out.append(f"cost      up to {self.rest_calls} REST call(s)")
         q = self.quota
@@ -109,7 +121,11 @@ def make_plan(request: FetchRequest, ledger: QuotaLedger, flatfiles: FlatFiles |
     method, reason = choose(request)
     quota = ledger.snapshot()
     plan = Plan(request.as_dict(), method, reason, len(request.trading_days), 0, quota=quota)
-    rest_left = None if not quota["rest_calls_per_day"] else max(0, quota["rest_calls_per_day"] - quota["rest_calls_today"])
+    rest_left = (
+        None
+        if not quota["rest_calls_per_day"]
+        else max(0, quota["rest_calls_per_day"] - quota["rest_calls_today"])
+    )
     if method == "rest":
         plan.rest_calls = rest_calls_needed(request)
     else:
@@ -128,7 +144,11 @@ def make_plan(request: FetchRequest, ledger: QuotaLedger, flatfiles: FlatFiles |
             plan.rest_calls = rest_calls_needed(request)
         bytes_left = ledger.bytes_left()
         if bytes_left is not None and plan.bytes_to_download > bytes_left:
-            plan.problems.append(f"{human_bytes(plan.bytes_to_download)} to download but {human_bytes(bytes_left)} of the monthly flat-file allowance left")
+            plan.problems.append(
+                f"{human_bytes(plan.bytes_to_download)} to download but {human_bytes(bytes_left)} of the monthly flat-file allowance left"
+            )
     if rest_left is not None and plan.rest_calls > rest_left:
-        plan.problems.append(f"up to {plan.rest_calls} REST call(s) needed but {rest_left} left today")
+        plan.problems.append(
+            f"up to {plan.rest_calls} REST call(s) needed but {rest_left} left today"
+        )
     return plan

@@ -29,9 +29,27 @@ INTERVALS: dict[str, int] = {
     "1h": 3600,
     "1d": 86_400,
 }
-_INTERVAL_ALIASES = {"1min": "1m", "5min": "5m", "15min": "15m", "30min": "30m", "60m": "1h", "1hour": "1h", "1day": "1d", "day": "1d", "minute": "1m", "hour": "1h"}
+_INTERVAL_ALIASES = {
+    "1min": "1m",
+    "5min": "5m",
+    "15min": "15m",
+    "30min": "30m",
+    "60m": "1h",
+    "1hour": "1h",
+    "1day": "1d",
+    "day": "1d",
+    "minute": "1m",
+    "hour": "1h",
+}
 METHODS = ("auto", "rest", "flat_file")
-_METHOD_ALIASES = {"flat_files": "flat_file", "flat-file": "flat_file", "flatfile": "flat_file", "flatfiles": "flat_file", "s3": "flat_file", "api": "rest"}
+_METHOD_ALIASES = {
+    "flat_files": "flat_file",
+    "flat-file": "flat_file",
+    "flatfile": "flat_file",
+    "flatfiles": "flat_file",
+    "s3": "flat_file",
+    "api": "rest",
+}
 _SYMBOL = re.compile(r"[A-Z][A-Z0-9]{0,9}(?:[.\-][A-Z0-9]{1,4})?")
 
 
@@ -52,7 +70,13 @@ class FetchRequest:
         return (self.end - self.start).days + 1
 
     def as_dict(self) -> dict[str, Any]:
-        return {"symbols": list(self.symbols), "start": self.start.isoformat(), "end": self.end.isoformat(), "interval": self.interval, "method": self.method}
+        return {
+            "symbols": list(self.symbols),
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "interval": self.interval,
+            "method": self.method,
+        }
 
 
 def parse_symbols(symbols: str | Iterable[str]) -> tuple[str, ...]:
@@ -66,7 +90,9 @@ def parse_symbols(symbols: str | Iterable[str]) -> tuple[str, ...]:
         if not sym:
             continue
         if not _SYMBOL.fullmatch(sym):
-            raise BadRequest(f"unknown symbol {item.strip()!r}: a US stock ticker is 1-10 letters or digits starting with a letter, optionally with a class suffix such as BRK.B")
+            raise BadRequest(
+                f"unknown symbol {item.strip()!r}: a US stock ticker is 1-10 letters or digits starting with a letter, optionally with a class suffix such as BRK.B"
+            )
         if sym not in out:
             out.append(sym)
     if not out:
@@ -106,7 +132,15 @@ def parse_method(method: str) -> str:
     return name
 
 
-def make_request(symbols: str | Iterable[str], start: Any, end: Any, interval: str = "1d", method: str = "auto", *, today: dt.date | None = None) -> FetchRequest:
+def make_request(
+    symbols: str | Iterable[str],
+    start: Any,
+    end: Any,
+    interval: str = "1d",
+    method: str = "auto",
+    *,
+    today: dt.date | None = None,
+) -> FetchRequest:
     """Check everything about a request that can be checked without the network."""
     syms = parse_symbols(symbols)
     first, last = parse_date(start, "start"), parse_date(end, "end")
@@ -117,8 +151,12 @@ def make_request(symbols: str | Iterable[str], start: Any, end: Any, interval: s
     today = today or calendar.today_et()
     if first > today or last > today:
         future = first if first > today else last
-        raise BadRequest(f"{'start' if future is first else 'end'} {future} is in the future (today is {today} in New York); history ends today")
+        raise BadRequest(
+            f"{'start' if future is first else 'end'} {future} is in the future (today is {today} in New York); history ends today"
+        )
     days = calendar.trading_days(first, last)
     if not days:
-        raise BadRequest(f"{first} to {last} holds no trading day (weekends and NYSE holidays have no data)")
+        raise BadRequest(
+            f"{first} to {last} holds no trading day (weekends and NYSE holidays have no data)"
+        )
     return FetchRequest(syms, first, last, interval, method, tuple(days))

@@ -128,17 +128,40 @@ def _code(value: int) -> bool:
 def _bad_value(row: Any) -> str | None:
     """The first field of a decoded row outside mesh.bounds, as `name=value`, or None."""
     if isinstance(row, _Agg):
-        checks = [("t", _MS_MIN <= row.t < _MS_MAX), ("o", _price(row.o)), ("h", _price(row.h)), ("l", _price(row.low)), ("c", _price(row.c)),
-                  ("v", _amount(row.v)), ("n", _code(row.n)), ("vw", row.vw is None or _price(row.vw, zero_ok=True))]
+        checks = [
+            ("t", _MS_MIN <= row.t < _MS_MAX),
+            ("o", _price(row.o)),
+            ("h", _price(row.h)),
+            ("l", _price(row.low)),
+            ("c", _price(row.c)),
+            ("v", _amount(row.v)),
+            ("n", _code(row.n)),
+            ("vw", row.vw is None or _price(row.vw, zero_ok=True)),
+        ]
     elif isinstance(row, _Trade):
-        checks = [("sip_timestamp", bounds.TS_MIN <= row.sip_timestamp < bounds.TS_MAX), ("price", _price(row.price)), ("size", _amount(row.size)),
-                  ("exchange", _code(row.exchange)), ("tape", _code(row.tape)), ("sequence_number", _code(row.sequence_number)),
-                  ("id", len(row.id) <= bounds.MAX_NAME), ("conditions", all(_INT64[0] <= c <= _INT64[1] for c in row.conditions or ()))]
+        checks = [
+            ("sip_timestamp", bounds.TS_MIN <= row.sip_timestamp < bounds.TS_MAX),
+            ("price", _price(row.price)),
+            ("size", _amount(row.size)),
+            ("exchange", _code(row.exchange)),
+            ("tape", _code(row.tape)),
+            ("sequence_number", _code(row.sequence_number)),
+            ("id", len(row.id) <= bounds.MAX_NAME),
+            ("conditions", all(_INT64[0] <= c <= _INT64[1] for c in row.conditions or ())),
+        ]
     else:
-        checks = [("sip_timestamp", bounds.TS_MIN <= row.sip_timestamp < bounds.TS_MAX), ("bid_price", _price(row.bid_price, zero_ok=True)),
-                  ("ask_price", _price(row.ask_price, zero_ok=True)), ("bid_size", _amount(row.bid_size)), ("ask_size", _amount(row.ask_size)),
-                  ("bid_exchange", _code(row.bid_exchange)), ("ask_exchange", _code(row.ask_exchange)), ("tape", _code(row.tape)),
-                  ("sequence_number", _code(row.sequence_number)), ("conditions", all(_INT64[0] <= c <= _INT64[1] for c in row.conditions or ()))]
+        checks = [
+            ("sip_timestamp", bounds.TS_MIN <= row.sip_timestamp < bounds.TS_MAX),
+            ("bid_price", _price(row.bid_price, zero_ok=True)),
+            ("ask_price", _price(row.ask_price, zero_ok=True)),
+            ("bid_size", _amount(row.bid_size)),
+            ("ask_size", _amount(row.ask_size)),
+            ("bid_exchange", _code(row.bid_exchange)),
+            ("ask_exchange", _code(row.ask_exchange)),
+            ("tape", _code(row.tape)),
+            ("sequence_number", _code(row.sequence_number)),
+            ("conditions", all(_INT64[0] <= c <= _INT64[1] for c in row.conditions or ())),
+        ]
     for name, ok in checks:
         if not ok:
             value = getattr(row, "low" if name == "l" else name, None)
@@ -150,7 +173,9 @@ def _check_page(page: Any, what: str) -> None:
     for index, row in enumerate(page.results or ()):
         bad = _bad_value(row)
         if bad is not None:
-            raise RestProtocolError(f"{what}: the REST response holds an impossible value in result {index} ({bad}); nothing from it is kept")
+            raise RestProtocolError(
+                f"{what}: the REST response holds an impossible value in result {index} ({bad}); nothing from it is kept"
+            )
 
 
 class RestClient:
@@ -183,7 +208,13 @@ class RestClient:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport, follow_redirects=False)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -227,7 +258,11 @@ class RestClient:
                 response = self._http.get(path, params=params)
             except httpx.TransportError as exc:
                 if attempt >= self.retries:
-                    raise RestError(self._clean(f"{what}: cannot reach the REST API at {self.base_url} ({type(exc).__name__}: {exc})")) from None
+                    raise RestError(
+                        self._clean(
+                            f"{what}: cannot reach the REST API at {self.base_url} ({type(exc).__name__}: {exc})"
+                        )
+                    ) from None
                 delay = self.backoff * 2**attempt
             else:
                 status = response.status_code
@@ -235,20 +270,40 @@ class RestClient:
                     return response.content
                 reason = self._reason(response)
                 if status in (401, 403):
-                    hint = "check MASSIVE_API_KEY" if status == 401 else "your plan does not include this data"
-                    raise RestAuthError(self._clean(f"{what}: REST refused with {status} ({reason}); {hint}"), status=status)
+                    hint = (
+                        "check MASSIVE_API_KEY"
+                        if status == 401
+                        else "your plan does not include this data"
+                    )
+                    raise RestAuthError(
+                        self._clean(f"{what}: REST refused with {status} ({reason}); {hint}"),
+                        status=status,
+                    )
                 if status == 429 or status >= 500:
                     if status == 429:
                         self.throttled += 1
                         self.ledger.note("throttled", path.split("?")[0])
                     if attempt >= self.retries:
-                        raise RestError(self._clean(f"{what}: REST answered {status} ({reason}) {attempt + 1} times; giving up"), status=status)
+                        raise RestError(
+                            self._clean(
+                                f"{what}: REST answered {status} ({reason}) {attempt + 1} times; giving up"
+                            ),
+                            status=status,
+                        )
                     delay = self._retry_after(response) or self.backoff * 2**attempt
                 else:
-                    raise RestError(self._clean(f"{what}: REST answered {status} ({reason})"), status=status)
+                    raise RestError(
+                        self._clean(f"{what}: REST answered {status} ({reason})"), status=status
+                    )
             attempt += 1
             delay = min(delay, self.max_retry_after)
-            log.info("%s: retrying in %.1f s (attempt %d of %d)", what, delay, attempt + 1, self.retries + 1)
+            log.info(
+                "%s: retrying in %.1f s (attempt %d of %d)",
+                what,
+                delay,
+                attempt + 1,
+                self.retries + 1,
+            )
             if self.on_wait is not None:
                 self.on_wait(f"server busy, retrying in {delay:.0f} s")
             self._sleep(delay)
@@ -277,7 +332,9 @@ class RestClient:
             return None
         return max(0.0, when.timestamp() - time.time())
 
-    def _pages(self, path: str, params: dict[str, Any], decoder: msgspec.json.Decoder, what: str) -> Iterator[Any]:
+    def _pages(
+        self, path: str, params: dict[str, Any], decoder: msgspec.json.Decoder, what: str
+    ) -> Iterator[Any]:
         """Decoded pages, following `next_url` until it is absent."""
         seen: set[str] = set()
         target: tuple[str, dict[str, Any] | None] = (path, params)
@@ -286,11 +343,17 @@ class RestClient:
             try:
                 page = decoder.decode(body)
             except msgspec.ValidationError as exc:
-                raise RestProtocolError(f"{what}: the REST response lacks expected fields ({exc})") from None
+                raise RestProtocolError(
+                    f"{what}: the REST response lacks expected fields ({exc})"
+                ) from None
             except msgspec.DecodeError:
-                raise RestProtocolError(f"{what}: the REST response is not JSON (starts {body[:40]!r})") from None
+                raise RestProtocolError(
+                    f"{what}: the REST response is not JSON (starts {body[:40]!r})"
+                ) from None
             except RecursionError:
-                raise RestProtocolError(f"{what}: the REST response is nested too deeply to read") from None
+                raise RestProtocolError(
+                    f"{what}: the REST response is nested too deeply to read"
+                ) from None
             _check_page(page, what)
             if page.status and page.status not in ("OK", "DELAYED"):
                 raise RestError(f"{what}: REST status {page.status!r}")
@@ -313,7 +376,14 @@ class RestClient:
 
     # --- endpoints -----------------------------------------------------------------------------
 
-    def minute_bars(self, symbol: str, start: dt.date, end: dt.date, *, on_page: Callable[[int], None] | None = None) -> pa.Table:
+    def minute_bars(
+        self,
+        symbol: str,
+        start: dt.date,
+        end: dt.date,
+        *,
+        on_page: Callable[[int], None] | None = None,
+    ) -> pa.Table:
         """Unadjusted 1-minute aggregates of `symbol` for New York dates [start, end] (MINUTE_SCHEMA)."""
         path = f"/v2/aggs/ticker/{symbol}/range/1/minute/{start.isoformat()}/{end.isoformat()}"
         params = {"adjusted": "false", "sort": "asc", "limit": AGGS_LIMIT}
@@ -324,7 +394,9 @@ class RestClient:
         c: list[float] = []
         v: list[float] = []
         n: list[int] = []
-        for page in self._pages(path, params, msgspec.json.Decoder(_AggsPage), f"{symbol} minute bars"):
+        for page in self._pages(
+            path, params, msgspec.json.Decoder(_AggsPage), f"{symbol} minute bars"
+        ):
             for bar in page.results or ():
                 t.append(bar.t)
                 o.append(bar.o)
@@ -350,8 +422,22 @@ class RestClient:
             schema=MINUTE_SCHEMA,
         )
 
-    def _ticks(self, kind: str, symbol: str, ts_from: int, ts_to: int, decoder: msgspec.json.Decoder, on_page: Callable[[int], None] | None) -> list[Any]:
-        params = {"timestamp.gte": ts_from, "timestamp.lte": ts_to, "order": "asc", "sort": "timestamp", "limit": TICKS_LIMIT}
+    def _ticks(
+        self,
+        kind: str,
+        symbol: str,
+        ts_from: int,
+        ts_to: int,
+        decoder: msgspec.json.Decoder,
+        on_page: Callable[[int], None] | None,
+    ) -> list[Any]:
+        params = {
+            "timestamp.gte": ts_from,
+            "timestamp.lte": ts_to,
+            "order": "asc",
+            "sort": "timestamp",
+            "limit": TICKS_LIMIT,
+        }
         rows: list[Any] = []
         for page in self._pages(f"/v3/{kind}/{symbol}", params, decoder, f"{symbol} {kind}"):
             rows.extend(page.results or ())
@@ -359,9 +445,19 @@ class RestClient:
                 on_page(len(rows))
         return rows
 
-    def trades(self, symbol: str, ts_from: int, ts_to: int, *, recv_ns: int | None = None, on_page: Callable[[int], None] | None = None) -> dict[str, list[Any]]:
+    def trades(
+        self,
+        symbol: str,
+        ts_from: int,
+        ts_to: int,
+        *,
+        recv_ns: int | None = None,
+        on_page: Callable[[int], None] | None = None,
+    ) -> dict[str, list[Any]]:
         """Trades of `symbol` with SIP time in [ts_from, ts_to] ns, as columns named like `mesh.schema.Trade`."""
-        rows = self._ticks("trades", symbol, ts_from, ts_to, msgspec.json.Decoder(_TradesPage), on_page)
+        rows = self._ticks(
+            "trades", symbol, ts_from, ts_to, msgspec.json.Decoder(_TradesPage), on_page
+        )
         recv = recv_ns or time.time_ns()
         return {
             "symbol": [symbol] * len(rows),
@@ -376,9 +472,19 @@ class RestClient:
             "ts_recv": [recv] * len(rows),
         }
 
-    def quotes(self, symbol: str, ts_from: int, ts_to: int, *, recv_ns: int | None = None, on_page: Callable[[int], None] | None = None) -> dict[str, list[Any]]:
+    def quotes(
+        self,
+        symbol: str,
+        ts_from: int,
+        ts_to: int,
+        *,
+        recv_ns: int | None = None,
+        on_page: Callable[[int], None] | None = None,
+    ) -> dict[str, list[Any]]:
         """NBBO quotes of `symbol` with SIP time in [ts_from, ts_to] ns, as columns named like `mesh.schema.Quote`."""
-        rows = self._ticks("quotes", symbol, ts_from, ts_to, msgspec.json.Decoder(_QuotesPage), on_page)
+        rows = self._ticks(
+            "quotes", symbol, ts_from, ts_to, msgspec.json.Decoder(_QuotesPage), on_page
+        )
         recv = recv_ns or time.time_ns()
         return {
             "symbol": [symbol] * len(rows),

@@ -54,7 +54,17 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "kind": self.kind, "args": self.args, "state": self.state, "progress": round(self.progress, 4), "message": self.message, "result": self.result, "topic": topics.job(self.job_id), "created": self.created}
+        return {
+            "job_id": self.job_id,
+            "kind": self.kind,
+            "args": self.args,
+            "state": self.state,
+            "progress": round(self.progress, 4),
+            "message": self.message,
+            "result": self.result,
+            "topic": topics.job(self.job_id),
+            "created": self.created,
+        }
 
 
 class FetcherService(Service):
@@ -113,7 +123,17 @@ class FetcherService(Service):
     def _publish(self, job: Job) -> None:
         """Publish the job's state (call on the event loop thread)."""
         if self.runtime is not None:
-            self.runtime.publish(topics.job(job.job_id), JobUpdate(job_id=job.job_id, kind=job.kind, state=job.state, progress=job.progress, message=job.message, result=job.result))
+            self.runtime.publish(
+                topics.job(job.job_id),
+                JobUpdate(
+                    job_id=job.job_id,
+                    kind=job.kind,
+                    state=job.state,
+                    progress=job.progress,
+                    message=job.message,
+                    result=job.result,
+                ),
+            )
 
     def _publish_threadsafe(self, job: Job) -> None:
         if self._loop is not None:
@@ -175,46 +195,100 @@ class FetcherService(Service):
             fetcher = Fetcher(self.config, ledger=self.ledger, cancel=job.cancel)
             bars, report = fetcher.run(request, progress=progress, fallback=a.get("fallback", True))
             info = {**request.as_dict(), **report.as_dict()}
-            name = a.get("name") or datasets.default_name(request.symbols, request.interval, request.start.isoformat(), request.end.isoformat())
+            name = a.get("name") or datasets.default_name(
+                request.symbols,
+                request.interval,
+                request.start.isoformat(),
+                request.end.isoformat(),
+            )
             path = datasets.write_dataset(bars, self.config.data_dir, name, info)
-            return {**info, "dataset": name, "path": str(path), "summary": f"{report.summary()} -> {name}"}
+            return {
+                **info,
+                "dataset": name,
+                "path": str(path),
+                "summary": f"{report.summary()} -> {name}",
+            }
         gaps = job.args.get("gaps") or []
         if job.args.get("session"):
-            gaps = gaps + gap_backfill.gaps_from_recording(Path(self.config.data_dir) / "recordings" / job.args["session"])
-        backfill_report = gap_backfill.backfill(gaps, self.config, name=job.args.get("name"), ledger=self.ledger, cancel=job.cancel, progress=lambda f, m: progress(f, m))
+            gaps = gaps + gap_backfill.gaps_from_recording(
+                Path(self.config.data_dir) / "recordings" / job.args["session"]
+            )
+        backfill_report = gap_backfill.backfill(
+            gaps,
+            self.config,
+            name=job.args.get("name"),
+            ledger=self.ledger,
+            cancel=job.cancel,
+            progress=lambda f, m: progress(f, m),
+        )
         if not backfill_report.get("ok"):
             raise FetchError(backfill_report["message"])
         return backfill_report
 
     # --- commands ------------------------------------------------------------------------------
 
-    async def cmd_plan(self, symbols: str | list[str], start: str, end: str, interval: str = "1d", method: str = "auto") -> dict[str, Any]:
+    async def cmd_plan(
+        self,
+        symbols: str | list[str],
+        start: str,
+        end: str,
+        interval: str = "1d",
+        method: str = "auto",
+    ) -> dict[str, Any]:
         """Method, reason and cost of a fetch (REST calls, files, bytes, fits in the quota); spends nothing.
 
         Planning may list flat files on S3, so it runs in a thread: heartbeats and other commands
         go on meanwhile.
         """
         request = make_request(symbols, start, end, interval, method)
-        return await asyncio.to_thread(lambda: Fetcher(self.config, ledger=self.ledger).plan(request).as_dict())
+        return await asyncio.to_thread(
+            lambda: Fetcher(self.config, ledger=self.ledger).plan(request).as_dict()
+        )
 
-    def cmd_fetch(self, symbols: str | list[str], start: str, end: str, interval: str = "1d", method: str = "auto", name: str | None = None, fallback: bool = True) -> dict[str, Any]:
+    def cmd_fetch(
+        self,
+        symbols: str | list[str],
+        start: str,
+        end: str,
+        interval: str = "1d",
+        method: str = "auto",
+        name: str | None = None,
+        fallback: bool = True,
+    ) -> dict[str, Any]:
         """Queue a fetch; progress and the result come on job.<id>. Bad input is refused here."""
         request = make_request(symbols, start, end, interval, method)
         if name:
             datasets.check_name(name)
         args = {**request.as_dict(), "name": name, "fallback": bool(fallback)}
-        job = self._add("fetch", args, f"queued: {','.join(request.symbols)} {request.start}..{request.end} {request.interval}")
+        job = self._add(
+            "fetch",
+            args,
+            f"queued: {','.join(request.symbols)} {request.start}..{request.end} {request.interval}",
+        )
         return job.as_dict()
 
-    def cmd_backfill(self, gaps: list[dict[str, Any]] | None = None, session: str | None = None, name: str | None = None) -> dict[str, Any]:
+    def cmd_backfill(
+        self,
+        gaps: list[dict[str, Any]] | None = None,
+        session: str | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
         """Queue a backfill of gap records (symbol, kind, ts_from, ts_to) and/or a recording's gaps."""
         if not gaps and not session:
-            raise BadRequest("give gaps (records with symbol, kind, ts_from, ts_to) or a recording session name")
+            raise BadRequest(
+                "give gaps (records with symbol, kind, ts_from, ts_to) or a recording session name"
+            )
         if session and not (Path(self.config.data_dir) / "recordings" / session).is_dir():
-            raise BadRequest(f"no recording {session!r} under {Path(self.config.data_dir) / 'recordings'}")
+            raise BadRequest(
+                f"no recording {session!r} under {Path(self.config.data_dir) / 'recordings'}"
+            )
         if name:
             datasets.check_name(name)
-        job = self._add("backfill", {"gaps": list(gaps or []), "session": session, "name": name}, "queued: gap backfill")
+        job = self._add(
+            "backfill",
+            {"gaps": list(gaps or []), "session": session, "name": name},
+            "queued: gap backfill",
+        )
         return job.as_dict()
 
     def cmd_jobs(self) -> list[dict[str, Any]]:

@@ -188,16 +188,30 @@ def _in_range(event: WsEvent) -> bool:
     kind = type(event)
     if kind is WsQuote:
         return (
-            -MAX_MS <= event.t <= MAX_MS and -MAX_LOTS <= event.bs <= MAX_LOTS and -MAX_LOTS <= event.as_ <= MAX_LOTS  # type: ignore[union-attr]
-            and _int64(event.bx) and _int64(event.ax) and _int64(event.c) and _int64(event.q) and _int64(event.z)  # type: ignore[union-attr]
+            -MAX_MS <= event.t <= MAX_MS
+            and -MAX_LOTS <= event.bs <= MAX_LOTS
+            and -MAX_LOTS <= event.as_ <= MAX_LOTS  # type: ignore[union-attr]
+            and _int64(event.bx)
+            and _int64(event.ax)
+            and _int64(event.c)
+            and _int64(event.q)
+            and _int64(event.z)  # type: ignore[union-attr]
         )
     if kind is WsTrade:
         return (
-            -MAX_MS <= event.t <= MAX_MS and _int64(event.s) and _int64(event.x) and _int64(event.q) and _int64(event.z)  # type: ignore[union-attr]
+            -MAX_MS <= event.t <= MAX_MS
+            and _int64(event.s)
+            and _int64(event.x)
+            and _int64(event.q)
+            and _int64(event.z)  # type: ignore[union-attr]
             and all(map(_int64, event.c))  # type: ignore[union-attr,arg-type]
         )
     if kind is WsSecondAgg or kind is WsMinuteAgg:
-        return -MAX_MS <= event.s <= MAX_MS and -MAX_MS <= event.e <= MAX_MS and _transactions(event.v, event.z) is not None  # type: ignore[union-attr]
+        return (
+            -MAX_MS <= event.s <= MAX_MS
+            and -MAX_MS <= event.e <= MAX_MS
+            and _transactions(event.v, event.z) is not None
+        )  # type: ignore[union-attr]
     return True
 
 
@@ -206,12 +220,16 @@ def _transactions(volume: float, average_size: float) -> int | None:
     if not average_size:
         return 0
     count = volume / average_size
-    if count != count or not -INT64_MAX <= count <= INT64_MAX:  # NaN, or beyond int64 (inf included)
+    if (
+        count != count or not -INT64_MAX <= count <= INT64_MAX
+    ):  # NaN, or beyond int64 (inf included)
         return None
     return round(count)
 
 
-def normalise(events: list[WsEvent], ts_recv: int | list[int], errors: DecodeErrors | None = None) -> Normalised:
+def normalise(
+    events: list[WsEvent], ts_recv: int | list[int], errors: DecodeErrors | None = None
+) -> Normalised:
     """Split events by type and turn each group into one columnar batch.
 
     `ts_recv` is the receive time of the frame, or one per event when several frames' events
@@ -234,7 +252,10 @@ def normalise(events: list[WsEvent], ts_recv: int | list[int], errors: DecodeErr
         groups = {}
         for kind in kinds:
             selected = list(map(is_, types, repeat(kind)))
-            groups[kind] = (list(compress(events, selected)), list(compress(ts_recv, selected)) if per_event else None)  # type: ignore[arg-type]
+            groups[kind] = (
+                list(compress(events, selected)),
+                list(compress(ts_recv, selected)) if per_event else None,
+            )  # type: ignore[arg-type]
     for kind, (group, group_recv) in groups.items():
         # astuple + zip transposes rows into columns in C: no per-event Python on the hot path
         columns = list(zip(*map(astuple, group), strict=True))
@@ -275,26 +296,52 @@ def _within_bounds(batch: Any, errors: DecodeErrors | None) -> Any:
 def _quote_batch(columns: list[tuple], ts_recv: list[int]) -> QuoteBatch:  # type: ignore[type-arg]
     sym, bx, bp, bs, ax, ap, as_, t, c, q, z = columns  # WsQuote's field order
     return QuoteBatch(
-        symbol=sym, bid_price=bp, bid_size=[lots * SHARES_PER_LOT for lots in bs], ask_price=ap,  # type: ignore[arg-type]
-        ask_size=[lots * SHARES_PER_LOT for lots in as_], bid_exchange=bx, ask_exchange=ax,  # type: ignore[arg-type]
-        condition=c, tape=z, sequence=q, ts_event=[ms * MS_TO_NS for ms in t], ts_recv=ts_recv,  # type: ignore[arg-type]
+        symbol=sym,
+        bid_price=bp,
+        bid_size=[lots * SHARES_PER_LOT for lots in bs],
+        ask_price=ap,  # type: ignore[arg-type]
+        ask_size=[lots * SHARES_PER_LOT for lots in as_],
+        bid_exchange=bx,
+        ask_exchange=ax,  # type: ignore[arg-type]
+        condition=c,
+        tape=z,
+        sequence=q,
+        ts_event=[ms * MS_TO_NS for ms in t],
+        ts_recv=ts_recv,  # type: ignore[arg-type]
     )
 
 
 def _trade_batch(columns: list[tuple], ts_recv: list[int]) -> TradeBatch:  # type: ignore[type-arg]
     sym, p, s, t, x, i, c, q, z = columns  # WsTrade's field order
     return TradeBatch(
-        symbol=sym, price=p, size=s, exchange=x, trade_id=i, conditions=c, tape=z, sequence=q,  # type: ignore[arg-type]
-        ts_event=[ms * MS_TO_NS for ms in t], ts_recv=ts_recv,
+        symbol=sym,
+        price=p,
+        size=s,
+        exchange=x,
+        trade_id=i,
+        conditions=c,
+        tape=z,
+        sequence=q,  # type: ignore[arg-type]
+        ts_event=[ms * MS_TO_NS for ms in t],
+        ts_recv=ts_recv,
     )
 
 
 def _bar_batch(columns: list[tuple], interval: str, ts_recv: list[int]) -> BarBatch:  # type: ignore[type-arg]
     sym, o, h, low, c, v, s, e, vw, z, _av, _a, _op = columns  # _WsAgg's field order
     return BarBatch(
-        interval=interval, symbol=sym, ts_start=[ms * MS_TO_NS for ms in s], ts_end=[ms * MS_TO_NS for ms in e],  # type: ignore[arg-type]
-        open=o, high=h, low=low, close=c, volume=v, vwap=vw,  # type: ignore[arg-type]
-        transactions=[_transactions(vol, size) or 0 for vol, size in zip(v, z, strict=True)], ts_recv=ts_recv,
+        interval=interval,
+        symbol=sym,
+        ts_start=[ms * MS_TO_NS for ms in s],
+        ts_end=[ms * MS_TO_NS for ms in e],  # type: ignore[arg-type]
+        open=o,
+        high=h,
+        low=low,
+        close=c,
+        volume=v,
+        vwap=vw,  # type: ignore[arg-type]
+        transactions=[_transactions(vol, size) or 0 for vol, size in zip(v, z, strict=True)],
+        ts_recv=ts_recv,
     )
 
 

@@ -37,7 +37,9 @@ TAKEN, DECLINED = 0, 1
 
 # field ids, and the bit each sets in an event's `seen` mask
 F_EV, F_SYM, F_BX, F_BP, F_BS, F_AX, F_AP, F_AS, F_T, F_C, F_Q, F_Z, F_P, F_S, F_X, F_I = range(16)
-QUOTE_REQUIRED = (1 << F_SYM) | (1 << F_BX) | (1 << F_BP) | (1 << F_BS) | (1 << F_AX) | (1 << F_AP) | (1 << F_AS)
+QUOTE_REQUIRED = (
+    (1 << F_SYM) | (1 << F_BX) | (1 << F_BP) | (1 << F_BS) | (1 << F_AX) | (1 << F_AP) | (1 << F_AS)
+)
 TRADE_REQUIRED = (1 << F_SYM) | (1 << F_P) | (1 << F_S) | (1 << F_T)
 INT_FIELDS = (F_BX, F_BS, F_AX, F_AS, F_T, F_Q, F_Z, F_S, F_X)
 FLOAT_FIELDS = (F_BP, F_AP, F_P)
@@ -45,7 +47,23 @@ FLOAT_FIELDS = (F_BP, F_AP, F_P)
 
 def _key_table(length: int) -> np.ndarray:  # type: ignore[type-arg]
     """Field ids of the one- or two-letter keys, indexed by the key's bytes (-1: not ours)."""
-    names = {"ev": F_EV, "bx": F_BX, "bp": F_BP, "bs": F_BS, "ax": F_AX, "ap": F_AP, "as": F_AS, "t": F_T, "c": F_C, "q": F_Q, "z": F_Z, "p": F_P, "s": F_S, "x": F_X, "i": F_I}
+    names = {
+        "ev": F_EV,
+        "bx": F_BX,
+        "bp": F_BP,
+        "bs": F_BS,
+        "ax": F_AX,
+        "ap": F_AP,
+        "as": F_AS,
+        "t": F_T,
+        "c": F_C,
+        "q": F_Q,
+        "z": F_Z,
+        "p": F_P,
+        "s": F_S,
+        "x": F_X,
+        "i": F_I,
+    }
     table = np.full(256**length, -1, dtype=np.int8)
     for name, field in names.items():
         if len(name) == length:
@@ -54,7 +72,9 @@ def _key_table(length: int) -> np.ndarray:  # type: ignore[type-arg]
 
 
 ONE_LETTER_KEYS, TWO_LETTER_KEYS = _key_table(1), _key_table(2)
-FIELD_TYPES = np.zeros(16, dtype=np.int8)  # 1 an int field, 2 a float field, 0 one handled on its own
+FIELD_TYPES = np.zeros(
+    16, dtype=np.int8
+)  # 1 an int field, 2 a float field, 0 one handled on its own
 FIELD_TYPES[list(INT_FIELDS)] = 1
 FIELD_TYPES[list(FLOAT_FIELDS)] = 2
 # bytes a string may hold here: printable ASCII but the quote and the backslash (escapes are msgspec's)
@@ -88,7 +108,20 @@ V_STRING, V_INT, V_FLOAT, V_ARRAY, V_LITERAL = range(5)
 
 
 @numba.njit(cache=True, boundscheck=False)
-def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices: Any, quote_symbols: Any, trade_ints: Any, trade_prices: Any, trade_symbols: Any, trade_ids: Any, conditions: Any, condition_ends: Any) -> int:  # noqa: C901, PLR0912, PLR0915
+def scan_frame(
+    buf: Any,
+    ts_recv: int,
+    state: Any,
+    quote_ints: Any,
+    quote_prices: Any,
+    quote_symbols: Any,
+    trade_ints: Any,
+    trade_prices: Any,
+    trade_symbols: Any,
+    trade_ids: Any,
+    conditions: Any,
+    condition_ends: Any,
+) -> int:  # noqa: C901, PLR0912, PLR0915
     """Append one frame's events to the columns; TAKEN, or DECLINED with the columns as they were.
 
     `state` holds the columns' fill: quotes, trades, quote symbol bytes, trade symbol bytes,
@@ -117,7 +150,9 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
         seen = 0
         kind = 0  # 1 a quote, 2 a trade
         sym_start = sym_end = id_start = id_end = 0
-        int_values[F_T] = int_values[F_C] = int_values[F_Q] = int_values[F_Z] = int_values[F_X] = 0  # the defaults
+        int_values[F_T] = int_values[F_C] = int_values[F_Q] = int_values[F_Z] = int_values[F_X] = (
+            0  # the defaults
+        )
         c_kind = i_kind = V_LITERAL
         event_conditions = 0
         object_done = False
@@ -147,7 +182,12 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
                 field = ONE_LETTER_KEYS[buf[U(key_start)]]
             elif key_length == 2:
                 field = TWO_LETTER_KEYS[buf[U(key_start)] * 256 + buf[U(key_start + 1)]]
-            elif key_length == 3 and buf[U(key_start)] == 115 and buf[U(key_start + 1)] == 121 and buf[U(key_start + 2)] == 109:
+            elif (
+                key_length == 3
+                and buf[U(key_start)] == 115
+                and buf[U(key_start + 1)] == 121
+                and buf[U(key_start + 2)] == 109
+            ):
                 field = F_SYM
             if field >= 0:
                 if seen & (1 << field):
@@ -210,7 +250,11 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
                         else:
                             break
                         i += 1
-                    if decimals == 0 or decimals > 22 or (decimals > 0 and mantissa > 9_007_199_254_740_992):
+                    if (
+                        decimals == 0
+                        or decimals > 22
+                        or (decimals > 0 and mantissa > 9_007_199_254_740_992)
+                    ):
                         return DECLINED
                     if i < n and (buf[U(i)] == 101 or buf[U(i)] == 69):
                         return DECLINED  # an exponent
@@ -222,13 +266,32 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
                         if negative:
                             float_value = -float_value
                         scalar_kind = V_FLOAT
-                elif b == 116 and i + 4 <= n and buf[U(i + 1)] == 114 and buf[U(i + 2)] == 117 and buf[U(i + 3)] == 101:
+                elif (
+                    b == 116
+                    and i + 4 <= n
+                    and buf[U(i + 1)] == 114
+                    and buf[U(i + 2)] == 117
+                    and buf[U(i + 3)] == 101
+                ):
                     i += 4
                     scalar_kind = V_LITERAL
-                elif b == 102 and i + 5 <= n and buf[U(i + 1)] == 97 and buf[U(i + 2)] == 108 and buf[U(i + 3)] == 115 and buf[U(i + 4)] == 101:
+                elif (
+                    b == 102
+                    and i + 5 <= n
+                    and buf[U(i + 1)] == 97
+                    and buf[U(i + 2)] == 108
+                    and buf[U(i + 3)] == 115
+                    and buf[U(i + 4)] == 101
+                ):
                     i += 5
                     scalar_kind = V_LITERAL
-                elif b == 110 and i + 4 <= n and buf[U(i + 1)] == 117 and buf[U(i + 2)] == 108 and buf[U(i + 3)] == 108:
+                elif (
+                    b == 110
+                    and i + 4 <= n
+                    and buf[U(i + 1)] == 117
+                    and buf[U(i + 2)] == 108
+                    and buf[U(i + 3)] == 108
+                ):
                     i += 4
                     scalar_kind = V_LITERAL
                 else:
@@ -309,18 +372,32 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
         as_ = int_values[F_AS]
         if t > MAX_MS or t < -MAX_MS:
             return DECLINED
-        if t < TS_MIN_MS or t >= TS_MAX_MS or sym_end - sym_start < 1 or sym_end - sym_start > MAX_NAME:
+        if (
+            t < TS_MIN_MS
+            or t >= TS_MAX_MS
+            or sym_end - sym_start < 1
+            or sym_end - sym_start > MAX_NAME
+        ):
             return DECLINED  # outside mesh.bounds
         if int_values[F_Q] < 0 or int_values[F_Z] < 0:
             return DECLINED
         if kind == 1:
-            if (seen & QUOTE_REQUIRED) != QUOTE_REQUIRED or c_kind == V_ARRAY or nq >= quote_ints.shape[1]:
+            if (
+                (seen & QUOTE_REQUIRED) != QUOTE_REQUIRED
+                or c_kind == V_ARRAY
+                or nq >= quote_ints.shape[1]
+            ):
                 return DECLINED
             if bs > MAX_LOTS or bs < 0 or as_ > MAX_LOTS or as_ < 0:
                 return DECLINED
             if int_values[F_BX] < 0 or int_values[F_AX] < 0 or int_values[F_C] < 0:
                 return DECLINED
-            if not (float_values[F_BP] >= 0.0 and float_values[F_BP] < MAX_PRICE and float_values[F_AP] >= 0.0 and float_values[F_AP] < MAX_PRICE):
+            if not (
+                float_values[F_BP] >= 0.0
+                and float_values[F_BP] < MAX_PRICE
+                and float_values[F_AP] >= 0.0
+                and float_values[F_AP] < MAX_PRICE
+            ):
                 return DECLINED
             length = sym_end - sym_start
             if nqs + length + 1 > quote_symbols.shape[0]:
@@ -348,7 +425,11 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
                 return DECLINED
             if (seen & (1 << F_I)) and i_kind != V_STRING:
                 return DECLINED
-            if int_values[F_S] < 0 or int_values[F_X] < 0 or not (float_values[F_P] > 0.0 and float_values[F_P] < MAX_PRICE):
+            if (
+                int_values[F_S] < 0
+                or int_values[F_X] < 0
+                or not (float_values[F_P] > 0.0 and float_values[F_P] < MAX_PRICE)
+            ):
                 return DECLINED
             if event_conditions > MAX_CODES:
                 return DECLINED
@@ -359,7 +440,10 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
             id_length = id_end - id_start
             if id_length > MAX_NAME:
                 return DECLINED
-            if nts + length + 1 > trade_symbols.shape[0] or nti + id_length + 1 > trade_ids.shape[0]:
+            if (
+                nts + length + 1 > trade_symbols.shape[0]
+                or nti + id_length + 1 > trade_ids.shape[0]
+            ):
                 return DECLINED
             for k in range(length):
                 trade_symbols[U(nts + k)] = buf[U(sym_start + k)]
@@ -407,18 +491,44 @@ def scan_frame(buf: Any, ts_recv: int, state: Any, quote_ints: Any, quote_prices
 
 # How a batch's columns are laid out in its msgpack form: (kind, row) per field, in schema order.
 K_TEXT_A, K_TEXT_B, K_FLOAT, K_INT, K_LISTS = range(5)
-QUOTE_LAYOUT = np.array([  # QuoteBatch's fields
-    [K_TEXT_A, 0], [K_FLOAT, 0], [K_INT, 1], [K_FLOAT, 1], [K_INT, 3], [K_INT, 0], [K_INT, 2],
-    [K_INT, 5], [K_INT, 7], [K_INT, 6], [K_INT, 4], [K_INT, 8],
-], dtype=np.int64)
-TRADE_LAYOUT = np.array([  # TradeBatch's fields
-    [K_TEXT_A, 0], [K_FLOAT, 0], [K_INT, 0], [K_INT, 2], [K_TEXT_B, 0], [K_LISTS, 0], [K_INT, 4],
-    [K_INT, 3], [K_INT, 1], [K_INT, 5],
-], dtype=np.int64)
+QUOTE_LAYOUT = np.array(
+    [  # QuoteBatch's fields
+        [K_TEXT_A, 0],
+        [K_FLOAT, 0],
+        [K_INT, 1],
+        [K_FLOAT, 1],
+        [K_INT, 3],
+        [K_INT, 0],
+        [K_INT, 2],
+        [K_INT, 5],
+        [K_INT, 7],
+        [K_INT, 6],
+        [K_INT, 4],
+        [K_INT, 8],
+    ],
+    dtype=np.int64,
+)
+TRADE_LAYOUT = np.array(
+    [  # TradeBatch's fields
+        [K_TEXT_A, 0],
+        [K_FLOAT, 0],
+        [K_INT, 0],
+        [K_INT, 2],
+        [K_TEXT_B, 0],
+        [K_LISTS, 0],
+        [K_INT, 4],
+        [K_INT, 3],
+        [K_INT, 1],
+        [K_INT, 5],
+    ],
+    dtype=np.int64,
+)
 
 
 @numba.njit(cache=True, boundscheck=False)
-def _put_header(out: Any, o: int, count: int, fix: int, sized8: int, sized16: int, sized32: int) -> int:
+def _put_header(
+    out: Any, o: int, count: int, fix: int, sized8: int, sized16: int, sized32: int
+) -> int:
     """A msgpack array or str header, in the shortest form (as msgspec writes it)."""
     if count < (16 if fix == 0x90 else 32):
         out[U(o)] = fix | count
@@ -490,7 +600,18 @@ def _put_texts(out: Any, o: int, texts: Any, n: int) -> int:
 
 
 @numba.njit(cache=True, boundscheck=False)
-def encode_batch(out: Any, tag: Any, layout: Any, n: int, ints: Any, float_bits: Any, text_a: Any, text_b: Any, values: Any, ends: Any) -> int:
+def encode_batch(
+    out: Any,
+    tag: Any,
+    layout: Any,
+    n: int,
+    ints: Any,
+    float_bits: Any,
+    text_a: Any,
+    text_b: Any,
+    values: Any,
+    ends: Any,
+) -> int:
     """A batch's msgpack bytes into `out`, byte for byte as msgspec encodes the record; the length."""
     o = _put_header(out, 0, layout.shape[0] + 1, 0x90, 0, 0xDC, 0xDD)
     o = _put_header(out, o, tag.shape[0], 0xA0, 0xD9, 0xDA, 0xDB)
@@ -565,13 +686,31 @@ class Columns:
         self.trade_ids = np.empty(size + events, dtype=np.uint8)
         self.conditions = np.empty(size // 2 + 1, dtype=np.int64)
         self.condition_ends = np.empty(events, dtype=np.int64)
-        self.out = np.empty(events * 104 + size + 256, dtype=np.uint8)  # grown by take() if a batch needs more
+        self.out = np.empty(
+            events * 104 + size + 256, dtype=np.uint8
+        )  # grown by take() if a batch needs more
 
     def add(self, frame: bytes | str, ts_recv: int) -> bool:
         """Scan one frame into the columns; False (and the columns unchanged) if it is declined."""
         data = frame.encode() if isinstance(frame, str) else frame
         buf = np.frombuffer(data, dtype=np.uint8)
-        return scan_frame(buf, ts_recv, self.state, self.quote_ints, self.quote_prices, self.quote_symbols, self.trade_ints, self.trade_prices[0], self.trade_symbols, self.trade_ids, self.conditions, self.condition_ends) == TAKEN
+        return (
+            scan_frame(
+                buf,
+                ts_recv,
+                self.state,
+                self.quote_ints,
+                self.quote_prices,
+                self.quote_symbols,
+                self.trade_ints,
+                self.trade_prices[0],
+                self.trade_symbols,
+                self.trade_ids,
+                self.conditions,
+                self.condition_ends,
+            )
+            == TAKEN
+        )
 
     @property
     def events(self) -> int:
@@ -583,17 +722,52 @@ class Columns:
         quotes = trades = None
         if nq:
             ints = self.quote_ints[:, :nq]
-            out = self._output(nq * 104 + nqs + 256)  # a quote's numbers take at most 99 bytes, its symbol's header 5
-            used = encode_batch(out, _QUOTES_TAG, QUOTE_LAYOUT, nq, self.quote_ints, self.quote_prices.view(np.int64), self.quote_symbols, self.quote_symbols, _NOTHING, _NOTHING)
-            quotes = Encoded(msgspec.Raw(out[:used].tobytes()), _texts(self.quote_symbols, nqs), ints[6].copy(), ints[4].copy())
+            out = self._output(
+                nq * 104 + nqs + 256
+            )  # a quote's numbers take at most 99 bytes, its symbol's header 5
+            used = encode_batch(
+                out,
+                _QUOTES_TAG,
+                QUOTE_LAYOUT,
+                nq,
+                self.quote_ints,
+                self.quote_prices.view(np.int64),
+                self.quote_symbols,
+                self.quote_symbols,
+                _NOTHING,
+                _NOTHING,
+            )
+            quotes = Encoded(
+                msgspec.Raw(out[:used].tobytes()),
+                _texts(self.quote_symbols, nqs),
+                ints[6].copy(),
+                ints[4].copy(),
+            )
         if nt:
             ints = self.trade_ints[:, :nt]
-            out = self._output(nt * 104 + nts + nti + nc * 9 + 256)  # numbers, headers, texts, 9 bytes per condition at most
-            used = encode_batch(out, _TRADES_TAG, TRADE_LAYOUT, nt, self.trade_ints, self.trade_prices.view(np.int64), self.trade_symbols, self.trade_ids, self.conditions, self.condition_ends)
-            trades = Encoded(msgspec.Raw(out[:used].tobytes()), _texts(self.trade_symbols, nts), ints[3].copy(), ints[1].copy())
+            out = self._output(
+                nt * 104 + nts + nti + nc * 9 + 256
+            )  # numbers, headers, texts, 9 bytes per condition at most
+            used = encode_batch(
+                out,
+                _TRADES_TAG,
+                TRADE_LAYOUT,
+                nt,
+                self.trade_ints,
+                self.trade_prices.view(np.int64),
+                self.trade_symbols,
+                self.trade_ids,
+                self.conditions,
+                self.condition_ends,
+            )
+            trades = Encoded(
+                msgspec.Raw(out[:used].tobytes()),
+                _texts(self.trade_symbols, nts),
+                ints[3].copy(),
+                ints[1].copy(),
+            )
         self.state[:] = 0
         return quotes, trades
-
 
     def _output(self, size: int) -> np.ndarray:  # type: ignore[type-arg]
         """The encoder's output buffer, at least `size` bytes (the encoder does not check bounds)."""
@@ -604,11 +778,14 @@ class Columns:
 
 def _texts(buffer: np.ndarray, used: int) -> list[str]:  # type: ignore[type-arg]
     """The NUL-separated strings in buffer[:used] (each was checked to be printable ASCII)."""
-    return buffer[:used - 1].tobytes().decode("ascii").split("\x00")
+    return buffer[: used - 1].tobytes().decode("ascii").split("\x00")
 
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) before the first frame arrives."""
     columns = Columns()
-    columns.add(b'[{"ev":"Q","sym":"A","bx":1,"bp":1.5,"bs":1,"ax":1,"ap":1.5,"as":1,"i":[1]},{"ev":"T","sym":"A","p":1,"s":1,"t":1,"c":[1],"i":"1"}]', 0)
+    columns.add(
+        b'[{"ev":"Q","sym":"A","bx":1,"bp":1.5,"bs":1,"ax":1,"ap":1.5,"as":1,"i":[1]},{"ev":"T","sym":"A","p":1,"s":1,"t":1,"c":[1],"i":"1"}]',
+        0,
+    )
     columns.take()

@@ -50,7 +50,9 @@ def parse_params(params: str | list[str]) -> list[str]:
     items = [item.strip() for item in items if item and item.strip()]
     for item in items:
         if not _ITEM.fullmatch(item):
-            raise SubscriptionError(f"{item!r} is not a subscription: expected EVENT.SYMBOL such as Q.AAPL, T.*, A.MSFT or AM.*")
+            raise SubscriptionError(
+                f"{item!r} is not a subscription: expected EVENT.SYMBOL such as Q.AAPL, T.*, A.MSFT or AM.*"
+            )
     if not items:
         raise SubscriptionError("no subscription items given")
     return items
@@ -59,7 +61,16 @@ def parse_params(params: str | list[str]) -> list[str]:
 class IngestService(Service):
     name = "ingest"
 
-    def __init__(self, config: Config, *, url: str | None = None, subscriptions: str | None = None, ping_interval: float = 10.0, ping_timeout: float = 10.0, max_connections_cooldown: float = 60.0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        url: str | None = None,
+        subscriptions: str | None = None,
+        ping_interval: float = 10.0,
+        ping_timeout: float = 10.0,
+        max_connections_cooldown: float = 60.0,
+    ) -> None:
         super().__init__(config)
         self.url = url or config.ws_url
         self.subscriptions: list[str] = parse_params(subscriptions or config.subscriptions)
@@ -74,9 +85,13 @@ class IngestService(Service):
         self.errors = massive.DecodeErrors()
         self.gaps = GapTracker()
         self.columns = scan.Columns()  # reused: frames are scanned into these arrays, then encoded
-        self.frames_via_msgspec = 0  # frames the scanner declined (bars, statuses, bad input, the unusual)
+        self.frames_via_msgspec = (
+            0  # frames the scanner declined (bars, statuses, bad input, the unusual)
+        )
         self._logged_bad_input: set[str] = set()
-        self.meters = {kind: RateMeter() for kind in ("events", "quotes", "trades", "bars", "frames")}
+        self.meters = {
+            kind: RateMeter() for kind in ("events", "quotes", "trades", "bars", "frames")
+        }
         self.reconnects = 0  # drops of an established stream that were followed by a retry
         self.connect_failures = 0  # attempts that never reached streaming
         self.ever_streamed = False
@@ -157,7 +172,10 @@ class IngestService(Service):
         started = time.monotonic()
         await asyncio.to_thread(scan.warm_up)
         if time.monotonic() - started > 2:
-            log.info("compiled the frame scanner in %.0f s (cached for later starts)", time.monotonic() - started)
+            log.info(
+                "compiled the frame scanner in %.0f s (cached for later starts)",
+                time.monotonic() - started,
+            )
         processor = asyncio.create_task(self._process_forever(runtime))
         try:
             while not runtime.stopping.is_set():
@@ -191,12 +209,17 @@ class IngestService(Service):
         finally:
             processor.cancel()
             await asyncio.gather(processor, return_exceptions=True)
-            self._drain(runtime, budget=STOP_DRAIN_SECONDS)  # what was read before the stop still goes out
+            self._drain(
+                runtime, budget=STOP_DRAIN_SECONDS
+            )  # what was read before the stop still goes out
 
     async def _wait(self, runtime: Runtime, delay: float | None) -> None:
         self._reconnect_now.clear()
         self.next_retry_at = time.monotonic() + (delay or 0)
-        waits = [asyncio.ensure_future(runtime.stopping.wait()), asyncio.ensure_future(self._reconnect_now.wait())]
+        waits = [
+            asyncio.ensure_future(runtime.stopping.wait()),
+            asyncio.ensure_future(self._reconnect_now.wait()),
+        ]
         try:
             await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -210,8 +233,13 @@ class IngestService(Service):
         self._streamed_this_session = False
         try:
             async with websockets.connect(
-                self.url, ping_interval=self.ping_interval, ping_timeout=self.ping_timeout, open_timeout=10,
-                close_timeout=1, max_size=2**24, max_queue=1024,
+                self.url,
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_timeout,
+                open_timeout=10,
+                close_timeout=1,
+                max_size=2**24,
+                max_queue=1024,
             ) as ws:
                 self.ws = ws
                 cause = await self._authenticate(ws)
@@ -221,7 +249,9 @@ class IngestService(Service):
                     await ws.send(massive.subscribe_message(self.subscriptions))
                 self.connection, self.state, self.message = "streaming", "ok", ""
                 self._streamed_this_session = True
-                if not self.ever_streamed:  # failures while the feed was still starting do not slow later reconnects
+                if (
+                    not self.ever_streamed
+                ):  # failures while the feed was still starting do not slow later reconnects
                     self.ever_streamed = True
                     self.policy.attempts = 0
                 connected_at = time.monotonic()
@@ -235,7 +265,9 @@ class IngestService(Service):
                         await ws.close()
                         return "stopping"
                     reader.result()
-                    self._drain(runtime)  # the server's last words (e.g. max_connections) decide the cause
+                    self._drain(
+                        runtime
+                    )  # the server's last words (e.g. max_connections) decide the cause
                 finally:
                     stop.cancel()
                     self.policy.connected_for(time.monotonic() - connected_at)
@@ -246,7 +278,11 @@ class IngestService(Service):
                 return self._close_cause
             if exc.rcvd is None and "keepalive" in str(exc):
                 return Cause.QUIET
-            return Cause.ABNORMAL_CLOSE if exc.rcvd is None or exc.rcvd.code != 1000 else Cause.SERVER_CLOSE
+            return (
+                Cause.ABNORMAL_CLOSE
+                if exc.rcvd is None or exc.rcvd.code != 1000
+                else Cause.SERVER_CLOSE
+            )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             self.server_status = f"connect failed: {type(exc).__name__}: {exc}"
             return Cause.NETWORK
@@ -255,11 +291,17 @@ class IngestService(Service):
 
     async def _authenticate(self, ws: Any) -> str:
         self.connection = "authenticating"
-        await ws.send(massive.auth_message(self.config.api_key.reveal() if self.config.api_key else ""))
+        await ws.send(
+            massive.auth_message(self.config.api_key.reveal() if self.config.api_key else "")
+        )
         deadline = time.monotonic() + AUTH_TIMEOUT
         while True:
             data = await asyncio.wait_for(ws.recv(), timeout=max(0.1, deadline - time.monotonic()))
-            statuses = [e for e in massive.decode_frame(data, self.errors) if isinstance(e, massive.WsStatus)]
+            statuses = [
+                e
+                for e in massive.decode_frame(data, self.errors)
+                if isinstance(e, massive.WsStatus)
+            ]
             for event in statuses:
                 self._on_status(event.status, event.message)
             found = {event.status for event in statuses}
@@ -293,7 +335,9 @@ class IngestService(Service):
             wake.clear()
             while queue:
                 for _ in range(0, min(CHUNK_FRAMES, len(queue)), GROUP_FRAMES):
-                    self.process_frames(runtime, [queue.popleft() for _ in range(min(GROUP_FRAMES, len(queue)))])
+                    self.process_frames(
+                        runtime, [queue.popleft() for _ in range(min(GROUP_FRAMES, len(queue)))]
+                    )
                 await asyncio.sleep(0)
 
     async def _salvage(self, runtime: Runtime) -> None:
@@ -312,7 +356,9 @@ class IngestService(Service):
         queue = self.queue
         deadline = None if budget is None else time.monotonic() + budget
         while queue and (deadline is None or time.monotonic() < deadline):
-            self.process_frames(runtime, [queue.popleft() for _ in range(min(GROUP_FRAMES, len(queue)))])
+            self.process_frames(
+                runtime, [queue.popleft() for _ in range(min(GROUP_FRAMES, len(queue)))]
+            )
         if queue:
             self.dropped_frames += len(queue)
             log.warning("stopping: %d frames read from the socket were not published", len(queue))
@@ -351,7 +397,12 @@ class IngestService(Service):
         for kind in self.errors.counts.keys() - self._logged_bad_input:
             self._logged_bad_input.add(kind)
             sample = data[:160] if isinstance(data, str) else data[:160].decode("utf-8", "replace")
-            log.warning("skipped bad input (%s), first seen in frame %r; further ones are counted as malformed_%s, not logged", kind, sample, kind)
+            log.warning(
+                "skipped bad input (%s), first seen in frame %r; further ones are counted as malformed_%s, not logged",
+                kind,
+                sample,
+                kind,
+            )
 
     def _publish_scanned(self, runtime: Runtime, columns: scan.Columns) -> None:
         events = columns.events
@@ -360,9 +411,13 @@ class IngestService(Service):
         quotes, trades = columns.take()
         gaps: list[Gap] = []
         if quotes is not None:
-            gaps += self._publish_ticks(runtime, "quote", quotes.payload, quotes.symbols, quotes.sequences, quotes.ts_event)
+            gaps += self._publish_ticks(
+                runtime, "quote", quotes.payload, quotes.symbols, quotes.sequences, quotes.ts_event
+            )
         if trades is not None:
-            gaps += self._publish_ticks(runtime, "trade", trades.payload, trades.symbols, trades.sequences, trades.ts_event)
+            gaps += self._publish_ticks(
+                runtime, "trade", trades.payload, trades.symbols, trades.sequences, trades.ts_event
+            )
         if gaps:
             runtime.publish(GAPS, GapBatch.from_rows(gaps))
         self.meters["events"].add(events)
@@ -370,9 +425,23 @@ class IngestService(Service):
     def _publish_normalised(self, runtime: Runtime, out: massive.Normalised) -> None:
         gaps: list[Gap] = []
         if out.quotes is not None:
-            gaps += self._publish_ticks(runtime, "quote", out.quotes, out.quotes.symbol, out.quotes.sequence, out.quotes.ts_event)
+            gaps += self._publish_ticks(
+                runtime,
+                "quote",
+                out.quotes,
+                out.quotes.symbol,
+                out.quotes.sequence,
+                out.quotes.ts_event,
+            )
         if out.trades is not None:
-            gaps += self._publish_ticks(runtime, "trade", out.trades, out.trades.symbol, out.trades.sequence, out.trades.ts_event)
+            gaps += self._publish_ticks(
+                runtime,
+                "trade",
+                out.trades,
+                out.trades.symbol,
+                out.trades.sequence,
+                out.trades.ts_event,
+            )
         for bars in (out.bars_1s, out.bars_1m):
             if bars is not None:
                 self._publish_bars(runtime, bars)
@@ -382,7 +451,15 @@ class IngestService(Service):
         for status, message in out.statuses:
             self._on_status(status, message)
 
-    def _publish_ticks(self, runtime: Runtime, kind: str, payload: Any, symbols: Sequence[str], sequences: IntColumn, ts_event: IntColumn) -> list[Gap]:
+    def _publish_ticks(
+        self,
+        runtime: Runtime,
+        kind: str,
+        payload: Any,
+        symbols: Sequence[str],
+        sequences: IntColumn,
+        ts_event: IntColumn,
+    ) -> list[Gap]:
         """Publish one quote or trade batch (a record, or one already encoded); the gaps its symbols close."""
         gaps = self.gaps.observe(kind, symbols, sequences, ts_event)
         runtime.publish(QUOTES if kind == "quote" else TRADES, payload)
@@ -403,10 +480,14 @@ class IngestService(Service):
                 fresh.append(bar)
         topic = topics.bars(bars.interval)
         if fresh:
-            runtime.publish(topic, bars if not replaced else BarBatch.from_rows(fresh, interval=bars.interval))
+            runtime.publish(
+                topic, bars if not replaced else BarBatch.from_rows(fresh, interval=bars.interval)
+            )
         if replaced:
             self.replaced_bars += len(replaced)
-            runtime.publish(topic, BarBatch.from_rows(replaced, interval=bars.interval, replaces=True))
+            runtime.publish(
+                topic, BarBatch.from_rows(replaced, interval=bars.interval, replaces=True)
+            )
         self.meters["bars"].add(len(bars.symbol))
         self.last_event_ns = max(self.last_event_ns, bars.ts_end[-1])
 
@@ -429,16 +510,45 @@ def _safe(url: str) -> str:
 
 
 def main(config: Config, argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="massive run ingest", description="Read Massive's WebSocket (MASSIVE_WS_URL) and publish quotes, trades and bars on the bus.")
-    parser.add_argument("--url", help="WebSocket URL (default MASSIVE_WS_URL; in sim mode the simulator)")
-    parser.add_argument("--subscriptions", help="Massive params, e.g. Q.*,T.AAPL (default MASSIVE_SUBSCRIPTIONS)")
-    parser.add_argument("--ping-interval", type=float, default=10.0, help="seconds between WebSocket pings (default 10)")
-    parser.add_argument("--ping-timeout", type=float, default=10.0, help="seconds without a pong before the socket counts as dead (default 10)")
-    parser.add_argument("--max-connections-cooldown", type=float, default=60.0, help="seconds to wait after max_connections (default 60)")
+    parser = argparse.ArgumentParser(
+        prog="massive run ingest",
+        description="Read Massive's WebSocket (MASSIVE_WS_URL) and publish quotes, trades and bars on the bus.",
+    )
+    parser.add_argument(
+        "--url", help="WebSocket URL (default MASSIVE_WS_URL; in sim mode the simulator)"
+    )
+    parser.add_argument(
+        "--subscriptions", help="Massive params, e.g. Q.*,T.AAPL (default MASSIVE_SUBSCRIPTIONS)"
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=10.0,
+        help="seconds between WebSocket pings (default 10)",
+    )
+    parser.add_argument(
+        "--ping-timeout",
+        type=float,
+        default=10.0,
+        help="seconds without a pong before the socket counts as dead (default 10)",
+    )
+    parser.add_argument(
+        "--max-connections-cooldown",
+        type=float,
+        default=60.0,
+        help="seconds to wait after max_connections (default 60)",
+    )
     parser.add_argument("--name", default="ingest", help="service name on the bus (default ingest)")
     args = parser.parse_args(argv or [])
     try:
-        service = IngestService(config, url=args.url, subscriptions=args.subscriptions, ping_interval=args.ping_interval, ping_timeout=args.ping_timeout, max_connections_cooldown=args.max_connections_cooldown)
+        service = IngestService(
+            config,
+            url=args.url,
+            subscriptions=args.subscriptions,
+            ping_interval=args.ping_interval,
+            ping_timeout=args.ping_timeout,
+            max_connections_cooldown=args.max_connections_cooldown,
+        )
     except SubscriptionError as exc:
         parser.error(str(exc))
     return run_service(service, args.name)

@@ -26,8 +26,12 @@ DEFAULT_FLUSH_MS = 50.0
 class _Pending:
     def __init__(self, table: QTable) -> None:
         self.table = table
-        self.fields = sorted({c.source for c in table.columns}, key=[c.source for c in table.columns].index)
-        self.pieces: dict[str, list[Any]] = {f: [] for f in self.fields}  # per field: the batches' columns, joined on emit
+        self.fields = sorted(
+            {c.source for c in table.columns}, key=[c.source for c in table.columns].index
+        )
+        self.pieces: dict[str, list[Any]] = {
+            f: [] for f in self.fields
+        }  # per field: the batches' columns, joined on emit
         self.rows = 0
         self.since = 0.0  # monotonic time the oldest pending row arrived
 
@@ -43,13 +47,22 @@ def _join(pieces: list[Any]) -> Any:
         return pieces[0]
     if all(isinstance(piece, np.ndarray) for piece in pieces):
         return np.concatenate(pieces)
-    return list(chain.from_iterable(piece.tolist() if isinstance(piece, np.ndarray) else piece for piece in pieces))
+    return list(
+        chain.from_iterable(
+            piece.tolist() if isinstance(piece, np.ndarray) else piece for piece in pieces
+        )
+    )
 
 
 class Batcher:
     """Accumulates batches per table and hands finished chunks to `emit`."""
 
-    def __init__(self, emit: Callable[[Chunk], Any], batch_rows: int = DEFAULT_BATCH_ROWS, flush_ms: float = DEFAULT_FLUSH_MS) -> None:
+    def __init__(
+        self,
+        emit: Callable[[Chunk], Any],
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        flush_ms: float = DEFAULT_FLUSH_MS,
+    ) -> None:
         if batch_rows < 1 or flush_ms <= 0:
             raise ValueError("batch_rows must be at least 1 and flush_ms positive")
         self.emit = emit
@@ -87,7 +100,15 @@ class Batcher:
         start = 0
         while rows - start >= size:
             end = start + size
-            self.emit(Chunk(pending.table.name, cols if (start, end) == (0, rows) else {k: v[start:end] for k, v in cols.items()}, size))
+            self.emit(
+                Chunk(
+                    pending.table.name,
+                    cols
+                    if (start, end) == (0, rows)
+                    else {k: v[start:end] for k, v in cols.items()},
+                    size,
+                )
+            )
             start = end
         pending.rows = rows - start
         if pending.rows:
@@ -114,7 +135,11 @@ class Batcher:
     def next_due(self, now: float | None = None) -> float | None:
         """Seconds until the next time-based flush, or None when nothing is pending."""
         now = time.monotonic() if now is None else now
-        waits = [pending.since + self.flush_after - now for pending in self._pending.values() if pending.rows]
+        waits = [
+            pending.since + self.flush_after - now
+            for pending in self._pending.values()
+            if pending.rows
+        ]
         return max(0.0, min(waits)) if waits else None
 
     @property

@@ -13,11 +13,17 @@ from typing import Any
 
 from mesh.argtypes import positive_int
 
-DEFAULT_LOAD_BATCH_ROWS = 10_000  # loads send bigger batches than the live service: nothing waits on latency
+DEFAULT_LOAD_BATCH_ROWS = (
+    10_000  # loads send bigger batches than the live service: nothing waits on latency
+)
 
 
 def register(subparsers: Any) -> None:
-    kdb = subparsers.add_parser("kdb", help="kdb+: load a recorded or historical dataset, print the q schema", description="kdb+ tools. The live publisher is the `kdb` service (`massive run kdb`).")
+    kdb = subparsers.add_parser(
+        "kdb",
+        help="kdb+: load a recorded or historical dataset, print the q schema",
+        description="kdb+ tools. The live publisher is the `kdb` service (`massive run kdb`).",
+    )
     sub = kdb.add_subparsers(dest="kdb_command", required=True, metavar="COMMAND")
 
     load = sub.add_parser(
@@ -26,16 +32,45 @@ def register(subparsers: Any) -> None:
         description="Push a dataset into a kdb+ tickerplant (or an RDB/HDB process) with async calls of (table; column list), in batches, confirmed at the end. "
         "DATASET is a Parquet file or folder, or a NAME under $MESH_DATA_DIR/recordings or $MESH_DATA_DIR/historical.",
     )
-    load.add_argument("dataset", metavar="DATASET", help="path, or recording/historical dataset name")
-    load.add_argument("--batch-rows", type=positive_int, default=DEFAULT_LOAD_BATCH_ROWS, help=f"rows per call (default {DEFAULT_LOAD_BATCH_ROWS})")
-    load.add_argument("--target", metavar="HOST:PORT", help="where to send (default KDB_TICKERPLANT); credentials come only from KDB_TICKERPLANT, and only for its own host:port")
-    load.add_argument("--function", default=".u.upd", help="q function called with (table; columns) (default .u.upd; `upd` for an RDB)")
-    load.add_argument("--interval", help="bar interval of historical files (1s, 1m, 5m, 15m, 30m, 1h, 1d; default: from the timestamps)")
-    load.add_argument("--timeout", type=float, default=30.0, help="give up after kdb+ takes nothing for this many seconds (default 30)")
+    load.add_argument(
+        "dataset", metavar="DATASET", help="path, or recording/historical dataset name"
+    )
+    load.add_argument(
+        "--batch-rows",
+        type=positive_int,
+        default=DEFAULT_LOAD_BATCH_ROWS,
+        help=f"rows per call (default {DEFAULT_LOAD_BATCH_ROWS})",
+    )
+    load.add_argument(
+        "--target",
+        metavar="HOST:PORT",
+        help="where to send (default KDB_TICKERPLANT); credentials come only from KDB_TICKERPLANT, and only for its own host:port",
+    )
+    load.add_argument(
+        "--function",
+        default=".u.upd",
+        help="q function called with (table; columns) (default .u.upd; `upd` for an RDB)",
+    )
+    load.add_argument(
+        "--interval",
+        help="bar interval of historical files (1s, 1m, 5m, 15m, 30m, 1h, 1d; default: from the timestamps)",
+    )
+    load.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="give up after kdb+ takes nothing for this many seconds (default 30)",
+    )
     load.set_defaults(func=cmd_load)
 
-    schema = sub.add_parser("schema", help="print the q table definitions (q/sym.q) or the column mapping", description="Print the kdb+ tables the publisher writes.")
-    schema.add_argument("--mapping", action="store_true", help="print record field -> q column -> q type instead")
+    schema = sub.add_parser(
+        "schema",
+        help="print the q table definitions (q/sym.q) or the column mapping",
+        description="Print the kdb+ tables the publisher writes.",
+    )
+    schema.add_argument(
+        "--mapping", action="store_true", help="print record field -> q column -> q type instead"
+    )
     schema.set_defaults(func=cmd_schema)
 
 
@@ -82,7 +117,10 @@ def _load(args: argparse.Namespace) -> int:
     except DatasetError as exc:
         raise _Failed(str(exc)) from None
     total = sum(s.rows for s in sources)
-    print(f"loading {total:,} rows from {path} ({', '.join(f'{s.path.name}: {s.table}' for s in sources)}) into kdb+ at {target.host}:{target.port}", file=sys.stderr)
+    print(
+        f"loading {total:,} rows from {path} ({', '.join(f'{s.path.name}: {s.table}' for s in sources)}) into kdb+ at {target.host}:{target.port}",
+        file=sys.stderr,
+    )
 
     from rich.console import Console
     from rich.progress import (
@@ -95,20 +133,39 @@ def _load(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     start = time.monotonic()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeRemainingColumn(), console=console, disable=not console.is_terminal) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bar:
         task = bar.add_task("kdb load", total=total)
 
         def advance(source: Source, rows: int) -> None:
             bar.update(task, advance=rows, description=source.table)
 
         try:
-            confirmed = load(path, target, batch_rows=args.batch_rows, function=args.function, interval=args.interval, timeout=args.timeout, progress=advance, sources=sources)
+            confirmed = load(
+                path,
+                target,
+                batch_rows=args.batch_rows,
+                function=args.function,
+                interval=args.interval,
+                timeout=args.timeout,
+                progress=advance,
+                sources=sources,
+            )
         except (QIPCError, LoadError, DatasetError) as exc:
             raise _Failed(str(exc)) from None
     seconds = time.monotonic() - start
     rows = sum(confirmed.values())
     detail = ", ".join(f"{table} {n:,}" for table, n in confirmed.items())
-    print(f"loaded {rows:,} rows ({detail}) into kdb+ at {target.host}:{target.port} in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)")
+    print(
+        f"loaded {rows:,} rows ({detail}) into kdb+ at {target.host}:{target.port} in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)"
+    )
     return 0
 
 
@@ -117,13 +174,17 @@ def _target(spec: str | None, configured: Any) -> Any:
 
     if spec is None:
         if configured is None:
-            raise _Failed("no kdb+ target: set KDB_TICKERPLANT=host:port[:user:password] or pass --target host:port", 2)
+            raise _Failed(
+                "no kdb+ target: set KDB_TICKERPLANT=host:port[:user:password] or pass --target host:port",
+                2,
+            )
         return configured
     host, _, port = spec.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise _Failed(f"--target {spec!r}: expected host:port (credentials go in KDB_TICKERPLANT, never on the command line)", 2)
+        raise _Failed(
+            f"--target {spec!r}: expected host:port (credentials go in KDB_TICKERPLANT, never on the command line)",
+            2,
+        )
     if configured is not None and (configured.host, configured.port) == (host, int(port)):
         return configured  # the same endpoint: keep its credentials
     return KdbTarget(host, int(port))
-
-

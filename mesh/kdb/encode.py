@@ -79,7 +79,9 @@ def symbols(values: Sequence[Any]) -> bytes:
         joined = "\0".join("" if v is None else str(v) for v in values)
     encoded = joined.encode()
     if encoded.count(b"\0") != n - 1:  # a NUL inside a value would shift every later symbol
-        encoded = "\0".join(("" if v is None else str(v)).replace("\0", "") for v in values).encode()
+        encoded = "\0".join(
+            ("" if v is None else str(v)).replace("\0", "") for v in values
+        ).encode()
     return _VECTOR.pack(11, 0, n) + encoded + b"\0"
 
 
@@ -118,10 +120,14 @@ def _k(vector: Any) -> memoryview:
 def _ints(values: Any) -> np.ndarray:
     if isinstance(values, np.ndarray):
         return values.astype(np.int64, copy=False)
-    return np.fromiter(values, dtype=np.int64, count=len(values))  # ~2x faster than asarray on lists
+    return np.fromiter(
+        values, dtype=np.int64, count=len(values)
+    )  # ~2x faster than asarray on lists
 
 
-def column(col: QColumn, values: Any, cache: dict[str, np.ndarray] | None = None) -> bytes | memoryview:
+def column(
+    col: QColumn, values: Any, cache: dict[str, np.ndarray] | None = None
+) -> bytes | memoryview:
     """One column's serialized q value. `cache` shares a source's integer array between columns."""
     qtype = col.type
     if col.time_of_day or qtype in (LONG, TIMESTAMP, TIMESPAN):
@@ -154,21 +160,32 @@ def column(col: QColumn, values: Any, cache: dict[str, np.ndarray] | None = None
     raise EncodeError(f"no encoder for q type {qtype.name}")
 
 
-def encode_upd(table: QTable, columns: Mapping[str, Any], rows: int, function: str = ".u.upd") -> bytes:
+def encode_upd(
+    table: QTable, columns: Mapping[str, Any], rows: int, function: str = ".u.upd"
+) -> bytes:
     """The async message `(function; `table; column list)` for `rows` rows of `columns`.
 
     `columns` maps batch field names (mesh/schema.py, plus `interval`/`replaces` per row for bars)
     to sequences of `rows` values; the q columns come out in `table`'s order.
     """
-    body: list[bytes | memoryview] = [_VECTOR.pack(0, 0, 3), symbol_atom(function), symbol_atom(table.name), _VECTOR.pack(0, 0, len(table.columns))]
+    body: list[bytes | memoryview] = [
+        _VECTOR.pack(0, 0, 3),
+        symbol_atom(function),
+        symbol_atom(table.name),
+        _VECTOR.pack(0, 0, len(table.columns)),
+    ]
     cache: dict[str, np.ndarray] = {}
     for col in table.columns:
         try:
             values = columns[col.source]
         except KeyError:
-            raise EncodeError(f"{table.name}: no `{col.source}` column for q column `{col.name}`") from None
+            raise EncodeError(
+                f"{table.name}: no `{col.source}` column for q column `{col.name}`"
+            ) from None
         if len(values) != rows:
-            raise EncodeError(f"{table.name}: `{col.source}` has {len(values)} values, expected {rows}")
+            raise EncodeError(
+                f"{table.name}: `{col.source}` has {len(values)} values, expected {rows}"
+            )
         try:
             body.append(column(col, values, cache))
         except (TypeError, ValueError, OverflowError, struct.error) as exc:

@@ -27,13 +27,24 @@ class QIPCError(ConnectionError):
 class QConnection:
     """A connected, logged-in IPC socket to host:port."""
 
-    def __init__(self, host: str, port: int, user: str = "", password: Secret | None = None, *, connect_timeout: float = 2.0, send_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str = "",
+        password: Secret | None = None,
+        *,
+        connect_timeout: float = 2.0,
+        send_timeout: float = 5.0,
+    ) -> None:
         self.address = f"{host}:{port}"
         self.send_timeout = send_timeout
         try:
             sock = socket.create_connection((host, port), timeout=connect_timeout)
         except OSError as exc:
-            raise QIPCError(f"cannot connect to kdb+ at {self.address}: {exc.strerror or exc}") from None
+            raise QIPCError(
+                f"cannot connect to kdb+ at {self.address}: {exc.strerror or exc}"
+            ) from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             credentials = f"{user}:{password.reveal() if password else ''}".encode()
@@ -41,11 +52,15 @@ class QConnection:
             reply = sock.recv(1)
         except OSError as exc:
             sock.close()
-            raise QIPCError(f"kdb+ at {self.address} did not complete the handshake: {exc.strerror or exc}") from None
+            raise QIPCError(
+                f"kdb+ at {self.address} did not complete the handshake: {exc.strerror or exc}"
+            ) from None
         if not reply:
             sock.close()
             who = f"user {user!r}" if user else "an anonymous login"
-            raise QIPCError(f"kdb+ at {self.address} refused {who} (check the credentials in KDB_TICKERPLANT)")
+            raise QIPCError(
+                f"kdb+ at {self.address} refused {who} (check the credentials in KDB_TICKERPLANT)"
+            )
         sock.settimeout(send_timeout)
         self.capability = reply[0]
         self._sock = sock
@@ -55,7 +70,9 @@ class QConnection:
         try:
             self._sock.sendall(message)
         except TimeoutError:
-            raise QIPCError(f"kdb+ at {self.address} stopped reading (send blocked for {self.send_timeout:g} s)") from None
+            raise QIPCError(
+                f"kdb+ at {self.address} stopped reading (send blocked for {self.send_timeout:g} s)"
+            ) from None
         except OSError as exc:
             raise QIPCError(f"kdb+ at {self.address} went away: {exc.strerror or exc}") from None
 
@@ -79,9 +96,13 @@ class QConnection:
             try:
                 data = self._sock.recv(min(n, 1 << 20))
             except TimeoutError:
-                raise QIPCError(f"kdb+ at {self.address} did not answer within {self.send_timeout:g} s") from None
+                raise QIPCError(
+                    f"kdb+ at {self.address} did not answer within {self.send_timeout:g} s"
+                ) from None
             except OSError as exc:
-                raise QIPCError(f"kdb+ at {self.address} went away: {exc.strerror or exc}") from None
+                raise QIPCError(
+                    f"kdb+ at {self.address} went away: {exc.strerror or exc}"
+                ) from None
             if not data:
                 raise QIPCError(f"kdb+ at {self.address} closed the connection")
             chunks.append(data)

@@ -35,12 +35,30 @@ from mesh.kdb.sender import Sender, SenderOptions
 
 log = logging.getLogger(__name__)
 
-HISTORICAL_COLUMNS = ("symbol", "timestamp", "open", "high", "low", "close", "volume", "vwap", "transactions")
+HISTORICAL_COLUMNS = (
+    "symbol",
+    "timestamp",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "transactions",
+)
 INTERVALS = {"1s": 1, "1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86_400}
 _NS = 1_000_000_000
 
 # Record fields a file may leave out, and their values (the defaults in mesh/schema.py).
-_OPTIONAL: dict[str, Any] = {"condition": 0, "tape": 0, "sequence": 0, "conditions": [], "ts_recv": 0, "replaces": False, "transactions": 0}
+_OPTIONAL: dict[str, Any] = {
+    "condition": 0,
+    "tape": 0,
+    "sequence": 0,
+    "conditions": [],
+    "ts_recv": 0,
+    "replaces": False,
+    "transactions": 0,
+}
 
 
 class DatasetError(ValueError):
@@ -66,7 +84,11 @@ def resolve(dataset: str, data_dir: Path) -> Path:
     path = Path(dataset).expanduser()
     if path.exists():
         return path
-    candidates = [data_dir / "recordings" / dataset, data_dir / "historical" / dataset, data_dir / "historical" / f"{dataset}.parquet"]
+    candidates = [
+        data_dir / "recordings" / dataset,
+        data_dir / "historical" / dataset,
+        data_dir / "historical" / f"{dataset}.parquet",
+    ]
     for candidate in candidates:
         if candidate.exists():
             return candidate
@@ -105,12 +127,23 @@ def discover(path: Path) -> list[Source]:
             continue
         table, historical = kind
         needed = HISTORICAL_COLUMNS if historical else [c.source for c in TABLES[table].columns]
-        missing = [n for n in dict.fromkeys(needed) if n not in names and n not in _OPTIONAL and n != "interval" and not (historical and n in ("vwap", "transactions"))]
+        missing = [
+            n
+            for n in dict.fromkeys(needed)
+            if n not in names
+            and n not in _OPTIONAL
+            and n != "interval"
+            and not (historical and n in ("vwap", "transactions"))
+        ]
         if missing:
-            raise DatasetError(f"{file}: looks like {table} data but has no {', '.join(missing)} column(s)")
+            raise DatasetError(
+                f"{file}: looks like {table} data but has no {', '.join(missing)} column(s)"
+            )
         sources.append(Source(file, table, historical, meta.metadata.num_rows))
     if not sources:
-        raise DatasetError(f"no quotes, trades or bars in {path} (skipped {', '.join(skipped)}): columns must be named as in docs/protocol.md, or symbol,timestamp,open,high,low,close,volume,vwap,transactions for historical bars")
+        raise DatasetError(
+            f"no quotes, trades or bars in {path} (skipped {', '.join(skipped)}): columns must be named as in docs/protocol.md, or symbol,timestamp,open,high,low,close,volume,vwap,transactions for historical bars"
+        )
     if skipped:
         log.warning("skipped files that hold no market data: %s", ", ".join(skipped))
     return sources
@@ -123,7 +156,15 @@ def _ns(column: pa.Array) -> np.ndarray:
         return column.fill_null(0).to_numpy(zero_copy_only=False)
     values = pc.cast(column, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
     biggest = int(np.abs(values).max()) if len(values) else 0
-    scale = 1 if biggest >= 10**17 else 1_000 if biggest >= 10**14 else 1_000_000 if biggest >= 10**11 else _NS
+    scale = (
+        1
+        if biggest >= 10**17
+        else 1_000
+        if biggest >= 10**14
+        else 1_000_000
+        if biggest >= 10**11
+        else _NS
+    )
     return values * scale
 
 
@@ -173,7 +214,9 @@ def chunks(source: Source, batch_rows: int, interval: str | None = None) -> Iter
     if source.historical:
         if interval:
             if interval not in INTERVALS:
-                raise DatasetError(f"unknown --interval {interval!r}; expected one of {', '.join(INTERVALS)}")
+                raise DatasetError(
+                    f"unknown --interval {interval!r}; expected one of {', '.join(INTERVALS)}"
+                )
             step = INTERVALS[interval] * _NS
         else:
             interval, step = infer_interval(source.path)
@@ -196,12 +239,18 @@ def chunks(source: Source, batch_rows: int, interval: str | None = None) -> Iter
                 continue  # after the loop, from ts_start and ts_end
             elif field in _OPTIONAL:
                 default = _OPTIONAL[field]
-                cols[field] = [list(default) for _ in range(n)] if isinstance(default, list) else [default] * n
+                cols[field] = (
+                    [list(default) for _ in range(n)]
+                    if isinstance(default, list)
+                    else [default] * n
+                )
             elif field == "vwap":
                 cols[field] = np.full(n, np.nan)
             else:
                 raise DatasetError(f"{source.path}: no {field} column")
-        if source.table == "bar" and "interval" not in cols:  # recorded bars without the column: from each bar's length
+        if (
+            source.table == "bar" and "interval" not in cols
+        ):  # recorded bars without the column: from each bar's length
             secs = (np.asarray(cols["ts_end"]) - np.asarray(cols["ts_start"])) // _NS
             cols["interval"] = [interval_label(s) if s > 0 else "" for s in secs.tolist()]
         yield Chunk(source.table, cols, n)
@@ -226,7 +275,12 @@ def load(
     probe.close()
 
     sources = sources if sources is not None else discover(path)
-    options = SenderOptions(function=function, max_queue_rows=max(4 * batch_rows, 100_000), max_unconfirmed_rows=max(4 * batch_rows, 100_000), reconnect_max=5.0)
+    options = SenderOptions(
+        function=function,
+        max_queue_rows=max(4 * batch_rows, 100_000),
+        max_unconfirmed_rows=max(4 * batch_rows, 100_000),
+        reconnect_max=5.0,
+    )
     sender = Sender(target, options)
     sender.start()
     address = f"{target.host}:{target.port}"
@@ -234,16 +288,22 @@ def load(
         for source in sources:
             for chunk in chunks(source, batch_rows, interval):
                 if not sender.submit(chunk, block=True, timeout=timeout):
-                    raise LoadError(f"kdb+ at {address} took nothing for {timeout:g} s ({sender.state.last_error or 'no error reported'}); {_done(sender)}")
+                    raise LoadError(
+                        f"kdb+ at {address} took nothing for {timeout:g} s ({sender.state.last_error or 'no error reported'}); {_done(sender)}"
+                    )
                 if progress is not None:
                     progress(source, chunk.rows)
         if not sender.flush(timeout):
-            raise LoadError(f"kdb+ at {address} did not confirm the last rows within {timeout:g} s ({sender.state.last_error or 'no error reported'}); {_done(sender)}")
+            raise LoadError(
+                f"kdb+ at {address} did not confirm the last rows within {timeout:g} s ({sender.state.last_error or 'no error reported'}); {_done(sender)}"
+            )
     finally:
         sender.stop(drain_timeout=0.5)
     snap = sender.snapshot()
     if snap["rejected"]:
-        raise LoadError(f"{snap['rejected']} rows could not be converted to q types and were skipped (see the log); {_done(sender)}")
+        raise LoadError(
+            f"{snap['rejected']} rows could not be converted to q types and were skipped (see the log); {_done(sender)}"
+        )
     return {name: t["confirmed"] for name, t in snap["tables"].items() if t["confirmed"]}
 
 

@@ -66,7 +66,9 @@ class QTable:
         return [c.name for c in self.columns]
 
 
-def _plain(batch: type[msgspec.Struct], skip: tuple[str, ...], types: dict[str, QType]) -> tuple[QColumn, ...]:
+def _plain(
+    batch: type[msgspec.Struct], skip: tuple[str, ...], types: dict[str, QType]
+) -> tuple[QColumn, ...]:
     """The batch's own fields in schema order, `symbol` renamed `sym` (it comes second)."""
     fields = [f for f in batch.__struct_fields__ if f not in skip]
     return tuple(QColumn(f, types[f], f) for f in fields)
@@ -82,9 +84,17 @@ QUOTE = QTable(
             QuoteBatch,
             ("symbol",),
             {
-                "bid_price": FLOAT, "bid_size": LONG, "ask_price": FLOAT, "ask_size": LONG,
-                "bid_exchange": LONG, "ask_exchange": LONG, "condition": LONG, "tape": LONG,
-                "sequence": LONG, "ts_event": TIMESTAMP, "ts_recv": TIMESTAMP,
+                "bid_price": FLOAT,
+                "bid_size": LONG,
+                "ask_price": FLOAT,
+                "ask_size": LONG,
+                "bid_exchange": LONG,
+                "ask_exchange": LONG,
+                "condition": LONG,
+                "tape": LONG,
+                "sequence": LONG,
+                "ts_event": TIMESTAMP,
+                "ts_recv": TIMESTAMP,
             },
         ),
     ),
@@ -100,9 +110,15 @@ TRADE = QTable(
             TradeBatch,
             ("symbol",),
             {
-                "price": FLOAT, "size": LONG, "exchange": LONG, "trade_id": STRING,
-                "conditions": LONG_LIST, "tape": LONG, "sequence": LONG,
-                "ts_event": TIMESTAMP, "ts_recv": TIMESTAMP,
+                "price": FLOAT,
+                "size": LONG,
+                "exchange": LONG,
+                "trade_id": STRING,
+                "conditions": LONG_LIST,
+                "tape": LONG,
+                "sequence": LONG,
+                "ts_event": TIMESTAMP,
+                "ts_recv": TIMESTAMP,
             },
         ),
     ),
@@ -120,10 +136,18 @@ BAR = QTable(
             BarBatch,
             ("symbol",),
             {
-                "interval": SYMBOL, "ts_start": TIMESTAMP, "ts_end": TIMESTAMP,
-                "open": FLOAT, "high": FLOAT, "low": FLOAT, "close": FLOAT,
-                "volume": FLOAT, "vwap": FLOAT, "transactions": LONG,
-                "ts_recv": TIMESTAMP, "replaces": BOOLEAN,
+                "interval": SYMBOL,
+                "ts_start": TIMESTAMP,
+                "ts_end": TIMESTAMP,
+                "open": FLOAT,
+                "high": FLOAT,
+                "low": FLOAT,
+                "close": FLOAT,
+                "volume": FLOAT,
+                "vwap": FLOAT,
+                "transactions": LONG,
+                "ts_recv": TIMESTAMP,
+                "replaces": BOOLEAN,
             },
         ),
     ),
@@ -148,4 +172,6 @@ def render_sym_q() -> list[str]:
 
 def mapping_rows() -> list[tuple[str, str, str, str, str]]:
     """(table, record field, q column, q type, note) rows, for docs and `massive kdb schema`."""
-    return [(t.name, c.source, c.name, c.type.name, c.note) for t in TABLES.values() for c in t.columns]
+    return [
+        (t.name, c.source, c.name, c.type.name, c.note) for t in TABLES.values() for c in t.columns
+    ]

@@ -35,7 +35,9 @@ class SenderOptions:
 
     function: str = ".u.upd"  # `upd` for an RDB
     max_queue_rows: int = 250_000  # rows waiting for the sender before the oldest are dropped
-    max_unconfirmed_rows: int = 100_000  # rows sent but not yet confirmed before a round trip is forced
+    max_unconfirmed_rows: int = (
+        100_000  # rows sent but not yet confirmed before a round trip is forced
+    )
     confirm_interval: float = 1.0  # seconds between sync round trips (also when idle)
     connect_timeout: float = 2.0
     send_timeout: float = 5.0  # a send blocked this long means kdb+ stopped reading
@@ -61,13 +63,21 @@ class _State:
     rows_replayed: int = 0
     last_error: str = ""
     retry_in: float = 0.0
-    tables: dict[str, TableCounters] = field(default_factory=lambda: {name: TableCounters() for name in TABLES})
+    tables: dict[str, TableCounters] = field(
+        default_factory=lambda: {name: TableCounters() for name in TABLES}
+    )
 
 
 class Sender:
     """Publishes chunks to one kdb+ process from a background thread."""
 
-    def __init__(self, target: KdbTarget, options: SenderOptions | None = None, *, connector: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        target: KdbTarget,
+        options: SenderOptions | None = None,
+        *,
+        connector: Callable[..., Any] | None = None,
+    ) -> None:
         self.target = target
         self.options = options or SenderOptions()
         self.queue = ChunkQueue(self.options.max_queue_rows)
@@ -101,7 +111,12 @@ class Sender:
         self.queue.wake()
         try:
             while time.monotonic() < deadline:
-                if self.queue.rows == 0 and self._inflight == 0 and len(self.replay) == 0 and self.state.connected:
+                if (
+                    self.queue.rows == 0
+                    and self._inflight == 0
+                    and len(self.replay) == 0
+                    and self.state.connected
+                ):
                     return True
                 time.sleep(0.005)
             return False
@@ -121,7 +136,11 @@ class Sender:
             self._thread.join(1.0)
         left = self.queue.rows + self._inflight + self.replay.rows
         if left:
-            log.warning("kdb: %d rows were not confirmed by kdb+ at %s when the publisher stopped", left, self._address)
+            log.warning(
+                "kdb: %d rows were not confirmed by kdb+ at %s when the publisher stopped",
+                left,
+                self._address,
+            )
 
     # --- what the service shows ------------------------------------------------------------------
 
@@ -137,7 +156,13 @@ class Sender:
         """Counters for stats and heartbeats; never holds credentials."""
         st = self.state
         tables = {
-            name: {"rows": c.rows, "batches": c.batches, "confirmed": c.confirmed, "dropped": self.queue.dropped[name], "rejected": c.rejected}
+            name: {
+                "rows": c.rows,
+                "batches": c.batches,
+                "confirmed": c.confirmed,
+                "dropped": self.queue.dropped[name],
+                "rejected": c.rejected,
+            }
             for name, c in st.tables.items()
         }
         return {
@@ -176,10 +201,18 @@ class Sender:
         next_confirm = time.monotonic() + opts.confirm_interval
         while True:
             stopping = self._stop.is_set()
-            if stopping and (time.monotonic() >= self._stop_deadline or (self.queue.rows == 0 and len(self.replay) == 0)):
+            if stopping and (
+                time.monotonic() >= self._stop_deadline
+                or (self.queue.rows == 0 and len(self.replay) == 0)
+            ):
                 break
             if self._conn is None:
-                if stopping and self.state.ever_connected and not self.state.connected and self.state.last_error:
+                if (
+                    stopping
+                    and self.state.ever_connected
+                    and not self.state.connected
+                    and self.state.last_error
+                ):
                     break  # do not wait out a backoff on the way out
                 try:
                     self._connect()
@@ -200,7 +233,11 @@ class Sender:
                 now = time.monotonic()
                 idle = chunk is None and self.queue.rows == 0
                 finishing = (stopping or self._flush.is_set()) and idle and len(self.replay) > 0
-                if now >= next_confirm or self.replay.rows >= opts.max_unconfirmed_rows or finishing:
+                if (
+                    now >= next_confirm
+                    or self.replay.rows >= opts.max_unconfirmed_rows
+                    or finishing
+                ):
                     self._confirm()
                     next_confirm = time.monotonic() + opts.confirm_interval
             except ConnectionError as exc:
@@ -214,7 +251,14 @@ class Sender:
         else:
             from mesh.kdb.ipc import QConnection
 
-            conn = QConnection(t.host, t.port, t.user, t.password, connect_timeout=self.options.connect_timeout, send_timeout=self.options.send_timeout)
+            conn = QConnection(
+                t.host,
+                t.port,
+                t.user,
+                t.password,
+                connect_timeout=self.options.connect_timeout,
+                send_timeout=self.options.send_timeout,
+            )
         try:
             pending = self.replay.pending()
             for sent in pending:
@@ -231,7 +275,11 @@ class Sender:
         st.connects += 1
         if st.ever_connected:
             st.reconnects += 1
-            log.info("kdb: reconnected to kdb+ at %s; re-sent %d unconfirmed rows", self._address, replayed)
+            log.info(
+                "kdb: reconnected to kdb+ at %s; re-sent %d unconfirmed rows",
+                self._address,
+                replayed,
+            )
         else:
             log.info("kdb: connected to kdb+ at %s", self._address)
         st.ever_connected = st.connected = True
@@ -244,11 +292,17 @@ class Sender:
         counters = self.state.tables[chunk.table]
         self._inflight = chunk.rows
         try:
-            message = encode_upd(TABLES[chunk.table], chunk.columns, chunk.rows, self.options.function)
+            message = encode_upd(
+                TABLES[chunk.table], chunk.columns, chunk.rows, self.options.function
+            )
         except EncodeError as exc:
             self._inflight = 0
             if not counters.rejected:
-                log.error("kdb: rows that cannot be sent to %s were skipped (%s); further ones are only counted", chunk.table, exc)
+                log.error(
+                    "kdb: rows that cannot be sent to %s were skipped (%s); further ones are only counted",
+                    chunk.table,
+                    exc,
+                )
             counters.rejected += chunk.rows
             return
         self.replay.add(Sent(chunk.table, chunk.rows, message))
@@ -270,13 +324,20 @@ class Sender:
         st.disconnects += 1
         st.connected = False
         st.last_error = reason
-        log.warning("kdb: lost kdb+ at %s: %s; %d unconfirmed rows will be re-sent", self._address, reason, self.replay.rows)
+        log.warning(
+            "kdb: lost kdb+ at %s: %s; %d unconfirmed rows will be re-sent",
+            self._address,
+            reason,
+            self.replay.rows,
+        )
         self._close()
 
     def _note_down(self, reason: str, delay: float) -> None:
         st = self.state
         if reason != st.last_error:
-            log.warning("kdb: %s; retrying (backoff up to %g s)", reason, self.options.reconnect_max)
+            log.warning(
+                "kdb: %s; retrying (backoff up to %g s)", reason, self.options.reconnect_max
+            )
         st.connected = False
         st.last_error = reason
         st.retry_in = delay

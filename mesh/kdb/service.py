@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 
 SUBSCRIPTIONS = (topics.quotes(), topics.trades(), topics.bars("1s"), topics.bars("1m"))
 BURST_MESSAGES = 100  # bus messages decoded together at most (merged into numpy columns per topic)
-DISABLED_MESSAGE = "KDB_TICKERPLANT is not set (host:port[:user:password]); nothing is published to kdb+"
+DISABLED_MESSAGE = (
+    "KDB_TICKERPLANT is not set (host:port[:user:password]); nothing is published to kdb+"
+)
 
 
 class KdbService(Service):
@@ -43,7 +45,13 @@ class KdbService(Service):
 
     name = "kdb"
 
-    def __init__(self, config: Config, batch_rows: int = DEFAULT_BATCH_ROWS, flush_ms: float = DEFAULT_FLUSH_MS, options: SenderOptions | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        flush_ms: float = DEFAULT_FLUSH_MS,
+        options: SenderOptions | None = None,
+    ) -> None:
         super().__init__(config)
         self.batch_rows = batch_rows
         self.flush_ms = flush_ms
@@ -62,11 +70,26 @@ class KdbService(Service):
             await runtime.stopping.wait()
             return
         self.state, self.message = "degraded", f"connecting to kdb+ at {target.host}:{target.port}"
-        importlib.import_module("mesh.kdb.encode")  # PyKX's import takes ~0.7 s: pay it before data flows
+        importlib.import_module(
+            "mesh.kdb.encode"
+        )  # PyKX's import takes ~0.7 s: pay it before data flows
         sender = self.sender = Sender(target, self.options)
         batcher = Batcher(self._submit, self.batch_rows, self.flush_ms)
-        sub = self.subscriber = AsyncSubscriber(SUBSCRIPTIONS, self.config.bus_sub, context=runtime.context, columnar=True, config=self.config)
-        log.info("kdb: publishing %s to kdb+ at %s with %s (batches of up to %d rows or %g ms)", ", ".join(TABLES), sender.snapshot()["target"], self.options.function, self.batch_rows, self.flush_ms)
+        sub = self.subscriber = AsyncSubscriber(
+            SUBSCRIPTIONS,
+            self.config.bus_sub,
+            context=runtime.context,
+            columnar=True,
+            config=self.config,
+        )
+        log.info(
+            "kdb: publishing %s to kdb+ at %s with %s (batches of up to %d rows or %g ms)",
+            ", ".join(TABLES),
+            sender.snapshot()["target"],
+            self.options.function,
+            self.batch_rows,
+            self.flush_ms,
+        )
         sender.start()
         receiving: asyncio.Future[list[Message]] | None = None
         try:
@@ -75,7 +98,9 @@ class KdbService(Service):
                 if receiving is None:
                     # a burst at a time: what is queued is decoded together, into numpy columns
                     receiving = asyncio.ensure_future(sub.recv_burst(BURST_MESSAGES))
-                done, _ = await asyncio.wait({receiving}, timeout=0.25 if due is None else min(due, 0.25))
+                done, _ = await asyncio.wait(
+                    {receiving}, timeout=0.25 if due is None else min(due, 0.25)
+                )
                 if done:
                     for msg in receiving.result():
                         batcher.add(msg.payload)
@@ -109,7 +134,9 @@ class KdbService(Service):
         if now - mark_time < 0.5:
             return
         rows = {name: t["rows"] for name, t in snap["tables"].items()}
-        self._rates = {name: (rows[name] - mark_rows.get(name, 0)) / (now - mark_time) for name in rows}
+        self._rates = {
+            name: (rows[name] - mark_rows.get(name, 0)) / (now - mark_time) for name in rows
+        }
         self._rate_mark = (now, rows)
 
     def bus_counters(self) -> dict[str, Any]:
@@ -118,7 +145,12 @@ class KdbService(Service):
         if sub is None:
             return {}
         counters = dict(sub.stats.as_counters())
-        counters.update({f"malformed_{kind}": count for kind, count in sorted(dict(sub.stats.malformed).items())})  # a copy: heartbeats read it from another thread
+        counters.update(
+            {
+                f"malformed_{kind}": count
+                for kind, count in sorted(dict(sub.stats.malformed).items())
+            }
+        )  # a copy: heartbeats read it from another thread
         return counters
 
     def counters(self) -> dict[str, Any]:
@@ -164,12 +196,41 @@ def build_parser() -> argparse.ArgumentParser:
         prog="massive run kdb",
         description="Publish quotes, trades and bars from the bus to the kdb+ tickerplant in KDB_TICKERPLANT (host:port[:user:password]) with async .u.upd calls.",
     )
-    parser.add_argument("--batch-rows", type=positive_int, default=DEFAULT_BATCH_ROWS, help=f"rows per .u.upd at most; a batch is sent when it has this many (default {DEFAULT_BATCH_ROWS})")
-    parser.add_argument("--flush-ms", type=positive_float, default=DEFAULT_FLUSH_MS, help=f"send a partial batch once its oldest row has waited this long (default {DEFAULT_FLUSH_MS:g})")
-    parser.add_argument("--max-queue-rows", type=positive_int, default=d.max_queue_rows, help=f"rows held while kdb+ is slow or away before the oldest are dropped (default {d.max_queue_rows})")
-    parser.add_argument("--confirm-ms", type=positive_float, default=d.confirm_interval * 1000, help=f"interval of the sync round trip that confirms delivery (default {d.confirm_interval * 1000:g})")
-    parser.add_argument("--reconnect-max-s", type=positive_float, default=d.reconnect_max, help=f"longest wait between reconnection attempts (default {d.reconnect_max:g})")
-    parser.add_argument("--function", default=d.function, help=f"the q function called with (table; columns) (default {d.function}; `upd` for an RDB)")
+    parser.add_argument(
+        "--batch-rows",
+        type=positive_int,
+        default=DEFAULT_BATCH_ROWS,
+        help=f"rows per .u.upd at most; a batch is sent when it has this many (default {DEFAULT_BATCH_ROWS})",
+    )
+    parser.add_argument(
+        "--flush-ms",
+        type=positive_float,
+        default=DEFAULT_FLUSH_MS,
+        help=f"send a partial batch once its oldest row has waited this long (default {DEFAULT_FLUSH_MS:g})",
+    )
+    parser.add_argument(
+        "--max-queue-rows",
+        type=positive_int,
+        default=d.max_queue_rows,
+        help=f"rows held while kdb+ is slow or away before the oldest are dropped (default {d.max_queue_rows})",
+    )
+    parser.add_argument(
+        "--confirm-ms",
+        type=positive_float,
+        default=d.confirm_interval * 1000,
+        help=f"interval of the sync round trip that confirms delivery (default {d.confirm_interval * 1000:g})",
+    )
+    parser.add_argument(
+        "--reconnect-max-s",
+        type=positive_float,
+        default=d.reconnect_max,
+        help=f"longest wait between reconnection attempts (default {d.reconnect_max:g})",
+    )
+    parser.add_argument(
+        "--function",
+        default=d.function,
+        help=f"the q function called with (table; columns) (default {d.function}; `upd` for an RDB)",
+    )
     return parser
 
 
@@ -184,5 +245,3 @@ def main(config: Config, argv: list[str] | None = None) -> int:
         reconnect_max=args.reconnect_max_s,
     )
     return run_service(KdbService(config, args.batch_rows, args.flush_ms, options))
-
-

@@ -52,7 +52,21 @@ BAR_SCHEMA = pa.schema(
 )
 
 # Partial bars: everything needed to merge two partial aggregates of the same window exactly.
-_NUMERIC = ("start", "first_ts", "first_ord", "last_ts", "last_ord", "open", "high", "low", "close", "volume", "pv", "count", "recv")
+_NUMERIC = (
+    "start",
+    "first_ts",
+    "first_ord",
+    "last_ts",
+    "last_ord",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "pv",
+    "count",
+    "recv",
+)
 Partial = dict[str, Any]  # "symbol": pa.StringArray, the rest numpy arrays of equal length
 
 
@@ -78,7 +92,9 @@ def rows_to_partial(table: str, chunk: pa.Table, interval: str, ordinal_base: in
         size = np.zeros(n)
     ordinal = ordinal_base + np.arange(n, dtype=np.int64)
     part: Partial = {
-        "symbol": chunk.column("symbol").combine_chunks() if isinstance(chunk.column("symbol"), pa.ChunkedArray) else chunk.column("symbol"),
+        "symbol": chunk.column("symbol").combine_chunks()
+        if isinstance(chunk.column("symbol"), pa.ChunkedArray)
+        else chunk.column("symbol"),
         "start": np.floor_divide(ts, INTERVAL_NS[interval]),
         "first_ts": ts,
         "first_ord": ordinal,
@@ -101,8 +117,13 @@ def merge(parts: list[Partial]) -> Partial:
     parts = [p for p in parts if len(p["start"])]
     if not parts:
         return empty_partial()
-    symbols = pa.concat_arrays([p["symbol"] for p in parts]) if len(parts) > 1 else parts[0]["symbol"]
-    cols = {k: np.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k] for k in _NUMERIC}
+    symbols = (
+        pa.concat_arrays([p["symbol"] for p in parts]) if len(parts) > 1 else parts[0]["symbol"]
+    )
+    cols = {
+        k: np.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k]
+        for k in _NUMERIC
+    }
     encoded = pc.dictionary_encode(symbols)
     codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     start = cols["start"]
@@ -120,7 +141,9 @@ def merge(parts: list[Partial]) -> Partial:
     def reduce(ufunc: np.ufunc, name: str) -> np.ndarray:
         return ufunc.reduceat(cols[name][by_first], heads)
 
-    by_last = np.lexsort((cols["last_ord"], cols["last_ts"], start, codes))  # same groups, same positions
+    by_last = np.lexsort(
+        (cols["last_ord"], cols["last_ts"], start, codes)
+    )  # same groups, same positions
 
     out: Partial = {
         "symbol": encoded.dictionary.take(pa.array(code_s[heads])),
@@ -142,7 +165,13 @@ def merge(parts: list[Partial]) -> Partial:
 
 
 def empty_partial() -> Partial:
-    out: Partial = {k: np.zeros(0, dtype=np.float64 if k in ("open", "high", "low", "close", "volume", "pv") else np.int64) for k in _NUMERIC}
+    out: Partial = {
+        k: np.zeros(
+            0,
+            dtype=np.float64 if k in ("open", "high", "low", "close", "volume", "pv") else np.int64,
+        )
+        for k in _NUMERIC
+    }
     out["symbol"] = pa.array([], type=pa.string())
     return out
 
@@ -150,7 +179,16 @@ def empty_partial() -> Partial:
 def to_table(part: Partial, interval: str) -> pa.Table:
     """Finished bars, sorted by symbol then time, in `BAR_SCHEMA`."""
     width = INTERVAL_NS[interval]
-    order = np.lexsort((part["start"], np.asarray(pc.rank(part["symbol"], sort_keys="ascending", tiebreaker="dense") if len(part["start"]) else np.zeros(0))))
+    order = np.lexsort(
+        (
+            part["start"],
+            np.asarray(
+                pc.rank(part["symbol"], sort_keys="ascending", tiebreaker="dense")
+                if len(part["start"])
+                else np.zeros(0)
+            ),
+        )
+    )
     volume = part["volume"][order]
     with np.errstate(invalid="ignore", divide="ignore"):
         vwap = np.where(volume > 0, part["pv"][order] / volume, np.nan)

@@ -18,17 +18,29 @@ SERVICE = "recorder"
 
 
 def register(subparsers: Any) -> None:
-    record = subparsers.add_parser("record", help="start, stop and inspect recordings (the recorder service must be running)", description="Control the recorder: sessions are written to MESH_DATA_DIR/recordings/<NAME>/ as Parquet.")
+    record = subparsers.add_parser(
+        "record",
+        help="start, stop and inspect recordings (the recorder service must be running)",
+        description="Control the recorder: sessions are written to MESH_DATA_DIR/recordings/<NAME>/ as Parquet.",
+    )
     sub = record.add_subparsers(dest="record_command", required=True, metavar="ACTION")
 
     start = sub.add_parser("start", help="start recording NAME (an existing NAME is appended to)")
-    start.add_argument("name", metavar="NAME", help="session name: letters, digits, '.', '_' and '-'")
+    start.add_argument(
+        "name", metavar="NAME", help="session name: letters, digits, '.', '_' and '-'"
+    )
     start.add_argument("--symbols", metavar="A,B", help="record only these symbols (default: all)")
     start.add_argument("--json", action="store_true", help="machine-readable output")
     start.set_defaults(func=cmd_start)
 
     stop = sub.add_parser("stop", help="finish the current recording (Parquet, bars, manifest)")
-    stop.add_argument("--wait", type=float, default=60.0, metavar="SECONDS", help="wait this long for the last slice to be written (default 60)")
+    stop.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait this long for the last slice to be written (default 60)",
+    )
     stop.add_argument("--json", action="store_true", help="machine-readable output")
     stop.set_defaults(func=cmd_stop)
 
@@ -45,7 +57,14 @@ def _config() -> Config:
 
 def cmd_start(args: argparse.Namespace) -> int:
     config = _config()
-    report = client.call(SERVICE, "start", {"name": args.name, "symbols": args.symbols}, config=config, timeout=10.0, busy_wait=control.BUSY_WAIT)
+    report = client.call(
+        SERVICE,
+        "start",
+        {"name": args.name, "symbols": args.symbols},
+        config=config,
+        timeout=10.0,
+        busy_wait=control.BUSY_WAIT,
+    )
     _print(report, args.json, f"recording {args.name!r}")
     return 0
 
@@ -89,18 +108,33 @@ def _print(report: dict[str, Any], as_json: bool, headline: str) -> None:
     if session:
         rows = session.get("rows_total") or {}
         print(f"  location   {session.get('location')}")
-        print(f"  symbols    {','.join(session['symbols_requested']) if session.get('symbols_requested') else 'all'} ({session.get('symbols', 0)} seen)")
-        print(f"  duration   {session.get('duration_s', 0):.1f} s   events/s {report.get('events_per_s', 0):,.0f}")
-        print(f"  this run   {sum(session.get('rows', {}).values()):,} rows to the write-ahead log, {session.get('rows_promoted', 0):,} promoted")
+        print(
+            f"  symbols    {','.join(session['symbols_requested']) if session.get('symbols_requested') else 'all'} ({session.get('symbols', 0)} seen)"
+        )
+        print(
+            f"  duration   {session.get('duration_s', 0):.1f} s   events/s {report.get('events_per_s', 0):,.0f}"
+        )
+        print(
+            f"  this run   {sum(session.get('rows', {}).values()):,} rows to the write-ahead log, {session.get('rows_promoted', 0):,} promoted"
+        )
         stored = session.get("bytes_stored", session.get("bytes_written", 0))
-        print(f"  stored     quotes {rows.get('quotes', 0):,}  trades {rows.get('trades', 0):,}  gaps {rows.get('gaps', 0):,}  files {session.get('files', 0)}  {_size(stored)} on disk")
+        print(
+            f"  stored     quotes {rows.get('quotes', 0):,}  trades {rows.get('trades', 0):,}  gaps {rows.get('gaps', 0):,}  files {session.get('files', 0)}  {_size(stored)} on disk"
+        )
         depth = session.get("wal_depth", {})
-        print(f"  WAL        {depth.get('segments', 0)} segment(s) waiting ({_size(session.get('wal_bytes_on_disk', 0))}), {depth.get('unsynced_bytes', 0):,} bytes not yet fsync'd")
+        print(
+            f"  WAL        {depth.get('segments', 0)} segment(s) waiting ({_size(session.get('wal_bytes_on_disk', 0))}), {depth.get('unsynced_bytes', 0):,} bytes not yet fsync'd"
+        )
         if session.get("first_event"):
             print(f"  events     {session['first_event']} .. {session['last_event']}")
         if session.get("error"):
             print(f"  ERROR      {session['error']}")
     dropped = report.get("dropped", {})
-    lost = sum(dropped.get("malformed", {}).values()) + dropped.get("unexpected", 0) + dropped.get("rejected", 0) + dropped.get("missing_on_bus", 0)
+    lost = (
+        sum(dropped.get("malformed", {}).values())
+        + dropped.get("unexpected", 0)
+        + dropped.get("rejected", 0)
+        + dropped.get("missing_on_bus", 0)
+    )
     if lost:
         print(f"  not kept   {lost} message(s): {json.dumps(dropped)}")

@@ -84,7 +84,10 @@ def _wal_type(t: pa.DataType) -> pa.DataType:
 
 
 # write-ahead-log schemas: the same columns, with times as int64 nanoseconds
-WAL: dict[str, pa.Schema] = {name: pa.schema([(f.name, _wal_type(f.type)) for f in schema]) for name, schema in STORAGE.items()}
+WAL: dict[str, pa.Schema] = {
+    name: pa.schema([(f.name, _wal_type(f.type)) for f in schema])
+    for name, schema in STORAGE.items()
+}
 
 TABLE_OF: dict[type, str] = {QuoteBatch: QUOTES, TradeBatch: TRADES, GapBatch: GAPS}
 
@@ -109,12 +112,20 @@ def to_record_batch(table: str, batch: Any, extra: dict[str, Any] | None = None)
             else:
                 column = getattr(batch, field.name)
             if len(column) != n:
-                raise RejectedBatch(f"column {field.name!r} has {len(column)} values, symbol has {n}")
+                raise RejectedBatch(
+                    f"column {field.name!r} has {len(column)} values, symbol has {n}"
+                )
             code = _BUFFER_CODES.get(field.type)
-            if isinstance(column, np.ndarray):  # mesh.columnar's decode: Arrow shares numpy's buffer
+            if isinstance(
+                column, np.ndarray
+            ):  # mesh.columnar's decode: Arrow shares numpy's buffer
                 arrays.append(pa.array(column, type=field.type))
             elif code is not None:  # ~3x faster than pa.array for a list of Python ints or floats
-                arrays.append(pa.Array.from_buffers(field.type, n, [None, pa.py_buffer(array.array(code, column))]))
+                arrays.append(
+                    pa.Array.from_buffers(
+                        field.type, n, [None, pa.py_buffer(array.array(code, column))]
+                    )
+                )
             else:
                 arrays.append(pa.array(column, type=field.type))
     except (pa.ArrowException, TypeError, OverflowError, ValueError) as exc:
@@ -127,7 +138,9 @@ def to_record_batch(table: str, batch: Any, extra: dict[str, Any] | None = None)
 def gap_record_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
     """Gap rows (few, rare) as one WAL record batch."""
     schema = WAL[GAPS]
-    return pa.RecordBatch.from_pylist([{f.name: row.get(f.name) for f in schema} for row in rows], schema=schema)
+    return pa.RecordBatch.from_pylist(
+        [{f.name: row.get(f.name) for f in schema} for row in rows], schema=schema
+    )
 
 
 def to_storage(table: str, data: pa.Table | pa.RecordBatch) -> pa.Table:

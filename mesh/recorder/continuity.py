@@ -37,7 +37,9 @@ class Continuity:
 
     def __init__(self) -> None:
         self._trackers: dict[str, GapTracker] = {}
-        self._resumed: tuple[str, int] | None = None  # (reason, since ns) for sources first seen after a resume
+        self._resumed: tuple[str, int] | None = (
+            None  # (reason, since ns) for sources first seen after a resume
+        )
         self._saved_at = 0.0
         self.changed = False  # events observed since the last snapshot
 
@@ -54,9 +56,19 @@ class Continuity:
         self._resumed = (reason, since)
         for source, kinds in (snapshot.get("sources") or {}).items():
             try:
-                positions = {kind: {str(symbol): Position(int(seq), int(ts)) for symbol, (seq, ts) in (kinds.get(kind) or {}).items()} for kind in KINDS}
+                positions = {
+                    kind: {
+                        str(symbol): Position(int(seq), int(ts))
+                        for symbol, (seq, ts) in (kinds.get(kind) or {}).items()
+                    }
+                    for kind in KINDS
+                }
             except (AttributeError, TypeError, ValueError) as exc:
-                log.warning("ignoring a damaged gap snapshot entry for %r (%s): its symbols count as new after the interruption", source, exc)
+                log.warning(
+                    "ignoring a damaged gap snapshot entry for %r (%s): its symbols count as new after the interruption",
+                    source,
+                    exc,
+                )
                 positions = {}
             self._tracker(str(source)).resume(positions, reason, since)
 
@@ -90,7 +102,15 @@ class Continuity:
         rows = []
         for source, tracker in self._trackers.items():
             for p in tracker.unresolved():
-                gap = Gap(symbol=p.symbol, kind=p.kind, from_sequence=p.sequence, to_sequence=0, ts_from=p.ts, ts_to=end_ns, reason=f"{p.reason}; no later event before the recording stopped")
+                gap = Gap(
+                    symbol=p.symbol,
+                    kind=p.kind,
+                    from_sequence=p.sequence,
+                    to_sequence=0,
+                    ts_from=p.ts,
+                    ts_to=end_ns,
+                    reason=f"{p.reason}; no later event before the recording stopped",
+                )
                 rows.append(gap_row(gap, source, topics.get(p.kind, "")))
         return rows
 
@@ -99,7 +119,10 @@ class Continuity:
     def snapshot(self) -> dict[str, Any]:
         sources: dict[str, Any] = {}
         for source, tracker in self._trackers.items():
-            sources[source] = {kind: {symbol: [p.sequence, p.ts] for symbol, p in symbols.items()} for kind, symbols in tracker.positions().items()}
+            sources[source] = {
+                kind: {symbol: [p.sequence, p.ts] for symbol, p in symbols.items()}
+                for kind, symbols in tracker.positions().items()
+            }
         return {"format": 1, "written_ns": time.time_ns(), "sources": sources}
 
     def save_due(self, now: float | None = None) -> bool:
@@ -142,7 +165,11 @@ def load(directory: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as exc:
         problem = str(exc)
-    log.warning("gap snapshot %s is damaged (%s): every symbol's first event after the resume opens a gap", path, problem)
+    log.warning(
+        "gap snapshot %s is damaged (%s): every symbol's first event after the resume opens a gap",
+        path,
+        problem,
+    )
     return empty_snapshot(path.stat().st_mtime_ns if path.exists() else time.time_ns())
 
 
@@ -165,6 +192,14 @@ def gap_row(gap: Gap, source: str, topic: str) -> dict[str, Any]:
     difference of two of them does not count events.
     """
     return {
-        "symbol": gap.symbol, "kind": gap.kind, "from_sequence": gap.from_sequence, "to_sequence": gap.to_sequence,
-        "ts_from": gap.ts_from, "ts_to": gap.ts_to, "reason": gap.reason, "source": source, "topic": topic, "missing": 0,
+        "symbol": gap.symbol,
+        "kind": gap.kind,
+        "from_sequence": gap.from_sequence,
+        "to_sequence": gap.to_sequence,
+        "ts_from": gap.ts_from,
+        "ts_to": gap.ts_to,
+        "reason": gap.reason,
+        "source": source,
+        "topic": topic,
+        "missing": 0,
     }

@@ -65,23 +65,39 @@ class Intake:
         except RejectedBatch as exc:
             self.rejected += 1
             if self.rejected == 1:
-                log.warning("skipping a batch that cannot be stored (%s); further ones are only counted", exc)
+                log.warning(
+                    "skipping a batch that cannot be stored (%s); further ones are only counted",
+                    exc,
+                )
             return
         rows = self.continuity.observe(msg.header.src, msg.topic, kind, payload)
         if rows:
             session.write_gaps(rows)
 
-    def _broke(self, session: Session, msg: Message, previous: tuple[int, int], missing: int, kind: str) -> None:
+    def _broke(
+        self, session: Session, msg: Message, previous: tuple[int, int], missing: int, kind: str
+    ) -> None:
         """Messages from a source were lost on the bus, or the source restarted (its sequence started again)."""
         src, topic = msg.header.src, msg.topic
         if missing:
             self.bus_gaps += 1
             reason = f"{missing} message(s) from {src} on {topic} missing on the bus"
-            session.write_gaps([{
-                "symbol": "", "kind": "bus", "from_sequence": previous[0], "to_sequence": msg.header.seq,
-                "ts_from": previous[1], "ts_to": msg.header.ts_send, "source": src, "topic": topic,
-                "missing": missing, "reason": reason,
-            }])
+            session.write_gaps(
+                [
+                    {
+                        "symbol": "",
+                        "kind": "bus",
+                        "from_sequence": previous[0],
+                        "to_sequence": msg.header.seq,
+                        "ts_from": previous[1],
+                        "ts_to": msg.header.ts_send,
+                        "source": src,
+                        "topic": topic,
+                        "missing": missing,
+                        "reason": reason,
+                    }
+                ]
+            )
         else:
             self.restarts += 1
             reason = f"{src} restarted (its sequence on {topic} started again): events it had not yet published may be missing"
@@ -92,7 +108,14 @@ class Intake:
 def gap_rows(batch: GapBatch, source: str, topic: str) -> list[dict[str, Any]]:
     """Ingest's gap records (rare, a few at a time) as rows of the gaps table."""
     names = batch.__struct_fields__
-    rows = [dict(zip(names, values, strict=True)) for values in zip(*(getattr(batch, n) for n in names), strict=True)]
+    rows = [
+        dict(zip(names, values, strict=True))
+        for values in zip(*(getattr(batch, n) for n in names), strict=True)
+    ]
     for row in rows:
-        row.update(source=source, topic=topic, missing=max(0, row["to_sequence"] - row["from_sequence"] - 1))
+        row.update(
+            source=source,
+            topic=topic,
+            missing=max(0, row["to_sequence"] - row["from_sequence"] - 1),
+        )
     return rows

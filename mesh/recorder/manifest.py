@@ -28,7 +28,11 @@ MAX_GAPS_LISTED = 10_000  # all of them are in the gaps table; the manifest list
 def iso(ns: int | None) -> str | None:
     if ns is None:
         return None
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ns / 1e9, tz=UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def part_name(number: int) -> str:
@@ -89,10 +93,21 @@ class Manifest:
                 self.gaps.append(dict(row))
 
     def start_run(self, now_ns: int) -> None:
-        self.runs.append({"started_ns": now_ns, "started": iso(now_ns), "ended_ns": None, "ended": None, "clean": False, "error": None})
+        self.runs.append(
+            {
+                "started_ns": now_ns,
+                "started": iso(now_ns),
+                "ended_ns": None,
+                "ended": None,
+                "clean": False,
+                "error": None,
+            }
+        )
         self.state, self.clean, self.error = "recording", False, None
 
-    def end_run(self, now_ns: int, *, clean: bool, error: str | None = None, recovered: bool = False) -> None:
+    def end_run(
+        self, now_ns: int, *, clean: bool, error: str | None = None, recovered: bool = False
+    ) -> None:
         if not self.runs or self.runs[-1]["ended_ns"] is not None:
             self.start_run(now_ns)
         run = self.runs[-1]
@@ -151,7 +166,11 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
-        manifest = cls(name=data["name"], location=data.get("location", ""), created_ns=int(data.get("created_ns") or time.time_ns()))
+        manifest = cls(
+            name=data["name"],
+            location=data.get("location", ""),
+            created_ns=int(data.get("created_ns") or time.time_ns()),
+        )
         manifest.state = data.get("state", "stopped")
         manifest.clean = bool(data.get("clean", False))
         manifest.error = data.get("error")
@@ -164,7 +183,9 @@ class Manifest:
         manifest.runs = list(data.get("runs", []))
         rows = data.get("rows", {})
         manifest.bar_rows = {name: int(rows.get(name, 0)) for name in data.get("bars", {})}
-        manifest.bar_bytes = max(0, int(data.get("bytes", 0)) - sum(f.bytes for f in manifest.files.values()))
+        manifest.bar_bytes = max(
+            0, int(data.get("bytes", 0)) - sum(f.bytes for f in manifest.files.values())
+        )
         return manifest
 
 
@@ -202,7 +223,11 @@ def scan(store: Store, name: str, previous: Manifest | None = None) -> Manifest:
         manifest.created_ns = previous.created_ns
         manifest.runs = [dict(run) for run in previous.runs]
         manifest.symbols_requested = previous.symbols_requested
-        manifest.state, manifest.clean, manifest.error = previous.state, previous.clean, previous.error
+        manifest.state, manifest.clean, manifest.error = (
+            previous.state,
+            previous.clean,
+            previous.error,
+        )
     for table in (QUOTES, TRADES, GAPS):
         for file_name, size in sorted(store.list_files(f"{name}/{table}").items()):
             if part_number(file_name) is None:
@@ -230,6 +255,10 @@ def gap_rows(data: pa.Table) -> list[dict[str, Any]]:
     """Gap table rows as JSON-ready dicts (times as ns integers)."""
     if data.num_rows == 0:
         return []
-    data = data.set_column(data.schema.get_field_index("ts_from"), "ts_from", data.column("ts_from").cast(pa.int64()))
-    data = data.set_column(data.schema.get_field_index("ts_to"), "ts_to", data.column("ts_to").cast(pa.int64()))
+    data = data.set_column(
+        data.schema.get_field_index("ts_from"), "ts_from", data.column("ts_from").cast(pa.int64())
+    )
+    data = data.set_column(
+        data.schema.get_field_index("ts_to"), "ts_to", data.column("ts_to").cast(pa.int64())
+    )
     return data.to_pylist()

@@ -25,7 +25,9 @@ from mesh.recorder.wal import fsync_dir, read_segment
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 1024 * 1024  # rows per Parquet row group and per bar-building step (smaller groups write ~35% slower)
+CHUNK_ROWS = (
+    1024 * 1024
+)  # rows per Parquet row group and per bar-building step (smaller groups write ~35% slower)
 
 # Called between writing the Parquet files and deleting the segment; tests use it to crash there.
 _after_write: Callable[[int], None] | None = None
@@ -40,7 +42,9 @@ class Promoted:
     symbols: set[str] = field(default_factory=set)
     gaps: list[dict] = field(default_factory=list)
     torn: list[str] = field(default_factory=list)  # tables whose segment ended mid-batch
-    already: list[str] = field(default_factory=list)  # tables found promoted already (after a crash)
+    already: list[str] = field(
+        default_factory=list
+    )  # tables found promoted already (after a crash)
 
     @property
     def rows(self) -> int:
@@ -76,10 +80,17 @@ def promote_segment(
         content = read_segment(path)
         if content.torn:
             result.torn.append(table)
-            log.warning("%s: segment %s ended mid-batch (a crash while writing); kept its %d complete rows", session, path.name, content.rows)
+            log.warning(
+                "%s: segment %s ended mid-batch (a crash while writing); kept its %d complete rows",
+                session,
+                path.name,
+                content.rows,
+            )
         if store.exists(f"{session}/{rel}"):
             result.already.append(table)
-            if bar_builder is None and table != GAPS:  # nothing needs the rows: just account for the file
+            if (
+                bar_builder is None and table != GAPS
+            ):  # nothing needs the rows: just account for the file
                 data = store.read_table(f"{session}/{rel}", columns=["symbol", "ts_event"])
                 first, last, symbols = mf.describe_table(table, data)
                 size = store.list_files(f"{session}/{table}").get(mf.part_name(number), 0)
@@ -116,7 +127,9 @@ def promote_segment(
     return result
 
 
-def write_bars(store: Store, session: str, bar_builder: bars_mod.BarBuilder) -> tuple[dict[str, int], int]:
+def write_bars(
+    store: Store, session: str, bar_builder: bars_mod.BarBuilder
+) -> tuple[dict[str, int], int]:
     """Rewrite the session's bar files from the builder; returns (rows per bar table, bytes)."""
     rows: dict[str, int] = {}
     size = 0
@@ -138,9 +151,16 @@ def rebuild_bars(store: Store, session: str, manifest: mf.Manifest) -> bars_mod.
         number = mf.part_number(entry.path.rsplit("/", 1)[-1])
         if number is None:
             continue
-        needed = ["symbol", "ts_event", "ts_recv", *(["price", "size"] if entry.table == "trades" else ["bid_price", "ask_price"])]
+        needed = [
+            "symbol",
+            "ts_event",
+            "ts_recv",
+            *(["price", "size"] if entry.table == "trades" else ["bid_price", "ask_price"]),
+        ]
         data = store.read_table(f"{session}/{entry.path}", columns=needed)
         for offset in range(0, data.num_rows, CHUNK_ROWS):
-            builder.add(entry.table, data.slice(offset, CHUNK_ROWS), bars_mod.ordinal(number, offset))
+            builder.add(
+                entry.table, data.slice(offset, CHUNK_ROWS), bars_mod.ordinal(number, offset)
+            )
         builder.commit()
     return builder

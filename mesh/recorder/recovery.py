@@ -117,7 +117,11 @@ def pending(data_dir: Path) -> list[str]:
     root = recordings_dir(data_dir)
     if not root.is_dir():
         return []
-    return sorted(p.parent.name for p in root.glob("*/wal") if p.is_dir() and (list_segments(p) or (p / SESSION_FILE).exists()))
+    return sorted(
+        p.parent.name
+        for p in root.glob("*/wal")
+        if p.is_dir() and (list_segments(p) or (p / SESSION_FILE).exists())
+    )
 
 
 @dataclass
@@ -133,7 +137,9 @@ class Recovered:
     manifest: mf.Manifest
 
 
-def recover(data_dir: Path, name: str, default_output: str | None = None, *, will_resume: bool = False) -> Recovered:
+def recover(
+    data_dir: Path, name: str, default_output: str | None = None, *, will_resume: bool = False
+) -> Recovered:
     """Promote what the write-ahead log of `name` still holds and make its manifest whole again.
 
     With `will_resume`, a session that is going to be resumed keeps its bar files as they are:
@@ -166,11 +172,15 @@ def recover(data_dir: Path, name: str, default_output: str | None = None, *, wil
         manifest.end_run(now, clean=False, recovered=True)
     resume = interrupted and not failed and meta.get("state") == "recording"
     if not (resume and will_resume):
-        manifest.bar_rows, manifest.bar_bytes = write_bars(store, name, rebuild_bars(store, name, manifest))
+        manifest.bar_rows, manifest.bar_bytes = write_bars(
+            store, name, rebuild_bars(store, name, manifest)
+        )
     mf.save(store, manifest)
     finish_local(directory)
     if segments:
-        log.info("recovered %s: promoted %d write-ahead segment(s), %d rows", name, len(segments), rows)
+        log.info(
+            "recovered %s: promoted %d write-ahead segment(s), %d rows", name, len(segments), rows
+        )
     return Recovered(name, resume, meta, len(segments), rows, torn, manifest)
 
 
@@ -179,7 +189,11 @@ def _note_failure(manifest: mf.Manifest, meta: dict[str, Any], run_open: bool, n
     could not be updated at the time: the local note kept the reason."""
     if manifest.state == "failed" and manifest.error and not run_open:
         return
-    error = manifest.error or meta.get("error") or "the session failed; the reason could not be recorded"
+    error = (
+        manifest.error
+        or meta.get("error")
+        or "the session failed; the reason could not be recorded"
+    )
     ended = int(meta.get("ended_ns") or now)
     if run_open or not manifest.runs:
         manifest.end_run(ended, clean=False, error=error, recovered=True)
@@ -209,5 +223,9 @@ def _note_interruption(store: Store, name: str, manifest: mf.Manifest, now: int)
     table = pa.Table.from_pylist([row], schema=WAL[GAPS]).cast(STORAGE[GAPS])
     with store.parquet_writer(f"{name}/{rel}", STORAGE[GAPS]) as writer:
         writer.write_table(table)
-    manifest.add_file(mf.FileEntry(rel, GAPS, 1, store.list_files(f"{name}/{GAPS}").get(rel.rsplit("/", 1)[-1], 0)))
+    manifest.add_file(
+        mf.FileEntry(
+            rel, GAPS, 1, store.list_files(f"{name}/{GAPS}").get(rel.rsplit("/", 1)[-1], 0)
+        )
+    )
     manifest.add_gaps([row])

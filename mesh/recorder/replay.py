@@ -36,7 +36,9 @@ def _to_batch(table: str, data: pa.Table) -> Any:
     return _BATCH_TYPES[table](**columns)
 
 
-def replay_batches(recording: str | Path, *, max_rows: int = 1000, symbols: list[str] | None = None) -> Iterator[QuoteBatch | TradeBatch]:
+def replay_batches(
+    recording: str | Path, *, max_rows: int = 1000, symbols: list[str] | None = None
+) -> Iterator[QuoteBatch | TradeBatch]:
     """Batches of at most `max_rows` events, each of one kind, in recorded order."""
     store, name = open_session(recording)
     parts: dict[int, dict[str, str]] = {}
@@ -58,7 +60,10 @@ def replay_batches(recording: str | Path, *, max_rows: int = 1000, symbols: list
 
 
 def _merge(tables: list[tuple[str, pa.Table]], max_rows: int) -> Iterator[Any]:
-    keys = [np.asarray(t.column("ts_recv").cast(pa.int64()).to_numpy(zero_copy_only=False)) for _, t in tables]
+    keys = [
+        np.asarray(t.column("ts_recv").cast(pa.int64()).to_numpy(zero_copy_only=False))
+        for _, t in tables
+    ]
     if not keys or not sum(len(k) for k in keys):
         return
     which = np.concatenate([np.full(len(k), i, dtype=np.int64) for i, k in enumerate(keys)])
@@ -74,7 +79,9 @@ def _merge(tables: list[tuple[str, pa.Table]], max_rows: int) -> Iterator[Any]:
             yield _to_batch(table, data.take(pa.array(idx)))
 
 
-def replay_events(recording: str | Path, *, symbols: list[str] | None = None) -> Iterator[Quote | Trade]:
+def replay_events(
+    recording: str | Path, *, symbols: list[str] | None = None
+) -> Iterator[Quote | Trade]:
     """Every recorded quote and trade as a row record, in recorded order, with original times."""
     for batch in replay_batches(recording, symbols=symbols):
         yield from batch.rows()

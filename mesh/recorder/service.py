@@ -36,7 +36,9 @@ from mesh.wire import MalformedFrame
 log = logging.getLogger(__name__)
 
 BURST = 500  # messages decoded and written together, at most
-DRAIN_SECONDS = 0.05  # or this long: commands and heartbeats share the loop, and must not wait seconds
+DRAIN_SECONDS = (
+    0.05  # or this long: commands and heartbeats share the loop, and must not wait seconds
+)
 STOP_REPLY_WITHIN = 1.5  # seconds: `stop` answers by then, and finishes in the background if needed
 
 
@@ -79,7 +81,9 @@ class RecorderService(Service):
             sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         auth.secure_client(sock, auth.client_keys(self.config))
         sock.connect(self.config.bus_sub)
-        drain: zmq.SyncSocket = zmq.Socket.shadow(sock.underlying)  # the same socket, for non-blocking reads
+        drain: zmq.SyncSocket = zmq.Socket.shadow(
+            sock.underlying
+        )  # the same socket, for non-blocking reads
         try:
             await self._recover(runtime)
             while not runtime.stopping.is_set():
@@ -104,18 +108,50 @@ class RecorderService(Service):
     async def _recover(self, runtime: Runtime) -> None:
         try:
             for name in recovery.pending(self.config.data_dir):
-                snapshot = continuity.load(recovery.wal_dir(self.config.data_dir, name))  # read before recovery tidies the folder
+                snapshot = continuity.load(
+                    recovery.wal_dir(self.config.data_dir, name)
+                )  # read before recovery tidies the folder
                 try:
-                    done = await asyncio.to_thread(functools.partial(recovery.recover, self.config.data_dir, name, self.output, will_resume=self.resume))
+                    done = await asyncio.to_thread(
+                        functools.partial(
+                            recovery.recover,
+                            self.config.data_dir,
+                            name,
+                            self.output,
+                            will_resume=self.resume,
+                        )
+                    )
                 except Exception as exc:
-                    runtime.event("error", f"could not recover recording {name!r}: {exc}", session=name)
+                    runtime.event(
+                        "error", f"could not recover recording {name!r}: {exc}", session=name
+                    )
                     continue
-                self.recovered.append({"session": name, "segments": done.segments, "rows": done.rows, "torn": done.torn})
-                runtime.event("warning" if done.segments else "info", f"recovered recording {name!r} after an unclean stop: {done.rows} rows promoted from {done.segments} write-ahead segment(s)", session=name)
+                self.recovered.append(
+                    {
+                        "session": name,
+                        "segments": done.segments,
+                        "rows": done.rows,
+                        "torn": done.torn,
+                    }
+                )
+                runtime.event(
+                    "warning" if done.segments else "info",
+                    f"recovered recording {name!r} after an unclean stop: {done.rows} rows promoted from {done.segments} write-ahead segment(s)",
+                    session=name,
+                )
                 if done.resume and self.resume and self.session is None:
-                    if snapshot is None:  # killed before its first save: every symbol counts as new after the last event recorded
-                        snapshot = continuity.empty_snapshot(done.manifest.event_range()[1] or time.time_ns())
-                    await self._start(name, done.meta.get("symbols"), output=done.meta.get("output"), snapshot=snapshot)
+                    if (
+                        snapshot is None
+                    ):  # killed before its first save: every symbol counts as new after the last event recorded
+                        snapshot = continuity.empty_snapshot(
+                            done.manifest.event_range()[1] or time.time_ns()
+                        )
+                    await self._start(
+                        name,
+                        done.meta.get("symbols"),
+                        output=done.meta.get("output"),
+                        snapshot=snapshot,
+                    )
                     runtime.event("info", f"resumed recording {name!r}", session=name)
         finally:
             self._ready.set()
@@ -142,7 +178,9 @@ class RecorderService(Service):
         try:
             msg = wire.decode(frames, columnar=True)
         except MalformedFrame as exc:
-            self.sub_stats.reject(exc)  # counted by kind (unknown schemas too), logged once per kind
+            self.sub_stats.reject(
+                exc
+            )  # counted by kind (unknown schemas too), logged once per kind
             return
         missing = self.sub_stats.observe(msg)
         try:
@@ -166,7 +204,11 @@ class RecorderService(Service):
             except (WalError, OSError) as exc:
                 self._fail(str(exc))
                 return
-        if session.promotion_due and (self._worker is None or self._worker.done()) and session.state == "recording":
+        if (
+            session.promotion_due
+            and (self._worker is None or self._worker.done())
+            and session.state == "recording"
+        ):
             self._worker = asyncio.create_task(self._promote(session))
 
     async def _promote(self, session: Session) -> None:
@@ -189,12 +231,21 @@ class RecorderService(Service):
         if session is None or session.state in ("failed", "stopped"):
             return
         if session.state == "recording":
-            self._save_positions(session)  # a later start of the same NAME bounds the outage with them
+            self._save_positions(
+                session
+            )  # a later start of the same NAME bounds the outage with them
         session.fail(error, promote=False)
         self.state, self.message = "error", f"recording {session.name} failed: {error}"
         if self.runtime is not None:
-            self.runtime.event("error", f"recording {session.name!r} failed: {error}", session=session.name, rows=sum(session.rows.values()))
-        self._worker = asyncio.get_running_loop().create_task(self._after(self._worker, session.finish_failed))
+            self.runtime.event(
+                "error",
+                f"recording {session.name!r} failed: {error}",
+                session=session.name,
+                rows=sum(session.rows.values()),
+            )
+        self._worker = asyncio.get_running_loop().create_task(
+            self._after(self._worker, session.finish_failed)
+        )
 
     async def _after(self, previous: asyncio.Task[Any] | None, finish: Any) -> None:
         """Run `finish` in a thread once the promotion already under way (if any) is over."""
@@ -213,9 +264,20 @@ class RecorderService(Service):
                 session.close()
                 await asyncio.wait_for(asyncio.to_thread(session.promote_pending), timeout=1.5)
             except Exception as exc:  # what is not promoted stays in the WAL for the next start
-                log.warning("recording %s: left for recovery at the next start (%s)", session.name, exc)
+                log.warning(
+                    "recording %s: left for recovery at the next start (%s)", session.name, exc
+                )
             try:
-                recovery.write_meta(session.wal_dir, {"name": session.name, "output": session.output, "symbols": session.symbols, "state": "recording", "started_ns": session.started_ns})
+                recovery.write_meta(
+                    session.wal_dir,
+                    {
+                        "name": session.name,
+                        "output": session.output,
+                        "symbols": session.symbols,
+                        "state": "recording",
+                        "started_ns": session.started_ns,
+                    },
+                )
             except OSError:
                 pass
 
@@ -226,18 +288,33 @@ class RecorderService(Service):
         await asyncio.wait_for(self._ready.wait(), timeout=STOP_REPLY_WITHIN)
         current = self.session
         if current is not None and current.state in ("recording", "stopping"):
-            raise SessionError(f"already recording {current.name!r}; stop it first (`massive record stop`)")
+            raise SessionError(
+                f"already recording {current.name!r}; stop it first (`massive record stop`)"
+            )
         if self._worker is not None and not self._worker.done():
             await asyncio.wait_for(asyncio.shield(self._worker), timeout=STOP_REPLY_WITHIN)
         return await self._start(name, symbols)
 
-    async def _start(self, name: str, symbols: str | list[str] | None, output: str | None = None, snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _start(
+        self,
+        name: str,
+        symbols: str | list[str] | None,
+        output: str | None = None,
+        snapshot: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Open session NAME; `snapshot`: the gap positions of an interrupted run (read from its folder if None)."""
         if snapshot is None:
-            snapshot = await asyncio.to_thread(continuity.load, recovery.wal_dir(self.config.data_dir, name))
+            snapshot = await asyncio.to_thread(
+                continuity.load, recovery.wal_dir(self.config.data_dir, name)
+            )
         session = Session(
-            name, data_dir=self.config.data_dir, output=output or self.output, symbols=symbols,
-            sync_interval=self.sync_interval, slice_seconds=self.slice_seconds, slice_rows=self.slice_rows,
+            name,
+            data_dir=self.config.data_dir,
+            output=output or self.output,
+            symbols=symbols,
+            sync_interval=self.sync_interval,
+            slice_seconds=self.slice_seconds,
+            slice_rows=self.slice_rows,
         )
         try:
             await asyncio.to_thread(session.open)
@@ -251,16 +328,29 @@ class RecorderService(Service):
         self._save_positions(session)
         self.state, self.message = "ok", f"recording {name}"
         if self.runtime is not None:
-            self.runtime.event("info", f"recording {name!r} started", session=name, symbols=session.symbols, location=session.store.uri(name))
+            self.runtime.event(
+                "info",
+                f"recording {name!r} started",
+                session=name,
+                symbols=session.symbols,
+                location=session.store.uri(name),
+            )
         return self.status_report()
 
     async def cmd_stop(self) -> dict[str, Any]:
         """Stop the current session: promote what is left, write bars and the final manifest."""
         session = self.session
         if session is None or session.state != "recording":
-            raise SessionError("not recording" + (f" (last session {session.name!r} is {session.state})" if session else ""))
+            raise SessionError(
+                "not recording"
+                + (f" (last session {session.name!r} is {session.state})" if session else "")
+            )
         try:  # symbols whose stream broke and never resumed: an open-ended gap each
-            session.write_gaps(self.intake.continuity.open_rows(time.time_ns(), {"quote": topics.quotes(), "trade": topics.trades()}))
+            session.write_gaps(
+                self.intake.continuity.open_rows(
+                    time.time_ns(), {"quote": topics.quotes(), "trade": topics.trades()}
+                )
+            )
         except OSError as exc:
             self._fail(str(exc))
             raise SessionError(f"recording {session.name!r} failed while stopping: {exc}") from None
@@ -282,12 +372,22 @@ class RecorderService(Service):
             session.state, session.error = "failed", f"could not finish: {exc}"
             self.state, self.message = "error", f"recording {session.name} failed: {session.error}"
             if self.runtime is not None:
-                self.runtime.event("error", f"recording {session.name!r} could not finish: {exc}", session=session.name)
+                self.runtime.event(
+                    "error",
+                    f"recording {session.name!r} could not finish: {exc}",
+                    session=session.name,
+                )
             return
         self.message = ""
         if self.runtime is not None:
             rows = session.status()["rows_total"]
-            self.runtime.event("info", f"recording {session.name!r} stopped", session=session.name, rows=rows, location=session.store.uri(session.name))
+            self.runtime.event(
+                "info",
+                f"recording {session.name!r} stopped",
+                session=session.name,
+                rows=rows,
+                location=session.store.uri(session.name),
+            )
 
     def cmd_status(self) -> dict[str, Any]:
         """The current (or last) session, and what the recorder could not keep."""
@@ -306,7 +406,13 @@ class RecorderService(Service):
     def status_report(self) -> dict[str, Any]:
         session = self.session
         report: dict[str, Any] = {
-            "recorder": {"output": session.store.location if session else (self.output or str(recovery.recordings_dir(self.config.data_dir))), "sync_interval_s": self.sync_interval, "slice_seconds": self.slice_seconds},
+            "recorder": {
+                "output": session.store.location
+                if session
+                else (self.output or str(recovery.recordings_dir(self.config.data_dir))),
+                "sync_interval_s": self.sync_interval,
+                "slice_seconds": self.slice_seconds,
+            },
             "recording": bool(session and session.state == "recording"),
             "session": session.status() if session else None,
             "events_per_s": self._rate[2],
@@ -321,7 +427,9 @@ class RecorderService(Service):
         now = time.monotonic()
         rows = sum(self.session.rows.values()) if self.session else 0
         when, last_rows, _ = self._rate
-        rate = max(0.0, (rows - last_rows) / (now - when)) if now > when and rows >= last_rows else 0.0
+        rate = (
+            max(0.0, (rows - last_rows) / (now - when)) if now > when and rows >= last_rows else 0.0
+        )
         self._rate = (now, rows, round(rate, 1))
         return self._rate[2]
 
@@ -353,8 +461,15 @@ class RecorderService(Service):
             "rows_promoted": status["rows_promoted"] if status else 0,
             "bytes_written": status["bytes_written"] if status else 0,
             "files": status["files"] if status else 0,
-            "wal_depth": status["wal_depth"] if status else {"segments": 0, "unsynced_bytes": 0, "at_risk_ms": 0.0},
-            "gaps": {"recorded": status["gaps"] if status else 0, "bus_gaps": self.intake.bus_gaps, "missing_on_bus": self.sub_stats.gaps, "source_restarts": self.intake.restarts},
+            "wal_depth": status["wal_depth"]
+            if status
+            else {"segments": 0, "unsynced_bytes": 0, "at_risk_ms": 0.0},
+            "gaps": {
+                "recorded": status["gaps"] if status else 0,
+                "bus_gaps": self.intake.bus_gaps,
+                "missing_on_bus": self.sub_stats.gaps,
+                "source_restarts": self.intake.restarts,
+            },
             "dropped": self.dropped(),
             "received": self.sub_stats.received,
         }
@@ -365,11 +480,37 @@ def build_parser() -> argparse.ArgumentParser:
         prog="massive run recorder",
         description="Record market data from the bus into crash-safe Parquet sessions; control it with `massive record start|stop|status`.",
     )
-    parser.add_argument("--out", metavar="LOCATION", help="where recordings go: a folder or an s3:// URI (default: MESH_DATA_DIR/recordings); the write-ahead log always stays under MESH_DATA_DIR")
-    parser.add_argument("--sync-interval", type=float, default=DEFAULT_SYNC_INTERVAL, metavar="SECONDS", help="fsync the write-ahead log this often: the most data a power cut can take (default 0.2; 0 = every batch)")
-    parser.add_argument("--slice-seconds", type=float, default=DEFAULT_SLICE_SECONDS, metavar="SECONDS", help="promote the log to Parquet this often (default 60)")
-    parser.add_argument("--slice-rows", type=int, default=DEFAULT_SLICE_ROWS, metavar="ROWS", help="or as soon as a slice holds this many rows (default 2,000,000)")
-    parser.add_argument("--no-resume", action="store_true", help="after a crash, recover the interrupted session but do not resume recording it")
+    parser.add_argument(
+        "--out",
+        metavar="LOCATION",
+        help="where recordings go: a folder or an s3:// URI (default: MESH_DATA_DIR/recordings); the write-ahead log always stays under MESH_DATA_DIR",
+    )
+    parser.add_argument(
+        "--sync-interval",
+        type=float,
+        default=DEFAULT_SYNC_INTERVAL,
+        metavar="SECONDS",
+        help="fsync the write-ahead log this often: the most data a power cut can take (default 0.2; 0 = every batch)",
+    )
+    parser.add_argument(
+        "--slice-seconds",
+        type=float,
+        default=DEFAULT_SLICE_SECONDS,
+        metavar="SECONDS",
+        help="promote the log to Parquet this often (default 60)",
+    )
+    parser.add_argument(
+        "--slice-rows",
+        type=int,
+        default=DEFAULT_SLICE_ROWS,
+        metavar="ROWS",
+        help="or as soon as a slice holds this many rows (default 2,000,000)",
+    )
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="after a crash, recover the interrupted session but do not resume recording it",
+    )
     return parser
 
 
@@ -380,7 +521,11 @@ def main(config: Config, argv: list[str] | None = None) -> int:
         log.error("--sync-interval must be >= 0, --slice-seconds and --slice-rows > 0")
         return 2
     service = RecorderService(
-        config, output=args.out, sync_interval=args.sync_interval, slice_seconds=args.slice_seconds,
-        slice_rows=args.slice_rows, resume=not args.no_resume,
+        config,
+        output=args.out,
+        sync_interval=args.sync_interval,
+        slice_seconds=args.slice_seconds,
+        slice_rows=args.slice_rows,
+        resume=not args.no_resume,
     )
     return run_service(service)

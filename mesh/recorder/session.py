@@ -45,7 +45,9 @@ class SessionError(ValueError):
 
 def check_name(name: str) -> str:
     if not _NAME.match(name) or ".." in name:
-        raise SessionError(f"invalid recording name {name!r}: use letters, digits, '.', '_' and '-' (at most 128)")
+        raise SessionError(
+            f"invalid recording name {name!r}: use letters, digits, '.', '_' and '-' (at most 128)"
+        )
     return name
 
 
@@ -118,7 +120,9 @@ class Session:
         manifest.start_run(self.started_ns)
         manifest.runs[-1]["symbols_requested"] = self.symbols
         self.manifest = manifest
-        first_segment = max([n for _, n in listed] + list(list_segments(self.wal_dir)), default=0) + 1
+        first_segment = (
+            max([n for _, n in listed] + list(list_segments(self.wal_dir)), default=0) + 1
+        )
         recovery.write_meta(self.wal_dir, self._meta("recording"))
         recovery.reserve_space(self.wal_dir)
         self.store.makedirs(self.name)
@@ -130,7 +134,13 @@ class Session:
 
     def _meta(self, state: str) -> dict[str, Any]:
         """The local note about this session (`recovery.write_meta`)."""
-        meta = {"name": self.name, "output": self.output, "symbols": self.symbols, "state": state, "started_ns": self.started_ns}
+        meta = {
+            "name": self.name,
+            "output": self.output,
+            "symbols": self.symbols,
+            "state": state,
+            "started_ns": self.started_ns,
+        }
         if state == "failed":
             meta.update(error=self.error, ended_ns=self.ended_ns)
         return meta
@@ -204,11 +214,19 @@ class Session:
             try:
                 mf.save(self.store, self.manifest)
             except OSError as exc:
-                log.warning("%s: could not update the manifest (%s); the next start of the recorder will", self.name, exc)
+                log.warning(
+                    "%s: could not update the manifest (%s); the next start of the recorder will",
+                    self.name,
+                    exc,
+                )
         try:
             self.promote_pending()
         except Exception as exc:  # the disk may still be full: the WAL keeps the rest
-            log.warning("%s: could not promote after the failure (%s); the write-ahead log keeps it for the next start", self.name, exc)
+            log.warning(
+                "%s: could not promote after the failure (%s); the write-ahead log keeps it for the next start",
+                self.name,
+                exc,
+            )
 
     def _close_wal(self) -> None:
         number, tables = self.wal.close()
@@ -253,7 +271,9 @@ class Session:
         if not self._segment_rows:
             self._slice_started = now
             return False
-        return now - self._slice_started >= self.slice_seconds or self._segment_rows >= self.slice_rows
+        return (
+            now - self._slice_started >= self.slice_seconds or self._segment_rows >= self.slice_rows
+        )
 
     def rotate(self) -> int | None:
         """Close the current slice; returns its segment number (None if it was empty)."""
@@ -279,7 +299,9 @@ class Session:
             while self._queue:
                 number = self._queue[0]
                 files = list_segments(self.wal_dir).get(number, {})
-                result = promote_segment(self.store, self.name, number, files, bar_builder=self._bars)
+                result = promote_segment(
+                    self.store, self.name, number, files, bar_builder=self._bars
+                )
                 with self._lock:
                     for entry in result.files:
                         self.manifest.add_file(entry)
@@ -338,7 +360,11 @@ class Session:
             "bytes_stored": int(manifest.get("bytes", 0)) + self.wal_bytes_on_disk(),
             "wal_bytes_on_disk": self.wal_bytes_on_disk(),
             "files": len(manifest.get("files", [])),
-            "wal_depth": {"segments": depth_segments, "unsynced_bytes": wal.unsynced_bytes if wal else 0, "at_risk_ms": round(wal.at_risk_ms, 1) if wal else 0.0},
+            "wal_depth": {
+                "segments": depth_segments,
+                "unsynced_bytes": wal.unsynced_bytes if wal else 0,
+                "at_risk_ms": round(wal.at_risk_ms, 1) if wal else 0.0,
+            },
             "sync_interval_s": self.sync_interval,
             "gaps": manifest.get("gaps_total", 0),
             "missing": manifest.get("missing_total", 0),

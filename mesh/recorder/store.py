@@ -59,7 +59,9 @@ class Store:
             try:
                 self.fs, self.root = pafs.FileSystem.from_uri(text)
             except (pa.ArrowException, OSError, ValueError) as exc:
-                raise StoreError(f"cannot use recording location {redact_uri(text)}: {exc}") from None
+                raise StoreError(
+                    f"cannot use recording location {redact_uri(text)}: {exc}"
+                ) from None
             self.root = self.root.rstrip("/")
             self.display = "s3://" + self.root
         self.location = redact_uri(text)
@@ -80,14 +82,24 @@ class Store:
     def list_files(self, rel_dir: str) -> dict[str, int]:
         """File name -> size for the visible files directly in `rel_dir` (none if it is missing)."""
         try:
-            infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel_dir), allow_not_found=True))
+            infos = self.fs.get_file_info(
+                pafs.FileSelector(self.path(rel_dir), allow_not_found=True)
+            )
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"cannot list {self.uri(rel_dir)}: {exc}") from None
-        return {info.base_name: info.size or 0 for info in infos if info.type == pafs.FileType.File and not info.base_name.startswith(".")}
+        return {
+            info.base_name: info.size or 0
+            for info in infos
+            if info.type == pafs.FileType.File and not info.base_name.startswith(".")
+        }
 
     def list_dirs(self) -> list[str]:
         infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
-        return sorted(info.base_name for info in infos if info.type == pafs.FileType.Directory and not info.base_name.startswith("."))
+        return sorted(
+            info.base_name
+            for info in infos
+            if info.type == pafs.FileType.Directory and not info.base_name.startswith(".")
+        )
 
     def read_bytes(self, rel: str) -> bytes | None:
         try:

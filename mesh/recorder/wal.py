@@ -123,7 +123,9 @@ class Wal:
     next `append`, so a full disk stops the recording loudly instead of silently.
     """
 
-    def __init__(self, directory: Path, segment: int, sync_interval: float = DEFAULT_SYNC_INTERVAL) -> None:
+    def __init__(
+        self, directory: Path, segment: int, sync_interval: float = DEFAULT_SYNC_INTERVAL
+    ) -> None:
         self.directory = directory
         self.segment = segment
         self.sync_interval = sync_interval
@@ -245,5 +247,13 @@ class Wal:
 def _wal_error(exc: OSError, directory: Path) -> WalError:
     if isinstance(exc, WalError):
         return exc
-    reason = {errno.ENOSPC: "disk full", errno.EACCES: "permission denied", errno.EROFS: "read-only filesystem", errno.EDQUOT: "disk quota exceeded"}.get(exc.errno or 0, exc.strerror or str(exc))
-    return WalError(exc.errno or errno.EIO, f"cannot write the recording's write-ahead log in {directory}: {reason}")
+    reason = {
+        errno.ENOSPC: "disk full",
+        errno.EACCES: "permission denied",
+        errno.EROFS: "read-only filesystem",
+        errno.EDQUOT: "disk quota exceeded",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return WalError(
+        exc.errno or errno.EIO,
+        f"cannot write the recording's write-ahead log in {directory}: {reason}",
+    )

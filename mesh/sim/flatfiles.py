@@ -39,7 +39,9 @@ HEADERS = {
     "minute_aggs_v1": "ticker,volume,open,close,high,low,window_start,transactions",
     "day_aggs_v1": "ticker,volume,open,close,high,low,window_start,transactions",
 }
-_KEY = re.compile(rf"^{PREFIX}/({'|'.join(DATASETS)})/(\d{{4}})/(\d{{2}})/(\d{{4}}-\d{{2}}-\d{{2}})\.csv\.gz$")
+_KEY = re.compile(
+    rf"^{PREFIX}/({'|'.join(DATASETS)})/(\d{{4}})/(\d{{2}})/(\d{{4}}-\d{{2}}-\d{{2}})\.csv\.gz$"
+)
 # trade condition flags -> CSV field: several codes are one quoted field, as in Massive's files
 _CONDITION_FIELDS = ["", "12", "14", '"12,14"', "37", '"12,37"', '"14,37"', '"12,14,37"']
 
@@ -64,7 +66,9 @@ def parse_key(key: str) -> tuple[str, dt.date] | None:
 class FlatFiles:
     """Which day files exist, and their gzipped CSV bytes."""
 
-    def __init__(self, seed: int, symbols: Iterable[str], window: Callable[[], market.HistoryWindow]) -> None:
+    def __init__(
+        self, seed: int, symbols: Iterable[str], window: Callable[[], market.HistoryWindow]
+    ) -> None:
         self.seed = seed
         self.symbols = sorted(symbols)
         self.window = window
@@ -72,7 +76,11 @@ class FlatFiles:
     def keys(self) -> list[str]:
         w = self.window()
         out = [key_for("day_aggs_v1", d) for d in w.day_bars]
-        out += [key_for(ds, d) for ds in ("trades_v1", "quotes_v1", "minute_aggs_v1") for d in w.intraday]
+        out += [
+            key_for(ds, d)
+            for ds in ("trades_v1", "quotes_v1", "minute_aggs_v1")
+            for d in w.intraday
+        ]
         return sorted(out)
 
     def exists(self, key: str) -> bool:
@@ -128,7 +136,16 @@ class FlatFiles:
             return []
         col = _Columns(parts)
         window_start = pa.array(col.cat("t") * 1_000_000)
-        return _join(col.ticker(), col.num("v"), col.num("o"), col.num("c"), col.num("h"), col.num("low"), pc.cast(window_start, pa.string()), col.num("n"))
+        return _join(
+            col.ticker(),
+            col.num("v"),
+            col.num("o"),
+            col.num("c"),
+            col.num("h"),
+            col.num("low"),
+            pc.cast(window_start, pa.string()),
+            col.num("n"),
+        )
 
 
 class _Columns:
@@ -145,7 +162,14 @@ class _Columns:
         return pc.cast(pa.array(self.cat(field)), pa.string())
 
     def ticker(self) -> pa.Array:
-        return pa.array(list(itertools.chain.from_iterable(itertools.repeat(s, n) for (s, _), n in zip(self.parts, self.lengths, strict=True))))
+        return pa.array(
+            list(
+                itertools.chain.from_iterable(
+                    itertools.repeat(s, n)
+                    for (s, _), n in zip(self.parts, self.lengths, strict=True)
+                )
+            )
+        )
 
     def tape(self) -> pa.Array:
         return pa.array(np.repeat([p.tape for _, p in self.parts], self.lengths)).cast(pa.string())
@@ -167,7 +191,9 @@ _INTERNAL_AUTH = "AWS4-HMAC-SHA256 Credential=sim/20240101/us-east-1/s3/aws4_req
 class S3Gateway:
     """WSGI middleware in front of moto's S3 app: checks SigV4, refuses writes, makes files on demand."""
 
-    def __init__(self, files: FlatFiles, access_key: str, secret_key: str, bucket: str = BUCKET) -> None:
+    def __init__(
+        self, files: FlatFiles, access_key: str, secret_key: str, bucket: str = BUCKET
+    ) -> None:
         from moto.moto_server.werkzeug_app import create_backend_app
 
         self.files = files
@@ -207,10 +233,15 @@ class S3Gateway:
         try:
             signed = sigv4.parse(environ, query)
             if signed.access_key != self.access_key:
-                raise sigv4.SignatureError("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+                raise sigv4.SignatureError(
+                    "InvalidAccessKeyId",
+                    "The AWS Access Key Id you provided does not exist in our records.",
+                )
             sigv4.verify(environ, signed, self._secret)
             if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
-                raise sigv4.SignatureError("AccessDenied", "Access Denied: flat files are read-only.")
+                raise sigv4.SignatureError(
+                    "AccessDenied", "Access Denied: flat files are read-only."
+                )
         except sigv4.SignatureError as exc:
             self.denied += 1
             return _s3_error(environ, start_response, exc.code, str(exc))
@@ -239,10 +270,21 @@ class S3Gateway:
                 self.files_built += 1
 
     def _internal(self, method: str, path: str, body: bytes = b"") -> None:
-        environ = EnvironBuilder(path=path, method=method, data=body, headers=[("Host", "127.0.0.1"), ("x-moto-account-id", self.account_id), ("Authorization", _INTERNAL_AUTH)]).get_environ()
+        environ = EnvironBuilder(
+            path=path,
+            method=method,
+            data=body,
+            headers=[
+                ("Host", "127.0.0.1"),
+                ("x-moto-account-id", self.account_id),
+                ("Authorization", _INTERNAL_AUTH),
+            ],
+        ).get_environ()
         status: list[str] = []
 
-        def start_response(status_line: str, headers: list[tuple[str, str]], exc_info: object = None) -> Callable[[bytes], object]:
+        def start_response(
+            status_line: str, headers: list[tuple[str, str]], exc_info: object = None
+        ) -> Callable[[bytes], object]:
             status.append(status_line)
             return lambda data: None
 
@@ -251,11 +293,15 @@ class S3Gateway:
             raise RuntimeError(f"moto refused {method} {path}: {status} {out[:200]!r}")
 
 
-def _s3_error(environ: dict[str, Any], start_response: Callable[..., Any], code: str, message: str) -> list[bytes]:
+def _s3_error(
+    environ: dict[str, Any], start_response: Callable[..., Any], code: str, message: str
+) -> list[bytes]:
     body = (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{uuid.uuid4().hex[:16]}</RequestId></Error>'
     ).encode()
-    start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+    start_response(
+        "403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))]
+    )
     return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
 

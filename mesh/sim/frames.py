@@ -93,7 +93,11 @@ def text_table(strings: Sequence[str]) -> np.ndarray:
     """Space-padded ASCII strings as a (k, words) uint32 lookup table, rows indexed by code."""
     raw = [s.encode() for s in strings]
     width = -(-max(len(r) for r in raw) // 4) * 4
-    return np.frombuffer(b"".join(r.ljust(width) for r in raw), np.uint32).reshape(len(raw), width // 4).copy()
+    return (
+        np.frombuffer(b"".join(r.ljust(width) for r in raw), np.uint32)
+        .reshape(len(raw), width // 4)
+        .copy()
+    )
 
 
 class Layout:
@@ -146,7 +150,10 @@ def encode_event(event: object) -> bytes:
 
 def join_frames(encoded: Sequence[bytes], per_frame: int = FRAME_EVENTS) -> list[bytes]:
     """Frames from individually encoded events."""
-    return [b"[" + b",".join(encoded[i : i + per_frame]) + b"]" for i in range(0, len(encoded), per_frame)]
+    return [
+        b"[" + b",".join(encoded[i : i + per_frame]) + b"]"
+        for i in range(0, len(encoded), per_frame)
+    ]
 
 
 def status(status_: str, message: str) -> dict[str, str]:

@@ -28,7 +28,16 @@ LIVELINESS = 3.0  # intraday volatility multiple, so prices visibly move
 MAX_TICK_EVENTS_FACTOR = 2  # catching up after a stall is capped at this many ticks' worth
 
 _T, _Q, _A, _AM = (KINDS.code(k) for k in ("T", "Q", "A", "AM"))
-_CONDITIONS = ["", ',"c":[12]', ',"c":[14]', ',"c":[12,14]', ',"c":[37]', ',"c":[12,37]', ',"c":[14,37]', ',"c":[12,14,37]']
+_CONDITIONS = [
+    "",
+    ',"c":[12]',
+    ',"c":[14]',
+    ',"c":[12,14]',
+    ',"c":[37]',
+    ',"c":[12,37]',
+    ',"c":[14,37]',
+    ',"c":[12,14,37]',
+]
 _COND_TABLE = text_table(_CONDITIONS)
 _EXCHANGES = np.array([1, 2, 3, 4, 7, 8, 10, 11, 12, 15, 17, 19, 21])
 _QUOTE_EXCHANGES = np.array([1, 7, 8, 10, 11, 12, 15, 17, 19, 21])
@@ -43,8 +52,47 @@ class _Layouts:
     def __init__(self, symbols: list[str]) -> None:
         self.sym = text_table([f'"sym":"{s}"' for s in symbols])
         sw, cw = self.sym.shape[1], _COND_TABLE.shape[1]
-        trade: list[LayoutPart] = [b'{"ev":"T",', ("sym", sw), b',"i":"', ("i", 3), b'","x":', ("x", 1), b',"p":', ("p", 3), b',"s":', ("s", 2), ("c", cw), b',"t":', ("t", 4), b',"q":', ("q", 3), b',"z":', ("z", 1)]
-        quote: list[LayoutPart] = [b'{"ev":"Q",', ("sym", sw), b',"bx":', ("bx", 1), b',"bp":', ("bp", 3), b',"bs":', ("bs", 1), b',"ax":', ("ax", 1), b',"ap":', ("ap", 3), b',"as":', ("as", 1), b',"t":', ("t", 4), b',"q":', ("q", 3), b',"z":', ("z", 1)]
+        trade: list[LayoutPart] = [
+            b'{"ev":"T",',
+            ("sym", sw),
+            b',"i":"',
+            ("i", 3),
+            b'","x":',
+            ("x", 1),
+            b',"p":',
+            ("p", 3),
+            b',"s":',
+            ("s", 2),
+            ("c", cw),
+            b',"t":',
+            ("t", 4),
+            b',"q":',
+            ("q", 3),
+            b',"z":',
+            ("z", 1),
+        ]
+        quote: list[LayoutPart] = [
+            b'{"ev":"Q",',
+            ("sym", sw),
+            b',"bx":',
+            ("bx", 1),
+            b',"bp":',
+            ("bp", 3),
+            b',"bs":',
+            ("bs", 1),
+            b',"ax":',
+            ("ax", 1),
+            b',"ap":',
+            ("ap", 3),
+            b',"as":',
+            ("as", 1),
+            b',"t":',
+            ("t", 4),
+            b',"q":',
+            ("q", 3),
+            b',"z":',
+            ("z", 1),
+        ]
         words = max(Layout(trade).words, Layout(quote).words)
         self.trade, self.quote = Layout(trade, words), Layout(quote, words)
 
@@ -63,7 +111,12 @@ class _Window:
 
     def reset(self) -> None:
         k = self.n_sym
-        self.o, self.h, self.low, self.c = np.zeros(k), np.full(k, -np.inf), np.full(k, np.inf), np.zeros(k)
+        self.o, self.h, self.low, self.c = (
+            np.zeros(k),
+            np.full(k, -np.inf),
+            np.full(k, np.inf),
+            np.zeros(k),
+        )
         self.v, self.notional, self.n = np.zeros(k, np.int64), np.zeros(k), np.zeros(k, np.int64)
 
     def add(self, sym: np.ndarray, price: np.ndarray, size: np.ndarray) -> None:
@@ -108,7 +161,9 @@ class LiveSource:
         # trade sizes drawn from a pool: 40% odd lots, else round lots with a geometric count
         pool = np.random.default_rng([seed, 98])
         odd = pool.random(4096) < 0.4
-        self.size_pool = np.where(odd, pool.integers(1, 100, 4096), 100 * pool.geometric(0.45, 4096))
+        self.size_pool = np.where(
+            odd, pool.integers(1, 100, 4096), 100 * pool.geometric(0.45, 4096)
+        )
         self.tape = np.array([x.tape for x in listings])
         # feed-wide counters, as on the SIP: increasing and unique per ticker, not contiguous per ticker
         self.trade_seq = SEQ_BASE
@@ -178,7 +233,9 @@ class LiveSource:
         self.generated += n + len(step.bars)
         return step
 
-    def _trades(self, t: np.ndarray, sym: np.ndarray, bid: np.ndarray, ask: np.ndarray, mid: np.ndarray) -> dict[str, np.ndarray]:
+    def _trades(
+        self, t: np.ndarray, sym: np.ndarray, bid: np.ndarray, ask: np.ndarray, mid: np.ndarray
+    ) -> dict[str, np.ndarray]:
         rng, n = self.rng, len(t)
         r, iso = rng.random((2, n))
         price = np.where(r < 0.4, bid, np.where(r < 0.8, ask, np.round(mid, 2)))
@@ -190,17 +247,38 @@ class LiveSource:
         self.trade_seq += n
         self.trade_ids += n + int(rng.integers(0, 3))
         exchange = _EXCHANGES[rng.integers(0, len(_EXCHANGES), n)]
-        trades = {"t": t, "sym": sym, "p": price, "s": size, "x": exchange, "flags": flags, "q": seq, "i": ids}
+        trades = {
+            "t": t,
+            "sym": sym,
+            "p": price,
+            "s": size,
+            "x": exchange,
+            "flags": flags,
+            "q": seq,
+            "i": ids,
+        }
         self._remember_trades(trades)
         return trades
 
-    def _quotes(self, t: np.ndarray, sym: np.ndarray, bid: np.ndarray, ask: np.ndarray) -> dict[str, np.ndarray]:
+    def _quotes(
+        self, t: np.ndarray, sym: np.ndarray, bid: np.ndarray, ask: np.ndarray
+    ) -> dict[str, np.ndarray]:
         rng, n = self.rng, len(t)
         seq = self.quote_seq + np.arange(1, n + 1)
         self.quote_seq += n
         lots = rng.integers(1, 30, (2, n))  # round lots, as the WebSocket feed reports sizes
         venues = _QUOTE_EXCHANGES[rng.integers(0, len(_QUOTE_EXCHANGES), (2, n))]
-        quotes = {"t": t, "sym": sym, "bp": bid, "ap": ask, "bs": lots[0], "as": lots[1], "bx": venues[0], "ax": venues[1], "q": seq}
+        quotes = {
+            "t": t,
+            "sym": sym,
+            "bp": bid,
+            "ap": ask,
+            "bs": lots[0],
+            "as": lots[1],
+            "bx": venues[0],
+            "ax": venues[1],
+            "q": seq,
+        }
         self._remember_quotes(quotes)
         return quotes
 
@@ -250,7 +328,9 @@ class LiveSource:
         first = _first_positions(sym, len(self.symbols))
         unset = (first >= 0) & (self.day_open == 0)
         self.day_open[unset] = price[first[unset]]
-        self.day_volume += np.bincount(sym, weights=size, minlength=len(self.symbols)).astype(np.int64)
+        self.day_volume += np.bincount(sym, weights=size, minlength=len(self.symbols)).astype(
+            np.int64
+        )
         self.day_notional += np.bincount(sym, weights=price * size, minlength=len(self.symbols))
 
     def _flush(self, win: _Window) -> list[dict[str, Any]]:
@@ -311,8 +391,18 @@ class LiveStep:
             loose.append(frames.encode_event(bar))
             kinds.append(_A if bar["ev"] == "A" else _AM)
             symbols.append(SYMBOLS.code(bar["sym"]))
-        present = frozenset(k for k, part in ((_T, self.trades), (_Q, self.quotes)) if part is not None)
-        return Batch(rows.view(np.uint8), self.order_kinds, self.order_symbols, loose, kinds, symbols, present)
+        present = frozenset(
+            k for k, part in ((_T, self.trades), (_Q, self.quotes)) if part is not None
+        )
+        return Batch(
+            rows.view(np.uint8),
+            self.order_kinds,
+            self.order_symbols,
+            loose,
+            kinds,
+            symbols,
+            present,
+        )
 
 
 def _last_positions(sym: np.ndarray, k: int) -> np.ndarray:

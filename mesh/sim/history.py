@@ -123,7 +123,12 @@ def session_bounds_ns(day: dt.date) -> tuple[int, int, int, int]:
     """(pre-market open, regular open, regular close, after-hours close) in Unix ns."""
     base = market.midnight_ns(day)
     close_h = 13 if market.is_early_close(day) else 16
-    return base + 4 * NS_PER_HOUR, base + 9 * NS_PER_HOUR + 30 * NS_PER_MIN, base + close_h * NS_PER_HOUR, base + (close_h + 4) * NS_PER_HOUR
+    return (
+        base + 4 * NS_PER_HOUR,
+        base + 9 * NS_PER_HOUR + 30 * NS_PER_MIN,
+        base + close_h * NS_PER_HOUR,
+        base + (close_h + 4) * NS_PER_HOUR,
+    )
 
 
 @lru_cache(maxsize=256)
@@ -142,7 +147,8 @@ def day_trades(seed: int, symbol: str, day: dt.date) -> Trades:
     t = np.concatenate(
         [
             pre + rng.random(n_pre) * (open_ - pre),
-            open_ + rng.beta(0.7, 0.7, n_reg) * (close - open_),  # busier near the open and the close
+            open_
+            + rng.beta(0.7, 0.7, n_reg) * (close - open_),  # busier near the open and the close
             close + rng.random(n_post) * (post - close),
         ]
     ).astype(np.int64)
@@ -167,7 +173,20 @@ def day_trades(seed: int, symbol: str, day: dt.date) -> Trades:
     participant = t - rng.integers(20_000, 1_500_000, n)
     trade_id = rng.integers(1, 10**6) * 1000 + np.cumsum(rng.integers(1, 40, n))
     sequence = rng.integers(1000, 5000) + np.cumsum(rng.integers(1, 30, n))
-    return Trades(symbol, info.tape, t, participant, price, size, exchange, flags.astype(np.int8), trf_id, trf_ns, trade_id, sequence)
+    return Trades(
+        symbol,
+        info.tape,
+        t,
+        participant,
+        price,
+        size,
+        exchange,
+        flags.astype(np.int8),
+        trf_id,
+        trf_ns,
+        trade_id,
+        sequence,
+    )
 
 
 def _empty_trades(symbol: str, tape: int) -> Trades:
@@ -189,7 +208,9 @@ def day_quotes(seed: int, symbol: str, day: dt.date) -> Quotes:
     t = (t0 + np.sort(rng.random(n)) * (t1 - t0)).astype(np.int64)
     t += np.arange(n, dtype=np.int64)
     mid = np.interp(t, trades.sip_ns, trades.price) * np.exp(rng.standard_normal(n) * 0.0002)
-    spread = np.maximum(1, np.round(mid * 0.0001 * rng.uniform(0.5, 2.0, n) / 0.01)).astype(np.int64)
+    spread = np.maximum(1, np.round(mid * 0.0001 * rng.uniform(0.5, 2.0, n) / 0.01)).astype(
+        np.int64
+    )
     bid_cents = np.floor(mid * 100 - spread / 2).astype(np.int64)
     bid = np.round(bid_cents / 100, 2)
     ask = np.round((bid_cents + spread) / 100, 2)
@@ -208,7 +229,9 @@ def day_quotes(seed: int, symbol: str, day: dt.date) -> Quotes:
     )
 
 
-def bars_from_trades(t_ns: np.ndarray, price: np.ndarray, size: np.ndarray, width_ns: int, origin_ns: int = 0) -> Bars:
+def bars_from_trades(
+    t_ns: np.ndarray, price: np.ndarray, size: np.ndarray, width_ns: int, origin_ns: int = 0
+) -> Bars:
     """Aggregate time-ordered trades into windows of `width_ns` aligned on `origin_ns`."""
     if len(t_ns) == 0:
         return EMPTY_BARS
@@ -251,7 +274,9 @@ def day_bar(seed: int, symbol: str, day: dt.date) -> Bars:
     if bar is None:
         trades = day_trades(seed, symbol, day)
         origin = market.midnight_ns(day)
-        bar = bars_from_trades(trades.sip_ns, trades.price, trades.size, 86_400_000_000_000 * 2, origin)
+        bar = bars_from_trades(
+            trades.sip_ns, trades.price, trades.size, 86_400_000_000_000 * 2, origin
+        )
         _day_bar_cache[key] = bar
     return bar
 

@@ -100,7 +100,9 @@ def listing(symbol: str) -> Listing:
     if known is not None:
         return known
     h = zlib.crc32(symbol.encode())
-    return Listing(symbol, 20.0 + h % 480, 1 + h % 3, 0.5 + (h >> 8) % 10 / 10, 0.012 + (h >> 16) % 20 / 1000)
+    return Listing(
+        symbol, 20.0 + h % 480, 1 + h % 3, 0.5 + (h >> 8) % 10 / 10, 0.012 + (h >> 16) % 20 / 1000
+    )
 
 
 def symbol_key(symbol: str) -> int:

@@ -61,7 +61,11 @@ def aggregate(
         for day in window.intraday:
             if day < first_day or day > last_day:
                 continue
-            base = history.second_bars(seed, symbol, day) if timespan == "second" else history.minute_bars(seed, symbol, day)
+            base = (
+                history.second_bars(seed, symbol, day)
+                if timespan == "second"
+                else history.minute_bars(seed, symbol, day)
+            )
             mid = market.midnight_ns(day) // 1_000_000
             k = (base.t - mid) // width
             s = mid + k * width
@@ -91,7 +95,11 @@ def aggregate(
     start = np.concatenate(starts)
     exact = multiplier == 1 and timespan in ("second", "minute", "day")
     bars = base if exact else history.merge_bars(base, key, start)
-    per_window = np.ones(len(bars), np.int64) if exact else np.bincount(np.unique(key, return_inverse=True)[1])
+    per_window = (
+        np.ones(len(bars), np.int64)
+        if exact
+        else np.bincount(np.unique(key, return_inverse=True)[1])
+    )
     order = np.arange(len(bars)) if ascending else np.arange(len(bars))[::-1]
     used = np.cumsum(per_window[order])
     count = max(1, int(np.searchsorted(used, limit, side="right")))
@@ -120,12 +128,18 @@ def tick_rows(
     days = [d for d in window.intraday if first_day <= d <= last_day]
     rows: list[dict] = []
     for day in days if ascending else reversed(days):
-        data = history.day_trades(seed, symbol, day) if kind == "trades" else history.day_quotes(seed, symbol, day)
+        data = (
+            history.day_trades(seed, symbol, day)
+            if kind == "trades"
+            else history.day_quotes(seed, symbol, day)
+        )
         idx = np.flatnonzero((data.sip_ns >= lo_ns) & (data.sip_ns <= hi_ns))
         if not ascending:
             idx = idx[::-1]
         idx = idx[: limit + 1 - len(rows)]
-        rows.extend(_trade_rows(data, idx) if isinstance(data, history.Trades) else _quote_rows(data, idx))
+        rows.extend(
+            _trade_rows(data, idx) if isinstance(data, history.Trades) else _quote_rows(data, idx)
+        )
         if len(rows) > limit:
             return rows[:limit], True
     return rows, False
@@ -136,12 +150,35 @@ def conditions_of(flags: int) -> list[int]:
 
 
 def _trade_rows(tr: history.Trades, idx: np.ndarray) -> Iterator[dict]:
-    cols = [getattr(tr, f)[idx].tolist() for f in ("flags", "exchange", "trade_id", "participant_ns", "price", "sequence", "sip_ns", "size", "trf_id", "trf_ns")]
+    cols = [
+        getattr(tr, f)[idx].tolist()
+        for f in (
+            "flags",
+            "exchange",
+            "trade_id",
+            "participant_ns",
+            "price",
+            "sequence",
+            "sip_ns",
+            "size",
+            "trf_id",
+            "trf_ns",
+        )
+    ]
     for flags, x, tid, pt, p, seq, t, s, trfi, trft in zip(*cols, strict=True):
         row: dict = {}
         if flags:
             row["conditions"] = conditions_of(flags)
-        row.update(exchange=x, id=str(tid), participant_timestamp=pt, price=p, sequence_number=seq, sip_timestamp=t, size=s, tape=tr.tape)
+        row.update(
+            exchange=x,
+            id=str(tid),
+            participant_timestamp=pt,
+            price=p,
+            sequence_number=seq,
+            sip_timestamp=t,
+            size=s,
+            tape=tr.tape,
+        )
         if trfi:
             row["trf_id"] = trfi
             row["trf_timestamp"] = trft
@@ -149,7 +186,20 @@ def _trade_rows(tr: history.Trades, idx: np.ndarray) -> Iterator[dict]:
 
 
 def _quote_rows(q: history.Quotes, idx: np.ndarray) -> Iterator[dict]:
-    cols = [getattr(q, f)[idx].tolist() for f in ("ask_exchange", "ask_price", "ask_size", "bid_exchange", "bid_price", "bid_size", "participant_ns", "sequence", "sip_ns")]
+    cols = [
+        getattr(q, f)[idx].tolist()
+        for f in (
+            "ask_exchange",
+            "ask_price",
+            "ask_size",
+            "bid_exchange",
+            "bid_price",
+            "bid_size",
+            "participant_ns",
+            "sequence",
+            "sip_ns",
+        )
+    ]
     for ax, ap, as_, bx, bp, bs, pt, seq, t in zip(*cols, strict=True):
         yield {
             "ask_exchange": ax,
@@ -165,9 +215,20 @@ def _quote_rows(q: history.Quotes, idx: np.ndarray) -> Iterator[dict]:
         }
 
 
-def bar_dicts(bars: Bars, ticker_key: str | None = None, symbol: str = "", t_override: list[int] | None = None) -> list[dict]:
+def bar_dicts(
+    bars: Bars, ticker_key: str | None = None, symbol: str = "", t_override: list[int] | None = None
+) -> list[dict]:
     """REST `results` rows: v, vw, o, c, h, l, t, n (plus `T` for grouped/prev)."""
-    cols = [bars.v.tolist(), bars.vw.tolist(), bars.o.tolist(), bars.c.tolist(), bars.h.tolist(), bars.low.tolist(), t_override or bars.t.tolist(), bars.n.tolist()]
+    cols = [
+        bars.v.tolist(),
+        bars.vw.tolist(),
+        bars.o.tolist(),
+        bars.c.tolist(),
+        bars.h.tolist(),
+        bars.low.tolist(),
+        t_override or bars.t.tolist(),
+        bars.n.tolist(),
+    ]
     out = []
     for v, vw, o, c, h, low, t, n in zip(*cols, strict=True):
         row = {ticker_key: symbol} if ticker_key else {}

@@ -78,7 +78,9 @@ def resolve(recording: str, data_dir: Path) -> str:
     """PATH_OR_NAME -> location: an s3:// URI or existing path as given, else a name under data_dir/recordings."""
     text = recording.strip()
     if not text:
-        raise ReplayError("no recording given: --replay takes a recording folder or the NAME of one under MESH_DATA_DIR/recordings")
+        raise ReplayError(
+            "no recording given: --replay takes a recording folder or the NAME of one under MESH_DATA_DIR/recordings"
+        )
     if text.startswith("s3://"):
         return text
     bare = "/" not in text and "\\" not in text
@@ -101,13 +103,24 @@ def open_recording(recording: str, data_dir: Path) -> Recording:
         if not store.exists(name):
             raise ReplayError(f"no recording at {shown}")
         found = Recording(location, name, shown)
-        parts = {table: sorted(f for f in store.list_files(f"{name}/{table}") if mf.part_number(f) is not None) for table in (QUOTES, TRADES)}
+        parts = {
+            table: sorted(
+                f for f in store.list_files(f"{name}/{table}") if mf.part_number(f) is not None
+            )
+            for table in (QUOTES, TRADES)
+        }
         if not any(parts.values()) and not store.exists(f"{name}/{mf.MANIFEST}"):
-            raise ReplayError(f"{shown} is not a recording: it has no {mf.MANIFEST}, quotes/ or trades/")
+            raise ReplayError(
+                f"{shown} is not a recording: it has no {mf.MANIFEST}, quotes/ or trades/"
+            )
         for table, files in parts.items():
             rows = sum(_rows(store, f"{name}/{table}/{f}") for f in files)
             setattr(found, table, rows)
-        found.bars = sum(_rows(store, f"{name}/{t}.parquet") for t in BAR_KINDS if store.exists(f"{name}/{t}.parquet"))
+        found.bars = sum(
+            _rows(store, f"{name}/{t}.parquet")
+            for t in BAR_KINDS
+            if store.exists(f"{name}/{t}.parquet")
+        )
         return found
     except (StoreError, OSError, pa.ArrowException) as exc:
         raise ReplayError(f"cannot open recording {location}: {_one_line(str(exc))}") from None
@@ -117,7 +130,9 @@ def _rows(store: Store, rel: str) -> int:
     try:
         return int(store.parquet_file(rel).metadata.num_rows)
     except (OSError, pa.ArrowException, ValueError) as exc:
-        raise ReplayError(f"cannot read recording file {store.uri(rel)}: {_one_line(str(exc))}") from None
+        raise ReplayError(
+            f"cannot read recording file {store.uri(rel)}: {_one_line(str(exc))}"
+        ) from None
 
 
 def _one_line(text: str) -> str:
@@ -143,9 +158,28 @@ def trade_events(batch: Any) -> list[dict[str, Any]]:
     """Recorded trades as Massive `T` events (`c` left out when there are no conditions)."""
     out = []
     for sym, p, s, x, i, c, z, q, t in zip(
-        batch.symbol, batch.price, batch.size, batch.exchange, batch.trade_id, batch.conditions, batch.tape, batch.sequence, batch.ts_event, strict=True
+        batch.symbol,
+        batch.price,
+        batch.size,
+        batch.exchange,
+        batch.trade_id,
+        batch.conditions,
+        batch.tape,
+        batch.sequence,
+        batch.ts_event,
+        strict=True,
     ):
-        event = {"ev": "T", "sym": sym, "i": i, "x": x, "p": p, "s": s, "t": t // NS_PER_MS, "q": q, "z": z}
+        event = {
+            "ev": "T",
+            "sym": sym,
+            "i": i,
+            "x": x,
+            "p": p,
+            "s": s,
+            "t": t // NS_PER_MS,
+            "q": q,
+            "z": z,
+        }
         if c:
             event["c"] = list(c)
         out.append(event)
@@ -160,7 +194,14 @@ def bar_events(store: Store, name: str) -> list[tuple[int, dict[str, Any]]]:
         if not store.exists(rel):
             continue
         data = store.read_table(rel)
-        cols = {f.name: (data.column(f.name).cast(pa.int64()) if pa.types.is_timestamp(f.type) else data.column(f.name)).to_pylist() for f in data.schema}
+        cols = {
+            f.name: (
+                data.column(f.name).cast(pa.int64())
+                if pa.types.is_timestamp(f.type)
+                else data.column(f.name)
+            ).to_pylist()
+            for f in data.schema
+        }
         rows = sorted(zip(cols["ts_start"], cols["symbol"], range(data.num_rows), strict=True))
         day_key: dict[str, Any] = {}
         day: dict[str, list[float]] = {}  # symbol -> [volume, notional, official open]
@@ -187,7 +228,9 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-def recorded_events(location: str, *, max_rows: int = READ_ROWS) -> Generator[list[tuple[int, dict[str, Any]]], None, None]:
+def recorded_events(
+    location: str, *, max_rows: int = READ_ROWS
+) -> Generator[list[tuple[int, dict[str, Any]]], None, None]:
     """The recording as chunks of (replay clock ns, Massive event), in recorded order, bars merged in.
 
     The clock of a quote or trade is its `ts_recv`; a bar is due once the clock passes the end of
@@ -222,7 +265,14 @@ class ReplaySource:
     and idles, so the sim stays up; with `loop` it starts over instead.
     """
 
-    def __init__(self, recording: Recording, *, speed: float | None = 1.0, loop: bool = False, start_grace: float = START_GRACE) -> None:
+    def __init__(
+        self,
+        recording: Recording,
+        *,
+        speed: float | None = 1.0,
+        loop: bool = False,
+        start_grace: float = START_GRACE,
+    ) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive (or None for as fast as clients read)")
         self.recording = recording
@@ -312,7 +362,9 @@ class ReplaySource:
                     if first is None:
                         first, began = clock, time.monotonic()
                     due = (clock - first) / 1e9 / self.speed if self.speed is not None else 0.0
-                    if pending and (len(pending) >= STEP_EVENTS or due - pending_due > STEP_SPAN_NS / 1e9):
+                    if pending and (
+                        len(pending) >= STEP_EVENTS or due - pending_due > STEP_SPAN_NS / 1e9
+                    ):
                         yield await self._release(pending, began + pending_due)
                         pending = []
                     if not pending:

@@ -34,12 +34,16 @@ log = logging.getLogger(__name__)
 FREE_CALLS_PER_MINUTE = 5
 AGGS_LIMIT_DEFAULT, AGGS_LIMIT_MAX = 5000, 50_000
 TICKS_LIMIT_DEFAULT, TICKS_LIMIT_MAX = 1000, 50_000
-NOT_ENTITLED = "You are not entitled to this data. Please upgrade your plan at https://massive.com/pricing"
+NOT_ENTITLED = (
+    "You are not entitled to this data. Please upgrade your plan at https://massive.com/pricing"
+)
 RATE_LIMITED = "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue. https://massive.com/pricing"
 
 _ROUTES = Map(
     [
-        Rule("/v2/aggs/ticker/<ticker>/range/<multiplier>/<timespan>/<from_>/<to>", endpoint="aggs"),
+        Rule(
+            "/v2/aggs/ticker/<ticker>/range/<multiplier>/<timespan>/<from_>/<to>", endpoint="aggs"
+        ),
         Rule("/v2/aggs/ticker/<ticker>/prev", endpoint="prev"),
         Rule("/v2/aggs/grouped/locale/us/market/stocks/<date>", endpoint="grouped"),
         Rule("/v1/open-close/<ticker>/<date>", endpoint="open_close"),
@@ -53,7 +57,9 @@ _ROUTES = Map(
 )
 _PREMIUM = {"trades", "quotes", "last_trade", "last_nbbo"}  # not on the free plan
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$"
+)
 
 
 class ApiError(Exception):
@@ -73,7 +79,8 @@ class RestApp:
         symbols: list[str],
         keys: set[str],
         free_keys: set[str],
-        live_last: Callable[[str], tuple[dict[str, Any] | None, dict[str, Any] | None]] | None = None,
+        live_last: Callable[[str], tuple[dict[str, Any] | None, dict[str, Any] | None]]
+        | None = None,
         disconnect: Callable[[str | None], int] | None = None,
     ) -> None:
         self.seed = seed
@@ -107,12 +114,24 @@ class RestApp:
             with self._lock:
                 self.errors += 1
             key = "error" if exc.status == "ERROR" else "message"
-            response = Response(msgspec.json.encode({"status": exc.status, "request_id": request_id, key: exc.text}), exc.http, content_type="application/json")
+            response = Response(
+                msgspec.json.encode(
+                    {"status": exc.status, "request_id": request_id, key: exc.text}
+                ),
+                exc.http,
+                content_type="application/json",
+            )
         except Exception:  # a bug must not take the server down; the client gets a 500
             log.exception("REST handler failed for %s", request.path)
             with self._lock:
                 self.errors += 1
-            response = Response(msgspec.json.encode({"status": "ERROR", "request_id": request_id, "error": "internal error"}), 500, content_type="application/json")
+            response = Response(
+                msgspec.json.encode(
+                    {"status": "ERROR", "request_id": request_id, "error": "internal error"}
+                ),
+                500,
+                content_type="application/json",
+            )
         response.headers["X-Request-Id"] = request_id
         return response(environ, start_response)
 
@@ -159,34 +178,66 @@ class RestApp:
 
     # --- aggregates ------------------------------------------------------------------------------
 
-    def _aggs(self, request: Request, params: dict[str, str], ticker: str, multiplier: str, timespan: str, from_: str, to: str) -> dict[str, Any]:
+    def _aggs(
+        self,
+        request: Request,
+        params: dict[str, str],
+        ticker: str,
+        multiplier: str,
+        timespan: str,
+        from_: str,
+        to: str,
+    ) -> dict[str, Any]:
         params = _with_cursor(params)
         if not multiplier.isdigit() or int(multiplier) < 1:
-            raise ApiError(400, "ERROR", f"multiplier must be a positive whole number, got {multiplier[:20]!r}")
+            raise ApiError(
+                400, "ERROR", f"multiplier must be a positive whole number, got {multiplier[:20]!r}"
+            )
         if timespan not in queries.TIMESPANS:
             raise ApiError(400, "ERROR", f"timespan must be one of {', '.join(queries.TIMESPANS)}")
         start_ms = _ms_bound(from_, "from", end=False)
         end_ms = _ms_bound(to, "to", end=True)
         if end_ms < start_ms:
-            raise ApiError(400, "ERROR", "The parameter 'to' cannot be a time that occurs before 'from'")
+            raise ApiError(
+                400, "ERROR", "The parameter 'to' cannot be a time that occurs before 'from'"
+            )
         sort = params.get("sort", "asc")
         if sort not in ("asc", "desc"):
             raise ApiError(400, "ERROR", "sort must be 'asc' or 'desc'")
         adjusted = _bool(params.get("adjusted", "true"), "adjusted")
         limit = _limit(params.get("limit"), AGGS_LIMIT_DEFAULT, AGGS_LIMIT_MAX)
-        body: dict[str, Any] = {"ticker": ticker, "queryCount": 0, "resultsCount": 0, "adjusted": adjusted}
+        body: dict[str, Any] = {
+            "ticker": ticker,
+            "queryCount": 0,
+            "resultsCount": 0,
+            "adjusted": adjusted,
+        }
         if ticker not in self.symbols:
             return body
-        page = queries.aggregate(self.seed, ticker, int(multiplier), timespan, start_ms, end_ms, sort == "asc", limit, self.window())
+        page = queries.aggregate(
+            self.seed,
+            ticker,
+            int(multiplier),
+            timespan,
+            start_ms,
+            end_ms,
+            sort == "asc",
+            limit,
+            self.window(),
+        )
         results = queries.bar_dicts(page.bars)
         body.update(queryCount=page.base_count, resultsCount=len(results), count=len(results))
         if results:
             body["results"] = results
         if page.next_from_ms is not None or page.next_to_ms is not None:
-            cursor = _encode_cursor({"adjusted": str(adjusted).lower(), "limit": limit, "sort": sort})
+            cursor = _encode_cursor(
+                {"adjusted": str(adjusted).lower(), "limit": limit, "sort": sort}
+            )
             new_from = str(page.next_from_ms) if page.next_from_ms is not None else from_
             new_to = str(page.next_to_ms) if page.next_to_ms is not None else to
-            body["next_url"] = f"{request.host_url.rstrip('/')}/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{new_from}/{new_to}?cursor={cursor}"
+            body["next_url"] = (
+                f"{request.host_url.rstrip('/')}/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{new_from}/{new_to}?cursor={cursor}"
+            )
         return body
 
     def _grouped(self, request: Request, params: dict[str, str], date: str) -> dict[str, Any]:
@@ -198,23 +249,34 @@ class RestApp:
         close_ms = (market.midnight_ns(day) + 16 * history.NS_PER_HOUR) // 1_000_000
         results = []
         for symbol in sorted(self.symbols):
-            results += queries.bar_dicts(history.day_bar(self.seed, symbol, day), "T", symbol, [close_ms])
+            results += queries.bar_dicts(
+                history.day_bar(self.seed, symbol, day), "T", symbol, [close_ms]
+            )
         body.update(queryCount=len(results), resultsCount=len(results), results=results)
         return body
 
     def _prev(self, request: Request, params: dict[str, str], ticker: str) -> dict[str, Any]:
         adjusted = _bool(params.get("adjusted", "true"), "adjusted")
-        body: dict[str, Any] = {"ticker": ticker, "queryCount": 0, "resultsCount": 0, "adjusted": adjusted}
+        body: dict[str, Any] = {
+            "ticker": ticker,
+            "queryCount": 0,
+            "resultsCount": 0,
+            "adjusted": adjusted,
+        }
         days = self.window().day_bars
         if ticker not in self.symbols or not days:
             return body
         day = days[-1]
         close_ms = (market.midnight_ns(day) + 16 * history.NS_PER_HOUR) // 1_000_000
-        results = queries.bar_dicts(history.day_bar(self.seed, ticker, day), "T", ticker, [close_ms])
+        results = queries.bar_dicts(
+            history.day_bar(self.seed, ticker, day), "T", ticker, [close_ms]
+        )
         body.update(queryCount=1, resultsCount=1, results=results)
         return body
 
-    def _open_close(self, request: Request, params: dict[str, str], ticker: str, date: str) -> dict[str, Any]:
+    def _open_close(
+        self, request: Request, params: dict[str, str], ticker: str, date: str
+    ) -> dict[str, Any]:
         day = _date(date, "date")
         if ticker not in self.symbols or day not in set(self.window().day_bars):
             raise ApiError(404, "NOT_FOUND", "Data not found.")
@@ -242,7 +304,9 @@ class RestApp:
     def _quotes(self, request: Request, params: dict[str, str], ticker: str) -> dict[str, Any]:
         return self._ticks(request, params, ticker, "quotes")
 
-    def _ticks(self, request: Request, params: dict[str, str], ticker: str, kind: str) -> dict[str, Any]:
+    def _ticks(
+        self, request: Request, params: dict[str, str], ticker: str, kind: str
+    ) -> dict[str, Any]:
         params = _with_cursor(params)
         sort = params.get("sort", "timestamp")
         order = params.get("order")
@@ -257,11 +321,17 @@ class RestApp:
         lo, hi = _ns_bounds(params)
         if ticker not in self.symbols:
             return {"results": []}
-        rows, more = queries.tick_rows(self.seed, ticker, kind, lo, hi, order == "asc", limit, self.window())
+        rows, more = queries.tick_rows(
+            self.seed, ticker, kind, lo, hi, order == "asc", limit, self.window()
+        )
         body: dict[str, Any] = {"results": rows}
         if more:
             last = rows[-1]["sip_timestamp"]
-            bounds = {"timestamp.gte": last + 1, "timestamp.lte": hi} if order == "asc" else {"timestamp.gte": lo, "timestamp.lte": last - 1}
+            bounds = (
+                {"timestamp.gte": last + 1, "timestamp.lte": hi}
+                if order == "asc"
+                else {"timestamp.gte": lo, "timestamp.lte": last - 1}
+            )
             cursor = _encode_cursor({"limit": limit, "order": order, "sort": "timestamp", **bounds})
             body["next_url"] = f"{request.host_url.rstrip('/')}/v3/{kind}/{ticker}?cursor={cursor}"
         return body
@@ -270,13 +340,34 @@ class RestApp:
         trade = self.live_last(ticker)[0] if self.live_last and ticker in self.symbols else None
         if trade is not None:
             t = trade["t"] * 1_000_000
-            res = {"T": ticker, "c": trade["c"], "i": trade["i"], "p": trade["p"], "q": trade["q"], "s": trade["s"], "t": t, "x": trade["x"], "y": t - 250_000, "z": market.listing(ticker).tape}
+            res = {
+                "T": ticker,
+                "c": trade["c"],
+                "i": trade["i"],
+                "p": trade["p"],
+                "q": trade["q"],
+                "s": trade["s"],
+                "t": t,
+                "x": trade["x"],
+                "y": t - 250_000,
+                "z": market.listing(ticker).tape,
+            }
             if not res["c"]:
                 del res["c"]
             return {"results": res}
         tr = self._last_day_data(ticker, history.day_trades)
         j = len(tr) - 1
-        res = {"T": ticker, "i": str(int(tr.trade_id[j])), "p": float(tr.price[j]), "q": int(tr.sequence[j]), "s": int(tr.size[j]), "t": int(tr.sip_ns[j]), "x": int(tr.exchange[j]), "y": int(tr.participant_ns[j]), "z": tr.tape}
+        res = {
+            "T": ticker,
+            "i": str(int(tr.trade_id[j])),
+            "p": float(tr.price[j]),
+            "q": int(tr.sequence[j]),
+            "s": int(tr.size[j]),
+            "t": int(tr.sip_ns[j]),
+            "x": int(tr.exchange[j]),
+            "y": int(tr.participant_ns[j]),
+            "z": tr.tape,
+        }
         conditions = queries.conditions_of(int(tr.flags[j]))
         if conditions:
             res["c"] = conditions
@@ -286,11 +377,35 @@ class RestApp:
         quote = self.live_last(ticker)[1] if self.live_last and ticker in self.symbols else None
         if quote is not None:
             t = quote["t"] * 1_000_000
-            res = {"T": ticker, "P": quote["ap"], "S": quote["as"], "X": quote["ax"], "p": quote["bp"], "s": quote["bs"], "x": quote["bx"], "q": quote["q"], "t": t, "y": t - 250_000, "z": market.listing(ticker).tape}
+            res = {
+                "T": ticker,
+                "P": quote["ap"],
+                "S": quote["as"],
+                "X": quote["ax"],
+                "p": quote["bp"],
+                "s": quote["bs"],
+                "x": quote["bx"],
+                "q": quote["q"],
+                "t": t,
+                "y": t - 250_000,
+                "z": market.listing(ticker).tape,
+            }
             return {"results": res}
         q = self._last_day_data(ticker, history.day_quotes)
         j = len(q) - 1
-        res = {"T": ticker, "P": float(q.ask_price[j]), "S": int(q.ask_size[j]) // 100, "X": int(q.ask_exchange[j]), "p": float(q.bid_price[j]), "s": int(q.bid_size[j]) // 100, "x": int(q.bid_exchange[j]), "q": int(q.sequence[j]), "t": int(q.sip_ns[j]), "y": int(q.participant_ns[j]), "z": q.tape}
+        res = {
+            "T": ticker,
+            "P": float(q.ask_price[j]),
+            "S": int(q.ask_size[j]) // 100,
+            "X": int(q.ask_exchange[j]),
+            "p": float(q.bid_price[j]),
+            "s": int(q.bid_size[j]) // 100,
+            "x": int(q.bid_exchange[j]),
+            "q": int(q.sequence[j]),
+            "t": int(q.sip_ns[j]),
+            "y": int(q.participant_ns[j]),
+            "z": q.tape,
+        }
         return {"results": res}
 
     def _last_day_data(self, ticker: str, load: Callable[[int, str, dt.date], Any]) -> Any:
@@ -316,7 +431,9 @@ def _with_cursor(params: dict[str, str]) -> dict[str, str]:
     if cursor is None:
         return params
     try:
-        decoded = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+        decoded = base64.b64decode(
+            cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True
+        ).decode()
         values = dict(parse_qsl(decoded, strict_parsing=True))
         if not values:
             raise ValueError("empty cursor")
@@ -359,7 +476,9 @@ def _ms_bound(raw: str, name: str, end: bool) -> int:
     try:
         day = _date(raw, name)
     except ApiError:
-        raise ApiError(400, "ERROR", f"'{name}' must be a date (YYYY-MM-DD) or a Unix millisecond timestamp") from None
+        raise ApiError(
+            400, "ERROR", f"'{name}' must be a date (YYYY-MM-DD) or a Unix millisecond timestamp"
+        ) from None
     if end:
         return market.midnight_ns(day + dt.timedelta(days=1)) // 1_000_000 - 1
     return market.midnight_ns(day) // 1_000_000
@@ -375,21 +494,31 @@ def _ns_value(raw: str, name: str) -> tuple[int, int]:
     m = _RFC3339.match(raw)
     if m:
         try:
-            base = dt.datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}:{m.group(3)}:{m.group(4)}{'+00:00' if m.group(6) == 'Z' else m.group(6)}")
+            base = dt.datetime.fromisoformat(
+                f"{m.group(1)}T{m.group(2)}:{m.group(3)}:{m.group(4)}{'+00:00' if m.group(6) == 'Z' else m.group(6)}"
+            )
         except ValueError:
             pass
         else:
             ns = int(base.timestamp()) * 1_000_000_000 + int((m.group(5) or "0").ljust(9, "0"))
             return ns, ns
-    raise ApiError(400, "ERROR", f"'{name}' must be a date (YYYY-MM-DD), an RFC3339 time or Unix nanoseconds")
+    raise ApiError(
+        400, "ERROR", f"'{name}' must be a date (YYYY-MM-DD), an RFC3339 time or Unix nanoseconds"
+    )
 
 
 def _ns_bounds(params: dict[str, str]) -> tuple[int, int]:
     lo, hi = 0, 2**62
-    ranged = [k for k in ("timestamp.gte", "timestamp.gt", "timestamp.lte", "timestamp.lt") if k in params]
+    ranged = [
+        k for k in ("timestamp.gte", "timestamp.gt", "timestamp.lte", "timestamp.lt") if k in params
+    ]
     if "timestamp" in params:
         if ranged:
-            raise ApiError(400, "ERROR", "query parameters cannot have the combination of equal and any other param gt, gte, lt, lte")
+            raise ApiError(
+                400,
+                "ERROR",
+                "query parameters cannot have the combination of equal and any other param gt, gte, lt, lte",
+            )
         return _ns_value(params["timestamp"], "timestamp")
     for k in ranged:
         first, last = _ns_value(params[k], k)

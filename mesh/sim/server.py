@@ -25,7 +25,9 @@ from mesh.sim.ws import CLOSE_POLICY, Feed, WebSocketServer
 log = logging.getLogger(__name__)
 
 SIM_FREE_KEY = "sim-free-key"  # a demo key on the free plan: 5 REST calls a minute, no WebSocket
-NO_WEBSOCKET_ON_PLAN = "Your plan doesn't include websocket access. Visit https://massive.com/pricing to upgrade."
+NO_WEBSOCKET_ON_PLAN = (
+    "Your plan doesn't include websocket access. Visit https://massive.com/pricing to upgrade."
+)
 
 
 class SimServer:
@@ -62,7 +64,9 @@ class SimServer:
         attach = getattr(self.source, "attach", None)
         if callable(attach):  # a source that paces by, or waits for, the feed's clients (a replay)
             attach(self.feed)
-        self.ws = WebSocketServer(self.feed, self._refusal, host, ws_port, auth_timeout=auth_timeout)
+        self.ws = WebSocketServer(
+            self.feed, self._refusal, host, ws_port, auth_timeout=auth_timeout
+        )
         self._want = {"rest": (rest, rest_port), "s3": (s3, s3_port)}
         self._s3_keys = (s3_access_key, s3_secret_key)
         self.rest: RestServer | None = None
@@ -84,7 +88,14 @@ class SimServer:
         window = _Window()
         enabled, port = self._want["rest"]
         if enabled:
-            app = RestApp(self.seed, self.symbols, self.api_keys, self.free_keys, self._live_last, self._disconnect_threadsafe)
+            app = RestApp(
+                self.seed,
+                self.symbols,
+                self.api_keys,
+                self.free_keys,
+                self._live_last,
+                self._disconnect_threadsafe,
+            )
             self.rest = RestServer(app, self.host, port)
             self.rest.start()
         enabled, port = self._want["s3"]
@@ -153,7 +164,13 @@ class SimServer:
         return BUCKET
 
     def urls(self) -> dict[str, str]:
-        return {"websocket": self.ws_url, "websocket_delayed": self.delayed_ws_url, "rest": self.rest_url, "s3": self.s3_endpoint, "bucket": BUCKET}
+        return {
+            "websocket": self.ws_url,
+            "websocket_delayed": self.delayed_ws_url,
+            "rest": self.rest_url,
+            "s3": self.s3_endpoint,
+            "bucket": BUCKET,
+        }
 
     # --- control ---------------------------------------------------------------------------------
 

@@ -39,8 +39,12 @@ class SimService(Service):
     async def run(self, runtime: Runtime) -> None:
         if not self.config.sim_mode:
             self.state = "disabled"
-            self.message = "idle: MASSIVE_API_KEY is set, so the mesh talks to Massive" + (" (--replay needs sim mode)" if self.args.replay else "")
-            log.info("sim is idle: MASSIVE_API_KEY is set, so the mesh talks to Massive; waiting for SIGTERM")
+            self.message = "idle: MASSIVE_API_KEY is set, so the mesh talks to Massive" + (
+                " (--replay needs sim mode)" if self.args.replay else ""
+            )
+            log.info(
+                "sim is idle: MASSIVE_API_KEY is set, so the mesh talks to Massive; waiting for SIGTERM"
+            )
             await runtime.stopping.wait()
             return
         a = self.args
@@ -73,7 +77,9 @@ class SimService(Service):
             log.error("sim cannot listen on %s: %s (is another sim running?)", a.host, exc)
             raise SystemExit(2) from None
         urls = self.sim.urls()
-        print(f"sim: WebSocket {urls['websocket']} (delayed: {urls['websocket_delayed']})", flush=True)
+        print(
+            f"sim: WebSocket {urls['websocket']} (delayed: {urls['websocket_delayed']})", flush=True
+        )
         print(f"sim: REST      {urls['rest']}", flush=True)
         print(f"sim: S3        {urls['s3']} bucket {urls['bucket']}", flush=True)
         if self.replay is not None:
@@ -81,10 +87,16 @@ class SimService(Service):
             loop = ", looping" if a.loop else ""
             print(f"sim: replaying {r.shown} ({r.quotes} quotes, {r.trades} trades, {r.bars} bars) at {self.replay.speed_text}{loop}; "
                   "it starts when a client subscribes", flush=True)  # fmt: skip
-            print(f"sim: REST and S3 serve {len(self.sim.symbols)} symbols of generated history, seed {a.seed}", flush=True)
+            print(
+                f"sim: REST and S3 serve {len(self.sim.symbols)} symbols of generated history, seed {a.seed}",
+                flush=True,
+            )
             self.message = self.replay.message()
         else:
-            print(f"sim: {len(self.sim.symbols)} symbols, {a.rate:g} events/s, seed {a.seed}", flush=True)
+            print(
+                f"sim: {len(self.sim.symbols)} symbols, {a.rate:g} events/s, seed {a.seed}",
+                flush=True,
+            )
         try:
             feed = self.sim.feed_task
             assert feed is not None
@@ -122,17 +134,62 @@ def build_parser() -> argparse.ArgumentParser:
         prog="massive run sim",
         description="A local Massive-compatible server: WebSocket feed, REST API and S3 flat files, on 127.0.0.1.",
     )
-    p.add_argument("--rate", type=positive_float, default=1000.0, help="live events per second (default 1000; 500000+ for a firehose)")
-    p.add_argument("--seed", type=int, default=market.DEFAULT_SEED, help=f"random seed of history and live feed (default {market.DEFAULT_SEED})")
-    p.add_argument("--symbols", type=_symbols, default=list(market.DEFAULT_SYMBOLS), help="comma-separated universe (default: 36 large US stocks and ETFs)")
+    p.add_argument(
+        "--rate",
+        type=positive_float,
+        default=1000.0,
+        help="live events per second (default 1000; 500000+ for a firehose)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=market.DEFAULT_SEED,
+        help=f"random seed of history and live feed (default {market.DEFAULT_SEED})",
+    )
+    p.add_argument(
+        "--symbols",
+        type=_symbols,
+        default=list(market.DEFAULT_SYMBOLS),
+        help="comma-separated universe (default: 36 large US stocks and ETFs)",
+    )
     p.add_argument("--host", default=SIM_HOST, help=f"address to listen on (default {SIM_HOST})")
-    p.add_argument("--ws-port", type=_port, default=SIM_WS_PORT, help=f"WebSocket port (default {SIM_WS_PORT}; 0 = any free port)")
-    p.add_argument("--rest-port", type=_port, default=SIM_REST_PORT, help=f"REST port (default {SIM_REST_PORT})")
-    p.add_argument("--s3-port", type=_port, default=SIM_S3_PORT, help=f"S3 port (default {SIM_S3_PORT})")
-    p.add_argument("--replay", metavar="PATH_OR_NAME", help="stream a recording (a folder, or a NAME under MESH_DATA_DIR/recordings) instead of live events")
-    p.add_argument("--speed", type=_speed, default=1.0, help="replay speed: a factor of the recorded pace (default 1; 10 = ten times faster) or max")
-    p.add_argument("--loop", action="store_true", help="start the replay over when it ends (default: it ends and the sim stays up)")
-    p.add_argument("--free-keys", type=_keys, default=[SIM_FREE_KEY], help=f"comma-separated API keys on the free plan: 5 REST calls/minute (default {SIM_FREE_KEY})")
+    p.add_argument(
+        "--ws-port",
+        type=_port,
+        default=SIM_WS_PORT,
+        help=f"WebSocket port (default {SIM_WS_PORT}; 0 = any free port)",
+    )
+    p.add_argument(
+        "--rest-port",
+        type=_port,
+        default=SIM_REST_PORT,
+        help=f"REST port (default {SIM_REST_PORT})",
+    )
+    p.add_argument(
+        "--s3-port", type=_port, default=SIM_S3_PORT, help=f"S3 port (default {SIM_S3_PORT})"
+    )
+    p.add_argument(
+        "--replay",
+        metavar="PATH_OR_NAME",
+        help="stream a recording (a folder, or a NAME under MESH_DATA_DIR/recordings) instead of live events",
+    )
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        help="replay speed: a factor of the recorded pace (default 1; 10 = ten times faster) or max",
+    )
+    p.add_argument(
+        "--loop",
+        action="store_true",
+        help="start the replay over when it ends (default: it ends and the sim stays up)",
+    )
+    p.add_argument(
+        "--free-keys",
+        type=_keys,
+        default=[SIM_FREE_KEY],
+        help=f"comma-separated API keys on the free plan: 5 REST calls/minute (default {SIM_FREE_KEY})",
+    )
     return p
 
 
@@ -158,7 +215,9 @@ def _speed(text: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number or max, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number or max, got {text!r}"
+        ) from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number or max, got {text}")
     return value

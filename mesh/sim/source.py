@@ -94,9 +94,14 @@ class DictStep:
         loose, kinds, symbols = [], [], []
         for event in self.events:
             if delay_ms:
-                event = {k: (v - delay_ms if k in _TIME_FIELDS and isinstance(v, int) else v) for k, v in event.items()}
+                event = {
+                    k: (v - delay_ms if k in _TIME_FIELDS and isinstance(v, int) else v)
+                    for k, v in event.items()
+                }
             loose.append(frames.encode_event(event))
             kinds.append(KINDS.code(str(event.get("ev", ""))))
-            symbols.append(SYMBOLS.code(str(event.get("sym") or event.get("T") or event.get("pair") or "")))
+            symbols.append(
+                SYMBOLS.code(str(event.get("sym") or event.get("T") or event.get("pair") or ""))
+            )
         empty = np.empty(0, np.int64)
         return Batch(EMPTY_ROWS, empty, empty, loose, kinds, symbols)

@@ -108,7 +108,13 @@ class Connection:
         self.queued_bytes += len(frame)
         self.wake.set()
 
-    def end(self, status: str, message: str, code: int = CLOSE_POLICY, before: Iterable[dict[str, str]] = ()) -> None:
+    def end(
+        self,
+        status: str,
+        message: str,
+        code: int = CLOSE_POLICY,
+        before: Iterable[dict[str, str]] = (),
+    ) -> None:
         """Drop anything queued, send `status`, then close with `code`."""
         if self.close_code is not None:
             return
@@ -154,14 +160,23 @@ class Feed:
                 conn.enqueue(frame, n)
             if conn.queued_bytes > self.queue_limit_bytes:
                 self.slow_consumers += 1
-                log.warning("slow consumer: dropping a connection with %d bytes queued", conn.queued_bytes)
-                conn.end("slow_consumer", "Connection closed: the client is not consuming data fast enough (send buffer full).")
+                log.warning(
+                    "slow consumer: dropping a connection with %d bytes queued", conn.queued_bytes
+                )
+                conn.end(
+                    "slow_consumer",
+                    "Connection closed: the client is not consuming data fast enough (send buffer full).",
+                )
 
 
 def _frames_for(batch: Batch, subs: Subscription) -> list[tuple[bytes, int]]:
     out: list[tuple[bytes, int]] = []
     if batch.loose:
-        picked = [e for e, k, s in zip(batch.loose, batch.loose_kinds, batch.loose_symbols, strict=True) if subs.selects(k, s)]
+        picked = [
+            e
+            for e, k, s in zip(batch.loose, batch.loose_kinds, batch.loose_symbols, strict=True)
+            if subs.selects(k, s)
+        ]
         out += [(f, f.count(b'"ev"')) for f in frames.join_frames(picked)]
     if len(batch.rows):
         rows = batch.rows
@@ -279,7 +294,9 @@ class WebSocketServer:
                 conn.events_sent += events
                 self.feed.events_sent += events
                 self.feed.frames_sent += sum(1 for _, n in batch if n)
-            await asyncio.wait_for(ws.close(conn.close_code or 1000, conn.close_reason), self.drop_grace)
+            await asyncio.wait_for(
+                ws.close(conn.close_code or 1000, conn.close_reason), self.drop_grace
+            )
         except (ConnectionClosed, TimeoutError):
             pass
         finally:
@@ -290,20 +307,32 @@ class WebSocketServer:
         try:
             msg = self._decoder.decode(message)
         except msgspec.DecodeError:
-            conn.enqueue(frames.status_frame(frames.status("error", "invalid message: expected JSON")))
+            conn.enqueue(
+                frames.status_frame(frames.status("error", "invalid message: expected JSON"))
+            )
             return
         if not isinstance(msg, dict) or not isinstance(msg.get("action"), str):
-            conn.enqueue(frames.status_frame(frames.status("error", 'invalid message: expected {"action": ..., "params": ...}')))
+            conn.enqueue(
+                frames.status_frame(
+                    frames.status(
+                        "error", 'invalid message: expected {"action": ..., "params": ...}'
+                    )
+                )
+            )
             return
         action, params = msg["action"], msg.get("params")
         if action == "auth":
             self._auth(conn, params)
         elif conn.key is None:
-            conn.enqueue(frames.status_frame(frames.status("auth_required", "authentication required")))
+            conn.enqueue(
+                frames.status_frame(frames.status("auth_required", "authentication required"))
+            )
         elif action in ("subscribe", "unsubscribe"):
             self._subscribe(conn, params, action == "subscribe")
         else:
-            conn.enqueue(frames.status_frame(frames.status("error", f"unknown action: {action[:40]}")))
+            conn.enqueue(
+                frames.status_frame(frames.status("error", f"unknown action: {action[:40]}"))
+            )
 
     def _auth(self, conn: Connection, params: Any) -> None:
         if conn.key is not None:
@@ -319,7 +348,11 @@ class WebSocketServer:
         holder = self.in_use.get((key, path))
         if holder is not None and holder.live:
             self.max_connection_refusals += 1
-            conn.end("max_connections", MAX_CONNECTIONS_MESSAGE, before=[frames.status("auth_success", "authenticated")])
+            conn.end(
+                "max_connections",
+                MAX_CONNECTIONS_MESSAGE,
+                before=[frames.status("auth_success", "authenticated")],
+            )
             return
         conn.key = key
         self.in_use[(key, path)] = conn
@@ -327,13 +360,23 @@ class WebSocketServer:
 
     def _subscribe(self, conn: Connection, params: Any, add: bool) -> None:
         if not isinstance(params, str) or not params.strip():
-            conn.enqueue(frames.status_frame(frames.status("error", "params must be a comma-separated list such as T.AAPL,Q.*")))
+            conn.enqueue(
+                frames.status_frame(
+                    frames.status(
+                        "error", "params must be a comma-separated list such as T.AAPL,Q.*"
+                    )
+                )
+            )
             return
         verb = "subscribed to" if add else "unsubscribed to"
         for raw in params.split(","):
             item = raw.strip()
             if not _ITEM.match(item):
-                conn.enqueue(frames.status_frame(frames.status("error", f"invalid subscription: {item[:60]}")))
+                conn.enqueue(
+                    frames.status_frame(
+                        frames.status("error", f"invalid subscription: {item[:60]}")
+                    )
+                )
                 continue
             conn.subs.change(item, add)
             conn.enqueue(frames.status_frame(frames.status("success", f"{verb}: {item}")))
@@ -341,5 +384,7 @@ class WebSocketServer:
 
 def _check_path(connection: ServerConnection, request: Request) -> Response | None:
     if request.path.split("?", 1)[0] not in PATHS:
-        return connection.respond(HTTPStatus.NOT_FOUND, "Not Found: the sim serves /stocks and /delayed/stocks\n")
+        return connection.respond(
+            HTTPStatus.NOT_FOUND, "Not Found: the sim serves /stocks and /delayed/stocks\n"
+        )
     return None

@@ -13,12 +13,21 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 
 class BackgroundServer:
-    def __init__(self, app: Any, host: str, port: int, name: str, handler: type[WSGIRequestHandler] = WSGIRequestHandler) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        name: str,
+        handler: type[WSGIRequestHandler] = WSGIRequestHandler,
+    ) -> None:
         class Quiet(handler):  # type: ignore[valid-type,misc]
             def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
                 pass
 
-        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=Quiet)
+        self.server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, request_handler=Quiet
+        )
         self.port = self.server.server_port
         self._thread = threading.Thread(target=self.server.serve_forever, name=name, daemon=True)
 

@@ -35,14 +35,20 @@ class Account:
     seconds: float  # event time from the first to the last recorded
 
     def line(self) -> str:
-        return (f"{self.kind}s of the {self.life}: {self.sent} sent over {self.seconds:.1f} s ({self.sent / max(self.seconds, 1e-9):,.0f}/s), "
-                f"{self.missing} missing, {len(self.lost)} of them outside the {self.gaps} gaps, {len(self.duplicates)} duplicates")
+        return (
+            f"{self.kind}s of the {self.life}: {self.sent} sent over {self.seconds:.1f} s ({self.sent / max(self.seconds, 1e-9):,.0f}/s), "
+            f"{self.missing} missing, {len(self.lost)} of them outside the {self.gaps} gaps, {len(self.duplicates)} duplicates"
+        )
 
 
 def gap_rows(folder: Path) -> list[dict[str, Any]]:
     if not (folder / "gaps").is_dir():
         return []
-    return ds.dataset(folder / "gaps", format="parquet").to_table(columns=["symbol", "kind", "from_sequence", "to_sequence", "reason", "source"]).to_pylist()
+    return (
+        ds.dataset(folder / "gaps", format="parquet")
+        .to_table(columns=["symbol", "kind", "from_sequence", "to_sequence", "reason", "source"])
+        .to_pylist()
+    )
 
 
 def covered(missing: np.ndarray, gaps: list[tuple[int, int]]) -> np.ndarray:
@@ -63,7 +69,9 @@ def account(folder: Path, lives: list[tuple[str, int, int]] | None = None) -> li
     gaps = gap_rows(folder)
     out = []
     for kind, table in (("quote", "quotes"), ("trade", "trades")):
-        data = ds.dataset(folder / table, format="parquet").to_table(columns=["sequence", "ts_event"])
+        data = ds.dataset(folder / table, format="parquet").to_table(
+            columns=["sequence", "ts_event"]
+        )
         ts = pc.cast(data.column("ts_event"), pa.int64()).to_numpy()
         seq = data.column("sequence").to_numpy()
         kind_gaps = [(g["from_sequence"], g["to_sequence"]) for g in gaps if g["kind"] == kind]
@@ -78,5 +86,17 @@ def account(folder: Path, lives: list[tuple[str, int, int]] | None = None) -> li
             missing = expected[~np.isin(expected, recorded)]
             lost = missing[~covered(missing, kind_gaps)]
             seconds = float(ts[in_life].max() - ts[in_life].min()) / 1e9
-            out.append(Account(kind, life, len(expected), len(recorded), duplicates, len(missing), lost, len(kind_gaps), seconds))
+            out.append(
+                Account(
+                    kind,
+                    life,
+                    len(expected),
+                    len(recorded),
+                    duplicates,
+                    len(missing),
+                    lost,
+                    len(kind_gaps),
+                    seconds,
+                )
+            )
     return out

@@ -51,8 +51,21 @@ def rows_recorded(mesh: Mesh) -> int:
 
 def wait_for_flow(mesh: Mesh, what: str, timeout: float = 45) -> None:
     """Rows reach the recording again (after a restart: through the whole chain)."""
-    before = wait_for(lambda: (n := rows_recorded(mesh)) >= 0 and n + 1, timeout, 0.3, f"the recorder to answer ({what})") - 1
-    wait_for(lambda: rows_recorded(mesh) > before + RATE // 10, timeout, 0.3, f"events to flow into the recording again ({what})")
+    before = (
+        wait_for(
+            lambda: (n := rows_recorded(mesh)) >= 0 and n + 1,
+            timeout,
+            0.3,
+            f"the recorder to answer ({what})",
+        )
+        - 1
+    )
+    wait_for(
+        lambda: rows_recorded(mesh) > before + RATE // 10,
+        timeout,
+        0.3,
+        f"events to flow into the recording again ({what})",
+    )
 
 
 def wait_until_drained(mesh: Mesh, quiet: float = 2.0, timeout: float = 90) -> None:
@@ -71,7 +84,9 @@ def wait_until_drained(mesh: Mesh, quiet: float = 2.0, timeout: float = 90) -> N
 
 
 @pytest.mark.slow
-def test_kill_9_of_each_service_under_load_leaves_every_sent_event_recorded_or_inside_a_gap(tmp_path: Path) -> None:
+def test_kill_9_of_each_service_under_load_leaves_every_sent_event_recorded_or_inside_a_gap(
+    tmp_path: Path,
+) -> None:
     kills: list[Kill] = []
     with Mesh(tmp_path / "data") as mesh:
         mesh.point_at_sim()
@@ -93,13 +108,20 @@ def test_kill_9_of_each_service_under_load_leaves_every_sent_event_recorded_or_i
             mesh.restart(name)
             kills.append(Kill(name, at, time.time_ns()))
             wait_for_flow(mesh, f"after kill -9 of {name}")
-            assert all(mesh.alive().values()), {n: p.output()[-2000:] for n, p in mesh.procs.items() if not p.alive}
+            assert all(mesh.alive().values()), {
+                n: p.output()[-2000:] for n, p in mesh.procs.items() if not p.alive
+            }
 
         time.sleep(LOAD_SECONDS)
         mesh.call("ingest", "unsubscribe", params="Q.*,T.*", timeout=15)
         wait_until_drained(mesh)
         mesh.call("recorder", "stop", timeout=15)
-        wait_for(lambda: ((recorder_status(mesh) or {}).get("session") or {}).get("state") == "stopped", 60, 0.3, "the recording to stop")
+        wait_for(
+            lambda: ((recorder_status(mesh) or {}).get("session") or {}).get("state") == "stopped",
+            60,
+            0.3,
+            "the recording to stop",
+        )
         outputs = {n: p.output() for n, p in mesh.procs.items()}
 
     folder = tmp_path / "data" / "recordings" / NAME
@@ -111,14 +133,19 @@ def test_kill_9_of_each_service_under_load_leaves_every_sent_event_recorded_or_i
     assert any(g["kind"] == "recorder" for g in gaps), reasons
 
     sim_restart = next(k for k in kills if k.name == "sim")
-    split_ns = (sim_restart.at_ns + sim_restart.back_ns) // 2  # events before: the first sim process
+    split_ns = (
+        sim_restart.at_ns + sim_restart.back_ns
+    ) // 2  # events before: the first sim process
     accounts = account(folder, [("first sim", 0, split_ns), ("restarted sim", split_ns, 2**63 - 1)])
     for a in accounts:
         print(a.line())
         assert a.recorded > RATE // 2, f"{a.kind}s of the {a.life}: only {a.recorded} recorded"
-        assert len(a.duplicates) == 0, f"{len(a.duplicates)} {a.kind} sequences of the {a.life} recorded twice, e.g. {a.duplicates[:5]}"
+        assert len(a.duplicates) == 0, (
+            f"{len(a.duplicates)} {a.kind} sequences of the {a.life} recorded twice, e.g. {a.duplicates[:5]}"
+        )
         assert len(a.lost) == 0, (
             f"{len(a.lost)} of {a.missing} {a.kind}s of the {a.life} missing outside any recorded gap, e.g. {a.lost[:10]}; "
-            f"kills: {kills}; gap reasons: {reasons}\n" + "\n".join(f"--- {n}\n{o[-1500:]}" for n, o in outputs.items())
+            f"kills: {kills}; gap reasons: {reasons}\n"
+            + "\n".join(f"--- {n}\n{o[-1500:]}" for n, o in outputs.items())
         )
     assert sum(a.sent for a in accounts) > 10 * RATE

@@ -40,7 +40,9 @@ def _up(config: Config) -> bool:
 
 
 @pytest.fixture
-async def recorder(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RecorderService]:
+async def recorder(
+    bus: Bus, mesh_config: Config, mesh_environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[RecorderService]:
     for key, value in mesh_environ.items():
         monkeypatch.setenv(key, value)
     svc = RecorderService(mesh_config, slice_seconds=0.3)
@@ -67,7 +69,9 @@ def send(config: Config, *batches: Any, source: str = "ingest") -> None:
 def recorded_gaps(config: Config, name: str) -> dict[str, dict[str, Any]]:
     """The session's per-symbol quote gaps, by symbol."""
     table = ds.dataset(config.data_dir / "recordings" / name / "gaps", format="parquet").to_table()
-    return {row["symbol"]: row for row in table.to_pylist() if row["kind"] == "quote" and row["symbol"]}
+    return {
+        row["symbol"]: row for row in table.to_pylist() if row["kind"] == "quote" and row["symbol"]
+    }
 
 
 def last_of(symbol: str, first: int, n: int) -> int:
@@ -78,7 +82,9 @@ def first_of(symbol: str, first: int, n: int) -> int:
     return min(s for s in range(first, first + n) if SYMBOLS[s % len(SYMBOLS)] == symbol)
 
 
-async def test_a_restarted_source_leaves_a_gap_per_symbol_from_its_last_recorded_event_to_its_first_new_one(recorder: RecorderService, mesh_config: Config) -> None:
+async def test_a_restarted_source_leaves_a_gap_per_symbol_from_its_last_recorded_event_to_its_first_new_one(
+    recorder: RecorderService, mesh_config: Config
+) -> None:
     await call(mesh_config, "start", name="restart")
     await asyncio.to_thread(send, mesh_config, quotes(0, 40))
     await asyncio.to_thread(wait_for, lambda: recorder.session.rows["quotes"] == 40)
@@ -90,19 +96,37 @@ async def test_a_restarted_source_leaves_a_gap_per_symbol_from_its_last_recorded
     gaps = recorded_gaps(mesh_config, "restart")
     assert set(gaps) == set(SYMBOLS)
     for symbol, gap in gaps.items():
-        assert (gap["from_sequence"], gap["to_sequence"]) == (last_of(symbol, 0, 40), first_of(symbol, 100, 40))
-        assert gap["ts_from"].value == T0 + gap["from_sequence"] * STEP and gap["ts_to"].value == T0 + gap["to_sequence"] * STEP
-        assert "ingest restarted" in gap["reason"] and gap["source"] == "ingest" and gap["missing"] == 0
-    manifest = json.loads((mesh_config.data_dir / "recordings" / "restart" / "manifest.json").read_text())
+        assert (gap["from_sequence"], gap["to_sequence"]) == (
+            last_of(symbol, 0, 40),
+            first_of(symbol, 100, 40),
+        )
+        assert (
+            gap["ts_from"].value == T0 + gap["from_sequence"] * STEP
+            and gap["ts_to"].value == T0 + gap["to_sequence"] * STEP
+        )
+        assert (
+            "ingest restarted" in gap["reason"]
+            and gap["source"] == "ingest"
+            and gap["missing"] == 0
+        )
+    manifest = json.loads(
+        (mesh_config.data_dir / "recordings" / "restart" / "manifest.json").read_text()
+    )
     assert sum(1 for g in manifest["gaps"] if g["kind"] == "quote") == len(SYMBOLS)
-    assert not (mesh_config.data_dir / "recordings" / "restart" / "wal").exists()  # nothing left behind by a clean stop
+    assert not (
+        mesh_config.data_dir / "recordings" / "restart" / "wal"
+    ).exists()  # nothing left behind by a clean stop
 
 
-async def test_a_symbol_that_never_resumes_gets_an_open_ended_gap_at_stop(recorder: RecorderService, mesh_config: Config) -> None:
+async def test_a_symbol_that_never_resumes_gets_an_open_ended_gap_at_stop(
+    recorder: RecorderService, mesh_config: Config
+) -> None:
     await call(mesh_config, "start", name="open")
     await asyncio.to_thread(send, mesh_config, quotes(0, 40))
     await asyncio.to_thread(wait_for, lambda: recorder.session.rows["quotes"] == 40)
-    await asyncio.to_thread(send, mesh_config, quotes(100, 40, symbols=("AAPL", "MSFT")))  # NVDA and TSLA stay silent
+    await asyncio.to_thread(
+        send, mesh_config, quotes(100, 40, symbols=("AAPL", "MSFT"))
+    )  # NVDA and TSLA stay silent
     await asyncio.to_thread(wait_for, lambda: recorder.session.rows["quotes"] == 80)
     before_stop = time.time_ns()
     await call(mesh_config, "stop")
@@ -110,17 +134,30 @@ async def test_a_symbol_that_never_resumes_gets_an_open_ended_gap_at_stop(record
     gaps = recorded_gaps(mesh_config, "open")
     for symbol in ("NVDA", "TSLA"):
         gap = gaps[symbol]
-        assert gap["from_sequence"] == last_of(symbol, 0, 40) and gap["to_sequence"] == 0  # 0: nothing after it was recorded
-        assert gap["ts_to"].value >= before_stop and "no later event before the recording stopped" in gap["reason"]
+        assert (
+            gap["from_sequence"] == last_of(symbol, 0, 40) and gap["to_sequence"] == 0
+        )  # 0: nothing after it was recorded
+        assert (
+            gap["ts_to"].value >= before_stop
+            and "no later event before the recording stopped" in gap["reason"]
+        )
     assert gaps["AAPL"]["to_sequence"] == 100 and gaps["MSFT"]["to_sequence"] == 101
 
 
 def start_recorder(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", "recorder"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mesh.cli", "run", "recorder"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.fixture
-def recorder_process(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
+def recorder_process(
+    bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     procs = [start_recorder(mesh_environ)]
     yield procs
     for proc in procs:
@@ -141,13 +178,21 @@ def saved_positions(config: Config, name: str) -> dict[str, Any]:
     return data.get("sources", {}).get("ingest", {}).get("quote", {})
 
 
-def test_a_recorder_killed_and_restarted_bounds_what_it_missed_from_its_saved_positions(recorder_process: list[subprocess.Popen[bytes]], mesh_config: Config, mesh_environ: dict[str, str]) -> None:
+def test_a_recorder_killed_and_restarted_bounds_what_it_missed_from_its_saved_positions(
+    recorder_process: list[subprocess.Popen[bytes]],
+    mesh_config: Config,
+    mesh_environ: dict[str, str],
+) -> None:
     wait_for(lambda: _up(mesh_config), 20)
     client.call("recorder", "start", {"name": "crash"}, config=mesh_config, timeout=5)
-    with Publisher("ingest", mesh_config.bus_pub) as pub:  # one ingest all along: only the recorder dies
+    with Publisher(
+        "ingest", mesh_config.bus_pub
+    ) as pub:  # one ingest all along: only the recorder dies
         time.sleep(0.3)
         pub.publish(topics.quotes(), quotes(0, 40))
-        wait_for(lambda: saved_positions(mesh_config, "crash").keys() == set(SYMBOLS), 10)  # saved within a second
+        wait_for(
+            lambda: saved_positions(mesh_config, "crash").keys() == set(SYMBOLS), 10
+        )  # saved within a second
         recorder_process[0].kill()
         recorder_process[0].wait(10)
         pub.publish(topics.quotes(), quotes(40, 60))  # nobody records these
@@ -157,14 +202,25 @@ def test_a_recorder_killed_and_restarted_bounds_what_it_missed_from_its_saved_po
         pub.publish(topics.quotes(), quotes(100, 40))
         wait_for(lambda: rows_recorded(mesh_config) == 40, 10)
     client.call("recorder", "stop", config=mesh_config, timeout=5)
-    wait_for(lambda: client.call("recorder", "status", config=mesh_config, timeout=2)["session"]["state"] == "stopped", 20)
+    wait_for(
+        lambda: (
+            client.call("recorder", "status", config=mesh_config, timeout=2)["session"]["state"]
+            == "stopped"
+        ),
+        20,
+    )
     folder = mesh_config.data_dir / "recordings" / "crash"
-    recorded = set(ds.dataset(folder / "quotes", format="parquet").to_table().column("sequence").to_pylist())
+    recorded = set(
+        ds.dataset(folder / "quotes", format="parquet").to_table().column("sequence").to_pylist()
+    )
     assert recorded == set(range(40)) | set(range(100, 140))
     gaps = recorded_gaps(mesh_config, "crash")
     for symbol in SYMBOLS:
         gap = gaps[symbol]
-        assert (gap["from_sequence"], gap["to_sequence"]) == (last_of(symbol, 0, 40), first_of(symbol, 100, 40))
+        assert (gap["from_sequence"], gap["to_sequence"]) == (
+            last_of(symbol, 0, 40),
+            first_of(symbol, 100, 40),
+        )
         assert "interrupted" in gap["reason"]
     # every sequence the recorder missed lies inside its symbol's gap
     for s in range(40, 100):
@@ -172,7 +228,9 @@ def test_a_recorder_killed_and_restarted_bounds_what_it_missed_from_its_saved_po
         assert gap["from_sequence"] < s < gap["to_sequence"]
 
 
-async def test_a_damaged_position_file_still_bounds_every_symbol_from_the_interruption(recorder: RecorderService, mesh_config: Config) -> None:
+async def test_a_damaged_position_file_still_bounds_every_symbol_from_the_interruption(
+    recorder: RecorderService, mesh_config: Config
+) -> None:
     wal_dir = mesh_config.data_dir / "recordings" / "damaged" / "wal"
     wal_dir.mkdir(parents=True)
     (wal_dir / continuity.SNAPSHOT_FILE).write_text('{"format": 1, "sour')  # torn by a power cut
@@ -183,4 +241,7 @@ async def test_a_damaged_position_file_still_bounds_every_symbol_from_the_interr
     await asyncio.to_thread(wait_for, lambda: recorder.session.state == "stopped")
     gaps = recorded_gaps(mesh_config, "damaged")
     assert set(gaps) == set(SYMBOLS)
-    assert all(g["from_sequence"] == 0 and g["to_sequence"] == first_of(s, 100, 40) for s, g in gaps.items())
+    assert all(
+        g["from_sequence"] == 0 and g["to_sequence"] == first_of(s, 100, 40)
+        for s, g in gaps.items()
+    )

@@ -37,7 +37,12 @@ def base_env(data_dir: Path) -> dict[str, str]:
 def sim_env(sim: SimServer, data_dir: Path, **overrides: str) -> dict[str, str]:
     """Sim mode (demo key and key pair) with REST/S3 at the test sim and generous limits."""
     env = base_env(data_dir)
-    env.update(MASSIVE_REST_URL=sim.rest_url, MASSIVE_S3_ENDPOINT=sim.s3_endpoint, MASSIVE_REST_CALLS_PER_MINUTE="1000", MASSIVE_REST_CALLS_PER_DAY="1000")
+    env.update(
+        MASSIVE_REST_URL=sim.rest_url,
+        MASSIVE_S3_ENDPOINT=sim.s3_endpoint,
+        MASSIVE_REST_CALLS_PER_MINUTE="1000",
+        MASSIVE_REST_CALLS_PER_DAY="1000",
+    )
     env.update(overrides)
     return env
 

@@ -23,12 +23,26 @@ SIX = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META"]
 
 
 @pytest.mark.parametrize("interval", ["1m", "5m", "15m", "1h", "1d"])
-def test_rest_and_flat_files_return_identical_bars(sim_config: Config, days: list[dt.date], interval: str) -> None:
+def test_rest_and_flat_files_return_identical_bars(
+    sim_config: Config, days: list[dt.date], interval: str
+) -> None:
     fetcher = Fetcher(sim_config)
-    rest, rest_report = fetcher.run(make_request(["AAPL", "SPY"], days[-3], days[-1], interval, "rest"))
-    flat, flat_report = fetcher.run(make_request(["AAPL", "SPY"], days[-3], days[-1], interval, "flat_file"))
-    assert rest_report.method == "rest" and rest_report.rest_calls == 2 and rest_report.bytes_downloaded > 0  # the symbol check reads day aggregates
-    assert flat_report.method == "flat_file" and flat_report.rest_calls == 0 and flat_report.files_downloaded == 3
+    rest, rest_report = fetcher.run(
+        make_request(["AAPL", "SPY"], days[-3], days[-1], interval, "rest")
+    )
+    flat, flat_report = fetcher.run(
+        make_request(["AAPL", "SPY"], days[-3], days[-1], interval, "flat_file")
+    )
+    assert (
+        rest_report.method == "rest"
+        and rest_report.rest_calls == 2
+        and rest_report.bytes_downloaded > 0
+    )  # the symbol check reads day aggregates
+    assert (
+        flat_report.method == "flat_file"
+        and flat_report.rest_calls == 0
+        and flat_report.files_downloaded == 3
+    )
     assert rest.schema == flat.schema == BAR_SCHEMA
     assert rest.num_rows > 0 and rest.equals(flat)
     assert set(rest["symbol"].to_pylist()) == {"AAPL", "SPY"}
@@ -36,18 +50,35 @@ def test_rest_and_flat_files_return_identical_bars(sim_config: Config, days: lis
 
 def test_dataframe_types_and_day_bars(sim_config: Config, days: list[dt.date]) -> None:
     df = fetch_data("AAPL", days[-2], days[-1], "1d", config=sim_config, verbose=False)
-    assert list(df.columns) == ["symbol", "timestamp", "open", "high", "low", "close", "volume", "vwap", "transactions"]
+    assert list(df.columns) == [
+        "symbol",
+        "timestamp",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "vwap",
+        "transactions",
+    ]
     assert str(df["timestamp"].dtype) == "datetime64[ns, UTC]"
     assert len(df) == 2
     # day bars are stamped at midnight New York time, like Massive's
     stamps = [ts.tz_convert("America/New_York") for ts in df["timestamp"]]
     assert all((s.hour, s.minute) == (0, 0) for s in stamps)
     assert [s.date() for s in stamps] == [days[-2], days[-1]]
-    assert (df["low"] <= df["open"]).all() and (df["open"] <= df["high"]).all() and (df["low"] <= df["vwap"]).all() and (df["vwap"] <= df["high"]).all()
+    assert (
+        (df["low"] <= df["open"]).all()
+        and (df["open"] <= df["high"]).all()
+        and (df["low"] <= df["vwap"]).all()
+        and (df["vwap"] <= df["high"]).all()
+    )
     assert df.attrs["fetch"]["method"] == "rest"
 
 
-def test_auto_picks_rest_at_five_symbols_and_seven_days(sim_config: Config, days: list[dt.date]) -> None:
+def test_auto_picks_rest_at_five_symbols_and_seven_days(
+    sim_config: Config, days: list[dt.date]
+) -> None:
     start = days[-1] - dt.timedelta(days=6)  # 7 calendar days
     _, report = Fetcher(sim_config).run(make_request(SIX[:5], start, days[-1], "1d"))
     assert report.method == "rest" and report.rest_calls == 5
@@ -67,19 +98,36 @@ def test_auto_picks_flat_files_above_seven_days(sim_config: Config, days: list[d
     assert "more than 7 days" in report.reason
 
 
-def test_wrong_s3_secret_falls_back_to_rest(sim: SimServer, tmp_path: Path, days: list[dt.date]) -> None:
-    env = sim_env(sim, tmp_path / "data", MASSIVE_S3_ACCESS_KEY_ID="sim-demo-access", MASSIVE_S3_SECRET_ACCESS_KEY="not-the-secret")
-    bars, report = Fetcher(config_of(env, tmp_path)).run(make_request(SIX, days[-2], days[-1], "5m"))
+def test_wrong_s3_secret_falls_back_to_rest(
+    sim: SimServer, tmp_path: Path, days: list[dt.date]
+) -> None:
+    env = sim_env(
+        sim,
+        tmp_path / "data",
+        MASSIVE_S3_ACCESS_KEY_ID="sim-demo-access",
+        MASSIVE_S3_SECRET_ACCESS_KEY="not-the-secret",
+    )
+    bars, report = Fetcher(config_of(env, tmp_path)).run(
+        make_request(SIX, days[-2], days[-1], "5m")
+    )
     assert "falling back to REST" in report.fallback and "refused access" in report.fallback
     assert "not-the-secret" not in report.fallback
     assert report.rest_calls == len(SIX) and report.method_used == "rest (fallback)"
-    reference, _ = Fetcher(config_of(sim_env(sim, tmp_path / "ref"), tmp_path)).run(make_request(SIX, days[-2], days[-1], "5m", "flat_file"))
+    reference, _ = Fetcher(config_of(sim_env(sim, tmp_path / "ref"), tmp_path)).run(
+        make_request(SIX, days[-2], days[-1], "5m", "flat_file")
+    )
     assert bars.equals(reference)
 
 
-def test_missing_s3_credentials_fall_back_to_rest(sim: SimServer, tmp_path: Path, days: list[dt.date]) -> None:
+def test_missing_s3_credentials_fall_back_to_rest(
+    sim: SimServer, tmp_path: Path, days: list[dt.date]
+) -> None:
     env = base_env(tmp_path / "data")
-    env.update(MASSIVE_API_KEY="sim-demo-key", MASSIVE_REST_URL=sim.rest_url, MASSIVE_REST_CALLS_PER_MINUTE="100")
+    env.update(
+        MASSIVE_API_KEY="sim-demo-key",
+        MASSIVE_REST_URL=sim.rest_url,
+        MASSIVE_REST_CALLS_PER_MINUTE="100",
+    )
     config = config_of(env, tmp_path)
     assert config.s3_credentials is None
     bars, report = Fetcher(config).run(make_request(["AAPL"], days[-9], days[-1], "1h"))
@@ -88,22 +136,39 @@ def test_missing_s3_credentials_fall_back_to_rest(sim: SimServer, tmp_path: Path
 
 
 def test_no_fallback_when_refused(sim: SimServer, tmp_path: Path, days: list[dt.date]) -> None:
-    env = sim_env(sim, tmp_path / "data", MASSIVE_S3_SECRET_ACCESS_KEY="wrong", MASSIVE_S3_ACCESS_KEY_ID="sim-demo-access")
+    env = sim_env(
+        sim,
+        tmp_path / "data",
+        MASSIVE_S3_SECRET_ACCESS_KEY="wrong",
+        MASSIVE_S3_ACCESS_KEY_ID="sim-demo-access",
+    )
     config = config_of(env, tmp_path)
     with pytest.raises(FlatFileError, match="refused access"):
-        Fetcher(config).run(make_request(SIX, days[-2], days[-1], "1d", "flat_file"), fallback=False)
+        Fetcher(config).run(
+            make_request(SIX, days[-2], days[-1], "1d", "flat_file"), fallback=False
+        )
     assert QuotaLedger.for_config(config).snapshot()["rest_calls_today"] == 0
 
 
-def test_fallback_refused_when_rest_quota_is_short(sim: SimServer, tmp_path: Path, days: list[dt.date]) -> None:
-    env = sim_env(sim, tmp_path / "data", MASSIVE_S3_SECRET_ACCESS_KEY="wrong", MASSIVE_S3_ACCESS_KEY_ID="sim-demo-access", MASSIVE_REST_CALLS_PER_DAY="3")
+def test_fallback_refused_when_rest_quota_is_short(
+    sim: SimServer, tmp_path: Path, days: list[dt.date]
+) -> None:
+    env = sim_env(
+        sim,
+        tmp_path / "data",
+        MASSIVE_S3_SECRET_ACCESS_KEY="wrong",
+        MASSIVE_S3_ACCESS_KEY_ID="sim-demo-access",
+        MASSIVE_REST_CALLS_PER_DAY="3",
+    )
     config = config_of(env, tmp_path)
     with pytest.raises(FlatFileError, match="REST quota does not allow the fallback"):
         Fetcher(config).run(make_request(SIX, days[-2], days[-1], "1d"))
     assert QuotaLedger.for_config(config).snapshot()["rest_calls_today"] == 0
 
 
-def test_cached_files_are_reused_and_a_truncated_one_is_fetched_again(sim_config: Config, days: list[dt.date]) -> None:
+def test_cached_files_are_reused_and_a_truncated_one_is_fetched_again(
+    sim_config: Config, days: list[dt.date]
+) -> None:
     request = make_request(SIX, days[-3], days[-1], "15m", "flat_file")
     first, r1 = Fetcher(sim_config).run(request)
     assert r1.files_downloaded == 3 and r1.files_cached == 0
@@ -118,7 +183,9 @@ def test_cached_files_are_reused_and_a_truncated_one_is_fetched_again(sim_config
     assert healed.equals(first) and cached.stat().st_size == len(data)
 
 
-def test_a_corrupt_cached_file_of_the_right_size_is_fetched_again(sim_config: Config, days: list[dt.date]) -> None:
+def test_a_corrupt_cached_file_of_the_right_size_is_fetched_again(
+    sim_config: Config, days: list[dt.date]
+) -> None:
     request = make_request(SIX, days[-1], days[-1], "1h", "flat_file")
     first, _ = Fetcher(sim_config).run(request)
     cached = Path(sim_config.data_dir) / "flatfiles" / key_for(days[-1])
@@ -129,7 +196,9 @@ def test_a_corrupt_cached_file_of_the_right_size_is_fetched_again(sim_config: Co
     assert report.files_downloaded == 1 and again.equals(first)
 
 
-def test_unknown_symbol_is_refused_before_rest_is_spent(sim_config: Config, days: list[dt.date]) -> None:
+def test_unknown_symbol_is_refused_before_rest_is_spent(
+    sim_config: Config, days: list[dt.date]
+) -> None:
     with pytest.raises(BadRequest, match="unknown symbol ZZZZQ"):
         Fetcher(sim_config).run(make_request(["AAPL", "ZZZZQ"], days[-2], days[-1], "1d", "rest"))
     assert QuotaLedger.for_config(sim_config).snapshot()["rest_calls_today"] == 0
@@ -137,7 +206,9 @@ def test_unknown_symbol_is_refused_before_rest_is_spent(sim_config: Config, days
 
 def test_unknown_symbol_in_flat_files_says_so(sim_config: Config, days: list[dt.date]) -> None:
     with pytest.raises(Exception, match="no bars for ZZZZQ"):
-        Fetcher(sim_config).run(make_request(["AAPL", "ZZZZQ"], days[-2], days[-1], "1d", "flat_file"))
+        Fetcher(sim_config).run(
+            make_request(["AAPL", "ZZZZQ"], days[-2], days[-1], "1d", "flat_file")
+        )
     assert QuotaLedger.for_config(sim_config).snapshot()["rest_calls_today"] == 0
 
 
@@ -145,33 +216,60 @@ def test_bad_api_key_is_not_retried(sim: SimServer, tmp_path: Path, days: list[d
     env = sim_env(sim, tmp_path / "data", MASSIVE_API_KEY="not-a-real-key")
     config = config_of(env, tmp_path)
     with pytest.raises(RestAuthError, match="401") as err:
-        Fetcher(config).run(make_request(["AAPL"], days[-1], days[-1], "1d", "rest"), check_symbols=False)
+        Fetcher(config).run(
+            make_request(["AAPL"], days[-1], days[-1], "1d", "rest"), check_symbols=False
+        )
     assert "not-a-real-key" not in str(err.value)
     assert QuotaLedger.for_config(config).snapshot()["rest_calls_today"] == 1
 
 
-def test_free_key_429_is_retried_then_reported(sim: SimServer, tmp_path: Path, days: list[dt.date]) -> None:
+def test_free_key_429_is_retried_then_reported(
+    sim: SimServer, tmp_path: Path, days: list[dt.date]
+) -> None:
     # a ledger configured above the plan's real limit: the server's 429s are retried, then reported
-    env = sim_env(sim, tmp_path / "data", MASSIVE_API_KEY="sim-free-key", MASSIVE_REST_CALLS_PER_MINUTE="100")
+    env = sim_env(
+        sim, tmp_path / "data", MASSIVE_API_KEY="sim-free-key", MASSIVE_REST_CALLS_PER_MINUTE="100"
+    )
     config = config_of(env, tmp_path)
     fetcher = Fetcher(config)
     with pytest.raises(RestError, match="429") as err:
         for symbol in SIX:
-            fetcher.run(make_request([symbol], days[-1], days[-1], "1d", "rest"), check_symbols=False)
+            fetcher.run(
+                make_request([symbol], days[-1], days[-1], "1d", "rest"), check_symbols=False
+            )
     assert "giving up" in str(err.value)
     snap = QuotaLedger.for_config(config).snapshot()
     assert snap["throttled_24h"] == 4 and snap["rest_calls_today"] == 5 + 4  # every attempt counted
 
 
-def test_dataset_parquet_is_what_the_backtester_reads(sim_config: Config, days: list[dt.date]) -> None:
+def test_dataset_parquet_is_what_the_backtester_reads(
+    sim_config: Config, days: list[dt.date]
+) -> None:
     from mesh.fetcher import datasets
 
-    df = fetch_data(["AAPL", "MSFT"], days[-2], days[-1], "5m", "rest", save="pair", config=sim_config, verbose=False)
+    df = fetch_data(
+        ["AAPL", "MSFT"],
+        days[-2],
+        days[-1],
+        "5m",
+        "rest",
+        save="pair",
+        config=sim_config,
+        verbose=False,
+    )
     folder = Path(sim_config.data_dir) / "historical" / "pair"
     table = datasets.read_dataset("pair", sim_config.data_dir)
     assert table.schema.field("timestamp").type == pa.timestamp("ns", tz="UTC")
     assert table.num_rows == len(df)
     manifest = datasets.list_datasets(sim_config.data_dir)[0]
-    assert manifest["name"] == "pair" and manifest["symbols"] == ["AAPL", "MSFT"] and manifest["interval"] == "5m"
-    assert manifest["rows"] == len(df) and manifest["method"] == "rest" and manifest["start"] == days[-2].isoformat()
+    assert (
+        manifest["name"] == "pair"
+        and manifest["symbols"] == ["AAPL", "MSFT"]
+        and manifest["interval"] == "5m"
+    )
+    assert (
+        manifest["rows"] == len(df)
+        and manifest["method"] == "rest"
+        and manifest["start"] == days[-2].isoformat()
+    )
     assert (folder / "manifest.json").is_file() and not list(folder.glob(".*tmp*"))

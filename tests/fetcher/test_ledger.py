@@ -66,10 +66,20 @@ def counting_server() -> Iterator[tuple[list[str], str]]:
     httpd.server_close()
 
 
-def test_three_processes_never_exceed_ten_calls_a_day(counting_server: tuple[list[str], str], tmp_path: Path) -> None:
+def test_three_processes_never_exceed_ten_calls_a_day(
+    counting_server: tuple[list[str], str], tmp_path: Path
+) -> None:
     seen, url = counting_server
     ledger_path = tmp_path / "state" / "quota.sqlite"
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(ledger_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, url, str(ledger_path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     results = [tuple(map(int, p.communicate(timeout=60)[0].split())) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sum(sent for sent, _ in results) == 10 and sum(refused for _, refused in results) == 20
@@ -97,7 +107,11 @@ def test_minute_window_slides(tmp_path: Path) -> None:
     clock.now += 31 * 10**9  # the first call has left the window
     ledger.acquire_rest("/a")
     snap = ledger.snapshot()
-    assert snap["rest_calls_minute"] == 2 and snap["rest_calls_today"] == 3 and snap["rest_calls_per_day"] == 0
+    assert (
+        snap["rest_calls_minute"] == 2
+        and snap["rest_calls_today"] == 3
+        and snap["rest_calls_per_day"] == 0
+    )
 
 
 def test_waiting_for_the_minute_can_be_cut_short(tmp_path: Path) -> None:
@@ -107,8 +121,12 @@ def test_waiting_for_the_minute_can_be_cut_short(tmp_path: Path) -> None:
         ledger.acquire_rest("/a", max_wait=1.0)
 
 
-def test_flat_file_bytes_over_the_monthly_limit_go_to_rest(sim: SimServer, tmp_path: Path, days: list[dt.date]) -> None:
+def test_flat_file_bytes_over_the_monthly_limit_go_to_rest(
+    sim: SimServer, tmp_path: Path, days: list[dt.date]
+) -> None:
     config = config_of(sim_env(sim, tmp_path / "data", MASSIVE_S3_BYTES_PER_MONTH="1000"), tmp_path)
-    _, report = Fetcher(config).run(make_request(["AAPL", "MSFT", "SPY", "QQQ", "NVDA", "TSLA"], days[-2], days[-1], "1d"))
+    _, report = Fetcher(config).run(
+        make_request(["AAPL", "MSFT", "SPY", "QQQ", "NVDA", "TSLA"], days[-2], days[-1], "1d")
+    )
     assert "monthly flat-file allowance" in report.fallback and report.rest_calls == 6
     assert QuotaLedger.for_config(config).snapshot()["s3_bytes_month"] == 0

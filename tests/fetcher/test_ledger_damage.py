@@ -31,7 +31,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def massive(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mesh.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "mesh.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -84,7 +91,9 @@ def used_ledger(data_dir: Path) -> Path:
 
 
 @pytest.mark.parametrize("how", ["garbage", "emptied", "tables dropped"])
-def test_a_damaged_ledger_stops_fetch_before_any_request_and_quota_reports_it(how: str, tmp_path: Path, counting_server: tuple[list[str], str], days: list[dt.date]) -> None:
+def test_a_damaged_ledger_stops_fetch_before_any_request_and_quota_reports_it(
+    how: str, tmp_path: Path, counting_server: tuple[list[str], str], days: list[dt.date]
+) -> None:
     seen, url = counting_server
     env = {**base_env(tmp_path / "data"), "MASSIVE_REST_URL": url, "MASSIVE_S3_ENDPOINT": url}
     path = used_ledger(tmp_path / "data")
@@ -99,19 +108,39 @@ def test_a_damaged_ledger_stops_fetch_before_any_request_and_quota_reports_it(ho
     assert as_json.returncode == 1
     snap = json.loads(as_json.stdout)
     assert snap["damaged"] and str(path) in snap["damaged"]
-    assert (snap["rest_calls_today"], snap["rest_calls_minute"], snap["s3_bytes_month"]) == (100, 5, 10 * 10**9)  # all spent
+    assert (snap["rest_calls_today"], snap["rest_calls_minute"], snap["s3_bytes_month"]) == (
+        100,
+        5,
+        10 * 10**9,
+    )  # all spent
 
     for method in ("rest", "flat_file"):
-        fetch = massive(env, "fetch", "AAPL", "--start", str(days[-2]), "--end", str(days[-1]), "--method", method)
+        fetch = massive(
+            env,
+            "fetch",
+            "AAPL",
+            "--start",
+            str(days[-2]),
+            "--end",
+            str(days[-1]),
+            "--method",
+            method,
+        )
         assert fetch.returncode == 1
         assert str(path) in one_line(fetch) and "--repair" in one_line(fetch)
-    plan = massive(env, "fetch", "AAPL", "--start", str(days[-2]), "--end", str(days[-1]), "--dry-run")
+    plan = massive(
+        env, "fetch", "AAPL", "--start", str(days[-2]), "--end", str(days[-1]), "--dry-run"
+    )
     assert plan.returncode == 1 and "damaged" in one_line(plan)
     assert seen == []  # not one request reached REST or S3
-    assert path.stat().st_size == (0 if how == "emptied" else path.stat().st_size)  # left as found, for the repair
+    assert path.stat().st_size == (
+        0 if how == "emptied" else path.stat().st_size
+    )  # left as found, for the repair
 
 
-def test_repair_keeps_the_damaged_file_and_counts_the_periods_as_spent(tmp_path: Path, counting_server: tuple[list[str], str], days: list[dt.date]) -> None:
+def test_repair_keeps_the_damaged_file_and_counts_the_periods_as_spent(
+    tmp_path: Path, counting_server: tuple[list[str], str], days: list[dt.date]
+) -> None:
     seen, url = counting_server
     env = {**base_env(tmp_path / "data"), "MASSIVE_REST_URL": url, "MASSIVE_S3_ENDPOINT": url}
     path = used_ledger(tmp_path / "data")
@@ -126,26 +155,48 @@ def test_repair_keeps_the_damaged_file_and_counts_the_periods_as_spent(tmp_path:
     assert len(kept) == 1 and kept[0].stat().st_size == 0 and str(kept[0]) in repair.stdout
     snap = json.loads(massive(env, "quota", "--json").stdout)
     assert snap["damaged"] is None
-    assert (snap["rest_calls_today"], snap["rest_calls_minute"], snap["s3_bytes_month"]) == (100, 5, 10 * 10**9)
+    assert (snap["rest_calls_today"], snap["rest_calls_minute"], snap["s3_bytes_month"]) == (
+        100,
+        5,
+        10 * 10**9,
+    )
 
-    refused = massive(env, "fetch", "AAPL", "--start", str(days[-2]), "--end", str(days[-1]), "--method", "rest")
+    refused = massive(
+        env, "fetch", "AAPL", "--start", str(days[-2]), "--end", str(days[-1]), "--method", "rest"
+    )
     assert refused.returncode == 1 and "0 of 100 are left today" in one_line(refused)
-    assert [p for p in seen if not p.startswith("/flatfiles")] == []  # no REST call (listing the bucket is free)
+    assert [
+        p for p in seen if not p.startswith("/flatfiles")
+    ] == []  # no REST call (listing the bucket is free)
 
     again = massive(env, "quota", "--repair")
-    assert again.returncode == 1 and "readable" in one_line(again)  # a healthy ledger is never replaced
+    assert again.returncode == 1 and "readable" in one_line(
+        again
+    )  # a healthy ledger is never replaced
 
 
-def test_repair_with_the_real_usage_lets_work_resume(sim: SimServer, tmp_path: Path, days: list[dt.date]) -> None:
-    env = sim_env(sim, tmp_path / "data", MASSIVE_REST_CALLS_PER_DAY="50", MASSIVE_REST_CALLS_PER_MINUTE="10")
+def test_repair_with_the_real_usage_lets_work_resume(
+    sim: SimServer, tmp_path: Path, days: list[dt.date]
+) -> None:
+    env = sim_env(
+        sim, tmp_path / "data", MASSIVE_REST_CALLS_PER_DAY="50", MASSIVE_REST_CALLS_PER_MINUTE="10"
+    )
     path = used_ledger(tmp_path / "data")
     damage(path, "garbage")
-    repair = massive(env, "quota", "--repair", "--rest-today", "7", "--bytes-month", "1.5GB", "--json")
+    repair = massive(
+        env, "quota", "--repair", "--rest-today", "7", "--bytes-month", "1.5GB", "--json"
+    )
     assert repair.returncode == 0, repair.stderr
     assert json.loads(repair.stdout)["rest_calls_today"] == 7
     snap = json.loads(massive(env, "quota", "--json").stdout)
-    assert (snap["rest_calls_today"], snap["rest_calls_minute"], snap["s3_bytes_month"]) == (7, 7, 1_500_000_000)
-    fetch = massive(env, "fetch", "AAPL", "--start", str(days[-2]), "--end", str(days[-1]), "--method", "rest")
+    assert (snap["rest_calls_today"], snap["rest_calls_minute"], snap["s3_bytes_month"]) == (
+        7,
+        7,
+        1_500_000_000,
+    )
+    fetch = massive(
+        env, "fetch", "AAPL", "--start", str(days[-2]), "--end", str(days[-1]), "--method", "rest"
+    )
     assert fetch.returncode == 0, fetch.stderr
     assert json.loads(massive(env, "quota", "--json").stdout)["rest_calls_today"] == 8
 
@@ -163,12 +214,24 @@ def test_a_ledger_deleted_while_in_use_is_damage_not_a_fresh_start(tmp_path: Pat
     assert ledger.snapshot()["rest_calls_today"] == 100
 
 
-def test_the_fetcher_service_keeps_running_and_fails_jobs_on_a_damaged_ledger(sim: SimServer, bus: Bus, mesh_environ: dict[str, str], tmp_path: Path, days: list[dt.date]) -> None:
+def test_the_fetcher_service_keeps_running_and_fails_jobs_on_a_damaged_ledger(
+    sim: SimServer, bus: Bus, mesh_environ: dict[str, str], tmp_path: Path, days: list[dt.date]
+) -> None:
     data_dir = Path(mesh_environ["MESH_DATA_DIR"])
-    env = {**mesh_environ, **{k: v for k, v in sim_env(sim, data_dir).items() if k.startswith("MASSIVE_")}}
+    env = {
+        **mesh_environ,
+        **{k: v for k, v in sim_env(sim, data_dir).items() if k.startswith("MASSIVE_")},
+    }
     path = used_ledger(data_dir)
     damage(path, "garbage")
-    proc = subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", "fetcher"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesh.cli", "run", "fetcher"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     config = config_of(env, tmp_path)
     try:
         deadline = time.monotonic() + 20
@@ -177,12 +240,24 @@ def test_the_fetcher_service_keeps_running_and_fails_jobs_on_a_damaged_ledger(si
                 client.call("fetcher", "ping", config=config, timeout=1.0)
                 break
             except control.ControlError:
-                assert time.monotonic() < deadline and proc.poll() is None, "fetcher did not come up"
+                assert time.monotonic() < deadline and proc.poll() is None, (
+                    "fetcher did not come up"
+                )
                 time.sleep(0.2)
         assert "damaged" in client.call("fetcher", "quota", config=config)["damaged"]
         with pytest.raises(control.ControlError, match="damaged"):
-            client.call("fetcher", "plan", {"symbols": "AAPL", "start": str(days[-2]), "end": str(days[-1])}, config=config)
-        job = client.call("fetcher", "fetch", {"symbols": "AAPL", "start": str(days[-2]), "end": str(days[-1]), "interval": "1h"}, config=config)
+            client.call(
+                "fetcher",
+                "plan",
+                {"symbols": "AAPL", "start": str(days[-2]), "end": str(days[-1])},
+                config=config,
+            )
+        job = client.call(
+            "fetcher",
+            "fetch",
+            {"symbols": "AAPL", "start": str(days[-2]), "end": str(days[-1]), "interval": "1h"},
+            config=config,
+        )
         final = None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -190,7 +265,12 @@ def test_the_fetcher_service_keeps_running_and_fails_jobs_on_a_damaged_ledger(si
             if final["state"] in ("done", "failed"):
                 break
             time.sleep(0.2)
-        assert final is not None and final["state"] == "failed" and str(path) in final["message"] and "--repair" in final["message"]
+        assert (
+            final is not None
+            and final["state"] == "failed"
+            and str(path) in final["message"]
+            and "--repair" in final["message"]
+        )
         assert client.call("fetcher", "ping", config=config) == "pong" and proc.poll() is None
     finally:
         proc.terminate()

@@ -40,7 +40,9 @@ def test_bad_requests_are_refused_with_a_clear_message(args: tuple, message: str
 
 
 def test_symbols_are_normalised_and_the_range_counts_trading_days() -> None:
-    req = make_request("aapl, brk.b,AAPL", "2024-03-01", "2024-03-08", "5min", "flat-file", today=TODAY)
+    req = make_request(
+        "aapl, brk.b,AAPL", "2024-03-01", "2024-03-08", "5min", "flat-file", today=TODAY
+    )
     assert req.symbols == ("AAPL", "BRK.B") and req.interval == "5m" and req.method == "flat_file"
     assert req.days == 8 and len(req.trading_days) == 6
 
@@ -48,9 +50,15 @@ def test_symbols_are_normalised_and_the_range_counts_trading_days() -> None:
 def test_auto_rule_boundaries() -> None:
     five = ["A", "B", "C", "D", "E"]
     assert choose(make_request(five, "2024-03-01", "2024-03-07", today=TODAY))[0] == "rest"
-    assert choose(make_request([*five, "F"], "2024-03-01", "2024-03-07", today=TODAY))[0] == "flat_file"
+    assert (
+        choose(make_request([*five, "F"], "2024-03-01", "2024-03-07", today=TODAY))[0]
+        == "flat_file"
+    )
     assert choose(make_request(five, "2024-03-01", "2024-03-08", today=TODAY))[0] == "flat_file"
-    assert choose(make_request(["A"], "2024-01-01", "2024-03-08", "1d", "rest", today=TODAY))[0] == "rest"
+    assert (
+        choose(make_request(["A"], "2024-01-01", "2024-03-08", "1d", "rest", today=TODAY))[0]
+        == "rest"
+    )
 
 
 def test_calendar_knows_nyse_holidays() -> None:
@@ -77,14 +85,32 @@ def test_resample_to_five_minutes_and_days() -> None:
         ("AAPL", t0 + m, 20, 22, 19, 21, 10, 1),  # a duplicate minute is counted once
     ]
     bars = resample(_minutes(rows), "5m", day, day).to_pylist()
-    assert [(b["symbol"], b["timestamp"].minute) for b in bars] == [("AAPL", 30), ("AAPL", 35), ("MSFT", 30)]
+    assert [(b["symbol"], b["timestamp"].minute) for b in bars] == [
+        ("AAPL", 30),
+        ("AAPL", 35),
+        ("MSFT", 30),
+    ]
     first = bars[0]
-    assert (first["open"], first["high"], first["low"], first["close"], first["volume"], first["transactions"]) == (19, 22, 18, 21, 40, 4)
+    assert (
+        first["open"],
+        first["high"],
+        first["low"],
+        first["close"],
+        first["volume"],
+        first["transactions"],
+    ) == (19, 22, 18, 21, 40, 4)
     assert first["vwap"] == pytest.approx((30 * (20 + 18 + 20) / 3 + 10 * (22 + 19 + 21) / 3) / 40)
     assert bars[1]["vwap"] == pytest.approx((21 + 20 + 20) / 3)  # no volume: plain typical price
     daily = resample(_minutes(rows), "1d", day, day).to_pylist()
-    assert [b["timestamp"].isoformat() for b in daily] == ["2024-03-14T04:00:00+00:00"] * 2  # midnight EDT
-    assert resample(_minutes(rows), "1h", day + dt.timedelta(days=1), day + dt.timedelta(days=1)).num_rows == 0
+    assert [b["timestamp"].isoformat() for b in daily] == [
+        "2024-03-14T04:00:00+00:00"
+    ] * 2  # midnight EDT
+    assert (
+        resample(
+            _minutes(rows), "1h", day + dt.timedelta(days=1), day + dt.timedelta(days=1)
+        ).num_rows
+        == 0
+    )
 
 
 def _day_file(path: Path, body: str, header: str = HEADER) -> Path:
@@ -93,7 +119,10 @@ def _day_file(path: Path, body: str, header: str = HEADER) -> Path:
 
 
 def test_day_file_filter_keeps_exact_symbols_only(tmp_path: Path) -> None:
-    body = "".join(f"{sym},100,1,2,3,0.5,{i * 60_000_000_000},5\n" for i, sym in enumerate(["A", "AA", "AAP", "AAPL", "AAPLW", "B", "AAPL"]))
+    body = "".join(
+        f"{sym},100,1,2,3,0.5,{i * 60_000_000_000},5\n"
+        for i, sym in enumerate(["A", "AA", "AAP", "AAPL", "AAPLW", "B", "AAPL"])
+    )
     table = read_minute_file(_day_file(tmp_path / "d.csv.gz", body), ["AAPL", "A"])
     assert sorted(table["symbol"].to_pylist()) == ["A", "AAPL", "AAPL"]
     assert table.schema == MINUTE_SCHEMA
@@ -106,7 +135,11 @@ def test_day_file_with_quoted_tickers_is_still_read(tmp_path: Path) -> None:
 
 
 def test_changed_header_is_refused(tmp_path: Path) -> None:
-    path = _day_file(tmp_path / "h.csv.gz", "AAPL,1,1,1,1,1,1,1\n", header="ticker,volume,open,close,high,low,timestamp,transactions\n")
+    path = _day_file(
+        tmp_path / "h.csv.gz",
+        "AAPL,1,1,1,1,1,1,1\n",
+        header="ticker,volume,open,close,high,low,timestamp,transactions\n",
+    )
     with pytest.raises(DamagedFile, match="unexpected CSV header"):
         read_minute_file(path, ["AAPL"])
 

@@ -36,7 +36,13 @@ def server() -> Iterator[tuple[Scripted, str]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
-            state.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "at": time.monotonic()})
+            state.requests.append(
+                {
+                    "path": self.path,
+                    "auth": self.headers.get("Authorization"),
+                    "at": time.monotonic(),
+                }
+            )
             status, headers, body = state.script.pop(0) if state.script else (500, {}, b"{}")
             self.send_response(status)
             for k, v in headers.items():
@@ -57,45 +63,78 @@ def server() -> Iterator[tuple[Scripted, str]]:
 
 
 def client(url: str, tmp_path: Path, **kw: Any) -> RestClient:
-    return RestClient(url, KEY, QuotaLedger(tmp_path / "q.sqlite", Limits(100, 100, 0)), backoff=0.01, **kw)
+    return RestClient(
+        url, KEY, QuotaLedger(tmp_path / "q.sqlite", Limits(100, 100, 0)), backoff=0.01, **kw
+    )
 
 
 def ok(body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
     return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
 
-def test_next_url_is_followed_with_bearer_auth_and_no_key_in_the_url(server: tuple[Scripted, str], tmp_path: Path) -> None:
+def test_next_url_is_followed_with_bearer_auth_and_no_key_in_the_url(
+    server: tuple[Scripted, str], tmp_path: Path
+) -> None:
     state, url = server
     state.script = [
-        ok({"status": "OK", "results": [BAR], "next_url": f"{url}/v2/aggs/ticker/AAPL/range/1/minute/1710423060000/2024-03-14?cursor=abc&apiKey=leaked"}),
+        ok(
+            {
+                "status": "OK",
+                "results": [BAR],
+                "next_url": f"{url}/v2/aggs/ticker/AAPL/range/1/minute/1710423060000/2024-03-14?cursor=abc&apiKey=leaked",
+            }
+        ),
         ok({"status": "OK", "results": [{**BAR, "t": BAR["t"] + 60_000}]}),
     ]
     with client(url, tmp_path) as rest:
         table = rest.minute_bars("AAPL", DAY, DAY)
-    assert table.num_rows == 2 and table["ts"].to_pylist() == [BAR["t"] * 10**6, (BAR["t"] + 60_000) * 10**6]
-    assert "limit=50000" in state.requests[0]["path"] and "adjusted=false" in state.requests[0]["path"]
-    assert state.requests[1]["path"] == "/v2/aggs/ticker/AAPL/range/1/minute/1710423060000/2024-03-14?cursor=abc"
+    assert table.num_rows == 2 and table["ts"].to_pylist() == [
+        BAR["t"] * 10**6,
+        (BAR["t"] + 60_000) * 10**6,
+    ]
+    assert (
+        "limit=50000" in state.requests[0]["path"] and "adjusted=false" in state.requests[0]["path"]
+    )
+    assert (
+        state.requests[1]["path"]
+        == "/v2/aggs/ticker/AAPL/range/1/minute/1710423060000/2024-03-14?cursor=abc"
+    )
     assert all(r["auth"] == f"Bearer {KEY}" for r in state.requests)
     assert all(KEY not in r["path"] for r in state.requests)
 
 
-def test_body_that_is_not_json_is_a_clear_error(server: tuple[Scripted, str], tmp_path: Path) -> None:
+def test_body_that_is_not_json_is_a_clear_error(
+    server: tuple[Scripted, str], tmp_path: Path
+) -> None:
     state, url = server
     state.script = [(200, {"Content-Type": "text/html"}, b"<html>maintenance</html>")]
     with client(url, tmp_path) as rest, pytest.raises(RestProtocolError, match="not JSON"):
         rest.minute_bars("AAPL", DAY, DAY)
 
 
-def test_body_without_the_promised_fields_is_a_clear_error(server: tuple[Scripted, str], tmp_path: Path) -> None:
+def test_body_without_the_promised_fields_is_a_clear_error(
+    server: tuple[Scripted, str], tmp_path: Path
+) -> None:
     state, url = server
-    state.script = [ok({"status": "OK", "results": [{"o": 1, "h": 2, "c": 1, "v": 1, "t": 1}]})]  # no "l"
-    with client(url, tmp_path) as rest, pytest.raises(RestProtocolError, match="lacks expected fields"):
+    state.script = [
+        ok({"status": "OK", "results": [{"o": 1, "h": 2, "c": 1, "v": 1, "t": 1}]})
+    ]  # no "l"
+    with (
+        client(url, tmp_path) as rest,
+        pytest.raises(RestProtocolError, match="lacks expected fields"),
+    ):
         rest.minute_bars("AAPL", DAY, DAY)
 
 
-def test_429_waits_as_long_as_retry_after_says(server: tuple[Scripted, str], tmp_path: Path) -> None:
+def test_429_waits_as_long_as_retry_after_says(
+    server: tuple[Scripted, str], tmp_path: Path
+) -> None:
     state, url = server
-    state.script = [(429, {"Retry-After": "1"}, b'{"status":"ERROR","error":"slow down"}'), (503, {}, b""), ok({"status": "OK", "results": [BAR]})]
+    state.script = [
+        (429, {"Retry-After": "1"}, b'{"status":"ERROR","error":"slow down"}'),
+        (503, {}, b""),
+        ok({"status": "OK", "results": [BAR]}),
+    ]
     with client(url, tmp_path) as rest:
         table = rest.minute_bars("AAPL", DAY, DAY)
         assert rest.calls == 3 and rest.throttled == 1
@@ -107,7 +146,13 @@ def test_429_waits_as_long_as_retry_after_says(server: tuple[Scripted, str], tmp
 
 def test_403_is_not_retried_and_hides_the_key(server: tuple[Scripted, str], tmp_path: Path) -> None:
     state, url = server
-    state.script = [(403, {}, json.dumps({"status": "NOT_AUTHORIZED", "message": f"key {KEY} not entitled"}).encode())]
+    state.script = [
+        (
+            403,
+            {},
+            json.dumps({"status": "NOT_AUTHORIZED", "message": f"key {KEY} not entitled"}).encode(),
+        )
+    ]
     with client(url, tmp_path) as rest, pytest.raises(Exception, match="403") as err:
         rest.minute_bars("AAPL", DAY, DAY)
     assert len(state.requests) == 1 and KEY not in str(err.value)

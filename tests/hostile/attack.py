@@ -47,7 +47,13 @@ class Thrower:
 
     def throw(self, messages: Iterable[Frames], pause_every: int = 500) -> None:
         for i, msg in enumerate(messages):
-            sock = self.pub if msg.channel == "data" else self.ctl if msg.channel == "control" else self.router
+            sock = (
+                self.pub
+                if msg.channel == "data"
+                else self.ctl
+                if msg.channel == "control"
+                else self.router
+            )
             if msg.frames:
                 sock.send_multipart(msg.frames)
             self.sent[msg.channel] += 1
@@ -72,12 +78,19 @@ class Tap:
     """`massive tap PREFIX...` as a user runs it, its lines collected."""
 
     def __init__(self, env: dict[str, str], *prefixes: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "mesh.cli", "tap", *prefixes], env=env, cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mesh.cli", "tap", *prefixes],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         self.lines: list[bytes] = []
         self.err: list[bytes] = []
-        self._threads = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
-                         threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
 

@@ -33,7 +33,22 @@ GENERATED = 10_000
 SEED = 20_14
 VALID_SYMBOL = "HOSTILE"
 SERVICES = ("bus", "sim", "ingest", "recorder", "kdb", "fetcher", "backtester")
-JUNK_SYMBOLS = {"GAPJUNK", "SEQJUNK", "COLJUNK", "PXNAN", "PXINF", "PXNINF", "PXTINY", "PXNEG", "NEGSIZE", "MILLION", "ROWJUNK", "FRAMEJUNK", "TOPICJUNK", "VERJUNK"}
+JUNK_SYMBOLS = {
+    "GAPJUNK",
+    "SEQJUNK",
+    "COLJUNK",
+    "PXNAN",
+    "PXINF",
+    "PXNINF",
+    "PXTINY",
+    "PXNEG",
+    "NEGSIZE",
+    "MILLION",
+    "ROWJUNK",
+    "FRAMEJUNK",
+    "TOPICJUNK",
+    "VERJUNK",
+}
 QUOTE_COLS = TABLES["quote"].names
 
 
@@ -48,12 +63,25 @@ class Attack:
     recording: Path
 
 
-def massive(env: dict[str, str], *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mesh.cli", *argv], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def massive(
+    env: dict[str, str], *argv: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mesh.cli", *argv],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def valid_quote(seq: int) -> list[bytes]:
-    return junk.message("md.quote.stocks", junk.header(src="hostile-valid", seq=seq), junk.quote_payload(3, VALID_SYMBOL, 101.25))
+    return junk.message(
+        "md.quote.stocks",
+        junk.header(src="hostile-valid", seq=seq),
+        junk.quote_payload(3, VALID_SYMBOL, 101.25),
+    )
 
 
 def kdb_saw(tp: FakeTickerplant, symbol: str) -> bool:
@@ -82,7 +110,15 @@ def attack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attack]:
         thrower = Thrower(mesh.config)
         # the raw publisher has joined the bus once the tap and kdb+ see its quotes
         seq = iter(range(1, 10**6))
-        wait_until(lambda: thrower.pub.send_multipart(valid_quote(next(seq))) or (tap.printed(b'"HOSTILE"') and kdb_saw(tp, VALID_SYMBOL)), 30, "the raw publisher's first quote to reach the tap and kdb+", 0.2)
+        wait_until(
+            lambda: (
+                thrower.pub.send_multipart(valid_quote(next(seq)))
+                or (tap.printed(b'"HOSTILE"') and kdb_saw(tp, VALID_SYMBOL))
+            ),
+            30,
+            "the raw publisher's first quote to reach the tap and kdb+",
+            0.2,
+        )
         thrower.throw(junk.explicit_cases())
         thrower.throw(junk.generated(SEED, GENERATED))
         thrower.collect_replies(3.0)
@@ -90,7 +126,15 @@ def attack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attack]:
         marker = 900_000
         thrower.pub.send_multipart(valid_quote(marker))
         control_sent = thrower.sent["control"]
-        yield Attack(mesh, tp, tap, thrower, control_sent, [msgspec.msgpack.decode(r[1]) if len(r) == 2 else None for r in thrower.replies], base / "data" / "recordings" / "hostile")
+        yield Attack(
+            mesh,
+            tp,
+            tap,
+            thrower,
+            control_sent,
+            [msgspec.msgpack.decode(r[1]) if len(r) == 2 else None for r in thrower.replies],
+            base / "data" / "recordings" / "hostile",
+        )
     finally:
         if thrower is not None:
             thrower.close()
@@ -101,20 +145,37 @@ def attack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attack]:
 
 
 def test_every_process_is_alive_and_answers_after_the_attack(attack: Attack) -> None:
-    dead = {name: proc.output()[-3000:] for name, proc in attack.mesh.procs.items() if not proc.alive}
+    dead = {
+        name: proc.output()[-3000:] for name, proc in attack.mesh.procs.items() if not proc.alive
+    }
     assert not dead, f"processes died: {json.dumps(dead, indent=1)}"
     assert attack.tap.alive, f"massive tap died: {attack.tap.stderr()[-3000:]}"
-    wait_until(lambda: all(attack.mesh.answers(name) for name in SERVICES), 15, "every service to answer ping")
+    wait_until(
+        lambda: all(attack.mesh.answers(name) for name in SERVICES),
+        15,
+        "every service to answer ping",
+    )
     services = attack.mesh.call("bus", "services")
-    assert all(services[name]["up"] for name in SERVICES), {name: services.get(name) for name in SERVICES}
+    assert all(services[name]["up"] for name in SERVICES), {
+        name: services.get(name) for name in SERVICES
+    }
 
 
 def test_a_valid_quote_after_the_junk_reaches_the_recording_the_tap_and_kdb(attack: Attack) -> None:
-    wait_until(lambda: attack.tap.printed(b'"seq":900000'), 20, "the tap to print the quote sent after the junk")
-    marker_rows = lambda: [u for u in attack.tp.upds("quote") if VALID_SYMBOL in u.column("sym", QUOTE_COLS)]  # noqa: E731
+    wait_until(
+        lambda: attack.tap.printed(b'"seq":900000'),
+        20,
+        "the tap to print the quote sent after the junk",
+    )
+
+    def marker_rows():
+        return [u for u in attack.tp.upds("quote") if VALID_SYMBOL in u.column("sym", QUOTE_COLS)]
+
     before = len(marker_rows())
     attack.thrower.pub.send_multipart(valid_quote(900_001))
-    wait_until(lambda: len(marker_rows()) > before, 20, "kdb+ to receive a quote sent after the junk")
+    wait_until(
+        lambda: len(marker_rows()) > before, 20, "kdb+ to receive a quote sent after the junk"
+    )
     status = massive(attack.mesh.env, "record", "status", "--json")
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["recording"]
@@ -122,7 +183,9 @@ def test_a_valid_quote_after_the_junk_reaches_the_recording_the_tap_and_kdb(atta
 
 def test_every_control_request_is_answered(attack: Attack) -> None:
     answered = len(attack.replies)
-    assert answered == attack.control_sent, f"{attack.control_sent} control requests sent, {answered} answered"
+    assert answered == attack.control_sent, (
+        f"{attack.control_sent} control requests sent, {answered} answered"
+    )
     assert all(isinstance(reply, dict) and reply.get("ok") is not None for reply in attack.replies)
 
 
@@ -132,21 +195,32 @@ def test_rejections_are_counted_by_kind(attack: Attack) -> None:
     assert {"frames", "topic", "body", "payload"} <= set(malformed), malformed
     kdb = attack.mesh.call("kdb", "counters")
     kinds = {key for key in kdb if key.startswith("malformed_")}
-    assert kdb["malformed"] > 0 and {"malformed_frames", "malformed_topic", "malformed_body", "malformed_payload"} <= kinds, kdb
+    assert (
+        kdb["malformed"] > 0
+        and {"malformed_frames", "malformed_topic", "malformed_body", "malformed_payload"} <= kinds
+    ), kdb
     assert attack.tap.interrupt() in (0, 130)
     assert "malformed skipped" in attack.tap.stderr()
 
 
 def test_kdb_receives_none_of_the_junk(attack: Attack) -> None:
-    wait_until(lambda: attack.mesh.call("kdb", "counters").get("queue_rows") == 0, 60, "the kdb publisher's queue to drain")
+    wait_until(
+        lambda: attack.mesh.call("kdb", "counters").get("queue_rows") == 0,
+        60,
+        "the kdb publisher's queue to drain",
+    )
     upds = attack.tp.upds("quote")
     symbols = {sym for u in upds for sym in u.column("sym", QUOTE_COLS)}
     assert VALID_SYMBOL in symbols
     assert not symbols & JUNK_SYMBOLS, symbols & JUNK_SYMBOLS
     for name in ("bid_price", "ask_price"):
         prices = [p for u in upds for p in u.column(name, QUOTE_COLS)]
-        assert all(math.isfinite(p) and p >= 0 for p in prices), f"{name}: {[p for p in prices if not (math.isfinite(p) and p >= 0)][:5]}"
-    assert attack.mesh.call("kdb", "counters")["dropped"] == 0, "junk pushed real rows out of the kdb publisher's queue"
+        assert all(math.isfinite(p) and p >= 0 for p in prices), (
+            f"{name}: {[p for p in prices if not (math.isfinite(p) and p >= 0)][:5]}"
+        )
+    assert attack.mesh.call("kdb", "counters")["dropped"] == 0, (
+        "junk pushed real rows out of the kdb publisher's queue"
+    )
 
 
 def test_the_recording_holds_none_of_the_junk(attack: Attack) -> None:
@@ -156,10 +230,20 @@ def test_the_recording_holds_none_of_the_junk(attack: Attack) -> None:
     symbols = {row["symbol"] for row in quotes}
     assert VALID_SYMBOL in symbols
     assert not symbols & JUNK_SYMBOLS, symbols & JUNK_SYMBOLS
-    assert all(math.isfinite(r["bid_price"]) and math.isfinite(r["ask_price"]) and r["bid_price"] >= 0 and r["ask_price"] > 0 for r in quotes)
+    assert all(
+        math.isfinite(r["bid_price"])
+        and math.isfinite(r["ask_price"])
+        and r["bid_price"] >= 0
+        and r["ask_price"] > 0
+        for r in quotes
+    )
     assert all(r["bid_size"] >= 0 and r["ask_size"] >= 0 for r in quotes)
     assert len(quotes) < 1_000_000
     trades_dir = attack.recording / "trades"
-    trades = ds.dataset(trades_dir, format="parquet").to_table().to_pylist() if trades_dir.exists() else []
+    trades = (
+        ds.dataset(trades_dir, format="parquet").to_table().to_pylist()
+        if trades_dir.exists()
+        else []
+    )
     assert not {row["symbol"] for row in trades} & JUNK_SYMBOLS
     assert all(math.isfinite(r["price"]) and r["price"] > 0 and r["size"] >= 0 for r in trades)

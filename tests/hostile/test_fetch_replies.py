@@ -28,8 +28,15 @@ def page(*results: Any, **extra: Any) -> bytes:
 
 BROKEN: dict[str, bytes] = {
     "results nested 5,000 deep": b'{"status":"OK","results":' + b"[" * 5000 + b"]" * 5000 + b"}",
-    "an object nested 5,000 deep": b'{"status":"OK","x":' + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"}",
-    "next_url nested 3,000 deep": b'{"status":"OK","results":[],"next_url":' + b"[" * 3000 + b"]" * 3000 + b"}",
+    "an object nested 5,000 deep": b'{"status":"OK","x":'
+    + b'{"a":' * 5000
+    + b"1"
+    + b"}" * 5000
+    + b"}",
+    "next_url nested 3,000 deep": b'{"status":"OK","results":[],"next_url":'
+    + b"[" * 3000
+    + b"]" * 3000
+    + b"}",
     "300,000 empty results": b'{"status":"OK","results":[' + b"{}," * 300_000 + b"{}]}",
     "results not a list": b'{"status":"OK","results":"many"}',
     "a price of the wrong type": page(dict(BAR, o="cheap")),
@@ -84,9 +91,15 @@ def finished(mesh: Mesh, job_id: str) -> dict[str, Any]:
     return wait_for(done, 30, 0.05, f"job {job_id} to finish")  # type: ignore[no-any-return]
 
 
-def test_broken_rest_replies_fail_their_job_in_one_line_and_the_fetcher_carries_on(rest: tuple[Replies, str], tmp_path: Path) -> None:
+def test_broken_rest_replies_fail_their_job_in_one_line_and_the_fetcher_carries_on(
+    rest: tuple[Replies, str], tmp_path: Path
+) -> None:
     replies, url = rest
-    env = {"MASSIVE_REST_URL": url, "MASSIVE_REST_CALLS_PER_MINUTE": "10000", "MASSIVE_REST_CALLS_PER_DAY": "10000"}
+    env = {
+        "MASSIVE_REST_URL": url,
+        "MASSIVE_REST_CALLS_PER_MINUTE": "10000",
+        "MASSIVE_REST_CALLS_PER_DAY": "10000",
+    }
     with Mesh(tmp_path / "data", env) as mesh:
         mesh.start("bus")
         mesh.start("fetcher")
@@ -94,20 +107,44 @@ def test_broken_rest_replies_fail_their_job_in_one_line_and_the_fetcher_carries_
         failures = {}
         for what, body in BROKEN.items():
             replies.body = body
-            job = mesh.call("fetcher", "fetch", symbols="XYZ", start=DAY, end=DAY, interval="1m", method="rest", fallback=False)
+            job = mesh.call(
+                "fetcher",
+                "fetch",
+                symbols="XYZ",
+                start=DAY,
+                end=DAY,
+                interval="1m",
+                method="rest",
+                fallback=False,
+            )
             result = finished(mesh, job["job_id"])
             failures[what] = result["message"]
             assert result["state"] == "failed", (what, result)
             assert mesh.answers("fetcher"), f"the fetcher stopped answering after {what}"
         for what, message in failures.items():
-            assert "\n" not in message and "Error:" not in message and len(message) < 400, (what, message)
+            assert "\n" not in message and "Error:" not in message and len(message) < 400, (
+                what,
+                message,
+            )
         assert "deeply" in failures["an object nested 5,000 deep"]
         assert "impossible value" in failures["a time past int64 nanoseconds"]
         assert mesh.call("fetcher", "datasets") == [], "a broken reply was written as a dataset"
         replies.body = page(BAR, dict(BAR, t=BAR["t"] + 60_000))
-        job = mesh.call("fetcher", "fetch", symbols="XYZ", start=DAY, end=DAY, interval="1m", method="rest", fallback=False, name="after-junk")
+        job = mesh.call(
+            "fetcher",
+            "fetch",
+            symbols="XYZ",
+            start=DAY,
+            end=DAY,
+            interval="1m",
+            method="rest",
+            fallback=False,
+            name="after-junk",
+        )
         result = finished(mesh, job["job_id"])
         assert result["state"] == "done", result
         assert result["result"]["rows"] == 2
         assert mesh.procs["fetcher"].alive
-        assert "Traceback" not in mesh.procs["fetcher"].output(), mesh.procs["fetcher"].output()[-3000:]
+        assert "Traceback" not in mesh.procs["fetcher"].output(), mesh.procs["fetcher"].output()[
+            -3000:
+        ]

@@ -22,9 +22,45 @@ from tests.ingest.fake_massive import FakeMassive
 from tests.ingest.test_ingest_service import ingest_counters, start_ingest, stop
 
 T_MS = int(time.time() * 1000)
-QUOTE = {"ev": "Q", "sym": "WSOK", "bx": 4, "bp": 114.125, "bs": 1, "ax": 7, "ap": 114.25, "as": 2, "c": 0, "t": T_MS, "q": 1, "z": 3}
-TRADE = {"ev": "T", "sym": "WSOK", "x": 4, "i": "1", "z": 3, "p": 114.125, "s": 100, "c": [12], "t": T_MS, "q": 2}
-SECOND = {"ev": "A", "sym": "WSOK", "v": 200, "vw": 25.3, "o": 25.39, "c": 25.39, "h": 25.4, "l": 25.3, "z": 50, "s": T_MS - T_MS % 1000, "e": T_MS - T_MS % 1000 + 1000}
+QUOTE = {
+    "ev": "Q",
+    "sym": "WSOK",
+    "bx": 4,
+    "bp": 114.125,
+    "bs": 1,
+    "ax": 7,
+    "ap": 114.25,
+    "as": 2,
+    "c": 0,
+    "t": T_MS,
+    "q": 1,
+    "z": 3,
+}
+TRADE = {
+    "ev": "T",
+    "sym": "WSOK",
+    "x": 4,
+    "i": "1",
+    "z": 3,
+    "p": 114.125,
+    "s": 100,
+    "c": [12],
+    "t": T_MS,
+    "q": 2,
+}
+SECOND = {
+    "ev": "A",
+    "sym": "WSOK",
+    "v": 200,
+    "vw": 25.3,
+    "o": 25.39,
+    "c": 25.39,
+    "h": 25.4,
+    "l": 25.3,
+    "z": 50,
+    "s": T_MS - T_MS % 1000,
+    "e": T_MS - T_MS % 1000 + 1000,
+}
 
 
 def junk_frames() -> dict[str, bytes]:
@@ -38,9 +74,18 @@ def junk_frames() -> dict[str, bytes]:
 
     return {
         "array nested 5,000 deep": b"[" * 5000 + b"]" * 5000,
-        "object nested 5,000 deep": b'[{"ev":"Q","sym":"WSJUNK","x":' + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"}]",
-        "a field nested 3,000 deep": frame(q).replace(b'"c": 0', b'"c": ' + b"[" * 3000 + b"]" * 3000),
-        "a status message nested 3,000 deep": b'[{"ev":"status","status":"x","message":' + b"[" * 3000 + b"]" * 3000 + b"}]",
+        "object nested 5,000 deep": b'[{"ev":"Q","sym":"WSJUNK","x":'
+        + b'{"a":' * 5000
+        + b"1"
+        + b"}" * 5000
+        + b"}]",
+        "a field nested 3,000 deep": frame(q).replace(
+            b'"c": 0', b'"c": ' + b"[" * 3000 + b"]" * 3000
+        ),
+        "a status message nested 3,000 deep": b'[{"ev":"status","status":"x","message":'
+        + b"[" * 3000
+        + b"]" * 3000
+        + b"}]",
         "200,000 numbers": b"[" + b"1," * 200_000 + b"1]",
         "200,000 empty objects": b"[" + b"{}," * 200_000 + b"{}]",
         "not an array": b'{"ev":"Q"}',
@@ -75,7 +120,9 @@ def fake() -> Iterator[FakeMassive]:
     server.close()
 
 
-def test_ingest_survives_broken_frames_counts_them_by_kind_and_still_publishes(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str], fake: FakeMassive) -> None:
+def test_ingest_survives_broken_frames_counts_them_by_kind_and_still_publishes(
+    bus: Bus, mesh_config: Config, mesh_environ: dict[str, str], fake: FakeMassive
+) -> None:
     sub = Subscriber(["md."], mesh_config.bus_sub)
     proc = start_ingest(mesh_environ, fake.url, "--subscriptions", "Q.*,T.*,A.*")
     published: list[Any] = []
@@ -85,10 +132,22 @@ def test_ingest_survives_broken_frames_counts_them_by_kind_and_still_publishes(b
         for frame in junk_frames().values():
             fake.send(frame)
         # a frame mixing one good event with bad ones: the good one still goes out
-        fake.send(json.dumps([dict(QUOTE, sym="WSMIX"), dict(QUOTE, sym="WSJUNK", t=2**62), {"ev": "Q", "sym": 1}]))
+        fake.send(
+            json.dumps(
+                [
+                    dict(QUOTE, sym="WSMIX"),
+                    dict(QUOTE, sym="WSJUNK", t=2**62),
+                    {"ev": "Q", "sym": 1},
+                ]
+            )
+        )
         fake.send([QUOTE, TRADE, SECOND])
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not {"md.quote.stocks", "md.trade.stocks", "md.bar1s.stocks"} <= {m.topic for m in published if "WSOK" in m.payload.symbol}:
+        while time.monotonic() < deadline and not {
+            "md.quote.stocks",
+            "md.trade.stocks",
+            "md.bar1s.stocks",
+        } <= {m.topic for m in published if "WSOK" in m.payload.symbol}:
             msg = sub.recv(timeout=0.2)
             if msg is not None:
                 published.append(msg)
@@ -98,9 +157,22 @@ def test_ingest_survives_broken_frames_counts_them_by_kind_and_still_publishes(b
         assert {"WSOK", "WSMIX"} <= symbols and "WSJUNK" not in symbols, symbols
         (quote,) = [row for row in rows if row.symbol == "WSOK" and hasattr(row, "bid_price")]
         assert (quote.bid_price, quote.ask_size, quote.ts_event) == (114.125, 200, T_MS * 1_000_000)
-        assert all(math.isfinite(getattr(row, f)) for row in rows for f in ("bid_price", "ask_price", "price", "open", "close") if hasattr(row, f))
-        assert sub.stats.malformed_total == 0, sub.stats.malformed  # ingest never puts a bad message on the bus
-        kinds = {"malformed_depth", "malformed_json", "malformed_range", "malformed_bad_event", "malformed_unknown_event"}
+        assert all(
+            math.isfinite(getattr(row, f))
+            for row in rows
+            for f in ("bid_price", "ask_price", "price", "open", "close")
+            if hasattr(row, f)
+        )
+        assert sub.stats.malformed_total == 0, (
+            sub.stats.malformed
+        )  # ingest never puts a bad message on the bus
+        kinds = {
+            "malformed_depth",
+            "malformed_json",
+            "malformed_range",
+            "malformed_bad_event",
+            "malformed_unknown_event",
+        }
         counters: dict[str, Any] = {}
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not kinds <= counters.keys():

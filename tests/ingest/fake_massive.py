@@ -48,26 +48,64 @@ class FakeMassive:
     async def _handle(self, ws: Any) -> None:
         self.connections += 1
         number = self.connections
-        await ws.send(json.dumps([{"ev": "status", "status": "connected", "message": "Connected Successfully"}]))
+        await ws.send(
+            json.dumps(
+                [{"ev": "status", "status": "connected", "message": "Connected Successfully"}]
+            )
+        )
         try:
             async for raw in ws:
                 msg = json.loads(raw)
                 self.actions.append((number, msg))
                 if msg.get("action") == "auth":
                     if self.auth == "failed" or msg.get("params") != self.api_key:
-                        await ws.send(json.dumps([{"ev": "status", "status": "auth_failed", "message": "authentication failed"}]))
+                        await ws.send(
+                            json.dumps(
+                                [
+                                    {
+                                        "ev": "status",
+                                        "status": "auth_failed",
+                                        "message": "authentication failed",
+                                    }
+                                ]
+                            )
+                        )
                         await ws.close()
                         return
-                    await ws.send(json.dumps([{"ev": "status", "status": "auth_success", "message": "authenticated"}]))
+                    await ws.send(
+                        json.dumps(
+                            [{"ev": "status", "status": "auth_success", "message": "authenticated"}]
+                        )
+                    )
                     if self.auth == "max_connections":
-                        await ws.send(json.dumps([{"ev": "status", "status": "max_connections", "message": "Maximum number of connections exceeded."}]))
+                        await ws.send(
+                            json.dumps(
+                                [
+                                    {
+                                        "ev": "status",
+                                        "status": "max_connections",
+                                        "message": "Maximum number of connections exceeded.",
+                                    }
+                                ]
+                            )
+                        )
                         await ws.close(1008, "max connections")
                         return
                     self._current = ws
                 elif msg.get("action") in ("subscribe", "unsubscribe"):
                     verb = "subscribed to" if msg["action"] == "subscribe" else "unsubscribed to"
                     for item in msg["params"].split(","):
-                        await ws.send(json.dumps([{"ev": "status", "status": "success", "message": f"{verb}: {item}"}]))
+                        await ws.send(
+                            json.dumps(
+                                [
+                                    {
+                                        "ev": "status",
+                                        "status": "success",
+                                        "message": f"{verb}: {item}",
+                                    }
+                                ]
+                            )
+                        )
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -81,10 +119,16 @@ class FakeMassive:
         """Until connection number `connection` has authenticated and subscribed."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._current is not None and self.connections >= connection and any(n == connection and a.get("action") == "subscribe" for n, a in self.actions):
+            if (
+                self._current is not None
+                and self.connections >= connection
+                and any(n == connection and a.get("action") == "subscribe" for n, a in self.actions)
+            ):
                 return
             time.sleep(0.02)
-        raise AssertionError(f"connection {connection} never subscribed (connections: {self.connections}, actions: {self.actions})")
+        raise AssertionError(
+            f"connection {connection} never subscribed (connections: {self.connections}, actions: {self.actions})"
+        )
 
     def send(self, frame: str | bytes | list[dict[str, Any]]) -> None:
         data = json.dumps(frame) if isinstance(frame, list) else frame
@@ -104,7 +148,12 @@ class FakeMassive:
         self._loop.call_soon_threadsafe(ws.transport.pause_reading)
 
     def subscribes(self, connection: int) -> list[str]:
-        return [item for n, a in self.actions if n == connection and a.get("action") == "subscribe" for item in a["params"].split(",")]
+        return [
+            item
+            for n, a in self.actions
+            if n == connection and a.get("action") == "subscribe"
+            for item in a["params"].split(",")
+        ]
 
     def close(self) -> None:
         async def stop() -> None:

@@ -17,7 +17,12 @@ def test_network_errors_retry_at_once_then_back_off_exponentially_to_a_cap() -> 
 def test_jitter_spreads_retries_but_stays_near_the_backoff() -> None:
     policy = ReconnectPolicy(base=1.0, jitter=0.25, rng=random.Random(3))
     policy.delay(Cause.ABNORMAL_CLOSE)
-    samples = [ReconnectPolicy(base=1.0, jitter=0.25, rng=random.Random(s), attempts=3).delay(Cause.NETWORK) for s in range(50)]
+    samples = [
+        ReconnectPolicy(base=1.0, jitter=0.25, rng=random.Random(s), attempts=3).delay(
+            Cause.NETWORK
+        )
+        for s in range(50)
+    ]
     assert all(3.0 <= d <= 5.0 for d in samples if d is not None)  # 4 s +-25 %
     assert len({round(d, 3) for d in samples if d is not None}) > 10
 
@@ -48,7 +53,15 @@ def test_gaps_span_the_last_event_before_and_the_first_after_a_reconnect() -> No
     gaps = tracker.observe("trade", ["AAPL", "AAPL", "NVDA"], [15, 16, 1], [300, 310, 320])
     assert len(gaps) == 1
     gap = gaps[0]
-    assert (gap.symbol, gap.kind, gap.from_sequence, gap.to_sequence, gap.ts_from, gap.ts_to, gap.reason) == ("AAPL", "trade", 11, 15, 110, 300, "reconnect")
+    assert (
+        gap.symbol,
+        gap.kind,
+        gap.from_sequence,
+        gap.to_sequence,
+        gap.ts_from,
+        gap.ts_to,
+        gap.reason,
+    ) == ("AAPL", "trade", 11, 15, 110, 300, "reconnect")
     later = tracker.observe("trade", ["MSFT"], [25], [400])
     assert [(g.symbol, g.from_sequence, g.to_sequence) for g in later] == [("MSFT", 20, 25)]
     assert tracker.observe("trade", ["MSFT"], [26], [401]) == []

@@ -36,8 +36,20 @@ def quotes(n: int, start: int = 0, symbols: tuple[str, ...] = ("AAPL", "MSFT")) 
     """`n` quotes whose `sequence` runs from `start`, so tests can tell every row apart."""
     return QuoteBatch.from_rows(
         [
-            Quote(symbol=symbols[i % len(symbols)], bid_price=100 + i / 100, bid_size=100 + i, ask_price=100.01 + i / 100, ask_size=200 + i,
-                  bid_exchange=4, ask_exchange=7, condition=1, tape=3, sequence=i, ts_event=T0 + i, ts_recv=T0 + 1000 + i)
+            Quote(
+                symbol=symbols[i % len(symbols)],
+                bid_price=100 + i / 100,
+                bid_size=100 + i,
+                ask_price=100.01 + i / 100,
+                ask_size=200 + i,
+                bid_exchange=4,
+                ask_exchange=7,
+                condition=1,
+                tape=3,
+                sequence=i,
+                ts_event=T0 + i,
+                ts_recv=T0 + 1000 + i,
+            )
             for i in range(start, start + n)
         ]
     )
@@ -46,8 +58,18 @@ def quotes(n: int, start: int = 0, symbols: tuple[str, ...] = ("AAPL", "MSFT")) 
 def trades(n: int, start: int = 0) -> TradeBatch:
     return TradeBatch.from_rows(
         [
-            Trade(symbol="NVDA", price=180.5 + i, size=10 + i, exchange=11, trade_id=str(52983525029461 + i) if i % 2 else "7",
-                  conditions=[12, 37] if i % 2 else [], tape=3, sequence=i, ts_event=T0 + i, ts_recv=T0 + 2000 + i)
+            Trade(
+                symbol="NVDA",
+                price=180.5 + i,
+                size=10 + i,
+                exchange=11,
+                trade_id=str(52983525029461 + i) if i % 2 else "7",
+                conditions=[12, 37] if i % 2 else [],
+                tape=3,
+                sequence=i,
+                ts_event=T0 + i,
+                ts_recv=T0 + 2000 + i,
+            )
             for i in range(start, start + n)
         ]
     )
@@ -58,8 +80,19 @@ def bars(n: int, interval: str = "1m", replaces: bool = False) -> BarBatch:
     start = T0 - T0 % step
     return BarBatch.from_rows(
         [
-            Bar(symbol="SPY", ts_start=start + i * step, ts_end=start + (i + 1) * step, open=600.0 + i, high=601.0 + i, low=599.5 + i,
-                close=600.5 + i, volume=1000.0 * (i + 1), vwap=600.25 + i, transactions=10 + i, ts_recv=0 if i == 0 else start + (i + 1) * step + 5)
+            Bar(
+                symbol="SPY",
+                ts_start=start + i * step,
+                ts_end=start + (i + 1) * step,
+                open=600.0 + i,
+                high=601.0 + i,
+                low=599.5 + i,
+                close=600.5 + i,
+                volume=1000.0 * (i + 1),
+                vwap=600.25 + i,
+                transactions=10 + i,
+                ts_recv=0 if i == 0 else start + (i + 1) * step + 5,
+            )
             for i in range(n)
         ],
         interval=interval,

@@ -25,7 +25,9 @@ import struct
 import sys
 import time
 
-NULL_RESPONSE = bytes([1, 2, 0, 0]) + struct.pack("<I", 10) + bytes([101, 0])  # a response holding (::)
+NULL_RESPONSE = (
+    bytes([1, 2, 0, 0]) + struct.pack("<I", 10) + bytes([101, 0])
+)  # a response holding (::)
 
 
 class Conn:
@@ -40,7 +42,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--record")
-    parser.add_argument("--users", help="comma-separated user:password logins to accept (default: any)")
+    parser.add_argument(
+        "--users", help="comma-separated user:password logins to accept (default: any)"
+    )
     parser.add_argument("--stall-after", type=int, default=0)
     parser.add_argument("--lifetime", type=float, default=120.0)
     args = parser.parse_args()
@@ -104,7 +108,14 @@ def main() -> int:
                 stats["messages"] += 1
                 stats["bytes"] += length
                 if record is not None:
-                    write({"event": "msg", "conn": conn.number, "type": kind, "raw": buf[pos : pos + length].hex()})
+                    write(
+                        {
+                            "event": "msg",
+                            "conn": conn.number,
+                            "type": kind,
+                            "raw": buf[pos : pos + length].hex(),
+                        }
+                    )
                 pos += length
                 if kind == 1:
                     stats["sync"] += 1

@@ -35,15 +35,47 @@ def test_quotes_are_an_async_upd_of_typed_columns_in_schema_order() -> None:
     names = TABLES["quote"].names
     assert upd.msg_type == 0  # async
     assert (upd.function, upd.table) == (".u.upd", "quote")
-    assert names == ["time", "sym", "bid_price", "bid_size", "ask_price", "ask_size", "bid_exchange", "ask_exchange", "condition", "tape", "sequence", "ts_event", "ts_recv"]
-    assert upd.types == [TIMESPAN, SYMBOL, FLOAT, LONG, FLOAT, LONG, LONG, LONG, LONG, LONG, LONG, TIMESTAMP, TIMESTAMP]
-    assert upd.column("time", names) == [(T0 + i) % NS_DAY for i in range(3)]  # 09:30:00.123456789 + i ns
+    assert names == [
+        "time",
+        "sym",
+        "bid_price",
+        "bid_size",
+        "ask_price",
+        "ask_size",
+        "bid_exchange",
+        "ask_exchange",
+        "condition",
+        "tape",
+        "sequence",
+        "ts_event",
+        "ts_recv",
+    ]
+    assert upd.types == [
+        TIMESPAN,
+        SYMBOL,
+        FLOAT,
+        LONG,
+        FLOAT,
+        LONG,
+        LONG,
+        LONG,
+        LONG,
+        LONG,
+        LONG,
+        TIMESTAMP,
+        TIMESTAMP,
+    ]
+    assert upd.column("time", names) == [
+        (T0 + i) % NS_DAY for i in range(3)
+    ]  # 09:30:00.123456789 + i ns
     assert upd.column("time", names)[0] == (9 * 3600 + 30 * 60) * 10**9 + 123_456_789
     assert upd.column("sym", names) == ["AAPL", "MSFT", "AAPL"]
     assert upd.column("bid_price", names) == [100.0, 100.01, 100.02]
     assert upd.column("ask_size", names) == [200, 201, 202]
     assert upd.column("sequence", names) == [0, 1, 2]
-    assert upd.column("ts_event", names) == [T0 - Q_EPOCH + i for i in range(3)]  # ns precision, 2000 epoch
+    assert upd.column("ts_event", names) == [
+        T0 - Q_EPOCH + i for i in range(3)
+    ]  # ns precision, 2000 epoch
     assert upd.column("ts_recv", names) == [T0 + 1000 - Q_EPOCH + i for i in range(3)]
 
 
@@ -52,7 +84,19 @@ def test_trades_carry_trade_ids_as_strings_and_conditions_as_long_lists() -> Non
     upd = decode_upd(encode_upd(TABLES["trade"], chunk.columns, chunk.rows))
     names = TABLES["trade"].names
     assert upd.table == "trade" and len(upd.types) == 11
-    assert upd.types == [TIMESPAN, SYMBOL, FLOAT, LONG, LONG, LIST, LIST, LONG, LONG, TIMESTAMP, TIMESTAMP]
+    assert upd.types == [
+        TIMESPAN,
+        SYMBOL,
+        FLOAT,
+        LONG,
+        LONG,
+        LIST,
+        LIST,
+        LONG,
+        LONG,
+        TIMESTAMP,
+        TIMESTAMP,
+    ]
     assert upd.item_types[names.index("trade_id")] == {10}  # every id a char vector, even "7"
     assert upd.item_types[names.index("conditions")] == {7}  # every row a long vector, even []
     assert upd.column("trade_id", names) == ["7", "52983525029462", "7", "52983525029464"]
@@ -69,7 +113,22 @@ def test_bars_of_both_intervals_share_one_table_with_interval_and_replaces_per_r
     [chunk] = emitted
     upd = decode_upd(encode_upd(TABLES["bar"], chunk.columns, chunk.rows))
     names = TABLES["bar"].names
-    assert upd.types == [TIMESPAN, SYMBOL, SYMBOL, TIMESTAMP, TIMESTAMP, FLOAT, FLOAT, FLOAT, FLOAT, FLOAT, FLOAT, LONG, TIMESTAMP, BOOLEAN]
+    assert upd.types == [
+        TIMESPAN,
+        SYMBOL,
+        SYMBOL,
+        TIMESTAMP,
+        TIMESTAMP,
+        FLOAT,
+        FLOAT,
+        FLOAT,
+        FLOAT,
+        FLOAT,
+        FLOAT,
+        LONG,
+        TIMESTAMP,
+        BOOLEAN,
+    ]
     assert upd.column("interval", names) == ["1m", "1m", "1s"]
     assert upd.column("replaces", names) == [False, False, True]
     start = T0 - T0 % 60_000_000_000
@@ -88,7 +147,9 @@ def test_a_column_of_the_wrong_length_is_refused_not_sent() -> None:
 
 def test_the_function_can_be_an_rdb_upd() -> None:
     chunk = chunk_of(quotes(1), "quote")
-    assert decode_upd(encode_upd(TABLES["quote"], chunk.columns, 1, function="upd")).function == "upd"
+    assert (
+        decode_upd(encode_upd(TABLES["quote"], chunk.columns, 1, function="upd")).function == "upd"
+    )
 
 
 def test_batches_are_cut_at_n_rows_and_the_rest_waits_for_the_timer() -> None:
@@ -124,7 +185,9 @@ def test_sym_q_defines_exactly_the_tables_the_publisher_sends() -> None:
 def test_docs_show_every_column_of_the_mapping() -> None:
     doc = (ROOT / "docs/kdb.md").read_text()
     for table, field, column, qtype, _note in mapping_rows():
-        assert re.search(rf"\|\s*`{table}`\s*\|\s*`{field}`\s*\|\s*`{column}`\s*\|\s*{qtype}\s*\|", doc), (table, field, column, qtype)
+        assert re.search(
+            rf"\|\s*`{table}`\s*\|\s*`{field}`\s*\|\s*`{column}`\s*\|\s*{qtype}\s*\|", doc
+        ), (table, field, column, qtype)
 
 
 def test_long_float_and_symbol_vectors_are_byte_for_byte_what_pykx_serializes() -> None:
@@ -145,14 +208,18 @@ def test_long_float_and_symbol_vectors_are_byte_for_byte_what_pykx_serializes() 
         (quote_columns["sym"], ["AAPL", "BRK.B", ""], kx.SymbolVector(["AAPL", "BRK.B", ""])),
     ]
     for col, values, reference in cases:
-        assert bytes(column(col, values)) == bytes(kx.serialize(reference, mode=3, wait=0).copy())[8:], col.name
+        assert (
+            bytes(column(col, values)) == bytes(kx.serialize(reference, mode=3, wait=0).copy())[8:]
+        ), col.name
 
 
 def test_bursts_of_bus_messages_reach_q_as_the_rows_that_were_sent() -> None:
     from mesh import topics, wire
 
     sent = [quotes(7, start) for start in range(0, 70, 7)]
-    frames = [wire.encode(topics.quotes(), batch, src="ingest", seq=i + 1) for i, batch in enumerate(sent)]
+    frames = [
+        wire.encode(topics.quotes(), batch, src="ingest", seq=i + 1) for i, batch in enumerate(sent)
+    ]
     emitted: list[Chunk] = []
     batcher = Batcher(emitted.append, batch_rows=20)
     for msg in wire.decode_many(frames).messages:
@@ -162,5 +229,9 @@ def test_bursts_of_bus_messages_reach_q_as_the_rows_that_were_sent() -> None:
     names = TABLES["quote"].names
     received = [decode_upd(encode_upd(TABLES["quote"], c.columns, c.rows)) for c in emitted]
     assert sum((upd.column("sequence", names) for upd in received), []) == list(range(70))
-    assert sum((upd.column("sym", names) for upd in received), []) == sum((b.symbol for b in sent), [])
-    assert sum((upd.column("bid_price", names) for upd in received), []) == sum((b.bid_price for b in sent), [])
+    assert sum((upd.column("sym", names) for upd in received), []) == sum(
+        (b.symbol for b in sent), []
+    )
+    assert sum((upd.column("bid_price", names) for upd in received), []) == sum(
+        (b.bid_price for b in sent), []
+    )

@@ -37,20 +37,32 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_records(session / "bars.parquet", bars(7))
     (session / "manifest.json").write_text("{}")
     days = [T0 - T0 % DAY + d * DAY for d in (0, 1, 4, 5)]  # a weekend in between
-    hist = pa.table({
-        "symbol": ["AAPL"] * 4, "timestamp": pa.array(days, pa.timestamp("ns", tz="UTC")),
-        "open": [1.0, 2.0, 3.0, 4.0], "high": [1.5, 2.5, 3.5, 4.5], "low": [0.5, 1.5, 2.5, 3.5], "close": [1.2, 2.2, 3.2, 4.2],
-        "volume": [1e6, 2e6, 3e6, 4e6], "vwap": [1.1, 2.1, 3.1, 4.1], "transactions": [10, 20, None, 40],
-    })
+    hist = pa.table(
+        {
+            "symbol": ["AAPL"] * 4,
+            "timestamp": pa.array(days, pa.timestamp("ns", tz="UTC")),
+            "open": [1.0, 2.0, 3.0, 4.0],
+            "high": [1.5, 2.5, 3.5, 4.5],
+            "low": [0.5, 1.5, 2.5, 3.5],
+            "close": [1.2, 2.2, 3.2, 4.2],
+            "volume": [1e6, 2e6, 3e6, 4e6],
+            "vwap": [1.1, 2.1, 3.1, 4.1],
+            "transactions": [10, 20, None, 40],
+        }
+    )
     (tmp_path / "data/historical").mkdir(parents=True)
     pq.write_table(hist, tmp_path / "data/historical/aapl_1d.parquet")
     return tmp_path / "data"
 
 
-def test_a_recording_by_name_loads_every_table_in_batches(data_dir: Path, make_tp: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_recording_by_name_loads_every_table_in_batches(
+    data_dir: Path, make_tp: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     tp = make_tp()
     port = tp.start()
-    code = cli.main(["kdb", "load", "morning", "--target", f"127.0.0.1:{port}", "--batch-rows", "1000"])
+    code = cli.main(
+        ["kdb", "load", "morning", "--target", f"127.0.0.1:{port}", "--batch-rows", "1000"]
+    )
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "loaded 2,547 rows (quote 2,500, trade 40, bar 7)" in out.out
@@ -66,7 +78,9 @@ def test_a_recording_by_name_loads_every_table_in_batches(data_dir: Path, make_t
     assert tp.raw_messages()[-1][1] == 1  # ends with a confirming round trip
 
 
-def test_historical_bars_get_their_interval_from_the_timestamps(data_dir: Path, make_tp: Any) -> None:
+def test_historical_bars_get_their_interval_from_the_timestamps(
+    data_dir: Path, make_tp: Any
+) -> None:
     tp = make_tp()
     port = tp.start()
     assert cli.main(["kdb", "load", "aapl_1d", "--target", f"127.0.0.1:{port}"]) == 0
@@ -79,13 +93,21 @@ def test_historical_bars_get_their_interval_from_the_timestamps(data_dir: Path, 
     assert bar.column("close", names) == [1.2, 2.2, 3.2, 4.2]
 
 
-def test_an_unknown_dataset_says_where_it_looked(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_dataset_says_where_it_looked(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["kdb", "load", "nope", "--target", "127.0.0.1:5010"]) == 1
     err = capsys.readouterr().err
-    assert "dataset 'nope' not found" in err and str(data_dir / "recordings" / "nope") in err and str(data_dir / "historical" / "nope") in err
+    assert (
+        "dataset 'nope' not found" in err
+        and str(data_dir / "recordings" / "nope") in err
+        and str(data_dir / "historical" / "nope") in err
+    )
 
 
-def test_an_unreachable_target_fails_at_once_with_a_clear_error(data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_target_fails_at_once_with_a_clear_error(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = free_port()
     monkeypatch.setenv("KDB_TICKERPLANT", f"127.0.0.1:{port}:loader:hunter2-pw")
     assert cli.main(["kdb", "load", "morning"]) == 1
@@ -93,6 +115,8 @@ def test_an_unreachable_target_fails_at_once_with_a_clear_error(data_dir: Path, 
     assert f"cannot connect to kdb+ at 127.0.0.1:{port}" in err and "hunter2" not in err
 
 
-def test_no_target_at_all_is_a_usage_error(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_target_at_all_is_a_usage_error(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["kdb", "load", "morning"]) == 2
     assert "KDB_TICKERPLANT" in capsys.readouterr().err

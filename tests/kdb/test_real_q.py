@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 Q = os.environ.get("PYKX_Q_EXECUTABLE") or shutil.which("q")
 TICK = os.environ.get("KDB_TICK_DIR")
 
-pytestmark = pytest.mark.skipif(not Q or not TICK or not (Path(TICK or ".") / "tick.q").exists(), reason="needs a licensed q and KDB_TICK_DIR (a kdb-tick checkout)")
+pytestmark = pytest.mark.skipif(
+    not Q or not TICK or not (Path(TICK or ".") / "tick.q").exists(),
+    reason="needs a licensed q and KDB_TICK_DIR (a kdb-tick checkout)",
+)
 
 
 def wait_port(port: int, timeout: float = 10) -> None:
@@ -49,10 +52,20 @@ def test_rows_published_with_sym_q_arrive_in_a_real_rdb(tmp_path: Path) -> None:
     shutil.copytree(TICK, tick)  # type: ignore[arg-type]
     shutil.copy(ROOT / "q/sym.q", tick / "tick/sym.q")
     tp_port, rdb_port = free_port(), free_port()
-    procs = [subprocess.Popen([Q, "tick.q", "sym", str(tmp_path / "log"), "-p", str(tp_port)], cwd=tick, stdin=subprocess.PIPE)]  # type: ignore[list-item]
+    procs = [
+        subprocess.Popen(
+            [Q, "tick.q", "sym", str(tmp_path / "log"), "-p", str(tp_port)],
+            cwd=tick,
+            stdin=subprocess.PIPE,
+        )
+    ]  # type: ignore[list-item]
     try:
         wait_port(tp_port)
-        procs.append(subprocess.Popen([Q, "tick/r.q", f":{tp_port}", "-p", str(rdb_port)], cwd=tick, stdin=subprocess.PIPE))  # type: ignore[list-item]
+        procs.append(
+            subprocess.Popen(
+                [Q, "tick/r.q", f":{tp_port}", "-p", str(rdb_port)], cwd=tick, stdin=subprocess.PIPE
+            )
+        )  # type: ignore[list-item]
         wait_port(rdb_port)
         time.sleep(0.5)
         chunks: list[Chunk] = []

@@ -15,7 +15,13 @@ from tests.conftest import free_port
 from tests.kdb.conftest import quotes
 from tests.kdb.tickerplant import FakeTickerplant, cpu_seconds
 
-FAST = SenderOptions(confirm_interval=0.1, reconnect_initial=0.05, reconnect_max=0.2, connect_timeout=0.5, send_timeout=0.5)
+FAST = SenderOptions(
+    confirm_interval=0.1,
+    reconnect_initial=0.05,
+    reconnect_max=0.2,
+    connect_timeout=0.5,
+    send_timeout=0.5,
+)
 
 
 def quote_chunks(n_chunks: int, rows: int, start: int = 0) -> list[Chunk]:
@@ -26,7 +32,19 @@ def quote_chunks(n_chunks: int, rows: int, start: int = 0) -> list[Chunk]:
 
 
 def sequences(tp: FakeTickerplant) -> list[int]:
-    names = ["time", "sym", "bid_price", "bid_size", "ask_price", "ask_size", "bid_exchange", "ask_exchange", "condition", "tape", "sequence"]
+    names = [
+        "time",
+        "sym",
+        "bid_price",
+        "bid_size",
+        "ask_price",
+        "ask_size",
+        "bid_exchange",
+        "ask_exchange",
+        "condition",
+        "tape",
+        "sequence",
+    ]
     return [s for upd in tp.upds("quote") for s in upd.column("sequence", names)]
 
 
@@ -37,7 +55,9 @@ def wait(predicate: Callable[[], Any], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def test_login_carries_the_credentials_and_each_batch_is_followed_by_a_confirming_sync(make_tp: Any) -> None:
+def test_login_carries_the_credentials_and_each_batch_is_followed_by_a_confirming_sync(
+    make_tp: Any,
+) -> None:
     tp = make_tp()
     port = tp.start()
     sender = Sender(KdbTarget("127.0.0.1", port, "feed", Secret("s3cret")), FAST)
@@ -52,7 +72,13 @@ def test_login_carries_the_credentials_and_each_batch_is_followed_by_a_confirmin
     assert kinds.count(0) == 3 and kinds[-1] == 1  # three async .u.upd, then a sync chaser
     assert sequences(tp) == list(range(30))
     snap = sender.snapshot()
-    assert snap["tables"]["quote"] == {"rows": 30, "batches": 3, "confirmed": 30, "dropped": 0, "rejected": 0}
+    assert snap["tables"]["quote"] == {
+        "rows": 30,
+        "batches": 3,
+        "confirmed": 30,
+        "dropped": 0,
+        "rejected": 0,
+    }
     assert "s3cret" not in repr(snap)
 
 
@@ -75,7 +101,16 @@ def test_a_tickerplant_killed_mid_stream_and_restarted_loses_no_row(make_tp: Any
     port = free_port()
     tp = make_tp()
     tp.start(port)
-    sender = Sender(KdbTarget("127.0.0.1", port), SenderOptions(confirm_interval=0.5, reconnect_initial=0.05, reconnect_max=0.2, connect_timeout=0.5, send_timeout=1.0))
+    sender = Sender(
+        KdbTarget("127.0.0.1", port),
+        SenderOptions(
+            confirm_interval=0.5,
+            reconnect_initial=0.05,
+            reconnect_max=0.2,
+            connect_timeout=0.5,
+            send_timeout=1.0,
+        ),
+    )
     sender.start()
     chunks = quote_chunks(60, 50)
     for chunk in chunks[:20]:
@@ -97,13 +132,23 @@ def test_a_tickerplant_killed_mid_stream_and_restarted_loses_no_row(make_tp: Any
     assert snap["dropped"] == 0 and snap["rejected"] == 0
     assert set(got) == set(range(3000))  # every row arrived (duplicates allowed: at-least-once)
     assert snap["reconnects"] >= 1 and snap["disconnects"] >= 1
-    assert snap["confirmed"] == 3000  # each message is confirmed once, after its replay if it needed one
+    assert (
+        snap["confirmed"] == 3000
+    )  # each message is confirmed once, after its replay if it needed one
 
 
 def test_a_stalled_tickerplant_bounds_memory_counts_drops_and_spins_no_core(make_tp: Any) -> None:
     tp = make_tp(stall_after=5)
     port = tp.start()
-    options = SenderOptions(max_queue_rows=20_000, max_unconfirmed_rows=5_000, confirm_interval=0.2, reconnect_initial=0.05, reconnect_max=0.2, connect_timeout=0.3, send_timeout=0.3)
+    options = SenderOptions(
+        max_queue_rows=20_000,
+        max_unconfirmed_rows=5_000,
+        confirm_interval=0.2,
+        reconnect_initial=0.05,
+        reconnect_max=0.2,
+        connect_timeout=0.3,
+        send_timeout=0.3,
+    )
     sender = Sender(KdbTarget("127.0.0.1", port), options)
     sender.start()
     submitted = 0
@@ -115,15 +160,28 @@ def test_a_stalled_tickerplant_bounds_memory_counts_drops_and_spins_no_core(make
             assert time.monotonic() - t0 < 0.05, "submit must never wait on kdb+"
             submitted += chunk.rows
     assert time.monotonic() - start < 20
-    wait(lambda: not sender.connected and sender.snapshot()["last_error"], 5, "the stall to be noticed")
+    wait(
+        lambda: not sender.connected and sender.snapshot()["last_error"],
+        5,
+        "the stall to be noticed",
+    )
     snap = sender.snapshot()
-    assert snap["queue_rows"] <= 20_000 and snap["unconfirmed_rows"] <= 10_000  # memory stays bounded
+    assert (
+        snap["queue_rows"] <= 20_000 and snap["unconfirmed_rows"] <= 10_000
+    )  # memory stays bounded
     assert snap["dropped"] > 200_000  # and what could not be kept is counted
-    assert snap["dropped"] + snap["queue_rows"] + snap["unconfirmed_rows"] + snap["confirmed"] >= submitted - 5_000
+    assert (
+        snap["dropped"] + snap["queue_rows"] + snap["unconfirmed_rows"] + snap["confirmed"]
+        >= submitted - 5_000
+    )
     cpu = cpu_seconds()
     time.sleep(1.5)  # the sender keeps trying: a blocked send and a backoff, no busy loop
     assert cpu_seconds() - cpu < 0.3
-    assert "stopped reading" in snap["last_error"] or "handshake" in snap["last_error"] or "did not answer" in snap["last_error"]
+    assert (
+        "stopped reading" in snap["last_error"]
+        or "handshake" in snap["last_error"]
+        or "did not answer" in snap["last_error"]
+    )
     sender.stop(drain_timeout=0.2)
 
 

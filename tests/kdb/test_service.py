@@ -29,7 +29,13 @@ QUOTE_COLS = TABLES["quote"].names
 class KdbProcess:
     def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", "kdb", *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mesh.cli", "run", "kdb", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("w"),
+        )
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -62,7 +68,12 @@ def run_kdb(mesh_environ: dict[str, str], tmp_path: Path) -> Iterator[Callable[.
         proc.stop()
 
 
-def next_payload(sub: Subscriber, topic: str, predicate: Callable[[Any], bool] = lambda _: True, timeout: float = 10) -> Any:
+def next_payload(
+    sub: Subscriber,
+    topic: str,
+    predicate: Callable[[Any], bool] = lambda _: True,
+    timeout: float = 10,
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = sub.recv(timeout=0.2)
@@ -87,7 +98,9 @@ def rows_of(tp: FakeTickerplant, table: str) -> list[Any]:
     return [u for u in tp.upds(table) if "WARM" not in u.columns[1]]
 
 
-def test_bus_batches_arrive_as_typed_upd_calls_batched_by_rows_and_time(bus: Bus, mesh_config: Config, make_tp: Any, run_kdb: Any) -> None:
+def test_bus_batches_arrive_as_typed_upd_calls_batched_by_rows_and_time(
+    bus: Bus, mesh_config: Config, make_tp: Any, run_kdb: Any
+) -> None:
     tp = make_tp()
     port = tp.start()
     kdb = run_kdb("--batch-rows", "100", "--flush-ms", "50", tickerplant=f"127.0.0.1:{port}")
@@ -101,31 +114,49 @@ def test_bus_batches_arrive_as_typed_upd_calls_batched_by_rows_and_time(bus: Bus
     upds = rows_of(tp, "quote")
     assert all(u.function == ".u.upd" and u.msg_type == 0 for u in upds)
     assert all(u.types == [16, 11, 9, 7, 9, 7, 7, 7, 7, 7, 7, 12, 12] for u in upds)
-    assert max(u.rows for u in upds) == 100 and sum(u.rows == 100 for u in upds) >= 20  # cut at N rows
+    assert (
+        max(u.rows for u in upds) == 100 and sum(u.rows == 100 for u in upds) >= 20
+    )  # cut at N rows
     assert [s for u in upds for s in u.column("sequence", QUOTE_COLS)] == list(range(2500))
 
     sent = time.monotonic()
     pub.publish(topics.trades(), trades(30))  # fewer than N rows: sent when the timer fires
     pub.publish(topics.bars("1m"), bars(3, "1m"))
     pub.publish(topics.bars("1s"), bars(2, "1s"))
-    tp.wait_for(lambda: rows_of(tp, "trade") and sum(u.rows for u in rows_of(tp, "bar")) == 5, what="trades and bars")
+    tp.wait_for(
+        lambda: rows_of(tp, "trade") and sum(u.rows for u in rows_of(tp, "bar")) == 5,
+        what="trades and bars",
+    )
     assert time.monotonic() - sent < 2
     [trade_upd] = rows_of(tp, "trade")
     assert trade_upd.rows == 30 and trade_upd.item_types[5:7] == [{10}, {7}]
     bar_rows = [iv for u in rows_of(tp, "bar") for iv in u.column("interval", TABLES["bar"].names)]
     assert sorted(bar_rows) == ["1m", "1m", "1m", "1s", "1s"]
 
-    stats = next_payload(stats_sub, topics.stats("kdb"), lambda p: p.stats.get("tables", {}).get("trade", {}).get("confirmed") == 30)
+    stats = next_payload(
+        stats_sub,
+        topics.stats("kdb"),
+        lambda p: p.stats.get("tables", {}).get("trade", {}).get("confirmed") == 30,
+    )
     s = stats.stats
     assert s["connected"] is True and s["reconnects"] == 0 and s["dropped"] == 0
     assert s["tables"]["quote"]["rows"] >= 2500 and s["tables"]["quote"]["batches"] >= 25
-    assert {"rows_per_s", "queue_rows", "queue_limit", "unconfirmed_rows", "batch_rows", "flush_ms"} <= set(s)
+    assert {
+        "rows_per_s",
+        "queue_rows",
+        "queue_limit",
+        "unconfirmed_rows",
+        "batch_rows",
+        "flush_ms",
+    } <= set(s)
     assert all("rows_per_s" in t for t in s["tables"].values())
     pub.close(), stats_sub.close()
     assert kdb.stop() == 0
 
 
-def test_without_kdb_tickerplant_the_service_idles_as_disabled(bus: Bus, mesh_config: Config, run_kdb: Any) -> None:
+def test_without_kdb_tickerplant_the_service_idles_as_disabled(
+    bus: Bus, mesh_config: Config, run_kdb: Any
+) -> None:
     sub = Subscriber([topics.heartbeat("kdb")], mesh_config.bus_sub)
     kdb = run_kdb()
     beat = next_payload(sub, topics.heartbeat("kdb"))
@@ -135,12 +166,18 @@ def test_without_kdb_tickerplant_the_service_idles_as_disabled(bus: Bus, mesh_co
     assert kdb.stop() == 0
 
 
-def test_a_late_tickerplant_gets_the_data_and_credentials_never_show(bus: Bus, mesh_config: Config, make_tp: Any, run_kdb: Any) -> None:
+def test_a_late_tickerplant_gets_the_data_and_credentials_never_show(
+    bus: Bus, mesh_config: Config, make_tp: Any, run_kdb: Any
+) -> None:
     password = "Sup3r-Secret-pw"
     port = free_port()
     sys_sub = Subscriber(["sys."], mesh_config.bus_sub)
     kdb = run_kdb("--reconnect-max-s", "0.5", tickerplant=f"127.0.0.1:{port}:feed:{password}")
-    beat = next_payload(sys_sub, topics.heartbeat("kdb"), lambda b: b.state == "degraded" and "cannot connect" in b.message)
+    beat = next_payload(
+        sys_sub,
+        topics.heartbeat("kdb"),
+        lambda b: b.state == "degraded" and "cannot connect" in b.message,
+    )
     assert beat.counters["connection"] == "down"
     pub = Publisher("test", mesh_config.bus_pub)
     time.sleep(0.5)
@@ -151,7 +188,11 @@ def test_a_late_tickerplant_gets_the_data_and_credentials_never_show(bus: Bus, m
     tp.start(port)
     tp.wait_for(lambda: sum(u.rows for u in tp.upds("quote")) == 40, what="the queued quotes")
     assert tp.logins()[0] == f"feed:{password}"  # it did log in with them...
-    next_payload(sys_sub, topics.heartbeat("kdb"), lambda b: b.state == "ok" and b.counters["connection"] == "up")
+    next_payload(
+        sys_sub,
+        topics.heartbeat("kdb"),
+        lambda b: b.state == "ok" and b.counters["connection"] == "up",
+    )
 
     raw = zmq.Context.instance().socket(zmq.SUB)  # ...and they appear nowhere else
     raw.subscribe(b"sys.")
@@ -171,20 +212,34 @@ def test_a_late_tickerplant_gets_the_data_and_credentials_never_show(bus: Bus, m
     assert password not in log and "feed:" not in log
 
 
-def test_a_stalled_tickerplant_never_blocks_the_bus_reader_and_drops_show_on_the_bus(bus: Bus, mesh_config: Config, make_tp: Any, run_kdb: Any) -> None:
+def test_a_stalled_tickerplant_never_blocks_the_bus_reader_and_drops_show_on_the_bus(
+    bus: Bus, mesh_config: Config, make_tp: Any, run_kdb: Any
+) -> None:
     tp = make_tp(stall_after=3)
     port = tp.start()
-    kdb = run_kdb("--batch-rows", "1000", "--max-queue-rows", "5000", tickerplant=f"127.0.0.1:{port}")
+    kdb = run_kdb(
+        "--batch-rows", "1000", "--max-queue-rows", "5000", tickerplant=f"127.0.0.1:{port}"
+    )
     pub = Publisher("test", mesh_config.bus_pub)
     sub = Subscriber([topics.stats("kdb"), topics.heartbeat("kdb")], mesh_config.bus_sub)
     warm_up(pub, tp)
     batch = quotes(1000)
     for _ in range(200):  # 200,000 quotes; the tickerplant reads 3 messages, then nothing
         pub.publish(topics.quotes(), batch)
-    stats = next_payload(sub, topics.stats("kdb"), lambda p: p.stats.get("dropped", 0) > 150_000 and p.stats["tables"]["quote"]["dropped"] == p.stats["dropped"], timeout=20)
+    stats = next_payload(
+        sub,
+        topics.stats("kdb"),
+        lambda p: (
+            p.stats.get("dropped", 0) > 150_000
+            and p.stats["tables"]["quote"]["dropped"] == p.stats["dropped"]
+        ),
+        timeout=20,
+    )
     assert stats.stats["queue_rows"] <= 5000
     cpu = cpu_seconds(kdb.proc.pid)
-    beats = [next_payload(sub, topics.heartbeat("kdb")) for _ in range(2)]  # still beating: the loop is free
+    beats = [
+        next_payload(sub, topics.heartbeat("kdb")) for _ in range(2)
+    ]  # still beating: the loop is free
     assert cpu_seconds(kdb.proc.pid) - cpu < 0.5  # over ~1-2 s: waiting, not spinning
     assert beats[-1].counters["dropped"] > 150_000
     pub.close(), sub.close()

@@ -78,7 +78,9 @@ def decode_upd(raw: bytes) -> Upd:
 class FakeTickerplant:
     """A fake_tp.py subprocess on 127.0.0.1; every instance of it appends to one record file."""
 
-    def __init__(self, record: Path, *, users: str | None = None, stall_after: int = 0, lifetime: float = 90) -> None:
+    def __init__(
+        self, record: Path, *, users: str | None = None, stall_after: int = 0, lifetime: float = 90
+    ) -> None:
         self.record = record
         self.users = users
         self.stall_after = stall_after
@@ -87,7 +89,16 @@ class FakeTickerplant:
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, port: int = 0) -> int:
-        cmd = [sys.executable, str(FAKE_TP), "--port", str(port), "--record", str(self.record), "--lifetime", str(self.lifetime)]
+        cmd = [
+            sys.executable,
+            str(FAKE_TP),
+            "--port",
+            str(port),
+            "--record",
+            str(self.record),
+            "--lifetime",
+            str(self.lifetime),
+        ]
         if self.users:
             cmd += ["--users", self.users]
         if self.stall_after:

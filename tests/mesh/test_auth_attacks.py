@@ -98,17 +98,38 @@ def publishes(m: Mesh, keys: auth.ClientKeys | None) -> bool:
 
 
 def fake_beat(name: str, pid: int = 4242) -> bytes:
-    return msgspec.msgpack.encode(Heartbeat(service=name, instance="fake", pid=pid, state="ok", started=time.time_ns(), interval=1.0, counters={"auth": "on", "auth_refused": 0}))
+    return msgspec.msgpack.encode(
+        Heartbeat(
+            service=name,
+            instance="fake",
+            pid=pid,
+            state="ok",
+            started=time.time_ns(),
+            interval=1.0,
+            counters={"auth": "on", "auth_refused": 0},
+        )
+    )
 
 
-def massive(m: Mesh, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mesh.cli", *args], env={**m.env, **(env or {})}, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def massive(
+    m: Mesh, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mesh.cli", *args],
+        env={**m.env, **(env or {})},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # --- keys used outside their roles ------------------------------------------------------------
 
 
-def test_publish_only_and_control_only_keys_cannot_read_and_the_buss_own_or_a_foreign_server_key_gets_nothing(mesh: Mesh) -> None:
+def test_publish_only_and_control_only_keys_cannot_read_and_the_buss_own_or_a_foreign_server_key_gets_nothing(
+    mesh: Mesh,
+) -> None:
     writer = new_key(mesh, "feeder", "publish")
     ops = new_key(mesh, "ops", "control")
     assert publishes(mesh, writer) and not reads(mesh, writer) and not bus_pings(mesh, writer)
@@ -125,7 +146,9 @@ def test_publish_only_and_control_only_keys_cannot_read_and_the_buss_own_or_a_fo
 # --- service identity ---------------------------------------------------------------------------
 
 
-def test_a_colleagues_control_key_cannot_keep_the_recorders_name_while_the_recorder_restarts(mesh: Mesh) -> None:
+def test_a_colleagues_control_key_cannot_keep_the_recorders_name_while_the_recorder_restarts(
+    mesh: Mesh,
+) -> None:
     """kill -9 the recorder; another key HELLOs as "recorder" until the user restarts it."""
     mesh.start("recorder")
     mesh.wait_up(["recorder"], 60)
@@ -142,7 +165,13 @@ def test_a_colleagues_control_key_cannot_keep_the_recorders_name_while_the_recor
                 if frames[0] == control.REQ:
                     req = control.decode_request(frames[2])
                     commands_stolen.append(req.cmd)
-                    sock.send_multipart([control.REP, frames[1], control.encode(control.Reply(id=req.id, ok=True, result={}))])
+                    sock.send_multipart(
+                        [
+                            control.REP,
+                            frames[1],
+                            control.encode(control.Reply(id=req.id, ok=True, result={})),
+                        ]
+                    )
             time.sleep(0.05)
         sock.close()
 
@@ -155,8 +184,12 @@ def test_a_colleagues_control_key_cannot_keep_the_recorders_name_while_the_recor
         time.sleep(6)
         report = mesh.call("bus", "services")
         massive(mesh, "record", "stop")
-        assert report["recorder"]["pid"] == real.proc.pid, "the bus routes 'recorder' to the other key's process"
-        assert commands_stolen == [], f"commands for the recorder reached the other key: {commands_stolen}"
+        assert report["recorder"]["pid"] == real.proc.pid, (
+            "the bus routes 'recorder' to the other key's process"
+        )
+        assert commands_stolen == [], (
+            f"commands for the recorder reached the other key: {commands_stolen}"
+        )
     finally:
         stop.set()
         thread.join(5)
@@ -176,7 +209,13 @@ def test_a_hello_named_bus_does_not_replace_the_bus_in_the_services_report(mesh:
 
 
 def test_a_registered_service_cannot_answer_a_request_sent_to_another_service(mesh: Mesh) -> None:
-    echo = subprocess.Popen([sys.executable, str(ROOT / "tests/mesh/echo_service.py")], env=mesh.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    echo = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests/mesh/echo_service.py")],
+        env=mesh.env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     colleague = new_key(mesh, "colleague", "control")
     liar = raw(zmq.DEALER, mesh.config.bus_ctl, colleague)
     victim = raw(zmq.DEALER, mesh.config.bus_ctl, own_keys(mesh))
@@ -191,7 +230,13 @@ def test_a_registered_service_cannot_answer_a_request_sent_to_another_service(me
             victim.recv_multipart()
         req = control.new_request("echo", {"text": "real"})
         victim.send_multipart([control.REQ, b"echo", control.encode(req)])
-        liar.send_multipart([control.REP, victim_id, control.encode(control.Reply(id=req.id, ok=True, result="forged"))])
+        liar.send_multipart(
+            [
+                control.REP,
+                victim_id,
+                control.encode(control.Reply(id=req.id, ok=True, result="forged")),
+            ]
+        )
         answers = []
         while victim.poll(1500):
             answers.append(control.decode_reply(victim.recv_multipart()[1]).result)
@@ -203,7 +248,9 @@ def test_a_registered_service_cannot_answer_a_request_sent_to_another_service(me
         echo.wait(5)
 
 
-def test_a_control_key_registering_thousands_of_names_cannot_break_massive_status(mesh: Mesh) -> None:
+def test_a_control_key_registering_thousands_of_names_cannot_break_massive_status(
+    mesh: Mesh,
+) -> None:
     colleague = new_key(mesh, "colleague", "control")
     sock = raw(zmq.DEALER, mesh.config.bus_ctl, colleague)
     sock.sndhwm = 0
@@ -221,15 +268,21 @@ def test_a_control_key_registering_thousands_of_names_cannot_break_massive_statu
 # --- damaged keys and registry ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["[]", "null", '{"mesh": {"public": 123, "roles": ["control"]}}'])
-def test_a_registry_of_the_wrong_shape_does_not_lock_the_mesh_out_once_it_is_restored(mesh: Mesh, damage: str) -> None:
+@pytest.mark.parametrize(
+    "damage", ["[]", "null", '{"mesh": {"public": 123, "roles": ["control"]}}']
+)
+def test_a_registry_of_the_wrong_shape_does_not_lock_the_mesh_out_once_it_is_restored(
+    mesh: Mesh, damage: str
+) -> None:
     registry = auth.KeyStore(mesh.config.data_dir).registry
     good = registry.read_text()
     registry.write_text(damage)
     assert not bus_pings(mesh, own_keys(mesh), timeout=1.0)  # a damaged registry lets nobody in
     registry.write_text(good)
     time.sleep(0.05)
-    assert bus_pings(mesh, own_keys(mesh), timeout=3.0), "the bus let nobody in after the registry was restored"
+    assert bus_pings(mesh, own_keys(mesh), timeout=3.0), (
+        "the bus let nobody in after the registry was restored"
+    )
     assert "Traceback" not in mesh.procs["bus"].output()
 
 
@@ -247,7 +300,9 @@ def test_massive_auth_on_a_registry_of_the_wrong_shape_is_one_line(mesh: Mesh, d
         assert result.returncode == 0 or len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_bad_key_file_is_one_line_for_status_tap_and_a_service(mesh: Mesh, tmp_path: Path) -> None:
+def test_a_bad_key_file_is_one_line_for_status_tap_and_a_service(
+    mesh: Mesh, tmp_path: Path
+) -> None:
     garbage = tmp_path / "garbage.key_secret"
     garbage.write_text("not a key\n")
     public_only = auth.KeyStore(mesh.config.data_dir).keys_dir / "mesh.key"
@@ -256,7 +311,9 @@ def test_a_bad_key_file_is_one_line_for_status_tap_and_a_service(mesh: Mesh, tmp
         for args in (("status",), ("tap", "--count", "1", "--seconds", "2"), ("run", "recorder")):
             result = massive(mesh, *args, env=env, timeout=30)
             out = result.stdout + result.stderr
-            assert "Traceback" not in out, f"MESH_KEY_FILE={key_file} massive {' '.join(args)}: {out[-300:]}"
+            assert "Traceback" not in out, (
+                f"MESH_KEY_FILE={key_file} massive {' '.join(args)}: {out[-300:]}"
+            )
             assert result.returncode != 0 and key_file in out
 
 
@@ -269,7 +326,16 @@ def test_services_started_together_on_an_empty_data_dir_share_one_key_set(tmp_pa
     for trial in range(3):
         data = tmp_path / f"data{trial}"
         start = time.time() + 1.5
-        procs = [subprocess.Popen([sys.executable, "-c", code, str(data), str(start)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(8)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(data), str(start)],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(8)
+        ]
         seen = {p.communicate(timeout=60)[0].strip() for p in procs}
         assert len(seen) == 1, seen
         registered = json.loads(auth.KeyStore(data).registry.read_text())
@@ -278,8 +344,16 @@ def test_services_started_together_on_an_empty_data_dir_share_one_key_set(tmp_pa
 
 def test_keys_are_owner_only_even_under_a_permissive_umask(mesh: Mesh) -> None:
     result = subprocess.run(
-        ["sh", "-c", f"umask 000 && exec {sys.executable} -m mesh.cli auth add nb --role subscribe"],
-        env=mesh.env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [
+            "sh",
+            "-c",
+            f"umask 000 && exec {sys.executable} -m mesh.cli auth add nb --role subscribe",
+        ],
+        env=mesh.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     store = auth.KeyStore(mesh.config.data_dir)
@@ -292,7 +366,9 @@ def test_keys_are_owner_only_even_under_a_permissive_umask(mesh: Mesh) -> None:
 # --- floods -------------------------------------------------------------------------------------
 
 
-_NULL_GREETING = b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL" + b"\x00" * 16 + b"\x00" + b"\x00" * 31
+_NULL_GREETING = (
+    b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL" + b"\x00" * 16 + b"\x00" + b"\x00" * 31
+)
 
 
 def _keyless_flood(host: str, port: int, seconds: float) -> None:
@@ -312,11 +388,18 @@ def _rss_mb(pid: int) -> int:
     return 0
 
 
-def test_a_flood_of_keyless_connections_leaves_commands_answered_within_a_second(mesh: Mesh) -> None:
+def test_a_flood_of_keyless_connections_leaves_commands_answered_within_a_second(
+    mesh: Mesh,
+) -> None:
     host, port = mesh.config.bus_ctl.rsplit("/", 1)[1].split(":")
     bus_pid = mesh.procs["bus"].proc.pid
     before = _rss_mb(bus_pid)
-    flooders = [multiprocessing.get_context("spawn").Process(target=_keyless_flood, args=(host, int(port), 5.0)) for _ in range(2)]
+    flooders = [
+        multiprocessing.get_context("spawn").Process(
+            target=_keyless_flood, args=(host, int(port), 5.0)
+        )
+        for _ in range(2)
+    ]
     for proc in flooders:
         proc.start()
     latencies: list[float] = []

@@ -26,7 +26,21 @@ T0 = 1_700_000_000_000_000_000
 
 def quotes(n: int, start: int = 0) -> QuoteBatch:
     return QuoteBatch.from_rows(
-        [Quote(symbol="AAPL", bid_price=float(i), bid_size=1, ask_price=float(i) + 0.01, ask_size=1, bid_exchange=1, ask_exchange=1, sequence=i, ts_event=T0 + i, ts_recv=T0 + i) for i in range(start, start + n)]
+        [
+            Quote(
+                symbol="AAPL",
+                bid_price=float(i),
+                bid_size=1,
+                ask_price=float(i) + 0.01,
+                ask_size=1,
+                bid_exchange=1,
+                ask_exchange=1,
+                sequence=i,
+                ts_event=T0 + i,
+                ts_recv=T0 + i,
+            )
+            for i in range(start, start + n)
+        ]
     )
 
 
@@ -48,7 +62,9 @@ def connected_pair(config: Config, prefixes: list[str]) -> tuple[Publisher, Subs
     raise AssertionError("subscriber never joined")
 
 
-def test_messages_flow_from_publisher_to_subscriber_through_the_bus(bus: Bus, mesh_config: Config) -> None:
+def test_messages_flow_from_publisher_to_subscriber_through_the_bus(
+    bus: Bus, mesh_config: Config
+) -> None:
     pub, sub = connected_pair(mesh_config, ["md.quote."])
     for i in range(50):
         pub.publish(topics.quotes(), quotes(100, i * 100))
@@ -63,7 +79,9 @@ def test_messages_flow_from_publisher_to_subscriber_through_the_bus(bus: Bus, me
 def test_subscribers_only_get_the_prefixes_they_asked_for(bus: Bus, mesh_config: Config) -> None:
     pub, sub = connected_pair(mesh_config, ["md.trade."])
     pub.publish(topics.quotes(), quotes(1))
-    pub.publish(topics.trades(), __import__("mesh.schema", fromlist=["TradeBatch"]).TradeBatch.from_rows([]))
+    pub.publish(
+        topics.trades(), __import__("mesh.schema", fromlist=["TradeBatch"]).TradeBatch.from_rows([])
+    )
     msg = sub.recv(timeout=2)
     assert msg is not None and msg.topic == "md.trade.stocks"
     assert sub.recv(timeout=0.2) is None
@@ -81,13 +99,17 @@ def test_sequence_gaps_are_counted_per_source_and_topic(bus: Bus, mesh_config: C
     for _ in range(5):
         assert sub.recv(timeout=2) is not None
     assert sub.stats.gaps == 5
-    raw.send_multipart(wire.encode(topics.quotes(), quotes(1), src="gappy", seq=1))  # a restarted source
+    raw.send_multipart(
+        wire.encode(topics.quotes(), quotes(1), src="gappy", seq=1)
+    )  # a restarted source
     assert sub.recv(timeout=2) is not None
     assert sub.stats.restarts == 1 and sub.stats.gaps == 5
     raw.close(linger=0), sub.close()
 
 
-def test_a_thousand_malformed_frames_never_stop_good_messages(bus: Bus, mesh_config: Config) -> None:
+def test_a_thousand_malformed_frames_never_stop_good_messages(
+    bus: Bus, mesh_config: Config
+) -> None:
     pub, sub = connected_pair(mesh_config, ["md."])
     raw = zmq.Context.instance().socket(zmq.PUB)
     auth.secure_client(raw, auth.client_keys(mesh_config))
@@ -103,9 +125,14 @@ def test_a_thousand_malformed_frames_never_stop_good_messages(bus: Bus, mesh_con
         elif kind == 1:
             frames = [b"md.quote.stocks", good[1][: rng.randint(0, len(good[1]) - 1)]]  # truncated
         elif kind == 2:
-            frames = [b"md.quote.stocks"] + [rng.randbytes(5)] * rng.choice([0, 2, 3])  # wrong frame count
+            frames = [b"md.quote.stocks"] + [rng.randbytes(5)] * rng.choice(
+                [0, 2, 3]
+            )  # wrong frame count
         else:
-            frames = [b"md.quote.stocks", msgspec.msgpack.encode([[1, "raw", i, 0], ["quotes", [1, 2]]])]  # wrong shape
+            frames = [
+                b"md.quote.stocks",
+                msgspec.msgpack.encode([[1, "raw", i, 0], ["quotes", [1, 2]]]),
+            ]  # wrong shape
         raw.send_multipart(frames)
         if i % 10 == 0:
             sent_good += 1
@@ -124,7 +151,9 @@ def test_binding_an_endpoint_in_use_is_one_clear_error(bus: Bus, mesh_config: Co
         Bus(mesh_config)
 
 
-def test_the_bus_answers_for_itself_and_refuses_unknown_targets(bus: Bus, mesh_config: Config) -> None:
+def test_the_bus_answers_for_itself_and_refuses_unknown_targets(
+    bus: Bus, mesh_config: Config
+) -> None:
     assert control.call(mesh_config.bus_ctl, "bus", "ping") == "pong"
     reply = control.request(mesh_config.bus_ctl, "nosuch", "ping")
     assert not reply.ok and "'nosuch' is not registered" in reply.error
@@ -138,7 +167,13 @@ def test_a_request_with_no_bus_says_the_mesh_is_not_running(mesh_config: Config)
 
 
 def _start_echo(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, str(ROOT / "tests/mesh/echo_service.py")], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tests/mesh/echo_service.py")],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _wait_for(predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
@@ -153,7 +188,10 @@ def _wait_for(predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
 
 def _answers(config: Config) -> bool:
     try:
-        return control.call(config.bus_ctl, "bus", "ping", timeout=0.5, keys=auth.client_keys(config)) == "pong"  # type: ignore[no-any-return]
+        return (
+            control.call(config.bus_ctl, "bus", "ping", timeout=0.5, keys=auth.client_keys(config))
+            == "pong"
+        )  # type: ignore[no-any-return]
     except control.ControlError:
         return False
 
@@ -162,41 +200,65 @@ def _services(config: Config) -> dict:  # type: ignore[type-arg]
     return control.call(config.bus_ctl, "bus", "services")  # type: ignore[no-any-return]
 
 
-def test_service_commands_round_trip_and_errors_come_back_as_replies(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]) -> None:
+def test_service_commands_round_trip_and_errors_come_back_as_replies(
+    bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]
+) -> None:
     proc = _start_echo(mesh_environ)
     try:
         _wait_for(lambda: _services(mesh_config).get("echo", {}).get("up"))
         assert control.call(mesh_config.bus_ctl, "echo", "echo", {"text": "hi"}) == "hi"
         unknown = control.request(mesh_config.bus_ctl, "echo", "nope")
-        assert not unknown.ok and "unknown command 'nope'" in unknown.error and "echo" in unknown.error
+        assert (
+            not unknown.ok and "unknown command 'nope'" in unknown.error and "echo" in unknown.error
+        )
         bad_args = control.request(mesh_config.bus_ctl, "echo", "echo", {"wrong": 1})
         assert not bad_args.ok and "bad arguments" in bad_args.error
         failing = control.request(mesh_config.bus_ctl, "echo", "fail")
         assert not failing.ok and failing.error == "asked to fail"
         assert control.call(mesh_config.bus_ctl, "echo", "ping") == "pong"  # still alive
-        counters = _wait_for(lambda: _services(mesh_config)["echo"]["counters"].get("echoes") == 1 and _services(mesh_config)["echo"]["counters"])
+        counters = _wait_for(
+            lambda: (
+                _services(mesh_config)["echo"]["counters"].get("echoes") == 1
+                and _services(mesh_config)["echo"]["counters"]
+            )
+        )
         assert counters["command_errors"] >= 3
     finally:
         proc.terminate()
         proc.wait(5)
 
 
-def test_sigterm_stops_a_service_within_two_seconds_and_it_then_shows_as_down(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]) -> None:
+def test_sigterm_stops_a_service_within_two_seconds_and_it_then_shows_as_down(
+    bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]
+) -> None:
     proc = _start_echo(mesh_environ)
     _wait_for(lambda: _services(mesh_config).get("echo", {}).get("up"))
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 0
     assert time.monotonic() - started < 2.0
-    down_after = _wait_for(lambda: not _services(mesh_config)["echo"]["up"] and time.monotonic(), timeout=6)
+    down_after = _wait_for(
+        lambda: not _services(mesh_config)["echo"]["up"] and time.monotonic(), timeout=6
+    )
     assert 2.5 <= down_after - started <= 5.5  # three missed one-second beats
 
 
-def _massive(env: dict[str, str], *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mesh.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def _massive(
+    env: dict[str, str], *args: str, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mesh.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def test_status_lists_services_with_their_counters(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]) -> None:
+def test_status_lists_services_with_their_counters(
+    bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]
+) -> None:
     proc = _start_echo(mesh_environ)
     try:
         _wait_for(lambda: _services(mesh_config).get("echo", {}).get("up"))
@@ -218,7 +280,9 @@ def test_status_without_a_bus_says_down_and_fails(mesh_environ: dict[str, str]) 
     assert "DOWN" in result.stdout and "is the mesh running" in result.stdout
 
 
-def test_tap_prints_json_lines_and_stops_after_count(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]) -> None:
+def test_tap_prints_json_lines_and_stops_after_count(
+    bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]
+) -> None:
     result = _massive(mesh_environ, "tap", "sys.heartbeat.", "--count", "2")
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -227,7 +291,9 @@ def test_tap_prints_json_lines_and_stops_after_count(bus: Bus, mesh_config: Conf
     assert lines[0]["header"]["src"] == "bus" and lines[0]["payload"]["service"] == "bus"
 
 
-def test_tap_stops_after_seconds_even_when_nothing_arrives(bus: Bus, mesh_environ: dict[str, str]) -> None:
+def test_tap_stops_after_seconds_even_when_nothing_arrives(
+    bus: Bus, mesh_environ: dict[str, str]
+) -> None:
     started = time.monotonic()
     result = _massive(mesh_environ, "tap", "md.nothing.", "--seconds", "1")
     assert result.returncode == 0 and result.stdout == ""
@@ -239,17 +305,40 @@ def test_bad_cli_arguments_get_a_clear_usage_error(mesh_environ: dict[str, str])
     assert result.returncode == 2 and "expected a positive number" in result.stderr
     bad_env = dict(mesh_environ, MESH_BUS_SUB="nonsense")
     result = _massive(bad_env, "status")
-    assert result.returncode == 2 and "MESH_BUS_SUB" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 2
+        and "MESH_BUS_SUB" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
-def test_bus_subprocess_refuses_a_second_bus_and_exits_cleanly_on_sigterm(mesh_environ: dict[str, str]) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", "bus"], env=mesh_environ, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+def test_bus_subprocess_refuses_a_second_bus_and_exits_cleanly_on_sigterm(
+    mesh_environ: dict[str, str],
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesh.cli", "run", "bus"],
+        env=mesh_environ,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         config = Config.load(environ=mesh_environ)
         _wait_for(lambda: _answers(config), timeout=10)
-        second = subprocess.run([sys.executable, "-m", "mesh.cli", "run", "bus"], env=mesh_environ, cwd=ROOT, capture_output=True, text=True, timeout=10)
+        second = subprocess.run(
+            [sys.executable, "-m", "mesh.cli", "run", "bus"],
+            env=mesh_environ,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         assert second.returncode == 2
-        assert "cannot bind MESH_BUS_PUB" in second.stderr and "already in use" in second.stderr and "Traceback" not in second.stderr
+        assert (
+            "cannot bind MESH_BUS_PUB" in second.stderr
+            and "already in use" in second.stderr
+            and "Traceback" not in second.stderr
+        )
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0 and time.monotonic() - started < 2

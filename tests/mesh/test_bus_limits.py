@@ -13,8 +13,13 @@ from mesh.config import Config
 from tests.recorder.helpers import quotes
 
 
-def test_a_frame_larger_than_any_message_does_not_reach_subscribers_and_the_bus_lives_on(bus: Bus, mesh_config: Config) -> None:
-    with Subscriber([topics.quotes()], mesh_config.bus_sub) as sub, Publisher("ingest", mesh_config.bus_pub) as good:
+def test_a_frame_larger_than_any_message_does_not_reach_subscribers_and_the_bus_lives_on(
+    bus: Bus, mesh_config: Config
+) -> None:
+    with (
+        Subscriber([topics.quotes()], mesh_config.bus_sub) as sub,
+        Publisher("ingest", mesh_config.bus_pub) as good,
+    ):
         ctx = zmq.Context.instance()
         with ctx.socket(zmq.PUB) as rogue:
             auth.secure_client(rogue, auth.client_keys(mesh_config))
@@ -26,14 +31,21 @@ def test_a_frame_larger_than_any_message_does_not_reach_subscribers_and_the_bus_
             got = sub.recv(timeout=5)
         assert got is not None and got.header.src == "ingest" and len(got.payload) == 5
         assert sub.recv(timeout=0.5) is None
-        assert sub.stats.malformed_total == 0, sub.stats.malformed  # the oversized one never came, not even to be rejected
+        assert sub.stats.malformed_total == 0, (
+            sub.stats.malformed
+        )  # the oversized one never came, not even to be rejected
     assert control.call(mesh_config.bus_ctl, "bus", "ping") == "pong"
 
 
-def test_a_subscriber_that_falls_thousands_of_messages_behind_still_gets_every_one(bus: Bus, mesh_config: Config) -> None:
+def test_a_subscriber_that_falls_thousands_of_messages_behind_still_gets_every_one(
+    bus: Bus, mesh_config: Config
+) -> None:
     """The bus's deep queues hold (libzmq gives accepted connections the options set before bind:
     set after it, every peer would be left at the default 1,000 messages and a burst dropped)."""
-    with Subscriber([topics.quotes()], mesh_config.bus_sub, hwm=0) as sub, Publisher("ingest", mesh_config.bus_pub, hwm=0) as pub:
+    with (
+        Subscriber([topics.quotes()], mesh_config.bus_sub, hwm=0) as sub,
+        Publisher("ingest", mesh_config.bus_pub, hwm=0) as pub,
+    ):
         time.sleep(0.5)
         batch = quotes(0, 1)
         for _ in range(5_000):  # nobody reads while they pile up

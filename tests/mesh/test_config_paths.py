@@ -19,7 +19,14 @@ def massive(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProce
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MASSIVE_", "MESH_", "KDB_"))}
     base.update(mesh_env(tmp_path / "data"))
     base.update(env)
-    return subprocess.run([sys.executable, "-m", "mesh.cli", *argv], env=base, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "mesh.cli", *argv],
+        env=base,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_a_missing_data_dir_is_created(tmp_path: Path) -> None:
@@ -32,7 +39,11 @@ def test_a_missing_data_dir_is_created(tmp_path: Path) -> None:
 def test_a_data_dir_that_is_a_file_is_one_line_naming_the_variable(tmp_path: Path) -> None:
     afile = tmp_path / "data.txt"
     afile.write_text("not a folder")
-    for command in (["quota"], ["config"], ["fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-05"]):
+    for command in (
+        ["quota"],
+        ["config"],
+        ["fetch", "AAPL", "--start", "2024-03-04", "--end", "2024-03-05"],
+    ):
         result = massive(tmp_path, *command, MESH_DATA_DIR=str(afile))
         assert result.returncode == 2, (command, result.stderr)
         lines = result.stderr.strip().splitlines()

@@ -21,7 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start_echo(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, str(ROOT / "tests/mesh/echo_service.py")], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tests/mesh/echo_service.py")],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _wait_up(config: Config, name: str = "echo", timeout: float = 20) -> None:
@@ -48,13 +54,20 @@ def echo(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]):  # type: 
 
 def _hog(config: Config, seconds: float) -> threading.Thread:
     """Ask the echo service to hold its event loop, as a service under a firehose does."""
-    thread = threading.Thread(target=lambda: control.request(config.bus_ctl, "echo", "hog", {"seconds": seconds}, timeout=seconds + 5), daemon=True)
+    thread = threading.Thread(
+        target=lambda: control.request(
+            config.bus_ctl, "echo", "hog", {"seconds": seconds}, timeout=seconds + 5
+        ),
+        daemon=True,
+    )
     thread.start()
     time.sleep(0.3)  # the hog has started
     return thread
 
 
-def test_a_service_whose_loop_is_busy_still_answers_ping_and_keeps_beating(bus: Bus, mesh_config: Config, echo: subprocess.Popen[bytes]) -> None:
+def test_a_service_whose_loop_is_busy_still_answers_ping_and_keeps_beating(
+    bus: Bus, mesh_config: Config, echo: subprocess.Popen[bytes]
+) -> None:
     with Subscriber(["sys.heartbeat.echo"], mesh_config.bus_sub) as beats:
         time.sleep(0.3)
         hog = _hog(mesh_config, 4.0)
@@ -71,16 +84,25 @@ def test_a_service_whose_loop_is_busy_still_answers_ping_and_keeps_beating(bus: 
         hog.join(10)
     assert max(pings) < 1.0
     assert len(got) >= 3  # one a second, all through the hog
-    assert max(beat.counters["loop_lag_s"] for beat in got) >= 1.5  # and they say the loop is behind
+    assert (
+        max(beat.counters["loop_lag_s"] for beat in got) >= 1.5
+    )  # and they say the loop is behind
     assert control.call(mesh_config.bus_ctl, "bus", "services")["echo"]["up"]
 
 
-def test_a_late_service_is_reported_busy_not_as_a_missing_mesh(bus: Bus, mesh_config: Config, echo: subprocess.Popen[bytes]) -> None:
+def test_a_late_service_is_reported_busy_not_as_a_missing_mesh(
+    bus: Bus, mesh_config: Config, echo: subprocess.Popen[bytes]
+) -> None:
     hog = _hog(mesh_config, 3.0)
     with pytest.raises(control.ServiceBusy, match="busy or stuck"):
         control.call(mesh_config.bus_ctl, "echo", "echo", {"text": "late"}, timeout=0.5)
     # with time to wait, the command completes once the loop is free
-    assert control.call(mesh_config.bus_ctl, "echo", "echo", {"text": "late"}, timeout=0.5, busy_wait=10) == "late"
+    assert (
+        control.call(
+            mesh_config.bus_ctl, "echo", "echo", {"text": "late"}, timeout=0.5, busy_wait=10
+        )
+        == "late"
+    )
     hog.join(10)
 
 
@@ -89,12 +111,24 @@ def test_no_bus_is_reported_unreachable(mesh_config: Config) -> None:
         control.call(mesh_config.bus_ctl, "recorder", "status", timeout=0.3, busy_wait=10)
 
 
-def test_unreadable_requests_are_answered_and_counted_and_the_service_lives_on(bus: Bus, mesh_config: Config, echo: subprocess.Popen[bytes]) -> None:
+def test_unreadable_requests_are_answered_and_counted_and_the_service_lives_on(
+    bus: Bus, mesh_config: Config, echo: subprocess.Popen[bytes]
+) -> None:
     enc = msgspec.msgpack.encode
-    deep = b"\x91" * 2000 + b"\x01"  # [[[...1...]]], 2,000 levels, written by hand: no encoder goes that deep
+    deep = (
+        b"\x91" * 2000 + b"\x01"
+    )  # [[[...1...]]], 2,000 levels, written by hand: no encoder goes that deep
     bodies = [
         b"\xc1 not msgpack",
-        b"\x83" + enc("id") + enc("x") + enc("cmd") + enc("echo") + enc("args") + b"\x81" + enc("text") + deep,
+        b"\x83"
+        + enc("id")
+        + enc("x")
+        + enc("cmd")
+        + enc("echo")
+        + enc("args")
+        + b"\x81"
+        + enc("text")
+        + deep,
         msgspec.msgpack.encode({"id": "x", "cmd": "echo", "args": {"text": 2**64 - 1}}),
         msgspec.msgpack.encode({"id": "x", "cmd": "c" * 500, "args": {}}),
         msgspec.msgpack.encode({"id": "x", "cmd": "echo", "args": {"text": "[/bold]"}}),
@@ -114,4 +148,9 @@ def test_unreadable_requests_are_answered_and_counted_and_the_service_lives_on(b
     assert replies[4].result == "[/bold]"
     assert echo.poll() is None
     time.sleep(1.2)  # the next heartbeat carries the counts
-    assert control.call(mesh_config.bus_ctl, "bus", "services")["echo"]["counters"]["commands_rejected"] == 4
+    assert (
+        control.call(mesh_config.bus_ctl, "bus", "services")["echo"]["counters"][
+            "commands_rejected"
+        ]
+        == 4
+    )

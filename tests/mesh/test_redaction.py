@@ -22,13 +22,22 @@ SECRETS = {API_KEY: 47, S3_SECRET: 61, KDB_PASSWORD: 83}
 def massive_config(tmp_path: Path, *argv: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MASSIVE_", "MESH_", "KDB_"))}
     env.update(mesh_env(tmp_path / "data"))
-    env.update({
-        "MASSIVE_API_KEY": API_KEY,
-        "MASSIVE_S3_ACCESS_KEY_ID": "QZX6-access-id",
-        "MASSIVE_S3_SECRET_ACCESS_KEY": S3_SECRET,
-        "KDB_TICKERPLANT": f"127.0.0.1:5010:alice:{KDB_PASSWORD}",
-    })
-    result = subprocess.run([sys.executable, "-m", "mesh.cli", "config", *argv], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    env.update(
+        {
+            "MASSIVE_API_KEY": API_KEY,
+            "MASSIVE_S3_ACCESS_KEY_ID": "QZX6-access-id",
+            "MASSIVE_S3_SECRET_ACCESS_KEY": S3_SECRET,
+            "KDB_TICKERPLANT": f"127.0.0.1:5010:alice:{KDB_PASSWORD}",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mesh.cli", "config", *argv],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout + result.stderr
 
@@ -38,7 +47,9 @@ def assert_nothing_about_the_secrets(shown: str, tmp_path: Path) -> None:
     text = shown.replace(str(tmp_path), "")  # the data folder's path may hold any number
     for value, length in SECRETS.items():
         assert value not in text
-        assert not re.search(rf"(?<![\d.:]){length}(?![\d.:])", text), f"the length {length} shows:\n{text}"
+        assert not re.search(rf"(?<![\d.:]){length}(?![\d.:])", text), (
+            f"the length {length} shows:\n{text}"
+        )
     assert "chars" not in text and "characters" not in text and "len" not in text.lower()
 
 
@@ -64,12 +75,23 @@ def test_secrets_of_different_lengths_look_the_same_everywhere(tmp_path: Path) -
     short, long = Secret("a1"), Secret("b" * 500)
     for show in (repr, str, Secret.redacted):
         assert show(short) == show(long) and "2" not in show(short) and "500" not in show(long)
-    assert str(KdbTarget("h", 1, "u", Secret("x"))) == str(KdbTarget("h", 1, "u", Secret("y" * 40))) == f"u:{REDACTED}@h:1"
+    assert (
+        str(KdbTarget("h", 1, "u", Secret("x")))
+        == str(KdbTarget("h", 1, "u", Secret("y" * 40)))
+        == f"u:{REDACTED}@h:1"
+    )
     assert str(KdbTarget("h", 1, "u")) == "u@h:1"  # no password: nothing claims one is set
-    config = Config.load(environ={**mesh_env(tmp_path / "data"), "MASSIVE_API_KEY": API_KEY}, cwd=tmp_path)
-    assert_nothing_about_the_secrets(repr(config) + str(config.as_table()) + json.dumps(config.as_json()), tmp_path)
+    config = Config.load(
+        environ={**mesh_env(tmp_path / "data"), "MASSIVE_API_KEY": API_KEY}, cwd=tmp_path
+    )
+    assert_nothing_about_the_secrets(
+        repr(config) + str(config.as_table()) + json.dumps(config.as_json()), tmp_path
+    )
 
 
 def test_the_simulator_demo_credentials_are_shown_as_they_are(tmp_path: Path) -> None:
     config = Config.load(environ=mesh_env(tmp_path / "data"), cwd=tmp_path)
-    assert config.as_json()["variables"]["MASSIVE_API_KEY"]["value"] == "sim-demo-key (simulator demo credential)"
+    assert (
+        config.as_json()["variables"]["MASSIVE_API_KEY"]["value"]
+        == "sim-demo-key (simulator demo credential)"
+    )

@@ -25,12 +25,25 @@ def header(seq: int = 1, src: str = "rogue") -> list[object]:
 
 def quote_columns(n: int = 3) -> list[object]:
     return [
-        "quotes", ["AAPL"] * n, [100.0] * n, [1] * n, [100.5] * n, [2] * n, [4] * n, [7] * n, [0] * n, [3] * n,
-        list(range(1, n + 1)), [T0 + i for i in range(n)], [T0] * n,
+        "quotes",
+        ["AAPL"] * n,
+        [100.0] * n,
+        [1] * n,
+        [100.5] * n,
+        [2] * n,
+        [4] * n,
+        [7] * n,
+        [0] * n,
+        [3] * n,
+        list(range(1, n + 1)),
+        [T0 + i for i in range(n)],
+        [T0] * n,
     ]
 
 
-def frames(payload: object, *, topic: str = "md.quote.stocks", head: list[object] | None = None) -> list[bytes]:
+def frames(
+    payload: object, *, topic: str = "md.quote.stocks", head: list[object] | None = None
+) -> list[bytes]:
     return [topic.encode(), enc([head or header(), payload])]
 
 
@@ -48,7 +61,22 @@ def rejection(frames_: list[bytes], *, columnar: bool = False) -> str:
 def test_a_body_nested_two_thousand_levels_deep_is_a_depth_rejection(columnar: bool) -> None:
     body = b"\x92" + enc(header()) + deep_bytes(2000)
     assert rejection([b"md.quote.stocks", body], columnar=columnar) in ("depth", "payload")
-    beat = b"\x92" + enc(header()) + b"\x99" + enc("heartbeat") + enc("x") + enc("i") + enc(1) + enc("ok") + enc(T0) + enc(1.0) + b"\x81" + enc("c") + deep_bytes(2000) + enc("")
+    beat = (
+        b"\x92"
+        + enc(header())
+        + b"\x99"
+        + enc("heartbeat")
+        + enc("x")
+        + enc("i")
+        + enc(1)
+        + enc("ok")
+        + enc(T0)
+        + enc(1.0)
+        + b"\x81"
+        + enc("c")
+        + deep_bytes(2000)
+        + enc("")
+    )
     assert rejection([b"sys.heartbeat.x", beat], columnar=columnar) == "depth"
 
 
@@ -82,7 +110,15 @@ def test_prices_that_are_not_finite_and_positive_are_rejected(price: float, colu
 @pytest.mark.parametrize(
     ("column", "value"),
     [(3, -1), (10, -5), (10, U64_MAX), (11, 5), (11, 2**63 - 1), (12, -1), (5, 2**63)],
-    ids=["negative-size", "negative-sequence", "u64-sequence", "ts-1970", "ts-far-future", "negative-ts-recv", "exchange-past-int64"],
+    ids=[
+        "negative-size",
+        "negative-sequence",
+        "u64-sequence",
+        "ts-1970",
+        "ts-far-future",
+        "negative-ts-recv",
+        "exchange-past-int64",
+    ],
 )
 @pytest.mark.parametrize("columnar", [False, True], ids=["typed", "columnar"])
 def test_integers_out_of_their_range_are_rejected(column: int, value: int, columnar: bool) -> None:
@@ -99,15 +135,32 @@ def test_a_header_sequence_of_two_to_the_64_minus_one_is_a_body_rejection() -> N
 
 def test_a_million_row_batch_is_a_size_rejection() -> None:
     n = 1_000_000
-    batch = QuoteBatch(symbol=["X"] * n, bid_price=[1.0] * n, bid_size=[1] * n, ask_price=[1.0] * n, ask_size=[1] * n, bid_exchange=[1] * n, ask_exchange=[1] * n, condition=[0] * n, tape=[1] * n, sequence=[1] * n, ts_event=[T0] * n, ts_recv=[T0] * n)
-    assert rejection(wire.encode(topics.quotes(), batch, src="rogue", seq=1), columnar=True) == "size"
+    batch = QuoteBatch(
+        symbol=["X"] * n,
+        bid_price=[1.0] * n,
+        bid_size=[1] * n,
+        ask_price=[1.0] * n,
+        ask_size=[1] * n,
+        bid_exchange=[1] * n,
+        ask_exchange=[1] * n,
+        condition=[0] * n,
+        tape=[1] * n,
+        sequence=[1] * n,
+        ts_event=[T0] * n,
+        ts_recv=[T0] * n,
+    )
+    assert (
+        rejection(wire.encode(topics.quotes(), batch, src="rogue", seq=1), columnar=True) == "size"
+    )
 
 
 def test_a_good_message_in_a_burst_survives_its_bad_neighbours() -> None:
     good = frames(quote_columns(3), head=header(1))
     bad = quote_columns(3)
     bad[2] = [math.nan, 1.0, 1.0]
-    burst = wire.decode_many([good, frames(bad, head=header(2)), frames(quote_columns(2), head=header(3))])
+    burst = wire.decode_many(
+        [good, frames(bad, head=header(2)), frames(quote_columns(2), head=header(3))]
+    )
     assert [len(m.payload) for m in burst.messages] == [3, 2]  # both good batches, in order
     assert [e.kind for e in burst.errors] == ["range"]
     assert burst.errors[0].header is not None and burst.errors[0].header.seq == 2
@@ -132,22 +185,63 @@ def test_sources_jumping_to_the_top_of_the_sequence_range_leave_a_heartbeat_enco
         stats.observe(wire.decode(frames(quote_columns(), head=header(1, src))))
         stats.observe(wire.decode(frames(quote_columns(), head=header(2**63 - 1, src))))
     assert stats.gaps == 0 and stats.jumps == 3
-    beat = Heartbeat(service="x", instance="i", pid=1, state="ok", started=T0, interval=1.0, counters=bounds.counters({**stats.as_counters(), "huge": 2**70, "odd": object()}))
-    assert wire.decode(wire.encode(topics.heartbeat("x"), beat, src="x", seq=1)).payload.counters["huge"] == 2**63 - 1
+    beat = Heartbeat(
+        service="x",
+        instance="i",
+        pid=1,
+        state="ok",
+        started=T0,
+        interval=1.0,
+        counters=bounds.counters({**stats.as_counters(), "huge": 2**70, "odd": object()}),
+    )
+    assert (
+        wire.decode(wire.encode(topics.heartbeat("x"), beat, src="x", seq=1)).payload.counters[
+            "huge"
+        ]
+        == 2**63 - 1
+    )
 
 
 def test_event_text_is_kept_as_text() -> None:
     event = Event(service="x", level="info", message="[/bold] [red]not markup[/red]")
-    assert wire.decode(wire.encode(topics.event("x"), event, src="x", seq=1)).payload.message == event.message
+    assert (
+        wire.decode(wire.encode(topics.event("x"), event, src="x", seq=1)).payload.message
+        == event.message
+    )
 
 
 def test_control_bodies_are_decoded_totally() -> None:
-    deep = b"\x83" + enc("id") + enc("x") + enc("cmd") + enc("ping") + enc("args") + b"\x81" + enc("a") + deep_bytes(2000)
-    for body, kind in [(deep, "depth"), (b"\xc1", "body"), (enc({"id": "x", "cmd": "ping", "args": {"n": U64_MAX}}), "range"), (b"\x00" * (bounds.MAX_BODY_BYTES + 1), "size")]:
+    deep = (
+        b"\x83"
+        + enc("id")
+        + enc("x")
+        + enc("cmd")
+        + enc("ping")
+        + enc("args")
+        + b"\x81"
+        + enc("a")
+        + deep_bytes(2000)
+    )
+    for body, kind in [
+        (deep, "depth"),
+        (b"\xc1", "body"),
+        (enc({"id": "x", "cmd": "ping", "args": {"n": U64_MAX}}), "range"),
+        (b"\x00" * (bounds.MAX_BODY_BYTES + 1), "size"),
+    ]:
         with pytest.raises(control.BadBody) as caught:
             control.decode_request(body)
         assert caught.value.kind == kind
-    reply = b"\x84" + enc("id") + enc("x") + enc("ok") + enc(True) + enc("result") + deep_bytes(2000) + enc("error") + enc("")
+    reply = (
+        b"\x84"
+        + enc("id")
+        + enc("x")
+        + enc("ok")
+        + enc(True)
+        + enc("result")
+        + deep_bytes(2000)
+        + enc("error")
+        + enc("")
+    )
     with pytest.raises(control.BadBody):
         control.decode_reply(reply)
 
@@ -156,14 +250,59 @@ def _mutations(rng: random.Random) -> list[bytes]:
     """Valid bodies, then each one changed in a structure-aware way or byte-wise."""
     seeds: list[object] = [
         quote_columns(4),
-        ["trades", ["A", "B"], [1.5, 2.5], [100, 200], [4, 5], ["1", "2"], [[], [12]], [3, 3], [1, 2], [T0, T0], [T0, T0]],
-        ["bars", "1m", ["A"], [T0], [T0 + 60], [1.0], [2.0], [0.5], [1.5], [10.0], [1.2], [3], [T0], False],
+        [
+            "trades",
+            ["A", "B"],
+            [1.5, 2.5],
+            [100, 200],
+            [4, 5],
+            ["1", "2"],
+            [[], [12]],
+            [3, 3],
+            [1, 2],
+            [T0, T0],
+            [T0, T0],
+        ],
+        [
+            "bars",
+            "1m",
+            ["A"],
+            [T0],
+            [T0 + 60],
+            [1.0],
+            [2.0],
+            [0.5],
+            [1.5],
+            [10.0],
+            [1.2],
+            [3],
+            [T0],
+            False,
+        ],
         ["gaps", ["A"], ["quote"], [1], [5], [T0], [T0], ["reconnect"]],
         ["heartbeat", "x", "i", 1, "ok", T0, 1.0, {"a": 1}, ""],
         ["event", "x", "info", "hello", {"k": [1, 2]}],
         ["job", "j1", "fetch", "running", 0.5, "", {}],
     ]
-    values: list[object] = [None, True, -1, 0, 2**63, U64_MAX, -(2**63) - 1 + 1, math.nan, math.inf, -1e308, "", "x" * 70_000, b"\x00", [], {}, [[[[]]]], {"a": {"b": {}}}]
+    values: list[object] = [
+        None,
+        True,
+        -1,
+        0,
+        2**63,
+        U64_MAX,
+        -(2**63) - 1 + 1,
+        math.nan,
+        math.inf,
+        -1e308,
+        "",
+        "x" * 70_000,
+        b"\x00",
+        [],
+        {},
+        [[[[]]]],
+        {"a": {"b": {}}},
+    ]
     out = []
     for _ in range(3000):
         payload = msgspec.msgpack.decode(enc(rng.choice(seeds)))
@@ -176,9 +315,15 @@ def _mutations(rng: random.Random) -> list[bytes]:
                 column[rng.randrange(len(column))] = rng.choice(values)
         elif action == 2:  # lengthen or shorten a column
             column = rng.choice([c for c in payload if isinstance(c, list)] or [payload])
-            column.extend(column[:1] * rng.randrange(1, 3)) if rng.random() < 0.5 else column.clear()
+            column.extend(
+                column[:1] * rng.randrange(1, 3)
+            ) if rng.random() < 0.5 else column.clear()
         elif action == 3:  # drop or add trailing fields
-            payload = payload[: rng.randrange(1, len(payload))] if rng.random() < 0.5 else payload + [rng.choice(values)]
+            payload = (
+                payload[: rng.randrange(1, len(payload))]
+                if rng.random() < 0.5
+                else payload + [rng.choice(values)]
+            )
         body = enc([header(rng.choice([1, 2, U64_MAX])), payload])
         if action == 4:  # damage the bytes
             data = bytearray(body)
@@ -216,7 +361,25 @@ def test_three_thousand_mutated_messages_each_decode_or_are_rejected_by_kind() -
 
 def test_a_batch_over_the_row_limit_is_rejected_in_a_burst_too() -> None:
     n = bounds.MAX_ROWS + 1
-    big = QuoteBatch(symbol=["X"] * n, bid_price=[1.0] * n, bid_size=[1] * n, ask_price=[1.0] * n, ask_size=[1] * n, bid_exchange=[1] * n, ask_exchange=[1] * n, condition=[0] * n, tape=[1] * n, sequence=[1] * n, ts_event=[T0] * n, ts_recv=[T0] * n)
-    burst = wire.decode_many([frames(quote_columns(2), head=header(1)), wire.encode(topics.quotes(), big, src="rogue", seq=2)])
+    big = QuoteBatch(
+        symbol=["X"] * n,
+        bid_price=[1.0] * n,
+        bid_size=[1] * n,
+        ask_price=[1.0] * n,
+        ask_size=[1] * n,
+        bid_exchange=[1] * n,
+        ask_exchange=[1] * n,
+        condition=[0] * n,
+        tape=[1] * n,
+        sequence=[1] * n,
+        ts_event=[T0] * n,
+        ts_recv=[T0] * n,
+    )
+    burst = wire.decode_many(
+        [
+            frames(quote_columns(2), head=header(1)),
+            wire.encode(topics.quotes(), big, src="rogue", seq=2),
+        ]
+    )
     assert [len(m.payload) for m in burst.messages] == [2]
     assert [e.kind for e in burst.errors] == ["size"]

@@ -32,9 +32,15 @@ from tests.recorder.helpers import quotes
 def small_disk(where: Path, size: str) -> Iterator[Path]:
     """A tmpfs of `size` mounted at `where` (skips the test if mounting is not permitted)."""
     where.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill for real: {mounted.stderr.strip() or 'mount failed'}")
+        pytest.skip(
+            f"cannot mount a small tmpfs to fill for real: {mounted.stderr.strip() or 'mount failed'}"
+        )
     try:
         yield where
     finally:
@@ -73,11 +79,20 @@ def status(mesh: Mesh) -> dict[str, Any]:
 
 
 def record_status(mesh: Mesh) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mesh.cli", "record", "status"], env=mesh.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "mesh.cli", "record", "status"],
+        env=mesh.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def temporaries(*roots: Path) -> list[Path]:
-    return [p for root in roots for p in root.rglob("*") if p.name.startswith(".") and ".tmp" in p.name]
+    return [
+        p for root in roots for p in root.rglob("*") if p.name.startswith(".") and ".tmp" in p.name
+    ]
 
 
 def keep_publishing_until_failed(mesh: Mesh, first: int) -> None:
@@ -98,7 +113,9 @@ def recorded_rows(session: Path) -> int:
     return ds.dataset(session / "quotes", format="parquet").count_rows()
 
 
-def test_disk_full_fails_the_session_and_a_restart_after_freeing_space_does_not_resume_it(tmp_path: Path) -> None:
+def test_disk_full_fails_the_session_and_a_restart_after_freeing_space_does_not_resume_it(
+    tmp_path: Path,
+) -> None:
     with small_disk(tmp_path / "data", "8m") as data, Mesh(data) as mesh:
         mesh.start("bus")
         mesh.start("recorder", "--slice-seconds", "0.5")
@@ -111,8 +128,14 @@ def test_disk_full_fails_the_session_and_a_restart_after_freeing_space_does_not_
         filler = fill(data)
         keep_publishing_until_failed(mesh, 100_000)
         shown = record_status(mesh)
-        assert shown.returncode == 1 and "full: failed" in shown.stdout and "disk full" in shown.stdout, shown.stdout + shown.stderr
-        wait_for(lambda: json.loads((session / "manifest.json").read_text())["state"] == "failed", 20, what="the manifest to say failed")
+        assert (
+            shown.returncode == 1 and "full: failed" in shown.stdout and "disk full" in shown.stdout
+        ), shown.stdout + shown.stderr
+        wait_for(
+            lambda: json.loads((session / "manifest.json").read_text())["state"] == "failed",
+            20,
+            what="the manifest to say failed",
+        )
         assert temporaries(data) == []  # nothing half-written, even with no space left
         assert mesh.procs["recorder"].alive
 
@@ -120,25 +143,43 @@ def test_disk_full_fails_the_session_and_a_restart_after_freeing_space_does_not_
         filler.unlink()
         mesh.restart("recorder")
         mesh.wait_up(["recorder"])
-        wait_for(lambda: recovered(data, "full"), 20, what="recovery to promote the write-ahead log")
+        wait_for(
+            lambda: recovered(data, "full"), 20, what="recovery to promote the write-ahead log"
+        )
         after = status(mesh)
         assert after["session"] is None and not after["recording"]  # not resumed
         manifest = json.loads((session / "manifest.json").read_text())
-        assert manifest["state"] == "failed" and "disk full" in manifest["error"] and not manifest["clean"]
+        assert (
+            manifest["state"] == "failed"
+            and "disk full" in manifest["error"]
+            and not manifest["clean"]
+        )
         assert "disk full" in manifest["runs"][-1]["error"]
         assert manifest["rows"]["quotes"] == recorded_rows(session) >= 5000
         assert temporaries(data) == []
 
         mesh.call("recorder", "start", name="full")  # once the disk is fixed, the same NAME appends
         publish(mesh, 900_000, 2)
-        wait_for(lambda: status(mesh)["session"]["rows"]["quotes"] == 2000, 20, what="the appended rows")
+        wait_for(
+            lambda: status(mesh)["session"]["rows"]["quotes"] == 2000, 20, what="the appended rows"
+        )
         mesh.call("recorder", "stop")
-        wait_for(lambda: json.loads((session / "manifest.json").read_text())["state"] == "stopped", 20, what="the stop")
+        wait_for(
+            lambda: json.loads((session / "manifest.json").read_text())["state"] == "stopped",
+            20,
+            what="the stop",
+        )
         assert json.loads((session / "manifest.json").read_text())["error"] is None
 
 
-def test_output_disk_full_keeps_the_error_locally_until_the_manifest_can_take_it(tmp_path: Path) -> None:
-    with small_disk(tmp_path / "data", "16m") as data, small_disk(tmp_path / "out", "4m") as out, Mesh(data) as mesh:
+def test_output_disk_full_keeps_the_error_locally_until_the_manifest_can_take_it(
+    tmp_path: Path,
+) -> None:
+    with (
+        small_disk(tmp_path / "data", "16m") as data,
+        small_disk(tmp_path / "out", "4m") as out,
+        Mesh(data) as mesh,
+    ):
         mesh.start("bus")
         mesh.start("recorder", "--slice-seconds", "0.5", "--out", str(out))
         mesh.wait_up(["bus", "recorder"])
@@ -152,7 +193,9 @@ def test_output_disk_full_keeps_the_error_locally_until_the_manifest_can_take_it
         assert "No space left" in error or "disk full" in error
         note = json.loads((data / "recordings" / "far" / "wal" / "session.json").read_text())
         assert note["state"] == "failed" and note["error"] == error
-        assert json.loads((out / "far" / "manifest.json").read_text())["state"] == "recording"  # could not be updated
+        assert (
+            json.loads((out / "far" / "manifest.json").read_text())["state"] == "recording"
+        )  # could not be updated
         assert temporaries(data, out) == []
 
         mesh.kill9("recorder")
@@ -162,6 +205,10 @@ def test_output_disk_full_keeps_the_error_locally_until_the_manifest_can_take_it
         wait_for(lambda: recovered(data, "far"), 20, what="recovery")
         assert status(mesh)["session"] is None
         manifest = json.loads((out / "far" / "manifest.json").read_text())
-        assert manifest["state"] == "failed" and manifest["error"] == error and manifest["runs"][-1]["error"] == error
+        assert (
+            manifest["state"] == "failed"
+            and manifest["error"] == error
+            and manifest["runs"][-1]["error"] == error
+        )
         assert manifest["rows"]["quotes"] == recorded_rows(out / "far")
         assert temporaries(data, out) == []

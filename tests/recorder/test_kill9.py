@@ -31,7 +31,10 @@ BATCH = 200
 def start_recorder(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "mesh.cli", "run", "recorder", "--slice-seconds", "0.4"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -71,7 +74,9 @@ class Load(threading.Thread):
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_moments_loses_only_the_window_and_never_duplicates(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]) -> None:
+def test_kill_9_at_random_moments_loses_only_the_window_and_never_duplicates(
+    bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]
+) -> None:
     rng = random.Random(int(os.environ.get("RECORDER_KILL_SEED", "5")))
     proc = start_recorder(mesh_environ)
     wait_for(lambda: _ping(mesh_config), timeout=15)
@@ -86,7 +91,9 @@ def test_kill_9_at_random_moments_loses_only_the_window_and_never_duplicates(bus
             killed = time.monotonic()
             proc.wait()
             proc = start_recorder(mesh_environ)
-            wait_for(lambda: recording(mesh_config), timeout=15, interval=0.02)  # recovered and resumed
+            wait_for(
+                lambda: recording(mesh_config), timeout=15, interval=0.02
+            )  # recovered and resumed
             outages.append((killed, time.monotonic()))
         time.sleep(0.5)
     finally:
@@ -94,7 +101,11 @@ def test_kill_9_at_random_moments_loses_only_the_window_and_never_duplicates(bus
         load.join()
     time.sleep(0.3)
     client.call("recorder", "stop", config=mesh_config, timeout=10)
-    wait_for(lambda: client.call("recorder", "status", config=mesh_config)["session"]["state"] == "stopped")
+    wait_for(
+        lambda: (
+            client.call("recorder", "status", config=mesh_config)["session"]["state"] == "stopped"
+        )
+    )
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
 
@@ -110,12 +121,16 @@ def test_kill_9_at_random_moments_loses_only_the_window_and_never_duplicates(bus
     lost = 0
     for first, sent_at in load.sent:
         if first in recorded:
-            assert all(s in recorded for s in range(first, first + BATCH)), "a batch was recorded in part"
+            assert all(s in recorded for s in range(first, first + BATCH)), (
+                "a batch was recorded in part"
+            )
             continue
         lost += BATCH
         if not any(killed - AT_RISK_S <= sent_at <= up + 0.3 for killed, up in outages):
             lost_outside_window.append(first)
-    assert not lost_outside_window, f"{len(lost_outside_window)} batches lost outside the at-risk windows"
+    assert not lost_outside_window, (
+        f"{len(lost_outside_window)} batches lost outside the at-risk windows"
+    )
     assert len(recorded) >= 0.5 * len(load.sent) * BATCH  # the test did record under load
     manifest = json.loads((session / "manifest.json").read_text())
     assert manifest["rows"]["quotes"] == len(seqs) and manifest["clean"]

@@ -39,10 +39,18 @@ def test_pandas_polars_duckdb_and_pyarrow_read_the_tables_directly(tmp_path: Pat
     assert len(pd.read_parquet(folder / "trades")) == 120
     assert pl.read_parquet(str(folder / "quotes" / "*.parquet")).height == 600
     con = duckdb.connect()
-    (n, first) = con.execute(f"select count(*), min(ts_event) from read_parquet('{folder}/quotes/*.parquet')").fetchone()
+    (n, first) = con.execute(
+        f"select count(*), min(ts_event) from read_parquet('{folder}/quotes/*.parquet')"
+    ).fetchone()
     assert n == 600 and first.year == 2023
-    assert con.execute(f"select sum(transactions) from '{folder}/bars_1s.parquet'").fetchone()[0] == 120
-    assert str(pl.read_parquet(str(folder / "trades" / "*.parquet")).schema["ts_event"]) == "Datetime(time_unit='ns', time_zone='UTC')"
+    assert (
+        con.execute(f"select sum(transactions) from '{folder}/bars_1s.parquet'").fetchone()[0]
+        == 120
+    )
+    assert (
+        str(pl.read_parquet(str(folder / "trades" / "*.parquet")).schema["ts_event"])
+        == "Datetime(time_unit='ns', time_zone='UTC')"
+    )
 
 
 def test_replay_yields_every_event_in_recorded_order_with_original_times(tmp_path: Path) -> None:
@@ -53,9 +61,15 @@ def test_replay_yields_every_event_in_recorded_order_with_original_times(tmp_pat
     assert recv == sorted(recv)
     q = [e for e in events if isinstance(e, Quote)]
     t = [e for e in events if isinstance(e, Trade)]
-    assert [e.sequence for e in q] == list(range(600)) and [e.sequence for e in t] == list(range(120))
+    assert [e.sequence for e in q] == list(range(600)) and [e.sequence for e in t] == list(
+        range(120)
+    )
     sent = quotes(0, 100)
-    assert (q[5].ts_event, q[5].bid_price, q[5].symbol) == (sent.ts_event[5], sent.bid_price[5], sent.symbol[5])
+    assert (q[5].ts_event, q[5].bid_price, q[5].symbol) == (
+        sent.ts_event[5],
+        sent.bid_price[5],
+        sent.symbol[5],
+    )
     assert t[0].conditions == [12, 37] and t[1].conditions == []
     batches = list(replay_batches(folder, max_rows=50, symbols=["AAPL"]))
     assert all(isinstance(b, QuoteBatch | TradeBatch) and len(b) <= 50 for b in batches)
@@ -63,7 +77,9 @@ def test_replay_yields_every_event_in_recorded_order_with_original_times(tmp_pat
     assert sum(len(b) for b in batches) == 150 + 30
 
 
-def test_websocket_data_recorder_api_records_saves_and_reads_back(bus: Bus, mesh_config: Config) -> None:
+def test_websocket_data_recorder_api_records_saves_and_reads_back(
+    bus: Bus, mesh_config: Config
+) -> None:
     recorder = WebSocketDataRecorder(symbols=["AAPL", "MSFT"], config=mesh_config)
     recorder.start()
     assert recorder.is_recording
@@ -72,7 +88,11 @@ def test_websocket_data_recorder_api_records_saves_and_reads_back(bus: Bus, mesh
         for i in range(10):
             pub.publish(topics.quotes(), quotes(i * 100, 100))
         pub.publish(topics.trades(), trades(0, 40))
-        wait_for(lambda: recorder.stats["rows"]["quotes"] == 500 and recorder.stats["rows"]["trades"] == 20)
+        wait_for(
+            lambda: (
+                recorder.stats["rows"]["quotes"] == 500 and recorder.stats["rows"]["trades"] == 20
+            )
+        )
     recorder.stop()
     path = recorder.save_dataset("live_session_20250104")
     assert path == str(mesh_config.data_dir.absolute() / "recordings" / "live_session_20250104")

@@ -35,7 +35,14 @@ class Proc:
 
     def __init__(self, env: dict[str, str], *argv: str) -> None:
         self.lines: list[str] = []
-        self.proc = subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", *argv], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mesh.cli", "run", *argv],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -92,13 +99,17 @@ def same_rows(folder: Path) -> dict[str, list[tuple[Any, ...]]]:
     for batch in replay_batches(folder):
         table = "quotes" if isinstance(batch, QuoteBatch) else "trades"
         for row in batch.rows():
-            fields = {name: getattr(row, name) for name in row.__struct_fields__ if name != "ts_recv"}
+            fields = {
+                name: getattr(row, name) for name in row.__struct_fields__ if name != "ts_recv"
+            }
             fields["ts_event"] //= 1_000_000
             out[table].append(tuple(fields.values()))
     return out
 
 
-def test_a_recorded_then_replayed_then_recorded_session_has_the_same_rows(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]) -> None:
+def test_a_recorded_then_replayed_then_recorded_session_has_the_same_rows(
+    bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]
+) -> None:
     env = dict(mesh_environ, MASSIVE_SUBSCRIPTIONS="Q.*,T.*,A.*,AM.*")
     recordings = mesh_config.data_dir / "recordings"
     recorder = Proc(env, "recorder")
@@ -106,11 +117,18 @@ def test_a_recorded_then_replayed_then_recorded_session_has_the_same_rows(bus: B
     replay: Proc | None = None
     try:
         # 1. a session recorded from the live sim through real ingest (everything starts at once)
-        with ThreadedSim(rate=3000, symbols=["AAPL", "MSFT", "NVDA", "SPY"], rest=False, s3=False) as sim:
+        with ThreadedSim(
+            rate=3000, symbols=["AAPL", "MSFT", "NVDA", "SPY"], rest=False, s3=False
+        ) as sim:
             ingest = Proc(env, "ingest", "--url", sim.ws_url)
             wait_for(lambda: recorder_up(mesh_config), 30)
             recorder_call(mesh_config, "start", name="live")
-            wait_for(lambda: (rows := session_rows(mesh_config))["quotes"] >= 1_500 and rows["trades"] >= 400, 30)
+            wait_for(
+                lambda: (
+                    (rows := session_rows(mesh_config))["quotes"] >= 1_500 and rows["trades"] >= 400
+                ),
+                30,
+            )
             ingest.stop()
             ingest = None
             stop_recording(mesh_config)
@@ -120,18 +138,51 @@ def test_a_recorded_then_replayed_then_recorded_session_has_the_same_rows(bus: B
         # 2. replayed through `massive run sim --replay`, recorded again through real ingest
         recorder_call(mesh_config, "start", name="replayed")
         time.sleep(0.3)
-        replay = Proc(env, "sim", "--replay", "live", "--speed", "max", "--ws-port", "0", "--rest-port", "0", "--s3-port", "0")
+        replay = Proc(
+            env,
+            "sim",
+            "--replay",
+            "live",
+            "--speed",
+            "max",
+            "--ws-port",
+            "0",
+            "--rest-port",
+            "0",
+            "--s3-port",
+            "0",
+        )
         line = wait_for(lambda: replay.line_starting("sim: WebSocket "), 30)
         url = line.split()[2]
-        assert wait_for(lambda: replay.line_starting("sim: replaying "), 5).endswith("at max; it starts when a client subscribes")
+        assert wait_for(lambda: replay.line_starting("sim: replaying "), 5).endswith(
+            "at max; it starts when a client subscribes"
+        )
         ingest = Proc(env, "ingest", "--url", url)
         counters = wait_for(lambda: (c := sim_counters(mesh_config)).get("replay_done") and c, 30)
-        assert counters["replay_events"] == counters["replay_total"] > len(live["quotes"]) + len(live["trades"])  # bars too
-        wait_for(lambda: (rows := session_rows(mesh_config))["quotes"] >= len(live["quotes"]) and rows["trades"] >= len(live["trades"]), 15)
+        assert (
+            counters["replay_events"]
+            == counters["replay_total"]
+            > len(live["quotes"]) + len(live["trades"])
+        )  # bars too
+        wait_for(
+            lambda: (
+                (rows := session_rows(mesh_config))["quotes"] >= len(live["quotes"])
+                and rows["trades"] >= len(live["trades"])
+            ),
+            15,
+        )
         time.sleep(0.3)  # nothing more may arrive
         assert replay.proc.poll() is None  # the replay ended, the sim did not
         # heartbeats (once a second) say the replay finished; ingest stays connected
-        services = wait_for(lambda: (s := control.call(mesh_config.bus_ctl, "bus", "services"))["ingest"]["counters"]["server_status"].startswith("success: replay finished") and s, 5)
+        services = wait_for(
+            lambda: (
+                (s := control.call(mesh_config.bus_ctl, "bus", "services"))["ingest"]["counters"][
+                    "server_status"
+                ].startswith("success: replay finished")
+                and s
+            ),
+            5,
+        )
         assert services["sim"]["message"].startswith("replay of live finished")
         assert services["ingest"]["counters"]["connection"] == "streaming"
         stop_recording(mesh_config)
@@ -144,8 +195,13 @@ def test_a_recorded_then_replayed_then_recorded_session_has_the_same_rows(bus: B
     assert "Traceback" not in out
 
     replayed = same_rows(recordings / "replayed")
-    assert len(replayed["quotes"]) == len(live["quotes"]) and len(replayed["trades"]) == len(live["trades"])
+    assert len(replayed["quotes"]) == len(live["quotes"]) and len(replayed["trades"]) == len(
+        live["trades"]
+    )
     assert replayed == live
     for bars in ("bars_1s", "bars_1m"):  # rebuilt by the second recorder from the replayed trades
-        before, after = (pd.read_parquet(recordings / name / f"{bars}.parquet").drop(columns="ts_recv") for name in ("live", "replayed"))
+        before, after = (
+            pd.read_parquet(recordings / name / f"{bars}.parquet").drop(columns="ts_recv")
+            for name in ("live", "replayed")
+        )
         pd.testing.assert_frame_equal(after, before, check_exact=False, rtol=1e-12)

@@ -25,9 +25,16 @@ def s3_uri(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
-    for key, value in {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "test-key",
+        "AWS_SECRET_ACCESS_KEY": "test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
         monkeypatch.setenv(key, value)
-    boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1").create_bucket(Bucket="team-data")
+    boto3.client(
+        "s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1"
+    ).create_bucket(Bucket="team-data")
     yield f"s3://team-data/recordings?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
     server.stop()
 
@@ -45,12 +52,18 @@ def test_session_promotes_to_s3_and_readers_find_it_there(tmp_path: Path, s3_uri
     quotes_ds = ds.dataset(f"{root}/remote/quotes", filesystem=fs, format="parquet")
     assert sorted(quotes_ds.to_table().column("sequence").to_pylist()) == list(range(1000))
     manifest = json.loads(fs.open_input_stream(f"{root}/remote/manifest.json").read())
-    assert manifest["rows"]["quotes"] == 1000 and manifest["rows"]["trades"] == 100 and manifest["clean"]
+    assert (
+        manifest["rows"]["quotes"] == 1000
+        and manifest["rows"]["trades"] == 100
+        and manifest["clean"]
+    )
     base, query = s3_uri.split("?")
     session_uri = f"{base}/remote?{query}"
     assert sorted(read_recording(session_uri, "trades")["sequence"]) == list(range(100))
     assert sum(1 for _ in replay_events(session_uri)) == 1100
-    assert not (tmp_path / "recordings" / "remote" / "wal").exists()  # the log stayed local and is done
+    assert not (
+        tmp_path / "recordings" / "remote" / "wal"
+    ).exists()  # the log stayed local and is done
 
 
 def test_crash_with_s3_output_recovers_from_the_local_log(tmp_path: Path, s3_uri: str) -> None:

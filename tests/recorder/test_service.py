@@ -27,7 +27,9 @@ from tests.recorder.helpers import T0, quotes, trades, wait_for
 
 
 @pytest.fixture
-async def recorder(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RecorderService]:
+async def recorder(
+    bus: Bus, mesh_config: Config, mesh_environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[RecorderService]:
     for key, value in mesh_environ.items():
         monkeypatch.setenv(key, value)
     svc = RecorderService(mesh_config, slice_seconds=0.3)
@@ -61,17 +63,31 @@ def publish(config: Config, batches: list[Any], topic: str) -> None:
 
 
 def rows(config: Config, name: str, table: str) -> pd.DataFrame:
-    return ds.dataset(config.data_dir / "recordings" / name / table, format="parquet").to_table().to_pandas()
+    return (
+        ds.dataset(config.data_dir / "recordings" / name / table, format="parquet")
+        .to_table()
+        .to_pandas()
+    )
 
 
-async def test_records_every_row_sent_and_start_stop_append_through_the_cli(recorder: RecorderService, mesh_config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_records_every_row_sent_and_start_stop_append_through_the_cli(
+    recorder: RecorderService, mesh_config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert await massive("record", "start", "demo") == 0
     assert "recording 'demo'" in capsys.readouterr().out
     await asyncio.sleep(0.3)  # the recorder's subscription reaches the bus
     qs = [quotes(i * 1000, 1000) for i in range(50)]
     ts = [trades(i * 100, 100) for i in range(20)]
-    await asyncio.gather(asyncio.to_thread(publish, mesh_config, qs, topics.quotes()), asyncio.to_thread(publish, mesh_config, ts, topics.trades()))
-    await asyncio.to_thread(wait_for, lambda: recorder.session.rows["quotes"] == 50_000 and recorder.session.rows["trades"] == 2_000)
+    await asyncio.gather(
+        asyncio.to_thread(publish, mesh_config, qs, topics.quotes()),
+        asyncio.to_thread(publish, mesh_config, ts, topics.trades()),
+    )
+    await asyncio.to_thread(
+        wait_for,
+        lambda: (
+            recorder.session.rows["quotes"] == 50_000 and recorder.session.rows["trades"] == 2_000
+        ),
+    )
     status = await call(mesh_config, "status")
     assert status["recording"] and status["session"]["session"] == "demo"
     assert await massive("record", "stop") == 0
@@ -85,15 +101,22 @@ async def test_records_every_row_sent_and_start_stop_append_through_the_cli(reco
     capsys.readouterr()
     assert await massive("record", "stop", "--json") == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["session"]["state"] == "stopped" and report["session"]["rows_total"]["quotes"] == 50_250
+    assert (
+        report["session"]["state"] == "stopped"
+        and report["session"]["rows_total"]["quotes"] == 50_250
+    )
     q = rows(mesh_config, "demo", "quotes")
     assert len(q) == 50_250 and q["sequence"].is_unique
-    manifest = json.loads((mesh_config.data_dir / "recordings" / "demo" / "manifest.json").read_text())
+    manifest = json.loads(
+        (mesh_config.data_dir / "recordings" / "demo" / "manifest.json").read_text()
+    )
     assert manifest["rows"]["quotes"] == 50_250 and len(manifest["runs"]) == 2 and manifest["clean"]
     assert manifest["symbols"] == ["AAPL", "MSFT", "NVDA", "TSLA"]
 
 
-async def test_commands_answer_clearly(recorder: RecorderService, mesh_config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_commands_answer_clearly(
+    recorder: RecorderService, mesh_config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(ControlError, match="not recording"):
         await call(mesh_config, "stop")
     await call(mesh_config, "start", name="one")
@@ -108,7 +131,9 @@ async def test_commands_answer_clearly(recorder: RecorderService, mesh_config: C
     assert capsys.readouterr().out.startswith("one: stopped")
 
 
-async def test_unknown_schema_and_wrong_topic_frames_are_counted_and_skipped(recorder: RecorderService, mesh_config: Config) -> None:
+async def test_unknown_schema_and_wrong_topic_frames_are_counted_and_skipped(
+    recorder: RecorderService, mesh_config: Config
+) -> None:
     await call(mesh_config, "start", name="bad")
     await asyncio.sleep(0.3)
 
@@ -121,24 +146,51 @@ async def test_unknown_schema_and_wrong_topic_frames_are_counted_and_skipped(rec
             header = [1, "rogue", 1, 0]
             import msgspec
 
-            sock.send_multipart([b"md.quote.stocks", msgspec.msgpack.encode([header, ["options_quotes", [1, 2]]])])
+            sock.send_multipart(
+                [b"md.quote.stocks", msgspec.msgpack.encode([header, ["options_quotes", [1, 2]]])]
+            )
             sock.send_multipart([b"md.quote.stocks", b"\xc1 not msgpack"])
-            sock.send_multipart(wire.encode(topics.quotes(), Heartbeat("x", "i", 1, "ok", 0, 1.0, {}), src="rogue", seq=2))
+            sock.send_multipart(
+                wire.encode(
+                    topics.quotes(), Heartbeat("x", "i", 1, "ok", 0, 1.0, {}), src="rogue", seq=2
+                )
+            )
             sock.send_multipart(wire.encode(topics.quotes(), quotes(0, 10), src="rogue", seq=3))
             bad = quotes(10, 10)
-            sock.send_multipart(wire.encode(topics.quotes(), bad.__class__(**{**{f: getattr(bad, f) for f in bad.__struct_fields__}, "bid_price": [1.0]}), src="rogue", seq=4))
+            sock.send_multipart(
+                wire.encode(
+                    topics.quotes(),
+                    bad.__class__(
+                        **{
+                            **{f: getattr(bad, f) for f in bad.__struct_fields__},
+                            "bid_price": [1.0],
+                        }
+                    ),
+                    src="rogue",
+                    seq=4,
+                )
+            )
             time.sleep(0.2)
 
     await asyncio.to_thread(send)
-    await asyncio.to_thread(wait_for, lambda: recorder.sub_stats.received >= 2 and recorder.sub_stats.malformed_total >= 3)
+    await asyncio.to_thread(
+        wait_for,
+        lambda: recorder.sub_stats.received >= 2 and recorder.sub_stats.malformed_total >= 3,
+    )
     status = await call(mesh_config, "status")
-    assert status["dropped"]["malformed"] == {"payload": 1, "body": 1, "columns": 1}  # unequal columns never reach the session
+    assert status["dropped"]["malformed"] == {
+        "payload": 1,
+        "body": 1,
+        "columns": 1,
+    }  # unequal columns never reach the session
     assert status["dropped"]["unexpected"] == 1
     await call(mesh_config, "stop")
     assert len(rows(mesh_config, "bad", "quotes")) == 10
 
 
-async def test_gaps_from_ingest_and_from_bus_sequences_reach_the_manifest(recorder: RecorderService, mesh_config: Config) -> None:
+async def test_gaps_from_ingest_and_from_bus_sequences_reach_the_manifest(
+    recorder: RecorderService, mesh_config: Config
+) -> None:
     await call(mesh_config, "start", name="gappy")
     await asyncio.sleep(0.3)
 
@@ -148,7 +200,15 @@ async def test_gaps_from_ingest_and_from_bus_sequences_reach_the_manifest(record
             pub.publish(topics.quotes(), quotes(0, 10))
             pub._seq[topics.quotes()] += 4  # four messages lost on the way
             pub.publish(topics.quotes(), quotes(10, 10))
-            gap = Gap(symbol="AAPL", kind="quote", from_sequence=7, to_sequence=20, ts_from=T0 + 1, ts_to=T0 + 2, reason="reconnect")
+            gap = Gap(
+                symbol="AAPL",
+                kind="quote",
+                from_sequence=7,
+                to_sequence=20,
+                ts_from=T0 + 1,
+                ts_to=T0 + 2,
+                reason="reconnect",
+            )
             pub.publish(topics.gaps(), GapBatch.from_rows([gap]))
             time.sleep(0.2)
 
@@ -156,14 +216,22 @@ async def test_gaps_from_ingest_and_from_bus_sequences_reach_the_manifest(record
     # the bus gap, ingest's gap, and one per symbol resuming after the bus gap (the recorder's own)
     await asyncio.to_thread(wait_for, lambda: recorder.session.rows["gaps"] == 2 + 4)
     await call(mesh_config, "stop")
-    manifest = json.loads((mesh_config.data_dir / "recordings" / "gappy" / "manifest.json").read_text())
+    manifest = json.loads(
+        (mesh_config.data_dir / "recordings" / "gappy" / "manifest.json").read_text()
+    )
     kinds = {g["kind"]: g for g in manifest["gaps"]}
     assert kinds["bus"]["missing"] == 4 and kinds["bus"]["source"] == "ingest"
-    assert kinds["quote"]["symbol"] == "AAPL" and kinds["quote"]["missing"] == 12 and kinds["quote"]["reason"] == "reconnect"
+    assert (
+        kinds["quote"]["symbol"] == "AAPL"
+        and kinds["quote"]["missing"] == 12
+        and kinds["quote"]["reason"] == "reconnect"
+    )
     assert manifest["missing_total"] == 16
 
 
-async def test_disk_full_is_reported_on_the_bus_and_in_status_and_nothing_written_is_lost(recorder: RecorderService, mesh_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_disk_full_is_reported_on_the_bus_and_in_status_and_nothing_written_is_lost(
+    recorder: RecorderService, mesh_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
     events: list[Any] = []
     stop = threading.Event()
 
@@ -178,7 +246,9 @@ async def test_disk_full_is_reported_on_the_bus_and_in_status_and_nothing_writte
     listener.start()
     await call(mesh_config, "start", name="full")
     await asyncio.sleep(0.3)
-    await asyncio.to_thread(publish, mesh_config, [quotes(i * 100, 100) for i in range(10)], topics.quotes())
+    await asyncio.to_thread(
+        publish, mesh_config, [quotes(i * 100, 100) for i in range(10)], topics.quotes()
+    )
     await asyncio.to_thread(wait_for, lambda: recorder.session.rows["quotes"] == 1000)
 
     def full(fd: int, data: Any) -> int:
@@ -190,15 +260,32 @@ async def test_disk_full_is_reported_on_the_bus_and_in_status_and_nothing_writte
     monkeypatch.undo()
     status = await call(mesh_config, "status")
     assert status["session"]["state"] == "failed" and "disk full" in status["session"]["error"]
-    await asyncio.to_thread(wait_for, lambda: any(e.level == "error" and "disk full" in e.message for e in events))
+    await asyncio.to_thread(
+        wait_for, lambda: any(e.level == "error" and "disk full" in e.message for e in events)
+    )
     stop.set()
-    await asyncio.to_thread(wait_for, lambda: (mesh_config.data_dir / "recordings" / "full" / "manifest.json").exists() and json.loads((mesh_config.data_dir / "recordings" / "full" / "manifest.json").read_text())["state"] == "failed")
+    await asyncio.to_thread(
+        wait_for,
+        lambda: (
+            (mesh_config.data_dir / "recordings" / "full" / "manifest.json").exists()
+            and json.loads(
+                (mesh_config.data_dir / "recordings" / "full" / "manifest.json").read_text()
+            )["state"]
+            == "failed"
+        ),
+    )
     assert sorted(rows(mesh_config, "full", "quotes")["sequence"]) == list(range(1000))
-    manifest = json.loads((mesh_config.data_dir / "recordings" / "full" / "manifest.json").read_text())
+    manifest = json.loads(
+        (mesh_config.data_dir / "recordings" / "full" / "manifest.json").read_text()
+    )
     assert "disk full" in manifest["error"] and manifest["clean"] is False
 
 
-def test_record_commands_say_clearly_when_the_mesh_is_down(mesh_environ: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_record_commands_say_clearly_when_the_mesh_is_down(
+    mesh_environ: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     for key, value in mesh_environ.items():
         monkeypatch.setenv(key, value)
     assert cli.main(["record", "status"]) == 1

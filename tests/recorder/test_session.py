@@ -18,7 +18,9 @@ from tests.recorder.helpers import quotes, trades
 
 
 def read(data_dir: Path, name: str, table: str) -> pd.DataFrame:
-    return ds.dataset(data_dir / "recordings" / name / table, format="parquet").to_table().to_pandas()
+    return (
+        ds.dataset(data_dir / "recordings" / name / table, format="parquet").to_table().to_pandas()
+    )
 
 
 def manifest(data_dir: Path, name: str) -> dict:
@@ -39,7 +41,11 @@ def test_rows_written_equal_rows_read_back_across_slices(tmp_path: Path) -> None
     assert sorted(t["sequence"]) == list(range(300))
     expected = quotes(0, 100)
     first = q.sort_values("sequence").iloc[0]
-    assert (first["symbol"], first["bid_price"], first["ts_event"].value) == (expected.symbol[0], expected.bid_price[0], expected.ts_event[0])
+    assert (first["symbol"], first["bid_price"], first["ts_event"].value) == (
+        expected.symbol[0],
+        expected.bid_price[0],
+        expected.ts_event[0],
+    )
     assert str(q["ts_event"].dtype) == "datetime64[ns, UTC]"
     assert t.sort_values("sequence")["conditions"].iloc[0].tolist() == [12, 37]
     m = manifest(tmp_path, "s1")
@@ -87,23 +93,45 @@ def test_bars_equal_a_pandas_resample_of_the_recorded_rows(tmp_path: Path) -> No
     for interval, freq in (("1s", "1s"), ("1m", "1min")):
         bars = pd.read_parquet(tmp_path / "recordings" / "bars" / f"bars_{interval}.parquet")
         t["pv"] = t["price"] * t["size"]
-        g = t.sort_values("ts_event", kind="stable").groupby(["symbol", pd.Grouper(key="ts_event", freq=freq)])
-        ref = g.agg(open=("price", "first"), high=("price", "max"), low=("price", "min"), close=("price", "last"), volume=("size", "sum"), pv=("pv", "sum"), transactions=("price", "count")).reset_index()
+        g = t.sort_values("ts_event", kind="stable").groupby(
+            ["symbol", pd.Grouper(key="ts_event", freq=freq)]
+        )
+        ref = g.agg(
+            open=("price", "first"),
+            high=("price", "max"),
+            low=("price", "min"),
+            close=("price", "last"),
+            volume=("size", "sum"),
+            pv=("pv", "sum"),
+            transactions=("price", "count"),
+        ).reset_index()
         ref = ref[ref["transactions"] > 0].reset_index(drop=True)
         ref["vwap"] = ref["pv"] / ref["volume"]
         assert len(bars) == len(ref) > 0
         assert (bars["ts_start"] == ref["ts_event"]).all()
         assert (bars["symbol"].values == ref["symbol"].values).all()
         for col in ("open", "high", "low", "close", "volume", "vwap", "transactions"):
-            np.testing.assert_allclose(bars[col].to_numpy(float), ref[col].to_numpy(float), err_msg=f"{interval} {col}")
+            np.testing.assert_allclose(
+                bars[col].to_numpy(float), ref[col].to_numpy(float), err_msg=f"{interval} {col}"
+            )
         mid = pd.read_parquet(tmp_path / "recordings" / "bars" / f"mid_bars_{interval}.parquet")
         q["mid"] = (q["bid_price"] + q["ask_price"]) / 2
-        ref = q.sort_values("ts_event", kind="stable").groupby(["symbol", pd.Grouper(key="ts_event", freq=freq)])["mid"].agg(["first", "max", "min", "last", "count"]).reset_index()
+        ref = (
+            q.sort_values("ts_event", kind="stable")
+            .groupby(["symbol", pd.Grouper(key="ts_event", freq=freq)])["mid"]
+            .agg(["first", "max", "min", "last", "count"])
+            .reset_index()
+        )
         ref = ref[ref["count"] > 0]
         assert len(mid) == len(ref)
-        np.testing.assert_allclose(mid[["open", "high", "low", "close"]].to_numpy(), ref[["first", "max", "min", "last"]].to_numpy())
+        np.testing.assert_allclose(
+            mid[["open", "high", "low", "close"]].to_numpy(),
+            ref[["first", "max", "min", "last"]].to_numpy(),
+        )
         assert (mid["transactions"].to_numpy() == ref["count"].to_numpy()).all()
-    assert manifest(tmp_path, "bars")["rows"]["bars_1m"] == len(pd.read_parquet(tmp_path / "recordings" / "bars" / "bars_1m.parquet"))
+    assert manifest(tmp_path, "bars")["rows"]["bars_1m"] == len(
+        pd.read_parquet(tmp_path / "recordings" / "bars" / "bars_1m.parquet")
+    )
 
 
 def _crash(session: Session) -> None:
@@ -151,7 +179,9 @@ def test_torn_tail_of_a_segment_keeps_every_complete_batch(tmp_path: Path) -> No
     assert sorted(read(tmp_path, "torn", "quotes")["sequence"]) == list(range(400))
 
 
-def test_crash_during_promotion_never_duplicates_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_during_promotion_never_duplicates_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     session = Session("promo", data_dir=tmp_path).open()
     session.write("quotes", quotes(0, 300))
     session.write("trades", trades(0, 30))
@@ -188,7 +218,9 @@ def test_half_written_parquet_from_a_crash_is_invisible_and_cleaned(tmp_path: Pa
     assert len(read(tmp_path, "tmpfile", "quotes")) == 100
 
 
-def test_disk_full_fails_the_session_and_keeps_what_was_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_fails_the_session_and_keeps_what_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     session = Session("full", data_dir=tmp_path).open()
     for i in range(5):
         session.write("quotes", quotes(i * 100, 100))
@@ -209,7 +241,9 @@ def test_disk_full_fails_the_session_and_keeps_what_was_written(tmp_path: Path, 
     assert sorted(read(tmp_path, "full", "quotes")["sequence"]) == list(range(500))
 
 
-def test_permission_denied_while_promoting_leaves_the_log_for_the_next_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_permission_denied_while_promoting_leaves_the_log_for_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     session = Session("perm", data_dir=tmp_path).open()
     session.write("quotes", quotes(0, 200))
     session.rotate()

@@ -21,7 +21,14 @@ def on_disk(session: Path) -> int:
 
 def record_status(mesh: Mesh) -> tuple[dict[str, Any], str]:
     def run(*extra: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "mesh.cli", "record", "status", *extra], env=mesh.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "mesh.cli", "record", "status", *extra],
+            env=mesh.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -42,17 +49,33 @@ def test_status_reports_the_parquet_bytes_on_disk_not_the_log_traffic_too(tmp_pa
                     pub.publish(topics.quotes(), quotes((i * 5 + j) * 2000, 2000))
                 pub.publish(topics.trades(), trades(i * 500, 500))
                 time.sleep(0.4)
-        wait_for(lambda: mesh.call("recorder", "status")["session"]["rows"]["quotes"] == 60_000, 20, what="every row in the log")
+        wait_for(
+            lambda: mesh.call("recorder", "status")["session"]["rows"]["quotes"] == 60_000,
+            20,
+            what="every row in the log",
+        )
         mesh.call("recorder", "stop")
-        wait_for(lambda: mesh.call("recorder", "status")["session"]["state"] == "stopped", 20, what="the stop")
+        wait_for(
+            lambda: mesh.call("recorder", "status")["session"]["state"] == "stopped",
+            20,
+            what="the stop",
+        )
 
         session = data / "recordings" / "sized"
         report, text = record_status(mesh)
         stored = report["session"]["bytes_stored"]
-        assert stored == on_disk(session) == json.loads((session / "manifest.json").read_text())["bytes"]
+        assert (
+            stored
+            == on_disk(session)
+            == json.loads((session / "manifest.json").read_text())["bytes"]
+        )
         assert report["session"]["wal_bytes_on_disk"] == 0
-        assert report["session"]["bytes_written"] > 2 * stored  # the log's traffic is not what is stored
-        assert f"{stored / 1e6:,.1f} MB on disk" in text or f"{stored / 1e3:,.1f} kB on disk" in text
+        assert (
+            report["session"]["bytes_written"] > 2 * stored
+        )  # the log's traffic is not what is stored
+        assert (
+            f"{stored / 1e6:,.1f} MB on disk" in text or f"{stored / 1e3:,.1f} kB on disk" in text
+        )
 
         mesh.restart("recorder")  # a new process reads the sizes back from manifest.json
         mesh.wait_up(["recorder"])

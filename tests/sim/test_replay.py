@@ -33,7 +33,12 @@ KEY = "sim-demo-key"
 def in_lots(batch: QuoteBatch, sub_ms: bool = False) -> QuoteBatch:
     """Quote sizes in whole round lots (what Massive's WebSocket can carry), optionally sub-ms times."""
     ts = [t + (i % 7) * 123_456 for i, t in enumerate(batch.ts_event)] if sub_ms else batch.ts_event
-    return msgspec.structs.replace(batch, bid_size=[s * 100 for s in batch.bid_size], ask_size=[s * 100 for s in batch.ask_size], ts_event=ts)
+    return msgspec.structs.replace(
+        batch,
+        bid_size=[s * 100 for s in batch.bid_size],
+        ask_size=[s * 100 for s in batch.ask_size],
+        ts_event=ts,
+    )
 
 
 def record(data_dir: Path, name: str, qs: list[QuoteBatch], ts: list[TradeBatch]) -> Path:
@@ -47,7 +52,11 @@ def record(data_dir: Path, name: str, qs: list[QuoteBatch], ts: list[TradeBatch]
 
 
 def replaying(folder: Path, **options: Any) -> SimServer:
-    return SimServer(rest=False, s3=False, source=ReplaySource(open_recording(str(folder), folder.parent), **options))
+    return SimServer(
+        rest=False,
+        s3=False,
+        source=ReplaySource(open_recording(str(folder), folder.parent), **options),
+    )
 
 
 async def open_ws(url: str, subscribe: str) -> Any:
@@ -59,7 +68,9 @@ async def open_ws(url: str, subscribe: str) -> Any:
     return ws
 
 
-async def read_events(ws: Any, count: int, timeout: float = 10) -> list[tuple[float, dict[str, Any]]]:
+async def read_events(
+    ws: Any, count: int, timeout: float = 10
+) -> list[tuple[float, dict[str, Any]]]:
     """(arrival time, event) for the next `count` data events."""
     got: list[tuple[float, dict[str, Any]]] = []
     async with asyncio.timeout(timeout):
@@ -70,13 +81,27 @@ async def read_events(ws: Any, count: int, timeout: float = 10) -> list[tuple[fl
     return got
 
 
-async def test_the_official_client_receives_the_recorded_events_in_order_with_their_values(tmp_path: Path) -> None:
-    folder = record(tmp_path, "demo", [in_lots(quotes(i * 100, 100), sub_ms=True) for i in range(3)], [trades(i * 30, 30) for i in range(2)])
+async def test_the_official_client_receives_the_recorded_events_in_order_with_their_values(
+    tmp_path: Path,
+) -> None:
+    folder = record(
+        tmp_path,
+        "demo",
+        [in_lots(quotes(i * 100, 100), sub_ms=True) for i in range(3)],
+        [trades(i * 30, 30) for i in range(2)],
+    )
     recorded = list(replay_events(folder))
-    bars_1s, bars_1m = (pq.read_table(folder / f"bars_{i}.parquet").to_pylist() for i in ("1s", "1m"))
+    bars_1s, bars_1m = (
+        pq.read_table(folder / f"bars_{i}.parquet").to_pylist() for i in ("1s", "1m")
+    )
     total = len(recorded) + len(bars_1s) + len(bars_1m)
     async with replaying(folder, speed=None) as sim:
-        client = WebSocketClient(api_key=KEY, feed=f"127.0.0.1:{sim.ws_port}", secure=False, subscriptions=["Q.*", "T.*", "A.*", "AM.*"])
+        client = WebSocketClient(
+            api_key=KEY,
+            feed=f"127.0.0.1:{sim.ws_port}",
+            secure=False,
+            subscriptions=["Q.*", "T.*", "A.*", "AM.*"],
+        )
         got: list[Any] = []
         everything = asyncio.Event()
 
@@ -92,26 +117,54 @@ async def test_the_official_client_receives_the_recorded_events_in_order_with_th
         await asyncio.sleep(0.3)
         counters = sim.counters()
         assert counters["replay_events"] == counters["replay_total"] == total
-        assert counters["connections"] == 1 and not task.done()  # the replay ended, the connection did not
+        assert (
+            counters["connections"] == 1 and not task.done()
+        )  # the replay ended, the connection did not
         await client.close()
         await asyncio.wait_for(task, 5)
 
     data = [m for m in got if isinstance(m, EquityQuote | EquityTrade)]
     assert len(got) == total
-    assert [(type(m) is EquityQuote, m.symbol, m.sequence_number) for m in data] == [(isinstance(e, Quote), e.symbol, e.sequence) for e in recorded]
+    assert [(type(m) is EquityQuote, m.symbol, m.sequence_number) for m in data] == [
+        (isinstance(e, Quote), e.symbol, e.sequence) for e in recorded
+    ]
     for m, e in zip(data, recorded, strict=True):
         assert m.timestamp == e.ts_event // 1_000_000  # Massive's protocol carries milliseconds
         if isinstance(m, EquityQuote):
             assert isinstance(e, Quote)
-            assert (m.bid_price, m.ask_price, m.bid_size, m.ask_size) == (e.bid_price, e.ask_price, e.bid_size // 100, e.ask_size // 100)
-            assert (m.bid_exchange_id, m.ask_exchange_id, m.condition, m.tape) == (e.bid_exchange, e.ask_exchange, e.condition, e.tape)
+            assert (m.bid_price, m.ask_price, m.bid_size, m.ask_size) == (
+                e.bid_price,
+                e.ask_price,
+                e.bid_size // 100,
+                e.ask_size // 100,
+            )
+            assert (m.bid_exchange_id, m.ask_exchange_id, m.condition, m.tape) == (
+                e.bid_exchange,
+                e.ask_exchange,
+                e.condition,
+                e.tape,
+            )
         else:
             assert isinstance(e, Trade)
-            assert (m.price, m.size, m.id, m.exchange, m.conditions or []) == (e.price, e.size, e.trade_id, e.exchange, e.conditions)
+            assert (m.price, m.size, m.id, m.exchange, m.conditions or []) == (
+                e.price,
+                e.size,
+                e.trade_id,
+                e.exchange,
+                e.conditions,
+            )
     aggs = [m for m in got if isinstance(m, EquityAgg)]
-    assert sorted((a.event_type, a.symbol, a.start_timestamp, a.volume, a.close) for a in aggs) == sorted(
-        [("A", b["symbol"], b["ts_start"].timestamp() * 1000 // 1, b["volume"], b["close"]) for b in bars_1s]
-        + [("AM", b["symbol"], b["ts_start"].timestamp() * 1000 // 1, b["volume"], b["close"]) for b in bars_1m]
+    assert sorted(
+        (a.event_type, a.symbol, a.start_timestamp, a.volume, a.close) for a in aggs
+    ) == sorted(
+        [
+            ("A", b["symbol"], b["ts_start"].timestamp() * 1000 // 1, b["volume"], b["close"])
+            for b in bars_1s
+        ]
+        + [
+            ("AM", b["symbol"], b["ts_start"].timestamp() * 1000 // 1, b["volume"], b["close"])
+            for b in bars_1m
+        ]
     )
 
 
@@ -135,7 +188,11 @@ async def test_the_delayed_feed_shifts_replayed_times_and_loop_starts_over(tmp_p
         delayed = await open_ws(sim.delayed_ws_url, "Q.*,T.*")
         first = [m for _, m in await read_events(live, 75)]  # three passes of 25 events
         shifted = [m for _, m in await read_events(delayed, 25)]
-        assert [m["q"] for m in first[:25]] == [m["q"] for m in first[25:50]] == [m["q"] for m in first[50:]]
+        assert (
+            [m["q"] for m in first[:25]]
+            == [m["q"] for m in first[25:50]]
+            == [m["q"] for m in first[50:]]
+        )
         assert [m["t"] - 15 * 60 * 1000 for m in first[:25]] == [m["t"] for m in shifted]
         assert sim.counters()["replay_passes"] >= 2 and not sim.counters()["replay_done"]
         await live.close()
@@ -154,16 +211,31 @@ async def test_an_empty_recording_says_so_and_idles(tmp_path: Path) -> None:
         await ws.close()
 
 
-def test_a_missing_or_unreadable_recording_is_one_clear_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_or_unreadable_recording_is_one_clear_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     env = {"MESH_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "PYKX_UNLICENSED": "true"}
-    proc = subprocess.run([sys.executable, "-m", "mesh.cli", "run", "sim", "--replay", "nope", "--ws-port", "0"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mesh.cli", "run", "sim", "--replay", "nope", "--ws-port", "0"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == f"massive run sim: no recording named 'nope': {tmp_path / 'recordings' / 'nope'} does not exist"
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == f"massive run sim: no recording named 'nope': {tmp_path / 'recordings' / 'nope'} does not exist"
+    )
     assert "Traceback" not in proc.stderr + proc.stdout
 
     config = Config.load({"MESH_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
     assert sim_main(config, ["--replay", str(tmp_path / "no" / "such")]) == 2
-    assert capsys.readouterr().err == f"massive run sim: no recording at {tmp_path / 'no' / 'such'}: the folder does not exist\n"
+    assert (
+        capsys.readouterr().err
+        == f"massive run sim: no recording at {tmp_path / 'no' / 'such'}: the folder does not exist\n"
+    )
     (tmp_path / "not_a_recording").mkdir()
     assert sim_main(config, ["--replay", str(tmp_path / "not_a_recording")]) == 2
     assert "is not a recording" in capsys.readouterr().err
@@ -172,4 +244,7 @@ def test_a_missing_or_unreadable_recording_is_one_clear_line_and_exit_2(tmp_path
     part.write_bytes(b"not parquet")
     assert sim_main(config, ["--replay", "broken"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"massive run sim: cannot read recording file {part}:") and err.count("\n") == 1
+    assert (
+        err.startswith(f"massive run sim: cannot read recording file {part}:")
+        and err.count("\n") == 1
+    )

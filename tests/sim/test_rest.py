@@ -38,7 +38,9 @@ def s3_client(sim: SimServer, access: str = "sim-demo-access", secret: str = "si
         aws_access_key_id=access,
         aws_secret_access_key=secret,
         region_name="us-east-1",
-        config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        config=BotoConfig(
+            signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1}
+        ),
     )
 
 
@@ -52,7 +54,9 @@ def last_days(n: int) -> list[market.dt.date]:
     return list(market.HistoryWindow.ending_before(market.today_et()).intraday[-n:])
 
 
-def test_list_aggs_pages_through_next_url_and_matches_the_minute_flat_file(http_sim: SimServer, rest: RESTClient) -> None:
+def test_list_aggs_pages_through_next_url_and_matches_the_minute_flat_file(
+    http_sim: SimServer, rest: RESTClient
+) -> None:
     day = last_days(1)[0]
     pages = rest.get_aggs("AAPL", 1, "minute", day.isoformat(), day.isoformat(), limit=200)
     assert len(pages) == 200  # one page is the limit
@@ -67,15 +71,32 @@ def test_list_aggs_pages_through_next_url_and_matches_the_minute_flat_file(http_
         )  # fmt: skip
 
 
-def test_day_bars_match_day_aggs_flat_files_and_cover_two_years(http_sim: SimServer, rest: RESTClient) -> None:
+def test_day_bars_match_day_aggs_flat_files_and_cover_two_years(
+    http_sim: SimServer, rest: RESTClient
+) -> None:
     days = last_days(3)
     bars = list(rest.list_aggs("MSFT", 1, "day", days[0].isoformat(), days[-1].isoformat()))
     assert [market.et_date_of_ns(b.timestamp * 1_000_000) for b in bars] == days
     for bar, day in zip(bars, days, strict=True):
         row = flat_file(http_sim, "day_aggs_v1", day).set_index("ticker").loc["MSFT"]
-        assert (bar.open, bar.high, bar.low, bar.close, bar.volume) == (row.open, row.high, row.low, row.close, row.volume)
+        assert (bar.open, bar.high, bar.low, bar.close, bar.volume) == (
+            row.open,
+            row.high,
+            row.low,
+            row.close,
+            row.volume,
+        )
     today = market.today_et()
-    history = list(rest.list_aggs("SPY", 1, "day", (today - market.dt.timedelta(days=2 * 365)).isoformat(), today.isoformat(), limit=50_000))
+    history = list(
+        rest.list_aggs(
+            "SPY",
+            1,
+            "day",
+            (today - market.dt.timedelta(days=2 * 365)).isoformat(),
+            today.isoformat(),
+            limit=50_000,
+        )
+    )
     assert len(history) >= 495  # two years of trading days
     dates = {market.et_date_of_ns(b.timestamp * 1_000_000) for b in history}
     assert all(market.is_trading_day(d) for d in dates)  # no weekends or holidays
@@ -100,7 +121,9 @@ def test_list_trades_and_quotes_page_with_cursors_newest_first(rest: RESTClient)
     assert all(t.price > 0 and t.size > 0 and t.exchange for t in trades)
     everything = list(rest.list_trades("AAPL", timestamp=day, limit=50_000))
     assert [t.sip_timestamp for t in everything] == stamps
-    quotes = list(rest.list_quotes("AAPL", timestamp_gte=day, timestamp_lt=day, order="asc", limit=10))
+    quotes = list(
+        rest.list_quotes("AAPL", timestamp_gte=day, timestamp_lt=day, order="asc", limit=10)
+    )
     assert quotes == []  # an empty range
     quotes = list(rest.list_quotes("AAPL", timestamp=day, order="asc", limit=1000))
     assert len(quotes) > 2000 and all(q.bid_price < q.ask_price for q in quotes)
@@ -110,9 +133,16 @@ def test_list_trades_and_quotes_page_with_cursors_newest_first(rest: RESTClient)
 def test_trades_flat_file_holds_the_rest_trades(http_sim: SimServer, rest: RESTClient) -> None:
     day = last_days(1)[0]
     file = flat_file(http_sim, "trades_v1", day)
-    assert list(file.columns) == "ticker,conditions,correction,exchange,id,participant_timestamp,price,sequence_number,sip_timestamp,size,tape,trf_id,trf_timestamp".split(",")
+    assert (
+        list(file.columns)
+        == "ticker,conditions,correction,exchange,id,participant_timestamp,price,sequence_number,sip_timestamp,size,tape,trf_id,trf_timestamp".split(
+            ","
+        )
+    )
     tsla = file[file.ticker == "TSLA"]
-    rest_trades = list(rest.list_trades("TSLA", timestamp=day.isoformat(), order="asc", limit=50_000))
+    rest_trades = list(
+        rest.list_trades("TSLA", timestamp=day.isoformat(), order="asc", limit=50_000)
+    )
     assert list(tsla.sip_timestamp) == [t.sip_timestamp for t in rest_trades]
     assert list(tsla.price) == [t.price for t in rest_trades]
 
@@ -124,7 +154,9 @@ def test_last_trade_and_nbbo_come_from_the_live_feed(rest: RESTClient) -> None:
     assert quote.bid_price < quote.ask_price
 
 
-def test_grouped_daily_has_every_symbol_and_weekends_are_empty(rest: RESTClient, http_sim: SimServer) -> None:
+def test_grouped_daily_has_every_symbol_and_weekends_are_empty(
+    rest: RESTClient, http_sim: SimServer
+) -> None:
     day = last_days(1)[0]
     grouped = rest.get_grouped_daily_aggs(day.isoformat())
     assert {g.ticker for g in grouped} == set(http_sim.symbols)
@@ -137,23 +169,42 @@ def test_bearer_and_query_keys_and_massive_error_bodies(http: httpx.Client) -> N
     assert http.get(path, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
     assert http.get(path, params={"apiKey": KEY}).status_code == 200
     missing = http.get(path)
-    assert missing.status_code == 401 and missing.json()["error"] == "API Key was not provided" and missing.json()["status"] == "ERROR"
+    assert (
+        missing.status_code == 401
+        and missing.json()["error"] == "API Key was not provided"
+        and missing.json()["status"] == "ERROR"
+    )
     wrong = http.get(path, params={"apiKey": "nope"})
     assert wrong.status_code == 401 and wrong.json()["error"] == "Unknown API Key"
     assert "nope" not in wrong.text
     r = http.get("/v2/aggs/ticker/AAPL/range/1/day/2024-01-10/2024-01-02", params={"apiKey": KEY})
-    assert r.status_code == 400 and r.json()["error"] == "The parameter 'to' cannot be a time that occurs before 'from'"
-    for bad in ["/v2/aggs/ticker/AAPL/range/x/day/2024-01-02/2024-01-10", "/v2/aggs/ticker/AAPL/range/1/fortnight/2024-01-02/2024-01-10", "/v2/aggs/ticker/AAPL/range/1/day/yesterday/2024-01-10"]:
+    assert (
+        r.status_code == 400
+        and r.json()["error"] == "The parameter 'to' cannot be a time that occurs before 'from'"
+    )
+    for bad in [
+        "/v2/aggs/ticker/AAPL/range/x/day/2024-01-02/2024-01-10",
+        "/v2/aggs/ticker/AAPL/range/1/fortnight/2024-01-02/2024-01-10",
+        "/v2/aggs/ticker/AAPL/range/1/day/yesterday/2024-01-10",
+    ]:
         assert http.get(bad, params={"apiKey": KEY}).status_code == 400
     assert http.get(path, params={"apiKey": KEY, "limit": "50001"}).status_code == 400
-    assert http.get("/v3/trades/AAPL", params={"apiKey": KEY, "timestamp": "2024-01-02", "timestamp.gte": "2024-01-01"}).status_code == 400
+    assert (
+        http.get(
+            "/v3/trades/AAPL",
+            params={"apiKey": KEY, "timestamp": "2024-01-02", "timestamp.gte": "2024-01-01"},
+        ).status_code
+        == 400
+    )
     assert http.get("/v3/trades/AAPL", params={"apiKey": KEY, "cursor": "!!!"}).status_code == 400
     nf = http.get("/v9/nothing", params={"apiKey": KEY})
     assert nf.status_code == 404 and nf.json()["status"] == "NOT_FOUND"
     assert http.get("/v2/last/trade/ZZZZ", params={"apiKey": KEY}).status_code == 404
 
 
-def test_free_key_is_limited_to_five_calls_a_minute_and_not_entitled_to_trades(http: httpx.Client) -> None:
+def test_free_key_is_limited_to_five_calls_a_minute_and_not_entitled_to_trades(
+    http: httpx.Client,
+) -> None:
     path = "/v2/aggs/ticker/AAPL/range/1/day/2024-01-02/2024-01-10"
     codes = [http.get(path, params={"apiKey": "free-a"}).status_code for _ in range(6)]
     assert codes == [200] * 5 + [429]

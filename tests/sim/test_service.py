@@ -31,7 +31,20 @@ async def test_with_a_real_key_the_sim_is_idle_until_stopped(tmp_path: Path) -> 
 
 async def test_sim_mode_serves_prints_urls_and_answers_disconnect(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     config = Config.load({}, cwd=tmp_path)
-    args = build_parser().parse_args(["--ws-port", "0", "--rest-port", "0", "--s3-port", "0", "--rate", "500", "--symbols", "AAPL,MSFT"])
+    args = build_parser().parse_args(
+        [
+            "--ws-port",
+            "0",
+            "--rest-port",
+            "0",
+            "--s3-port",
+            "0",
+            "--rate",
+            "500",
+            "--symbols",
+            "AAPL,MSFT",
+        ]
+    )
     service = SimService(config, args)
     runtime = FakeRuntime()
     task = asyncio.create_task(service.run(runtime))  # type: ignore[arg-type]
@@ -53,7 +66,11 @@ async def test_sim_mode_serves_prints_urls_and_answers_disconnect(tmp_path: Path
         await asyncio.sleep(0.3)
         assert service.cmd_disconnect() == {"disconnected": 1}
         counters = service.counters()
-        assert counters["connections"] == 1 and counters["events_sent"] > 0 and counters["force_disconnect"] == 1
+        assert (
+            counters["connections"] == 1
+            and counters["events_sent"] > 0
+            and counters["force_disconnect"] == 1
+        )
         statuses = []
         with contextlib.suppress(websockets.ConnectionClosed):
             async for frame in ws:

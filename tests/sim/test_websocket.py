@@ -25,7 +25,9 @@ def ws_only(**options: Any) -> SimServer:
 
 async def open_session(url: str, key: str = KEY, subscribe: str | None = None) -> Any:
     ws = await websockets.connect(url, max_size=None)
-    assert json.loads(await ws.recv()) == [{"ev": "status", "status": "connected", "message": "Connected Successfully"}]
+    assert json.loads(await ws.recv()) == [
+        {"ev": "status", "status": "connected", "message": "Connected Successfully"}
+    ]
     await ws.send(json.dumps({"action": "auth", "params": key}))
     reply = json.loads(await ws.recv())
     if subscribe:
@@ -33,7 +35,9 @@ async def open_session(url: str, key: str = KEY, subscribe: str | None = None) -
     return ws, reply
 
 
-async def statuses_until_close(ws: Any, timeout: float = 10) -> tuple[list[dict[str, Any]], int | None]:
+async def statuses_until_close(
+    ws: Any, timeout: float = 10
+) -> tuple[list[dict[str, Any]], int | None]:
     """Read to the close frame; return every status seen and the close code."""
     seen: list[dict[str, Any]] = []
     try:
@@ -47,7 +51,12 @@ async def statuses_until_close(ws: Any, timeout: float = 10) -> tuple[list[dict[
 
 async def test_official_client_receives_parsed_quotes_trades_and_bars() -> None:
     async with ws_only(rate=3000, symbols=["AAPL", "MSFT", "SPY"]) as sim:
-        client = WebSocketClient(api_key=KEY, feed=f"127.0.0.1:{sim.ws_port}", secure=False, subscriptions=["Q.*", "T.AAPL", "A.*"])
+        client = WebSocketClient(
+            api_key=KEY,
+            feed=f"127.0.0.1:{sim.ws_port}",
+            secure=False,
+            subscriptions=["Q.*", "T.AAPL", "A.*"],
+        )
         got: dict[type, list[Any]] = {EquityQuote: [], EquityTrade: [], EquityAgg: []}
 
         async def handle(msgs: list[Any]) -> None:
@@ -60,18 +69,32 @@ async def test_official_client_receives_parsed_quotes_trades_and_bars() -> None:
         quote, trade, agg = got[EquityQuote][0], got[EquityTrade][0], got[EquityAgg][0]
         now_ms = time.time() * 1000
         assert quote.symbol in {"AAPL", "MSFT", "SPY"} and 0 < quote.bid_price < quote.ask_price
-        assert quote.bid_size >= 1 and quote.ask_size >= 1 and abs(quote.timestamp - now_ms) < 10_000
+        assert (
+            quote.bid_size >= 1 and quote.ask_size >= 1 and abs(quote.timestamp - now_ms) < 10_000
+        )
         assert {t.symbol for t in got[EquityTrade]} == {"AAPL"}
-        assert trade.price > 0 and trade.size > 0 and len(trade.id) == 12 and trade.sequence_number > 0
+        assert (
+            trade.price > 0 and trade.size > 0 and len(trade.id) == 12 and trade.sequence_number > 0
+        )
         assert agg.event_type == "A" and agg.end_timestamp - agg.start_timestamp == 1000
-        assert agg.low <= min(agg.open, agg.close) <= max(agg.open, agg.close) <= agg.high and agg.volume > 0
+        assert (
+            agg.low <= min(agg.open, agg.close) <= max(agg.open, agg.close) <= agg.high
+            and agg.volume > 0
+        )
         trades = got[EquityTrade]
-        assert all(a.sequence_number < b.sequence_number for a, b in zip(trades, trades[1:], strict=False))
+        assert all(
+            a.sequence_number < b.sequence_number for a, b in zip(trades, trades[1:], strict=False)
+        )
 
 
 async def test_official_client_raises_auth_error_on_a_wrong_key() -> None:
     async with ws_only(rate=100) as sim:
-        client = WebSocketClient(api_key="not-a-key", feed=f"127.0.0.1:{sim.ws_port}", secure=False, subscriptions=["T.*"])
+        client = WebSocketClient(
+            api_key="not-a-key",
+            feed=f"127.0.0.1:{sim.ws_port}",
+            secure=False,
+            subscriptions=["T.*"],
+        )
 
         async def handle(msgs: list[Any]) -> None:
             pass
@@ -100,7 +123,11 @@ async def test_actions_before_auth_get_auth_required_and_bad_input_gets_errors()
             await ws.send(json.dumps({"action": "auth", "params": KEY}))
             assert json.loads(await ws.recv())[0]["status"] == "auth_success"
             await ws.send(json.dumps({"action": "dance", "params": "x"}))
-            assert json.loads(await ws.recv())[0] == {"ev": "status", "status": "error", "message": "unknown action: dance"}
+            assert json.loads(await ws.recv())[0] == {
+                "ev": "status",
+                "status": "error",
+                "message": "unknown action: dance",
+            }
             await ws.send(json.dumps({"action": "subscribe", "params": "T.AAPL,nonsense,Q.MSFT"}))
             acks = [json.loads(await ws.recv())[0] for _ in range(3)]
             assert [a["status"] for a in acks] == ["success", "error", "success"]
@@ -186,7 +213,9 @@ async def test_force_disconnect_from_python_and_from_rest_admin_path() -> None:
 
 async def test_official_client_reconnects_and_resubscribes_after_force_disconnect() -> None:
     async with ws_only(rate=2000, symbols=["AAPL"]) as sim:
-        client = WebSocketClient(api_key=KEY, feed=f"127.0.0.1:{sim.ws_port}", secure=False, subscriptions=["Q.AAPL"])
+        client = WebSocketClient(
+            api_key=KEY, feed=f"127.0.0.1:{sim.ws_port}", secure=False, subscriptions=["Q.AAPL"]
+        )
         batches = 0
 
         async def handle(msgs: list[Any]) -> None:

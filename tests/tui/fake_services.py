@@ -75,5 +75,7 @@ class CountingTap(Service):
 if __name__ == "__main__":
     setup_logging()
     kind = sys.argv[1]
-    service = {"ingest": FakeIngest, "recorder": FakeRecorder, "tap": CountingTap}[kind](Config.load(), kind)
+    service = {"ingest": FakeIngest, "recorder": FakeRecorder, "tap": CountingTap}[kind](
+        Config.load(), kind
+    )
     sys.exit(run_service(service, kind))

@@ -35,7 +35,9 @@ def write_daily(data_dir: Path, name: str = "spy-daily") -> None:
     bars = pa.table(
         {
             "symbol": ["SPY"] * BARS,
-            "timestamp": pa.array([T0 + i * DAY for i in range(BARS)], pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+            "timestamp": pa.array([T0 + i * DAY for i in range(BARS)], pa.int64()).cast(
+                pa.timestamp("ns", tz="UTC")
+            ),
             "open": opens,
             "high": [max(o, c) * 1.002 for o, c in zip(opens, close, strict=True)],
             "low": [min(o, c) * 0.998 for o, c in zip(opens, close, strict=True)],
@@ -45,7 +47,12 @@ def write_daily(data_dir: Path, name: str = "spy-daily") -> None:
             "transactions": [1000] * BARS,
         }
     )
-    write_dataset(bars, data_dir, name, {"symbols": ["SPY"], "interval": "1d", "start": "2024-01-02", "end": "2024-09-17"})
+    write_dataset(
+        bars,
+        data_dir,
+        name,
+        {"symbols": ["SPY"], "interval": "1d", "start": "2024-01-02", "end": "2024-09-17"},
+    )
 
 
 def toasts(app: MassiveTui) -> list[str]:
@@ -68,14 +75,20 @@ async def wait_until(pilot, predicate, timeout: float = 10.0) -> None:  # type: 
             return
         await pilot.pause(0.05)
     app = pilot.app
-    raise AssertionError(f"condition not met in time; status: {status_text(app)!r}; notifications: {toasts(app)}")
+    raise AssertionError(
+        f"condition not met in time; status: {status_text(app)!r}; notifications: {toasts(app)}"
+    )
 
 
 @pytest.fixture
-def backtester(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def backtester(
+    bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
     write_daily(mesh_config.data_dir)
     massive = Path(sys.executable).parent / "massive"
-    proc = subprocess.Popen([str(massive), "run", "backtester"], env=mesh_environ, cwd=mesh_config.data_dir.parent)
+    proc = subprocess.Popen(
+        [str(massive), "run", "backtester"], env=mesh_environ, cwd=mesh_config.data_dir.parent
+    )
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -96,27 +109,43 @@ async def show_backtest(app: MassiveTui, pilot) -> BacktestView:  # type: ignore
     for _ in range(25):
         app.action_show_view("backtest")
         await pilot.pause(0.2)
-        if app.query_one(TabbedContent).active == "backtest" and app.focused is app.query_one("#bt-datasets"):
+        if app.query_one(TabbedContent).active == "backtest" and app.focused is app.query_one(
+            "#bt-datasets"
+        ):
             break
     assert app.query_one(TabbedContent).active == "backtest"
     await pilot.pause(0.1)
     return app.query_one(BacktestView)
 
 
-async def test_a_two_strategy_run_shows_progress_curves_metrics_and_trades(backtester: subprocess.Popen[bytes], mesh_config: Config) -> None:
+async def test_a_two_strategy_run_shows_progress_curves_metrics_and_trades(
+    backtester: subprocess.Popen[bytes], mesh_config: Config
+) -> None:
     app = make_app(mesh_config)
     async with app.run_test(size=(150, 48)) as pilot:
         view = await show_backtest(app, pilot)
         assert app.focused is app.query_one("#bt-datasets")
         datasets = app.query_one("#bt-datasets", DataTable)
         await wait_until(pilot, lambda: datasets.row_count == 1 and view.loaded)
-        assert cells(datasets.get_row_at(0)) == ["spy-daily", "historical", "SPY", "2024-01-02 14:30:00", "2024-09-17 14:30:00", f"{BARS}"]
+        assert cells(datasets.get_row_at(0)) == [
+            "spy-daily",
+            "historical",
+            "SPY",
+            "2024-01-02 14:30:00",
+            "2024-09-17 14:30:00",
+            f"{BARS}",
+        ]
         picker = app.query_one("#bt-strategies", SelectionList)
-        assert {"buy-and-hold", "ma-crossover", "mean-reversion"} <= {picker.get_option_at_index(i).value for i in range(picker.option_count)}
+        assert {"buy-and-hold", "ma-crossover", "mean-reversion"} <= {
+            picker.get_option_at_index(i).value for i in range(picker.option_count)
+        }
 
         statuses: list[str] = []
         set_status = view.set_status
-        view.set_status = lambda message, error=False: (statuses.append(message), set_status(message, error))[1]  # type: ignore[method-assign]
+        view.set_status = lambda message, error=False: (
+            statuses.append(message),
+            set_status(message, error),
+        )[1]  # type: ignore[method-assign]
         picker.select("buy-and-hold")
         picker.select("ma-crossover")
         app.query_one("#bt-params", Input).value = "fast=5 slow=20"
@@ -135,12 +164,37 @@ async def test_a_two_strategy_run_shows_progress_curves_metrics_and_trades(backt
         assert "buy-and-hold" in plot and "ma-crossover fast=5 slow=20" in plot
         # the metrics side by side: one column per run
         metrics = app.query_one("#bt-metrics", DataTable)
-        assert [str(c.label) for c in metrics.ordered_columns] == ["Metric", "buy-and-hold", "ma-crossover fast=5 slow=20"]
+        assert [str(c.label) for c in metrics.ordered_columns] == [
+            "Metric",
+            "buy-and-hold",
+            "ma-crossover fast=5 slow=20",
+        ]
         total = cells(metrics.get_row("total_return"))
         assert total[0] == "Total return" and all(cell.endswith("%") for cell in total[1:])
         runs = view.result["runs"]  # type: ignore[index]
-        assert cells(metrics.get_row("trades"))[1:] == [f"{r['metrics']['trades']:,d}" for r in runs]
-        assert [metrics.get_row(k)[0] for k in ("sharpe", "sortino", "max_drawdown", "max_drawdown_duration_s", "win_rate", "exposure", "fees_paid")] == ["Sharpe", "Sortino", "Max drawdown", "Max DD duration", "Win rate", "Exposure", "Fees paid"]
+        assert cells(metrics.get_row("trades"))[1:] == [
+            f"{r['metrics']['trades']:,d}" for r in runs
+        ]
+        assert [
+            metrics.get_row(k)[0]
+            for k in (
+                "sharpe",
+                "sortino",
+                "max_drawdown",
+                "max_drawdown_duration_s",
+                "win_rate",
+                "exposure",
+                "fees_paid",
+            )
+        ] == [
+            "Sharpe",
+            "Sortino",
+            "Max drawdown",
+            "Max DD duration",
+            "Win rate",
+            "Exposure",
+            "Fees paid",
+        ]
         # the trade list of the selected run: the first, then the second one's column
         trades = app.query_one("#bt-trades", DataTable)
         assert trades.row_count == len(runs[0]["trades"]["symbol"]) == 1
@@ -151,33 +205,52 @@ async def test_a_two_strategy_run_shows_progress_curves_metrics_and_trades(backt
         assert runs[1]["metrics"]["trades"] > 1
         assert trades.row_count == len(runs[1]["trades"]["symbol"])
         assert cells(trades.get_row_at(0))[:2] == ["SPY", "long"]
-        assert "Trades of ma-crossover fast=5 slow=20" in str(app.query_one("#bt-trades-caption").render())
+        assert "Trades of ma-crossover fast=5 slow=20" in str(
+            app.query_one("#bt-trades-caption").render()
+        )
 
 
-async def test_bad_parameters_and_missing_choices_are_shown(backtester: subprocess.Popen[bytes], mesh_config: Config) -> None:
+async def test_bad_parameters_and_missing_choices_are_shown(
+    backtester: subprocess.Popen[bytes], mesh_config: Config
+) -> None:
     app = make_app(mesh_config)
     async with app.run_test(size=(150, 48)) as pilot:
         view = await show_backtest(app, pilot)
         await wait_until(pilot, lambda: view.loaded)
         await pilot.click("#bt-run")
-        await wait_until(pilot, lambda: any("Pick one or more strategies" in t for t in toasts(app)))
+        await wait_until(
+            pilot, lambda: any("Pick one or more strategies" in t for t in toasts(app))
+        )
         app.query_one("#bt-strategies", SelectionList).select("ma-crossover")
         params = app.query_one("#bt-params", Input)
         params.value = "nosuch=3"  # the backtester rejects it
         app.clear_notifications()  # as a user dismisses a toast: one lying over the button takes the click
-        await pilot.pause(0.2)  # the toast gone from the screen and the selection applied, as a person would see
+        await pilot.pause(
+            0.2
+        )  # the toast gone from the screen and the selection applied, as a person would see
         await pilot.click("#bt-run")
-        await wait_until(pilot, lambda: any("no selected strategy has a parameter 'nosuch'" in t for t in toasts(app)))
+        await wait_until(
+            pilot,
+            lambda: any("no selected strategy has a parameter 'nosuch'" in t for t in toasts(app)),
+        )
         assert "backtester: " in status_text(app) and view.job_id is None
         params.value = "fast=abc"
         app.clear_notifications()
         await pilot.pause(0.2)
         await pilot.click("#bt-run")
         await wait_until(pilot, lambda: any("fast" in t and "abc" in t for t in toasts(app)))
-        params.value = "fast"  # not NAME=VALUE: caught before it is sent; Enter runs as the button does
+        params.value = (
+            "fast"  # not NAME=VALUE: caught before it is sent; Enter runs as the button does
+        )
         params.focus()
         await pilot.press("enter")
-        await wait_until(pilot, lambda: any(t.startswith("Bad parameter: --param 'fast': expected NAME=VALUE") for t in toasts(app)))
+        await wait_until(
+            pilot,
+            lambda: any(
+                t.startswith("Bad parameter: --param 'fast': expected NAME=VALUE")
+                for t in toasts(app)
+            ),
+        )
         assert view.job_id is None
 
 
@@ -189,7 +262,12 @@ async def test_without_a_backtester_it_says_so(bus: Bus, mesh_config: Config) ->
         assert "massive run backtester" in status_text(app) and not view.loaded
         app.query_one("#bt-params", Input).value = "fast=5"
         await pilot.click("#bt-run")
-        await wait_until(pilot, lambda: any("No dataset selected" in t and "is the backtester running" in t for t in toasts(app)))
+        await wait_until(
+            pilot,
+            lambda: any(
+                "No dataset selected" in t and "is the backtester running" in t for t in toasts(app)
+            ),
+        )
 
 
 # --- snapshot ------------------------------------------------------------------------------------------
@@ -232,13 +310,44 @@ def fixed_result() -> dict[str, Any]:
 
 
 DATASETS = [
-    {"name": "open-bell", "kind": "recording", "symbols": ["AAPL", "MSFT", "NVDA", "SPY", "QQQ"], "start_ns": NOW - 3600 * 10**9, "end_ns": NOW, "rows": {"quotes": 120000, "trades": 45000}},
-    {"name": "spy-daily", "kind": "historical", "symbols": ["SPY"], "start_ns": T0, "end_ns": T0 + (BARS - 1) * DAY, "rows": {"bars": BARS}},
+    {
+        "name": "open-bell",
+        "kind": "recording",
+        "symbols": ["AAPL", "MSFT", "NVDA", "SPY", "QQQ"],
+        "start_ns": NOW - 3600 * 10**9,
+        "end_ns": NOW,
+        "rows": {"quotes": 120000, "trades": 45000},
+    },
+    {
+        "name": "spy-daily",
+        "kind": "historical",
+        "symbols": ["SPY"],
+        "start_ns": T0,
+        "end_ns": T0 + (BARS - 1) * DAY,
+        "rows": {"bars": BARS},
+    },
 ]
 STRATEGIES = [
-    {"name": "buy-and-hold", "description": "Long from the first bar to the last: the benchmark.", "params": []},
-    {"name": "ma-crossover", "description": "Long after the fast moving average crosses above the slow one.", "params": [{"name": "fast", "default": 10}, {"name": "slow", "default": 50}, {"name": "kind", "default": "sma", "choices": ["sma", "ema"]}, {"name": "short", "default": False}]},
-    {"name": "mean-reversion", "description": "z-score of the close against its moving average.", "params": [{"name": "lookback", "default": 20}]},
+    {
+        "name": "buy-and-hold",
+        "description": "Long from the first bar to the last: the benchmark.",
+        "params": [],
+    },
+    {
+        "name": "ma-crossover",
+        "description": "Long after the fast moving average crosses above the slow one.",
+        "params": [
+            {"name": "fast", "default": 10},
+            {"name": "slow", "default": 50},
+            {"name": "kind", "default": "sma", "choices": ["sma", "ema"]},
+            {"name": "short", "default": False},
+        ],
+    },
+    {
+        "name": "mean-reversion",
+        "description": "z-score of the close against its moving average.",
+        "params": [{"name": "lookback", "default": 20}],
+    },
 ]
 
 
@@ -258,7 +367,9 @@ def test_backtest_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no
         pilot.app.query_one("#bt-params", Input).value = "fast=5 slow=20"
         view.show_result(fixed_result())
         pilot.app.query_one("#bt-progress", ProgressBar).update(progress=1.0)
-        view.set_status("bt-0001: done — 2 run(s) on spy-daily: buy-and-hold, ma-crossover fast=5 slow=20")
+        view.set_status(
+            "bt-0001: done — 2 run(s) on spy-daily: buy-and-hold, ma-crossover fast=5 slow=20"
+        )
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=(150, 48), run_before=fill)

@@ -24,7 +24,22 @@ T0 = 1_763_800_000_000_000_000
 
 
 def quotes(bid: float, symbols: tuple[str, ...] = ("AAPL", "MSFT")) -> QuoteBatch:
-    return QuoteBatch.from_rows([Quote(symbol=s, bid_price=bid + i, bid_size=100, ask_price=bid + i + 0.02, ask_size=200, bid_exchange=1, ask_exchange=2, ts_event=T0, ts_recv=T0) for i, s in enumerate(symbols)])
+    return QuoteBatch.from_rows(
+        [
+            Quote(
+                symbol=s,
+                bid_price=bid + i,
+                bid_size=100,
+                ask_price=bid + i + 0.02,
+                ask_size=200,
+                bid_exchange=1,
+                ask_exchange=2,
+                ts_event=T0,
+                ts_recv=T0,
+            )
+            for i, s in enumerate(symbols)
+        ]
+    )
 
 
 def toasts(app: MassiveTui) -> list[str]:
@@ -41,8 +56,17 @@ async def wait_until(pilot, predicate, timeout: float = 8.0) -> None:  # type: i
 
 
 @pytest.fixture
-def services(bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    procs = {kind: subprocess.Popen([sys.executable, str(ROOT / "tests/tui/fake_services.py"), kind], env=mesh_environ, cwd=ROOT) for kind in ("ingest", "recorder")}
+def services(
+    bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    procs = {
+        kind: subprocess.Popen(
+            [sys.executable, str(ROOT / "tests/tui/fake_services.py"), kind],
+            env=mesh_environ,
+            cwd=ROOT,
+        )
+        for kind in ("ingest", "recorder")
+    }
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         report = control.call(mesh_config.bus_ctl, "bus", "services")
@@ -68,8 +92,29 @@ async def test_quotes_appear_on_the_board_and_update(bus: Bus, mesh_config: Conf
         await wait_until(pilot, lambda: publish_until(100.0))
         assert [r.symbol for r in board.rows] == ["AAPL", "MSFT"]
         pub.publish(topics.quotes(), quotes(101.5))
-        pub.publish(topics.trades(), TradeBatch.from_rows([Trade(symbol="MSFT", price=102.0, size=300, exchange=1, trade_id="1", ts_event=T0 + 1, ts_recv=T0)]))
-        await wait_until(pilot, lambda: any(r.symbol == "AAPL" and r.bid == 101.5 for r in board.rows) and any(r.symbol == "MSFT" and r.volume == 300 for r in board.rows))
+        pub.publish(
+            topics.trades(),
+            TradeBatch.from_rows(
+                [
+                    Trade(
+                        symbol="MSFT",
+                        price=102.0,
+                        size=300,
+                        exchange=1,
+                        trade_id="1",
+                        ts_event=T0 + 1,
+                        ts_recv=T0,
+                    )
+                ]
+            ),
+        )
+        await wait_until(
+            pilot,
+            lambda: (
+                any(r.symbol == "AAPL" and r.bid == 101.5 for r in board.rows)
+                and any(r.symbol == "MSFT" and r.volume == 300 for r in board.rows)
+            ),
+        )
         aapl = next(r for r in board.rows if r.symbol == "AAPL")
         assert aapl.direction == 1 and round(aapl.spread, 2) == 0.02
         msft = next(r for r in board.rows if r.symbol == "MSFT")
@@ -82,20 +127,29 @@ async def test_quotes_appear_on_the_board_and_update(bus: Bus, mesh_config: Conf
     pub.close()
 
 
-async def test_add_and_remove_buttons_send_subscriptions_and_show_the_reply(services: dict, mesh_config: Config) -> None:  # type: ignore[type-arg]
+async def test_add_and_remove_buttons_send_subscriptions_and_show_the_reply(
+    services: dict, mesh_config: Config
+) -> None:  # type: ignore[type-arg]
     app = make_app(mesh_config)
     async with app.run_test(size=(120, 40)) as pilot:
         app.query_one("#symbols", Input).value = "amd, intc"
         await pilot.click("#subscribe")
         await wait_until(pilot, lambda: any("Subscribed to AMD, INTC" in t for t in toasts(app)))
-        assert control.call(mesh_config.bus_ctl, "ingest", "received") == [["subscribe", ["Q.AMD", "T.AMD", "Q.INTC", "T.INTC"]]]
+        assert control.call(mesh_config.bus_ctl, "ingest", "received") == [
+            ["subscribe", ["Q.AMD", "T.AMD", "Q.INTC", "T.INTC"]]
+        ]
         app.query_one("#symbols", Input).value = "AMD"
         await pilot.click("#unsubscribe")
         await wait_until(pilot, lambda: any("not subscribed to that" in t for t in toasts(app)))
-        assert control.call(mesh_config.bus_ctl, "ingest", "received")[-1] == ["unsubscribe", ["Q.AMD", "T.AMD"]]
+        assert control.call(mesh_config.bus_ctl, "ingest", "received")[-1] == [
+            "unsubscribe",
+            ["Q.AMD", "T.AMD"],
+        ]
 
 
-async def test_recording_buttons_send_start_and_stop_and_show_errors(services: dict, mesh_config: Config) -> None:  # type: ignore[type-arg]
+async def test_recording_buttons_send_start_and_stop_and_show_errors(
+    services: dict, mesh_config: Config
+) -> None:  # type: ignore[type-arg]
     app = make_app(mesh_config)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
@@ -108,10 +162,15 @@ async def test_recording_buttons_send_start_and_stop_and_show_errors(services: d
         await wait_until(pilot, lambda: any("recorder start: ok" in t for t in toasts(app)))
         await pilot.click("#record-stop")
         await wait_until(pilot, lambda: any("no session is recording" in t for t in toasts(app)))
-        assert control.call(mesh_config.bus_ctl, "recorder", "received") == [["start", "morning", "AAPL,MSFT"], ["stop"]]
+        assert control.call(mesh_config.bus_ctl, "recorder", "received") == [
+            ["start", "morning", "AAPL,MSFT"],
+            ["stop"],
+        ]
 
 
-async def test_a_command_to_a_missing_service_shows_the_error(bus: Bus, mesh_config: Config) -> None:
+async def test_a_command_to_a_missing_service_shows_the_error(
+    bus: Bus, mesh_config: Config
+) -> None:
     app = make_app(mesh_config)
     async with app.run_test(size=(120, 40)) as pilot:
         app.query_one("#symbols", Input).value = "AMD"
@@ -148,7 +207,12 @@ async def test_without_a_mesh_it_says_so_and_offers_to_start_one(mesh_config: Co
         assert app.query_one("#start-mesh", Button).label.plain.startswith("Start one here")
 
 
-async def test_mesh_option_starts_the_procfile_services_and_stops_them_on_exit(mesh_config: Config, mesh_environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_mesh_option_starts_the_procfile_services_and_stops_them_on_exit(
+    mesh_config: Config,
+    mesh_environ: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for key, value in mesh_environ.items():
         monkeypatch.setenv(key, value)
     procfile = tmp_path / "Procfile"

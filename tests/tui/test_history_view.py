@@ -34,8 +34,33 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """`massive run sim` on free ports with a small universe, in its own process (it builds the day
     files when the bucket is listed); its REST and S3 URLs, as the fetcher's environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MASSIVE_", "MESH_", "KDB_"))}
-    env.update(mesh_env(tmp_path_factory.mktemp("sim")))  # a bus of its own that never runs: the sim's heartbeats go nowhere
-    proc = subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", "sim", "--rate", "5", "--symbols", "AAPL,MSFT,SPY", "--ws-port", "0", "--rest-port", "0", "--s3-port", "0"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    env.update(
+        mesh_env(tmp_path_factory.mktemp("sim"))
+    )  # a bus of its own that never runs: the sim's heartbeats go nowhere
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mesh.cli",
+            "run",
+            "sim",
+            "--rate",
+            "5",
+            "--symbols",
+            "AAPL,MSFT,SPY",
+            "--ws-port",
+            "0",
+            "--rest-port",
+            "0",
+            "--s3-port",
+            "0",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     urls: dict[str, str] = {}
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -59,10 +84,24 @@ def days() -> list[dt.date]:
 
 
 @pytest.fixture
-def fetcher(sim: dict[str, str], bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+def fetcher(
+    sim: dict[str, str], bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]
+) -> Iterator[subprocess.Popen[str]]:
     """`massive run fetcher` on the test bus, with REST and S3 at the simulator."""
-    env = {**mesh_environ, **sim, "MASSIVE_REST_CALLS_PER_MINUTE": "1000", "MASSIVE_REST_CALLS_PER_DAY": "1000"}
-    proc = subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", "fetcher"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {
+        **mesh_environ,
+        **sim,
+        "MASSIVE_REST_CALLS_PER_MINUTE": "1000",
+        "MASSIVE_REST_CALLS_PER_DAY": "1000",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesh.cli", "run", "fetcher"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -71,7 +110,9 @@ def fetcher(sim: dict[str, str], bus: Bus, mesh_config: Config, mesh_environ: di
         except control.ControlError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise AssertionError(f"fetcher did not come up: {proc.stderr.read() if proc.stderr else ''}") from None
+                raise AssertionError(
+                    f"fetcher did not come up: {proc.stderr.read() if proc.stderr else ''}"
+                ) from None
             time.sleep(0.1)
     yield proc
     proc.terminate()
@@ -88,7 +129,14 @@ async def open_history(pilot: Any) -> HistoryView:
     return pilot.app.query_one(HistoryView)
 
 
-def fill(app: MassiveTui, symbols: str, start: object, end: object, interval: str = "1d", method: str = "auto") -> None:
+def fill(
+    app: MassiveTui,
+    symbols: str,
+    start: object,
+    end: object,
+    interval: str = "1d",
+    method: str = "auto",
+) -> None:
     app.query_one("#history-symbols", Input).value = symbols
     app.query_one("#history-start", Input).value = str(start)
     app.query_one("#history-end", Input).value = str(end)
@@ -97,25 +145,45 @@ def fill(app: MassiveTui, symbols: str, start: object, end: object, interval: st
 
 
 def test_gauge_levels() -> None:
-    assert [level(u, 100) for u in (0, 69, 70, 89, 90, 120)] == ["ok", "ok", "warning", "warning", "error", "error"]
+    assert [level(u, 100) for u in (0, 69, 70, 89, 90, 120)] == [
+        "ok",
+        "ok",
+        "warning",
+        "warning",
+        "error",
+        "error",
+    ]
     assert level(10**9, 0) == "ok"  # 0 = no limit
 
 
-async def test_plan_shows_method_and_cost_then_fetch_shows_progress_result_and_dataset(fetcher: subprocess.Popen[str], mesh_config: Config, days: list[dt.date]) -> None:
+async def test_plan_shows_method_and_cost_then_fetch_shows_progress_result_and_dataset(
+    fetcher: subprocess.Popen[str], mesh_config: Config, days: list[dt.date]
+) -> None:
     app = make_app(mesh_config)
     async with app.run_test(size=(130, 40)) as pilot:
         view = await open_history(pilot)
-        await wait_until(pilot, lambda: app.query_one("#history-body").display and view.quota(), timeout=15)
+        await wait_until(
+            pilot, lambda: app.query_one("#history-body").display and view.quota(), timeout=15
+        )
         assert not app.query_one("#history-down").display
         # the quota gauges come from sys.quota
-        await wait_until(pilot, lambda: "0 of 1,000 calls" in str(app.query_one("#gauge-rest-day .gauge-value").render()))
+        await wait_until(
+            pilot,
+            lambda: (
+                "0 of 1,000 calls" in str(app.query_one("#gauge-rest-day .gauge-value").render())
+            ),
+        )
 
         # Plan: the method, the reason and the cost, and nothing spent
         fill(app, "aapl,msft", days[-3], days[-1], "1h")
         await pilot.click("#history-plan")
         await wait_until(pilot, lambda: "REST call" in text_of(app, "#plan-panel"))
         plan = text_of(app, "#plan-panel")
-        assert "method  REST — auto: small query (2 symbols" in plan and "up to 2 REST call(s)" in plan and "quota   fits" in plan
+        assert (
+            "method  REST — auto: small query (2 symbols" in plan
+            and "up to 2 REST call(s)" in plan
+            and "quota   fits" in plan
+        )
         assert view.job_id is None and not (mesh_config.data_dir / "historical").exists()
 
         # Fetch (flat files): the plan first, then the job's progress as its updates arrive
@@ -124,38 +192,61 @@ async def test_plan_shows_method_and_cost_then_fetch_shows_progress_result_and_d
         bar = app.query_one("#job-progress", ProgressBar)
         apply_job = app.mesh.apply_job
 
-        def draw_each_update(update: JobUpdate) -> None:  # what the view draws for every update, however fast they come
+        def draw_each_update(
+            update: JobUpdate,
+        ) -> None:  # what the view draws for every update, however fast they come
             apply_job(update)
             if update.job_id == view.job_id:
                 view._show_job()
-                shown.append((update.state, bar.percentage, str(app.query_one("#job-result", Static).render())))
+                shown.append(
+                    (
+                        update.state,
+                        bar.percentage,
+                        str(app.query_one("#job-result", Static).render()),
+                    )
+                )
 
         setattr(app.mesh, "apply_job", draw_each_update)  # noqa: B010
         await pilot.click("#history-fetch")
-        await wait_until(pilot, lambda: view.job_id is not None, timeout=20)  # the sim builds the day files to list them
-        assert "flat files" in text_of(app, "#plan-panel") and "4 day file(s)" in text_of(app, "#plan-panel")
+        await wait_until(
+            pilot, lambda: view.job_id is not None, timeout=20
+        )  # the sim builds the day files to list them
+        assert "flat files" in text_of(app, "#plan-panel") and "4 day file(s)" in text_of(
+            app, "#plan-panel"
+        )
         await wait_until(pilot, lambda: view.job_state().get("state") == "done", timeout=20)
         await pilot.pause(0.2)
         running = [s for s in shown if s[0] == "running"]
         assert running and shown[-1][0] == "done", shown
         progress = [p for _, p, _ in running]
-        assert all(p is not None and p < 1 for p in progress), shown  # a bar, partly filled, with the job's message
+        assert all(p is not None and p < 1 for p in progress), (
+            shown
+        )  # a bar, partly filled, with the job's message
         assert progress == sorted(p or 0.0 for p in progress) and running[-1][2], shown
         assert app.query_one("#job-progress", ProgressBar).percentage == 1.0
         result = text_of(app, "#job-result")
         dataset = f"AAPL-MSFT_1h_{days[-4]}_{days[-1]}"
-        assert "rows via flat_file" in result and dataset in result and "method flat files" in result
+        assert (
+            "rows via flat_file" in result and dataset in result and "method flat files" in result
+        )
         assert any(t.startswith("fetch done: ") for t in toasts(app))
         table = app.query_one("#datasets", DataTable)
         await wait_until(pilot, lambda: dataset in [k.value for k in table.rows])
         assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == dataset
         assert (mesh_config.data_dir / "historical" / dataset / "bars.parquet").is_file()
         # the flat-file bytes now show in the month's gauge
-        await wait_until(pilot, lambda: not str(app.query_one("#gauge-s3-month .gauge-value").render()).startswith("0 B"))
+        await wait_until(
+            pilot,
+            lambda: (
+                not str(app.query_one("#gauge-s3-month .gauge-value").render()).startswith("0 B")
+            ),
+        )
         assert app.query_one("#gauge-s3-month", QuotaGauge).state == "ok"
 
 
-async def test_bad_input_shows_the_fetchers_error(fetcher: subprocess.Popen[str], mesh_config: Config, days: list[dt.date]) -> None:
+async def test_bad_input_shows_the_fetchers_error(
+    fetcher: subprocess.Popen[str], mesh_config: Config, days: list[dt.date]
+) -> None:
     app = make_app(mesh_config)
     async with app.run_test(size=(130, 40)) as pilot:
         view = await open_history(pilot)
@@ -170,16 +261,22 @@ async def test_bad_input_shows_the_fetchers_error(fetcher: subprocess.Popen[str]
         assert view.job_id is None and client.call("fetcher", "jobs", config=mesh_config) == []
 
 
-async def test_without_the_fetcher_the_view_says_it_is_not_running(bus: Bus, mesh_config: Config) -> None:
+async def test_without_the_fetcher_the_view_says_it_is_not_running(
+    bus: Bus, mesh_config: Config
+) -> None:
     app = make_app(mesh_config)
     async with app.run_test(size=(130, 40)) as pilot:
         await open_history(pilot)
         await wait_until(pilot, lambda: app.query_one("#history-down").display)
-        assert "The fetcher is not running" in text_of(app, "#history-down") and "massive run fetcher" in text_of(app, "#history-down")
+        assert "The fetcher is not running" in text_of(
+            app, "#history-down"
+        ) and "massive run fetcher" in text_of(app, "#history-down")
         assert not app.query_one("#history-body").display
         fill(app, "AAPL", "2025-11-03", "2025-11-04")
         await pilot.click("#history-plan")
-        await wait_until(pilot, lambda: any("'fetcher' is not registered" in t for t in toasts(app)))
+        await wait_until(
+            pilot, lambda: any("'fetcher' is not registered" in t for t in toasts(app))
+        )
 
 
 # --- snapshot ----------------------------------------------------------------------------------
@@ -212,7 +309,15 @@ def test_history_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-
         fill(pilot.app, "AAPL,MSFT,NVDA,SPY,QQQ,TSLA", "2025-11-17", "2025-11-21", "5m")
         view.show_plan(PLAN)
         view.follow_job({"job_id": "f4242-1", "state": "queued", "args": PLAN["request"]})
-        app.mesh.apply_job(JobUpdate(job_id="f4242-1", kind="fetch", state="running", progress=0.45, message="downloading 2025-11-19.csv.gz"))
+        app.mesh.apply_job(
+            JobUpdate(
+                job_id="f4242-1",
+                kind="fetch",
+                state="running",
+                progress=0.45,
+                message="downloading 2025-11-19.csv.gz",
+            )
+        )
         view.show_datasets(DATASETS)
         view.tick()  # draw now rather than at the next redraw, however busy the machine
         await pilot.pause(0.3)

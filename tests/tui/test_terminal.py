@@ -32,7 +32,9 @@ class Tmux:
         self.base = ["tmux", "-L", socket]
 
     def run(self, *args: str) -> str:
-        return subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=10).stdout
+        return subprocess.run(
+            [*self.base, *args], capture_output=True, text=True, timeout=10
+        ).stdout
 
     def screen(self) -> str:
         return self.run("capture-pane", "-t", "tui", "-p")
@@ -48,7 +50,9 @@ class Tmux:
         raise AssertionError(f"screen never matched; last screen:\n{screen}")
 
 
-def test_the_dashboard_in_a_terminal_shows_live_sim_data_and_mesh_health(mesh_environ: dict[str, str], tmp_path: Path) -> None:
+def test_the_dashboard_in_a_terminal_shows_live_sim_data_and_mesh_health(
+    mesh_environ: dict[str, str], tmp_path: Path
+) -> None:
     ws = free_port()
     (tmp_path / "Procfile").write_text(
         "bus: massive run bus\n"
@@ -56,17 +60,45 @@ def test_the_dashboard_in_a_terminal_shows_live_sim_data_and_mesh_health(mesh_en
         f"ingest: massive run ingest --url ws://127.0.0.1:{ws}/stocks\n"
         "recorder: massive run recorder\n"
     )
-    env = dict(mesh_environ, PATH=f"{BIN}{os.pathsep}{mesh_environ.get('PATH', '')}", PYTHONUNBUFFERED="1")
-    honcho = subprocess.Popen([str(BIN / "honcho"), "start"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    env = dict(
+        mesh_environ, PATH=f"{BIN}{os.pathsep}{mesh_environ.get('PATH', '')}", PYTHONUNBUFFERED="1"
+    )
+    honcho = subprocess.Popen(
+        [str(BIN / "honcho"), "start"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     tmux = Tmux(f"massive-test-{os.getpid()}")
-    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if k.startswith(("MESH_", "PATH", "PYKX")))
-    tmux.run("new-session", "-d", "-s", "tui", "-x", "160", "-y", "45", f"cd {shlex.quote(str(tmp_path))} && env -u COLUMNS -u LINES {exports} TERM=xterm-256color {BIN / 'massive-tui'}")
-    tmux.run("resize-window", "-t", "tui", "-x", "160", "-y", "45")  # a detached session may start at 80x24
+    exports = " ".join(
+        f"{k}={shlex.quote(v)}" for k, v in env.items() if k.startswith(("MESH_", "PATH", "PYKX"))
+    )
+    tmux.run(
+        "new-session",
+        "-d",
+        "-s",
+        "tui",
+        "-x",
+        "160",
+        "-y",
+        "45",
+        f"cd {shlex.quote(str(tmp_path))} && env -u COLUMNS -u LINES {exports} TERM=xterm-256color {BIN / 'massive-tui'}",
+    )
+    tmux.run(
+        "resize-window", "-t", "tui", "-x", "160", "-y", "45"
+    )  # a detached session may start at 80x24
     try:
-        live = tmux.wait_for(lambda s: PRICE_ROW.search(s) is not None and "Time ET" in s, timeout=45)
+        live = tmux.wait_for(
+            lambda s: PRICE_ROW.search(s) is not None and "Time ET" in s, timeout=45
+        )
         assert "Symbol" in live and "simulator" in live
         tmux.run("send-keys", "-t", "tui", view_key("mesh"))
-        mesh = tmux.wait_for(lambda s: re.search(r"ingest\s+UP\s+ok", s) is not None and "streaming" in s, timeout=20)
+        mesh = tmux.wait_for(
+            lambda s: re.search(r"ingest\s+UP\s+ok", s) is not None and "streaming" in s, timeout=20
+        )
         for service in ("bus", "sim", "recorder"):
             assert re.search(rf"{service}\s+UP", mesh), mesh
         tmux.run("send-keys", "-t", "tui", "C-q")

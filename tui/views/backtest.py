@@ -31,7 +31,9 @@ from tui.widgets.backtest_results import (
 )
 
 SERVICE = "backtester"
-POLL_SECONDS = 2.0  # ask the backtester directly when the bus has said nothing of a job for this long
+POLL_SECONDS = (
+    2.0  # ask the backtester directly when the bus has said nothing of a job for this long
+)
 NOT_RUNNING = ("is not registered", "is not connected", "no answer from the bus")
 
 
@@ -71,14 +73,21 @@ class BacktestView(Vertical):
                 yield Label("Strategies (space picks)", classes="bt-title")
                 yield SelectionList[str](id="bt-strategies")
         with Horizontal(classes="controls"):
-            yield Input(placeholder="params: fast=10 slow=50, ma-crossover.fast=10, fast=5,10 sweeps", id="bt-params")
-            yield Input(placeholder="options: interval=5m commission_bps=1 symbols=AAPL", id="bt-options")
+            yield Input(
+                placeholder="params: fast=10 slow=50, ma-crossover.fast=10, fast=5,10 sweeps",
+                id="bt-params",
+            )
+            yield Input(
+                placeholder="options: interval=5m commission_bps=1 symbols=AAPL", id="bt-options"
+            )
             yield Button("Run", id="bt-run", variant="success")
             yield Button("Cancel", id="bt-cancel", variant="error")
             yield Button("Reload", id="bt-reload")
         yield Static("", id="bt-hint")
         with Horizontal(id="bt-progress-row"):
-            yield Static("Pick a dataset and one or more strategies, then Run (ctrl+r).", id="bt-status")
+            yield Static(
+                "Pick a dataset and one or more strategies, then Run (ctrl+r).", id="bt-status"
+            )
             yield ProgressBar(total=1.0, show_eta=False, id="bt-progress")
         with Horizontal(id="bt-results"):
             yield EquityPlot(id="bt-plot")
@@ -87,7 +96,9 @@ class BacktestView(Vertical):
         yield TradesTable(id="bt-trades", zebra_stripes=True)
 
     def on_mount(self) -> None:
-        self.query_one("#bt-datasets", DataTable).add_columns("Name", "Kind", "Symbols", "Start (UTC)", "End (UTC)", "Rows")
+        self.query_one("#bt-datasets", DataTable).add_columns(
+            "Name", "Kind", "Symbols", "Start (UTC)", "End (UTC)", "Rows"
+        )
         self.query_one(EquityPlot).show([])
 
     # --- called by the app ---------------------------------------------------------------------------
@@ -96,7 +107,9 @@ class BacktestView(Vertical):
         """At most ten times a second while shown: load the lists once, follow the running job."""
         mesh = self.app.mesh  # type: ignore[attr-defined]
         if not self.loaded and not self._loading:
-            retry = self._load_failed_at == 0.0 or (mesh.is_up(SERVICE) and time.monotonic() - self._load_failed_at > 1.0)
+            retry = self._load_failed_at == 0.0 or (
+                mesh.is_up(SERVICE) and time.monotonic() - self._load_failed_at > 1.0
+            )
             if retry:
                 self.action_reload()
         if self.job_id and not self._job_done:
@@ -104,7 +117,11 @@ class BacktestView(Vertical):
             if job is not None and job is not self._last_job:
                 self._last_job = job
                 self._follow(job.state, job.progress, job.message, job.result)
-            if not self._job_done and not self._polling and time.monotonic() - self._job_seen > POLL_SECONDS:
+            if (
+                not self._job_done
+                and not self._polling
+                and time.monotonic() - self._job_seen > POLL_SECONDS
+            ):
                 self._polling = True
                 self.run_worker(self._poll_job(self.job_id), group="bt-commands")
 
@@ -172,9 +189,13 @@ class BacktestView(Vertical):
         if strategy is None:
             return
         params = "  ".join(
-            f"{p['name']}={p['default']}" + (f" ({'|'.join(p['choices'])})" if p.get("choices") else "") for p in strategy.get("params", [])
+            f"{p['name']}={p['default']}"
+            + (f" ({'|'.join(p['choices'])})" if p.get("choices") else "")
+            for p in strategy.get("params", [])
         )
-        self.query_one("#bt-hint", Static).update(literal(f"{name}: {params or 'no parameters'} — {strategy.get('description', '')}"))
+        self.query_one("#bt-hint", Static).update(
+            literal(f"{name}: {params or 'no parameters'} — {strategy.get('description', '')}")
+        )
 
     def selected_dataset(self) -> dict[str, Any] | None:
         table = self.query_one("#bt-datasets", DataTable)
@@ -199,9 +220,13 @@ class BacktestView(Vertical):
         dataset = self.selected_dataset()
         if dataset is None:
             if self.loaded:
-                self.error("No dataset to run on: the backtester lists none yet (record a session, or fetch history with `massive fetch`).")
+                self.error(
+                    "No dataset to run on: the backtester lists none yet (record a session, or fetch history with `massive fetch`)."
+                )
             else:
-                self.error("No dataset selected: the datasets are not loaded yet (is the backtester running? Reload).")
+                self.error(
+                    "No dataset selected: the datasets are not loaded yet (is the backtester running? Reload)."
+                )
             return
         if dataset.get("error"):
             self.error(f"Dataset {dataset.get('name')} cannot be read: {dataset['error']}")
@@ -212,7 +237,10 @@ class BacktestView(Vertical):
             return
         params_text = self.query_one("#bt-params", Input).value
         options_text = self.query_one("#bt-options", Input).value
-        self.run_worker(self._run(dataset_key(dataset, self.datasets), strategies, params_text, options_text), group="bt-commands")
+        self.run_worker(
+            self._run(dataset_key(dataset, self.datasets), strategies, params_text, options_text),
+            group="bt-commands",
+        )
 
     @on(Button.Pressed, "#bt-cancel")
     def _cancel(self) -> None:
@@ -228,18 +256,27 @@ class BacktestView(Vertical):
 
     # --- commands (workers) ----------------------------------------------------------------------------
 
-    async def _call(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 5.0) -> Any:
+    async def _call(
+        self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 5.0
+    ) -> Any:
         return await self.app.feed.call(SERVICE, cmd, args or {}, timeout=timeout)  # type: ignore[attr-defined]
 
     async def _load(self) -> None:
         try:
-            datasets, strategies = await asyncio.gather(self._call("datasets", timeout=10.0), self._call("strategies"))
+            datasets, strategies = await asyncio.gather(
+                self._call("datasets", timeout=10.0), self._call("strategies")
+            )
             for reply in (datasets, strategies):
                 if not reply.ok:
                     self._load_failed_at = time.monotonic()
                     self.loaded = False
                     not_running = any(s in reply.error for s in NOT_RUNNING)
-                    self.set_status(not_running_message(reply.error) if not_running else f"backtester: {reply.error}", error=True)
+                    self.set_status(
+                        not_running_message(reply.error)
+                        if not_running
+                        else f"backtester: {reply.error}",
+                        error=True,
+                    )
                     return
             self.show_datasets(datasets.result)
             self.show_strategies(strategies.result)
@@ -254,7 +291,9 @@ class BacktestView(Vertical):
         finally:
             self._loading = False
 
-    async def _run(self, dataset: str, strategy: list[str], params_text: str, options_text: str) -> None:
+    async def _run(
+        self, dataset: str, strategy: list[str], params_text: str, options_text: str
+    ) -> None:
         from mesh.backtest.errors import BacktestError  # light: no numpy
 
         try:
@@ -264,16 +303,24 @@ class BacktestView(Vertical):
             self.error(f"Bad parameter: {exc}")
             return
         self.set_status(f"Sending {', '.join(strategy)} on {dataset}…")
-        reply = await self._call("run", {"dataset": dataset, "strategy": strategy, "params": params, "options": options}, timeout=10.0)
+        reply = await self._call(
+            "run",
+            {"dataset": dataset, "strategy": strategy, "params": params, "options": options},
+            timeout=10.0,
+        )
         if not reply.ok:
             not_running = any(s in reply.error for s in NOT_RUNNING)
-            self.error(not_running_message(reply.error) if not_running else f"backtester: {reply.error}")
+            self.error(
+                not_running_message(reply.error) if not_running else f"backtester: {reply.error}"
+            )
             return
         self.job_id = reply.result["job_id"]
         self._job_done = False
         self._job_seen = time.monotonic()
         self.query_one("#bt-progress", ProgressBar).update(total=1.0, progress=0.0)
-        self.set_status(f"{self.job_id}: queued, {reply.result.get('runs', '?')} run(s) on {dataset}")
+        self.set_status(
+            f"{self.job_id}: queued, {reply.result.get('runs', '?')} run(s) on {dataset}"
+        )
 
     async def _send_cancel(self, job_id: str) -> None:
         reply = await self._call("cancel", {"job_id": job_id})
@@ -289,7 +336,13 @@ class BacktestView(Vertical):
             if reply.ok and job_id == self.job_id:
                 status = next((j for j in reply.result if j.get("job_id") == job_id), None)
                 if status is not None:
-                    self._follow(status["state"], status.get("progress", 0.0), status.get("error") or status.get("message", ""), {}, polled=True)
+                    self._follow(
+                        status["state"],
+                        status.get("progress", 0.0),
+                        status.get("error") or status.get("message", ""),
+                        {},
+                        polled=True,
+                    )
         finally:
             self._job_seen = time.monotonic()
             self._polling = False
@@ -305,7 +358,14 @@ class BacktestView(Vertical):
 
     # --- the running job -------------------------------------------------------------------------------
 
-    def _follow(self, state: str, progress: float, message: str, result: dict[str, Any], polled: bool = False) -> None:
+    def _follow(
+        self,
+        state: str,
+        progress: float,
+        message: str,
+        result: dict[str, Any],
+        polled: bool = False,
+    ) -> None:
         if not polled:
             self._job_seen = time.monotonic()
         bar = self.query_one("#bt-progress", ProgressBar)
@@ -313,14 +373,20 @@ class BacktestView(Vertical):
             self._job_done = True
             bar.update(progress=1.0)
             self.set_status(f"{self.job_id}: done — {message}")
-            if isinstance(result, dict) and result.get("runs"):  # the bt.result.<id> update carries the whole result
+            if isinstance(result, dict) and result.get(
+                "runs"
+            ):  # the bt.result.<id> update carries the whole result
                 self.show_result(result)
             else:
                 self.run_worker(self._fetch_result(self.job_id or ""), group="bt-commands")
         elif state == "failed":
             self._job_done = True
-            self.error(f"{self.job_id} failed: {message or (result.get('error', '') if isinstance(result, dict) else '')}")
+            self.error(
+                f"{self.job_id} failed: {message or (result.get('error', '') if isinstance(result, dict) else '')}"
+            )
         else:
             progress = min(max(finite(progress) or 0.0, 0.0), 1.0)
             bar.update(progress=progress)
-            self.set_status(f"{self.job_id}: {state} {progress:.0%}" + (f" — {message}" if message else ""))
+            self.set_status(
+                f"{self.job_id}: {state} {progress:.0%}" + (f" — {message}" if message else "")
+            )

@@ -48,7 +48,10 @@ def format_plan(plan: dict[str, Any]) -> Text:
     """The fetcher's `plan` answer: what will be fetched, how, why, what it costs, whether it fits."""
     r = plan.get("request", {})
     text = Text()
-    text.append(f"{','.join(r.get('symbols', []))}  {r.get('start')} .. {r.get('end')}  {r.get('interval')}", style="bold")
+    text.append(
+        f"{','.join(r.get('symbols', []))}  {r.get('start')} .. {r.get('end')}  {r.get('interval')}",
+        style="bold",
+    )
     text.append(f"  ({plan.get('trading_days', '?')} trading day(s))\n")
     text.append("method  ")
     text.append("flat files" if plan.get("method") == "flat_file" else "REST", style="bold")
@@ -59,10 +62,15 @@ def format_plan(plan: dict[str, Any]) -> Text:
             text.append(f"flat files unavailable: {plan['flat_files_error']}\n", style="yellow")
             text.append(f"        REST instead, up to {plan.get('rest_calls', 0)} call(s)\n")
         else:
-            text.append(f"{plan.get('files', 0)} day file(s), {human_bytes(plan.get('bytes_total', 0))}; {plan.get('files_cached', 0)} cached, {human_bytes(plan.get('bytes_to_download', 0))} to download\n")
+            text.append(
+                f"{plan.get('files', 0)} day file(s), {human_bytes(plan.get('bytes_total', 0))}; {plan.get('files_cached', 0)} cached, {human_bytes(plan.get('bytes_to_download', 0))} to download\n"
+            )
             missing = plan.get("missing_days") or []
             if missing:
-                text.append(f"        {len(missing)} day(s) not in the bucket: REST, up to {plan.get('rest_calls', 0)} call(s)\n", style="yellow")
+                text.append(
+                    f"        {len(missing)} day(s) not in the bucket: REST, up to {plan.get('rest_calls', 0)} call(s)\n",
+                    style="yellow",
+                )
     else:
         text.append(f"up to {plan.get('rest_calls', 0)} REST call(s)\n")
     text.append("quota   ")
@@ -81,7 +89,9 @@ def format_result(result: dict[str, Any]) -> Text:
     text = Text()
     text.append(clean(result.get("summary") or f"{rows} rows", 300), style="bold green")
     method = result.get("method_used") or result.get("method") or "?"
-    text.append(f"\nmethod {'flat files' if method == 'flat_file' else clean(method, 40)}", style="bold")
+    text.append(
+        f"\nmethod {'flat files' if method == 'flat_file' else clean(method, 40)}", style="bold"
+    )
     if result.get("reason"):
         text.append(f"  {clean(result['reason'], 300)}", style="dim")
     if result.get("fallback"):
@@ -91,13 +101,20 @@ def format_result(result: dict[str, Any]) -> Text:
         f"   {number(result.get('files_downloaded', 0))} file(s) downloaded, {number(result.get('files_cached', 0))} cached"
     )
     if result.get("path"):
-        text.append(f"\ndataset {clean(result.get('dataset', ''), 100)}  ->  {clean(result['path'], 300)}", style="dim")
+        text.append(
+            f"\ndataset {clean(result.get('dataset', ''), 100)}  ->  {clean(result['path'], 300)}",
+            style="dim",
+        )
     return text
 
 
 def dataset_row(d: dict[str, Any]) -> tuple[str, ...]:
     symbols = d.get("symbols") or []
-    shown = ",".join(symbols[:4]) + ("…" if len(symbols) > 4 else "") if isinstance(symbols, list) else str(symbols)
+    shown = (
+        ",".join(symbols[:4]) + ("…" if len(symbols) > 4 else "")
+        if isinstance(symbols, list)
+        else str(symbols)
+    )
     rows = d.get("rows")
     method = str(d.get("method") or "")
     return (
@@ -109,7 +126,9 @@ def dataset_row(d: dict[str, Any]) -> tuple[str, ...]:
         f"{rows:,}" if isinstance(rows, int) else str(rows or ""),
         "flat files" if method == "flat_file" else method,
         str(d.get("rest_calls", "")),
-        human_bytes(d["bytes_downloaded"]) if isinstance(d.get("bytes_downloaded"), int | float) else "",
+        human_bytes(d["bytes_downloaded"])
+        if isinstance(d.get("bytes_downloaded"), int | float)
+        else "",
         str(d.get("created") or "")[:19].replace("T", " "),
     )
 
@@ -148,7 +167,9 @@ class HistoryView(Vertical):
         super().__init__(**kwargs)
         self.job_id: str | None = None
         self._job_reply: dict[str, Any] = {}  # the fetch command's answer (the queued job)
-        self._job_polled: dict[str, Any] = {}  # the `job` command's answer, when job.<id> went quiet
+        self._job_polled: dict[
+            str, Any
+        ] = {}  # the `job` command's answer, when job.<id> went quiet
         self._job_since = 0.0
         self._job_asked = 0.0
         self._job_shown: tuple[Any, ...] = ()
@@ -167,23 +188,37 @@ class HistoryView(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="controls", id="history-form"):
             yield Input(placeholder="symbols, e.g. AAPL,MSFT", id="history-symbols")
-            yield Input(placeholder="start YYYY-MM-DD", id="history-start", restrict=r"[0-9-]*", max_length=10)
-            yield Input(placeholder="end YYYY-MM-DD", id="history-end", restrict=r"[0-9-]*", max_length=10)
-            yield Select([(i, i) for i in INTERVALS], value="1d", allow_blank=False, id="history-interval")
+            yield Input(
+                placeholder="start YYYY-MM-DD",
+                id="history-start",
+                restrict=r"[0-9-]*",
+                max_length=10,
+            )
+            yield Input(
+                placeholder="end YYYY-MM-DD", id="history-end", restrict=r"[0-9-]*", max_length=10
+            )
+            yield Select(
+                [(i, i) for i in INTERVALS], value="1d", allow_blank=False, id="history-interval"
+            )
             yield Select(METHODS, value="auto", allow_blank=False, id="history-method")
             yield Button("Plan", id="history-plan", variant="primary")
             yield Button("Fetch", id="history-fetch", variant="success")
         yield Static("", id="history-down")
         with Vertical(id="history-body"):
             with Horizontal(id="history-panels"):
-                yield Static("Fill in the form and press Plan to see the method and what the fetch will cost.", id="plan-panel")
+                yield Static(
+                    "Fill in the form and press Plan to see the method and what the fetch will cost.",
+                    id="plan-panel",
+                )
                 with Vertical(id="quota-panel"):
                     yield QuotaGauge("REST this minute", id="gauge-rest-minute")
                     yield QuotaGauge("REST today", id="gauge-rest-day")
                     yield QuotaGauge("Flat files (month)", id="gauge-s3-month")
                     yield Static("waiting for the fetcher's quota…", id="quota-note")
             with Vertical(id="job-panel"):
-                yield Label("No fetch yet: Plan shows what it will cost, Fetch runs it.", id="job-title")
+                yield Label(
+                    "No fetch yet: Plan shows what it will cost, Fetch runs it.", id="job-title"
+                )
                 yield ProgressBar(total=1.0, show_eta=False, id="job-progress")
                 yield Static("", id="job-result")
             yield DataTable(id="datasets", cursor_type="row", zebra_stripes=True)
@@ -192,7 +227,18 @@ class HistoryView(Vertical):
         self.query_one("#plan-panel").border_title = "Plan"
         self.query_one("#quota-panel").border_title = "Quota"
         self.query_one("#job-panel").border_title = "Job"
-        self.query_one("#datasets", DataTable).add_columns("Dataset", "Symbols", "Interval", "From", "To", "Rows", "Method", "REST calls", "Downloaded", "Created")
+        self.query_one("#datasets", DataTable).add_columns(
+            "Dataset",
+            "Symbols",
+            "Interval",
+            "From",
+            "To",
+            "Rows",
+            "Method",
+            "REST calls",
+            "Downloaded",
+            "Created",
+        )
         self.query_one("#history-down").display = False
         self.set_interval(1.0, self._watch_job)
 
@@ -226,7 +272,9 @@ class HistoryView(Vertical):
                 why = "The fetcher is not running"
             else:
                 why = f"The fetcher is not running (last heartbeat {(self.app.mesh.clock() - status.last_seen_ns) / 1e9:,.0f} s ago)"  # type: ignore[attr-defined]
-            down.update(f"{why}: plans, fetches, the quota and the datasets come from it.\nStart it with `massive run fetcher`, or the whole mesh with F5.")
+            down.update(
+                f"{why}: plans, fetches, the quota and the datasets come from it.\nStart it with `massive run fetcher`, or the whole mesh with F5."
+            )
         if up != self._was_up:
             self._was_up = up
             down.display = not up
@@ -244,13 +292,20 @@ class HistoryView(Vertical):
         if quota_age_s >= QUOTA_STALE_S and now - self._quota_asked >= QUOTA_EVERY_S:
             self._quota_asked = now
             self.run_worker(self._ask_quota(), group="history-quota", exclusive=True)
-        if self.job_id and self.job_id not in self._job_finished and now - self._job_since >= JOB_CHECK_AFTER_S and now - self._job_asked >= JOB_CHECK_AFTER_S:
+        if (
+            self.job_id
+            and self.job_id not in self._job_finished
+            and now - self._job_since >= JOB_CHECK_AFTER_S
+            and now - self._job_asked >= JOB_CHECK_AFTER_S
+        ):
             update = mesh.jobs.get(self.job_id)
             if update is None or update.state not in FINAL_STATES:
                 self._job_asked = now
                 self.run_worker(self._ask_job(self.job_id), group="history-job", exclusive=True)
 
-    async def _call(self, cmd: str, args: dict[str, Any] | None = None, **options: Any) -> control.Reply:
+    async def _call(
+        self, cmd: str, args: dict[str, Any] | None = None, **options: Any
+    ) -> control.Reply:
         """One command to the fetcher. While it is answering, its missing heartbeats do not mean it
         is gone: a plan that lists a large bucket keeps it busy for a while."""
         self._calls_in_flight += 1
@@ -279,18 +334,31 @@ class HistoryView(Vertical):
             return f"{used:,.0f} of {limit:,.0f} calls" if limit else f"{used:,.0f} (no limit)"
 
         # sys.quota comes from the bus: anything not a count is shown as 0
-        minute, per_minute = amount(q.get("rest_calls_minute")), amount(q.get("rest_calls_per_minute"))
+        minute, per_minute = (
+            amount(q.get("rest_calls_minute")),
+            amount(q.get("rest_calls_per_minute")),
+        )
         today, per_day = amount(q.get("rest_calls_today")), amount(q.get("rest_calls_per_day"))
         month, per_month = amount(q.get("s3_bytes_month")), amount(q.get("s3_bytes_per_month"))
-        self.query_one("#gauge-rest-minute", QuotaGauge).show(minute, per_minute, calls(minute, per_minute))
+        self.query_one("#gauge-rest-minute", QuotaGauge).show(
+            minute, per_minute, calls(minute, per_minute)
+        )
         self.query_one("#gauge-rest-day", QuotaGauge).show(today, per_day, calls(today, per_day))
-        self.query_one("#gauge-s3-month", QuotaGauge).show(month, per_month, f"{human_bytes(month)} of {human_bytes(per_month)}" if per_month else f"{human_bytes(month)} (no limit)")
+        self.query_one("#gauge-s3-month", QuotaGauge).show(
+            month,
+            per_month,
+            f"{human_bytes(month)} of {human_bytes(per_month)}"
+            if per_month
+            else f"{human_bytes(month)} (no limit)",
+        )
         resets = clean(q.get("day_resets", ""), 40)[:16].replace("T", " ")
         notes = [f"{number(q.get('s3_files_month', 0))} file(s) this month"]
         if resets:
             notes.append(f"day resets {resets} UTC")
         if q.get("throttled_24h") or q.get("refused_24h"):
-            notes.append(f"throttled {number(q.get('throttled_24h', 0))}, refused {number(q.get('refused_24h', 0))} in 24 h")
+            notes.append(
+                f"throttled {number(q.get('throttled_24h', 0))}, refused {number(q.get('refused_24h', 0))} in 24 h"
+            )
         note.update(literal("   ".join(notes)))
 
     async def _ask_quota(self) -> None:
@@ -310,7 +378,9 @@ class HistoryView(Vertical):
             self.app.notify("Type one or more symbols first, e.g. AAPL,MSFT", severity="warning")
             return None
         if not start or not end:
-            self.app.notify("Give a start and an end date (YYYY-MM-DD, both included)", severity="warning")
+            self.app.notify(
+                "Give a start and an end date (YYYY-MM-DD, both included)", severity="warning"
+            )
             return None
         return {
             "symbols": symbols,
@@ -351,7 +421,9 @@ class HistoryView(Vertical):
         self.follow_job(reply.result)
 
     def _refused(self, cmd: str, error: str) -> None:
-        self.query_one("#plan-panel", Static).update(Text(f"fetcher {cmd}: {error}", style="bold red"))
+        self.query_one("#plan-panel", Static).update(
+            Text(f"fetcher {cmd}: {error}", style="bold red")
+        )
         self.app.notify(f"fetcher {cmd}: {error}", severity="error", timeout=8)
 
     def show_plan(self, plan: dict[str, Any]) -> None:
@@ -378,8 +450,17 @@ class HistoryView(Vertical):
         if self.job_id is None:
             return {}
         update = self.app.mesh.jobs.get(self.job_id)  # type: ignore[attr-defined]
-        if update is not None and (update.state in FINAL_STATES or not self._job_polled or self._job_polled.get("state") not in FINAL_STATES):
-            return {"state": update.state, "progress": update.progress, "message": update.message, "result": update.result}
+        if update is not None and (
+            update.state in FINAL_STATES
+            or not self._job_polled
+            or self._job_polled.get("state") not in FINAL_STATES
+        ):
+            return {
+                "state": update.state,
+                "progress": update.progress,
+                "message": update.message,
+                "result": update.result,
+            }
         return self._job_polled or self._job_reply
 
     def _show_job(self) -> None:
@@ -393,7 +474,10 @@ class HistoryView(Vertical):
             return
         self._job_shown = key
         args = self._job_reply.get("args", {})
-        what = clean(f"{','.join(args.get('symbols', []))} {args.get('start', '')} .. {args.get('end', '')} {args.get('interval', '')}".strip(), 200)
+        what = clean(
+            f"{','.join(args.get('symbols', []))} {args.get('start', '')} .. {args.get('end', '')} {args.get('interval', '')}".strip(),
+            200,
+        )
         title = self.query_one("#job-title", Label)
         bar = self.query_one("#job-progress", ProgressBar)
         result = self.query_one("#job-result", Static)
@@ -413,8 +497,12 @@ class HistoryView(Vertical):
             self._job_finished.add(self.job_id)  # type: ignore[arg-type]
             if state == "done":
                 res: dict[str, Any] = job["result"] if isinstance(job.get("result"), dict) else {}
-                self._select_dataset = res.get("dataset") if isinstance(res.get("dataset"), str) else None
-                self.app.notify(f"fetch done: {res.get('summary') or res.get('dataset', '')}", timeout=8)
+                self._select_dataset = (
+                    res.get("dataset") if isinstance(res.get("dataset"), str) else None
+                )
+                self.app.notify(
+                    f"fetch done: {res.get('summary') or res.get('dataset', '')}", timeout=8
+                )
                 if self.app.connect:  # type: ignore[attr-defined]
                     self.refresh_datasets()
             else:
@@ -451,7 +539,9 @@ class HistoryView(Vertical):
                     current = None
             table.clear()
             for d in datasets:
-                table.add_row(*(literal(cell, limit=80) for cell in dataset_row(d)), key=str(d.get("name")))
+                table.add_row(
+                    *(literal(cell, limit=80) for cell in dataset_row(d)), key=str(d.get("name"))
+                )
             wanted = self._select_dataset or current
             names = [str(d.get("name")) for d in datasets]
             if wanted in names:

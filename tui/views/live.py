@@ -52,7 +52,11 @@ class LiveView(Vertical):
 
     def on_key(self, event: events.Key) -> None:
         # typing on the board filters it
-        if self.board.has_focus and event.character and (event.character.isalpha() or event.character in ".-:"):
+        if (
+            self.board.has_focus
+            and event.character
+            and (event.character.isalpha() or event.character in ".-:")
+        ):
             filter_input = self.query_one("#filter", Input)
             filter_input.value += event.character
             filter_input.focus()
@@ -73,7 +77,11 @@ class LiveView(Vertical):
         history = list(self.app.market.history.get(symbol, [])) if symbol else []  # type: ignore[attr-defined]
         spark.data = history
         if symbol and history:
-            label.update(literal(f"{clean(symbol, 30)}  mid {history[-1]:,.2f}   range {min(history):,.2f} – {max(history):,.2f} over {len(history)} s"))
+            label.update(
+                literal(
+                    f"{clean(symbol, 30)}  mid {history[-1]:,.2f}   range {min(history):,.2f} – {max(history):,.2f} over {len(history)} s"
+                )
+            )
         elif symbol:
             label.update(literal(f"{clean(symbol, 30)}: collecting prices…"))
 

@@ -32,5 +32,8 @@ class LogView(Vertical):
         """The event's text exactly as sent (never read as markup), control characters made visible."""
         text = Text()
         text.append(f"{clean(event.service, 30):>10} ! ", style="bold magenta")
-        text.append(clean(event.message, LINE_LIMIT, one_line=False), style=LEVEL_STYLES.get(event.level, ""))
+        text.append(
+            clean(event.message, LINE_LIMIT, one_line=False),
+            style=LEVEL_STYLES.get(event.level, ""),
+        )
         self.query_one(RichLog).write(text)

@@ -37,14 +37,22 @@ def malformed_cell(counters: dict[str, Any]) -> Text:
 
 def _detail(counters: dict[str, Any]) -> Text:
     skip = {"uptime_s", "commands", "command_errors", "malformed", *RATE_KEYS}
-    parts = [f"{clean(k, 30)}={brief(v, 40, depth=1)}" for k, v in list(counters.items())[:40] if k not in skip and v not in ("", None)]
+    parts = [
+        f"{clean(k, 30)}={brief(v, 40, depth=1)}"
+        for k, v in list(counters.items())[:40]
+        if k not in skip and v not in ("", None)
+    ]
     return literal("  ".join(parts[:6]), limit=200)
 
 
 def by_kind(counts: Mapping[str, int]) -> str:
     """`3 (body 2, payload 1)`, or `0`."""
     count = sum(counts.values())
-    return f"{count:,}" + (" (" + ", ".join(f"{kind} {n:,}" for kind, n in sorted(counts.items())) + ")" if count else "")
+    return f"{count:,}" + (
+        " (" + ", ".join(f"{kind} {n:,}" for kind, n in sorted(counts.items())) + ")"
+        if count
+        else ""
+    )
 
 
 class MeshView(Vertical):
@@ -58,7 +66,9 @@ class MeshView(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("Service", "Status", "State", "Seen", "Rate", "Malformed", "Counters", "Message")
+        table.add_columns(
+            "Service", "Status", "State", "Seen", "Rate", "Malformed", "Counters", "Message"
+        )
 
     def tick(self) -> None:
         mesh = self.app.mesh  # type: ignore[attr-defined]
@@ -97,14 +107,19 @@ class MeshView(Vertical):
         text = Text()
         text.append("bus ")
         if mesh.bus_up:
-            text.append(f"{number(bus.get('msgs_per_s', 0), ',.0f')} msg/s  {number(amount(bus.get('bytes_per_s')) / 1e6, ',.1f')} MB/s", style="bold")
+            text.append(
+                f"{number(bus.get('msgs_per_s', 0), ',.0f')} msg/s  {number(amount(bus.get('bytes_per_s')) / 1e6, ',.1f')} MB/s",
+                style="bold",
+            )
         else:
             text.append("DOWN", style="bold red")
         if ingest:
             lag = finite(ingest.get("last_event_age_s", -1))
             connection = ingest.get("connection", "?")
             text.append("   ingest ")
-            text.append_text(literal(connection, "green" if connection == "streaming" else "bold red", limit=30))
+            text.append_text(
+                literal(connection, "green" if connection == "streaming" else "bold red", limit=30)
+            )
             text.append("   lag ")
             if lag is None or lag < 0:
                 text.append("no events yet", style="yellow")
@@ -114,7 +129,9 @@ class MeshView(Vertical):
                     text.append(" LAGGING", style="bold white on red")
             text.append(f"   reconnects {number(ingest.get('reconnects', 0))}")
             if ingest.get("server_status"):
-                text.append_text(literal(f"   server: {clean(ingest['server_status'], 120)}", "dim"))
+                text.append_text(
+                    literal(f"   server: {clean(ingest['server_status'], 120)}", "dim")
+                )
         return text
 
     def dashboard_summary(self) -> Text:
@@ -126,7 +143,10 @@ class MeshView(Vertical):
         failed = sum(app.draw_errors.values())  # type: ignore[attr-defined]
         bad = sum(malformed.values()) + sum(skipped.values()) + dropped + failed
         text = Text("dashboard ", style="bold")
-        text.append(f"malformed {by_kind(malformed)}   skipped {by_kind(skipped)}   rows dropped {dropped:,}", style="bold red" if bad else "dim")
+        text.append(
+            f"malformed {by_kind(malformed)}   skipped {by_kind(skipped)}   rows dropped {dropped:,}",
+            style="bold red" if bad else "dim",
+        )
         if failed:
             text.append(f"   draw failures {failed:,} (see Logs)", style="bold red")
         return text

@@ -22,7 +22,11 @@ def _sum(value: Any) -> int:
 def format_stats(stats: dict[str, Any]) -> Text:
     """The recorder's `sys.stats.recorder` (or heartbeat counters) as one readable line, drawn literally."""
     rows = stats.get("rows", 0)
-    per_table = "  (" + ", ".join(f"{clean(k, 20)} {number(v)}" for k, v in list(rows.items())[:8]) + ")" if isinstance(rows, dict) and rows else ""
+    per_table = (
+        "  (" + ", ".join(f"{clean(k, 20)} {number(v)}" for k, v in list(rows.items())[:8]) + ")"
+        if isinstance(rows, dict) and rows
+        else ""
+    )
     wal = stats.get("wal_depth", {})
     gaps = stats.get("gaps", 0)
     parts = [
@@ -31,7 +35,9 @@ def format_stats(stats: dict[str, Any]) -> Text:
         f"events/s: {number(stats.get('events_per_s', 0), ',.0f')}",
         f"rows: {_sum(rows):,}{per_table}",
         f"written: {amount(stats.get('bytes_written')) / 1e6:,.1f} MB in {number(stats.get('files', 0))} files",
-        f"WAL: {number(wal.get('segments', 0))} segments, {number(wal.get('at_risk_ms', 0), '.0f')} ms at risk" if isinstance(wal, dict) else "",
+        f"WAL: {number(wal.get('segments', 0))} segments, {number(wal.get('at_risk_ms', 0), '.0f')} ms at risk"
+        if isinstance(wal, dict)
+        else "",
         f"gaps: {number(gaps.get('recorded', 0) if isinstance(gaps, dict) else gaps)}",
         f"frames lost: {_sum(stats.get('dropped', 0)):,}",
     ]
@@ -40,7 +46,21 @@ def format_stats(stats: dict[str, Any]) -> Text:
     return literal("   ".join(p for p in parts if p), limit=2000)
 
 
-MANIFEST_SUMMARY = ("name", "location", "state", "clean", "error", "symbols", "first_event", "last_event", "rows", "bytes", "gaps_total", "missing_total", "updated")
+MANIFEST_SUMMARY = (
+    "name",
+    "location",
+    "state",
+    "clean",
+    "error",
+    "symbols",
+    "first_event",
+    "last_event",
+    "rows",
+    "bytes",
+    "gaps_total",
+    "missing_total",
+    "updated",
+)
 
 
 def read_sessions(recordings: Path) -> list[dict[str, Any]]:
@@ -83,7 +103,16 @@ class RecordingView(Vertical):
         yield Static("", id="manifest")
 
     def on_mount(self) -> None:
-        self.query_one("#sessions", DataTable).add_columns("Session", "State", "Symbols", "Rows", "First event", "Last event", "Gaps", "Ended cleanly")
+        self.query_one("#sessions", DataTable).add_columns(
+            "Session",
+            "State",
+            "Symbols",
+            "Rows",
+            "First event",
+            "Last event",
+            "Gaps",
+            "Ended cleanly",
+        )
         self.refresh_sessions()
         self.set_interval(2.0, self.refresh_sessions)
 
@@ -92,10 +121,14 @@ class RecordingView(Vertical):
         status = mesh.services.get("recorder")
         stats_widget = self.query_one("#record-stats", Static)
         if status is None:
-            stats_widget.update("The recorder is not running (start the mesh, or `massive run recorder`).")
+            stats_widget.update(
+                "The recorder is not running (start the mesh, or `massive run recorder`)."
+            )
             return
         up = "up" if status.up(mesh.clock()) else "DOWN"
-        stats_widget.update(Text(f"recorder {up}   ").append_text(format_stats(status.stats or status.counters)))
+        stats_widget.update(
+            Text(f"recorder {up}   ").append_text(format_stats(status.stats or status.counters))
+        )
 
     @work(thread=True, exclusive=True, group="sessions")
     def refresh_sessions(self) -> None:
@@ -115,12 +148,21 @@ class RecordingView(Vertical):
             table.add_row(
                 literal(s["name"], limit=60),
                 literal(s.get("state", "?"), limit=20),
-                literal(",".join(clean(x, 12) for x in symbols[:4]) + ("…" if len(symbols) > 4 else "") if isinstance(symbols, list) else symbols, limit=60),
+                literal(
+                    ",".join(clean(x, 12) for x in symbols[:4]) + ("…" if len(symbols) > 4 else "")
+                    if isinstance(symbols, list)
+                    else symbols,
+                    limit=60,
+                ),
                 f"{_sum(s.get('rows', 0)):,}",
                 literal(s.get("first_event") or "", limit=23),
                 literal(s.get("last_event") or "", limit=23),
                 literal(gaps, limit=20),
-                literal("yes" if s.get("clean") else (f"no: {clean(s['error'], 100)}" if s.get("error") else "no")),
+                literal(
+                    "yes"
+                    if s.get("clean")
+                    else (f"no: {clean(s['error'], 100)}" if s.get("error") else "no")
+                ),
                 key=s["name"],
             )
 
@@ -132,7 +174,9 @@ class RecordingView(Vertical):
             shown = {k: v for k, v in manifest.items() if k in MANIFEST_SUMMARY}
             runs = manifest.get("runs")
             shown["runs"] = len(runs) if isinstance(runs, list) else 0
-            self.query_one("#manifest", Static).update(literal(json.dumps(shown, indent=1, default=str), limit=2000, one_line=False))
+            self.query_one("#manifest", Static).update(
+                literal(json.dumps(shown, indent=1, default=str), limit=2000, one_line=False)
+            )
 
     @on(Button.Pressed, "#record-start")
     def _start(self) -> None:

@@ -84,7 +84,14 @@ def dataset_key(dataset: dict[str, Any], all_datasets: list[dict[str, Any]]) -> 
 def dataset_row(d: dict[str, Any]) -> tuple[str, ...]:
     """Name, kind, symbols, start, end, rows of one `datasets` entry."""
     if d.get("error"):
-        return (str(d.get("name")), str(d.get("kind", "?")), f"unreadable: {d['error']}"[:60], "—", "—", "—")
+        return (
+            str(d.get("name")),
+            str(d.get("kind", "?")),
+            f"unreadable: {d['error']}"[:60],
+            "—",
+            "—",
+            "—",
+        )
     symbols = list(d.get("symbols") or [])
     shown = ",".join(symbols[:4]) + (f" +{len(symbols) - 4}" if len(symbols) > 4 else "")
     rows = d.get("rows") or {}
@@ -93,7 +100,9 @@ def dataset_row(d: dict[str, Any]) -> tuple[str, ...]:
         str(d.get("name")),
         str(d.get("kind", "?")),
         shown or "—",
-        ns_time(d.get("start_ns"), True) if d.get("start_ns") is not None else str(d.get("start") or "—"),
+        ns_time(d.get("start_ns"), True)
+        if d.get("start_ns") is not None
+        else str(d.get("start") or "—"),
         ns_time(d.get("end_ns"), True) if d.get("end_ns") is not None else str(d.get("end") or "—"),
         f"{total:,}",
     )
@@ -145,8 +154,19 @@ class EquityPlot(PlotextPlot):
     def show(self, runs: list[dict[str, Any]]) -> None:
         plt = self.plt
         plt.clear_figure()
-        curves = [(clean(r.get("label", "?"), 40), (r.get("equity") or {}).get("ts") or [], (r.get("equity") or {}).get("equity") or []) for r in runs]
-        curves = [(label, ts, eq) for label, ts, eq in curves if ts and len(ts) == len(eq) and _plottable(ts) and _plottable(eq)]
+        curves = [
+            (
+                clean(r.get("label", "?"), 40),
+                (r.get("equity") or {}).get("ts") or [],
+                (r.get("equity") or {}).get("equity") or [],
+            )
+            for r in runs
+        ]
+        curves = [
+            (label, ts, eq)
+            for label, ts, eq in curves
+            if ts and len(ts) == len(eq) and _plottable(ts) and _plottable(eq)
+        ]
         if not curves:
             plt.title("no equity curve yet: run a backtest")
             self.refresh()
@@ -158,7 +178,10 @@ class EquityPlot(PlotextPlot):
             plt.plot([(t - t0) / 1e9 for t in ts], list(eq), label=label)
         ticks = [span / 1e9 * i / 4 for i in range(5)]
         fmt = "%Y-%m-%d" if span >= 3 * 86400 * 10**9 else "%m-%d %H:%M"
-        plt.xticks(ticks, [datetime.fromtimestamp((t0 + t * 1e9) / 1e9, tz=UTC).strftime(fmt) for t in ticks])
+        plt.xticks(
+            ticks,
+            [datetime.fromtimestamp((t0 + t * 1e9) / 1e9, tz=UTC).strftime(fmt) for t in ticks],
+        )
         plt.title("Equity")
         self.refresh()
 
@@ -171,9 +194,16 @@ class MetricsTable(DataTable[str | Text]):
         self.clear(columns=True)
         self.add_column("Metric", key="metric")
         for i, r in enumerate(runs):
-            self.add_column(literal(r.get("label") or r.get("strategy") or f"run {i + 1}", limit=40), key=f"run-{i}")
+            self.add_column(
+                literal(r.get("label") or r.get("strategy") or f"run {i + 1}", limit=40),
+                key=f"run-{i}",
+            )
         for key, label, fmt in METRIC_ROWS:
-            self.add_row(label, *(literal(metric_cell(r.get("metrics") or {}, key, fmt), limit=30) for r in runs), key=key)
+            self.add_row(
+                label,
+                *(literal(metric_cell(r.get("metrics") or {}, key, fmt), limit=30) for r in runs),
+                key=key,
+            )
         if runs:
             self.move_cursor(column=1)  # the first run, whose trades are shown
 
@@ -214,4 +244,6 @@ def trades_caption(run: dict[str, Any] | None) -> str:
     shown = len((run.get("trades") or {}).get("symbol") or [])
     total = run.get("trades_total", shown)
     more = f" (the last {shown} of {total:,})" if run.get("trades_truncated") else ""
-    return f"Trades of {run.get('label', '?')}: {total:,}{more}   (←/→ in the metrics picks the run)"
+    return (
+        f"Trades of {run.get('label', '?')}: {total:,}{more}   (←/→ in the metrics picks the run)"
+    )

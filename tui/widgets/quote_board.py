@@ -80,7 +80,18 @@ def _time(ns: int) -> str:
 def cells(row: BoardRow) -> list[str]:
     change = "" if row.change is None else f"{row.change:+.2f}"
     spread = "" if row.spread is None else f"{row.spread:.2f}"
-    return [row.symbol, _price(row.bid), _price(row.ask), _int(row.bid_size), _int(row.ask_size), _price(row.last), change, spread, _int(row.volume), _time(row.updated_ns)]
+    return [
+        row.symbol,
+        _price(row.bid),
+        _price(row.ask),
+        _int(row.bid_size),
+        _int(row.ask_size),
+        _price(row.last),
+        change,
+        spread,
+        _int(row.volume),
+        _time(row.updated_ns),
+    ]
 
 
 def _fit(value: str, width: int) -> str:
@@ -156,7 +167,9 @@ class QuoteBoard(ScrollView, can_focus=True):
             "cursor": Style(reverse=True),
             "plain": Style(),
             "dim": Style(dim=True),
-            "selected": Style(underline=True, bold=True),  # the cursor's symbol while the board is not focused
+            "selected": Style(
+                underline=True, bold=True
+            ),  # the cursor's symbol while the board is not focused
         }
 
     @property
@@ -229,15 +242,32 @@ class QuoteBoard(ScrollView, can_focus=True):
         self.renders += 1
         self.last_render = time.monotonic()
         if y == 0:
-            text = " ".join(self._header_title(title, key).ljust(w) if i == 0 else self._header_title(title, key).rjust(w) for i, (title, w, key) in enumerate(COLUMNS))
-            return Strip([Segment(text, self._styles["header"])]).adjust_cell_length(width, self._styles["header"])
+            text = " ".join(
+                self._header_title(title, key).ljust(w)
+                if i == 0
+                else self._header_title(title, key).rjust(w)
+                for i, (title, w, key) in enumerate(COLUMNS)
+            )
+            return Strip([Segment(text, self._styles["header"])]).adjust_cell_length(
+                width, self._styles["header"]
+            )
         index = self.scroll_offset.y + y - 1
         if index >= len(self.rows):
             return Strip.blank(width)
         row = self.rows[index]
         values = cells(row)
-        base = self._styles["cursor"] if index == self.cursor and self.has_focus else self._styles["plain"]
-        flash = self._styles["up"] if row.direction > 0 else self._styles["down"] if row.direction < 0 else None
+        base = (
+            self._styles["cursor"]
+            if index == self.cursor and self.has_focus
+            else self._styles["plain"]
+        )
+        flash = (
+            self._styles["up"]
+            if row.direction > 0
+            else self._styles["down"]
+            if row.direction < 0
+            else None
+        )
         # one segment per run of equally styled cells (usually three to five a line, not twenty):
         # Textual's cost per line grows with its segments
         segments: list[Segment] = []
@@ -269,7 +299,9 @@ class QuoteBoard(ScrollView, can_focus=True):
                 run, run_style = [" "], base
         if run:
             segments.append(Segment("".join(run), run_style))
-        used = sum(len(segment.text) for segment in segments) + wide  # cells: one per character but in the symbol
+        used = (
+            sum(len(segment.text) for segment in segments) + wide
+        )  # cells: one per character but in the symbol
         if used < width:  # pad here rather than have the Strip copied to pad it
             segments.append(Segment(" " * (width - used), base))
             used = width
