@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mesh import intervals
+
 MARKET = "stocks"
 
 MARKET_DATA = "md."
@@ -24,7 +26,7 @@ BAR_1S = "bar1s"
 BAR_1M = "bar1m"
 GAP = "gap"
 MARKET_DATA_KINDS = (QUOTE, TRADE, BAR_1S, BAR_1M, GAP)
-BAR_KIND_BY_INTERVAL = {"1s": BAR_1S, "1m": BAR_1M}
+BAR_KIND_BY_INTERVAL = {intervals.SECOND.name: BAR_1S, intervals.MINUTE.name: BAR_1M}
 
 _PART = re.compile(r"[A-Za-z0-9_\-]+")
 
@@ -50,11 +52,13 @@ def trades(market: str = MARKET) -> str:
     return market_data(TRADE, market)
 
 
-def bars(interval: str, market: str = MARKET) -> str:
+def bars(interval: str | intervals.Interval, market: str = MARKET) -> str:
+    """`md.bar1s.<market>` or `md.bar1m.<market>`; any spelling of 1 s or 1 min (`1min`, `minute`)."""
     try:
-        return market_data(BAR_KIND_BY_INTERVAL[interval], market)
-    except KeyError:
-        raise TopicError(f"no bar topic for interval {interval!r}; expected 1s or 1m") from None
+        name = intervals.parse_name(interval, allowed=intervals.RECORDED)
+    except intervals.IntervalError as exc:
+        raise TopicError(f"no bar topic for interval {str(interval)[:40]!r}: {exc}") from None
+    return market_data(BAR_KIND_BY_INTERVAL[name], market)
 
 
 def gaps(market: str = MARKET) -> str:
