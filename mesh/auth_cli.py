@@ -11,13 +11,17 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mesh import auth
+from mesh.commandline import load_config
+
+if TYPE_CHECKING:
+    from mesh.commandline import Subparsers
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser(
+def register(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
         "auth",
         help="keys that may use the bus: add, list, revoke",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
@@ -46,9 +50,7 @@ def register(sub: Any) -> None:
 
 
 def _store() -> auth.KeyStore:
-    from mesh.cli import _load_config
-
-    return auth.KeyStore(_load_config().data_dir)
+    return auth.KeyStore(load_config().data_dir)
 
 
 def _fail(exc: auth.AuthError) -> int:

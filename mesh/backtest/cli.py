@@ -12,7 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from mesh.commandline import CliError, load_config
+
+if TYPE_CHECKING:
+    from mesh.commandline import Subparsers
 
 DESCRIPTION = """\
 Backtest strategies on a recording (MESH_DATA_DIR/recordings/NAME), a historical dataset
@@ -31,7 +36,7 @@ examples:
 see docs/backtest.md for strategies, costs and metrics"""
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "backtest",
         help="backtest strategies on recorded or historical data",
@@ -138,16 +143,13 @@ def register(subparsers: Any) -> None:
 
 
 def _fail(message: str, code: int = 1) -> Exception:
-    from mesh.cli import CliError
-
     return CliError(message, code)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from mesh.backtest.errors import BacktestError, DatasetError
-    from mesh.cli import _load_config
 
-    config = _load_config()
+    config = load_config()
     try:
         if args.strategies:
             return _list_strategies(args.json)

@@ -12,13 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mesh.argtypes import non_negative_int
+from mesh.commandline import CliError, load_config
 from mesh.fetcher.ledger import human_bytes
 from mesh.fetcher.request import INTERVALS, METHODS
 
+if TYPE_CHECKING:
+    from mesh.commandline import Subparsers
 
-def register(subparsers: Any) -> None:
+
+def register(subparsers: Subparsers) -> None:
     fetch = subparsers.add_parser(
         "fetch",
         help="download history over REST or S3 flat files (auto-chosen), within the quota",
@@ -74,7 +79,7 @@ def register(subparsers: Any) -> None:
     )
     quota.add_argument(
         "--rest-today",
-        type=_count,
+        type=non_negative_int,
         metavar="N",
         help="with --repair: REST calls really used today (UTC), instead of the daily limit",
     )
@@ -87,16 +92,6 @@ def register(subparsers: Any) -> None:
     quota.set_defaults(func=cmd_quota)
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
-    return value
-
-
 def _size(text: str) -> int:
     from mesh.config import ConfigError, parse_bytes
 
@@ -106,15 +101,7 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _config() -> Any:
-    from mesh.cli import _load_config
-
-    return _load_config()
-
-
-def _fail(message: str, code: int) -> Any:
-    from mesh.cli import CliError
-
+def _fail(message: str, code: int) -> CliError:
     return CliError(message, code)
 
 
@@ -124,7 +111,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from mesh.fetcher.fetch import Fetcher
     from mesh.fetcher.request import make_request
 
-    config = _config()
+    config = load_config()
     try:
         request = make_request(args.symbols, args.start, args.end, args.interval, args.method)
         if args.name:
@@ -246,7 +233,7 @@ def cmd_quota(args: argparse.Namespace) -> int:
 
     if (args.rest_today is not None or args.bytes_month is not None) and not args.repair:
         raise _fail("--rest-today and --bytes-month only go with --repair", 2)
-    ledger = QuotaLedger.for_config(_config())
+    ledger = QuotaLedger.for_config(load_config())
     if args.repair:
         try:
             done = ledger.repair(rest_today=args.rest_today, bytes_month=args.bytes_month)

@@ -9,16 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mesh.argtypes import positive_int
-
-DEFAULT_LOAD_BATCH_ROWS = (
-    10_000  # loads send bigger batches than the live service: nothing waits on latency
+from mesh.commandline import BAD_USAGE, CliError, load_config
+from mesh.kdb.defaults import (
+    DEFAULT_LOAD_BATCH_ROWS,
+    DEFAULT_LOAD_FUNCTION,
+    DEFAULT_LOAD_TIMEOUT_S,
 )
 
+if TYPE_CHECKING:
+    from mesh.commandline import Subparsers
 
-def register(subparsers: Any) -> None:
+
+def register(subparsers: Subparsers) -> None:
     kdb = subparsers.add_parser(
         "kdb",
         help="kdb+: load a recorded or historical dataset, print the q schema",
@@ -48,8 +53,8 @@ def register(subparsers: Any) -> None:
     )
     load.add_argument(
         "--function",
-        default=".u.upd",
-        help="q function called with (table; columns) (default .u.upd; `upd` for an RDB)",
+        default=DEFAULT_LOAD_FUNCTION,
+        help=f"q function called with (table; columns) (default {DEFAULT_LOAD_FUNCTION}; `upd` for an RDB)",
     )
     load.add_argument(
         "--interval",
@@ -58,8 +63,8 @@ def register(subparsers: Any) -> None:
     load.add_argument(
         "--timeout",
         type=float,
-        default=30.0,
-        help="give up after kdb+ takes nothing for this many seconds (default 30)",
+        default=DEFAULT_LOAD_TIMEOUT_S,
+        help=f"give up after kdb+ takes nothing for this many seconds (default {DEFAULT_LOAD_TIMEOUT_S:g})",
     )
     load.set_defaults(func=cmd_load)
 
@@ -85,37 +90,25 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Failed(Exception):
-    """A one-line error for the user (kept local: `python -m mesh.cli` has its own CliError class)."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def cmd_load(args: argparse.Namespace) -> int:
     try:
         return _load(args)
-    except _Failed as exc:
+    except CliError as exc:
         print(f"massive kdb load: {exc}", file=sys.stderr)
         return exc.code
 
 
 def _load(args: argparse.Namespace) -> int:
-    from mesh.config import Config, ConfigError
     from mesh.kdb.ipc import QIPCError
     from mesh.kdb.load import DatasetError, LoadError, Source, discover, load, resolve
 
-    try:
-        config = Config.load()
-    except ConfigError as exc:
-        raise _Failed(f"configuration: {exc}", 2) from None
+    config = load_config()
     target = _target(args.target, config.kdb_tickerplant)
     try:
         path = resolve(args.dataset, config.data_dir)
         sources = discover(path)
     except DatasetError as exc:
-        raise _Failed(str(exc)) from None
+        raise CliError(str(exc)) from None
     total = sum(s.rows for s in sources)
     print(
         f"loading {total:,} rows from {path} ({', '.join(f'{s.path.name}: {s.table}' for s in sources)}) into kdb+ at {target.host}:{target.port}",
@@ -159,7 +152,7 @@ def _load(args: argparse.Namespace) -> int:
                 sources=sources,
             )
         except (QIPCError, LoadError, DatasetError) as exc:
-            raise _Failed(str(exc)) from None
+            raise CliError(str(exc)) from None
     seconds = time.monotonic() - start
     rows = sum(confirmed.values())
     detail = ", ".join(f"{table} {n:,}" for table, n in confirmed.items())
@@ -174,16 +167,16 @@ def _target(spec: str | None, configured: Any) -> Any:
 
     if spec is None:
         if configured is None:
-            raise _Failed(
+            raise CliError(
                 "no kdb+ target: set KDB_TICKERPLANT=host:port[:user:password] or pass --target host:port",
-                2,
+                BAD_USAGE,
             )
         return configured
     host, _, port = spec.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise _Failed(
+        raise CliError(
             f"--target {spec!r}: expected host:port (credentials go in KDB_TICKERPLANT, never on the command line)",
-            2,
+            BAD_USAGE,
         )
     if configured is not None and (configured.host, configured.port) == (host, int(port)):
         return configured  # the same endpoint: keep its credentials

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from mesh.config import KdbTarget
 from mesh.kdb.buffer import Chunk
-from mesh.kdb.cli import DEFAULT_LOAD_BATCH_ROWS
+from mesh.kdb.defaults import DEFAULT_LOAD_BATCH_ROWS
 from mesh.kdb.schema import TABLES
 from mesh.kdb.sender import Sender, SenderOptions
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mesh import client, control
-from mesh.config import Config
+from mesh.commandline import load_config
+
+if TYPE_CHECKING:
+    from mesh.commandline import Subparsers
 
 SERVICE = "recorder"
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     record = subparsers.add_parser(
         "record",
         help="start, stop and inspect recordings (the recorder service must be running)",
@@ -49,14 +52,8 @@ def register(subparsers: Any) -> None:
     status.set_defaults(func=cmd_status)
 
 
-def _config() -> Config:
-    from mesh.cli import _load_config
-
-    return _load_config()
-
-
 def cmd_start(args: argparse.Namespace) -> int:
-    config = _config()
+    config = load_config()
     report = client.call(
         SERVICE,
         "start",
@@ -70,7 +67,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    config = _config()
+    config = load_config()
     report = client.call(SERVICE, "stop", config=config, timeout=5.0, busy_wait=control.BUSY_WAIT)
     deadline = time.monotonic() + args.wait
     while (report.get("session") or {}).get("state") == "stopping" and time.monotonic() < deadline:
@@ -82,7 +79,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    report = client.call(SERVICE, "status", config=_config(), busy_wait=control.BUSY_WAIT)
+    report = client.call(SERVICE, "status", config=load_config(), busy_wait=control.BUSY_WAIT)
     session = report.get("session")
     headline = "not recording" if not session else f"{session['session']}: {session['state']}"
     _print(report, args.json, headline)
