@@ -2,12 +2,18 @@
 
 One calendar for the whole mesh: the simulator makes history only for trading days, and the
 fetcher counts and plans them (a weekend-only request is refused before anything is spent), so
-both must agree with each other and with Massive. Holidays follow the exchange's published rules.
+both must agree with each other and with Massive. The sessions are exchange-calendars' XNYS
+(holidays, early closes and one-off closures such as 2001-09-11..14 or 2012-10-29/30), loaded
+once per process over a fixed span and kept as a set and a sorted tuple, so a per-day question
+is a set lookup and a range is a slice.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -16,87 +22,90 @@ import numpy as np
 ET = ZoneInfo("America/New_York")
 NS = 1_000_000_000
 
-# One-off closures (national days of mourning) that no rule predicts.
-SPECIAL_CLOSURES = {dt.date(2018, 12, 5), dt.date(2025, 1, 9)}
+# The span the calendar answers for: XNYS's modelled history (its rules go back to 1885) to the
+# end of the century. Dates more than about a year ahead follow today's rules: a future one-off
+# closure is not known yet. Outside the span every question raises CalendarRangeError.
+FIRST_DAY = dt.date(1885, 1, 1)
+LAST_DAY = dt.date(2099, 12, 31)
 
 
-def _easter(year: int) -> dt.date:
-    """Gregorian Easter Sunday (anonymous algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    el = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * el) // 451
-    month, day = divmod(h + el - 7 * m + 114, 31)
-    return dt.date(year, month, day + 1)
+class CalendarRangeError(ValueError):
+    """A date outside the span the NYSE calendar answers for."""
+
+    def __init__(self, day: dt.date) -> None:
+        super().__init__(f"{day} is outside the NYSE calendar's range ({FIRST_DAY} to {LAST_DAY})")
+        self.day = day
 
 
-def _nth_weekday(year: int, month: int, weekday: int, n: int) -> dt.date:
-    first = dt.date(year, month, 1)
-    return first + dt.timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
+@dataclass(frozen=True)
+class Sessions:
+    """Every XNYS session in [FIRST_DAY, LAST_DAY], and those that close early."""
+
+    days: tuple[dt.date, ...]  # ascending
+    trading: frozenset[dt.date]
+    early_closes: frozenset[dt.date]  # sessions closing before the regular 16:00
 
 
-def _last_weekday(year: int, month: int, weekday: int) -> dt.date:
-    last = dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
-    return last - dt.timedelta(days=(last.weekday() - weekday) % 7)
+@lru_cache(maxsize=1)
+def sessions() -> Sessions:
+    """XNYS over the calendar's span, loaded on first use (about 0.4 s) and kept."""
+    import exchange_calendars as xcals  # imported here: it costs a pandas import and a build
+
+    with warnings.catch_warnings():
+        # exchange-calendars reads a tz-aware Series' .values, which pandas 3 deprecates
+        warnings.simplefilter("ignore", DeprecationWarning)
+        xnys = xcals.get_calendar("XNYS", start=FIRST_DAY.isoformat(), end=LAST_DAY.isoformat())
+    days = tuple(_dates(xnys.sessions.values))
+    early = frozenset(_dates(xnys.early_closes.values))
+    return Sessions(days, frozenset(days), early)
 
 
-def _observed(day: dt.date) -> dt.date:
-    """Saturday holidays move to Friday, Sunday ones to Monday."""
-    if day.weekday() == 5:
-        return day - dt.timedelta(days=1)
-    if day.weekday() == 6:
-        return day + dt.timedelta(days=1)
-    return day
+def _dates(values: np.ndarray) -> list[dt.date]:
+    """datetime64 values -> dates, in one numpy conversion rather than a Timestamp each."""
+    dates: list[dt.date] = values.astype("datetime64[D]").tolist()
+    return dates
 
 
-@lru_cache(maxsize=64)
-def nyse_holidays(year: int) -> frozenset[dt.date]:
-    """Full-day NYSE closures in `year`, by the exchange's rules."""
-    days = {
-        _nth_weekday(year, 1, 0, 3),  # Martin Luther King Jr. Day
-        _nth_weekday(year, 2, 0, 3),  # Washington's Birthday
-        _easter(year) - dt.timedelta(days=2),  # Good Friday
-        _last_weekday(year, 5, 0),  # Memorial Day
-        _observed(dt.date(year, 7, 4)),  # Independence Day
-        _nth_weekday(year, 9, 0, 1),  # Labor Day
-        _nth_weekday(year, 11, 3, 4),  # Thanksgiving
-        _observed(dt.date(year, 12, 25)),  # Christmas
-    }
-    new_year = dt.date(year, 1, 1)
-    if new_year.weekday() != 5:  # NYSE does not close the Friday before a Saturday New Year
-        days.add(_observed(new_year))
-    if year >= 2022:
-        days.add(_observed(dt.date(year, 6, 19)))  # Juneteenth
-    days |= {d for d in SPECIAL_CLOSURES if d.year == year}
-    return frozenset(days)
+def _check(day: dt.date) -> None:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise CalendarRangeError(day)
 
 
 def is_trading_day(day: dt.date) -> bool:
-    return day.weekday() < 5 and day not in nyse_holidays(day.year)
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise CalendarRangeError(day)
+    return day in sessions().trading
 
 
 def is_early_close(day: dt.date) -> bool:
-    """13:00 closes: July 3, the day after Thanksgiving, Christmas Eve (when they are trading days)."""
-    if not is_trading_day(day):
-        return False
-    if day.month == 7 and day.day == 3 or day.month == 12 and day.day == 24:
-        return True
-    return day == _nth_weekday(day.year, 11, 3, 4) + dt.timedelta(days=1)
+    """A session that closes early (13:00 in recent years: July 3, the day after Thanksgiving, Christmas Eve)."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise CalendarRangeError(day)
+    return day in sessions().early_closes
 
 
 def trading_days(start: dt.date, end: dt.date) -> list[dt.date]:
     """Trading days in [start, end], ascending."""
-    out = []
-    day = start
-    while day <= end:
-        if is_trading_day(day):
-            out.append(day)
-        day += dt.timedelta(days=1)
-    return out
+    if end < start:
+        return []
+    _check(start)
+    _check(end)
+    days = sessions().days
+    return list(days[bisect.bisect_left(days, start) : bisect.bisect_right(days, end)])
+
+
+@lru_cache(maxsize=256)
+def nyse_holidays(year: int) -> frozenset[dt.date]:
+    """Weekdays of `year` with no session: holidays and one-off closures."""
+    first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    _check(first)
+    _check(last)
+    trading = sessions().trading
+    return frozenset(
+        day
+        for day in (first + dt.timedelta(days=i) for i in range((last - first).days + 1))
+        if day.weekday() < 5 and day not in trading
+    )
 
 
 def today_et(now_ns: int | None = None) -> dt.date:

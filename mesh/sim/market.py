@@ -17,7 +17,6 @@ import numpy as np
 
 from mesh.calendar import (  # noqa: F401  (re-exported: the sim's modules use market.<name>)
     ET,
-    SPECIAL_CLOSURES,
     et_date_of_ns,
     is_early_close,
     is_trading_day,
