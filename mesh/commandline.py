@@ -62,4 +62,6 @@ class CommandModule(Protocol):
     returns its exit code.
     """
 
+    __name__: str  # the module's name, for messages about it
+
     def register(self, subparsers: Subparsers) -> None: ...
