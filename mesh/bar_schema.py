@@ -147,7 +147,7 @@ def to_current(table: pa.Table, interval: Interval | None = None) -> pa.Table:
         return _cast_current(table)
     starts = to_ns(table.column("timestamp"))
     if interval is None:
-        interval = _guess_interval(table, starts)
+        interval = guess_interval(table, starts)
     symbol = (
         table.column("symbol").cast(pa.string())
         if "symbol" in names
@@ -195,7 +195,7 @@ def _cast_current(table: pa.Table) -> pa.Table:
         elif field.name == "transactions":
             columns.append(pa.array(np.zeros(table.num_rows, dtype=np.int64)))
         elif field.name == "ts_end":
-            width = _guess_interval(table, to_ns(table.column("ts_start")))
+            width = guess_interval(table, to_ns(table.column("ts_start")))
             ends = window_ends(to_ns(table.column("ts_start")), width)
             columns.append(ns_column(ends))
         else:
@@ -203,7 +203,12 @@ def _cast_current(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=BAR_SCHEMA)
 
 
-def _guess_interval(table: pa.Table, starts: np.ndarray) -> Interval:
+def guess_interval(table: pa.Table, starts: np.ndarray) -> Interval:
+    """The width of bars whose file does not say: the smallest step between a symbol's bars.
+
+    Steps of 20 hours or more are days (weekends and holidays make daily steps uneven); with
+    fewer than two bars of a symbol, one minute.
+    """
     if len(starts) >= 2:
         if "symbol" in table.column_names:
             symbols = table.column("symbol").to_numpy(zero_copy_only=False)

@@ -80,7 +80,7 @@ DAY = Interval(_UNIT_NS["d"])
 
 # What each part of the mesh offers.
 RECORDED = (SECOND, MINUTE)  # bars the recorder builds and the bus carries (md.bar1s, md.bar1m)
-FETCHABLE = tuple(Interval(n * _UNIT_NS["m"]) for n in (1, 5, 10, 15, 20, 30)) + (
+FETCHABLE = tuple(Interval(n * _UNIT_NS["m"]) for n in (1, 2, 3, 5, 10, 15, 20, 30)) + (
     HOUR,
     DAY,
 )  # what `massive fetch` builds from Massive's minute and day aggregates

@@ -7,6 +7,8 @@ reader of a dataset converts through `to_ns`, so one file reads the same in ever
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pyarrow as pa
 
@@ -57,3 +59,26 @@ def ints_to_ns(values: np.ndarray) -> np.ndarray:
 def ns_column(values: np.ndarray) -> pa.Array:
     """int64 ns -> a timestamp[ns, UTC] column."""
     return pa.array(np.asarray(values, dtype=np.int64), type=pa.int64()).cast(TIME)
+
+
+def iso(ns: int | None, timespec: str = "seconds") -> str | None:
+    """int64 ns -> `2024-03-04T14:30:00Z` (UTC, ISO 8601); None stays None."""
+    if ns is None:
+        return None
+    stamp = dt.datetime.fromtimestamp(ns // 1_000_000_000, tz=dt.UTC)
+    stamp = stamp.replace(microsecond=(ns % 1_000_000_000) // 1000)
+    return stamp.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def from_iso(text: object) -> int | None:
+    """`2024-03-04T14:30:00Z` (or any ISO 8601 time; naive is UTC) -> int64 ns; None if not one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    whole = int(stamp.replace(microsecond=0).timestamp())
+    return whole * 1_000_000_000 + stamp.microsecond * 1000

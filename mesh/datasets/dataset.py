@@ -1,0 +1,293 @@
+"""A dataset opened and checked: which tables it has, in which files, at which schema version.
+
+Opening reads the manifest and every Parquet file's footer (not its data), so a dataset that
+opens is one whose files are all there and readable: a truncated file, a missing or corrupt
+manifest, files of two schema versions, or a file whose columns make no known table stop it here
+with one line naming the file. Historical and backfill manifests list their files, and only those
+are the dataset (a file being replaced is not listed until it is complete); a recording is
+whatever Parquet its folder holds, as the recorder's manifest can be one slice behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mesh import intervals
+from mesh.bar_schema import SCHEMA_VERSION
+from mesh.datasets.errors import damaged, not_found, one_line
+from mesh.datasets.layout import (
+    HISTORICAL,
+    MANIFEST,
+    PART_TABLES,
+    RECORDINGS,
+    DatasetKind,
+    bar_table,
+    is_hidden,
+    parse_bar_table,
+)
+from mesh.datasets.manifest import declared_kind, listed_files, read_manifest, schema_version
+from mesh.datasets.tables import WHAT_IS_KNOWN, TableKind, bar_time_column, bar_version, classify
+from mesh.intervals import Interval
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of a dataset: its files, rows, and for bars their interval and prices."""
+
+    name: str  # "quotes", "trades", "gaps", "bars_1m", "mid_bars_1s"; "bars" for a file of bars
+    kind: TableKind
+    files: tuple[Path, ...]
+    rows: int
+    interval: Interval | None = None  # bars: their width, when the name or manifest says
+    mid: bool = False  # bars of quote mid prices (the recorder's mid_bars_*)
+    version: int = SCHEMA_VERSION  # bars: 1 when their start column is not ts_start
+
+    @property
+    def bytes(self) -> int:
+        return sum(_size(f) for f in self.files)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A resolved dataset: what it is, where, its tables by name, and its manifest."""
+
+    name: str
+    kind: DatasetKind
+    path: Path
+    tables: Mapping[str, Table]
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def table(self, kind: TableKind) -> Table | None:
+        """The quotes, trades or gaps table (None if the dataset has none)."""
+        return None if kind is TableKind.BARS else self.tables.get(kind.value)
+
+    def bar_tables(self, *, mid: bool = False) -> list[Table]:
+        """Trade bars (or quote-mid bars), finest interval first, unknown intervals last."""
+        found = [t for t in self.tables.values() if t.kind is TableKind.BARS and t.mid == mid]
+        return sorted(found, key=lambda t: (t.interval is None, t.interval or 0, t.name))
+
+    def has(self, kind: TableKind) -> bool:
+        return any(t.kind is kind for t in self.tables.values())
+
+    @property
+    def files(self) -> list[Path]:
+        return [f for t in self.tables.values() for f in t.files]
+
+
+# --- opening -------------------------------------------------------------------------------------
+
+
+def open_path(path: Path) -> Dataset:
+    """A dataset given by path: a dataset folder, a folder of Parquet files, or one file."""
+    if path.is_file():
+        return open_file(path)
+    if path.is_dir():
+        place = path.parent.name if path.parent.name in (RECORDINGS, HISTORICAL) else None
+        if place is not None or (path / MANIFEST).exists():
+            return open_folder(path, place=place)
+        return _open_plain_folder(path)
+    raise not_found(f"no dataset at {path}: no such file or folder", path)
+
+
+def open_folder(folder: Path, *, place: str | None) -> Dataset:
+    """A dataset folder written by the mesh (`place` is `recordings`/`historical` under the data dir)."""
+    manifest = read_manifest(folder, required=place is not None)
+    version = schema_version(manifest, folder)
+    kind = _kind(folder, manifest, place)
+    listed = (
+        listed_files(manifest, folder)
+        if kind in (DatasetKind.HISTORICAL, DatasetKind.BACKFILL)
+        else None
+    )
+    files = _listed(folder, listed) if listed is not None else _found(folder)
+    declared = manifest.get("interval")
+    interval = _interval(declared) if isinstance(declared, str) else None
+    placed = [(f, _placement(f, folder, interval)) for f in files]
+    _check_versions(placed, version if manifest else None)
+    tables = _tables(placed)
+    return Dataset(folder.name, kind, folder, tables, manifest, version)
+
+
+def open_file(path: Path) -> Dataset:
+    """One Parquet file of bars, quotes, trades or gaps, as a dataset of one table."""
+    tables = _tables([(path, _placement(path, path.parent, None, loose=True))])
+    return Dataset(path.stem, DatasetKind.FILE, path, tables, {}, _lowest_version(tables))
+
+
+def _open_plain_folder(folder: Path) -> Dataset:
+    files = sorted(
+        p
+        for p in folder.rglob("*.parquet")
+        if p.is_file() and not any(is_hidden(part) for part in p.relative_to(folder).parts)
+    )
+    if not files:
+        raise not_found(f"no dataset at {folder}: the folder holds no Parquet files", folder)
+    placed = [(f, _placement(f, f.parent, None, loose=True)) for f in files]
+    _check_versions(placed, None)
+    tables = _tables(placed)
+    return Dataset(folder.name, DatasetKind.FILE, folder, tables, {}, _lowest_version(tables))
+
+
+def _kind(folder: Path, manifest: dict[str, Any], place: str | None) -> DatasetKind:
+    declared = declared_kind(manifest)
+    if declared is not None:
+        return declared
+    if place == RECORDINGS:
+        return DatasetKind.RECORDING
+    if place == HISTORICAL:
+        return DatasetKind.HISTORICAL
+    if any((folder / t).is_dir() for t in ("quotes", "trades")):
+        return DatasetKind.RECORDING
+    return DatasetKind.HISTORICAL
+
+
+def _found(folder: Path) -> list[Path]:
+    """A recording's (or unlisted dataset's) data: top-level Parquet and the part folders'."""
+    files = [p for p in sorted(folder.glob("*.parquet")) if not is_hidden(p.name) and p.is_file()]
+    for table in PART_TABLES:
+        sub = folder / table
+        if sub.is_dir():
+            files += sorted(p for p in sub.glob("*.parquet") if not is_hidden(p.name))
+    return files
+
+
+def _listed(folder: Path, listed: list[str]) -> list[Path]:
+    root = folder.resolve()
+    files = []
+    for rel in listed:
+        path = folder / rel
+        if root not in path.resolve().parents:
+            raise damaged(folder / MANIFEST, f"lists {rel!r}, which is outside the dataset folder")
+        if not path.is_file():
+            raise damaged(path, "listed in manifest.json but missing")
+        files.append(path)
+    return files
+
+
+@dataclass(frozen=True)
+class _Placement:
+    table: str
+    kind: TableKind
+    rows: int
+    interval: Interval | None
+    mid: bool
+    version: int
+
+
+def _placement(
+    path: Path, folder: Path, interval: Interval | None, *, loose: bool = False
+) -> _Placement:
+    """Which table `path` belongs to, checked against its columns."""
+    names, rows = inspect(path)
+    found = classify(names)
+    mid = False
+    sub = path.parent.name if path.parent != folder else None
+    bar = parse_bar_table(path.stem)
+    if not loose and sub in PART_TABLES:
+        expected: TableKind | None = TableKind(sub)
+        table = sub
+    elif bar is not None:
+        expected, table = TableKind.BARS, path.stem
+        interval, mid = bar
+    elif path.stem == "bars" and not loose:  # version-1 fetched bars, named after their interval
+        expected, table = TableKind.BARS, bar_table(interval) if interval else "bars"
+    elif path.stem in PART_TABLES and not loose:  # version-1 backfills: trades.parquet
+        expected, table = TableKind(path.stem), path.stem
+    else:
+        expected, table = found, found.value if found else path.stem
+    if found is None or found is not expected:
+        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        wanted = f"{expected.value} columns" if expected else WHAT_IS_KNOWN
+        raise damaged(path, f"unknown columns ({shown}): expected {wanted}")
+    version = bar_version(names) if found is TableKind.BARS else SCHEMA_VERSION
+    return _Placement(
+        table, found, rows, interval if found is TableKind.BARS else None, mid, version
+    )
+
+
+def inspect(path: Path) -> tuple[list[str], int]:
+    """(column names, rows) from a Parquet file's footer; damaged if it has no readable footer."""
+    try:
+        meta = pq.read_metadata(path)
+        return list(meta.schema.to_arrow_schema().names), int(meta.num_rows)
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise damaged(
+            path,
+            f"not a readable Parquet file (truncated or overwritten?): {one_line(str(exc), 160)}",
+        ) from None
+
+
+def _tables(placed: list[tuple[Path, _Placement]]) -> dict[str, Table]:
+    grouped: dict[str, list[tuple[Path, _Placement]]] = {}
+    for path, p in placed:
+        grouped.setdefault(p.table, []).append((path, p))
+    tables = {}
+    for name, items in grouped.items():
+        first = items[0][1]
+        tables[name] = Table(
+            name,
+            first.kind,
+            tuple(path for path, _ in items),
+            sum(p.rows for _, p in items),
+            first.interval,
+            first.mid,
+            min(p.version for _, p in items),
+        )
+    order = {TableKind.QUOTES: 0, TableKind.TRADES: 1, TableKind.BARS: 2, TableKind.GAPS: 3}
+    return dict(
+        sorted(
+            tables.items(),
+            key=lambda kv: (order[kv[1].kind], kv[1].mid, kv[1].interval or Interval(0), kv[0]),
+        )
+    )
+
+
+def _check_versions(placed: list[tuple[Path, _Placement]], declared: int | None) -> None:
+    """Bar files of one dataset share one version, and a current manifest has current bars."""
+    bars = [(path, p.version) for path, p in placed if p.kind is TableKind.BARS]
+    versions = {v for _, v in bars}
+    if len(versions) > 1:
+        old = next(path for path, v in bars if v == min(versions))
+        new = next(path for path, v in bars if v == max(versions))
+        raise damaged(
+            old,
+            f"mixed schema versions: version-1 bar columns here, version {max(versions)} in {new.name}",
+        )
+    if declared is not None and declared >= 2 and 1 in versions:
+        old = next(path for path, v in bars if v == 1)
+        names, _ = inspect(old)
+        raise damaged(
+            old,
+            f"mixed schema versions: manifest.json says schema_version {declared}, this file has "
+            f"version-1 bar columns ({bar_time_column(names)} instead of ts_start)",
+        )
+
+
+def _lowest_version(tables: dict[str, Table]) -> int:
+    return min(
+        (t.version for t in tables.values() if t.kind is TableKind.BARS), default=SCHEMA_VERSION
+    )
+
+
+def _interval(text: str) -> Interval | None:
+    try:
+        return intervals.parse(text)
+    except intervals.IntervalError:
+        return None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -1,0 +1,117 @@
+"""Where datasets live under MESH_DATA_DIR, and what their files are called.
+
+```
+MESH_DATA_DIR/
+  recordings/<name>/                 kind "recording" (the recorder)
+    manifest.json
+    quotes/part-000001.parquet ...   one file per slice
+    trades/part-000001.parquet ...
+    gaps/part-000001.parquet ...
+    bars_1s.parquet  bars_1m.parquet              trade bars
+    mid_bars_1s.parquet  mid_bars_1m.parquet      quote-mid bars
+  historical/<name>/                 kind "historical" (massive fetch) or "backfill" (gap backfill)
+    manifest.json
+    bars_5m.parquet                  fetched bars, named after their interval
+    trades/part-000001.parquet       backfilled trades and quotes, as in recordings
+    quotes/part-000001.parquet
+```
+
+The same file names everywhere let one glob cover every dataset of a kind, whatever wrote it:
+`data/*/*/bars_1m.parquet` (recorded and fetched minute bars), `data/*/*/trades/*.parquet`.
+Files whose names start with `.` or `_` are temporaries or engine metadata, never data.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+
+from mesh import intervals
+from mesh.intervals import Interval
+
+RECORDINGS = "recordings"
+HISTORICAL = "historical"
+MANIFEST = "manifest.json"
+PART_TABLES = ("quotes", "trades", "gaps")  # tables kept as one Parquet file per slice
+V1_BARS_FILE = "bars.parquet"  # fetched bars before schema version 2
+
+_BAR_STEM = re.compile(r"(mid_)?bars_([0-9]+[a-z]+)")
+_PART = re.compile(r"part-([0-9]{6})\.parquet")
+
+
+class DatasetKind(StrEnum):
+    """What wrote a dataset (a Parquet path given by hand is a `file`)."""
+
+    RECORDING = "recording"
+    HISTORICAL = "historical"
+    BACKFILL = "backfill"
+    FILE = "file"
+
+
+FOLDER_OF = {
+    DatasetKind.RECORDING: RECORDINGS,
+    DatasetKind.HISTORICAL: HISTORICAL,
+    DatasetKind.BACKFILL: HISTORICAL,
+}
+
+
+def is_hidden(name: str) -> bool:
+    """A temporary (`.part-1.tmp`) or an engine's metadata (`_SUCCESS`): not data."""
+    return name.startswith((".", "_"))
+
+
+def bar_table(interval: Interval, *, mid: bool = False) -> str:
+    """`bars_1m` (trade bars) or `mid_bars_1m` (quote-mid bars): the table and file stem."""
+    return f"{'mid_' if mid else ''}bars_{interval.name}"
+
+
+def bar_file(interval: Interval, *, mid: bool = False) -> str:
+    return f"{bar_table(interval, mid=mid)}.parquet"
+
+
+def parse_bar_table(stem: str) -> tuple[Interval, bool] | None:
+    """`bars_5m` -> (5m, False), `mid_bars_1s` -> (1s, True); None for any other name."""
+    match = _BAR_STEM.fullmatch(stem)
+    if match is None:
+        return None
+    try:
+        return intervals.parse(match.group(2)), match.group(1) is not None
+    except intervals.IntervalError:
+        return None
+
+
+def part_file(table: str, number: int) -> str:
+    """`trades/part-000001.parquet`: slice `number` of a table kept in parts."""
+    return f"{table}/part-{number:06d}.parquet"
+
+
+def part_number(name: str) -> int | None:
+    match = _PART.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def recordings_dir(data_dir: Path | str) -> Path:
+    return Path(data_dir) / RECORDINGS
+
+
+def historical_dir(data_dir: Path | str) -> Path:
+    return Path(data_dir) / HISTORICAL
+
+
+def dataset_folders(data_dir: Path | str) -> list[tuple[str, Path]]:
+    """(`recordings` or `historical`, folder) for every dataset folder, by place then name."""
+    found = []
+    for place in (RECORDINGS, HISTORICAL):
+        root = Path(data_dir) / place
+        try:
+            entries = sorted(root.iterdir()) if root.is_dir() else []
+        except OSError:
+            entries = []
+        found += [(place, p) for p in entries if p.is_dir() and not is_hidden(p.name)]
+    return found
+
+
+def is_safe_name(name: str) -> bool:
+    """A dataset name, not a path: no separators, not `.` or `..`."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")

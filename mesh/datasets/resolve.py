@@ -1,0 +1,90 @@
+"""What a dataset name or path means, the same for every command that takes one.
+
+- `recording:NAME`, `historical:NAME`, `backfill:NAME`: that folder under MESH_DATA_DIR
+  (`backfill:` and `historical:` both look in `historical/`).
+- `NAME` (no path separator): `recordings/NAME` or `historical/NAME`; a name in both places is
+  ambiguous and must be written with its prefix. A NAME found in neither is tried as a path.
+- a path (`data/my_bars.parquet`, `./exports/`, `~/spy`): a dataset folder, a folder of Parquet
+  files, or one Parquet file.
+
+Failures are `DatasetError`s with one line each: not found (naming where it looked and the
+datasets there are), ambiguous (naming the prefixes to use), damaged (naming the file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mesh.datasets.dataset import Dataset, open_folder, open_path
+from mesh.datasets.errors import DatasetError, Problem, not_found
+from mesh.datasets.layout import (
+    HISTORICAL,
+    RECORDINGS,
+    DatasetKind,
+    dataset_folders,
+    is_safe_name,
+)
+
+PREFIXES = {
+    "recording": (RECORDINGS,),
+    "historical": (HISTORICAL,),
+    "backfill": (HISTORICAL,),
+}
+_SEPARATORS = ("/", "\\")
+
+
+def resolve(spec: str | Path, data_dir: Path | str) -> Dataset:
+    """The dataset `spec` names (see the module docstring); raises `DatasetError`."""
+    data_dir = Path(data_dir)
+    text = str(spec).strip()
+    if not text:
+        raise not_found(
+            "no dataset given: name a recording or historical dataset (see `massive data list`), or give a Parquet path"
+        )
+    prefix, _, rest = text.partition(":")
+    if prefix in PREFIXES and rest:
+        return _by_name(rest, data_dir, prefix)
+    if isinstance(spec, Path) or any(s in text for s in _SEPARATORS) or text.startswith("~"):
+        return open_path(Path(text).expanduser())
+    try:
+        return _by_name(text, data_dir, None)
+    except DatasetError as exc:
+        if exc.problem is Problem.NOT_FOUND and Path(text).exists():
+            return open_path(Path(text))
+        raise
+
+
+def _by_name(name: str, data_dir: Path, prefix: str | None) -> Dataset:
+    if not is_safe_name(name):
+        raise not_found(f"no dataset {name!r}: a dataset name has no path separators")
+    places = PREFIXES[prefix] if prefix else (RECORDINGS, HISTORICAL)
+    found = [(place, data_dir / place / name) for place in places]
+    found = [(place, folder) for place, folder in found if folder.is_dir()]
+    if len(found) > 1:
+        raise DatasetError(
+            Problem.AMBIGUOUS,
+            f"{name!r} is both a recording and a historical dataset: say recording:{name} or historical:{name}",
+        )
+    if not found:
+        raise _unknown(name, data_dir, prefix)
+    place, folder = found[0]
+    dataset = open_folder(folder, place=place)
+    if prefix == "backfill" and dataset.kind is not DatasetKind.BACKFILL:
+        raise not_found(f"no backfill {name!r}: {folder} is a {dataset.kind} dataset", folder)
+    return dataset
+
+
+def _unknown(name: str, data_dir: Path, prefix: str | None) -> DatasetError:
+    where = {
+        RECORDINGS: f"not a recording in {data_dir / RECORDINGS}",
+        HISTORICAL: f"not a historical dataset in {data_dir / HISTORICAL}",
+    }
+    looked = [where[p] for p in PREFIXES[prefix]] if prefix else [*where.values(), "not a path"]
+    known = sorted({folder.name for _, folder in dataset_folders(data_dir)})
+    hint = (
+        f"; known datasets: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''}"
+        if known
+        else f"; {data_dir} has no recordings or historical datasets yet"
+    )
+    shown = f"{prefix}:{name}" if prefix else name
+    return not_found(f"no dataset {shown!r}: {', '.join(looked)}{hint}")
