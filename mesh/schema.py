@@ -19,6 +19,7 @@ appended at the end; fields are never reordered; a change of meaning bumps `PROT
 from __future__ import annotations
 
 from collections.abc import Iterator
+from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
 import msgspec
@@ -259,12 +260,27 @@ class Stats(msgspec.Struct, array_like=True, frozen=True, tag="stats"):
     stats: dict[str, Any]
 
 
+class JobState(StrEnum):
+    """Where a job is: waiting, running, or finished one of three ways (the wire carries the value)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """Done, failed or cancelled: nothing more will happen to the job."""
+        return self not in (JobState.QUEUED, JobState.RUNNING)
+
+
 class JobUpdate(msgspec.Struct, array_like=True, frozen=True, tag="job"):
     """Progress and outcome of a long job (topic `job.<id>`)."""
 
     job_id: str
-    kind: str  # "fetch", "backtest", "kdb-load", ...
-    state: str  # "queued", "running", "done", "failed"
+    kind: str  # "fetch", "backfill", "backtest", ...
+    state: JobState  # a value outside JobState makes the payload malformed
     progress: float  # 0..1
     message: str = ""
     result: dict[str, Any] = {}

@@ -5,10 +5,10 @@ Commands (what the TUI's backtest view sends; every one is answered at once):
     datasets()                       -> [{name, kind, symbols, start, end, rows, ...}]
     strategies()                     -> [{name, description, params: [{name, default, type, help}]}]
     run(dataset, strategy, params={}, options={}, save=True, job_id=None)
-                                     -> {job_id, state: "queued", runs, progress_topic, result_topic}
-    jobs()                           -> [{job_id, state, progress, message, ...}] (newest first)
+                                     -> BacktestQueued {job_id, state: "queued", runs, progress_topic, result_topic}
+    jobs()                           -> [BacktestJob {job_id, state, progress, message, dataset, runs, error, run_dirs, ...}]
     result(job_id)                   -> the finished job's result (what bt.result.<id> carried)
-    cancel(job_id)                   -> {job_id, state}
+    cancel(job_id)                   -> BacktestJob
 
 `strategy` is a name or a list of names (a comparison): a built-in, or `FILE:function` from a .py
 file inside a directory listed in `MESH_STRATEGY_PATH` (see mesh/backtest/strategy_path.py). Any
@@ -16,10 +16,11 @@ other reference (`os:system`, a module name, a path outside those directories) i
 anything is imported: whoever can reach the bus must not be able to run code here. `params` works as on the command line
 (`{"fast": 5}` for every strategy that has it, `{"ma-crossover.fast": 5}` for one, `"5,10,20"` to
 sweep). A job is checked before it is queued (unknown dataset, strategy or parameter: an error
-reply), then runs in a worker thread, one job at a time. It publishes `JobUpdate`s on `job.<id>`
-(queued, running with progress 0..1, done or failed) and, when done, one `JobUpdate` on
-`bt.result.<id>` whose `result` is {"dataset": ..., "runs": [report.summary(run), ...]}: metrics,
-a downsampled equity curve and the trades of each run.
+reply), then mesh.jobs runs it in a worker thread, one job at a time. It publishes `JobUpdate`s on
+`job.<id>` (queued, running with progress 0..1, then done, failed or cancelled) and, when
+finished, one `JobUpdate` on `bt.result.<id>` whose `result` is, when done, {"dataset": ...,
+"runs": [report.summary(run), ...]}: metrics, a downsampled equity curve and the trades of each
+run (else {"error": message}).
 """
 
 from __future__ import annotations
@@ -28,63 +29,23 @@ import argparse
 import asyncio
 import logging
 import secrets
-import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import msgspec
+
 from mesh import topics
+from mesh.backtest.errors import BacktestError
 from mesh.backtest.strategy_path import StrategyPath
 from mesh.config import Config
-from mesh.schema import JobUpdate
+from mesh.jobs import Finished, JobContext, JobRunner
+from mesh.replies import BacktestJob, BacktestQueued, BacktestRun, JobView
+from mesh.schema import JobState, JobUpdate
 from mesh.service import Runtime, Service, run_service
 
 log = logging.getLogger(__name__)
 
 KIND = "backtest"
-PROGRESS_INTERVAL = 0.1  # seconds between progress messages of one job
-
-
-@dataclass
-class Job:
-    job_id: str
-    dataset: str
-    runs: list[tuple[str, dict[str, Any]]]
-    options: Any
-    save: bool
-    strategies: dict[str, Any] = field(default_factory=dict)  # name as asked -> the loaded Strategy
-    state: str = "queued"
-    progress: float = 0.0
-    message: str = ""
-    created: float = field(default_factory=time.time)
-    finished: float | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    result: dict[str, Any] | None = None
-    error: str = ""
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "state": self.state,
-            "progress": round(self.progress, 4),
-            "message": self.message,
-            "dataset": self.dataset,
-            "runs": [{"strategy": s, "params": p} for s, p in self.runs],
-            "created": self.created,
-            "finished": self.finished,
-            "error": self.error,
-            "run_dirs": [r.get("run_dir") for r in (self.result or {}).get("runs", [])],
-        }
-
-
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
 
 
 def _plain(value: Any) -> Any:
@@ -96,6 +57,18 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         return value.item()
     return value
+
+
+def backtest_job(view: JobView) -> BacktestJob:
+    """The runner's view of a backtest job, with what `jobs` has always said of one."""
+    failed = view.state in (JobState.FAILED, JobState.CANCELLED)
+    return BacktestJob(
+        **{**msgspec.structs.asdict(view), "result": {}},
+        dataset=view.args.get("dataset", ""),
+        runs=[BacktestRun(r["strategy"], r["params"]) for r in view.args.get("runs", [])],
+        error=view.message if failed else "",
+        run_dirs=list(view.result.get("run_dirs", [])),
+    )
 
 
 class BacktesterService(Service):
@@ -119,42 +92,31 @@ class BacktesterService(Service):
         )
         self.max_points = max_points
         self.max_trades = max_trades
-        self.keep_jobs = keep_jobs
-        self.jobs: OrderedDict[str, Job] = OrderedDict()
-        self._queue: asyncio.Queue[Job] | None = None
+        self.jobs = JobRunner(
+            self.name,
+            self._publish,
+            id_prefix="bt",
+            keep=keep_jobs,
+            expected=(BacktestError,),
+            on_finished=self._publish_result,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.done = self.failed = self.cancelled = self.runs_done = 0
+        self.runs_done = 0
         self.last_job_s = 0.0
 
     # --- service ---------------------------------------------------------------------------------
 
     async def run(self, runtime: Runtime) -> None:
         self._loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue()
-        while not runtime.stopping.is_set():
-            getter = asyncio.ensure_future(self._queue.get())
-            stopper = asyncio.ensure_future(runtime.stopping.wait())
-            done, _ = await asyncio.wait([getter, stopper], return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                stopper.cancel()
-                break
-            stopper.cancel()
-            job = getter.result()
-            if job.cancel.is_set():
-                continue
-            await self._execute(runtime, job)
-        for job in self.jobs.values():
-            job.cancel.set()
+        self.jobs.start()
+        try:
+            await runtime.stopping.wait()
+        finally:
+            await asyncio.to_thread(self.jobs.stop, 1.5)
 
     def counters(self) -> dict[str, Any]:
-        states = [j.state for j in self.jobs.values()]
         return {
-            "jobs_queued": states.count("queued"),
-            "jobs_running": states.count("running"),
-            "jobs_done": self.done,
-            "jobs_failed": self.failed,
-            "jobs_cancelled": self.cancelled,
+            **self.jobs.counters(),
             "runs": self.runs_done,
             "last_job_s": round(self.last_job_s, 3),
         }
@@ -179,16 +141,12 @@ class BacktesterService(Service):
         options: dict[str, Any] | None = None,
         save: bool = True,
         job_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> BacktestQueued:
         from mesh.backtest import datasets
         from mesh.backtest.runner import Options, plan
 
-        if self._queue is None or self.runtime is None:
-            raise RuntimeError("the backtester is not running yet")
-        job_id = job_id or f"bt-{secrets.token_hex(4)}"
-        topics.job(job_id)  # a bad id fails here, with the topic rules in the message
-        if job_id in self.jobs and self.jobs[job_id].state in ("queued", "running"):
-            raise ValueError(f"job {job_id!r} is already {self.jobs[job_id].state}")
+        if job_id is not None:
+            topics.job(job_id)  # a bad id fails here, with the topic rules in the message
         opts = Options.from_dict(dict(options or {}))
         names = strategy if isinstance(strategy, list) else [strategy]
         if not all(isinstance(name, str) for name in names):
@@ -200,174 +158,97 @@ class BacktesterService(Service):
         await asyncio.to_thread(
             datasets.resolve, dataset, self.config.data_dir
         )  # unknown dataset: an error reply now
-        job = Job(job_id, dataset, runs, opts, bool(save), loaded)
-        self.jobs[job_id] = job
-        self.jobs.move_to_end(job_id)
-        self._trim()
-        self._publish(job)
-        self._queue.put_nowait(job)
-        return {
-            "job_id": job_id,
-            "state": job.state,
-            "runs": len(runs),
-            "progress_topic": topics.job(job_id),
-            "result_topic": topics.backtest_result(job_id),
-        }
 
-    def cmd_jobs(self) -> list[dict[str, Any]]:
-        return [j.status() for j in reversed(self.jobs.values())]
+        def work(job: JobContext) -> Finished:
+            return self._compute(job, dataset, [(loaded[s], p) for s, p in runs], opts, save)
+
+        args = {
+            "dataset": dataset,
+            "runs": [{"strategy": s, "params": _plain(p)} for s, p in runs],
+            "options": _plain(dict(options or {})),
+            "save": bool(save),
+        }
+        view = self.jobs.submit(KIND, args, work, job_id=job_id or f"bt-{secrets.token_hex(4)}")
+        return BacktestQueued(
+            job_id=view.job_id,
+            state=view.state,
+            runs=len(runs),
+            progress_topic=view.topic,
+            result_topic=topics.backtest_result(view.job_id),
+        )
+
+    def cmd_jobs(self) -> list[BacktestJob]:
+        return [backtest_job(view) for view in self.jobs.views()]
 
     def cmd_result(self, job_id: str) -> dict[str, Any]:
-        job = self._job(job_id)
-        if job.state != "done" or job.result is None:
-            raise ValueError(
-                f"job {job_id!r} is {job.state}{': ' + job.error if job.error else ''}; no result"
-            )
-        return job.result
+        view = self.jobs.view(job_id)
+        detail = self.jobs.detail(job_id)
+        if view.state is not JobState.DONE or detail is None:
+            why = f": {view.message}" if view.state.finished else ""
+            raise ValueError(f"job {job_id!r} is {view.state}{why}; no result")
+        return detail  # type: ignore[no-any-return]
 
-    def cmd_cancel(self, job_id: str) -> dict[str, Any]:
-        job = self._job(job_id)
-        if job.state in ("queued", "running"):
-            job.cancel.set()
-            if job.state == "queued":
-                self._finish(job, "failed", "cancelled")
-                self.cancelled += 1
-        return {"job_id": job_id, "state": job.state}
+    def cmd_cancel(self, job_id: str) -> BacktestJob:
+        return backtest_job(self.jobs.cancel(job_id))
 
     # --- jobs ------------------------------------------------------------------------------------
 
-    def _job(self, job_id: str) -> Job:
-        try:
-            return self.jobs[job_id]
-        except KeyError:
-            raise ValueError(f"no job {job_id!r}") from None
+    def _publish(self, topic: str, update: JobUpdate) -> None:
+        """The runner's hook (any thread): publish on the event loop's thread, in order."""
+        loop, runtime = self._loop, self.runtime
+        if loop is not None and runtime is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(runtime.publish, topic, update)
 
-    def _trim(self) -> None:
-        while len(self.jobs) > self.keep_jobs:
-            oldest = next(
-                (k for k, j in self.jobs.items() if j.state not in ("queued", "running")), None
-            )
-            if oldest is None:
-                break
-            del self.jobs[oldest]
-
-    def _publish(self, job: Job, result: dict[str, Any] | None = None) -> None:
-        if self.runtime is None:
-            return
-        self.runtime.publish(
-            topics.job(job.job_id),
+    def _publish_result(self, view: JobView, detail: Any) -> None:
+        """A finished job's whole result (or its error) on bt.result.<id>."""
+        done = view.state is JobState.DONE
+        if done:
+            self.runs_done += len(view.args.get("runs", []))
+        self._publish(
+            topics.backtest_result(view.job_id),
             JobUpdate(
-                job_id=job.job_id,
+                job_id=view.job_id,
                 kind=KIND,
-                state=job.state,
-                progress=job.progress,
-                message=job.message,
-                result=result or {},
+                state=view.state,
+                progress=view.progress,
+                message=view.message,
+                result=detail if done else {"error": view.message},
             ),
         )
 
-    def _finish(self, job: Job, state: str, message: str) -> None:
-        job.state, job.message, job.finished = state, message, time.time()
-        if state == "done":
-            job.progress = 1.0
-            if job.result is None:
-                raise RuntimeError(f"backtest job {job.job_id} is done but has no result")
-            runs = job.result["runs"]
-            brief = {
-                "run_ids": [r["run_id"] for r in runs],
-                "run_dirs": [r["run_dir"] for r in runs],
-                "metrics": [r["metrics"] for r in runs],
-            }
-            self._publish(job, brief)
-        else:
-            job.error = message
-            self._publish(job)
-        if self.runtime is not None:
-            full = job.result if state == "done" else {"error": message}
-            self.runtime.publish(
-                topics.backtest_result(job.job_id),
-                JobUpdate(
-                    job_id=job.job_id,
-                    kind=KIND,
-                    state=state,
-                    progress=job.progress,
-                    message=message,
-                    result=full or {},
-                ),
-            )
-
-    async def _execute(self, runtime: Runtime, job: Job) -> None:
-        from mesh.backtest.errors import BacktestError, Cancelled
-
-        loop = asyncio.get_running_loop()
-        job.state, job.message = "running", "loading"
-        self._publish(job)
-        future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        last = [0.0]
-
-        def progress(fraction: float, message: str) -> None:
-            if job.cancel.is_set():
-                raise Cancelled("cancelled")
-            now = time.monotonic()
-            if now - last[0] >= PROGRESS_INTERVAL or fraction >= 1.0:
-                last[0] = now
-                job.progress, job.message = min(max(fraction, 0.0), 0.999), message
-                loop.call_soon_threadsafe(self._publish, job)
-
-        def work() -> None:
-            try:
-                value = self._compute(job, progress)
-            except BaseException as exc:  # handed to the event loop, which reports it on the bus
-                loop.call_soon_threadsafe(_settle, future, None, exc)
-            else:
-                loop.call_soon_threadsafe(_settle, future, value, None)
-
-        started = time.perf_counter()
-        threading.Thread(target=work, name=f"backtest-{job.job_id}", daemon=True).start()
-        stop_wait: asyncio.Future[Any] = asyncio.ensure_future(runtime.stopping.wait())
-        await asyncio.wait([future, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-        stop_wait.cancel()
-        self.last_job_s = time.perf_counter() - started
-        if not future.done():  # stopping: the daemon thread is abandoned
-            job.cancel.set()
-            self._finish(job, "failed", "the backtester stopped")
-            return
-        try:
-            job.result = _plain(future.result())
-        except Cancelled:
-            self.cancelled += 1
-            self._finish(job, "failed", "cancelled")
-        except BacktestError as exc:
-            self.failed += 1
-            self._finish(job, "failed", str(exc))
-        except Exception as exc:
-            self.failed += 1
-            log.exception("backtest job %s failed", job.job_id)
-            self._finish(job, "failed", f"{type(exc).__name__}: {exc}")
-        else:
-            self.done += 1
-            self.runs_done += len(job.runs)
-            labels = ", ".join(r["label"] for r in job.result["runs"][:3])  # type: ignore[index]
-            self._finish(job, "done", f"{len(job.runs)} run(s) on {job.dataset}: {labels}")
-
-    def _compute(self, job: Job, progress: Any) -> dict[str, Any]:
+    def _compute(
+        self, job: JobContext, dataset: str, runs: list[tuple[Any, Any]], options: Any, save: bool
+    ) -> Finished:
         from mesh.backtest import report
         from mesh.backtest.runner import run_many
 
-        results = run_many(
-            job.dataset,
-            [(job.strategies[name], params) for name, params in job.runs],
-            data_dir=self.config.data_dir,
-            options=job.options,
-            progress=progress,
+        started = time.perf_counter()
+        try:
+            results = run_many(
+                dataset,
+                runs,
+                data_dir=self.config.data_dir,
+                options=options,
+                progress=job.progress,
+            )
+            if save:
+                for r in results:
+                    report.save(r, self.config.data_dir)
+        finally:
+            self.last_job_s = time.perf_counter() - started
+        full: dict[str, Any] = _plain(
+            {
+                "dataset": results[0].dataset,
+                "runs": [report.summary(r, self.max_points, self.max_trades) for r in results],
+            }
         )
-        if job.save:
-            for r in results:
-                report.save(r, self.config.data_dir)
-        return {
-            "dataset": results[0].dataset,
-            "runs": [report.summary(r, self.max_points, self.max_trades) for r in results],
+        brief = {
+            "run_ids": [r["run_id"] for r in full["runs"]],
+            "run_dirs": [r["run_dir"] for r in full["runs"]],
+            "metrics": [r["metrics"] for r in full["runs"]],
         }
+        labels = ", ".join(r["label"] for r in full["runs"][:3])
+        return Finished(brief, f"{len(runs)} run(s) on {dataset}: {labels}", detail=full)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,10 +1,10 @@
 """`massive run fetcher`: fetch and backfill jobs over the control channel, progress on the bus.
 
 The dashboard's fetch form and History view talk to this service: `plan` answers at once with
-the method and cost, `fetch` and `backfill` queue a job and answer with its id, and the job
-reports on `job.<id>` (JobUpdate: queued, running with progress, done with the dataset, or failed
-with the reason). Jobs run one at a time in a worker thread, so the control channel always
-answers within a second. The quota is published on `sys.quota` once a second; it is read from
+the method and cost, `fetch` and `backfill` queue a job and answer with its `JobView`
+(mesh.replies), and the job reports on `job.<id>` (JobUpdate: queued, running with progress, then
+done with the dataset, failed with the reason, or cancelled). mesh.jobs runs them one at a time in
+a worker thread, so the control channel always answers within a second. The quota is published on `sys.quota` once a second; it is read from
 the shared ledger, so it also shows calls made by `massive fetch` and scripts.
 """
 
@@ -12,13 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import logging
-import os
-import threading
-import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,45 +20,18 @@ from mesh import topics
 from mesh.config import Config
 from mesh.fetcher import backfill as gap_backfill
 from mesh.fetcher import datasets
-from mesh.fetcher.errors import BadRequest, Cancelled, FetchError
+from mesh.fetcher.errors import BadRequest, FetchError
 from mesh.fetcher.fetch import Fetcher
 from mesh.fetcher.ledger import QuotaLedger
 from mesh.fetcher.request import make_request
+from mesh.jobs import Finished, JobContext, JobRunner
+from mesh.replies import JobView
 from mesh.schema import JobUpdate, Stats
 from mesh.service import Runtime, Service, run_service
 
 log = logging.getLogger(__name__)
 
-PROGRESS_INTERVAL = 0.1  # at most 10 updates a second per job
 KEEP_JOBS = 50
-
-
-@dataclass
-class Job:
-    """One queued or finished job, as `jobs`/`job` return it."""
-
-    job_id: str
-    kind: str
-    args: dict[str, Any]
-    state: str = "queued"
-    progress: float = 0.0
-    message: str = ""
-    result: dict[str, Any] = field(default_factory=dict)
-    created: float = field(default_factory=time.time)
-    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "kind": self.kind,
-            "args": self.args,
-            "state": self.state,
-            "progress": round(self.progress, 4),
-            "message": self.message,
-            "result": self.result,
-            "topic": topics.job(self.job_id),
-            "created": self.created,
-        }
 
 
 class FetcherService(Service):
@@ -75,20 +42,15 @@ class FetcherService(Service):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.ledger = QuotaLedger.for_config(config)
-        self.jobs: dict[str, Job] = {}
-        self._order: deque[str] = deque()
-        self._queue: asyncio.Queue[Job] | None = None
+        self.jobs = JobRunner(
+            self.name, self._publish_job, id_prefix="f", keep=KEEP_JOBS, expected=(FetchError,)
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._ids = itertools.count(1)
-        self._prefix = f"f{os.getpid() % 100000}-{int(time.time()) % 100000}"
-        self.done = 0
-        self.failed = 0
         self._quota: dict[str, Any] = {}
 
     async def run(self, runtime: Runtime) -> None:
         self._loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue()
-        worker = asyncio.create_task(self._worker(runtime))
+        self.jobs.start()
         try:
             while not runtime.stopping.is_set():
                 try:
@@ -101,18 +63,12 @@ class FetcherService(Service):
                 except TimeoutError:
                     pass
         finally:
-            for job in self.jobs.values():
-                job.cancel.set()
-            worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
+            await asyncio.to_thread(self.jobs.stop, 1.5)
 
     def counters(self) -> dict[str, Any]:
         q = self._quota
         return {
-            "jobs_queued": sum(j.state == "queued" for j in self.jobs.values()),
-            "jobs_running": sum(j.state == "running" for j in self.jobs.values()),
-            "jobs_done": self.done,
-            "jobs_failed": self.failed,
+            **self.jobs.counters(),
             "rest_calls_today": q.get("rest_calls_today", 0),
             "rest_calls_minute": q.get("rest_calls_minute", 0),
             "s3_bytes_month": q.get("s3_bytes_month", 0),
@@ -120,110 +76,46 @@ class FetcherService(Service):
 
     # --- jobs ----------------------------------------------------------------------------------
 
-    def _publish(self, job: Job) -> None:
-        """Publish the job's state (call on the event loop thread)."""
-        if self.runtime is not None:
-            self.runtime.publish(
-                topics.job(job.job_id),
-                JobUpdate(
-                    job_id=job.job_id,
-                    kind=job.kind,
-                    state=job.state,
-                    progress=job.progress,
-                    message=job.message,
-                    result=job.result,
-                ),
-            )
+    def _publish_job(self, topic: str, update: JobUpdate) -> None:
+        """The runner's hook (any thread): publish on the event loop's thread, in order."""
+        loop, runtime = self._loop, self.runtime
+        if loop is not None and runtime is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(runtime.publish, topic, update)
 
-    def _publish_threadsafe(self, job: Job) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._publish, job)
+    def _fetch(self, job: JobContext) -> Finished:
+        a = job.args
+        request = make_request(a["symbols"], a["start"], a["end"], a["interval"], a["method"])
+        fetcher = Fetcher(self.config, ledger=self.ledger, cancel=job.cancel)
+        bars, report = fetcher.run(
+            request,
+            progress=lambda fraction, message, *_: job.progress(fraction, message),
+            fallback=a.get("fallback", True),
+        )
+        info = {**request.as_dict(), **report.as_dict()}
+        name = a.get("name") or datasets.default_name(
+            request.symbols, request.interval, request.start.isoformat(), request.end.isoformat()
+        )
+        path = datasets.write_dataset(bars, self.config.data_dir, name, info)
+        summary = f"{report.summary()} -> {name}"
+        return Finished({**info, "dataset": name, "path": str(path), "summary": summary}, summary)
 
-    def _add(self, kind: str, args: dict[str, Any], message: str) -> Job:
-        if self._queue is None:
-            raise RuntimeError("the fetcher is starting; try again in a moment")
-        job = Job(f"{self._prefix}-{next(self._ids)}", kind, args, message=message)
-        self.jobs[job.job_id] = job
-        self._order.append(job.job_id)
-        while len(self._order) > KEEP_JOBS:
-            old = self.jobs.get(self._order[0])
-            if old is not None and old.state in ("queued", "running"):
-                break
-            self.jobs.pop(self._order.popleft(), None)
-        self._queue.put_nowait(job)
-        self._publish(job)
-        return job
-
-    async def _worker(self, runtime: Runtime) -> None:
-        assert self._queue is not None
-        while True:
-            job = await self._queue.get()
-            if job.cancel.is_set():
-                continue
-            job.state, job.message = "running", "starting"
-            self._publish(job)
-            try:
-                job.result = await asyncio.to_thread(self._execute, job)
-                job.state, job.progress = "done", 1.0
-                job.message = job.result.get("summary") or job.result.get("message", "done")
-                self.done += 1
-            except Cancelled:
-                job.state, job.message = "failed", "cancelled"
-                self.failed += 1
-            except FetchError as exc:
-                job.state, job.message = "failed", str(exc)
-                self.failed += 1
-            except Exception as exc:  # a bug in one job must not stop the worker
-                log.exception("job %s failed", job.job_id)
-                job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
-                self.failed += 1
-            self._publish(job)
-
-    def _execute(self, job: Job) -> dict[str, Any]:
-        last = [0.0]
-
-        def progress(fraction: float, message: str, done: int = 0, total: int = 0) -> None:
-            job.progress, job.message = max(job.progress, min(fraction, 0.99)), message
-            now = time.monotonic()
-            if now - last[0] >= PROGRESS_INTERVAL or "falling back" in message:
-                last[0] = now
-                self._publish_threadsafe(job)
-
-        if job.kind == "fetch":
-            a = job.args
-            request = make_request(a["symbols"], a["start"], a["end"], a["interval"], a["method"])
-            fetcher = Fetcher(self.config, ledger=self.ledger, cancel=job.cancel)
-            bars, report = fetcher.run(request, progress=progress, fallback=a.get("fallback", True))
-            info = {**request.as_dict(), **report.as_dict()}
-            name = a.get("name") or datasets.default_name(
-                request.symbols,
-                request.interval,
-                request.start.isoformat(),
-                request.end.isoformat(),
-            )
-            path = datasets.write_dataset(bars, self.config.data_dir, name, info)
-            return {
-                **info,
-                "dataset": name,
-                "path": str(path),
-                "summary": f"{report.summary()} -> {name}",
-            }
+    def _backfill(self, job: JobContext) -> Finished:
         gaps = job.args.get("gaps") or []
         if job.args.get("session"):
             gaps = gaps + gap_backfill.gaps_from_recording(
                 Path(self.config.data_dir) / "recordings" / job.args["session"]
             )
-        backfill_report = gap_backfill.backfill(
+        report = gap_backfill.backfill(
             gaps,
             self.config,
             name=job.args.get("name"),
             ledger=self.ledger,
             cancel=job.cancel,
-            progress=lambda f, m: progress(f, m),
+            progress=job.progress,
         )
-        if not backfill_report.get("ok"):
-            raise FetchError(backfill_report["message"])
-        return backfill_report
+        if not report.get("ok"):
+            raise FetchError(report["message"])
+        return Finished(report, report.get("summary") or report.get("message", "done"))
 
     # --- commands ------------------------------------------------------------------------------
 
@@ -254,25 +146,25 @@ class FetcherService(Service):
         method: str = "auto",
         name: str | None = None,
         fallback: bool = True,
-    ) -> dict[str, Any]:
+    ) -> JobView:
         """Queue a fetch; progress and the result come on job.<id>. Bad input is refused here."""
         request = make_request(symbols, start, end, interval, method)
         if name:
             datasets.check_name(name)
         args = {**request.as_dict(), "name": name, "fallback": bool(fallback)}
-        job = self._add(
+        return self.jobs.submit(
             "fetch",
             args,
-            f"queued: {','.join(request.symbols)} {request.start}..{request.end} {request.interval}",
+            self._fetch,
+            message=f"queued: {','.join(request.symbols)} {request.start}..{request.end} {request.interval}",
         )
-        return job.as_dict()
 
     def cmd_backfill(
         self,
         gaps: list[dict[str, Any]] | None = None,
         session: str | None = None,
         name: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JobView:
         """Queue a backfill of gap records (symbol, kind, ts_from, ts_to) and/or a recording's gaps."""
         if not gaps and not session:
             raise BadRequest(
@@ -284,33 +176,23 @@ class FetcherService(Service):
             )
         if name:
             datasets.check_name(name)
-        job = self._add(
+        return self.jobs.submit(
             "backfill",
             {"gaps": list(gaps or []), "session": session, "name": name},
-            "queued: gap backfill",
+            self._backfill,
+            message="queued: gap backfill",
         )
-        return job.as_dict()
 
-    def cmd_jobs(self) -> list[dict[str, Any]]:
+    def cmd_jobs(self) -> list[JobView]:
         """Recent jobs, newest first."""
-        return [self.jobs[j].as_dict() for j in reversed(self._order) if j in self.jobs]
+        return self.jobs.views()
 
-    def cmd_job(self, job_id: str) -> dict[str, Any]:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise BadRequest(f"no job {job_id!r}")
-        return job.as_dict()
+    def cmd_job(self, job_id: str) -> JobView:
+        return self.jobs.view(job_id)
 
-    def cmd_cancel(self, job_id: str) -> dict[str, Any]:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise BadRequest(f"no job {job_id!r}")
-        if job.state == "queued":
-            job.state, job.message = "failed", "cancelled"
-            self.failed += 1
-            self._publish(job)
-        job.cancel.set()
-        return job.as_dict()
+    def cmd_cancel(self, job_id: str) -> JobView:
+        """Cancel a job: a queued one at once, a running one at its next request or chunk."""
+        return self.jobs.cancel(job_id)
 
     def cmd_quota(self) -> dict[str, Any]:
         """The shared ledger's counts and limits (as on sys.quota)."""
