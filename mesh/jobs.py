@@ -325,10 +325,7 @@ class JobRunner:
             return
         with self._lock:
             self._running = None
-            job.detail = outcome.detail
-            job.result = outcome.result
-            job.progress = 1.0
-            self._finish(job, JobState.DONE, outcome.message)
+            self._finish(job, JobState.DONE, outcome.message, outcome)
 
     def _failure(self, job: _Job, exc: BaseException) -> tuple[JobState, str]:
         if job.cancel.is_set() or isinstance(exc, JobCancelled):
@@ -338,11 +335,15 @@ class JobRunner:
         log.error("%s job %s failed", self.name, job.job_id, exc_info=exc)
         return JobState.FAILED, f"{type(exc).__name__}: {exc}"
 
-    def _finish(self, job: _Job, state: JobState, message: str) -> None:
+    def _finish(
+        self, job: _Job, state: JobState, message: str, outcome: Finished | None = None
+    ) -> None:
         """Under the lock: the last progress report, the final state, the hook, the history."""
         if job.pending:
             self._send(job)
         job.pending = False
+        if outcome is not None:
+            job.progress, job.result, job.detail = 1.0, outcome.result, outcome.detail
         job.state, job.message, job.finished = state, one_line(message), time.time()
         self._totals[state] += 1
         self._send(job)
@@ -383,8 +384,9 @@ class JobRunner:
                 self._send_progress(job)
 
     def _send_progress(self, job: _Job) -> None:
-        job.sent_at, job.pending = time.monotonic(), False
+        job.pending = False
         self._send(job)
+        job.sent_at = time.monotonic()  # after: the next one is a full interval after this one
 
     # --- helpers -------------------------------------------------------------------------------
 
