@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from mesh import datasets as shared
 from mesh.config import Config, load_config
 from mesh.fetcher import datasets
 from mesh.fetcher.errors import (
@@ -71,8 +72,9 @@ def fetch_data(
 ) -> pd.DataFrame:
     """Bars of `symbols` over [start, end] (New York trading dates, inclusive) as a DataFrame.
 
-    Columns: symbol, timestamp (datetime64[ns, UTC], bar start), open, high, low, close, volume,
-    vwap, transactions; sorted by symbol then time. `save=True` (or a name) also writes a
+    Columns: the one bar schema (docs/data.md): symbol, ts_start and ts_end (datetime64[ns, UTC],
+    the window [ts_start, ts_end)), open, high, low, close, volume, vwap, transactions, ts_recv
+    (empty for history); sorted by symbol then time. `save=True` (or a name) also writes a
     dataset to data/historical/. Raises `BadRequest` before spending anything when the request
     is wrong, `QuotaExceeded` when it does not fit the quota, `FetchError` for the rest.
     """
@@ -154,5 +156,14 @@ def list_datasets(*, config: Config | None = None) -> list[dict[str, Any]]:
 
 
 def load_dataset(name: str, *, config: Config | None = None) -> pd.DataFrame:
-    """A historical dataset (by name or path) as a DataFrame."""
-    return datasets.read_dataset(name, (config or load_config()).data_dir).to_pandas()
+    """The bars of a dataset (a name, `historical:NAME` or a path) as a DataFrame, finest interval first.
+
+    Raises `mesh.datasets.DatasetError` when it cannot be found or read, `BadRequest` when it has no bars.
+    """
+    dataset = shared.resolve(name, (config or load_config()).data_dir)
+    tables = dataset.bar_tables()
+    if not tables:
+        raise BadRequest(
+            f"dataset {dataset.name!r} holds no bars (its tables: {', '.join(dataset.tables) or 'none'})"
+        )
+    return shared.read_table(tables[0]).to_pandas()

@@ -23,19 +23,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mesh import client
+from mesh import client, datasets
+from mesh.bar_schema import BAR_SCHEMA
 from mesh.config import Config, load_config
 from mesh.recorder import manifest as mf
+from mesh.recorder.bars import BAR_TABLES
 from mesh.recorder.intake import PREFIXES, Intake
 from mesh.recorder.promote import rebuild_bars, write_bars
-from mesh.recorder.recovery import recordings_dir
 from mesh.recorder.session import Session, check_name
 from mesh.recorder.store import Store, open_session
 from mesh.recorder.wal import DEFAULT_SYNC_INTERVAL
 
 log = logging.getLogger(__name__)
 
-TABLES = ("quotes", "trades", "gaps", "bars_1s", "bars_1m", "mid_bars_1s", "mid_bars_1m")
+TABLES = ("quotes", "trades", "gaps", *BAR_TABLES)
 
 
 class WebSocketDataRecorder:
@@ -161,21 +162,33 @@ class WebSocketDataRecorder:
 
 
 def read_recording(recording: str | Path, table: str = "quotes") -> Any:
-    """A recorded table as a pandas DataFrame; `recording` is a session folder, s3:// URI or NAME."""
-    import pyarrow as pa
+    """A recorded table as a pandas DataFrame; `recording` is a session folder, s3:// URI or NAME.
 
+    Local recordings are read through `mesh.datasets` (the same checks and conversions as every
+    other reader); raises `mesh.datasets.DatasetError` when the recording is missing or damaged.
+    """
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
     text = str(recording)
-    if "/" not in text and not Path(text).exists():
-        text = str(recordings_dir(load_config().data_dir) / text)
-    store, name = open_session(text)
+    if text.startswith("s3://"):
+        return _read_remote(text, table)
+    bare = not isinstance(recording, Path) and "/" not in text
+    spec: str | Path = f"recording:{text}" if bare else Path(text)
+    dataset = datasets.resolve(spec, load_config().data_dir)
+    found = dataset.tables.get(table)
+    if found is None:
+        return _empty(table).to_pandas()
+    return datasets.read_table(found).to_pandas()
+
+
+def _read_remote(location: str, table: str) -> Any:
+    """A table of a recording in object storage, through the recorder's store."""
+    import pyarrow as pa
+
+    store, name = open_session(location)
     if table.startswith(("bars", "mid_bars")):
-        data = (
-            store.read_table(f"{name}/{table}.parquet")
-            if store.exists(f"{name}/{table}.parquet")
-            else None
-        )
+        rel = f"{name}/{table}.parquet"
+        data = store.read_table(rel) if store.exists(rel) else None
     else:
         files = sorted(
             f for f in store.list_files(f"{name}/{table}") if mf.part_number(f) is not None
@@ -185,12 +198,13 @@ def read_recording(recording: str | Path, table: str = "quotes") -> Any:
             if files
             else None
         )
-    if data is None:
-        from mesh.recorder.bars import BAR_SCHEMA
-        from mesh.recorder.columns import STORAGE
+    return (data if data is not None else _empty(table)).to_pandas()
 
-        data = (STORAGE.get(table) or BAR_SCHEMA).empty_table()
-    return data.to_pandas()
+
+def _empty(table: str) -> Any:
+    from mesh.recorder.columns import STORAGE
+
+    return (STORAGE.get(table) or BAR_SCHEMA).empty_table()
 
 
 def _session_location(store: Any, name: str) -> str:

@@ -81,9 +81,14 @@ def parse_bar_table(stem: str) -> tuple[Interval, bool] | None:
         return None
 
 
+def part_name(number: int) -> str:
+    """`part-000001.parquet`: the file of slice `number` in a part folder."""
+    return f"part-{number:06d}.parquet"
+
+
 def part_file(table: str, number: int) -> str:
     """`trades/part-000001.parquet`: slice `number` of a table kept in parts."""
-    return f"{table}/part-{number:06d}.parquet"
+    return f"{table}/{part_name(number)}"
 
 
 def part_number(name: str) -> int | None:

@@ -11,7 +11,6 @@ is fetched and the report says so.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from mesh import datasets as shared
+from mesh.bar_schema import SCHEMA_VERSION
+from mesh.datasets import DatasetKind, TableKind, atomic, layout
 from mesh.fetcher import datasets
 from mesh.fetcher.errors import QuotaExceeded
 from mesh.fetcher.ledger import QuotaLedger
@@ -66,17 +67,63 @@ def merge_gaps(gaps: Iterable[Any]) -> tuple[list[tuple[str, str, int, int]], in
     return out, skipped
 
 
+def write_backfill(
+    columns: dict[str, dict[str, list[Any]]], data_dir: Path, name: str, report: dict[str, Any]
+) -> Path:
+    """The backfilled events as a dataset laid out like a recording's tables (`trades/part-000001.parquet`).
+
+    Each file is written under a hidden name and renamed, then the manifest (which lists them).
+    """
+    folder = datasets.historical_dir(data_dir) / name
+    files, symbols, times = [], set(), []
+    for table_name, cols in columns.items():
+        if not cols["symbol"]:
+            continue
+        schema = STORAGE[table_name]
+        table = pa.table(
+            {
+                f.name: pa.array(
+                    cols[f.name], f.type if not pa.types.is_timestamp(f.type) else pa.int64()
+                )
+                for f in schema
+            }
+        ).cast(schema)
+        rel = layout.part_file(table_name, 1)
+        atomic.write_parquet(folder / rel, table)
+        files.append(rel)
+        symbols |= set(cols["symbol"])
+        times += [min(cols["ts_event"]), max(cols["ts_event"])]
+        report["rows"][table_name] = table.num_rows
+    manifest = {
+        "format": datasets.FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "kind": str(DatasetKind.BACKFILL),
+        "name": name,
+        "files": files,
+        "symbols": sorted(symbols),
+        "first_event_ns": min(times) if times else None,
+        "last_event_ns": max(times) if times else None,
+        "gaps": report["gaps"],
+        "requests": report["requests"],
+        "rows": report["rows"],
+        "rest_calls": report["rest_calls"],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "method": "rest",
+    }
+    atomic.write_json(folder / datasets.MANIFEST, manifest)
+    return folder
+
+
 def gaps_from_recording(session: Path) -> list[dict[str, Any]]:
-    """The quote and trade gaps a recording session holds (its gaps/*.parquet)."""
-    files = sorted((Path(session) / "gaps").glob("*.parquet"))
-    rows: list[dict[str, Any]] = []
-    for file in files:
-        table = pq.read_table(file, columns=["symbol", "kind", "ts_from", "ts_to"])
-        table = table.set_column(2, "ts_from", table["ts_from"].cast(pa.int64())).set_column(
-            3, "ts_to", table["ts_to"].cast(pa.int64())
-        )
-        rows += [r for r in table.to_pylist() if r["kind"] in KINDS]
-    return rows
+    """The quote and trade gaps a recording session holds (its gaps table); DatasetError if damaged."""
+    gaps = shared.open_path(Path(session)).table(TableKind.GAPS)
+    if gaps is None:
+        return []
+    table = shared.read_table(gaps, columns=["kind", "ts_from", "ts_to"])
+    table = table.set_column(2, "ts_from", table["ts_from"].cast(pa.int64())).set_column(
+        3, "ts_to", table["ts_to"].cast(pa.int64())
+    )
+    return [r for r in table.to_pylist() if r["kind"] in KINDS]
 
 
 def backfill(
@@ -89,7 +136,7 @@ def backfill(
     progress: Callable[[float, str], None] | None = None,
     dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Fetch the events missing in `gaps`; writes data/historical/<name>/{trades,quotes}.parquet."""
+    """Fetch the events missing in `gaps`; writes data/historical/<name>/{trades,quotes}/part-000001.parquet."""
     ledger = ledger or QuotaLedger.for_config(config)
     spans, skipped = merge_gaps(gaps)
     left, _ = ledger.rest_room()
@@ -135,37 +182,7 @@ def backfill(
         report["rest_calls"] = client.calls
         client.close()
     name = datasets.check_name(name or f"backfill-{time.strftime('%Y%m%d-%H%M%S')}")
-    folder = datasets.historical_dir(config.data_dir) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    for table_name, cols in columns.items():
-        if not cols["symbol"]:
-            continue
-        schema = STORAGE[table_name]
-        table = pa.table(
-            {
-                f.name: pa.array(
-                    cols[f.name], f.type if not pa.types.is_timestamp(f.type) else pa.int64()
-                )
-                for f in schema
-            }
-        ).cast(schema)
-        pq.write_table(table, folder / f"{table_name}.parquet", compression="zstd")
-        files.append(f"{table_name}.parquet")
-        report["rows"][table_name] = table.num_rows
-    manifest = {
-        "format": datasets.FORMAT,
-        "name": name,
-        "kind": "backfill",
-        "files": files,
-        "gaps": report["gaps"],
-        "requests": len(spans),
-        "rows": report["rows"],
-        "rest_calls": report["rest_calls"],
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "method": "rest",
-    }
-    (folder / datasets.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    folder = write_backfill(columns, config.data_dir, name, report)
     report.update(
         ok=True,
         path=str(folder),

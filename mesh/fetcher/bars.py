@@ -8,7 +8,9 @@ derived the same way for both: the volume-weighted mean of each minute's typical
 
 Windows: intraday bars start on multiples of their width since the epoch (whole minutes and hours
 are the same in New York and UTC); 1d bars are New York trading days stamped at 00:00 New York
-time, as Massive stamps its day bars. All times are `timestamp[ns, tz=UTC]`.
+time, as Massive stamps its day bars. Bars come out in the one bar schema (mesh/bar_schema.py):
+`ts_start`, `ts_end` (the next window's start; for 1d the next 00:00 New York) and a null
+`ts_recv` (history was not received live).
 """
 
 from __future__ import annotations
@@ -19,11 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mesh import calendar
-from mesh.fetcher.request import INTERVALS
-
-NS = 1_000_000_000
-TIME = pa.timestamp("ns", tz="UTC")
+from mesh import bar_schema, calendar, intervals
 
 # what both sources are normalised to before resampling (ts = window start, Unix ns)
 MINUTE_SCHEMA = pa.schema(
@@ -39,21 +37,6 @@ MINUTE_SCHEMA = pa.schema(
     ]
 )
 
-# what users and the backtester get (data/historical/<name>/*.parquet, fetch_data's DataFrame)
-BAR_SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("timestamp", TIME),
-        ("open", pa.float64()),
-        ("high", pa.float64()),
-        ("low", pa.float64()),
-        ("close", pa.float64()),
-        ("volume", pa.float64()),
-        ("vwap", pa.float64()),
-        ("transactions", pa.int64()),
-    ]
-)
-
 
 def _epoch_day(day: dt.date) -> int:
     return (day - dt.date(1970, 1, 1)).days
@@ -65,8 +48,9 @@ def resample(minutes: pa.Table, interval: str, start: dt.date, end: dt.date) -> 
     Rows come out sorted by symbol, then time. Duplicate minutes (same symbol and start) are
     kept once, so overlapping pages or files cannot double-count.
     """
+    width = intervals.parse(interval)
     if minutes.num_rows == 0:
-        return BAR_SCHEMA.empty_table()
+        return bar_schema.empty()
     minutes = minutes.cast(MINUTE_SCHEMA)
     encoded = pc.dictionary_encode(minutes["symbol"]).combine_chunks()
     names = encoded.dictionary.to_pylist()
@@ -86,14 +70,14 @@ def resample(minutes: pa.Table, interval: str, start: dt.date, end: dt.date) -> 
         for name in ("open", "high", "low", "close", "volume", "transactions")
     }
     if len(ts) == 0:
-        return BAR_SCHEMA.empty_table()
+        return bar_schema.empty()
     fresh = np.ones(len(ts), dtype=bool)
     fresh[1:] = (sym[1:] != sym[:-1]) | (ts[1:] != ts[:-1])
     if not fresh.all():
         sym, ts, day = sym[fresh], ts[fresh], day[fresh]
         cols = {k: v[fresh] for k, v in cols.items()}
 
-    if interval == "1d":
+    if width.is_daily:
         dates, where = np.unique(day, return_inverse=True)
         midnights = np.array(
             [calendar.midnight_ns(dt.date(1970, 1, 1) + dt.timedelta(days=int(d))) for d in dates],
@@ -101,8 +85,7 @@ def resample(minutes: pa.Table, interval: str, start: dt.date, end: dt.date) -> 
         )
         window = midnights[where]
     else:
-        width = INTERVALS[interval] * NS
-        window = ts - ts % width
+        window = ts - ts % width.ns
     first = np.flatnonzero(
         np.concatenate(([True], (sym[1:] != sym[:-1]) | (window[1:] != window[:-1])))
     )
@@ -118,17 +101,15 @@ def resample(minutes: pa.Table, interval: str, start: dt.date, end: dt.date) -> 
         vwap = np.where(vol_sum > 0, notional / np.where(vol_sum > 0, vol_sum, 1.0), plain)
 
     symbols_sorted = np.array(sorted(names), dtype=object)
-    return pa.table(
-        {
-            "symbol": pa.array(symbols_sorted[sym[first]], pa.string()),
-            "timestamp": pa.array(window[first], pa.int64()).cast(TIME),
-            "open": cols["open"][first],
-            "high": np.maximum.reduceat(cols["high"], first),
-            "low": np.minimum.reduceat(cols["low"], first),
-            "close": cols["close"][last],
-            "volume": vol_sum,
-            "vwap": vwap,
-            "transactions": np.add.reduceat(cols["transactions"], first),
-        },
-        schema=BAR_SCHEMA,
+    return bar_schema.from_columns(
+        pa.array(symbols_sorted[sym[first]], pa.string()),
+        window[first],
+        width,
+        open=cols["open"][first],
+        high=np.maximum.reduceat(cols["high"], first),
+        low=np.minimum.reduceat(cols["low"], first),
+        close=cols["close"][last],
+        volume=vol_sum,
+        vwap=vwap,
+        transactions=np.add.reduceat(cols["transactions"], first),
     )

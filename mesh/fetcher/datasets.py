@@ -1,15 +1,16 @@
-"""Historical datasets on disk: data/historical/<name>/ with bars.parquet and manifest.json.
+"""Writing fetched history as a dataset: data/historical/<name>/ with bars_<interval>.parquet and manifest.json.
 
-A dataset is what the backtester, `massive kdb load` and the dashboard's History view open by
-name. The Parquet file has the bar columns of `bars.BAR_SCHEMA` (timestamp[ns, tz=UTC]); the
-manifest says what was asked for and how it was fetched, so a listing needs no Parquet read.
-Both files are written under a temporary name and renamed, so a crash never leaves a dataset
-that looks complete but is not.
+The bars are in the one bar schema (mesh/bar_schema.py) and named after their interval like the
+recorder's (`bars_5m.parquet` beside a recording's `bars_1m.parquet`), so one glob covers both.
+The manifest says what was asked for and how it was fetched, and lists the dataset's files. The
+bars are written first and the manifest last, each under a hidden temporary name and renamed
+(mesh/datasets/atomic.py), so a crash never leaves a dataset that looks complete but is not; a
+file of an earlier fetch under the same name is removed once the new manifest is in place.
+Finding, listing and reading datasets is `mesh.datasets`'s.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -19,19 +20,21 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from mesh.fetcher.bars import BAR_SCHEMA
+from mesh import datasets as shared
+from mesh import intervals
+from mesh.bar_schema import BAR_COLUMNS, BAR_SCHEMA, SCHEMA_VERSION
+from mesh.datasets import DatasetError, DatasetKind, atomic, layout
 from mesh.fetcher.errors import BadRequest
+from mesh.times import iso
 
-FORMAT = 1
-BARS_FILE = "bars.parquet"
-MANIFEST = "manifest.json"
+FORMAT = 1  # the layout of manifest.json; `schema_version` is the data's
+MANIFEST = layout.MANIFEST
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,120}")
 
 
 def historical_dir(data_dir: Path | str) -> Path:
-    return Path(data_dir) / "historical"
+    return layout.historical_dir(data_dir)
 
 
 def default_name(symbols: list[str] | tuple[str, ...], interval: str, start: str, end: str) -> str:
@@ -50,31 +53,23 @@ def check_name(name: str) -> str:
     return name
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_dataset(bars: pa.Table, data_dir: Path | str, name: str, info: dict[str, Any]) -> Path:
     """Write `bars` as dataset `name`; `info` (request and report fields) goes into the manifest."""
     folder = historical_dir(data_dir) / check_name(name)
-    folder.mkdir(parents=True, exist_ok=True)
+    interval = intervals.parse(str(info.get("interval") or "1d"))
     bars = bars.cast(BAR_SCHEMA)
-    _atomic_write(folder / BARS_FILE, lambda tmp: pq.write_table(bars, tmp, compression="zstd"))
-    first = pc.min(bars["timestamp"]).as_py() if bars.num_rows else None
-    last = pc.max(bars["timestamp"]).as_py() if bars.num_rows else None
+    bars_file = layout.bar_file(interval)
+    atomic.write_parquet(folder / bars_file, bars)
+    starts = bars["ts_start"].cast(pa.int64())
+    first = pc.min(starts).as_py() if bars.num_rows else None
+    last = pc.max(starts).as_py() if bars.num_rows else None
     manifest = {
         "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "kind": str(DatasetKind.HISTORICAL),
         "name": name,
-        "kind": "historical-bars",
         "symbols": info.get("symbols", []),
-        "interval": info.get("interval"),
+        "interval": interval.name,
         "start": info.get("start"),
         "end": info.get("end"),
         "rows": bars.num_rows,
@@ -84,44 +79,46 @@ def write_dataset(bars: pa.Table, data_dir: Path | str, name: str, info: dict[st
         "rest_calls": info.get("rest_calls", 0),
         "bytes_downloaded": info.get("bytes_downloaded", 0),
         "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "first_bar": first.isoformat().replace("+00:00", "Z") if first else None,
-        "last_bar": last.isoformat().replace("+00:00", "Z") if last else None,
-        "files": [BARS_FILE],
-        "columns": BAR_SCHEMA.names,
+        "first_bar": iso(first),
+        "last_bar": iso(last),
+        "first_bar_ns": first,
+        "last_bar_ns": last,
+        "files": [bars_file],
+        "columns": list(BAR_COLUMNS),
         "prices": "as traded (not split-adjusted)",
         "vwap": "volume-weighted typical price (high+low+close)/3 of the bar's minutes",
     }
-    _atomic_write(
-        folder / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    )
+    atomic.write_json(folder / MANIFEST, manifest)
+    for old in [*folder.glob("bars_*.parquet"), folder / layout.V1_BARS_FILE]:
+        if old.name != bars_file:  # an earlier fetch under this name
+            old.unlink(missing_ok=True)
     return folder
 
 
 def list_datasets(data_dir: Path | str) -> list[dict[str, Any]]:
-    """Every historical dataset's manifest (plus `path`), newest first."""
-    root = historical_dir(data_dir)
+    """Every historical dataset's and backfill's manifest (plus `path`), newest first.
+
+    The fetcher service's `datasets` answer; a damaged dataset is `{name, path, error}`.
+    """
     out = []
-    for manifest in root.glob(f"*/{MANIFEST}") if root.is_dir() else ():
-        try:
-            entry = json.loads(manifest.read_text())
-        except (OSError, ValueError):
+    for info in shared.list_datasets(data_dir):
+        if info.kind not in (DatasetKind.HISTORICAL, DatasetKind.BACKFILL):
             continue
-        entry["path"] = str(manifest.parent)
-        out.append(entry)
+        if info.error is not None:
+            out.append(
+                {"name": info.name, "kind": str(info.kind), "path": info.path, "error": info.error}
+            )
+            continue
+        try:
+            manifest = dict(shared.open_folder(Path(info.path), place=layout.HISTORICAL).manifest)
+        except DatasetError as exc:  # damaged since it was listed
+            out.append(
+                {"name": info.name, "kind": str(info.kind), "path": info.path, "error": str(exc)}
+            )
+            continue
+        out.append({**manifest, "name": info.name, "path": info.path})
     out.sort(key=lambda e: str(e.get("created", "")), reverse=True)
     return out
-
-
-def read_dataset(name_or_path: str | Path, data_dir: Path | str | None = None) -> pa.Table:
-    """The bars of a dataset given by folder path or name under data/historical/."""
-    path = Path(name_or_path)
-    if not path.exists() and data_dir is not None:
-        path = historical_dir(data_dir) / str(name_or_path)
-    if path.is_dir():
-        path = path / BARS_FILE
-    if not path.is_file():
-        raise BadRequest(f"no historical dataset {str(name_or_path)!r} (looked for {path})")
-    return pq.read_table(path)
 
 
 def check_writable(folder: Path | str, what: str) -> Path:
@@ -159,11 +156,11 @@ def export(bars: pa.Table, path: Path | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        _atomic_write(path, lambda tmp: pq.write_table(bars, tmp, compression="zstd"))
+        atomic.write_parquet(path, bars)
     elif suffix == ".csv":
         import pyarrow.csv as pcsv
 
-        _atomic_write(path, lambda tmp: pcsv.write_csv(bars, tmp))
+        atomic.write_atomic(path, lambda tmp: pcsv.write_csv(bars, tmp))
     else:
         raise BadRequest(f"--out {str(path)!r}: expected a .parquet or .csv file name")
     return path

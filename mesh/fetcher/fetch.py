@@ -112,7 +112,7 @@ class Fetcher:
         fallback: bool = True,
         check_symbols: bool = True,
     ) -> tuple[pa.Table, FetchReport]:
-        """Bars for `request` (bars.BAR_SCHEMA) and the report of what was spent."""
+        """Bars for `request` (mesh/bar_schema.py) and the report of what was spent."""
         started = time.monotonic()
         self.ledger.check()  # a damaged ledger stops here, before anything is spent
         method, reason = planning.choose(request)

@@ -13,34 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh import calendar
+from mesh import calendar, intervals
 from mesh.fetcher.errors import BadRequest
 
-# interval -> bar width in seconds; 1d bars are New York trading days
-INTERVALS: dict[str, int] = {
-    "1m": 60,
-    "2m": 120,
-    "3m": 180,
-    "5m": 300,
-    "10m": 600,
-    "15m": 900,
-    "20m": 1200,
-    "30m": 1800,
-    "1h": 3600,
-    "1d": 86_400,
-}
-_INTERVAL_ALIASES = {
-    "1min": "1m",
-    "5min": "5m",
-    "15min": "15m",
-    "30min": "30m",
-    "60m": "1h",
-    "1hour": "1h",
-    "1day": "1d",
-    "day": "1d",
-    "minute": "1m",
-    "hour": "1h",
-}
+# what `massive fetch` offers: name -> bar width in seconds (mesh/intervals.py owns both)
+INTERVALS: dict[str, int] = {i.name: i.seconds for i in intervals.FETCHABLE}
 METHODS = ("auto", "rest", "flat_file")
 _METHOD_ALIASES = {
     "flat_files": "flat_file",
@@ -117,11 +94,13 @@ def parse_date(value: Any, what: str) -> dt.date:
 
 
 def parse_interval(interval: str) -> str:
-    name = str(interval).strip().lower()
-    name = _INTERVAL_ALIASES.get(name, name)
-    if name not in INTERVALS:
-        raise BadRequest(f"unknown interval {interval!r}; expected one of {', '.join(INTERVALS)}")
-    return name
+    """Any spelling of a fetchable interval (`5min`, `hour`, `1d`) -> its name (`5m`, `1h`, `1d`)."""
+    try:
+        return intervals.parse_name(interval, allowed=intervals.FETCHABLE)
+    except intervals.IntervalError:
+        raise BadRequest(
+            f"unknown interval {str(interval)[:40]!r}; expected one of {', '.join(INTERVALS)}"
+        ) from None
 
 
 def parse_method(method: str) -> str:

@@ -23,33 +23,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mesh.bar_schema import BAR_SCHEMA
+from mesh.datasets.layout import bar_table
+from mesh.intervals import RECORDED, Interval
 from mesh.recorder.columns import QUOTES, TIME, TRADES
 
-INTERVAL_NS = {"1s": 1_000_000_000, "1m": 60_000_000_000}
-
-# bar table -> (source table, interval)
-BAR_TABLES: dict[str, tuple[str, str]] = {
-    "bars_1s": (TRADES, "1s"),
-    "bars_1m": (TRADES, "1m"),
-    "mid_bars_1s": (QUOTES, "1s"),
-    "mid_bars_1m": (QUOTES, "1m"),
+# bar table (`bars_1s`, `mid_bars_1m`, ...) -> (source table, interval), for the recorded intervals
+BAR_TABLES: dict[str, tuple[str, Interval]] = {
+    bar_table(interval, mid=source == QUOTES): (source, interval)
+    for source in (TRADES, QUOTES)
+    for interval in RECORDED
 }
-
-BAR_SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("ts_start", TIME),
-        ("ts_end", TIME),
-        ("open", pa.float64()),
-        ("high", pa.float64()),
-        ("low", pa.float64()),
-        ("close", pa.float64()),
-        ("volume", pa.float64()),
-        ("vwap", pa.float64()),
-        ("transactions", pa.int64()),
-        ("ts_recv", TIME),
-    ]
-)
 
 # Partial bars: everything needed to merge two partial aggregates of the same window exactly.
 _NUMERIC = (
@@ -80,7 +64,7 @@ def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def rows_to_partial(table: str, chunk: pa.Table, interval: str, ordinal_base: int) -> Partial:
+def rows_to_partial(table: str, chunk: pa.Table, interval: Interval, ordinal_base: int) -> Partial:
     """Each row of a quotes or trades chunk as a one-event partial bar, then merged per window."""
     ts = _ints(chunk.column("ts_event"))
     n = len(ts)
@@ -95,7 +79,7 @@ def rows_to_partial(table: str, chunk: pa.Table, interval: str, ordinal_base: in
         "symbol": chunk.column("symbol").combine_chunks()
         if isinstance(chunk.column("symbol"), pa.ChunkedArray)
         else chunk.column("symbol"),
-        "start": np.floor_divide(ts, INTERVAL_NS[interval]),
+        "start": np.floor_divide(ts, interval.ns),
         "first_ts": ts,
         "first_ord": ordinal,
         "last_ts": ts,
@@ -176,9 +160,9 @@ def empty_partial() -> Partial:
     return out
 
 
-def to_table(part: Partial, interval: str) -> pa.Table:
-    """Finished bars, sorted by symbol then time, in `BAR_SCHEMA`."""
-    width = INTERVAL_NS[interval]
+def to_table(part: Partial, interval: Interval) -> pa.Table:
+    """Finished bars, sorted by symbol then time, in the one bar schema (mesh/bar_schema.py)."""
+    width = interval.ns
     order = np.lexsort(
         (
             part["start"],

@@ -16,12 +16,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mesh.bar_schema import SCHEMA_VERSION
+from mesh.datasets.layout import MANIFEST as MANIFEST  # the recorder's modules take these from here
+from mesh.datasets.layout import DatasetKind
+from mesh.datasets.layout import part_name as part_name
+from mesh.datasets.layout import part_number as part_number
 from mesh.recorder.bars import BAR_TABLES
 from mesh.recorder.columns import GAPS, QUOTES, TRADES
 from mesh.recorder.store import Store
 
-FORMAT = 1
-MANIFEST = "manifest.json"
+FORMAT = 1  # the layout of this file; `schema_version` is the data's (mesh/bar_schema.py)
 MAX_GAPS_LISTED = 10_000  # all of them are in the gaps table; the manifest lists the first ones
 
 
@@ -33,17 +37,6 @@ def iso(ns: int | None) -> str | None:
         .isoformat(timespec="microseconds")
         .replace("+00:00", "Z")
     )
-
-
-def part_name(number: int) -> str:
-    return f"part-{number:06d}.parquet"
-
-
-def part_number(name: str) -> int | None:
-    if name.startswith("part-") and name.endswith(".parquet"):
-        digits = name[5:-8]
-        return int(digits) if digits.isdigit() else None
-    return None
 
 
 @dataclass
@@ -136,6 +129,8 @@ class Manifest:
         files = sorted(self.files.values(), key=lambda e: e.path)
         return {
             "format": FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "kind": str(DatasetKind.RECORDING),
             "name": self.name,
             "location": self.location,
             "created": iso(self.created_ns),

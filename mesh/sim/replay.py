@@ -31,6 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from mesh import bar_schema, datasets
+from mesh.datasets import DatasetError, DatasetKind, bar_file, bar_table
+from mesh.intervals import MINUTE, SECOND
 from mesh.recorder import manifest as mf
 from mesh.recorder.columns import QUOTES, TRADES
 from mesh.recorder.replay import replay_batches
@@ -38,6 +41,7 @@ from mesh.recorder.store import Store, StoreError, open_session
 from mesh.schema import QuoteBatch
 from mesh.sim import frames, market
 from mesh.sim.source import DictStep
+from mesh.times import to_ns
 
 if TYPE_CHECKING:
     from mesh.sim.ws import Feed
@@ -51,7 +55,8 @@ MAX_QUEUED_BYTES = 1 << 20  # at speed max, wait while a client has more than th
 STEP_SPAN_NS = 2_000_000  # events due within 2 ms (of replay time) go out as one step
 STEP_EVENTS = 1_000  # at most this many events per step
 READ_ROWS = 2_000  # rows per batch read from the recording
-BAR_KINDS = {"bars_1s": "A", "bars_1m": "AM"}
+BAR_EVENTS = {SECOND: "A", MINUTE: "AM"}  # the recorded trade bars -> Massive's bar events
+BAR_KINDS = {bar_table(interval): ev for interval, ev in BAR_EVENTS.items()}
 
 
 class ReplayError(Exception):
@@ -74,29 +79,39 @@ class Recording:
         return self.quotes + self.trades + self.bars
 
 
-def resolve(recording: str, data_dir: Path) -> str:
-    """PATH_OR_NAME -> location: an s3:// URI or existing path as given, else a name under data_dir/recordings."""
+def open_recording(recording: str, data_dir: Path) -> Recording:
+    """Find a recording and check that every file of it can be opened; raises ReplayError.
+
+    A NAME or path means what it means to every command (`mesh.datasets.resolve`), with the same
+    one-line errors; an `s3://` URI is opened as the recorder wrote it there.
+    """
     text = recording.strip()
     if not text:
         raise ReplayError(
             "no recording given: --replay takes a recording folder or the NAME of one under MESH_DATA_DIR/recordings"
         )
     if text.startswith("s3://"):
-        return text
-    bare = "/" not in text and "\\" not in text
-    candidate = data_dir / "recordings" / text
-    if bare and candidate.exists():
-        return str(candidate)
-    if Path(text).expanduser().exists():
-        return str(Path(text).expanduser())
-    if bare:
-        raise ReplayError(f"no recording named {text!r}: {candidate} does not exist")
-    raise ReplayError(f"no recording at {text}: the folder does not exist")
+        return _open_remote(text)
+    try:
+        dataset = datasets.resolve(text, data_dir)
+    except DatasetError as exc:
+        raise ReplayError(str(exc)) from None
+    if dataset.kind is not DatasetKind.RECORDING:
+        raise ReplayError(
+            f"{dataset.path} is not a recording (it is a {dataset.kind} dataset): --replay takes a recording, see `massive data list`"
+        )
+    rows = {name: table.rows for name, table in dataset.tables.items()}
+    return Recording(
+        str(dataset.path),
+        dataset.name,
+        str(dataset.path),
+        quotes=rows.get(QUOTES, 0),
+        trades=rows.get(TRADES, 0),
+        bars=sum(rows.get(table, 0) for table in BAR_KINDS),
+    )
 
 
-def open_recording(recording: str, data_dir: Path) -> Recording:
-    """Find a recording and check that every file of it can be opened; raises ReplayError."""
-    location = resolve(recording, data_dir)
+def _open_remote(location: str) -> Recording:
     try:
         store, name = open_session(location)
         shown = store.uri(name)
@@ -189,17 +204,17 @@ def trade_events(batch: Any) -> list[dict[str, Any]]:
 def bar_events(store: Store, name: str) -> list[tuple[int, dict[str, Any]]]:
     """The recording's trade bars as (window end ns, `A`/`AM` event), by window end."""
     out: list[tuple[int, int, dict[str, Any]]] = []
-    for order, (table, ev) in enumerate(BAR_KINDS.items()):
-        rel = f"{name}/{table}.parquet"
+    for order, (interval, ev) in enumerate(BAR_EVENTS.items()):
+        rel = f"{name}/{bar_file(interval)}"
         if not store.exists(rel):
             continue
-        data = store.read_table(rel)
+        data = bar_schema.to_current(store.read_table(rel), interval)
         cols = {
             f.name: (
-                data.column(f.name).cast(pa.int64())
+                to_ns(data.column(f.name)).tolist()
                 if pa.types.is_timestamp(f.type)
-                else data.column(f.name)
-            ).to_pylist()
+                else data.column(f.name).to_pylist()
+            )
             for f in data.schema
         }
         rows = sorted(zip(cols["ts_start"], cols["symbol"], range(data.num_rows), strict=True))

@@ -55,7 +55,7 @@ def test_fetch_then_quota_shows_the_calls_made(
     summary = run.stdout.strip().splitlines()[-1]
     assert " rows via rest; 2 REST call(s)" in summary and "historical/AAPL-MSFT_15m_" in summary
     dataset = Path(summary.rsplit(" -> ", 1)[1].split(" and ")[0])
-    table = pq.read_table(dataset / "bars.parquet")
+    table = pq.read_table(dataset / "bars_15m.parquet")
     assert (
         table.num_rows
         == int(summary.split(" rows")[0].replace(",", ""))
@@ -201,7 +201,7 @@ def test_service_runs_a_fetch_job_and_publishes_progress_and_quota(
     assert (
         final.result["rows"] > 0
         and final.result["rest_calls"] == 2
-        and Path(final.result["path"], "bars.parquet").is_file()
+        and Path(final.result["path"], "bars_1h.parquet").is_file()
     )
     assert quota is not None and "rest_calls_today" in quota
     assert client.call("fetcher", "quota", config=config)["rest_calls_today"] == 2

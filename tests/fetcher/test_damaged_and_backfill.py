@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from moto.server import ThreadedMotoServer
 
-from mesh import calendar
+from mesh import calendar, datasets
 from mesh.fetcher.backfill import backfill
 from mesh.fetcher.errors import FlatFileError
 from mesh.fetcher.fetch import Fetcher
@@ -95,8 +95,8 @@ def test_backfill_fetches_the_trades_inside_a_gap(sim_config, days: list[dt.date
         and report["skipped"] == 1
         and report["rest_calls"] == 2
     )
-    trades = pq.read_table(Path(report["path"]) / "trades.parquet").to_pylist()
-    quotes = pq.read_table(Path(report["path"]) / "quotes.parquet").to_pylist()
+    trades = pq.read_table(Path(report["path"]) / "trades" / "part-000001.parquet").to_pylist()
+    quotes = pq.read_table(Path(report["path"]) / "quotes" / "part-000001.parquet").to_pylist()
     assert (
         len(trades) == report["rows"]["trades"] > 0 and len(quotes) == report["rows"]["quotes"] > 0
     )
@@ -104,6 +104,9 @@ def test_backfill_fetches_the_trades_inside_a_gap(sim_config, days: list[dt.date
     assert all(lo < t["ts_event"].value < hi for t in trades) and {t["symbol"] for t in trades} == {
         "AAPL"
     }
+    backfilled = datasets.resolve("backfill:gaps-1", sim_config.data_dir)
+    assert backfilled.kind is datasets.DatasetKind.BACKFILL and backfilled.schema_version == 2
+    assert {n: t.rows for n, t in backfilled.tables.items()} == report["rows"]
 
 
 def test_backfill_that_the_quota_cannot_cover_sends_nothing(

@@ -5,17 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
+from mesh.bar_schema import BAR_SCHEMA
 from mesh.config import Config
-from mesh.fetcher.bars import BAR_SCHEMA
 from mesh.fetcher.errors import BadRequest, FlatFileError, RestAuthError, RestError
 from mesh.fetcher.fetch import Fetcher
 from mesh.fetcher.flatfiles import key_for
 from mesh.fetcher.ledger import QuotaLedger
 from mesh.fetcher.request import make_request
-from mesh.historical import fetch_data
+from mesh.historical import fetch_data, list_datasets, load_dataset
 from mesh.sim.server import SimServer
 from tests.fetcher.conftest import base_env, config_of, sim_env
 
@@ -50,23 +49,17 @@ def test_rest_and_flat_files_return_identical_bars(
 
 def test_dataframe_types_and_day_bars(sim_config: Config, days: list[dt.date]) -> None:
     df = fetch_data("AAPL", days[-2], days[-1], "1d", config=sim_config, verbose=False)
-    assert list(df.columns) == [
-        "symbol",
-        "timestamp",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "vwap",
-        "transactions",
-    ]
-    assert str(df["timestamp"].dtype) == "datetime64[ns, UTC]"
-    assert len(df) == 2
-    # day bars are stamped at midnight New York time, like Massive's
-    stamps = [ts.tz_convert("America/New_York") for ts in df["timestamp"]]
-    assert all((s.hour, s.minute) == (0, 0) for s in stamps)
+    assert list(df.columns) == list(BAR_SCHEMA.names)  # the one bar schema (docs/data.md)
+    assert str(df["ts_start"].dtype) == str(df["ts_end"].dtype) == "datetime64[ns, UTC]"
+    assert len(df) == 2 and df["ts_recv"].isna().all()  # history was not received live
+    # day bars are stamped at midnight New York time, like Massive's, and end at the next midnight
+    stamps = [ts.tz_convert("America/New_York") for ts in df["ts_start"]]
+    ends = [ts.tz_convert("America/New_York") for ts in df["ts_end"]]
+    assert all((s.hour, s.minute) == (0, 0) for s in stamps + ends)
     assert [s.date() for s in stamps] == [days[-2], days[-1]]
+    assert [e.date() - s.date() for s, e in zip(stamps, ends, strict=True)] == [
+        dt.timedelta(days=1)
+    ] * 2
     assert (
         (df["low"] <= df["open"]).all()
         and (df["open"] <= df["high"]).all()
@@ -245,7 +238,6 @@ def test_free_key_429_is_retried_then_reported(
 def test_dataset_parquet_is_what_the_backtester_reads(
     sim_config: Config, days: list[dt.date]
 ) -> None:
-    from mesh.fetcher import datasets
 
     df = fetch_data(
         ["AAPL", "MSFT"],
@@ -258,10 +250,10 @@ def test_dataset_parquet_is_what_the_backtester_reads(
         verbose=False,
     )
     folder = Path(sim_config.data_dir) / "historical" / "pair"
-    table = datasets.read_dataset("pair", sim_config.data_dir)
-    assert table.schema.field("timestamp").type == pa.timestamp("ns", tz="UTC")
-    assert table.num_rows == len(df)
-    manifest = datasets.list_datasets(sim_config.data_dir)[0]
+    assert sorted(p.name for p in folder.iterdir()) == ["bars_5m.parquet", "manifest.json"]
+    table = load_dataset("pair", config=sim_config)
+    assert list(table.columns) == list(BAR_SCHEMA.names) and len(table) == len(df)
+    manifest = list_datasets(config=sim_config)[0]
     assert (
         manifest["name"] == "pair"
         and manifest["symbols"] == ["AAPL", "MSFT"]
@@ -269,6 +261,7 @@ def test_dataset_parquet_is_what_the_backtester_reads(
     )
     assert (
         manifest["rows"] == len(df)
+        and (manifest["schema_version"], manifest["kind"]) == (2, "historical")
         and manifest["method"] == "rest"
         and manifest["start"] == days[-2].isoformat()
     )

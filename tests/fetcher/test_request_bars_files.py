@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -68,7 +69,7 @@ def test_calendar_knows_nyse_holidays() -> None:
     assert calendar.is_trading_day(dt.date(2024, 7, 5))
 
 
-def _minutes(rows: list[tuple[str, int, float, float, float, float, float, int]]) -> pa.Table:
+def _minutes(rows: Sequence[tuple[str, int, float, float, float, float, float, int]]) -> pa.Table:
     cols = list(zip(*rows, strict=True))
     return pa.table(dict(zip(MINUTE_SCHEMA.names, cols, strict=True)), schema=MINUTE_SCHEMA)
 
@@ -85,10 +86,10 @@ def test_resample_to_five_minutes_and_days() -> None:
         ("AAPL", t0 + m, 20, 22, 19, 21, 10, 1),  # a duplicate minute is counted once
     ]
     bars = resample(_minutes(rows), "5m", day, day).to_pylist()
-    assert [(b["symbol"], b["timestamp"].minute) for b in bars] == [
-        ("AAPL", 30),
-        ("AAPL", 35),
-        ("MSFT", 30),
+    assert [(b["symbol"], b["ts_start"].minute, b["ts_end"].minute) for b in bars] == [
+        ("AAPL", 30, 35),
+        ("AAPL", 35, 40),
+        ("MSFT", 30, 35),
     ]
     first = bars[0]
     assert (
@@ -102,9 +103,9 @@ def test_resample_to_five_minutes_and_days() -> None:
     assert first["vwap"] == pytest.approx((30 * (20 + 18 + 20) / 3 + 10 * (22 + 19 + 21) / 3) / 40)
     assert bars[1]["vwap"] == pytest.approx((21 + 20 + 20) / 3)  # no volume: plain typical price
     daily = resample(_minutes(rows), "1d", day, day).to_pylist()
-    assert [b["timestamp"].isoformat() for b in daily] == [
-        "2024-03-14T04:00:00+00:00"
-    ] * 2  # midnight EDT
+    assert [(b["ts_start"].isoformat(), b["ts_end"].isoformat()) for b in daily] == [
+        ("2024-03-14T04:00:00+00:00", "2024-03-15T04:00:00+00:00")
+    ] * 2  # midnight EDT to midnight EDT
     assert (
         resample(
             _minutes(rows), "1h", day + dt.timedelta(days=1), day + dt.timedelta(days=1)

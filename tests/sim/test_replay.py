@@ -224,9 +224,10 @@ def test_a_missing_or_unreadable_recording_is_one_clear_line_and_exit_2(
         timeout=30,
     )
     assert proc.returncode == 2
-    assert (
-        proc.stderr.strip().splitlines()[-1]
-        == f"massive run sim: no recording named 'nope': {tmp_path / 'recordings' / 'nope'} does not exist"
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"massive run sim: no dataset 'nope': not a recording in {tmp_path / 'recordings'}, "
+        f"not a historical dataset in {tmp_path / 'historical'}, not a path; "
+        f"{tmp_path} has no recordings or historical datasets yet"
     )
     assert "Traceback" not in proc.stderr + proc.stdout
 
@@ -234,17 +235,22 @@ def test_a_missing_or_unreadable_recording_is_one_clear_line_and_exit_2(
     assert sim_main(config, ["--replay", str(tmp_path / "no" / "such")]) == 2
     assert (
         capsys.readouterr().err
-        == f"massive run sim: no recording at {tmp_path / 'no' / 'such'}: the folder does not exist\n"
+        == f"massive run sim: no dataset at {tmp_path / 'no' / 'such'}: no such file or folder\n"
     )
     (tmp_path / "not_a_recording").mkdir()
     assert sim_main(config, ["--replay", str(tmp_path / "not_a_recording")]) == 2
-    assert "is not a recording" in capsys.readouterr().err
+    assert "the folder holds no Parquet files" in capsys.readouterr().err
+    history = tmp_path / "historical" / "daily"
+    history.mkdir(parents=True)
+    (history / "manifest.json").write_text('{"kind": "historical", "schema_version": 2}')
+    assert sim_main(config, ["--replay", "daily"]) == 2
+    assert f"{history} is not a recording (it is a historical dataset)" in capsys.readouterr().err
     folder = record(tmp_path, "broken", [in_lots(quotes(0, 10))], [])
     part = next((folder / "quotes").glob("part-*.parquet"))
     part.write_bytes(b"not parquet")
     assert sim_main(config, ["--replay", "broken"]) == 2
     err = capsys.readouterr().err
     assert (
-        err.startswith(f"massive run sim: cannot read recording file {part}:")
+        err.startswith(f"massive run sim: {part}: not a readable Parquet file (truncated")
         and err.count("\n") == 1
     )
