@@ -147,7 +147,7 @@ def to_current(table: pa.Table, interval: Interval | None = None) -> pa.Table:
         return _cast_current(table)
     starts = to_ns(table.column("timestamp"))
     if interval is None:
-        interval = guess_interval(table, starts)
+        interval = guess_interval(starts, _symbols(table))
     symbol = (
         table.column("symbol").cast(pa.string())
         if "symbol" in names
@@ -178,6 +178,12 @@ def to_current(table: pa.Table, interval: Interval | None = None) -> pa.Table:
     )
 
 
+def _symbols(table: pa.Table) -> np.ndarray | None:
+    if "symbol" not in table.column_names:
+        return None
+    return np.asarray(table.column("symbol").to_numpy(zero_copy_only=False), dtype=object)
+
+
 def _cast_current(table: pa.Table) -> pa.Table:
     columns = []
     for field in BAR_SCHEMA:
@@ -195,7 +201,7 @@ def _cast_current(table: pa.Table) -> pa.Table:
         elif field.name == "transactions":
             columns.append(pa.array(np.zeros(table.num_rows, dtype=np.int64)))
         elif field.name == "ts_end":
-            width = guess_interval(table, to_ns(table.column("ts_start")))
+            width = guess_interval(to_ns(table.column("ts_start")), _symbols(table))
             ends = window_ends(to_ns(table.column("ts_start")), width)
             columns.append(ns_column(ends))
         else:
@@ -203,15 +209,15 @@ def _cast_current(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=BAR_SCHEMA)
 
 
-def guess_interval(table: pa.Table, starts: np.ndarray) -> Interval:
+def guess_interval(starts: np.ndarray, symbols: np.ndarray | None = None) -> Interval:
     """The width of bars whose file does not say: the smallest step between a symbol's bars.
 
-    Steps of 20 hours or more are days (weekends and holidays make daily steps uneven); with
-    fewer than two bars of a symbol, one minute.
+    `symbols` (one per start) keeps each symbol's bars apart. Steps of 20 hours or more are days
+    (weekends and holidays make daily steps uneven); with fewer than two bars, one minute.
     """
+    starts = np.asarray(starts, dtype=np.int64)
     if len(starts) >= 2:
-        if "symbol" in table.column_names:
-            symbols = table.column("symbol").to_numpy(zero_copy_only=False)
+        if symbols is not None:
             order = np.lexsort((starts, symbols))
             same = symbols[order][1:] == symbols[order][:-1]
             steps = np.diff(starts[order])[same]

@@ -1,18 +1,22 @@
-"""The one exception users see from the backtester: a message that says what to do next.
+"""The exceptions users see from the backtester: a message that says what to do next.
 
-Bad dataset paths, unknown strategies and bad parameters all raise `BacktestError` subclasses, so
-the CLI prints one line and the service answers a command with a readable error.
+Unknown strategies, bad parameters and data that cannot feed the run raise `BacktestError`
+subclasses, so the CLI prints one line and the service answers a command with a readable error.
+A dataset that cannot be found or read raises the one `DatasetError` of mesh.datasets, the same
+for every command (re-exported here for the command line).
 """
 
 from __future__ import annotations
+
+from mesh.datasets.errors import DatasetError as DatasetError
 
 
 class BacktestError(ValueError):
     """A backtest that cannot run as asked; the message says why and what would work."""
 
 
-class DatasetError(BacktestError):
-    """A dataset that cannot be found or read."""
+class DataUnfit(BacktestError):
+    """A dataset that was found and read but cannot feed this run (no quotes to fill on, no such symbol, no rows)."""
 
 
 class StrategyError(BacktestError):

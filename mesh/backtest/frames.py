@@ -10,39 +10,13 @@ recorder uses: open/close are the first/last event, empty windows have no bar.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mesh.backtest.errors import BacktestError
-
-_UNITS_NS = {
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-    "d": 86_400_000_000_000,
-}
-_INTERVAL = re.compile(r"(\d+)\s*(s|m|min|h|d)")
-
-
-def parse_interval(text: str) -> int:
-    """`1s`, `5s`, `1m`, `15m`, `1h`, `1d` -> nanoseconds."""
-    match = _INTERVAL.fullmatch(text.strip().lower())
-    if not match or int(match.group(1)) <= 0:
-        raise BacktestError(
-            f"bad interval {text!r}: expected a number and a unit, such as 1s, 30s, 1m, 5m, 1h or 1d"
-        )
-    unit = match.group(2)[0]
-    return int(match.group(1)) * _UNITS_NS[unit]
-
-
-def format_interval(ns: int) -> str:
-    for unit in ("d", "h", "m", "s"):
-        size = _UNITS_NS[unit]
-        if ns >= size and ns % size == 0:
-            return f"{ns // size}{unit}"
-    return f"{ns}ns"
+from mesh.bar_schema import guess_interval
+from mesh.intervals import format_ns
 
 
 @dataclass
@@ -158,15 +132,8 @@ class Quotes:
 
 
 def infer_interval(ts: np.ndarray) -> int:
-    """The most common spacing of sorted bar times (1 minute when there are too few bars to tell)."""
-    if len(ts) < 2:
-        return _UNITS_NS["m"]
-    diffs = np.diff(ts)
-    diffs = diffs[diffs > 0]
-    if len(diffs) == 0:
-        return _UNITS_NS["m"]
-    values, counts = np.unique(diffs[:100_000], return_counts=True)
-    return int(values[np.argmax(counts)])
+    """One symbol's bar width in ns, from its bar times (mesh/bar_schema.py's rule)."""
+    return guess_interval(ts).ns
 
 
 def _windows(ts: np.ndarray, interval_ns: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,12 +153,12 @@ def resample(bars: Bars, interval_ns: int) -> Bars:
         return bars
     if bars.interval_ns and interval_ns < bars.interval_ns:
         raise BacktestError(
-            f"cannot make {format_interval(interval_ns)} bars from {format_interval(bars.interval_ns)} bars: pick --interval "
-            f"{format_interval(bars.interval_ns)} or coarser"
+            f"cannot make {format_ns(interval_ns)} bars from {format_ns(bars.interval_ns)} bars: pick --interval "
+            f"{format_ns(bars.interval_ns)} or coarser"
         )
     if bars.interval_ns and interval_ns % bars.interval_ns:
         raise BacktestError(
-            f"--interval {format_interval(interval_ns)} is not a multiple of the data's {format_interval(bars.interval_ns)}"
+            f"--interval {format_ns(interval_ns)} is not a multiple of the data's {format_ns(bars.interval_ns)}"
         )
     start, first = _windows(bars.ts, interval_ns)
     last = np.r_[first[1:], len(bars)] - 1

@@ -24,6 +24,7 @@ from mesh.backtest.engine import Costs, Fills, SymbolRun, Trades, simulate_bars
 from mesh.backtest.errors import BacktestError, StrategyError
 from mesh.backtest.quotes import simulate_quotes
 from mesh.backtest.strategies import Strategy, check_lookahead, get_strategy
+from mesh.datasets import DatasetKind, TableKind
 
 Progress = Callable[[float, str], None]
 FILL_MODES = ("auto", "bars", "quotes")
@@ -214,7 +215,7 @@ def prepare(dataset: str, options: Options, data_dir: Path | str) -> datasets.Ma
     """Resolve and load `dataset` for `options` (quotes only when orders will fill against them)."""
     options.check()
     ref = datasets.resolve(dataset, data_dir)
-    has_quotes = "quotes" in ref.tables
+    has_quotes = ref.has(TableKind.QUOTES)
     need_quotes = options.fills == "quotes" or (options.fills == "auto" and has_quotes)
     market = datasets.load(
         ref,
@@ -223,7 +224,7 @@ def prepare(dataset: str, options: Options, data_dir: Path | str) -> datasets.Ma
         need_quotes=need_quotes,
         bar_source=options.bar_source,
     )
-    market.dataset.manifest.setdefault("_spec", dataset)
+    market.spec = dataset
     return market
 
 
@@ -309,10 +310,10 @@ def simulate(
         for key in ("orders", "orders_unfilled"):
             m[key] = sum(int(r.extra.get(key, 0)) for r in runs.values())
     info = market.describe()
-    info["spec"] = market.dataset.manifest.get("_spec", market.dataset.name)
-    if market.dataset.kind == "recording":
-        m["dataset_gaps"] = market.dataset.gaps["gaps"]
-        m["dataset_missing_messages"] = market.dataset.gaps["missing"]
+    if market.dataset.kind is DatasetKind.RECORDING:
+        gaps = datasets.gaps_of(market.dataset)
+        m["dataset_gaps"] = gaps["gaps"]
+        m["dataset_missing_messages"] = gaps["missing"]
     return BacktestResult(
         strat.name,
         resolved,

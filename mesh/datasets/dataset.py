@@ -60,7 +60,7 @@ class Dataset:
     name: str
     kind: DatasetKind
     path: Path
-    tables: Mapping[str, Table]
+    tables: Mapping[str, Table] = field(default_factory=dict)
     manifest: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

@@ -93,8 +93,7 @@ def bar_interval(table: Table) -> Interval | None:
             raise _unreadable(path, exc) from None
     if not starts:
         return None
-    probe = pa.table({"symbol": pa.array(np.concatenate(symbols), type=pa.string())})
-    return bar_schema.guess_interval(probe, np.concatenate(starts))
+    return bar_schema.guess_interval(np.concatenate(starts), np.concatenate(symbols))
 
 
 def _read_file(

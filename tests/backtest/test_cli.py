@@ -155,7 +155,7 @@ def test_listing_datasets_and_strategies(data: Path, capsys: pytest.CaptureFixtu
         (
             ["backtest", "nowhere/at/all.parquet", "-s", "buy-and-hold"],
             1,
-            "no dataset 'nowhere/at/all.parquet'",
+            "no dataset at nowhere/at/all.parquet: no such file or folder",
         ),
         (["backtest", "daily", "-s", "moon-phase"], 2, "unknown strategy 'moon-phase'"),
         (

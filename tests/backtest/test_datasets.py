@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mesh.backtest import datasets
-from mesh.backtest.errors import BacktestError, DatasetError
+from mesh.backtest.errors import BacktestError, DatasetError, DataUnfit
 from mesh.backtest.frames import resample
 from mesh.backtest.runner import Options, run_backtest
 from tests.backtest.helpers import (
@@ -32,7 +32,7 @@ def test_names_resolve_to_recordings_then_history_and_paths_to_parquet(tmp_path:
     assert datasets.resolve("live", tmp_path).kind == "recording"
     assert datasets.resolve("daily", tmp_path).kind == "historical"
     path = datasets.resolve(str(tmp_path / "historical" / "daily" / "bars.parquet"), tmp_path)
-    assert (path.kind, sorted(path.tables)) == ("parquet", ["bars"])
+    assert (path.kind, sorted(path.tables)) == ("file", ["bars"])
     assert datasets.resolve(str(tmp_path / "recordings" / "live"), tmp_path).kind == "recording"
 
 
@@ -51,7 +51,7 @@ def test_a_name_in_both_places_must_be_qualified(tmp_path: Path) -> None:
 def test_an_unknown_dataset_names_the_places_looked_and_the_known_ones(tmp_path: Path) -> None:
     write_history(tmp_path, "daily")
     with pytest.raises(
-        DatasetError, match=r"no dataset 'dialy'.*not a Parquet path; known datasets: daily"
+        DatasetError, match=r"no dataset 'dialy'.*not a path; known datasets: daily"
     ):
         datasets.resolve("dialy", tmp_path)
     with pytest.raises(DatasetError, match="no dataset"):
@@ -62,7 +62,9 @@ def test_an_unknown_dataset_names_the_places_looked_and_the_known_ones(tmp_path:
         datasets.resolve(str(bad), tmp_path)
     odd = tmp_path / "odd.parquet"
     pq.write_table(pa.table({"a": [1]}), odd)
-    with pytest.raises(DatasetError, match="not bars .* quotes .* or trades"):
+    with pytest.raises(
+        DatasetError, match=r"unknown columns \(a\): expected bars .* quotes .* trades"
+    ):
         datasets.resolve(str(odd), tmp_path)
 
 
@@ -74,7 +76,7 @@ def test_listing_shows_symbols_time_ranges_and_gaps(tmp_path: Path) -> None:
     ts = q.column("ts_event").cast(pa.int64()).to_numpy()
     assert listed["live"]["symbols"] == ["AAA", "BBB"]
     assert (listed["live"]["start_ns"], listed["live"]["end_ns"]) == (int(ts.min()), int(ts.max()))
-    assert (listed["live"]["gaps"], listed["live"]["missing"]) == (2, 7)
+    assert (listed["live"]["gaps_total"], listed["live"]["missing_total"]) == (2, 7)
     assert listed["daily"]["symbols"] == ["CCC"]
     assert listed["daily"]["start_ns"] == T0 and listed["daily"]["end_ns"] == T0 + 9 * DAY
     assert listed["daily"]["start"] == "2023-11-14T22:13:20Z"
@@ -144,9 +146,9 @@ def test_recordings_build_mid_bars_from_quotes_at_any_interval(tmp_path: Path) -
 
 def test_missing_symbols_and_missing_quotes_are_clear_errors(tmp_path: Path) -> None:
     write_history(tmp_path, "daily")
-    with pytest.raises(DatasetError, match="no data for ZZZ; its symbols: AAA, BBB"):
+    with pytest.raises(DataUnfit, match="no data for ZZZ; its symbols: AAA, BBB"):
         run_backtest("daily", "buy-and-hold", data_dir=tmp_path, symbols=["ZZZ"])
-    with pytest.raises(DatasetError, match="has no quotes, so it cannot fill at the bid and ask"):
+    with pytest.raises(DataUnfit, match="has no quotes, so it cannot fill at the bid and ask"):
         run_backtest("daily", "buy-and-hold", data_dir=tmp_path, fills="quotes")
     with pytest.raises(BacktestError, match="unknown option 'colour'"):
         run_backtest("daily", "buy-and-hold", data_dir=tmp_path, colour="red")

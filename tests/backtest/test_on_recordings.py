@@ -11,6 +11,7 @@ import pytest
 from mesh.backtest import indicators
 from mesh.backtest.datasets import Dataset, Market
 from mesh.backtest.runner import Options, run_backtest, simulate
+from mesh.datasets import DatasetKind
 from tests.backtest.helpers import MIN, SEC, T0, random_bars
 
 
@@ -124,7 +125,7 @@ def test_same_trades_and_equity_as_backtesting_py_on_the_same_bars_and_signals()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         stats = backtesting.Backtest(frame, SmaCross, cash=100_000, commission=0.0).run()
-    market = Market(Dataset("bars", "parquet", Path(".")), {"X": bars}, {}, MIN, "bars")
+    market = Market(Dataset("bars", DatasetKind.FILE, Path(".")), {"X": bars}, {}, MIN, "bars")
     ours = simulate(
         market, "ma-crossover", {"fast": 10, "slow": 30}, Options(cash=100_000, whole_shares=True)
     )
