@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mesh import cli
+from mesh import calendar, cli
 from mesh.kdb.schema import TABLES
 from tests.conftest import free_port
 from tests.kdb.conftest import Q_EPOCH, T0, bars, quotes, trades
@@ -31,12 +32,13 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in ("KDB_TICKERPLANT", "MESH_DATA_DIR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MESH_DATA_DIR", str(tmp_path / "data"))
-    session = tmp_path / "data/recordings/morning"
-    write_records(session / "quotes.parquet", quotes(2500))
-    write_records(session / "trades.parquet", trades(40))
-    write_records(session / "bars.parquet", bars(7))
-    (session / "manifest.json").write_text("{}")
-    days = [T0 - T0 % DAY + d * DAY for d in (0, 1, 4, 5)]  # a weekend in between
+    session = tmp_path / "data/recordings/morning"  # the recorder's layout
+    write_records(session / "quotes" / "part-000001.parquet", quotes(2500))
+    write_records(session / "trades" / "part-000001.parquet", trades(40))
+    write_records(session / "bars_1m.parquet", bars(7))
+    write_records(session / "mid_bars_1m.parquet", bars(3))  # quote mids: not kdb+'s bars
+    (session / "manifest.json").write_text('{"kind": "recording", "schema_version": 2}')
+    days = [calendar.midnight_ns(dt.date(2024, 1, d)) for d in (8, 9, 11, 12)]  # New York days
     hist = pa.table(
         {
             "symbol": ["AAPL"] * 4,
@@ -50,8 +52,11 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             "transactions": [10, 20, None, 40],
         }
     )
-    (tmp_path / "data/historical").mkdir(parents=True)
-    pq.write_table(hist, tmp_path / "data/historical/aapl_1d.parquet")
+    (tmp_path / "data/historical/aapl_1d").mkdir(
+        parents=True
+    )  # as the fetcher wrote it at version 1
+    pq.write_table(hist, tmp_path / "data/historical/aapl_1d/bars.parquet")
+    (tmp_path / "data/historical/aapl_1d/manifest.json").write_text('{"kind": "historical-bars"}')
     return tmp_path / "data"
 
 
@@ -74,11 +79,11 @@ def test_a_recording_by_name_loads_every_table_in_batches(
     [trade] = tp.upds("trade")
     assert trade.column("conditions", TABLES["trade"].names)[:2] == [[], [12, 37]]
     [bar] = tp.upds("bar")
-    assert bar.column("interval", TABLES["bar"].names) == ["1m"] * 7  # from each bar's length
+    assert bar.column("interval", TABLES["bar"].names) == ["1m"] * 7  # bars_1m
     assert tp.raw_messages()[-1][1] == 1  # ends with a confirming round trip
 
 
-def test_historical_bars_get_their_interval_from_the_timestamps(
+def test_version_1_historical_bars_get_their_interval_from_the_timestamps(
     data_dir: Path, make_tp: Any
 ) -> None:
     tp = make_tp()
@@ -89,8 +94,32 @@ def test_historical_bars_get_their_interval_from_the_timestamps(
     start = bar.column("ts_start", names)
     assert bar.column("interval", names) == ["1d"] * 4
     assert [e - s for s, e in zip(start, bar.column("ts_end", names), strict=True)] == [DAY] * 4
+    assert start == [d - Q_EPOCH for d in days_of(data_dir)]
     assert bar.column("transactions", names) == [10, 20, 0, 40]
     assert bar.column("close", names) == [1.2, 2.2, 3.2, 4.2]
+
+
+def days_of(data_dir: Path) -> list[int]:
+    stamps = pq.read_table(data_dir / "historical/aapl_1d/bars.parquet").column("timestamp")
+    return [int(v) for v in stamps.cast(pa.int64()).to_pylist()]
+
+
+def test_a_parquet_file_of_bars_takes_its_interval_from_the_option(
+    data_dir: Path, make_tp: Any, tmp_path: Path
+) -> None:
+    tp = make_tp()
+    port = tp.start()
+    own = tmp_path / "mine.parquet"
+    write_records(own, bars(4))
+    assert cli.main(["kdb", "load", str(own), "--target", f"127.0.0.1:{port}"]) == 0
+    assert (
+        cli.main(["kdb", "load", str(own), "--target", f"127.0.0.1:{port}", "--interval", "5 min"])
+        == 0
+    )
+    first, second = tp.upds("bar")
+    names = TABLES["bar"].names
+    assert first.column("interval", names) == ["1m"] * 4  # each bar's own width
+    assert second.column("interval", names) == ["5m"] * 4
 
 
 def test_an_unknown_dataset_says_where_it_looked(
@@ -98,10 +127,10 @@ def test_an_unknown_dataset_says_where_it_looked(
 ) -> None:
     assert cli.main(["kdb", "load", "nope", "--target", "127.0.0.1:5010"]) == 1
     err = capsys.readouterr().err
-    assert (
-        "dataset 'nope' not found" in err
-        and str(data_dir / "recordings" / "nope") in err
-        and str(data_dir / "historical" / "nope") in err
+    assert err == (
+        f"massive kdb load: no dataset 'nope': not a recording in {data_dir / 'recordings'}, "
+        f"not a historical dataset in {data_dir / 'historical'}, not a path; "
+        "known datasets: aapl_1d, morning\n"
     )
 
 
