@@ -26,6 +26,7 @@ from typing import Any
 from mesh import client, datasets
 from mesh.bar_schema import BAR_SCHEMA
 from mesh.config import Config, load_config
+from mesh.datasets.columns import STORAGE
 from mesh.recorder import manifest as mf
 from mesh.recorder.bars import BAR_TABLES
 from mesh.recorder.intake import PREFIXES, Intake
@@ -202,8 +203,6 @@ def _read_remote(location: str, table: str) -> Any:
 
 
 def _empty(table: str) -> Any:
-    from mesh.recorder.columns import STORAGE
-
     return (STORAGE.get(table) or BAR_SCHEMA).empty_table()
 
 

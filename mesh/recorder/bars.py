@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 from mesh.bar_schema import BAR_SCHEMA
 from mesh.datasets.layout import bar_table
 from mesh.intervals import RECORDED, Interval
-from mesh.recorder.columns import QUOTES, TIME, TRADES
+from mesh.recorder.columns import QUOTES, TRADES
+from mesh.times import TIME
 
 # bar table (`bars_1s`, `mid_bars_1m`, ...) -> (source table, interval), for the recorded intervals
 BAR_TABLES: dict[str, tuple[str, Interval]] = {

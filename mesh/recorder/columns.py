@@ -17,66 +17,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from mesh.datasets.columns import GAPS, QUOTES, STORAGE, TRADES
 from mesh.schema import GapBatch, QuoteBatch, TradeBatch
 
-TIME = pa.timestamp("ns", tz="UTC")
 _INT64 = pa.int64()
 _BUFFER_CODES = {_INT64: "q", pa.float64(): "d"}  # Arrow type -> array.array typecode
 
-QUOTES = "quotes"
-TRADES = "trades"
-GAPS = "gaps"
+# the stored tables and their Parquet schemas are the datasets' (one schema for every writer)
 TABLES = (QUOTES, TRADES, GAPS)
-
-# storage (Parquet) schemas: what users read
-STORAGE: dict[str, pa.Schema] = {
-    QUOTES: pa.schema(
-        [
-            ("symbol", pa.string()),
-            ("bid_price", pa.float64()),
-            ("bid_size", pa.int64()),
-            ("ask_price", pa.float64()),
-            ("ask_size", pa.int64()),
-            ("bid_exchange", pa.int64()),
-            ("ask_exchange", pa.int64()),
-            ("condition", pa.int64()),
-            ("tape", pa.int64()),
-            ("sequence", pa.int64()),
-            ("ts_event", TIME),
-            ("ts_recv", TIME),
-        ]
-    ),
-    TRADES: pa.schema(
-        [
-            ("symbol", pa.string()),
-            ("price", pa.float64()),
-            ("size", pa.int64()),
-            ("exchange", pa.int64()),
-            ("trade_id", pa.string()),
-            ("conditions", pa.list_(pa.int64())),
-            ("tape", pa.int64()),
-            ("sequence", pa.int64()),
-            ("ts_event", TIME),
-            ("ts_recv", TIME),
-        ]
-    ),
-    # ingest's Gap records plus where the recorder saw them; kind "bus" for sequence gaps on the
-    # bus, "recorder" for a recorder that stopped without finishing its session.
-    GAPS: pa.schema(
-        [
-            ("symbol", pa.string()),
-            ("kind", pa.string()),
-            ("from_sequence", pa.int64()),
-            ("to_sequence", pa.int64()),
-            ("ts_from", TIME),
-            ("ts_to", TIME),
-            ("reason", pa.string()),
-            ("source", pa.string()),
-            ("topic", pa.string()),
-            ("missing", pa.int64()),
-        ]
-    ),
-}
 
 
 def _wal_type(t: pa.DataType) -> pa.DataType:
