@@ -20,6 +20,7 @@ from mesh import (
     auth_cli,
     config_cli,
     control,
+    data_cli,
     run_cli,
     status_cli,
     tap_cli,
@@ -41,7 +42,7 @@ COMMANDS: tuple[CommandModule, ...] = (
     fetcher_cli,  # fetch, quota
     backtest_cli,  # backtest
     kdb_cli,  # kdb load|schema
-    # data_cli,  # data list|show: mesh/data_cli.py, to be listed here once it exists
+    data_cli,  # data list|show|migrate
     auth_cli,  # auth add|list|revoke
 )
 

@@ -1,0 +1,234 @@
+"""`massive data list | show NAME | migrate [NAME|--all]`: every dataset under MESH_DATA_DIR.
+
+`list` shows each recording, historical dataset and backfill with its kind, schema version, time
+range, rows, size, symbols and (recordings) known gaps; `show` one dataset's tables and files;
+`migrate` rewrites datasets of an older schema version in the current one (docs/data.md). All of
+it comes from `mesh.datasets`, so a name here means what it means to `massive backtest`,
+`massive kdb load` and `massive run sim --replay`, and a damaged dataset is the same one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from mesh.commandline import BAD_USAGE, FAILED, CliError, load_config
+
+if TYPE_CHECKING:
+    from mesh.commandline import Subparsers
+    from mesh.datasets import Dataset, DatasetInfo, Migration
+
+EPILOG = """\
+examples:
+  massive data list
+  massive data show demo
+  massive data show historical:spy-daily --json
+  massive data migrate --all --dry-run
+see docs/data.md for the layout on disk, the bar schema and how to query it with DuckDB or polars"""
+
+
+def register(subparsers: Subparsers) -> None:
+    data = subparsers.add_parser(
+        "data",
+        help="list, show and migrate recordings, historical datasets and backfills",
+        description="Every dataset under MESH_DATA_DIR: recordings, historical datasets and backfills.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    listing = sub.add_parser(
+        "list", help="every dataset: kind, version, time range, rows, size, symbols, gaps"
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=cmd_list)
+    show = sub.add_parser("show", help="one dataset: its figures, tables and files")
+    show.add_argument(
+        "name", metavar="NAME", help="a dataset name, recording:NAME, historical:NAME or a path"
+    )
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(func=cmd_show)
+    migrate = sub.add_parser(
+        "migrate", help="rewrite datasets of an older schema version in the current one"
+    )
+    migrate.add_argument("name", nargs="?", metavar="NAME", help="the dataset to migrate")
+    migrate.add_argument("--all", action="store_true", help="every dataset under MESH_DATA_DIR")
+    migrate.add_argument(
+        "--dry-run", action="store_true", help="say what would change, change nothing"
+    )
+    migrate.add_argument("--json", action="store_true", help="machine-readable output")
+    migrate.set_defaults(func=cmd_migrate)
+
+
+# --- list ----------------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from mesh import datasets
+
+    data_dir = load_config().data_dir
+    items = datasets.list_datasets(data_dir)
+    damaged = [i for i in items if i.error is not None]
+    if args.json:
+        print(json.dumps([i.to_json() for i in items], indent=2))
+        return FAILED if damaged else 0
+    if not items:
+        print(
+            f"no datasets under {data_dir} (record one with `massive record start NAME`, or fetch history with `massive fetch`)"
+        )
+        return 0
+    print(
+        f"{'NAME':<28} {'KIND':<10} {'VER':>3}  {'START':<20} {'END':<20} {'ROWS':>11} {'SIZE':>9}  SYMBOLS"
+    )
+    for info in items:
+        print(_row(info))
+    if damaged:
+        print(f"\n{len(damaged)} damaged: see `massive data show NAME` and docs/data.md")
+    return FAILED if damaged else 0
+
+
+def _row(info: DatasetInfo) -> str:
+    name = info.name if len(info.name) <= 28 else info.name[:27] + "…"
+    if info.error is not None:
+        return f"{name:<28} {info.kind:<10} {'':>3}  DAMAGED: {info.error}"
+    symbols = ",".join(info.symbols[:6]) + (
+        f" (+{len(info.symbols) - 6})" if len(info.symbols) > 6 else ""
+    )
+    gaps = f"  gaps {info.gaps_total}" if info.gaps_total else ""
+    return (
+        f"{name:<28} {info.kind:<10} {info.schema_version or '':>3}  "
+        f"{_when(info.start_ns):<20} {_when(info.end_ns):<20} {info.total_rows:>11,} "
+        f"{_size(info.bytes):>9}  {symbols or '-'}{gaps}"
+    )
+
+
+# --- show ----------------------------------------------------------------------------------------
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from mesh import datasets
+
+    try:
+        dataset = datasets.resolve(args.name, load_config().data_dir)
+        info = datasets.describe(dataset)
+    except datasets.DatasetError as exc:
+        raise CliError(str(exc), FAILED) from None
+    tables = [_table_json(dataset, name) for name in dataset.tables]
+    if args.json:
+        print(json.dumps({**info.to_json(), "table_details": tables}, indent=2))
+        return 0
+    shown = {
+        "name": info.name,
+        "kind": str(info.kind),
+        "path": info.path,
+        "schema version": info.schema_version,
+        "symbols": ", ".join(info.symbols) or "-",
+        "from": _when(info.start_ns, seconds=True),
+        "to": _when(info.end_ns, seconds=True),
+        "rows": f"{info.total_rows:,}",
+        "size": _size(info.bytes),
+        "state": info.state,
+        "gaps": None
+        if info.gaps_total is None
+        else f"{info.gaps_total:,} ({info.missing_total or 0:,} messages known missing)",
+        "created": info.created,
+    }
+    for key, value in shown.items():
+        if value is not None:
+            print(f"{key + ':':<16}{value}")
+    print(
+        f"\n{'TABLE':<14} {'KIND':<7} {'INTERVAL':<9} {'ROWS':>11} {'SIZE':>9} {'FILES':>6}  FIRST FILE"
+    )
+    for t in tables:
+        print(
+            f"{t['name']:<14} {t['kind']:<7} {t['interval'] or '-':<9} {t['rows']:>11,} "
+            f"{_size(t['bytes']):>9} {len(t['files']):>6}  {t['files'][0] if t['files'] else '-'}"
+        )
+    return 0
+
+
+def _table_json(dataset: Dataset, name: str) -> dict[str, Any]:
+    table = dataset.tables[name]
+    return {
+        "name": table.name,
+        "kind": str(table.kind),
+        "interval": table.interval.name if table.interval else None,
+        "mid": table.mid,
+        "version": table.version,
+        "rows": table.rows,
+        "bytes": table.bytes,
+        "files": [
+            str(p.relative_to(dataset.path)) if p.is_relative_to(dataset.path) else str(p)
+            for p in table.files
+        ],
+    }
+
+
+# --- migrate -------------------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from mesh import datasets
+    from mesh.datasets.layout import dataset_folders
+
+    if bool(args.name) == bool(args.all):
+        raise CliError("give a dataset NAME or --all (see `massive data list`)", BAD_USAGE)
+    data_dir = load_config().data_dir
+    if args.name:
+        targets = [(args.name, partial(datasets.resolve, args.name, data_dir))]
+    else:
+        targets = [
+            (folder.name, partial(datasets.open_folder, folder, place=place))
+            for place, folder in dataset_folders(data_dir)
+        ]
+    done: list[dict[str, Any]] = []
+    failed = 0
+    for name, open_dataset in targets:
+        try:
+            migration = datasets.migrate(open_dataset(), dry_run=args.dry_run)
+        except datasets.DatasetError as exc:
+            if args.name:
+                raise CliError(str(exc), FAILED) from None
+            failed += 1
+            done.append({"name": name, "error": str(exc)})
+            if not args.json:
+                print(f"{name}: not migrated: {exc}")
+            continue
+        done.append(migration.to_json())
+        if not args.json:
+            _say(migration)
+    if args.json:
+        print(json.dumps(done, indent=2))
+    elif not targets:
+        print(f"no datasets under {data_dir}")
+    return FAILED if failed else 0
+
+
+def _say(migration: Migration) -> None:
+    if not migration.needed:
+        print(f"{migration.name}: at version {migration.to_version}, nothing to do")
+        return
+    verb = "would migrate" if migration.dry_run else "migrated"
+    print(
+        f"{migration.name}: {verb} from version {migration.from_version} to {migration.to_version}"
+    )
+    for action in migration.actions:
+        print(f"  {'would ' if migration.dry_run else ''}{action}")
+
+
+# --- formatting ----------------------------------------------------------------------------------
+
+
+def _when(ns: int | None, *, seconds: bool = False) -> str:
+    from mesh.times import iso
+
+    text = iso(ns, "seconds" if seconds else "minutes")
+    return text.replace("T", " ").rstrip("Z") if text else "-"
+
+
+def _size(n: int) -> str:
+    from mesh.fetcher.ledger import human_bytes
+
+    return human_bytes(n)
