@@ -27,6 +27,7 @@ PROMISED = {
     "quota",
     "backtest",
     "kdb",
+    "data",
     "auth",
 }
 
