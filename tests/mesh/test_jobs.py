@@ -203,7 +203,8 @@ def test_a_job_that_raises_fails_with_one_line_and_the_next_job_runs(
     def wrong(job: JobContext) -> Finished:
         return {"not": "Finished"}  # type: ignore[return-value]
 
-    jobs = [runner.submit(kind, {}, work) for kind, work in [("bug", bug), ("refused", refused), ("exits", exits), ("wrong", wrong)]]  # fmt: skip
+    works = {"bug": bug, "refused": refused, "exits": exits, "wrong": wrong}
+    jobs = [runner.submit(kind, {}, work) for kind, work in works.items()]
     last = runner.submit("after", {}, done_with("z"))
     views = [finished(runner, job.job_id) for job in jobs]
 

@@ -18,6 +18,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, SelectionList, Static
 
+from mesh.replies import BacktestJob, BacktestQueued, UnreadableReply, read
+from mesh.schema import JobState
 from tui.untrusted import finite, literal
 from tui.widgets.backtest_results import (
     EquityPlot,
@@ -314,35 +316,42 @@ class BacktestView(Vertical):
                 not_running_message(reply.error) if not_running else f"backtester: {reply.error}"
             )
             return
-        self.job_id = reply.result["job_id"]
+        try:
+            queued = read(reply.result, BacktestQueued)
+        except UnreadableReply as exc:
+            self.error(f"backtester run: {exc}")
+            return
+        self.job_id = queued.job_id
         self._job_done = False
         self._job_seen = time.monotonic()
         self.query_one("#bt-progress", ProgressBar).update(total=1.0, progress=0.0)
-        self.set_status(
-            f"{self.job_id}: queued, {reply.result.get('runs', '?')} run(s) on {dataset}"
-        )
+        self.set_status(f"{self.job_id}: {queued.state}, {queued.runs} run(s) on {dataset}")
 
     async def _send_cancel(self, job_id: str) -> None:
         reply = await self._call("cancel", {"job_id": job_id})
-        if reply.ok:
-            self.app.notify(f"backtester cancel {job_id}: {reply.result.get('state')}")
-        else:
+        try:
+            job = read(reply.result, BacktestJob) if reply.ok else None
+        except UnreadableReply as exc:
+            self.error(f"backtester cancel: {exc}")
+            return
+        if job is None:
             self.error(f"backtester cancel: {reply.error}")
+        elif job.state is JobState.RUNNING:
+            self.app.notify(f"backtester: {job_id} stops at its next step")
+        else:
+            self.app.notify(f"backtester cancel {job_id}: {job.state}")
 
     async def _poll_job(self, job_id: str) -> None:
         """The bus said nothing of the job for a while: ask the backtester."""
         try:
             reply = await self._call("jobs")
             if reply.ok and job_id == self.job_id:
-                status = next((j for j in reply.result if j.get("job_id") == job_id), None)
-                if status is not None:
-                    self._follow(
-                        status["state"],
-                        status.get("progress", 0.0),
-                        status.get("error") or status.get("message", ""),
-                        {},
-                        polled=True,
-                    )
+                jobs = read(reply.result, list[BacktestJob])
+                job = next((j for j in jobs if j.job_id == job_id), None)
+                if job is not None:
+                    self._follow(job.state, job.progress, job.error or job.message, {}, polled=True)
+        except UnreadableReply as exc:
+            self.error(f"backtester jobs: {exc}")
         finally:
             self._job_seen = time.monotonic()
             self._polling = False
@@ -369,7 +378,7 @@ class BacktestView(Vertical):
         if not polled:
             self._job_seen = time.monotonic()
         bar = self.query_one("#bt-progress", ProgressBar)
-        if state == "done":
+        if state == JobState.DONE:
             self._job_done = True
             bar.update(progress=1.0)
             self.set_status(f"{self.job_id}: done — {message}")
@@ -379,10 +388,10 @@ class BacktestView(Vertical):
                 self.show_result(result)
             else:
                 self.run_worker(self._fetch_result(self.job_id or ""), group="bt-commands")
-        elif state == "failed":
+        elif state in (JobState.FAILED, JobState.CANCELLED):
             self._job_done = True
             self.error(
-                f"{self.job_id} failed: {message or (result.get('error', '') if isinstance(result, dict) else '')}"
+                f"{self.job_id} {state}: {message or (result.get('error', '') if isinstance(result, dict) else '')}"
             )
         else:
             progress = min(max(finite(progress) or 0.0, 0.0), 1.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -20,6 +21,8 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select
 
 from mesh import control
 from mesh.fetcher.ledger import human_bytes
+from mesh.replies import JobView, UnreadableReply, read
+from mesh.schema import JobState
 from tui.untrusted import amount, clean, finite, literal, number
 
 INTERVALS = ("1m", "5m", "15m", "1h", "1d")
@@ -33,7 +36,7 @@ QUOTA_EVERY_S = 10.0
 JOB_CHECK_AFTER_S = 5.0  # no job.<id> update for this long: ask the fetcher about the job
 PLAN_TIMEOUT_S = 30.0  # a flat-file plan lists the bucket
 
-FINAL_STATES = ("done", "failed")
+FINAL_STATES = frozenset(state for state in JobState if state.finished)
 
 
 def level(used: float, limit: float) -> str:
@@ -166,10 +169,10 @@ class HistoryView(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_id: str | None = None
-        self._job_reply: dict[str, Any] = {}  # the fetch command's answer (the queued job)
-        self._job_polled: dict[
-            str, Any
-        ] = {}  # the `job` command's answer, when job.<id> went quiet
+        self._job_reply: JobView | None = None  # the fetch command's answer (the queued job)
+        self._job_polled: JobView | None = (
+            None  # the `job` command's answer, when job.<id> went quiet
+        )
         self._job_since = 0.0
         self._job_asked = 0.0
         self._job_shown: tuple[Any, ...] = ()
@@ -418,7 +421,10 @@ class HistoryView(Vertical):
         if not reply.ok:
             self._refused("fetch", reply.error)
             return
-        self.follow_job(reply.result)
+        try:
+            self.follow_job(read(reply.result, JobView))
+        except UnreadableReply as exc:
+            self._refused("fetch", str(exc))
 
     def _refused(self, cmd: str, error: str) -> None:
         self.query_one("#plan-panel", Static).update(
@@ -436,67 +442,72 @@ class HistoryView(Vertical):
 
     # --- the job --------------------------------------------------------------------------------
 
-    def follow_job(self, job: dict[str, Any]) -> None:
-        """Show this job (the fetch command's answer) from now on."""
-        self.job_id = str(job["job_id"])
-        self._job_reply = job
-        self._job_polled = {}
+    def follow_job(self, job: JobView | object) -> None:
+        """Show this job (the fetch command's answer, read here if it is not a JobView yet)."""
+        view = job if isinstance(job, JobView) else read(job, JobView)
+        self.job_id = view.job_id
+        self._job_reply = view
+        self._job_polled = None
         self._job_since = time.monotonic()
         self._job_shown = ()
         self._show_job()
 
-    def job_state(self) -> dict[str, Any]:
-        """The followed job's latest state: from job.<id> on the bus, else from the fetcher."""
-        if self.job_id is None:
-            return {}
+    def job_view(self) -> JobView | None:
+        """The followed job as last heard of: job.<id> on the bus over the fetcher's answers."""
+        known = self._job_polled or self._job_reply
+        if self.job_id is None or known is None:
+            return None
         update = self.app.mesh.jobs.get(self.job_id)  # type: ignore[attr-defined]
-        if update is not None and (
-            update.state in FINAL_STATES
-            or not self._job_polled
-            or self._job_polled.get("state") not in FINAL_STATES
-        ):
-            return {
-                "state": update.state,
-                "progress": update.progress,
-                "message": update.message,
-                "result": update.result,
-            }
-        return self._job_polled or self._job_reply
+        if update is not None and (update.state in FINAL_STATES or known.state not in FINAL_STATES):
+            return msgspec.structs.replace(
+                known,
+                state=update.state,
+                progress=update.progress,
+                message=update.message,
+                result=update.result,
+            )
+        return known
+
+    def job_state(self) -> dict[str, Any]:
+        """`job_view()` as a plain dict ({} before any job)."""
+        view = self.job_view()
+        return msgspec.structs.asdict(view) if view is not None else {}
 
     def _show_job(self) -> None:
-        job = self.job_state()
-        if not job:
+        job = self.job_view()
+        if job is None:
             return
-        state, message = clean(job.get("state", "queued"), 20), clean(job.get("message") or "", 500)
-        progress = min(max(finite(job.get("progress")) or 0.0, 0.0), 1.0)
+        state, message = clean(job.state, 20), clean(job.message or "", 500)
+        progress = min(max(finite(job.progress) or 0.0, 0.0), 1.0)
         key = (self.job_id, state, round(progress, 3), message)
         if key == self._job_shown:
             return
         self._job_shown = key
-        args = self._job_reply.get("args", {})
+        args = self._job_reply.args if self._job_reply is not None else {}
+        symbols = args.get("symbols", [])
         what = clean(
-            f"{','.join(args.get('symbols', []))} {args.get('start', '')} .. {args.get('end', '')} {args.get('interval', '')}".strip(),
+            f"{','.join(map(str, symbols)) if isinstance(symbols, list) else symbols} {args.get('start', '')} .. {args.get('end', '')} {args.get('interval', '')}".strip(),
             200,
         )
         title = self.query_one("#job-title", Label)
         bar = self.query_one("#job-progress", ProgressBar)
         result = self.query_one("#job-result", Static)
-        if state == "done":
+        if state == JobState.DONE:
             title.update(Text.assemble(("done ", "bold green"), f"{what}  (job {self.job_id})"))
             bar.update(total=1.0, progress=1.0)
-            outcome = job.get("result")
+            outcome = job.result
             result.update(format_result(outcome if isinstance(outcome, dict) else {}))
-        elif state == "failed":
-            title.update(Text.assemble(("failed ", "bold red"), f"{what}  (job {self.job_id})"))
-            result.update(Text(message or "failed", style="bold red"))
+        elif state in FINAL_STATES:  # failed or cancelled
+            title.update(Text.assemble((f"{state} ", "bold red"), f"{what}  (job {self.job_id})"))
+            result.update(Text(message or state, style="bold red"))
         else:
             title.update(Text.assemble((f"{state} ", "bold"), f"{what}  (job {self.job_id})"))
             bar.update(total=1.0, progress=progress if state == "running" else 0.0)
             result.update(Text(message, style="dim"))
         if state in FINAL_STATES and self.job_id not in self._job_finished:
             self._job_finished.add(self.job_id)  # type: ignore[arg-type]
-            if state == "done":
-                res: dict[str, Any] = job["result"] if isinstance(job.get("result"), dict) else {}
+            if state == JobState.DONE:
+                res: dict[str, Any] = job.result if isinstance(job.result, dict) else {}
                 self._select_dataset = (
                     res.get("dataset") if isinstance(res.get("dataset"), str) else None
                 )
@@ -506,12 +517,15 @@ class HistoryView(Vertical):
                 if self.app.connect:  # type: ignore[attr-defined]
                     self.refresh_datasets()
             else:
-                self.app.notify(f"fetch failed: {message}", severity="error", timeout=10)
+                self.app.notify(f"fetch {state}: {message}", severity="error", timeout=10)
 
     async def _ask_job(self, job_id: str) -> None:
         reply = await self._call("job", {"job_id": job_id})
-        if reply.ok and job_id == self.job_id and isinstance(reply.result, dict):
-            self._job_polled = reply.result
+        if reply.ok and job_id == self.job_id:
+            try:
+                self._job_polled = read(reply.result, JobView)
+            except UnreadableReply as exc:
+                self.app.notify(f"fetcher job: {exc}", severity="error", timeout=8)
 
     # --- datasets -------------------------------------------------------------------------------
 
