@@ -62,3 +62,46 @@ def write_historical(data_dir: Path, name: str, interval: Interval = DAY, n: int
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
+
+
+def record(
+    data_dir: Path, name: str, *, symbols: tuple[str, ...] = ("AAPL", "MSFT"), seed: int = 0
+) -> Path:
+    """A recording written by the real recorder: four minutes of quotes and trades."""
+    from mesh.recorder.session import Session
+    from tests.recorder.helpers import quotes, trades
+
+    session = Session(name, data_dir=data_dir).open()
+    session.write("quotes", quotes(0, 400, symbols=symbols, step_ns=600_000_000, seed=seed))
+    session.write("trades", trades(0, 240, symbols=symbols, step_ns=1_000_000_000, seed=seed))
+    session.stop()
+    return data_dir / "recordings" / name
+
+
+def fetch(data_dir: Path, name: str, interval: str = "1m") -> Path:
+    """A historical dataset written by the real fetcher writer, from minute aggregates."""
+    import datetime as dt
+
+    from mesh import calendar
+    from mesh.fetcher.bars import MINUTE_SCHEMA, resample
+    from mesh.fetcher.datasets import write_dataset
+
+    day = dt.date(2024, 12, 4)
+    open_ns = calendar.midnight_ns(day) + (9 * 60 + 30) * 60 * 10**9
+    rows = [
+        (sym, open_ns + m * 60 * 10**9, 100.0 + m, 101.0 + m, 99.0 + m, 100.5 + m, 1000.0, 10)
+        for sym in ("SPY", "QQQ")
+        for m in range(30)
+    ]
+    minutes = pa.table(
+        dict(zip(MINUTE_SCHEMA.names, zip(*rows, strict=True), strict=True)), schema=MINUTE_SCHEMA
+    )
+    bars = resample(minutes, interval, day, day)
+    info = {
+        "symbols": ["QQQ", "SPY"],
+        "interval": interval,
+        "start": str(day),
+        "end": str(day),
+        "method": "rest",
+    }
+    return write_dataset(bars, data_dir, name, info)
