@@ -11,14 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
+import numpy as np
 import pytest
 from textual.widgets import DataTable, Input, ProgressBar, SelectionList, Static, TabbedContent
 
-from mesh import control
+from mesh import bar_schema, control
 from mesh.bus import Bus
 from mesh.config import Config
 from mesh.fetcher.datasets import write_dataset
+from mesh.intervals import DAY as DAY_BARS
 from tui.app import MassiveTui, make_app
 from tui.views.backtest import BacktestView
 
@@ -32,20 +33,17 @@ def write_daily(data_dir: Path, name: str = "spy-daily") -> None:
     """A year of daily bars for one symbol, written as `massive fetch` writes a dataset."""
     close = [100 + 10 * math.sin(i / 15) + i * 0.05 for i in range(BARS)]
     opens = [close[0], *close[:-1]]
-    bars = pa.table(
-        {
-            "symbol": ["SPY"] * BARS,
-            "timestamp": pa.array([T0 + i * DAY for i in range(BARS)], pa.int64()).cast(
-                pa.timestamp("ns", tz="UTC")
-            ),
-            "open": opens,
-            "high": [max(o, c) * 1.002 for o, c in zip(opens, close, strict=True)],
-            "low": [min(o, c) * 0.998 for o, c in zip(opens, close, strict=True)],
-            "close": close,
-            "volume": [1e6] * BARS,
-            "vwap": close,
-            "transactions": [1000] * BARS,
-        }
+    bars = bar_schema.from_columns(
+        ["SPY"] * BARS,
+        np.array([T0 + i * DAY for i in range(BARS)], dtype=np.int64),
+        DAY_BARS,
+        open=np.array(opens),
+        high=np.array([max(o, c) * 1.002 for o, c in zip(opens, close, strict=True)]),
+        low=np.array([min(o, c) * 0.998 for o, c in zip(opens, close, strict=True)]),
+        close=np.array(close),
+        volume=np.full(BARS, 1e6),
+        vwap=np.array(close),
+        transactions=np.full(BARS, 1000),
     )
     write_dataset(
         bars,

@@ -233,7 +233,7 @@ async def test_plan_shows_method_and_cost_then_fetch_shows_progress_result_and_d
         table = app.query_one("#datasets", DataTable)
         await wait_until(pilot, lambda: dataset in [k.value for k in table.rows])
         assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == dataset
-        assert (mesh_config.data_dir / "historical" / dataset / "bars.parquet").is_file()
+        assert (mesh_config.data_dir / "historical" / dataset / "bars_1h.parquet").is_file()
         # the flat-file bytes now show in the month's gauge
         await wait_until(
             pilot,

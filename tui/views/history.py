@@ -112,6 +112,8 @@ def format_result(result: dict[str, Any]) -> Text:
 
 
 def dataset_row(d: dict[str, Any]) -> tuple[str, ...]:
+    if d.get("error"):  # a damaged dataset: the one line that names the file at fault
+        return (str(d.get("name", "?")), f"DAMAGED: {d['error']}", *([""] * 8))
     symbols = d.get("symbols") or []
     shown = (
         ",".join(symbols[:4]) + ("…" if len(symbols) > 4 else "")

@@ -12,6 +12,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Static
 
+from mesh.datasets import DatasetError
+from mesh.datasets.layout import MANIFEST, RECORDINGS, dataset_folders
+from mesh.datasets.manifest import read_manifest
 from tui.untrusted import amount, clean, literal, number, total
 
 
@@ -63,24 +66,17 @@ MANIFEST_SUMMARY = (
 )
 
 
-def read_sessions(recordings: Path) -> list[dict[str, Any]]:
-    """Every session's manifest under data/recordings, newest first; unreadable ones are named as such."""
+def read_sessions(data_dir: Path) -> list[dict[str, Any]]:
+    """Every recording's manifest (mesh.datasets' layout), newest first; a damaged one is its error line."""
     sessions: list[dict[str, Any]] = []
-    if not recordings.is_dir():
-        return sessions
-    try:
-        folders = [folder for folder in recordings.iterdir() if folder.is_dir()]
-    except OSError:
-        return sessions
-    for folder in folders:
-        manifest = folder / "manifest.json"
+    for place, folder in dataset_folders(data_dir):
+        if place != RECORDINGS:
+            continue
         try:
-            data = json.loads(manifest.read_text())
-            mtime = manifest.stat().st_mtime
-        except (OSError, ValueError, RecursionError):
-            data, mtime = {"error": "no readable manifest"}, 0.0
-        if not isinstance(data, dict):
-            data = {"error": "the manifest is not a JSON object"}
+            data = read_manifest(folder, required=True)
+            mtime = (folder / MANIFEST).stat().st_mtime
+        except (DatasetError, OSError) as exc:
+            data, mtime = {"error": str(exc)}, 0.0
         data["name"] = folder.name  # the folder names the session (and keys its row)
         data["_mtime"] = mtime
         sessions.append(data)
@@ -132,7 +128,7 @@ class RecordingView(Vertical):
 
     @work(thread=True, exclusive=True, group="sessions")
     def refresh_sessions(self) -> None:
-        sessions = read_sessions(self.app.config.data_dir / "recordings")  # type: ignore[attr-defined]
+        sessions = read_sessions(self.app.config.data_dir)  # type: ignore[attr-defined]
         self.app.call_from_thread(self._show_sessions, sessions)
 
     def _show_sessions(self, sessions: list[dict[str, Any]]) -> None:
