@@ -20,13 +20,14 @@ the recent ones. That is this module, written once:
 - Finished jobs are kept for `views()` and `view()`, at most `keep` of them (oldest go first);
   queued and running jobs are never dropped.
 
-Every change is published as a `JobUpdate` through the `publish(topic, update)` hook, in order,
-under the runner's lock; the hook must be quick and thread-safe (the services hand it to their
-event loop with `call_soon_threadsafe`).
+Every change is published as a `JobUpdate` through the `publish(topic, update)` hook given to
+`start()`, in order, under the runner's lock; the hook must be quick and thread-safe. In a service,
+`on_loop(loop, runtime.publish)` makes one that hands each update to the event loop's thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import secrets
@@ -50,6 +51,7 @@ __all__ = [
     "JobState",
     "JobView",
     "UnknownJob",
+    "on_loop",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,16 @@ class Finished:
     result: dict[str, Any] = field(default_factory=dict)
     message: str = "done"
     detail: Any = None
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, publish: Callable[[str, Any], None]) -> Publish:
+    """A publish hook for a service's runner: `publish` runs on `loop`'s thread, in call order."""
+
+    def hook(topic: str, update: JobUpdate) -> None:
+        if not loop.is_closed():  # stopping: what is left to say goes nowhere
+            loop.call_soon_threadsafe(publish, topic, update)
+
+    return hook
 
 
 def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
@@ -167,7 +179,6 @@ class JobRunner:
     def __init__(
         self,
         name: str,
-        publish: Publish,
         *,
         id_prefix: str = "job",
         keep: int = KEEP_FINISHED,
@@ -178,7 +189,7 @@ class JobRunner:
         """`name` is the service's (for messages and thread names); `on_finished(view, detail)`
         runs right after a job's final update is published, under the same lock and order."""
         self.name = name
-        self._publish_hook = publish
+        self._publish_hook: Publish = lambda topic, update: None
         self._id_prefix = id_prefix
         self.keep = keep
         self.interval = 1.0 / per_second
@@ -196,12 +207,14 @@ class JobRunner:
 
     # --- life ----------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the worker (and the thread that sends held progress reports)."""
+    def start(self, publish: Publish) -> None:
+        """Start the worker (and the thread that sends held progress reports), publishing with
+        `publish(topic, update)`."""
         with self._lock:
             if self._started:
                 return
             self._started = True
+            self._publish_hook = publish
         self._threads = [
             threading.Thread(target=self._work_loop, name=f"{self.name}-jobs", daemon=True),
             threading.Thread(target=self._flush_loop, name=f"{self.name}-progress", daemon=True),

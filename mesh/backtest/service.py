@@ -38,7 +38,7 @@ from mesh import topics
 from mesh.backtest.errors import BacktestError
 from mesh.backtest.strategy_path import StrategyPath
 from mesh.config import Config
-from mesh.jobs import Finished, JobContext, JobRunner
+from mesh.jobs import Finished, JobContext, JobRunner, Publish, on_loop
 from mesh.replies import BacktestJob, BacktestQueued, BacktestRun, JobView
 from mesh.schema import JobState, JobUpdate
 from mesh.service import Runtime, Service, run_service
@@ -94,21 +94,20 @@ class BacktesterService(Service):
         self.max_trades = max_trades
         self.jobs = JobRunner(
             self.name,
-            self._publish,
             id_prefix="bt",
             keep=keep_jobs,
             expected=(BacktestError,),
             on_finished=self._publish_result,
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._publish: Publish = lambda topic, update: None  # on the event loop, once running
         self.runs_done = 0
         self.last_job_s = 0.0
 
     # --- service ---------------------------------------------------------------------------------
 
     async def run(self, runtime: Runtime) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.jobs.start()
+        self._publish = on_loop(asyncio.get_running_loop(), runtime.publish)
+        self.jobs.start(self._publish)
         try:
             await runtime.stopping.wait()
         finally:
@@ -192,12 +191,6 @@ class BacktesterService(Service):
         return backtest_job(self.jobs.cancel(job_id))
 
     # --- jobs ------------------------------------------------------------------------------------
-
-    def _publish(self, topic: str, update: JobUpdate) -> None:
-        """The runner's hook (any thread): publish on the event loop's thread, in order."""
-        loop, runtime = self._loop, self.runtime
-        if loop is not None and runtime is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(runtime.publish, topic, update)
 
     def _publish_result(self, view: JobView, detail: Any) -> None:
         """A finished job's whole result (or its error) on bt.result.<id>."""

@@ -4,8 +4,9 @@ The dashboard's fetch form and History view talk to this service: `plan` answers
 the method and cost, `fetch` and `backfill` queue a job and answer with its `JobView`
 (mesh.replies), and the job reports on `job.<id>` (JobUpdate: queued, running with progress, then
 done with the dataset, failed with the reason, or cancelled). mesh.jobs runs them one at a time in
-a worker thread, so the control channel always answers within a second. The quota is published on `sys.quota` once a second; it is read from
-the shared ledger, so it also shows calls made by `massive fetch` and scripts.
+a worker thread, so the control channel always answers within a second. The quota is published
+on `sys.quota` once a second; it is read from the shared ledger, so it also shows calls made by
+`massive fetch` and scripts.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from mesh.fetcher.errors import BadRequest, FetchError
 from mesh.fetcher.fetch import Fetcher
 from mesh.fetcher.ledger import QuotaLedger
 from mesh.fetcher.request import make_request
-from mesh.jobs import Finished, JobContext, JobRunner
+from mesh.jobs import Finished, JobContext, JobRunner, on_loop
 from mesh.replies import JobView
-from mesh.schema import JobUpdate, Stats
+from mesh.schema import Stats
 from mesh.service import Runtime, Service, run_service
 
 log = logging.getLogger(__name__)
@@ -42,15 +43,11 @@ class FetcherService(Service):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.ledger = QuotaLedger.for_config(config)
-        self.jobs = JobRunner(
-            self.name, self._publish_job, id_prefix="f", keep=KEEP_JOBS, expected=(FetchError,)
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.jobs = JobRunner(self.name, id_prefix="f", keep=KEEP_JOBS, expected=(FetchError,))
         self._quota: dict[str, Any] = {}
 
     async def run(self, runtime: Runtime) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.jobs.start()
+        self.jobs.start(on_loop(asyncio.get_running_loop(), runtime.publish))
         try:
             while not runtime.stopping.is_set():
                 try:
@@ -75,12 +72,6 @@ class FetcherService(Service):
         }
 
     # --- jobs ----------------------------------------------------------------------------------
-
-    def _publish_job(self, topic: str, update: JobUpdate) -> None:
-        """The runner's hook (any thread): publish on the event loop's thread, in order."""
-        loop, runtime = self._loop, self.runtime
-        if loop is not None and runtime is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(runtime.publish, topic, update)
 
     def _fetch(self, job: JobContext) -> Finished:
         a = job.args

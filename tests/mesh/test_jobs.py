@@ -10,10 +10,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import msgspec
 import pytest
 
-from mesh import topics
+from mesh import control, topics
 from mesh.jobs import (
     Finished,
     JobContext,
@@ -22,7 +24,14 @@ from mesh.jobs import (
     JobState,
     UnknownJob,
 )
-from mesh.replies import JobView
+from mesh.replies import (
+    BacktestJob,
+    BacktestQueued,
+    BacktestRun,
+    JobView,
+    UnreadableReply,
+    read,
+)
 from mesh.schema import JobUpdate
 from tests.meshproc import wait_for
 
@@ -58,8 +67,8 @@ def published() -> Published:
 
 @pytest.fixture
 def runner(published: Published) -> Iterator[JobRunner]:
-    jobs = JobRunner("tester", published, id_prefix="t", keep=5, expected=(Expected,))
-    jobs.start()
+    jobs = JobRunner("tester", id_prefix="t", keep=5, expected=(Expected,))
+    jobs.start(published)
     yield jobs
     jobs.stop(timeout=5)
 
@@ -272,10 +281,10 @@ def test_a_view_says_where_the_job_reports_and_a_chosen_id_in_use_is_refused(
 
 
 def test_stopping_cancels_what_is_queued_and_running(published: Published) -> None:
-    jobs = JobRunner("tester", published)
+    jobs = JobRunner("tester")
     with pytest.raises(JobRefused, match="not taking jobs"):
         jobs.submit("early", {}, done_with("x"))
-    jobs.start()
+    jobs.start(published)
     gate = Gate()
     running = jobs.submit("slow", {}, gate)
     queued = jobs.submit("later", {}, done_with("x"))
@@ -288,3 +297,38 @@ def test_stopping_cancels_what_is_queued_and_running(published: Published) -> No
     assert jobs.view(running.job_id).message == "the tester stopped"
     with pytest.raises(JobRefused):
         jobs.submit("late", {}, done_with("x"))
+
+
+FETCH_JOB_KEYS = "job_id kind args state progress message result topic created".split()
+BACKTEST_JOB_KEYS = (
+    "job_id state progress message dataset runs created finished error run_dirs".split()
+)
+
+
+def test_replies_keep_the_keys_clients_have_always_read(runner: JobRunner) -> None:
+    """A client that reads replies as plain maps (scripts, older dashboards) finds every key."""
+    view = runner.submit("fetch", {"symbols": ["AAPL"]}, done_with("x"))
+    topics_of = {"progress_topic": "job.bt-1", "result_topic": "bt.result.bt-1"}
+    queued = BacktestQueued(job_id="bt-1", state=JobState.QUEUED, runs=2, **topics_of)
+    backtest = BacktestJob(
+        **msgspec.structs.asdict(finished(runner, view.job_id)),
+        dataset="daily",
+        runs=[BacktestRun("buy-and-hold")],
+        run_dirs=["data/backtests/x"],
+    )
+
+    def as_client_reads(result: object) -> Any:
+        body = control.encode_reply(control.Reply(id="1", ok=True, result=result))
+        return control.decode_reply(body).result
+
+    fetch_job = as_client_reads(view)
+    assert set(fetch_job) >= set(FETCH_JOB_KEYS)
+    assert fetch_job["state"] == "queued" and fetch_job["topic"] == f"job.{view.job_id}"
+    assert as_client_reads(queued) == {"job_id": "bt-1", "state": "queued", "runs": 2, **topics_of}
+    listed = as_client_reads([backtest])[0]
+    assert set(listed) >= set(BACKTEST_JOB_KEYS)
+    assert listed["runs"] == [{"strategy": "buy-and-hold", "params": {}}]
+    assert read(as_client_reads([backtest]), list[BacktestJob]) == [backtest]
+    assert read(fetch_job, JobView) == view
+    with pytest.raises(UnreadableReply, match="not a JobView"):
+        read({"job_id": "x", "state": "exploded"}, JobView)
