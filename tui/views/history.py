@@ -504,7 +504,7 @@ class HistoryView(Vertical):
             result.update(Text(message or state, style="bold red"))
         else:
             title.update(Text.assemble((f"{state} ", "bold"), f"{what}  (job {self.job_id})"))
-            bar.update(total=1.0, progress=progress if state == "running" else 0.0)
+            bar.update(total=1.0, progress=progress if state == JobState.RUNNING else 0.0)
             result.update(Text(message, style="dim"))
         if state in FINAL_STATES and self.job_id not in self._job_finished:
             self._job_finished.add(self.job_id)  # type: ignore[arg-type]
