@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import secrets
 import time
 from typing import Any, ClassVar
 
@@ -167,7 +166,7 @@ class BacktesterService(Service):
             "options": _plain(dict(options or {})),
             "save": bool(save),
         }
-        view = self.jobs.submit(KIND, args, work, job_id=job_id or f"bt-{secrets.token_hex(4)}")
+        view = self.jobs.submit(KIND, args, work, job_id=job_id)
         return BacktestQueued(
             job_id=view.job_id,
             state=view.state,
