@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from mesh import datasets
 from mesh.bar_schema import BAR_SCHEMA
@@ -81,3 +82,23 @@ def test_quotes_with_integer_millisecond_times_read_as_timestamps(tmp_path: Path
     read = datasets.read_table(quotes)
     assert read.column("ts_event").type == TIME
     assert read.column("ts_event").cast(pa.int64()).to_pylist() == (ms * 10**6).tolist()
+
+
+def test_the_python_readers_open_version_1_datasets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mesh.config import Config
+    from mesh.historical import list_datasets, load_dataset
+    from mesh.recorder.replay import replay_events
+    from mesh.recording import read_recording
+
+    copy_v1(tmp_path)
+    monkeypatch.setenv("MESH_DATA_DIR", str(tmp_path))
+    config = Config.load({"MESH_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+    history = load_dataset(V1_HISTORICAL, config=config)
+    assert list(history.columns) == list(BAR_SCHEMA.names) and len(history) == 24
+    assert [d["name"] for d in list_datasets(config=config)] == [V1_HISTORICAL]
+    assert len(read_recording(V1_RECORDING, "trades")) == 60
+    assert list(read_recording(V1_RECORDING, "bars_1m").columns) == list(BAR_SCHEMA.names)
+    folder = tmp_path / "recordings" / V1_RECORDING
+    assert sum(1 for _ in replay_events(folder)) == 180
