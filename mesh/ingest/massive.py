@@ -181,7 +181,7 @@ def _int64(value: Any) -> bool:
     return -INT64_MAX - 1 <= value <= INT64_MAX
 
 
-def _in_range(event: WsEvent) -> bool:
+def _in_range(event: Any) -> bool:  # any WsEvent: dispatched on its exact type below
     """Whether the event's numbers fit our units: int64 after ms -> ns and lots -> shares, and
     a bar's trade count (volume / average size) finite. Checks only what would break encoding;
     which values are plausible is for the bus's decoders (mesh.bounds)."""
@@ -190,12 +190,12 @@ def _in_range(event: WsEvent) -> bool:
         return (
             -MAX_MS <= event.t <= MAX_MS
             and -MAX_LOTS <= event.bs <= MAX_LOTS
-            and -MAX_LOTS <= event.as_ <= MAX_LOTS  # type: ignore[union-attr]
+            and -MAX_LOTS <= event.as_ <= MAX_LOTS
             and _int64(event.bx)
             and _int64(event.ax)
             and _int64(event.c)
             and _int64(event.q)
-            and _int64(event.z)  # type: ignore[union-attr]
+            and _int64(event.z)
         )
     if kind is WsTrade:
         return (
@@ -203,15 +203,15 @@ def _in_range(event: WsEvent) -> bool:
             and _int64(event.s)
             and _int64(event.x)
             and _int64(event.q)
-            and _int64(event.z)  # type: ignore[union-attr]
-            and all(map(_int64, event.c))  # type: ignore[union-attr,arg-type]
+            and _int64(event.z)
+            and all(map(_int64, event.c))
         )
     if kind is WsSecondAgg or kind is WsMinuteAgg:
         return (
             -MAX_MS <= event.s <= MAX_MS
             and -MAX_MS <= event.e <= MAX_MS
             and _transactions(event.v, event.z) is not None
-        )  # type: ignore[union-attr]
+        )
     return True
 
 
@@ -254,8 +254,8 @@ def normalise(
             selected = list(map(is_, types, repeat(kind)))
             groups[kind] = (
                 list(compress(events, selected)),
-                list(compress(ts_recv, selected)) if per_event else None,
-            )  # type: ignore[arg-type]
+                list(compress(ts_recv, selected)) if per_event else None,  # type: ignore[arg-type]
+            )
     for kind, (group, group_recv) in groups.items():
         # astuple + zip transposes rows into columns in C: no per-event Python on the hot path
         columns = list(zip(*map(astuple, group), strict=True))
@@ -293,25 +293,25 @@ def _within_bounds(batch: Any, errors: DecodeErrors | None) -> Any:
     return type(batch)(**kept)
 
 
-def _quote_batch(columns: list[tuple], ts_recv: list[int]) -> QuoteBatch:  # type: ignore[type-arg]
+def _quote_batch(columns: list[Any], ts_recv: list[int]) -> QuoteBatch:
     sym, bx, bp, bs, ax, ap, as_, t, c, q, z = columns  # WsQuote's field order
     return QuoteBatch(
         symbol=sym,
         bid_price=bp,
         bid_size=[lots * SHARES_PER_LOT for lots in bs],
-        ask_price=ap,  # type: ignore[arg-type]
+        ask_price=ap,
         ask_size=[lots * SHARES_PER_LOT for lots in as_],
         bid_exchange=bx,
-        ask_exchange=ax,  # type: ignore[arg-type]
+        ask_exchange=ax,
         condition=c,
         tape=z,
         sequence=q,
         ts_event=[ms * MS_TO_NS for ms in t],
-        ts_recv=ts_recv,  # type: ignore[arg-type]
+        ts_recv=ts_recv,
     )
 
 
-def _trade_batch(columns: list[tuple], ts_recv: list[int]) -> TradeBatch:  # type: ignore[type-arg]
+def _trade_batch(columns: list[Any], ts_recv: list[int]) -> TradeBatch:
     sym, p, s, t, x, i, c, q, z = columns  # WsTrade's field order
     return TradeBatch(
         symbol=sym,
@@ -321,25 +321,25 @@ def _trade_batch(columns: list[tuple], ts_recv: list[int]) -> TradeBatch:  # typ
         trade_id=i,
         conditions=c,
         tape=z,
-        sequence=q,  # type: ignore[arg-type]
+        sequence=q,
         ts_event=[ms * MS_TO_NS for ms in t],
         ts_recv=ts_recv,
     )
 
 
-def _bar_batch(columns: list[tuple], interval: str, ts_recv: list[int]) -> BarBatch:  # type: ignore[type-arg]
+def _bar_batch(columns: list[Any], interval: str, ts_recv: list[int]) -> BarBatch:
     sym, o, h, low, c, v, s, e, vw, z, _av, _a, _op = columns  # _WsAgg's field order
     return BarBatch(
         interval=interval,
         symbol=sym,
         ts_start=[ms * MS_TO_NS for ms in s],
-        ts_end=[ms * MS_TO_NS for ms in e],  # type: ignore[arg-type]
+        ts_end=[ms * MS_TO_NS for ms in e],
         open=o,
         high=h,
         low=low,
         close=c,
         volume=v,
-        vwap=vw,  # type: ignore[arg-type]
+        vwap=vw,
         transactions=[_transactions(vol, size) or 0 for vol, size in zip(v, z, strict=True)],
         ts_recv=ts_recv,
     )

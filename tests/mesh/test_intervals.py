@@ -45,7 +45,9 @@ def test_nonsense_is_one_clear_error(typed: str) -> None:
 
 
 def test_a_command_offering_some_intervals_names_them_when_refusing() -> None:
-    with pytest.raises(IntervalError, match="expected one of 1m, 2m, 3m, 5m, 10m, 15m, 20m, 30m, 1h, 1d"):
+    with pytest.raises(
+        IntervalError, match="expected one of 1m, 2m, 3m, 5m, 10m, 15m, 20m, 30m, 1h, 1d"
+    ):
         intervals.parse("1s", allowed=intervals.FETCHABLE)
     assert intervals.parse("1 hour", allowed=intervals.FETCHABLE) == intervals.HOUR
 
