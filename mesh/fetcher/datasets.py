@@ -98,25 +98,19 @@ def write_dataset(bars: pa.Table, data_dir: Path | str, name: str, info: dict[st
 def list_datasets(data_dir: Path | str) -> list[dict[str, Any]]:
     """Every historical dataset's and backfill's manifest (plus `path`), newest first.
 
-    The fetcher service's `datasets` answer; a damaged dataset is `{name, path, error}`.
+    The fetcher service's `datasets` answer; a damaged dataset is `{name, path, error}` with its
+    one line (mesh.datasets).
     """
     out = []
-    for info in shared.list_datasets(data_dir):
-        if info.kind not in (DatasetKind.HISTORICAL, DatasetKind.BACKFILL):
-            continue
-        if info.error is not None:
-            out.append(
-                {"name": info.name, "kind": str(info.kind), "path": info.path, "error": info.error}
-            )
+    for place, folder in layout.dataset_folders(data_dir):
+        if place != layout.HISTORICAL:
             continue
         try:
-            manifest = dict(shared.open_folder(Path(info.path), place=layout.HISTORICAL).manifest)
-        except DatasetError as exc:  # damaged since it was listed
-            out.append(
-                {"name": info.name, "kind": str(info.kind), "path": info.path, "error": str(exc)}
-            )
+            manifest = dict(shared.open_folder(folder, place=place).manifest)
+        except DatasetError as exc:
+            out.append({"name": folder.name, "path": str(folder), "error": str(exc)})
             continue
-        out.append({**manifest, "name": info.name, "path": info.path})
+        out.append({**manifest, "name": folder.name, "path": str(folder)})
     out.sort(key=lambda e: str(e.get("created", "")), reverse=True)
     return out
 

@@ -109,3 +109,16 @@ def test_one_damaged_dataset_does_not_hide_the_others(tmp_path: Path) -> None:
     listed = {i.name: i for i in datasets.list_datasets(tmp_path)}
     assert listed["broken"].error and listed[V1_RECORDING].error is None
     assert listed[V1_HISTORICAL].error is None and listed[V1_HISTORICAL].total_rows == 24
+
+
+def test_the_fetcher_service_lists_a_damaged_history_with_its_line(tmp_path: Path) -> None:
+    from mesh.fetcher.datasets import list_datasets as fetcher_datasets
+
+    copy_v1(tmp_path)
+    write_historical(tmp_path, "daily")
+    manifest = tmp_path / "historical" / V1_HISTORICAL / "manifest.json"
+    manifest.write_text("{")
+    listed = {d["name"]: d for d in fetcher_datasets(tmp_path)}
+    assert set(listed) == {"daily", V1_HISTORICAL}  # recordings are not the fetcher's
+    assert listed[V1_HISTORICAL]["error"].startswith(f"{manifest}: not valid JSON")
+    assert listed["daily"]["interval"] == "1d" and "error" not in listed["daily"]
