@@ -122,6 +122,7 @@ class Config:
     data_dir: Path
     kdb_tickerplant: KdbTarget | None
     sim_mode: bool
+    ingest_scanner: bool = True  # MESH_INGEST_SCANNER: off sends every frame through msgspec
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -221,6 +222,7 @@ _SPECS = [
     _Spec("MESH_BUS_AUTH", "bus_auth", "on"),
     _Spec("MESH_DATA_DIR", "data_dir", "./data"),
     _Spec("KDB_TICKERPLANT", "kdb_tickerplant", None, secret=True),
+    _Spec("MESH_INGEST_SCANNER", "ingest_scanner", "on"),
 ]
 VARIABLES = tuple(spec.var for spec in _SPECS)
 
@@ -352,6 +354,9 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
         data_dir=_data_dir(raw["MESH_DATA_DIR"], where("MESH_DATA_DIR")),
         kdb_tickerplant=_parse_kdb(raw.get("KDB_TICKERPLANT"), where("KDB_TICKERPLANT")),
         sim_mode=sim_mode,
+        ingest_scanner=_parse_switch(
+            "MESH_INGEST_SCANNER", raw["MESH_INGEST_SCANNER"], where("MESH_INGEST_SCANNER")
+        ),
         sources=sources,
     )
 

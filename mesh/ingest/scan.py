@@ -20,6 +20,12 @@ Anything else declines the whole frame, with nothing half-written. That covers b
 exponents, escapes, duplicate keys, missing or mistyped fields and malformed JSON. A declined
 frame goes through the typed msgspec decoder in `massive.py`, which stays the reference: tests
 hold the two paths equal on generated frames.
+
+numba does not check bounds, so every write checks capacity first. The scanner checks each
+column before it writes to it, and counts, per batch, the most bytes its events can take once
+encoded: a frame whose events would not fit the columns or the encoder's buffer is declined
+(`OVER_CAPACITY`, counted in `Columns.over_capacity`) and goes to the reference path. The
+encoder checks the batch's worst case against its buffer before writing a byte.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import numpy as np
 
 from mesh import bounds
 
-TAKEN, DECLINED = 0, 1
+TAKEN, DECLINED, OVER_CAPACITY = 0, 1, 2  # OVER_CAPACITY: declined for room, not for its content
 
 # field ids, and the bit each sets in an event's `seen` mask
 F_EV, F_SYM, F_BX, F_BP, F_BS, F_AX, F_AP, F_AS, F_T, F_C, F_Q, F_Z, F_P, F_S, F_X, F_I = range(16)
@@ -100,6 +106,17 @@ MAX_PRICE = bounds.MAX_PRICE
 MAX_NAME = bounds.MAX_NAME
 MAX_CODES = 64  # conditions of one trade (mesh.bounds)
 U = numba.uint64  # indexing with an unsigned int spares numba's negative-index check
+# The most bytes one event can take in an encoded batch, its texts aside: a quote's 11 numbers
+# (at most 9 bytes each) and its symbol's str header (at most 5); a trade's 7 numbers and the
+# headers of its symbol, id and conditions. A trade's conditions add at most 9 bytes each.
+QUOTE_BYTES = 11 * 9 + 5
+TRADE_BYTES = 7 * 9 + 3 * 5
+CONDITION_BYTES = 9
+BATCH_BYTES = 256  # a batch's own headers: array, tag and one array header per field
+# state: the columns' fill, then each batch's worst-case encoded size so far
+S_QUOTES, S_TRADES, S_QUOTE_TEXT, S_TRADE_TEXT, S_ID_TEXT, S_CONDITIONS = range(6)
+S_QUOTE_BYTES, S_TRADE_BYTES = 6, 7
+STATE_SIZE = 8
 POW10 = np.array([10.0**k for k in range(23)])  # exact doubles
 
 
@@ -121,15 +138,19 @@ def scan_frame(
     trade_ids: Any,
     conditions: Any,
     condition_ends: Any,
+    out_capacity: int,
 ) -> int:  # noqa: C901, PLR0912, PLR0915
-    """Append one frame's events to the columns; TAKEN, or DECLINED with the columns as they were.
+    """Append one frame's events to the columns; TAKEN, or DECLINED / OVER_CAPACITY with the
+    columns as they were.
 
-    `state` holds the columns' fill: quotes, trades, quote symbol bytes, trade symbol bytes,
-    trade id bytes, condition values. One function, its parsers written inline: as separate
-    numba functions they made the scan three times slower.
+    `state` holds the columns' fill (quotes, trades, quote symbol bytes, trade symbol bytes,
+    trade id bytes, condition values) and the worst-case encoded bytes of the quote and of the
+    trade batch, which must stay within `out_capacity`, the encoder's buffer. One function, its
+    parsers written inline: as separate numba functions they made the scan three times slower.
     """
     n = buf.shape[0]
     nq, nt, nqs, nts, nti, nc = state[0], state[1], state[2], state[3], state[4], state[5]
+    quote_bytes, trade_bytes = state[S_QUOTE_BYTES], state[S_TRADE_BYTES]
     int_values = np.zeros(16, dtype=np.int64)  # the event's values by field id
     float_values = np.zeros(16, dtype=np.float64)
     i = 0
@@ -301,7 +322,7 @@ def scan_frame(
                     break
                 if scalar_kind == V_INT:
                     if nc + event_conditions + array_length >= conditions.shape[0]:
-                        return DECLINED
+                        return OVER_CAPACITY
                     conditions[U(nc + event_conditions + array_length)] = int_value
                 else:
                     array_ints = False
@@ -382,11 +403,7 @@ def scan_frame(
         if int_values[F_Q] < 0 or int_values[F_Z] < 0:
             return DECLINED
         if kind == 1:
-            if (
-                (seen & QUOTE_REQUIRED) != QUOTE_REQUIRED
-                or c_kind == V_ARRAY
-                or nq >= quote_ints.shape[1]
-            ):
+            if (seen & QUOTE_REQUIRED) != QUOTE_REQUIRED or c_kind == V_ARRAY:
                 return DECLINED
             if bs > MAX_LOTS or bs < 0 or as_ > MAX_LOTS or as_ < 0:
                 return DECLINED
@@ -400,8 +417,15 @@ def scan_frame(
             ):
                 return DECLINED
             length = sym_end - sym_start
-            if nqs + length + 1 > quote_symbols.shape[0]:
-                return DECLINED
+            event_bytes = QUOTE_BYTES + length + 1
+            if (
+                nq >= quote_ints.shape[1]
+                or nq >= quote_prices.shape[1]
+                or nqs + length + 1 > quote_symbols.shape[0]
+                or quote_bytes + event_bytes + BATCH_BYTES > out_capacity
+            ):
+                return OVER_CAPACITY
+            quote_bytes += event_bytes
             for k in range(length):
                 quote_symbols[U(nqs + k)] = buf[U(sym_start + k)]
             quote_symbols[U(nqs + length)] = 0
@@ -419,7 +443,7 @@ def scan_frame(
             quote_prices[1, nq] = float_values[F_AP]
             nq += 1
         elif kind == 2:
-            if (seen & TRADE_REQUIRED) != TRADE_REQUIRED or nt >= trade_ints.shape[1]:
+            if (seen & TRADE_REQUIRED) != TRADE_REQUIRED:
                 return DECLINED
             if (seen & (1 << F_C)) and c_kind != V_ARRAY:
                 return DECLINED
@@ -440,11 +464,19 @@ def scan_frame(
             id_length = id_end - id_start
             if id_length > MAX_NAME:
                 return DECLINED
+            event_bytes = (
+                TRADE_BYTES + length + 1 + id_length + 1 + CONDITION_BYTES * event_conditions
+            )
             if (
-                nts + length + 1 > trade_symbols.shape[0]
+                nt >= trade_ints.shape[1]
+                or nt >= trade_prices.shape[0]
+                or nt >= condition_ends.shape[0]
+                or nts + length + 1 > trade_symbols.shape[0]
                 or nti + id_length + 1 > trade_ids.shape[0]
+                or trade_bytes + event_bytes + BATCH_BYTES > out_capacity
             ):
-                return DECLINED
+                return OVER_CAPACITY
+            trade_bytes += event_bytes
             for k in range(length):
                 trade_symbols[U(nts + k)] = buf[U(sym_start + k)]
             trade_symbols[U(nts + length)] = 0
@@ -486,6 +518,8 @@ def scan_frame(
     state[3] = nts
     state[4] = nti
     state[5] = nc
+    state[S_QUOTE_BYTES] = quote_bytes
+    state[S_TRADE_BYTES] = trade_bytes
     return TAKEN
 
 
@@ -584,12 +618,12 @@ def _put_int(out: Any, o: int, v: int) -> int:
 
 
 @numba.njit(cache=True, boundscheck=False)
-def _put_texts(out: Any, o: int, texts: Any, n: int) -> int:
-    """n NUL-separated strings from `texts` as msgpack strs."""
+def _put_texts(out: Any, o: int, texts: Any, used: int, n: int) -> int:
+    """n NUL-separated strings from texts[:used] as msgpack strs."""
     start = 0
     for _ in range(n):
         end = start
-        while texts[U(end)] != 0:
+        while end < used and texts[U(end)] != 0:
             end += 1
         o = _put_header(out, o, end - start, 0xA0, 0xD9, 0xDA, 0xDB)
         for k in range(start, end):
@@ -608,11 +642,28 @@ def encode_batch(
     ints: Any,
     float_bits: Any,
     text_a: Any,
+    text_a_used: int,
     text_b: Any,
+    text_b_used: int,
     values: Any,
     ends: Any,
+    event_bytes: int,
 ) -> int:
-    """A batch's msgpack bytes into `out`, byte for byte as msgspec encodes the record; the length."""
+    """A batch's msgpack bytes into `out`, byte for byte as msgspec encodes the record; the length.
+
+    -1, with nothing written, if `out` could be too small: the batch's worst case (each event's
+    numbers and headers, its texts and conditions) is checked before the first byte.
+    """
+    values_used = ends[U(n - 1)] if n > 0 and ends.shape[0] >= n else 0
+    if (
+        values_used > values.shape[0]
+        or text_a_used > text_a.shape[0]
+        or text_b_used > text_b.shape[0]
+    ):
+        return -1
+    worst = BATCH_BYTES + n * event_bytes + text_a_used + text_b_used
+    if worst + CONDITION_BYTES * values_used > out.shape[0]:
+        return -1
     o = _put_header(out, 0, layout.shape[0] + 1, 0x90, 0, 0xDC, 0xDD)
     o = _put_header(out, o, tag.shape[0], 0xA0, 0xD9, 0xDA, 0xDB)
     for k in range(tag.shape[0]):
@@ -633,9 +684,9 @@ def encode_batch(
                     out[U(o + 1 + k)] = (bits >> (56 - 8 * k)) & 0xFF
                 o += 9
         elif kind == K_TEXT_A:
-            o = _put_texts(out, o, text_a, n)
+            o = _put_texts(out, o, text_a, text_a_used, n)
         elif kind == K_TEXT_B:
-            o = _put_texts(out, o, text_b, n)
+            o = _put_texts(out, o, text_b, text_b_used, n)
         else:
             start = 0
             for j in range(n):
@@ -666,8 +717,9 @@ class Columns:
     """Column arrays for frames scanned one by one, emptied by `take()`; reused from call to call."""
 
     def __init__(self, size: int = 0) -> None:
-        self.state = np.zeros(6, dtype=np.int64)
+        self.state = np.zeros(STATE_SIZE, dtype=np.int64)
         self.capacity = -1
+        self.over_capacity = 0  # frames declined for want of room rather than for their content
         self.reserve(size)
 
     def reserve(self, size: int) -> None:
@@ -686,31 +738,32 @@ class Columns:
         self.trade_ids = np.empty(size + events, dtype=np.uint8)
         self.conditions = np.empty(size // 2 + 1, dtype=np.int64)
         self.condition_ends = np.empty(events, dtype=np.int64)
-        self.out = np.empty(
-            events * 104 + size + 256, dtype=np.uint8
-        )  # grown by take() if a batch needs more
+        # the encoder's buffer: room for the worst case of `size` bytes of frames (a condition
+        # takes at least 2 bytes of JSON and at most 9 encoded), so reserved frames always fit
+        self.out = np.empty(events * (QUOTE_BYTES + 1) + size * 6 + BATCH_BYTES, dtype=np.uint8)
 
     def add(self, frame: bytes | str, ts_recv: int) -> bool:
         """Scan one frame into the columns; False (and the columns unchanged) if it is declined."""
         data = frame.encode() if isinstance(frame, str) else frame
         buf = np.frombuffer(data, dtype=np.uint8)
-        return (
-            scan_frame(
-                buf,
-                ts_recv,
-                self.state,
-                self.quote_ints,
-                self.quote_prices,
-                self.quote_symbols,
-                self.trade_ints,
-                self.trade_prices[0],
-                self.trade_symbols,
-                self.trade_ids,
-                self.conditions,
-                self.condition_ends,
-            )
-            == TAKEN
+        result = scan_frame(
+            buf,
+            ts_recv,
+            self.state,
+            self.quote_ints,
+            self.quote_prices,
+            self.quote_symbols,
+            self.trade_ints,
+            self.trade_prices[0],
+            self.trade_symbols,
+            self.trade_ids,
+            self.conditions,
+            self.condition_ends,
+            self.out.shape[0],
         )
+        if result == OVER_CAPACITY:
+            self.over_capacity += 1
+        return bool(result == TAKEN)
 
     @property
     def events(self) -> int:
@@ -718,24 +771,27 @@ class Columns:
 
     def take(self) -> tuple[Encoded | None, Encoded | None]:
         """The quotes and the trades scanned so far, encoded; the columns are empty afterwards."""
-        nq, nt, nqs, nts, nti, nc = self.state.tolist()
+        nq, nt, nqs, nts, nti, nc = self.state[:S_QUOTE_BYTES].tolist()
+        out = self.out  # the scanner kept each batch's worst case within it
         quotes = trades = None
         if nq:
             ints = self.quote_ints[:, :nq]
-            out = self._output(
-                nq * 104 + nqs + 256
-            )  # a quote's numbers take at most 99 bytes, its symbol's header 5
-            used = encode_batch(
-                out,
-                _QUOTES_TAG,
-                QUOTE_LAYOUT,
-                nq,
-                self.quote_ints,
-                self.quote_prices.view(np.int64),
-                self.quote_symbols,
-                self.quote_symbols,
-                _NOTHING,
-                _NOTHING,
+            used = _checked(
+                encode_batch(
+                    out,
+                    _QUOTES_TAG,
+                    QUOTE_LAYOUT,
+                    nq,
+                    self.quote_ints,
+                    self.quote_prices.view(np.int64),
+                    self.quote_symbols,
+                    nqs,
+                    self.quote_symbols,
+                    0,
+                    _NOTHING,
+                    _NOTHING,
+                    QUOTE_BYTES,
+                )
             )
             quotes = Encoded(
                 msgspec.Raw(out[:used].tobytes()),
@@ -745,20 +801,22 @@ class Columns:
             )
         if nt:
             ints = self.trade_ints[:, :nt]
-            out = self._output(
-                nt * 104 + nts + nti + nc * 9 + 256
-            )  # numbers, headers, texts, 9 bytes per condition at most
-            used = encode_batch(
-                out,
-                _TRADES_TAG,
-                TRADE_LAYOUT,
-                nt,
-                self.trade_ints,
-                self.trade_prices.view(np.int64),
-                self.trade_symbols,
-                self.trade_ids,
-                self.conditions,
-                self.condition_ends,
+            used = _checked(
+                encode_batch(
+                    out,
+                    _TRADES_TAG,
+                    TRADE_LAYOUT,
+                    nt,
+                    self.trade_ints,
+                    self.trade_prices.view(np.int64),
+                    self.trade_symbols,
+                    nts,
+                    self.trade_ids,
+                    nti,
+                    self.conditions,
+                    self.condition_ends,
+                    TRADE_BYTES,
+                )
             )
             trades = Encoded(
                 msgspec.Raw(out[:used].tobytes()),
@@ -769,11 +827,14 @@ class Columns:
         self.state[:] = 0
         return quotes, trades
 
-    def _output(self, size: int) -> np.ndarray:  # type: ignore[type-arg]
-        """The encoder's output buffer, at least `size` bytes (the encoder does not check bounds)."""
-        if self.out.shape[0] < size:
-            self.out = np.empty(size, dtype=np.uint8)
-        return self.out
+
+def _checked(used: int) -> int:
+    """The encoder's length; it refuses (-1) only a batch the scanner should not have taken."""
+    if used < 0:
+        raise RuntimeError(
+            "ingest scanner: a batch exceeded the encoder's buffer (nothing was written)"
+        )
+    return used
 
 
 def _texts(buffer: np.ndarray, used: int) -> list[str]:  # type: ignore[type-arg]

@@ -37,6 +37,7 @@ CHUNK_FRAMES = 64  # frames processed before yielding to the reader
 GROUP_FRAMES = 8  # frames already waiting that are published together (one batch per type)
 AUTH_TIMEOUT = 10.0
 STOP_DRAIN_SECONDS = 1.0  # at a stop, frames already read are published for at most this long
+_TICKS = {massive.WsQuote, massive.WsTrade}  # what the scanner takes; anything else goes alone
 QUOTES, TRADES, GAPS = topics.quotes(), topics.trades(), topics.gaps()
 _ITEM = re.compile(r"[A-Z]{1,4}\.(\*|[A-Za-z0-9.:/\-]+)")
 
@@ -85,9 +86,11 @@ class IngestService(Service):
         self.errors = massive.DecodeErrors()
         self.gaps = GapTracker()
         self.columns = scan.Columns()  # reused: frames are scanned into these arrays, then encoded
-        self.frames_via_msgspec = (
-            0  # frames the scanner declined (bars, statuses, bad input, the unusual)
-        )
+        self.scanner = config.ingest_scanner  # MESH_INGEST_SCANNER=off: every frame via msgspec
+        self.frames_scanned = 0  # frames the compiled scanner took
+        # frames msgspec decoded: those the scanner declined (bars, statuses, bad input, the
+        # unusual, or no room left: frames_over_capacity), or every frame with the scanner off
+        self.frames_via_msgspec = 0
         self._logged_bad_input: set[str] = set()
         self.meters = {
             kind: RateMeter() for kind in ("events", "quotes", "trades", "bars", "frames")
@@ -117,7 +120,10 @@ class IngestService(Service):
             "trades_per_s": round(m["trades"].rate, 1),
             "bars_per_s": round(m["bars"].rate, 1),
             "frames_per_s": round(m["frames"].rate, 1),
+            "scanner": "on" if self.scanner else "off",
+            "frames_scanned": self.frames_scanned,
             "frames_via_msgspec": self.frames_via_msgspec,
+            "frames_over_capacity": self.columns.over_capacity,
             "reconnects": self.reconnects,
             "connect_failures": self.connect_failures,
             "last_event_age_s": round(age, 3) if age is not None else -1,
@@ -170,7 +176,10 @@ class IngestService(Service):
         # the compiled scanner, loaded from numba's cache (or compiled, on a machine's first start)
         # before the first frame; in a thread, so the heartbeat says "starting" meanwhile
         started = time.monotonic()
-        await asyncio.to_thread(scan.warm_up)
+        if self.scanner:
+            await asyncio.to_thread(scan.warm_up)
+        else:
+            log.info("frame scanner off (MESH_INGEST_SCANNER=off): msgspec decodes every frame")
         if time.monotonic() - started > 2:
             log.info(
                 "compiled the frame scanner in %.0f s (cached for later starts)",
@@ -378,19 +387,54 @@ class IngestService(Service):
         by msgspec (mesh.ingest.massive), after what came before it has gone out, so the bus
         keeps the feed's order.
         """
+        if not self.scanner:
+            self._process_with_msgspec(runtime, items)
+            self.meters["frames"].add(len(items))
+            return
         columns = self.columns
         columns.reserve(sum(len(data) for _, data in items))
         for ts_recv, data in items:
-            if not columns.add(data, ts_recv):
-                self.frames_via_msgspec += 1
-                self._publish_scanned(runtime, columns)
-                bad_before = self.errors.total
-                events = massive.decode_frame(data, self.errors)
-                if self.errors.total != bad_before:
-                    self._log_bad_input(data)
-                self._publish_normalised(runtime, massive.normalise(events, ts_recv, self.errors))
+            if columns.add(data, ts_recv):
+                self.frames_scanned += 1
+                continue
+            self._publish_scanned(runtime, columns)
+            events = self._decode(data)
+            self._publish_normalised(runtime, massive.normalise(events, ts_recv, self.errors))
         self._publish_scanned(runtime, columns)
         self.meters["frames"].add(len(items))
+
+    def _process_with_msgspec(self, runtime: Runtime, items: list[tuple[int, bytes | str]]) -> None:
+        """The reference path alone (MESH_INGEST_SCANNER=off), batched as the scanner batches.
+
+        Consecutive frames of quotes and trades only are normalised together, one batch per type,
+        as the scanner would have taken them; a frame with anything else (bars, statuses) goes out
+        on its own after them, so the bus keeps the feed's order.
+        """
+        events: list[massive.WsEvent] = []
+        receive_times: list[int] = []
+        for ts_recv, data in items:
+            decoded = self._decode(data)
+            if _TICKS.issuperset(map(type, decoded)):
+                events += decoded
+                receive_times += [ts_recv] * len(decoded)
+                continue
+            if events:
+                self._publish_normalised(
+                    runtime, massive.normalise(events, receive_times, self.errors)
+                )
+                events, receive_times = [], []
+            self._publish_normalised(runtime, massive.normalise(decoded, ts_recv, self.errors))
+        if events:
+            self._publish_normalised(runtime, massive.normalise(events, receive_times, self.errors))
+
+    def _decode(self, data: bytes | str) -> list[massive.WsEvent]:
+        """msgspec's typed decode of one frame; its bad input counted (and the first of a kind logged)."""
+        self.frames_via_msgspec += 1
+        bad_before = self.errors.total
+        events = massive.decode_frame(data, self.errors)
+        if self.errors.total != bad_before:
+            self._log_bad_input(data)
+        return events
 
     def _log_bad_input(self, data: bytes | str) -> None:
         """The first frame of each kind of bad input is logged; all are counted in the stats."""

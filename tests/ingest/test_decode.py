@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from mesh.ingest.massive import DecodeErrors, decode_frame, normalise
 
@@ -150,7 +151,7 @@ def test_frames_waiting_together_go_out_as_one_batch_per_type_with_each_frames_r
     from mesh.config import Config
     from mesh.ingest.service import IngestService
 
-    published: list[tuple[str, object]] = []
+    published: list[tuple[str, Any]] = []
 
     class Runtime:  # what a subscriber would see: each payload through the bus's encoding and back
         def publish(self, topic: str, payload: object) -> None:

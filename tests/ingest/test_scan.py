@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import msgspec
 import pytest
@@ -257,7 +258,7 @@ def test_the_scanned_batch_is_what_a_subscriber_decodes() -> None:
     assert quotes.symbols == ["MSFT"] and list(trades.sequences) == [3681328]
 
 
-DECLINED = {
+DECLINED: dict[str, str | list[dict[str, Any]]] = {
     "a bar": [SECOND],
     "a status": [{"ev": "status", "status": "connected", "message": "Connected Successfully"}],
     "an unknown event": [dict(QUOTE, ev="LULD")],
@@ -321,7 +322,7 @@ def test_one_event_outside_the_bounds_costs_only_itself() -> None:
     from mesh.config import Config
     from mesh.ingest.service import IngestService
 
-    published: list[tuple[str, object]] = []
+    published: list[tuple[str, Any]] = []
 
     class Runtime:
         def publish(self, topic: str, payload: object) -> None:
@@ -351,7 +352,7 @@ def test_declined_frames_still_reach_the_bus_through_msgspec_in_feed_order() -> 
     from mesh.config import Config
     from mesh.ingest.service import IngestService
 
-    published: list[tuple[str, object]] = []
+    published: list[tuple[str, Any]] = []
 
     class Runtime:
         def publish(self, topic: str, payload: object) -> None:
@@ -368,8 +369,9 @@ def test_declined_frames_still_reach_the_bus_through_msgspec_in_feed_order() -> 
         json.dumps([dict(QUOTE, q=3)]).encode(),
     ]
     service.process_frames(
-        Runtime(), [(1_700_000_000_000_000_000 + i, data) for i, data in enumerate(frames)]
-    )  # type: ignore[arg-type]
+        Runtime(),  # type: ignore[arg-type]
+        [(1_700_000_000_000_000_000 + i, data) for i, data in enumerate(frames)],
+    )
     assert [topic for topic, _ in published] == [
         "md.quote.stocks",
         "md.quote.stocks",
