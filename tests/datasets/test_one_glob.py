@@ -9,6 +9,7 @@ the glob once `massive data migrate` has rewritten them.
 from __future__ import annotations
 
 import glob
+import json
 from pathlib import Path
 
 import duckdb
@@ -36,6 +37,9 @@ def test_two_recordings_and_a_fetch_are_one_table_to_duckdb_polars_and_pyarrow(
         fetch(data, "etfs") / "bars_1m.parquet",
     ]
     assert sorted(glob.glob(minute_bars(data))) == sorted(map(str, files))
+    for file, kind in zip(files, ("recording", "recording", "historical"), strict=True):
+        manifest = json.loads((file.parent / "manifest.json").read_text())
+        assert (manifest["kind"], manifest["schema_version"]) == (kind, 2)
     rows = sum(pq.read_metadata(f).num_rows for f in files)
     symbols = {"AAPL", "MSFT", "NVDA", "TSLA", "QQQ", "SPY"}
     assert all(pq.read_schema(f).remove_metadata() == BAR_SCHEMA for f in files)
