@@ -22,11 +22,11 @@ import pyarrow as pa
 from mesh import datasets as shared
 from mesh.bar_schema import SCHEMA_VERSION
 from mesh.datasets import DatasetKind, TableKind, atomic, layout
+from mesh.datasets.columns import QUOTES, STORAGE, TRADES
 from mesh.fetcher import datasets
 from mesh.fetcher.errors import QuotaExceeded
 from mesh.fetcher.ledger import QuotaLedger
 from mesh.fetcher.rest import RestClient
-from mesh.recorder.columns import QUOTES, STORAGE, TRADES
 
 KINDS = {"trade": TRADES, "quote": QUOTES}
 

@@ -33,9 +33,9 @@ import pyarrow as pa
 
 from mesh import bar_schema, datasets
 from mesh.datasets import DatasetError, DatasetKind, bar_file, bar_table
+from mesh.datasets.columns import QUOTES, TRADES
+from mesh.datasets.layout import MANIFEST, part_number
 from mesh.intervals import MINUTE, SECOND
-from mesh.recorder import manifest as mf
-from mesh.recorder.columns import QUOTES, TRADES
 from mesh.recorder.replay import replay_batches
 from mesh.recorder.store import Store, StoreError, open_session
 from mesh.schema import QuoteBatch
@@ -120,13 +120,13 @@ def _open_remote(location: str) -> Recording:
         found = Recording(location, name, shown)
         parts = {
             table: sorted(
-                f for f in store.list_files(f"{name}/{table}") if mf.part_number(f) is not None
+                f for f in store.list_files(f"{name}/{table}") if part_number(f) is not None
             )
             for table in (QUOTES, TRADES)
         }
-        if not any(parts.values()) and not store.exists(f"{name}/{mf.MANIFEST}"):
+        if not any(parts.values()) and not store.exists(f"{name}/{MANIFEST}"):
             raise ReplayError(
-                f"{shown} is not a recording: it has no {mf.MANIFEST}, quotes/ or trades/"
+                f"{shown} is not a recording: it has no {MANIFEST}, quotes/ or trades/"
             )
         for table, files in parts.items():
             rows = sum(_rows(store, f"{name}/{table}/{f}") for f in files)
