@@ -37,6 +37,7 @@ from mesh import topics
 from mesh.backtest.errors import BacktestError
 from mesh.backtest.strategy_path import StrategyPath
 from mesh.config import Config
+from mesh.datasets import DatasetError
 from mesh.jobs import Finished, JobContext, JobRunner, Publish, on_loop
 from mesh.replies import BacktestJob, BacktestQueued, BacktestRun, JobView
 from mesh.schema import JobState, JobUpdate
@@ -95,7 +96,7 @@ class BacktesterService(Service):
             self.name,
             id_prefix="bt",
             keep=keep_jobs,
-            expected=(BacktestError,),
+            expected=(BacktestError, DatasetError),
             on_finished=self._publish_result,
         )
         self._publish: Publish = lambda topic, update: None  # on the event loop, once running

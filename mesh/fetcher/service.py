@@ -19,6 +19,7 @@ from typing import Any
 
 from mesh import topics
 from mesh.config import Config
+from mesh.datasets import DatasetError
 from mesh.fetcher import backfill as gap_backfill
 from mesh.fetcher import datasets
 from mesh.fetcher.errors import BadRequest, FetchError
@@ -43,7 +44,9 @@ class FetcherService(Service):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.ledger = QuotaLedger.for_config(config)
-        self.jobs = JobRunner(self.name, id_prefix="f", keep=KEEP_JOBS, expected=(FetchError,))
+        self.jobs = JobRunner(
+            self.name, id_prefix="f", keep=KEEP_JOBS, expected=(FetchError, DatasetError)
+        )
         self._quota: dict[str, Any] = {}
 
     async def run(self, runtime: Runtime) -> None:
