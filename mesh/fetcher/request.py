@@ -133,7 +133,10 @@ def make_request(
         raise BadRequest(
             f"{'start' if future is first else 'end'} {future} is in the future (today is {today} in New York); history ends today"
         )
-    days = calendar.trading_days(first, last)
+    try:
+        days = calendar.trading_days(first, last)
+    except calendar.CalendarRangeError as exc:
+        raise BadRequest(str(exc)) from None
     if not days:
         raise BadRequest(
             f"{first} to {last} holds no trading day (weekends and NYSE holidays have no data)"

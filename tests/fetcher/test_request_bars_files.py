@@ -33,6 +33,7 @@ HEADER = "ticker,volume,open,close,high,low,window_start,transactions\n"
         ((["AAPL"], "2024-03-01", "2024-03-08", "7m"), "unknown interval '7m'"),
         ((["AAPL"], "2024-03-01", "2024-03-08", "1d", "ftp"), "unknown method 'ftp'"),
         (([], "2024-03-01", "2024-03-08"), "no symbols"),
+        ((["AAPL"], "1850-01-01", "1850-01-05"), "outside the NYSE calendar's range"),
     ],
 )
 def test_bad_requests_are_refused_with_a_clear_message(args: tuple, message: str) -> None:
