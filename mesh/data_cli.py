@@ -108,6 +108,8 @@ def _row(info: DatasetInfo) -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     from mesh import datasets
 
+    if not args.name.strip():
+        raise CliError("give a dataset NAME (see `massive data list`)", BAD_USAGE)
     try:
         dataset = datasets.resolve(args.name, load_config().data_dir)
         info = datasets.describe(dataset)
@@ -173,7 +175,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from mesh import datasets
     from mesh.datasets.layout import dataset_folders
 
-    if bool(args.name) == bool(args.all):
+    if bool(args.name and args.name.strip()) == bool(args.all):
         raise CliError("give a dataset NAME or --all (see `massive data list`)", BAD_USAGE)
     data_dir = load_config().data_dir
     if args.name:
@@ -211,9 +213,13 @@ def _say(migration: Migration) -> None:
         print(f"{migration.name}: at version {migration.to_version}, nothing to do")
         return
     verb = "would migrate" if migration.dry_run else "migrated"
-    print(
-        f"{migration.name}: {verb} from version {migration.from_version} to {migration.to_version}"
-    )
+    if migration.from_version == migration.to_version:  # files or manifest out of the layout
+        verb = "would bring" if migration.dry_run else "brought"
+        print(f"{migration.name}: {verb} to the current layout (version {migration.to_version})")
+    else:
+        print(
+            f"{migration.name}: {verb} from version {migration.from_version} to {migration.to_version}"
+        )
     for action in migration.actions:
         print(f"  {'would ' if migration.dry_run else ''}{action}")
 

@@ -22,7 +22,7 @@ class TimeColumnError(ValueError):
 def to_ns(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Timestamps of any unit or zone, dates, or numbers (unit told by magnitude) -> int64 ns UTC.
 
-    Nulls become 0. Naive timestamps are taken as UTC.
+    Nulls (and NaN or infinite numbers) become 0. Naive timestamps are taken as UTC.
     """
     t = column.type
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
@@ -44,16 +44,22 @@ def to_ns(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def ints_to_ns(values: np.ndarray) -> np.ndarray:
-    """Numbers in s, ms, us or ns, told apart by their largest magnitude -> int64 ns."""
+    """Numbers in s, ms, us or ns, told apart by their largest magnitude -> int64 ns.
+
+    NaN, infinite and out-of-range (beyond int64 ns) values become 0, as nulls do."""
+    values = np.asarray(values)
     if len(values) == 0:
-        return np.asarray(values, dtype=np.int64)
-    big = float(np.nanmax(np.abs(values)))
+        return values.astype(np.int64)
+    if values.dtype.kind == "f":
+        values = np.where(np.isfinite(values), values, 0.0)
+    big = float(np.max(np.abs(values)))
     scale = (
         1 if big >= 1e17 else 1_000 if big >= 1e14 else 1_000_000 if big >= 1e11 else 1_000_000_000
     )
-    if scale == 1:
-        return np.asarray(values).astype(np.int64)
-    return (np.asarray(values) * scale).astype(np.int64)
+    scaled = values if scale == 1 else values * scale
+    if scaled.dtype.kind == "f":
+        scaled = np.where(np.abs(scaled) < 2.0**63, scaled, 0.0)
+    return scaled.astype(np.int64)
 
 
 def ns_column(values: np.ndarray) -> pa.Array:

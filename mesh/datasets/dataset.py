@@ -2,14 +2,15 @@
 
 Opening reads the manifest and every Parquet file's footer (not its data), so a dataset that
 opens is one whose files are all there and readable: a truncated file, a missing or corrupt
-manifest, files of two schema versions, or a file whose columns make no known table stop it here
-with one line naming the file. Historical and backfill manifests list their files, and only those
+manifest, files of two schema versions, a file whose columns make no known table, or a known
+column of a type no reader can use (prices as text) stop it here with one line naming the file. Historical and backfill manifests list their files, and only those
 are the dataset (a file being replaced is not listed until it is complete); a recording is
 whatever Parquet its folder holds, as the recorder's manifest can be one slice behind.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 
 from mesh import intervals
 from mesh.bar_schema import SCHEMA_VERSION
-from mesh.datasets.errors import damaged, not_found, one_line
+from mesh.datasets.errors import damaged, not_found, one_line, shown
 from mesh.datasets.layout import (
     HISTORICAL,
     MANIFEST,
@@ -28,11 +29,22 @@ from mesh.datasets.layout import (
     RECORDINGS,
     DatasetKind,
     bar_table,
+    exists,
+    is_file,
+    is_folder,
     is_hidden,
     parse_bar_table,
+    what_is_at,
 )
 from mesh.datasets.manifest import declared_kind, listed_files, read_manifest, schema_version
-from mesh.datasets.tables import WHAT_IS_KNOWN, TableKind, bar_time_column, bar_version, classify
+from mesh.datasets.tables import (
+    WHAT_IS_KNOWN,
+    TableKind,
+    bar_time_column,
+    bar_version,
+    classify,
+    wrong_types,
+)
 from mesh.intervals import Interval
 
 
@@ -89,14 +101,16 @@ class Dataset:
 
 def open_path(path: Path) -> Dataset:
     """A dataset given by path: a dataset folder, a folder of Parquet files, or one file."""
-    if path.is_file():
+    if is_file(path):
         return open_file(path)
-    if path.is_dir():
+    if is_folder(path):
         place = path.parent.name if path.parent.name in (RECORDINGS, HISTORICAL) else None
-        if place is not None or (path / MANIFEST).exists():
+        if place is not None or exists(path / MANIFEST):
             return open_folder(path, place=place)
         return _open_plain_folder(path)
-    raise not_found(f"no dataset at {path}: no such file or folder", path)
+    if exists(path):
+        raise damaged(path, f"not a Parquet file or a folder: {what_is_at(path)}")
+    raise not_found(f"no dataset at {one_line(str(path), 120)}: no such file or folder", path)
 
 
 def open_folder(folder: Path, *, place: str | None) -> Dataset:
@@ -125,11 +139,12 @@ def open_file(path: Path) -> Dataset:
 
 
 def _open_plain_folder(folder: Path) -> Dataset:
-    files = sorted(
-        p
-        for p in folder.rglob("*.parquet")
-        if p.is_file() and not any(is_hidden(part) for part in p.relative_to(folder).parts)
-    )
+    files = []
+    for root, dirs, names in os.walk(folder):  # unreadable sub-folders are passed over
+        dirs[:] = sorted(d for d in dirs if not is_hidden(d))
+        found = (Path(root) / n for n in names if n.endswith(".parquet") and not is_hidden(n))
+        files += [p for p in found if is_file(p)]
+    files.sort()
     if not files:
         raise not_found(f"no dataset at {folder}: the folder holds no Parquet files", folder)
     placed = [(f, _placement(f, f.parent, None, loose=True)) for f in files]
@@ -153,25 +168,41 @@ def _kind(folder: Path, manifest: dict[str, Any], place: str | None) -> DatasetK
 
 def _found(folder: Path) -> list[Path]:
     """A recording's (or unlisted dataset's) data: top-level Parquet and the part folders'."""
-    files = [p for p in sorted(folder.glob("*.parquet")) if not is_hidden(p.name) and p.is_file()]
+    files = [p for p in sorted(folder.glob("*.parquet")) if not is_hidden(p.name) and is_file(p)]
     for table in PART_TABLES:
         sub = folder / table
-        if sub.is_dir():
+        if is_folder(sub):  # a part that is not a file is named when its footer is read
             files += sorted(p for p in sub.glob("*.parquet") if not is_hidden(p.name))
     return files
 
 
 def _listed(folder: Path, listed: list[str]) -> list[Path]:
-    root = folder.resolve()
-    files = []
+    manifest = folder / MANIFEST
+    files: list[Path] = []
     for rel in listed:
+        parts = Path(rel).parts
+        if not parts or Path(rel).is_absolute() or ".." in parts or "\0" in rel:
+            raise damaged(
+                manifest, f"lists {shown(rel)}, which is not a file inside the dataset folder"
+            )
         path = folder / rel
-        if root not in path.resolve().parents:
-            raise damaged(folder / MANIFEST, f"lists {rel!r}, which is outside the dataset folder")
-        if not path.is_file():
+        if path in files:
+            raise damaged(manifest, f"lists {shown(rel)} twice")
+        if not exists(path):
             raise damaged(path, "listed in manifest.json but missing")
+        if not is_file(path):
+            raise damaged(path, f"listed in manifest.json, but not a file: {what_is_at(path)}")
+        if not _inside(path, folder):
+            raise damaged(manifest, f"lists {shown(rel)}, a link to outside the dataset folder")
         files.append(path)
     return files
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return folder.resolve() in path.resolve().parents
+    except (OSError, RuntimeError, ValueError):  # a link that loops
+        return False
 
 
 @dataclass(frozen=True)
@@ -187,8 +218,9 @@ class _Placement:
 def _placement(
     path: Path, folder: Path, interval: Interval | None, *, loose: bool = False
 ) -> _Placement:
-    """Which table `path` belongs to, checked against its columns."""
-    names, rows = inspect(path)
+    """Which table `path` belongs to, checked against its columns and their types."""
+    schema, rows = inspect(path)
+    names = list(schema.names)
     found = classify(names)
     mid = False
     sub = path.parent.name if path.parent != folder else None
@@ -209,17 +241,22 @@ def _placement(
         shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
         wanted = f"{expected.value} columns" if expected else WHAT_IS_KNOWN
         raise damaged(path, f"unknown columns ({shown}): expected {wanted}")
+    wrong = wrong_types(found, schema)
+    if wrong:
+        raise damaged(path, f"wrong column types: {'; '.join(wrong)}")
     version = bar_version(names) if found is TableKind.BARS else SCHEMA_VERSION
     return _Placement(
         table, found, rows, interval if found is TableKind.BARS else None, mid, version
     )
 
 
-def inspect(path: Path) -> tuple[list[str], int]:
-    """(column names, rows) from a Parquet file's footer; damaged if it has no readable footer."""
+def inspect(path: Path) -> tuple[pa.Schema, int]:
+    """(Arrow schema, rows) from a Parquet file's footer; damaged if it has no readable footer."""
+    if not is_file(path):
+        raise damaged(path, f"not a Parquet file: {what_is_at(path)}")
     try:
         meta = pq.read_metadata(path)
-        return list(meta.schema.to_arrow_schema().names), int(meta.num_rows)
+        return meta.schema.to_arrow_schema(), int(meta.num_rows)
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise damaged(
             path,
@@ -265,7 +302,7 @@ def _check_versions(placed: list[tuple[Path, _Placement]], declared: int | None)
         )
     if declared is not None and declared >= 2 and 1 in versions:
         old = next(path for path, v in bars if v == 1)
-        names, _ = inspect(old)
+        names = inspect(old)[0].names
         raise damaged(
             old,
             f"mixed schema versions: manifest.json says schema_version {declared}, this file has "

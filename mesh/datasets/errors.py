@@ -36,6 +36,12 @@ def one_line(text: str, limit: int = 400) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def shown(text: object, limit: int = 80) -> str:
+    """`text` as a user typed it, for a message: its repr, cut to `limit` characters."""
+    quoted = repr(str(text))
+    return quoted if len(quoted) <= limit else quoted[: limit - 2] + "…" + quoted[-1]
+
+
 def damaged(path: Path | str, what: str) -> DatasetError:
     """`<file>: <what is wrong>`, the shape of every damaged-dataset message."""
     return DatasetError(Problem.DAMAGED, f"{path}: {what}", path)

@@ -23,6 +23,7 @@ Files whose names start with `.` or `_` are temporaries or engine metadata, neve
 
 from __future__ import annotations
 
+import os
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -110,13 +111,66 @@ def dataset_folders(data_dir: Path | str) -> list[tuple[str, Path]]:
     for place in (RECORDINGS, HISTORICAL):
         root = Path(data_dir) / place
         try:
-            entries = sorted(root.iterdir()) if root.is_dir() else []
+            entries = sorted(root.iterdir()) if is_folder(root) else []
         except OSError:
             entries = []
-        found += [(place, p) for p in entries if p.is_dir() and not is_hidden(p.name)]
+        found += [(place, p) for p in entries if is_folder(p) and not is_hidden(p.name)]
     return found
 
 
+NAME_BYTES = 255  # the longest file name a file system takes
+
+
 def is_safe_name(name: str) -> bool:
-    """A dataset name, not a path: no separators, not `.` or `..`."""
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+    """A dataset name, not a path: no separators, not `.` or `..`, one file name long."""
+    return name_problem(name) is None
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a dataset folder (None if it can)."""
+    if not name:
+        return "a dataset name is not empty"
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return "a dataset name has no path separators"
+    if "\0" in name:
+        return "a dataset name has no NUL characters"
+    if len(name.encode("utf-8", "surrogateescape")) > NAME_BYTES:
+        return f"a dataset name is at most {NAME_BYTES} bytes"
+    return None
+
+
+# What is at a path, asked without ever raising: a name too long for the file system, a NUL byte,
+# a symbolic link that loops or an unreadable folder all mean "not a usable file or folder here".
+
+
+def is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def exists(path: Path) -> bool:
+    """Anything at `path`, a dangling or looping link included."""
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
+
+
+def what_is_at(path: Path) -> str:
+    """Why `path` is not the file or folder expected: `a folder`, `a file`, a bad link, or nothing."""
+    if is_folder(path):
+        return "a folder"
+    if is_file(path):
+        return "a file"
+    if exists(path):
+        return "a symbolic link that leads nowhere (or loops)"
+    return "nothing there"

@@ -4,7 +4,9 @@ Each writer puts its own fields in its manifest (the recorder's runs and gaps, t
 method and quota spent); all of them carry `"kind"` (`recording`, `historical`, `backfill`) and
 `"schema_version"` (mesh/bar_schema.py's `SCHEMA_VERSION`). A manifest without
 `schema_version` was written at version 1. A manifest that is missing where one must be, is not
-JSON, or holds a version this code does not know makes the dataset damaged.
+JSON, holds a version this code does not know, or gives a field readers use a value of the wrong
+type (a number for `interval`, text for `gaps_total`, a time beyond int64 ns) makes the dataset
+damaged.
 """
 
 from __future__ import annotations
@@ -38,14 +40,51 @@ def read_manifest(folder: Path, *, required: bool) -> dict[str, Any]:
         raise damaged(path, f"not valid JSON ({one_line(str(exc), 120)})") from None
     if not isinstance(data, dict):
         raise damaged(path, "not a JSON object")
+    _check_fields(data, path)
     return data
+
+
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_TEXT_FIELDS = ("kind", "state", "created", "interval", "first_bar", "last_bar")
+_TIME_FIELDS = ("first_event_ns", "last_event_ns", "first_bar_ns", "last_bar_ns")
+_COUNT_FIELDS = ("gaps_total", "missing_total")
+
+
+def _check_fields(manifest: dict[str, Any], path: Path) -> None:
+    """The fields every reader takes from a manifest have their types (null stands for absent)."""
+
+    def wrong(key: str, expected: str) -> Exception:
+        shown = one_line(json.dumps(manifest[key]), 60)
+        return damaged(path, f"`{key}` is {shown}, expected {expected}")
+
+    for key in _TEXT_FIELDS:
+        if manifest.get(key) is not None and not isinstance(manifest[key], str):
+            raise wrong(key, "text")
+    for key in _TIME_FIELDS:
+        value = manifest.get(key)
+        if value is not None and not (_is_int(value) and _INT64[0] <= value <= _INT64[1]):
+            raise wrong(key, "a time in ns since the epoch (a whole number within int64)")
+    for key in _COUNT_FIELDS:
+        value = manifest.get(key)
+        if value is not None and not (_is_int(value) and 0 <= value <= _INT64[1]):
+            raise wrong(key, "a count (a whole number, 0 or more)")
+    symbols = manifest.get("symbols")
+    if symbols is not None and not (
+        isinstance(symbols, list) and all(isinstance(s, str) for s in symbols)
+    ):
+        raise wrong("symbols", "a list of tickers")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def schema_version(manifest: dict[str, Any], folder: Path) -> int:
     """The manifest's `schema_version` (1 when absent); damaged when it is not one we read."""
     value = manifest.get("schema_version", 1)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise damaged(folder / MANIFEST, f"schema_version {value!r} is not a version number")
+        shown = one_line(json.dumps(value), 60)
+        raise damaged(folder / MANIFEST, f"schema_version {shown} is not a version number")
     if value > SCHEMA_VERSION:
         raise damaged(
             folder / MANIFEST,
@@ -71,8 +110,8 @@ def declared_kind(manifest: dict[str, Any]) -> DatasetKind | None:
 def listed_files(manifest: dict[str, Any], folder: Path) -> list[str] | None:
     """The data files a historical or backfill manifest lists (`files`), or None if it lists none."""
     files = manifest.get("files")
-    if not isinstance(files, list) or not files:
+    if files is None or files == []:
         return None
-    if not all(isinstance(f, str) for f in files):
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         raise damaged(folder / MANIFEST, "`files` is not a list of file names")
     return list(files)

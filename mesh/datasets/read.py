@@ -5,7 +5,8 @@ milliseconds, microseconds or nanoseconds, or zoned timestamps of any unit, beco
 `timestamp[ns, tz=UTC]` (mesh/times.py); bars of any version become `bar_schema.BAR_SCHEMA`
 (`bar_schema.to_current`: version-1 `timestamp` bars get `ts_start`, `ts_end` and a null
 `ts_recv`). A file without a `symbol` column is one symbol, named after the file. A file that
-cannot be read is a damaged-dataset error naming it.
+cannot be read, or whose rows lack a symbol or the time that orders them (null, NaN), is a
+damaged-dataset error naming it.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mesh import bar_schema
 from mesh.datasets.dataset import Table
 from mesh.datasets.errors import damaged, one_line
-from mesh.datasets.tables import TableKind, bar_time_column
+from mesh.datasets.tables import TableKind, bar_time_column, event_time_column
 from mesh.intervals import Interval
 from mesh.times import TIME, TimeColumnError, ns_column, to_ns
 
@@ -124,6 +126,7 @@ def _read_file(
 
 def _convert(data: pa.Table, table: Table, path: Path, interval: Interval | None) -> pa.Table:
     """A file's rows as every reader sees them: a symbol, ns UTC times, current bars."""
+    _check_keys(data, table.kind, path)
     if "symbol" not in data.column_names:
         data = data.append_column("symbol", pa.array([path.stem] * data.num_rows, pa.string()))
     if table.kind is TableKind.BARS:
@@ -141,6 +144,24 @@ def _convert(data: pa.Table, table: Table, path: Path, interval: Interval | None
             except TimeColumnError as exc:
                 raise damaged(path, f"{name}: {exc}") from None
     return data
+
+
+def _check_keys(data: pa.Table, kind: TableKind, path: Path) -> None:
+    """Every row has its symbol and the time that orders it (a bar's start, an event's time).
+
+    Gaps are left alone: a gap of the whole feed may name no symbol, and its times are bounds."""
+    if kind is TableKind.GAPS:
+        return
+    for name in ("symbol", event_time_column(kind, data.column_names)):
+        if name is None or name not in data.column_names:
+            continue
+        column = data.column(name)
+        empty, what = column.null_count, "null"
+        if pa.types.is_floating(column.type):
+            empty += pc.sum(pc.is_nan(column).cast(pa.int64())).as_py() or 0
+            what = "null or NaN"
+        if empty:
+            raise damaged(path, f"{name} is {what} in {empty:,} of {len(column):,} rows")
 
 
 def _unreadable(path: Path, exc: BaseException) -> Exception:

@@ -16,13 +16,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from mesh.datasets.dataset import Dataset, open_folder, open_path
-from mesh.datasets.errors import DatasetError, Problem, not_found
+from mesh.datasets.errors import DatasetError, Problem, damaged, not_found, shown
 from mesh.datasets.layout import (
     HISTORICAL,
     RECORDINGS,
     DatasetKind,
     dataset_folders,
-    is_safe_name,
+    exists,
+    is_folder,
+    name_problem,
+    what_is_at,
 )
 
 PREFIXES = {
@@ -49,17 +52,22 @@ def resolve(spec: str | Path, data_dir: Path | str) -> Dataset:
     try:
         return _by_name(text, data_dir, None)
     except DatasetError as exc:
-        if exc.problem is Problem.NOT_FOUND and Path(text).exists():
+        if exc.problem is Problem.NOT_FOUND and exists(Path(text)):
             return open_path(Path(text))
         raise
 
 
 def _by_name(name: str, data_dir: Path, prefix: str | None) -> Dataset:
-    if not is_safe_name(name):
-        raise not_found(f"no dataset {name!r}: a dataset name has no path separators")
+    problem = name_problem(name)
+    if problem is not None:
+        raise not_found(f"no dataset {shown(name)}: {problem}")
     places = PREFIXES[prefix] if prefix else (RECORDINGS, HISTORICAL)
-    found = [(place, data_dir / place / name) for place in places]
-    found = [(place, folder) for place, folder in found if folder.is_dir()]
+    candidates = [(place, data_dir / place / name) for place in places]
+    found = [(place, folder) for place, folder in candidates if is_folder(folder)]
+    if not found:
+        odd = [folder for _, folder in candidates if exists(folder)]
+        if odd:  # a stray file, or a link to nothing, where a dataset folder would be
+            raise damaged(odd[0], f"not a dataset folder: {what_is_at(odd[0])}")
     if len(found) > 1:
         raise DatasetError(
             Problem.AMBIGUOUS,
@@ -81,10 +89,11 @@ def _unknown(name: str, data_dir: Path, prefix: str | None) -> DatasetError:
     }
     looked = [where[p] for p in PREFIXES[prefix]] if prefix else [*where.values(), "not a path"]
     known = sorted({folder.name for _, folder in dataset_folders(data_dir)})
-    hint = (
-        f"; known datasets: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''}"
-        if known
-        else f"; {data_dir} has no recordings or historical datasets yet"
-    )
-    shown = f"{prefix}:{name}" if prefix else name
-    return not_found(f"no dataset {shown!r}: {', '.join(looked)}{hint}")
+    if known:
+        hint = f"; known datasets: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''}"
+    elif not is_folder(data_dir):
+        hint = f"; the data folder {data_dir} does not exist (MESH_DATA_DIR)"
+    else:
+        hint = f"; {data_dir} has no recordings or historical datasets yet"
+    asked = f"{prefix}:{name}" if prefix else name
+    return not_found(f"no dataset {shown(asked)}: {', '.join(looked)}{hint}")

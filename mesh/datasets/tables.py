@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from enum import StrEnum
 
+import pyarrow as pa
+
 from mesh.bar_schema import SCHEMA_VERSION
 
 
@@ -61,3 +63,66 @@ def event_time_column(kind: TableKind, names: Collection[str]) -> str | None:
 def bar_version(names: Collection[str]) -> int:
     """The bar schema version of a bar table: current with `ts_start`, 1 otherwise."""
     return SCHEMA_VERSION if "ts_start" in names else 1
+
+
+# Columns whose values every reader does arithmetic on: numbers (int, float or decimal). A column
+# of another type (prices written as text, a flag column named `size`) makes the file unreadable
+# for every command, so opening a dataset refuses it, naming the column.
+_NUMBERS = {
+    TableKind.BARS: (*BAR_PRICES, "volume", "vwap", "transactions"),
+    TableKind.QUOTES: ("bid_price", "ask_price", "bid_size", "ask_size"),
+    TableKind.TRADES: ("price", "size"),
+    TableKind.GAPS: ("missing",),
+}
+_TIMES = {
+    TableKind.BARS: ("ts_end", "ts_recv"),  # plus the start column, whatever its name
+    TableKind.QUOTES: ("ts_event", "ts_recv"),
+    TableKind.TRADES: ("ts_event", "ts_recv"),
+    TableKind.GAPS: ("ts_from", "ts_to"),
+}
+
+
+def wrong_types(kind: TableKind, schema: pa.Schema) -> list[str]:
+    """`close is string (expected a number)` for each known column of a type no reader can use.
+
+    Times may be timestamps, dates or numbers (mesh/times.py tells the unit); a column that
+    holds only nulls (type null) is allowed wherever the column itself is optional.
+    """
+    times = list(_TIMES[kind])
+    if kind is TableKind.BARS:
+        times.insert(0, bar_time_column(schema.names) or "ts_start")
+    required = {*BAR_PRICES, times[0]} if kind is TableKind.BARS else set(_KEYS[kind])
+    found = []
+    for name, wanted, fits in (
+        *((n, "a number", _is_number) for n in _NUMBERS[kind]),
+        *((n, "a timestamp or a number", _is_time) for n in times),
+        ("symbol", "text", _is_text),
+    ):
+        index = schema.get_field_index(name)
+        if index < 0:
+            continue
+        kind_of = schema.field(index).type
+        if pa.types.is_null(kind_of) and name not in required and name != "symbol":
+            continue
+        if not fits(kind_of):
+            found.append(f"{name} is {kind_of} (expected {wanted})")
+    return found
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def _is_time(t: pa.DataType) -> bool:
+    return (
+        pa.types.is_timestamp(t)
+        or pa.types.is_date(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+    )
+
+
+def _is_text(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return _is_text(t.value_type)
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)

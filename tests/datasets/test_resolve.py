@@ -65,8 +65,11 @@ def test_an_unknown_name_says_where_it_looked_and_what_there_is(tmp_path: Path) 
         DatasetError, match="no dataset at /no/such.parquet: no such file or folder"
     ):
         datasets.resolve("/no/such.parquet", tmp_path)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="has no recordings or historical datasets yet"):
         datasets.resolve("anything", tmp_path / "empty")
+    with pytest.raises(DatasetError, match=r"the data folder \S+/nowhere does not exist"):
+        datasets.resolve("anything", tmp_path / "nowhere")
 
 
 def test_a_backfill_prefix_takes_only_backfills(tmp_path: Path) -> None:
