@@ -27,7 +27,7 @@ def register(subparsers: Subparsers) -> None:
     fetch = subparsers.add_parser(
         "fetch",
         help="download history over REST or S3 flat files (auto-chosen), within the quota",
-        description="Fetch bars for SYMBOLS over [--start, --end] (New York trading dates, inclusive). auto uses REST for <= 5 symbols and <= 7 days, flat files otherwise; a failing flat-file path falls back to REST when the quota allows. The result is written to $MESH_DATA_DIR/historical/NAME/ (bars.parquet + manifest.json).",
+        description="Fetch bars for SYMBOLS over [--start, --end] (New York trading dates, inclusive). auto uses REST for <= 5 symbols and <= 7 days, flat files otherwise; a failing flat-file path falls back to REST when the quota allows. The result is written to $MESH_DATA_DIR/historical/NAME/ (bars_<interval>.parquet + manifest.json; docs/data.md).",
     )
     fetch.add_argument("symbols", metavar="SYMBOLS", help="comma-separated tickers, e.g. AAPL,MSFT")
     fetch.add_argument(

@@ -140,8 +140,13 @@ class FetcherService(Service):
         method: str = "auto",
         name: str | None = None,
         fallback: bool = True,
+        job_id: str | None = None,
     ) -> JobView:
-        """Queue a fetch; progress and the result come on job.<id>. Bad input is refused here."""
+        """Queue a fetch; progress and the result come on job.<id>. Bad input is refused here.
+
+        A caller that names the job (`job_id`) can follow job.<id> from its very first update,
+        even one published before this answer reaches it.
+        """
         request = make_request(symbols, start, end, interval, method)
         if name:
             datasets.check_name(name)
@@ -150,6 +155,7 @@ class FetcherService(Service):
             "fetch",
             args,
             self._fetch,
+            job_id=job_id,
             message=f"queued: {','.join(request.symbols)} {request.start}..{request.end} {request.interval}",
         )
 

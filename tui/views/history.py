@@ -9,6 +9,7 @@ keeps in `MeshState.jobs`), `datasets` and `quota`. The quota normally arrives o
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -419,8 +420,21 @@ class HistoryView(Vertical):
         self.show_plan(reply.result)
         if not fetch:
             return
-        reply = await self._call("fetch", args)
+        # The job is named here, so that its updates are followed from the first one, even if
+        # the bus brings some before the fetcher's answer does.
+        job_id = f"f-{secrets.token_hex(4)}"
+        self.follow_job(JobView(job_id=job_id, state=JobState.QUEUED, kind="fetch", args=args))
+        reply = await self._call("fetch", {**args, "job_id": job_id})
         if not reply.ok:
+            self.follow_job(
+                JobView(
+                    job_id=job_id,
+                    state=JobState.FAILED,
+                    kind="fetch",
+                    args=args,
+                    message=reply.error,
+                )
+            )
             self._refused("fetch", reply.error)
             return
         try:
