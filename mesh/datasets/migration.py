@@ -105,6 +105,8 @@ def migrate(dataset: Dataset, *, dry_run: bool = False) -> Migration:
     actions += [f"delete {p.relative_to(folder)}" for p in stale]
     if not dry_run:
         _remove_temporaries(folder)
+        if rewrites:
+            _pin_files(dataset)
         for rewrite in rewrites:
             data = read_table(rewrite.table)
             write_parquet(folder / rewrite.target, data)
@@ -144,6 +146,20 @@ def _rewrites(dataset: Dataset) -> list[_Rewrite]:
                 continue
             out.append(_Rewrite(table, part_file(table.name, 1)))
     return out
+
+
+def _pin_files(dataset: Dataset) -> None:
+    """Make a historical or backfill manifest that lists no files list the ones it has now.
+
+    Every writer since version 1 lists them, but a manifest edited by hand may not; then a new
+    file written beside the old ones would count before its manifest, and a run killed at that
+    point would leave a dataset of two versions (or with rows twice). Listing the current files
+    first, in one rename, keeps the new ones out until the final manifest names them.
+    """
+    if dataset.kind is DatasetKind.RECORDING or isinstance(dataset.manifest.get("files"), list):
+        return
+    files = [str(p.relative_to(dataset.path)) for p in dataset.files]
+    write_json(dataset.path / MANIFEST, {**dataset.manifest, "files": files})
 
 
 def _is_current_bars(path: Path) -> bool:
