@@ -134,7 +134,7 @@ def test_a_migration_killed_at_random_moments_leaves_every_dataset_readable(
     assert rows_by_dataset(data) == expected
 
     rng = random.Random(20)
-    outcomes = []
+    outcomes: list[int] = []
     for kill in range(KILLS):
         if kill % 5 == 0 or outcomes[-1:] == [0]:  # every fifth, and after a run that finished
             shutil.rmtree(data)
