@@ -442,7 +442,7 @@ class Bus:
             req = control.decode_request(body)
         except control.BadBody as exc:
             self._reject(exc.kind, f"a request to the bus: {exc}")
-            return control.Reply(id="", ok=False, error=f"unreadable request: {exc}")
+            return control.Reply(id=exc.request_id, ok=False, error=f"unreadable request: {exc}")
         if req.cmd == "ping":
             return control.Reply(id=req.id, ok=True, result="pong")
         if req.cmd == "services":
@@ -512,8 +512,8 @@ def _request_id(body: bytes) -> str:
     """The id of a request to answer with an error, or "" when even that is unreadable."""
     try:
         return control.decode_request(body).id
-    except control.BadBody:
-        return ""
+    except control.BadBody as exc:
+        return exc.request_id
 
 
 _HANDSHAKE_FAILED = (

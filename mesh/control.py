@@ -69,11 +69,17 @@ class ServiceBusy(ControlError):
 
 
 class BadBody(ValueError):
-    """A request or reply body that cannot be read; `kind` as in mesh.bounds (or "body")."""
+    """A request or reply body that cannot be read; `kind` as in mesh.bounds (or "body").
 
-    def __init__(self, kind: str, detail: str) -> None:
+    `request_id` is the id of a request that decoded but broke a bound (an argument too long, too
+    many values): its error reply carries it, so the client that sent it hears why at once
+    instead of waiting out its timeout. It is "" when not even the id could be read.
+    """
+
+    def __init__(self, kind: str, detail: str, request_id: str = "") -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
+        self.request_id = request_id
 
 
 _request_encoder = msgspec.msgpack.Encoder()
@@ -119,10 +125,13 @@ def decode_request(body: bytes | memoryview) -> Request:
     req: Request = _decode(_request_decoder, body, "request")
     try:
         bounds.check_text(req.id, "a request's id")
+    except bounds.Rejected as exc:
+        raise BadBody(exc.kind, exc.detail) from None
+    try:
         bounds.check_name(req.cmd, "a request's command")
         bounds.check_tree(req.args, "a request's arguments")
     except bounds.Rejected as exc:
-        raise BadBody(exc.kind, exc.detail) from None
+        raise BadBody(exc.kind, exc.detail, request_id=req.id) from None
     return req
 
 

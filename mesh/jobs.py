@@ -60,6 +60,7 @@ PROGRESS_PER_SECOND = 10.0  # progress updates a second per job, at most
 KEEP_FINISHED = 100  # finished jobs remembered
 RUNNING_CAP = 0.99  # a running job's progress stays below this; done is 1.0
 MESSAGE_CHARS = 500  # a job's message is one line of at most this many characters
+MAX_ID_CHARS = 64  # a job id a client chooses (those made up are `<prefix>-` and 8 hex digits)
 
 Publish = Callable[[str, JobUpdate], None]
 
@@ -257,6 +258,8 @@ class JobRunner:
         """
         if job_id is not None:
             topics.job(job_id)  # a bad id fails here, with the topic rules in the message
+            if len(job_id) > MAX_ID_CHARS:
+                raise JobRefused(f"a job id is at most {MAX_ID_CHARS} characters")
         with self._lock:
             if not self._started or self._stopping:
                 raise JobRefused(f"the {self.name} is not taking jobs (starting or stopping)")
@@ -412,7 +415,11 @@ class JobRunner:
                 log.warning("%s: a job update could not be published: %s", self.name, exc)
 
     def _get(self, job_id: object) -> _Job:
-        job = self._jobs.get(job_id) if isinstance(job_id, str) else None
+        if not isinstance(job_id, str):
+            raise UnknownJob(
+                f"a job id is text, such as {self._id_prefix}-0a1b2c3d; got {type(job_id).__name__}"
+            )
+        job = self._jobs.get(job_id)
         if job is None:
             raise UnknownJob(f"no job {str(job_id)[:80]!r}")
         return job

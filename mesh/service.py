@@ -263,9 +263,8 @@ class ControlThread(threading.Thread):
         except control.BadBody as exc:
             rt.commands_rejected += 1
             self._log_once(exc.kind, f"an unreadable request: {exc}")
-            self.replies.put(
-                (client_id, control.Reply(id="", ok=False, error=f"unreadable request: {exc}"))
-            )
+            reply = control.Reply(id=exc.request_id, ok=False, error=f"unreadable request: {exc}")
+            self.replies.put((client_id, reply))
             return
         if req.cmd == "ping" and not req.args:
             rt.commands_handled += 1

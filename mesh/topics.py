@@ -126,6 +126,8 @@ def parse(topic: str | bytes) -> Topic:
 
 
 def _part(value: str) -> str:
+    if not isinstance(value, str):  # an id from a request may be anything msgpack carries
+        raise TopicError(f"{value!r:.40} cannot be part of a topic: it is not text")
     if not _PART.fullmatch(value):
         raise TopicError(f"{value!r} cannot be part of a topic (letters, digits, '_' and '-' only)")
     return value

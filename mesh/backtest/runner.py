@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mesh import intervals
 from mesh.backtest import datasets, metrics, portfolio
 from mesh.backtest.engine import Costs, Fills, SymbolRun, Trades, simulate_bars
 from mesh.backtest.errors import BacktestError, StrategyError
@@ -57,6 +58,7 @@ class Options:
     )
 
     def check(self) -> Options:
+        self._check_types()
         if self.fills not in FILL_MODES:
             raise BacktestError(f"fills {self.fills!r}: expected one of {', '.join(FILL_MODES)}")
         if self.bar_source not in BAR_SOURCES:
@@ -73,6 +75,36 @@ class Options:
         if isinstance(self.symbols, str):
             self.symbols = [s.strip() for s in self.symbols.split(",") if s.strip()]
         return self
+
+    def _check_types(self) -> None:
+        """Each option of its type: options come from the command line and from control requests."""
+        for name in ("cash", "commission_bps", "slippage_bps", "latency_ms", "periods_per_year"):
+            value = getattr(self, name)
+            if value is None and name == "periods_per_year":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise BacktestError(f"option {name}: expected a number, got {value!r:.40}")
+        for name in ("whole_shares", "cap_size", "check_lookahead"):
+            if not isinstance(getattr(self, name), bool):
+                raise BacktestError(f"option {name}: expected true or false")
+        for name in ("fills", "bar_source"):
+            if not isinstance(getattr(self, name), str):
+                raise BacktestError(f"option {name}: expected text")
+        if self.interval is not None:
+            if not isinstance(self.interval, str):
+                raise BacktestError(
+                    f"option interval: expected text such as 1m, got {self.interval!r:.40}"
+                )
+            try:
+                intervals.parse(self.interval)
+            except intervals.IntervalError as exc:
+                raise BacktestError(str(exc)) from None
+        symbols = self.symbols
+        if symbols is not None and not (
+            isinstance(symbols, str)
+            or (isinstance(symbols, list) and all(isinstance(s, str) for s in symbols))
+        ):
+            raise BacktestError("option symbols: expected a list of tickers or A,B")
 
     @property
     def costs(self) -> Costs:

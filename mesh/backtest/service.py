@@ -146,6 +146,11 @@ class BacktesterService(Service):
 
         if job_id is not None:
             topics.job(job_id)  # a bad id fails here, with the topic rules in the message
+        for what, given in (("options", options), ("params", params)):
+            if given is not None and not isinstance(given, dict):
+                raise ValueError(f"{what}: expected a map of names to values")
+        if not isinstance(dataset, str):
+            raise ValueError("dataset: expected a name, recording:NAME, historical:NAME or a path")
         opts = Options.from_dict(dict(options or {}))
         names = strategy if isinstance(strategy, list) else [strategy]
         if not all(isinstance(name, str) for name in names):

@@ -46,6 +46,8 @@ def default_name(symbols: list[str] | tuple[str, ...], interval: str, start: str
 
 
 def check_name(name: str) -> str:
+    if not isinstance(name, str):  # a name from a control request may be anything
+        raise BadRequest(f"dataset name {name!r:.40}: expected text")
     if not _NAME.fullmatch(name) or name in (".", ".."):
         raise BadRequest(
             f"dataset name {name!r}: use letters, digits, '.', '_' and '-' (up to 120 characters)"

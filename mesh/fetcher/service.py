@@ -19,7 +19,7 @@ from typing import Any
 
 from mesh import topics
 from mesh.config import Config
-from mesh.datasets import DatasetError
+from mesh.datasets import DatasetError, layout
 from mesh.fetcher import backfill as gap_backfill
 from mesh.fetcher import datasets
 from mesh.fetcher.errors import BadRequest, FetchError
@@ -32,6 +32,22 @@ from mesh.schema import Stats
 from mesh.service import Runtime, Service, run_service
 
 log = logging.getLogger(__name__)
+
+GAP_KEYS = frozenset(("symbol", "kind", "ts_from", "ts_to"))  # what a backfill needs of a gap
+
+
+def _is_gap(gap: object) -> bool:
+    """A gap record as a control request carries one: the keys, text names, times in int ns."""
+    return (
+        isinstance(gap, dict)
+        and GAP_KEYS <= gap.keys()
+        and isinstance(gap["symbol"], str)
+        and isinstance(gap["kind"], str)
+        and all(
+            isinstance(gap[k], int) and not isinstance(gap[k], bool) for k in ("ts_from", "ts_to")
+        )
+    )
+
 
 KEEP_JOBS = 50
 
@@ -170,10 +186,17 @@ class FetcherService(Service):
             raise BadRequest(
                 "give gaps (records with symbol, kind, ts_from, ts_to) or a recording session name"
             )
-        if session and not (Path(self.config.data_dir) / "recordings" / session).is_dir():
+        if gaps is not None and not (isinstance(gaps, list) and all(map(_is_gap, gaps))):
             raise BadRequest(
-                f"no recording {session!r} under {Path(self.config.data_dir) / 'recordings'}"
+                "gaps: expected a list of records with symbol, kind, ts_from and ts_to (ns)"
             )
+        recordings = Path(self.config.data_dir) / "recordings"
+        if session and not (
+            isinstance(session, str)
+            and layout.is_safe_name(session)
+            and layout.is_folder(recordings / session)
+        ):
+            raise BadRequest(f"no recording {str(session)[:80]!r} under {recordings}")
         if name:
             datasets.check_name(name)
         return self.jobs.submit(
