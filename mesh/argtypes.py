@@ -1,4 +1,5 @@
-"""Argument types for every command line in the mesh: one wording for one kind of mistake.
+"""Argument types and the parser for every command line in the mesh: one wording for one kind of
+mistake, in one line.
 
 Used by the `massive` commands and by the services' own option parsers (`massive run NAME
 --help`), which is why they are not in mesh.commandline with the rest of what commands share.
@@ -8,6 +9,21 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import NoReturn
+
+USAGE_ERROR = 2  # exit code of a command asked wrongly (argparse's own)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, and which points at `--help`.
+
+    Subcommand parsers made with `add_subparsers().add_parser(...)` are of the same class, so
+    every `massive` command and every service's options answer a mistake the same way, e.g.
+    `massive tap: argument --count: expected a positive number, got -3 (see massive tap --help)`.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def positive_int(text: str) -> int:

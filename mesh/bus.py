@@ -537,9 +537,9 @@ def _entry_report(beat: Heartbeat | None, last_seen: int, now: int) -> dict[str,
 
 def main(config: Config, argv: list[str] | None = None) -> int:
     """`massive run bus`."""
-    import argparse
+    from mesh.argtypes import OneLineParser
 
-    argparse.ArgumentParser(
+    OneLineParser(
         prog="massive run bus",
         description="Run the bus: the XSUB/XPUB proxy on MESH_BUS_PUB/MESH_BUS_SUB and the command router on MESH_BUS_CTL.",
     ).parse_args(argv or [])

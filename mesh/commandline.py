@@ -5,15 +5,17 @@ that reports bad usage in one line, and the shape of a command module.
 each with `register(subparsers)`. Those modules take what they share from here, never from
 `mesh.cli`, so the command line has no import cycles, and no library module ever needs a command
 module (the import contracts in pyproject.toml check both). Argument types (`positive_int`, ...)
-have their own module, `mesh.argtypes`, because the services' own option parsers
-(`massive run kdb --batch-rows N`) use them too.
+and the one-line usage parser itself (`OneLineParser`, which commands take from here) live in
+`mesh.argtypes`, because the services' own option parsers (`massive run kdb --batch-rows N`) use
+them too.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, NoReturn, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from mesh.argtypes import USAGE_ERROR, OneLineParser
 from mesh.config import Config, ConfigError
 
 if TYPE_CHECKING:
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     Subparsers: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
 
 FAILED = 1  # exit code: the command could not do what was asked
-BAD_USAGE = 2  # exit code: the command was asked wrongly (argparse's own code for usage errors)
+BAD_USAGE = USAGE_ERROR  # exit code: the command was asked wrongly (argparse's own, 2)
 
 
 class CliError(Exception):
@@ -40,18 +42,6 @@ def load_config() -> Config:
         return Config.load()
     except ConfigError as exc:
         raise CliError(f"configuration: {exc}", BAD_USAGE) from None
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line, and which points at `--help`.
-
-    Subcommand parsers made with `add_subparsers().add_parser(...)` are of the same class, so
-    every `massive` command answers a mistake the same way, e.g.
-    `massive tap: argument --count: expected a positive number, got -3 (see massive tap --help)`.
-    """
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(BAD_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 class CommandModule(Protocol):

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from mesh import topics
+from mesh.argtypes import OneLineParser
 from mesh.backtest.errors import BacktestError
 from mesh.backtest.strategy_path import StrategyPath
 from mesh.config import Config
@@ -250,7 +251,7 @@ class BacktesterService(Service):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="massive run backtester",
         description="Run backtest jobs sent over the control channel (see docs/backtest.md).",
     )

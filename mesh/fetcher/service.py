@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh import topics
+from mesh.argtypes import OneLineParser
 from mesh.config import Config
 from mesh.datasets import DatasetError, layout
 from mesh.fetcher import backfill as gap_backfill
@@ -227,7 +228,7 @@ class FetcherService(Service):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    return OneLineParser(
         prog="massive run fetcher",
         description="Fetch history (REST or S3 flat files) and backfill gaps on request over the control channel; publishes job.<id> and sys.quota.",
     )

@@ -9,7 +9,6 @@ everything, and reports what a reconnect cost as gap records (mesh.ingest.gaps).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import re
@@ -22,6 +21,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 
 from mesh import topics
+from mesh.argtypes import OneLineParser
 from mesh.config import Config
 from mesh.gaps import GapTracker, IntColumn
 from mesh.ingest import massive, scan
@@ -554,7 +554,7 @@ def _safe(url: str) -> str:
 
 
 def main(config: Config, argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="massive run ingest",
         description="Read Massive's WebSocket (MASSIVE_WS_URL) and publish quotes, trades and bars on the bus.",
     )

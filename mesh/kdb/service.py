@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from mesh import topics
-from mesh.argtypes import positive_float, positive_int
+from mesh.argtypes import OneLineParser, positive_float, positive_int
 from mesh.client import AsyncSubscriber
 from mesh.config import Config
 from mesh.kdb.batcher import DEFAULT_BATCH_ROWS, DEFAULT_FLUSH_MS, Batcher
@@ -192,7 +192,7 @@ class KdbService(Service):
 
 def build_parser() -> argparse.ArgumentParser:
     d = SenderOptions()
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="massive run kdb",
         description="Publish quotes, trades and bars from the bus to the kdb+ tickerplant in KDB_TICKERPLANT (host:port[:user:password]) with async .u.upd calls.",
     )

@@ -23,6 +23,7 @@ import zmq
 import zmq.asyncio
 
 from mesh import auth, topics, wire
+from mesh.argtypes import OneLineParser
 from mesh.client import SubscriberStats
 from mesh.config import Config
 from mesh.recorder import continuity, recovery
@@ -476,7 +477,7 @@ class RecorderService(Service):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="massive run recorder",
         description="Record market data from the bus into crash-safe Parquet sessions; control it with `massive record start|stop|status`.",
     )

@@ -15,7 +15,7 @@ import logging
 import sys
 from typing import Any, ClassVar
 
-from mesh.argtypes import positive_float
+from mesh.argtypes import OneLineParser, positive_float
 from mesh.config import SIM_HOST, SIM_REST_PORT, SIM_S3_PORT, SIM_WS_PORT, Config
 from mesh.service import Runtime, Service, run_service
 from mesh.sim import market
@@ -130,7 +130,7 @@ class SimService(Service):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="massive run sim",
         description="A local Massive-compatible server: WebSocket feed, REST API and S3 flat files, on 127.0.0.1.",
     )
