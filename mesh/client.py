@@ -214,9 +214,12 @@ class Subscriber:
         """The next good message, or None after `timeout` seconds (None waits for ever)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            wait = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not self._sock.poll(wait):
-                return None
+            # a wait of years (`massive tap --seconds 1e308`) is polled an hour at a time
+            left = None if deadline is None else min(deadline - time.monotonic(), 3600.0)
+            if not self._sock.poll(-1 if left is None else max(0, int(left * 1000))):
+                if deadline is None or time.monotonic() >= deadline:
+                    return None
+                continue
             frames = self._sock.recv_multipart(copy=False)
             try:
                 msg = wire.decode(frames, columnar=self.columnar)
