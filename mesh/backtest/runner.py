@@ -11,6 +11,7 @@ repeated --strategy, a parameter grid, a TUI comparison) on the same loaded data
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -84,6 +85,10 @@ class Options:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise BacktestError(f"option {name}: expected a number, got {value!r:.40}")
+            if not math.isfinite(value):  # NaN passes every comparison below
+                raise BacktestError(
+                    f"{name.replace('_', '-')} must be a finite number, got {value}"
+                )
         for name in ("whole_shares", "cap_size", "check_lookahead"):
             if not isinstance(getattr(self, name), bool):
                 raise BacktestError(f"option {name}: expected true or false")

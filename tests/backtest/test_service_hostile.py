@@ -89,6 +89,7 @@ async def test_cancel_of_a_finished_job_leaves_it_as_it_is(mesh_config: Config) 
         ({"params": "fast=5"}, "params: expected a map of names to values"),
         ({"options": {"commission_bps": "x"}}, "option commission_bps: expected a number"),
         ({"options": {"cash": True}}, "option cash: expected a number"),
+        ({"options": {"slippage_bps": float("nan")}}, "slippage-bps must be a finite number"),
         ({"options": {"cap_size": "yes"}}, "option cap_size: expected true or false"),
         ({"options": {"interval": "0m"}}, "bad interval '0m'"),
         ({"options": {"interval": 5}}, "option interval: expected text such as 1m"),
