@@ -43,6 +43,8 @@ from mesh.datasets.tables import (
     bar_time_column,
     bar_version,
     classify,
+    empty_rows,
+    key_columns,
     wrong_types,
 )
 from mesh.intervals import Interval
@@ -219,7 +221,8 @@ def _placement(
     path: Path, folder: Path, interval: Interval | None, *, loose: bool = False
 ) -> _Placement:
     """Which table `path` belongs to, checked against its columns and their types."""
-    schema, rows = inspect(path)
+    footer = inspect(path)
+    schema, rows = footer.schema, footer.rows
     names = list(schema.names)
     found = classify(names)
     mid = False
@@ -244,19 +247,42 @@ def _placement(
     wrong = wrong_types(found, schema)
     if wrong:
         raise damaged(path, f"wrong column types: {'; '.join(wrong)}")
+    for name in key_columns(found, names):
+        if footer.nulls.get(name):
+            raise damaged(path, empty_rows(name, footer.nulls[name], rows))
     version = bar_version(names) if found is TableKind.BARS else SCHEMA_VERSION
     return _Placement(
         table, found, rows, interval if found is TableKind.BARS else None, mid, version
     )
 
 
-def inspect(path: Path) -> tuple[pa.Schema, int]:
-    """(Arrow schema, rows) from a Parquet file's footer; damaged if it has no readable footer."""
+@dataclass(frozen=True)
+class Footer:
+    """What a Parquet file's footer says: its columns, rows, and nulls per column (when its
+    statistics count them)."""
+
+    schema: pa.Schema
+    rows: int
+    nulls: Mapping[str, int]
+
+
+def inspect(path: Path) -> Footer:
+    """A Parquet file's footer; damaged if it has no readable footer."""
     if not is_file(path):
         raise damaged(path, f"not a Parquet file: {what_is_at(path)}")
     try:
         meta = pq.read_metadata(path)
-        return meta.schema.to_arrow_schema(), int(meta.num_rows)
+        schema = meta.schema.to_arrow_schema()
+        nulls: dict[str, int] = {}
+        for group in range(meta.num_row_groups):
+            row_group = meta.row_group(group)
+            for column in range(row_group.num_columns):
+                chunk = row_group.column(column)
+                stats = chunk.statistics
+                if stats is not None and stats.has_null_count:
+                    name = chunk.path_in_schema
+                    nulls[name] = nulls.get(name, 0) + int(stats.null_count)
+        return Footer(schema, int(meta.num_rows), nulls)
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise damaged(
             path,
@@ -302,7 +328,7 @@ def _check_versions(placed: list[tuple[Path, _Placement]], declared: int | None)
         )
     if declared is not None and declared >= 2 and 1 in versions:
         old = next(path for path, v in bars if v == 1)
-        names = inspect(old)[0].names
+        names = inspect(old).schema.names
         raise damaged(
             old,
             f"mixed schema versions: manifest.json says schema_version {declared}, this file has "

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from mesh import bar_schema
 from mesh.datasets.dataset import Table
 from mesh.datasets.errors import damaged, one_line
-from mesh.datasets.tables import TableKind, bar_time_column, event_time_column
+from mesh.datasets.tables import TableKind, bar_time_column, empty_rows, key_columns
 from mesh.intervals import Interval
 from mesh.times import TIME, TimeColumnError, ns_column, to_ns
 
@@ -147,21 +147,15 @@ def _convert(data: pa.Table, table: Table, path: Path, interval: Interval | None
 
 
 def _check_keys(data: pa.Table, kind: TableKind, path: Path) -> None:
-    """Every row has its symbol and the time that orders it (a bar's start, an event's time).
-
-    Gaps are left alone: a gap of the whole feed may name no symbol, and its times are bounds."""
-    if kind is TableKind.GAPS:
-        return
-    for name in ("symbol", event_time_column(kind, data.column_names)):
-        if name is None or name not in data.column_names:
-            continue
+    """Every row has its symbol and the time that orders it (a bar's start, an event's time);
+    a footer without statistics, and NaN times, are caught here rather than when opening."""
+    for name in key_columns(kind, data.column_names):
         column = data.column(name)
-        empty, what = column.null_count, "null"
-        if pa.types.is_floating(column.type):
+        empty, nan = column.null_count, pa.types.is_floating(column.type)
+        if nan:
             empty += pc.sum(pc.is_nan(column).cast(pa.int64())).as_py() or 0
-            what = "null or NaN"
         if empty:
-            raise damaged(path, f"{name} is {what} in {empty:,} of {len(column):,} rows")
+            raise damaged(path, empty_rows(name, empty, len(column), nan=nan))
 
 
 def _unreadable(path: Path, exc: BaseException) -> Exception:

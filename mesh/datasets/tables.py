@@ -126,3 +126,20 @@ def _is_text(t: pa.DataType) -> bool:
     if pa.types.is_dictionary(t):
         return _is_text(t.value_type)
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def key_columns(kind: TableKind, names: Collection[str]) -> list[str]:
+    """Columns every row must fill: its symbol and the time that orders it, and for quotes and
+    trades when they have one the time it was received, by which a replay paces them (gaps:
+    none, as a gap of the whole feed names no symbol)."""
+    if kind is TableKind.GAPS:
+        return []
+    times = [event_time_column(kind, names)]
+    if kind in (TableKind.QUOTES, TableKind.TRADES):
+        times.append("ts_recv")
+    return [c for c in ("symbol", *times) if c is not None and c in names]
+
+
+def empty_rows(name: str, empty: int, rows: int, *, nan: bool = False) -> str:
+    """`symbol is null in 3 of 10 rows`: what is wrong with a key column."""
+    return f"{name} is {'null or NaN' if nan else 'null'} in {empty:,} of {rows:,} rows"

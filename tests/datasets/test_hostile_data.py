@@ -4,7 +4,8 @@ Each damage below is made to a dataset named `bad` in an otherwise healthy data 
 command that takes a dataset is run on it in this process (so any exception fails the test):
 `data list` and `data list --json` list it as damaged, `data show`, `backtest`, `kdb load` (to a
 closed port on 127.0.0.1) and `data migrate` refuse it with the same line, which starts with the
-file at fault. Damage that only the rows show (a row without a symbol or a start time) is named
+file at fault. Rows without a symbol or the time that orders them are found from the footer's
+statistics when it has them; NaN times, and nulls in a file written without statistics, are named
 when the rows are read: by `backtest`, `migrate` and `read_table`.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +24,7 @@ import pytest
 from mesh import cli, datasets
 from mesh.datasets import DatasetError, Problem
 from mesh.intervals import DAY
+from tests.conftest import free_port
 from tests.datasets.helpers import V1_RECORDING, bars, copy_v1, write_historical
 
 
@@ -36,12 +37,6 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     data = copy_v1(tmp_path / "data")
     write_historical(data, "good", DAY)
     return data
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -222,6 +217,28 @@ def a_schema_version_from_the_future(data_dir: Path) -> tuple[Path, str]:
     return manifest, "schema_version 99 is newer than this massive reads (2): upgrade massive-mesh"
 
 
+def rows_without_a_symbol(data_dir: Path) -> tuple[Path, str]:
+    table = bars(interval=DAY)
+    table = column_as(table, "symbol", pa.nulls(table.num_rows, pa.string()))
+    return historical(data_dir, table) / "bars_1d.parquet", "symbol is null in 10 of 10 rows"
+
+
+def quotes_without_a_time(data_dir: Path) -> tuple[Path, str]:
+    part = recording(data_dir) / "quotes" / "part-000001.parquet"
+    table = pq.read_table(part)
+    kind = table.schema.field("ts_event").type
+    pq.write_table(column_as(table, "ts_event", pa.nulls(table.num_rows, kind)), part)
+    return part, "ts_event is null in 120 of 120 rows"
+
+
+def trades_without_a_receipt_time(data_dir: Path) -> tuple[Path, str]:
+    part = recording(data_dir) / "trades" / "part-000001.parquet"
+    table = pq.read_table(part)
+    kind = table.schema.field("ts_recv").type
+    pq.write_table(column_as(table, "ts_recv", pa.nulls(table.num_rows, kind)), part)
+    return part, "ts_recv is null in 60 of 60 rows"
+
+
 OPEN_DAMAGE: list[Callable[[Path], tuple[Path, str]]] = [
     prices_stored_as_text,
     bar_starts_stored_as_text,
@@ -247,6 +264,9 @@ OPEN_DAMAGE: list[Callable[[Path], tuple[Path, str]]] = [
     a_schema_version_of_null,
     a_negative_schema_version,
     a_schema_version_from_the_future,
+    rows_without_a_symbol,
+    quotes_without_a_time,
+    trades_without_a_receipt_time,
 ]
 
 
@@ -272,7 +292,7 @@ def test_every_command_names_the_damaged_file_in_one_line(
     for argv, prefix in (
         (["data", "show", "bad"], "massive: "),
         (["backtest", "bad", "--strategy", "ma-crossover", "--no-save"], "massive: "),
-        (["kdb", "load", "bad", "--target", f"127.0.0.1:{closed_port()}"], "massive kdb load: "),
+        (["kdb", "load", "bad", "--target", f"127.0.0.1:{free_port()}"], "massive kdb load: "),
         (["data", "migrate", "bad"], "massive: "),
     ):
         code, _, err = run(argv, capsys)
@@ -281,13 +301,7 @@ def test_every_command_names_the_damaged_file_in_one_line(
     assert code == 1 and f"bad: not migrated: {line}\n" in out
 
 
-# --- damage only the rows show --------------------------------------------------------------------
-
-
-def rows_without_a_symbol(data_dir: Path) -> tuple[Path, str]:
-    table = bars(interval=DAY)
-    table = column_as(table, "symbol", pa.nulls(table.num_rows, pa.string()))
-    return historical(data_dir, table) / "bars_1d.parquet", "symbol is null in 10 of 10 rows"
+# --- damage only the rows show (nulls the footer does not count, NaN) --------------------------
 
 
 def bar_starts_that_are_nan(data_dir: Path) -> tuple[Path, str]:
@@ -298,12 +312,12 @@ def bar_starts_that_are_nan(data_dir: Path) -> tuple[Path, str]:
     ) / "bars_1d.parquet", "ts_start is null or NaN in 10 of 10 rows"
 
 
-def quotes_without_a_time(data_dir: Path) -> tuple[Path, str]:
-    part = recording(data_dir) / "quotes" / "part-000001.parquet"
-    table = pq.read_table(part)
-    kind = table.schema.field("ts_event").type
-    pq.write_table(column_as(table, "ts_event", pa.nulls(table.num_rows, kind)), part)
-    return part, "ts_event is null in 120 of 120 rows"
+def symbols_missing_from_a_file_without_statistics(data_dir: Path) -> tuple[Path, str]:
+    table = bars(interval=DAY)
+    table = column_as(table, "symbol", pa.array(["AAA"] * 7 + [None] * 3, pa.string()))
+    folder = historical(data_dir)
+    pq.write_table(table, folder / "bars_1d.parquet", write_statistics=False)
+    return folder / "bars_1d.parquet", "symbol is null in 3 of 10 rows"
 
 
 BACKTEST = ["backtest", "bad", "--strategy", "ma-crossover", "--no-save"]
@@ -313,13 +327,12 @@ MIGRATE = ["data", "migrate", "bad"]  # rewrites a historical dataset's bars, no
 @pytest.mark.parametrize(
     ("damage", "readers"),
     [
-        (rows_without_a_symbol, [BACKTEST, MIGRATE]),
         (bar_starts_that_are_nan, [BACKTEST, MIGRATE]),
-        (quotes_without_a_time, [BACKTEST]),
+        (symbols_missing_from_a_file_without_statistics, [BACKTEST, MIGRATE]),
     ],
     ids=lambda f: getattr(f, "__name__", ""),
 )
-def test_rows_without_their_symbol_or_time_are_named_when_read(
+def test_rows_without_their_symbol_or_time_that_the_footer_misses_are_named_when_read(
     damage: Callable[[Path], tuple[Path, str]],
     readers: list[list[str]],
     data_dir: Path,
