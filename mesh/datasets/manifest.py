@@ -35,7 +35,7 @@ def read_manifest(folder: Path, *, required: bool) -> dict[str, Any]:
     except OSError as exc:
         raise damaged(path, f"cannot be read ({exc.strerror or exc})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_whole_number)
     except (ValueError, RecursionError) as exc:
         raise damaged(path, f"not valid JSON ({one_line(str(exc), 120)})") from None
     if not isinstance(data, dict):
@@ -44,6 +44,14 @@ def read_manifest(folder: Path, *, required: bool) -> dict[str, Any]:
     return data
 
 
+def _whole_number(digits: str) -> int:
+    """A JSON integer, refused when longer than any count or time a manifest holds."""
+    if len(digits.lstrip("-")) > _MAX_DIGITS:
+        raise ValueError(f"a number of {len(digits.lstrip('-')):,} digits")
+    return int(digits)
+
+
+_MAX_DIGITS = 100  # int64 needs 19; a longer number is damage, not data
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _TEXT_FIELDS = ("kind", "state", "created", "interval", "first_bar", "last_bar")
 _TIME_FIELDS = ("first_event_ns", "last_event_ns", "first_bar_ns", "last_bar_ns")

@@ -239,6 +239,12 @@ def trades_without_a_receipt_time(data_dir: Path) -> tuple[Path, str]:
     return part, "ts_recv is null in 60 of 60 rows"
 
 
+def a_number_of_five_thousand_digits(data_dir: Path) -> tuple[Path, str]:
+    manifest = historical(data_dir) / "manifest.json"
+    manifest.write_text('{"kind": "historical", "schema_version": ' + "9" * 5000 + "}")
+    return manifest, "not valid JSON (a number of 5,000 digits)"
+
+
 OPEN_DAMAGE: list[Callable[[Path], tuple[Path, str]]] = [
     prices_stored_as_text,
     bar_starts_stored_as_text,
@@ -267,6 +273,7 @@ OPEN_DAMAGE: list[Callable[[Path], tuple[Path, str]]] = [
     rows_without_a_symbol,
     quotes_without_a_time,
     trades_without_a_receipt_time,
+    a_number_of_five_thousand_digits,
 ]
 
 
