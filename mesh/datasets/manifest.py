@@ -40,18 +40,37 @@ def read_manifest(folder: Path, *, required: bool) -> dict[str, Any]:
         raise damaged(path, f"not valid JSON ({one_line(str(exc), 120)})") from None
     if not isinstance(data, dict):
         raise damaged(path, "not a JSON object")
+    if _depth(data) > MAX_DEPTH:
+        raise damaged(path, f"nested more than {MAX_DEPTH} levels deep")
     _check_fields(data, path)
     return data
 
 
 def _whole_number(digits: str) -> int:
-    """A JSON integer, refused when longer than any count or time a manifest holds."""
-    if len(digits.lstrip("-")) > _MAX_DIGITS:
+    """A JSON integer, refused beyond 64 bits: no count or time a manifest holds is larger, and
+    a listing that carries the manifest (the fetcher's `datasets` answer) could not encode it."""
+    if len(digits.lstrip("-")) > 20:
         raise ValueError(f"a number of {len(digits.lstrip('-')):,} digits")
-    return int(digits)
+    value = int(digits)
+    if not -(1 << 63) <= value < 1 << 64:
+        raise ValueError(f"{value} does not fit in 64 bits")
+    return value
 
 
-_MAX_DIGITS = 100  # int64 needs 19; a longer number is damage, not data
+def _depth(value: object) -> int:
+    """How deeply lists and objects nest in `value` (a scalar is 0)."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth + 1)
+            todo += [
+                (child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)
+            ]
+    return deepest
+
+
+MAX_DEPTH = 32  # nesting a manifest may have (the control channel's bound on any value)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _TEXT_FIELDS = ("kind", "state", "created", "interval", "first_bar", "last_bar")
 _TIME_FIELDS = ("first_event_ns", "last_event_ns", "first_bar_ns", "last_bar_ns")

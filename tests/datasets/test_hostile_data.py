@@ -188,13 +188,13 @@ def a_gap_count_that_is_text(data_dir: Path) -> tuple[Path, str]:
 
 
 def a_bar_time_beyond_int64(data_dir: Path) -> tuple[Path, str]:
-    manifest = edit_manifest(historical(data_dir), first_bar_ns=2**70)
-    return manifest, f"`first_bar_ns` is {2**70}, expected a time in ns since the epoch"
+    manifest = edit_manifest(historical(data_dir), first_bar_ns=2**63 + 5)
+    return manifest, f"`first_bar_ns` is {2**63 + 5}, expected a time in ns since the epoch"
 
 
 def a_huge_event_time(data_dir: Path) -> tuple[Path, str]:
     manifest = edit_manifest(recording(data_dir), last_event_ns=10**40)
-    return manifest, f"`last_event_ns` is {10**40}, expected a time in ns since the epoch"
+    return manifest, "not valid JSON (a number of 41 digits)"
 
 
 def a_schema_version_of_text(data_dir: Path) -> tuple[Path, str]:
@@ -245,6 +245,19 @@ def a_number_of_five_thousand_digits(data_dir: Path) -> tuple[Path, str]:
     return manifest, "not valid JSON (a number of 5,000 digits)"
 
 
+def a_number_beyond_64_bits(data_dir: Path) -> tuple[Path, str]:
+    manifest = edit_manifest(historical(data_dir), rows=10**19 * 2)
+    return manifest, f"not valid JSON ({10**19 * 2} does not fit in 64 bits)"
+
+
+def a_manifest_nested_40_deep(data_dir: Path) -> tuple[Path, str]:
+    nested: list[object] = []
+    for _ in range(39):
+        nested = [nested]
+    manifest = edit_manifest(historical(data_dir), extra=nested)
+    return manifest, "nested more than 32 levels deep"
+
+
 OPEN_DAMAGE: list[Callable[[Path], tuple[Path, str]]] = [
     prices_stored_as_text,
     bar_starts_stored_as_text,
@@ -274,6 +287,8 @@ OPEN_DAMAGE: list[Callable[[Path], tuple[Path, str]]] = [
     quotes_without_a_time,
     trades_without_a_receipt_time,
     a_number_of_five_thousand_digits,
+    a_number_beyond_64_bits,
+    a_manifest_nested_40_deep,
 ]
 
 
