@@ -58,6 +58,8 @@ class FetchRequest:
 
 def parse_symbols(symbols: str | Iterable[str]) -> tuple[str, ...]:
     """`"AAPL,msft"` or `["AAPL", "MSFT"]` -> ("AAPL", "MSFT"), checked, duplicates dropped."""
+    if isinstance(symbols, dict | bytes) or not isinstance(symbols, str | Iterable):
+        raise BadRequest(f"symbols {symbols!r:.40}: expected text such as AAPL,MSFT or a list")
     items = symbols.replace(" ", ",").split(",") if isinstance(symbols, str) else list(symbols)
     out: list[str] = []
     for item in items:

@@ -66,6 +66,8 @@ WINDOW = {"symbols": "AAPL", "start": "2024-01-02", "end": "2024-01-03"}
     ("cmd", "args", "expected"),
     [
         ("fetch", {**WINDOW, "name": 5}, "dataset name 5: expected text"),
+        ("fetch", {**WINDOW, "symbols": 5}, "symbols 5: expected text such as AAPL,MSFT"),
+        ("plan", {**WINDOW, "symbols": {"a": 1}}, "symbols {'a': 1}: expected text"),
         ("fetch", {**WINDOW, "symbols": ["A"] * 200_000}, "unreadable request: size: "),
         ("fetch", {**WINDOW, "job_id": 7}, "7 cannot be part of a topic: it is not text"),
         ("fetch", {**WINDOW, "job_id": "f" * 65}, "a job id is at most 64 characters"),
