@@ -371,15 +371,19 @@ def _check_url(var: str, value: str, schemes: tuple[str, ...], sources: Mapping[
 def _data_dir(value: str, source: str) -> Path:
     """The data folder, created if it is missing; a file or an unwritable folder is a `ConfigError`."""
     path = Path(value).expanduser()
-    shown = f"MESH_DATA_DIR={value!r} (from {source})"
-    if path.exists() and not path.is_dir():
+    shown = f"MESH_DATA_DIR={value if len(value) <= 200 else value[:199] + '…'!r} (from {source})"
+    try:
+        a_file = path.exists() and not path.is_dir()
+        if not a_file:
+            path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a name too long for the file system, a parent that is a file
+        raise ConfigError(f"{shown}: cannot create the folder ({exc.strerror or exc})") from None
+    except ValueError as exc:  # a NUL byte
+        raise ConfigError(f"{shown}: not a path ({exc})") from None
+    if a_file:
         raise ConfigError(
             f"{shown} is a file, not a folder: point it at a folder (it is created if missing)"
         )
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{shown}: cannot create the folder ({exc.strerror or exc})") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"{shown}: the folder is not writable by this user")
     return path
