@@ -18,7 +18,8 @@ the recent ones. That is this module, written once:
   service go on. An exception of the service's own `expected` kinds is the message as it stands;
   any other is prefixed with its type and logged with its traceback, as a bug.
 - Finished jobs are kept for `views()` and `view()`, at most `keep` of them (oldest go first);
-  queued and running jobs are never dropped.
+  queued and running jobs are never dropped. At most `max_queued` jobs wait at once; one more is
+  refused (`JobRefused`), so the `jobs` answer stays small enough for any client to read.
 
 Every change is published as a `JobUpdate` through the `publish(topic, update)` hook given to
 `start()`, in order, under the runner's lock; the hook must be quick and thread-safe. In a service,
@@ -61,6 +62,7 @@ KEEP_FINISHED = 100  # finished jobs remembered
 RUNNING_CAP = 0.99  # a running job's progress stays below this; done is 1.0
 MESSAGE_CHARS = 500  # a job's message is one line of at most this many characters
 MAX_ID_CHARS = 64  # a job id a client chooses (those made up are `<prefix>-` and 8 hex digits)
+MAX_QUEUED = 1_000  # jobs waiting at once: more would make the `jobs` answer too large to read
 
 Publish = Callable[[str, JobUpdate], None]
 
@@ -186,6 +188,7 @@ class JobRunner:
         per_second: float = PROGRESS_PER_SECOND,
         expected: tuple[type[BaseException], ...] = (),
         on_finished: Callable[[JobView, Any], None] | None = None,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         """`name` is the service's (for messages and thread names); `on_finished(view, detail)`
         runs right after a job's final update is published, under the same lock and order."""
@@ -195,6 +198,7 @@ class JobRunner:
         self.keep = keep
         self.interval = 1.0 / per_second
         self.expected = expected
+        self.max_queued = max_queued
         self._on_finished = on_finished
         self._lock = threading.Condition()
         self._jobs: OrderedDict[str, _Job] = OrderedDict()  # oldest first
@@ -263,6 +267,11 @@ class JobRunner:
         with self._lock:
             if not self._started or self._stopping:
                 raise JobRefused(f"the {self.name} is not taking jobs (starting or stopping)")
+            if len(self._queue) >= self.max_queued:
+                raise JobRefused(
+                    f"the {self.name} has {len(self._queue):,} jobs waiting, as many as it takes: "
+                    "wait for some to finish, or cancel some"
+                )
             if job_id is None:
                 job_id = self._new_id()
             elif job_id in self._jobs and not self._jobs[job_id].state.finished:

@@ -111,6 +111,13 @@ async def test_a_thousand_fetches_and_a_cancel_storm_are_all_answered(
         with ThreadPoolExecutor(16) as pool:
             queued = list(pool.map(fetch, range(1000)))
         assert len({q.job_id for q in queued}) == 1000
+        assert len(jobs_of(fetcher)) == 1000  # a thousand jobs: an answer every client can read
+        extra = []  # the queue holds 1,000 waiting jobs (one of those above may be running)
+        with pytest.raises(ControlError) as refused:
+            for _ in range(3):
+                extra.append(fetch(0).job_id)
+        assert len(extra) <= 1 and "jobs waiting, as many as it takes" in str(refused.value)
+        queued += [JobView(job_id=job_id, state=JobState.QUEUED) for job_id in extra]
 
         def cancel(job_id: str) -> str:
             try:
