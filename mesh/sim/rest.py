@@ -27,6 +27,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from mesh.sim import history, market, queries
+from mesh.sim.clock import SimClock, last_served, served_until_ms
 from mesh.sim.wsgi import BackgroundServer
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,10 @@ class RestApp:
         live_last: Callable[[str], tuple[dict[str, Any] | None, dict[str, Any] | None]]
         | None = None,
         disconnect: Callable[[str | None], int] | None = None,
+        clock: SimClock | None = None,
     ) -> None:
         self.seed = seed
+        self.clock = clock  # a playing sim: serve its session only up to the played present
         self.symbols = set(symbols)
         self.keys = set(keys) | set(free_keys)
         self.free_keys = set(free_keys)
@@ -97,6 +100,8 @@ class RestApp:
         self._window: tuple[dt.date, market.HistoryWindow] | None = None
 
     def window(self) -> market.HistoryWindow:
+        if self.clock is not None:
+            return self.clock.window()
         today = market.today_et()
         if self._window is None or self._window[0] != today:
             self._window = (today, market.HistoryWindow.ending_before(today))
@@ -214,6 +219,8 @@ class RestApp:
         }
         if ticker not in self.symbols:
             return body
+        if self.clock is not None:
+            end_ms = min(end_ms, served_until_ms(self.clock, int(multiplier), timespan))
         page = queries.aggregate(
             self.seed,
             ticker,
@@ -321,6 +328,8 @@ class RestApp:
         lo, hi = _ns_bounds(params)
         if ticker not in self.symbols:
             return {"results": []}
+        if self.clock is not None:
+            hi = min(hi, self.clock.now_ns())
         rows, more = queries.tick_rows(
             self.seed, ticker, kind, lo, hi, order == "asc", limit, self.window()
         )
@@ -355,8 +364,7 @@ class RestApp:
             if not res["c"]:
                 del res["c"]
             return {"results": res}
-        tr = self._last_day_data(ticker, history.day_trades)
-        j = len(tr) - 1
+        tr, j = self._last_day_data(ticker, history.day_trades)
         res = {
             "T": ticker,
             "i": str(int(tr.trade_id[j])),
@@ -391,8 +399,7 @@ class RestApp:
                 "z": market.listing(ticker).tape,
             }
             return {"results": res}
-        q = self._last_day_data(ticker, history.day_quotes)
-        j = len(q) - 1
+        q, j = self._last_day_data(ticker, history.day_quotes)
         res = {
             "T": ticker,
             "P": float(q.ask_price[j]),
@@ -408,11 +415,32 @@ class RestApp:
         }
         return {"results": res}
 
-    def _last_day_data(self, ticker: str, load: Callable[[int, str, dt.date], Any]) -> Any:
+    def _last_day_data(
+        self, ticker: str, load: Callable[[int, str, dt.date], Any]
+    ) -> tuple[Any, int]:
+        """The last day's trades or quotes and the index of the last one served so far."""
         days = self.window().intraday
         if ticker not in self.symbols or not days:
             raise ApiError(404, "NOT_FOUND", "Data not found.")
-        return load(self.seed, ticker, days[-1])
+        now = self.clock.now_ns() if self.clock is not None else None
+        found = last_served(self.seed, ticker, days, load, now)
+        if found is None:
+            raise ApiError(404, "NOT_FOUND", "Data not found.")
+        return found
+
+    # --- reference and market status (mesh.sim.reference) ---------------------------------------
+
+    def _reference(
+        self, request: Request, params: dict[str, str], name: str, **args: str
+    ) -> dict[str, Any]:
+        from mesh.sim import reference  # imported on use: it builds on this module's helpers
+
+        return reference.answer(self, request, params, name, **args)
+
+    def _market_status(self, request: Request, params: dict[str, str], name: str) -> Any:
+        from mesh.sim import reference
+
+        return reference.market_status(self, request, params, name)
 
     # --- admin -----------------------------------------------------------------------------------
 

@@ -16,11 +16,13 @@ from typing import Any
 
 from mesh.config import SIM_API_KEY, SIM_HOST, SIM_S3_ACCESS_KEY_ID, SIM_S3_SECRET_ACCESS_KEY
 from mesh.sim import market
+from mesh.sim.clock import SimClock
 from mesh.sim.flatfiles import BUCKET, FlatFiles, S3Gateway, S3Server
 from mesh.sim.generator import LiveSource
+from mesh.sim.playback import PlaybackSource
 from mesh.sim.rest import RestApp, RestServer
 from mesh.sim.source import Source
-from mesh.sim.ws import CLOSE_POLICY, Feed, WebSocketServer
+from mesh.sim.ws import CLOSE_POLICY, CONNECTED, Feed, WebSocketServer
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +54,36 @@ class SimServer:
         auth_timeout: float = 10.0,
         rest: bool = True,
         s3: bool = True,
+        clock: SimClock | None = None,
     ) -> None:
         self.seed = seed
         self.symbols = list(symbols or market.DEFAULT_SYMBOLS)
         self.host = host
         self.api_keys = set(api_keys)
         self.free_keys = set(free_keys)
-        self.live = LiveSource(self.symbols, seed=seed, rate=rate) if source is None else None
-        self.source: Source = source or self.live  # type: ignore[assignment]
+        self.clock = clock
+        self.playback = (
+            PlaybackSource(self.symbols, seed, clock)
+            if clock is not None and source is None
+            else None
+        )
+        self.live = (
+            LiveSource(self.symbols, seed=seed, rate=rate)
+            if source is None and self.playback is None
+            else None
+        )
+        self.source: Source = source or self.playback or self.live  # type: ignore[assignment]
         self.feed = Feed(self.source, queue_limit_bytes)
         attach = getattr(self.source, "attach", None)
         if callable(attach):  # a source that paces by, or waits for, the feed's clients (a replay)
             attach(self.feed)
         self.ws = WebSocketServer(
-            self.feed, self._refusal, host, ws_port, auth_timeout=auth_timeout
+            self.feed,
+            self._refusal,
+            host,
+            ws_port,
+            auth_timeout=auth_timeout,
+            greeting=self.greeting,
         )
         self._want = {"rest": (rest, rest_port), "s3": (s3, s3_port)}
         self._s3_keys = (s3_access_key, s3_secret_key)
@@ -85,7 +103,7 @@ class SimServer:
         return self
 
     def _start_http(self) -> None:
-        window = _Window()
+        window = _Window(self.clock)
         enabled, port = self._want["rest"]
         if enabled:
             app = RestApp(
@@ -95,6 +113,7 @@ class SimServer:
                 self.free_keys,
                 self._live_last,
                 self._disconnect_threadsafe,
+                clock=self.clock,
             )
             self.rest = RestServer(app, self.host, port)
             self.rest.start()
@@ -194,6 +213,12 @@ class SimServer:
             return None, None
         return self.live.last_trade.get(symbol), self.live.last_quote.get(symbol)
 
+    def greeting(self) -> str:
+        """The `connected` status text: Massive's, plus which session a playing sim plays."""
+        if self.clock is None:
+            return CONNECTED
+        return f"{CONNECTED} (simulated: {self.clock.session.describe()})"
+
     def _refusal(self, key: str) -> str | None:
         if key in self.api_keys:
             return None
@@ -211,7 +236,9 @@ class SimServer:
         own = getattr(self.source, "counters", None)
         return {
             "connections": sum(1 for c in self.feed.connections if c.key is not None),
-            "events_generated": self.live.generated if self.live else 0,
+            "events_generated": self.live.generated
+            if self.live
+            else getattr(self.playback, "played", 0),
             "events_sent": sent,
             "events_per_s": round(rate, 1),
             "rest_requests": rest.requests if rest else 0,
@@ -227,13 +254,14 @@ class SimServer:
 
 
 class _Window:
-    """The history window for today, recomputed when the date changes."""
+    """The completed days before today (the played session's day with a clock), recomputed when it changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: SimClock | None = None) -> None:
+        self.clock = clock
         self._cached: tuple[Any, market.HistoryWindow] | None = None
 
     def __call__(self) -> market.HistoryWindow:
-        today = market.today_et()
+        today = market.today_et() if self.clock is None else self.clock.today()
         if self._cached is None or self._cached[0] != today:
             self._cached = (today, market.HistoryWindow.ending_before(today))
         return self._cached[1]

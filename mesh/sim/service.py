@@ -3,22 +3,27 @@
 In sim mode (no MASSIVE_API_KEY) it serves the three endpoints and prints their URLs; with a
 real key it says it is idle and waits for SIGTERM, so the Procfile can always list it.
 Commands: `disconnect` (force WebSocket clients off, for reconnect tests) and `urls`.
-With `--replay` the WebSocket feed replays a recording instead of generating events
-(`mesh.sim.replay`); REST and S3 keep serving generated history.
+The WebSocket feed plays a trading session's history (`mesh.sim.playback`): today's while the
+market is in session, else the last trading day's, or any session from `--at`. With `--rate`
+it generates synthetic flow for benchmarks instead (`mesh.sim.generator`); with `--replay` it
+replays a recording (`mesh.sim.replay`); REST and S3 keep serving generated history.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import sys
+import time
 from typing import Any, ClassVar
 
 from mesh.argtypes import OneLineParser, positive_float
 from mesh.config import SIM_HOST, SIM_REST_PORT, SIM_S3_PORT, SIM_WS_PORT, Config
 from mesh.service import Runtime, Service, run_service
 from mesh.sim import market
+from mesh.sim.clock import AtError, Session, SimClock, session_at, session_now
 from mesh.sim.replay import Recording, ReplayError, ReplaySource, open_recording
 from mesh.sim.server import SIM_FREE_KEY, SimServer
 
@@ -58,10 +63,12 @@ class SimService(Service):
                 raise SystemExit(2) from None
         if recording is not None:
             self.replay = ReplaySource(recording, speed=a.speed, loop=a.loop)
+        clock = None if recording is not None or a.rate is not None else SimClock(_session(a))
         self.sim = SimServer(
             seed=a.seed,
             symbols=a.symbols,
-            rate=a.rate,
+            rate=a.rate or 1000.0,
+            clock=clock,
             host=a.host,
             ws_port=a.ws_port,
             rest_port=a.rest_port,
@@ -92,9 +99,15 @@ class SimService(Service):
                 flush=True,
             )
             self.message = self.replay.message()
+        elif clock is not None:
+            print(
+                f"sim: {len(self.sim.symbols)} symbols, seed {a.seed}: {clock.session.describe()}",
+                flush=True,
+            )
+            self.message = clock.session.describe()
         else:
             print(
-                f"sim: {len(self.sim.symbols)} symbols, {a.rate:g} events/s, seed {a.seed}",
+                f"sim: {len(self.sim.symbols)} symbols, {a.rate:g} events/s of synthetic flow, seed {a.seed}",
                 flush=True,
             )
         try:
@@ -115,6 +128,8 @@ class SimService(Service):
         if self.replay is not None and self.state != "error":
             self.message = self.replay.message()
             self.state = "degraded" if self.replay.state in ("empty", "failed") else "ok"
+        if self.sim is not None and self.sim.clock is not None:
+            self.message = self.sim.clock.session.describe()
         return self.sim.counters() if self.sim else {}
 
     def cmd_disconnect(self, key: str | None = None) -> dict[str, Any]:
@@ -137,8 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rate",
         type=positive_float,
-        default=1000.0,
-        help="live events per second (default 1000; 500000+ for a firehose)",
+        default=None,
+        help="generate synthetic flow at this many events per second instead of playing history "
+        "(benchmarks: 500000+ for a firehose)",
+    )
+    p.add_argument(
+        "--at",
+        type=_instant,
+        metavar="WHEN",
+        help="play the session from this instant, e.g. 2026-12-04T09:30 (ET unless a zone is given; "
+        "04:00-20:00 on a trading day)",
     )
     p.add_argument(
         "--seed",
@@ -177,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed",
         type=_speed,
         default=1.0,
-        help="replay speed: a factor of the recorded pace (default 1; 10 = ten times faster) or max",
+        help="pace of --at or --replay: a factor of real time (default 1; 10 = ten times faster); "
+        "max (--replay only) = as fast as clients read",
     )
     p.add_argument(
         "--loop",
@@ -197,8 +221,19 @@ def main(config: Config, argv: list[str] | None = None) -> int:
     """`massive run sim`."""
     parser = build_parser()
     args = parser.parse_args(argv or [])
-    if args.replay is None and (args.loop or args.speed != 1.0):
-        parser.error("--speed and --loop apply to --replay only")
+    if args.replay is None and args.loop:
+        parser.error("--loop applies to --replay only")
+    if args.replay is None and args.at is None and args.speed != 1.0:
+        parser.error("--speed applies to --at and --replay only")
+    if args.at is not None and (args.replay is not None or args.rate is not None):
+        parser.error("--at plays history: it cannot go with --replay or --rate")
+    if args.at is not None and args.speed is None:
+        parser.error("--speed max applies to --replay only")
+    if args.at is not None:
+        try:
+            session_at(args.at, time.time_ns(), args.speed)
+        except AtError as exc:
+            parser.error(f"argument --at: {exc}")
     if args.replay is not None and config.sim_mode:
         try:
             args.recording = open_recording(args.replay, config.data_dir)
@@ -206,6 +241,26 @@ def main(config: Config, argv: list[str] | None = None) -> int:
             print(f"massive run sim: {exc}", file=sys.stderr, flush=True)
             return 2
     return run_service(SimService(config, args))
+
+
+def _session(args: argparse.Namespace) -> Session:
+    """The session to play first: from `--at`, or as the wall clock says."""
+    if args.at is not None:
+        return session_at(args.at, time.time_ns(), args.speed)
+    return session_now(time.time_ns())
+
+
+def _instant(text: str) -> dt.datetime:
+    """An ISO date and time (`2026-12-04T09:30`, ET unless it carries a zone) or a date (04:00 ET)."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date and time such as 2026-12-04T09:30, got {text[:40]!r}"
+        ) from None
+    if len(text.strip()) == 10:  # a date alone: the session from its start
+        value = value.replace(hour=4)
+    return value
 
 
 def _speed(text: str) -> float | None:

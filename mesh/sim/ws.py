@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 PATHS = {"/stocks": 0, "/delayed/stocks": 15 * 60 * 1000}  # path -> delay in ms
 CLOSE_POLICY = 1008
+CONNECTED = "Connected Successfully"  # what Massive sends; the sim may add what it plays
 WRITE_BATCH = 32  # frames handed to the socket per write
 MAX_CONNECTIONS_MESSAGE = (
     "Maximum number of websocket connections exceeded. You have reached the connection limit for your account. "
@@ -198,8 +199,10 @@ class WebSocketServer:
         port: int = 0,
         auth_timeout: float = 10.0,
         drop_grace: float = 5.0,
+        greeting: Callable[[], str] = lambda: CONNECTED,
     ) -> None:
         self.feed = feed
+        self.greeting = greeting  # the `connected` status text; clients rely on its status only
         self.accept_key = accept_key  # key -> None if accepted, else the auth_failed message
         self.host = host
         self.port = port
@@ -248,7 +251,7 @@ class WebSocketServer:
         conn = Connection(ws, PATHS[path], "stocks")
         self.connections_total += 1
         self.feed.connections.add(conn)
-        conn.enqueue(frames.status_frame(frames.status("connected", "Connected Successfully")))
+        conn.enqueue(frames.status_frame(frames.status("connected", self.greeting())))
         writer = asyncio.create_task(self._write(conn))
         timeout = asyncio.get_running_loop().call_later(self.auth_timeout, self._auth_timeout, conn)
         try:

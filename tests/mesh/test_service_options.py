@@ -35,7 +35,7 @@ def test_a_service_given_an_unknown_option_says_so_in_one_line(
     [
         (["run", "sim", "--speed", "nan"], "argument --speed: expected a positive number or max"),
         (["run", "sim", "--rate", "0"], "argument --rate: expected a positive number, got 0"),
-        (["run", "sim", "--at", "99999-01-01"], "unrecognized arguments: --at 99999-01-01"),
+        (["run", "sim", "--at", "99999-01-01"], "argument --at: expected a date and time"),
         (["run", "kdb", "--batch-rows", "0"], "argument --batch-rows: expected a positive number"),
     ],
 )
