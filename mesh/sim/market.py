@@ -92,6 +92,103 @@ UNIVERSE: dict[str, Listing] = {
 }
 DEFAULT_SYMBOLS = tuple(UNIVERSE)
 
+# Listing venue (ISO 10383 MIC) of each tape, as `/v3/reference/tickers` names it.
+PRIMARY_EXCHANGE = {1: "XNYS", 2: "ARCX", 3: "XNAS"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What `/v3/reference/tickers` says of a symbol: the company or fund behind it.
+
+    Names, types, CIKs and listing dates are the real ones; shares outstanding are round figures
+    near the real ones (the sim's market cap is shares x its own previous close)."""
+
+    name: str
+    type: str  # Massive's ticker type: CS (common stock) or ETF
+    cik: str  # SEC Central Index Key, ten digits
+    list_date: str  # YYYY-MM-DD
+    shares_outstanding: int
+    sic_code: str = ""  # SEC industry code (companies only)
+    sic_description: str = ""
+    homepage_url: str = ""
+
+
+_COMPUTERS, _SEMIS = ("3571", "ELECTRONIC COMPUTERS"), ("3674", "SEMICONDUCTORS & RELATED DEVICES")
+_SOFTWARE = ("7372", "SERVICES-PREPACKAGED SOFTWARE")
+_RETAIL = ("5331", "RETAIL-VARIETY STORES")
+_BANKS = ("6021", "NATIONAL COMMERCIAL BANKS")
+_SERVICES = ("7370", "SERVICES-COMPUTER PROGRAMMING, DATA PROCESSING, ETC.")
+_DRUGS = ("2834", "PHARMACEUTICAL PREPARATIONS")
+_ETF = ("", "")
+
+PROFILES: dict[str, Profile] = {
+    symbol: Profile(name, kind, cik, listed, shares, *sic, url)
+    for symbol, name, kind, cik, listed, shares, sic, url in [
+        ("AAPL", "Apple Inc.", "CS", "0000320193", "1980-12-12", 14_840_000_000, _COMPUTERS, "https://www.apple.com"),
+        ("MSFT", "Microsoft Corp", "CS", "0000789019", "1986-03-13", 7_430_000_000, _SOFTWARE, "https://www.microsoft.com"),
+        ("NVDA", "Nvidia Corp", "CS", "0001045810", "1999-01-22", 24_300_000_000, _SEMIS, "https://www.nvidia.com"),
+        ("AMZN", "Amazon.Com Inc", "CS", "0001018724", "1997-05-15", 10_600_000_000, ("5961", "RETAIL-CATALOG & MAIL-ORDER HOUSES"), "https://www.amazon.com"),
+        ("GOOGL", "Alphabet Inc. Class A", "CS", "0001652044", "2004-08-19", 5_830_000_000, _SERVICES, "https://abc.xyz"),
+        ("GOOG", "Alphabet Inc. Class C", "CS", "0001652044", "2014-04-03", 5_430_000_000, _SERVICES, "https://abc.xyz"),
+        ("META", "Meta Platforms, Inc. Class A Common Stock", "CS", "0001326801", "2012-05-18", 2_180_000_000, _SERVICES, "https://investor.atmeta.com"),
+        ("TSLA", "Tesla, Inc. Common Stock", "CS", "0001318605", "2010-06-29", 3_220_000_000, ("3711", "MOTOR VEHICLES & PASSENGER CAR BODIES"), "https://www.tesla.com"),
+        ("AVGO", "Broadcom Inc. Common Stock", "CS", "0001730168", "2009-08-06", 4_700_000_000, _SEMIS, "https://www.broadcom.com"),
+        ("BRK.B", "Berkshire Hathaway Inc. Class B", "CS", "0001067983", "1996-05-09", 1_320_000_000, ("6331", "FIRE, MARINE & CASUALTY INSURANCE"), "https://www.berkshirehathaway.com"),
+        ("JPM", "JPMorgan Chase & Co.", "CS", "0000019617", "1969-03-05", 2_800_000_000, _BANKS, "https://www.jpmorganchase.com"),
+        ("V", "Visa Inc.", "CS", "0001403161", "2008-03-19", 1_690_000_000, _SERVICES, "https://www.visa.com"),
+        ("MA", "Mastercard Incorporated", "CS", "0001141391", "2006-05-25", 910_000_000, _SERVICES, "https://www.mastercard.com"),
+        ("UNH", "UnitedHealth Group Incorporated", "CS", "0000731766", "1984-10-17", 910_000_000, ("6324", "HOSPITAL & MEDICAL SERVICE PLANS"), "https://www.unitedhealthgroup.com"),
+        ("XOM", "Exxon Mobil Corporation", "CS", "0000034088", "1920-01-02", 4_300_000_000, ("2911", "PETROLEUM REFINING"), "https://corporate.exxonmobil.com"),
+        ("LLY", "Eli Lilly and Company", "CS", "0000059478", "1970-07-09", 900_000_000, _DRUGS, "https://www.lilly.com"),
+        ("JNJ", "Johnson & Johnson", "CS", "0000200406", "1944-09-25", 2_410_000_000, _DRUGS, "https://www.jnj.com"),
+        ("WMT", "Walmart Inc.", "CS", "0000104169", "1972-08-25", 8_000_000_000, _RETAIL, "https://corporate.walmart.com"),
+        ("PG", "Procter & Gamble Company", "CS", "0000080424", "1950-03-22", 2_350_000_000, ("2840", "SOAP, DETERGENTS, CLEANG PREPARATIONS, PERFUMES, COSMETICS"), "https://us.pg.com"),
+        ("HD", "Home Depot, Inc.", "CS", "0000354950", "1981-09-22", 990_000_000, ("5211", "RETAIL-LUMBER & OTHER BUILDING MATERIALS DEALERS"), "https://www.homedepot.com"),
+        ("COST", "Costco Wholesale Corp", "CS", "0000909832", "1985-12-05", 443_000_000, _RETAIL, "https://www.costco.com"),
+        ("NFLX", "Netflix Inc", "CS", "0001065280", "2002-05-23", 428_000_000, ("7841", "SERVICES-VIDEO TAPE RENTAL"), "https://www.netflix.com"),
+        ("AMD", "Advanced Micro Devices", "CS", "0000002488", "1972-09-27", 1_620_000_000, _SEMIS, "https://www.amd.com"),
+        ("INTC", "Intel Corp", "CS", "0000050863", "1971-10-13", 4_360_000_000, _SEMIS, "https://www.intel.com"),
+        ("ORCL", "Oracle Corporation", "CS", "0001341439", "1986-03-12", 2_800_000_000, _SOFTWARE, "https://www.oracle.com"),
+        ("CRM", "Salesforce, Inc.", "CS", "0001108524", "2004-06-23", 960_000_000, _SOFTWARE, "https://www.salesforce.com"),
+        ("ADBE", "Adobe Inc.", "CS", "0000796343", "1986-08-20", 430_000_000, _SOFTWARE, "https://www.adobe.com"),
+        ("KO", "Coca-Cola Company", "CS", "0000021344", "1919-09-05", 4_300_000_000, ("2080", "BEVERAGES"), "https://www.coca-colacompany.com"),
+        ("PEP", "PepsiCo, Inc.", "CS", "0000077476", "1972-06-01", 1_370_000_000, ("2080", "BEVERAGES"), "https://www.pepsico.com"),
+        ("BAC", "Bank of America Corporation", "CS", "0000070858", "1973-01-02", 7_600_000_000, _BANKS, "https://www.bankofamerica.com"),
+        ("DIS", "Walt Disney Company", "CS", "0001744489", "1957-11-12", 1_810_000_000, ("7990", "SERVICES-MISCELLANEOUS AMUSEMENT & RECREATION"), "https://thewaltdisneycompany.com"),
+        ("SPY", "SPDR S&P 500 ETF Trust", "ETF", "0000884394", "1993-01-29", 1_030_000_000, _ETF, ""),
+        ("QQQ", "Invesco QQQ Trust, Series 1", "ETF", "0001067839", "1999-03-10", 640_000_000, _ETF, ""),
+        ("IWM", "iShares Russell 2000 ETF", "ETF", "0001100663", "2000-05-26", 300_000_000, _ETF, ""),
+        ("DIA", "SPDR Dow Jones Industrial Average ETF Trust", "ETF", "0001041130", "1998-01-20", 80_000_000, _ETF, ""),
+        ("GLD", "SPDR Gold Trust, SPDR Gold Shares", "ETF", "0001222333", "2004-11-18", 300_000_000, _ETF, ""),
+    ]
+}  # fmt: skip
+
+
+def profile(symbol: str) -> Profile:
+    """A symbol's profile: known ones from the table, others made up (and said to be) from the name."""
+    known = PROFILES.get(symbol)
+    if known is not None:
+        return known
+    h = zlib.crc32(symbol.encode())
+    return Profile(
+        f"{symbol} Simulated Inc.",
+        "CS",
+        f"{9_000_000_000 + h % 999_999_999:010d}",
+        f"{1990 + h % 30}-{1 + (h >> 8) % 12:02d}-{1 + (h >> 12) % 28:02d}",
+        100_000_000 + (h >> 4) % 9_900_000_000,
+    )
+
+
+def figi(symbol: str, share_class: bool = False) -> str:
+    """A made-up identifier in FIGI's shape (BBG + 9 characters), stable per symbol."""
+    alphabet = "0123456789BCDFGHJKLMNPQRSTVWXYZ"  # FIGI has no vowels
+    n = zlib.crc32(f"{symbol}/{'share' if share_class else 'composite'}".encode())
+    tail = ""
+    for _ in range(6):
+        n, r = divmod(n, len(alphabet))
+        tail += alphabet[r]
+    return ("BBG001" if share_class else "BBG000") + tail
+
 
 def listing(symbol: str) -> Listing:
     """The listing of any symbol: known ones from the table, others made up from the name."""

@@ -52,11 +52,25 @@ _ROUTES = Map(
         Rule("/v3/quotes/<ticker>", endpoint="quotes"),
         Rule("/v2/last/trade/<ticker>", endpoint="last_trade"),
         Rule("/v2/last/nbbo/<ticker>", endpoint="last_nbbo"),
+        *(
+            Rule(path, endpoint="reference", defaults={"name": name})
+            for path, name in [
+                ("/v3/reference/tickers", "tickers"),
+                ("/v3/reference/tickers/<ticker>", "ticker_details"),
+                ("/v3/reference/conditions", "conditions"),
+                ("/v3/reference/exchanges", "exchanges"),
+                ("/v3/reference/splits", "splits"),
+                ("/v3/reference/dividends", "dividends"),
+            ]
+        ),
+        Rule("/v1/marketstatus/now", endpoint="market_status", defaults={"name": "now"}),
+        Rule("/v1/marketstatus/upcoming", endpoint="market_status", defaults={"name": "upcoming"}),
         Rule("/_sim/disconnect", endpoint="disconnect", methods=["GET", "POST"]),
     ],
     strict_slashes=False,
 )
 _PREMIUM = {"trades", "quotes", "last_trade", "last_nbbo"}  # not on the free plan
+_UNWRAPPED = {"market_status"}  # Massive sends these bodies bare: no status, no request_id
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RFC3339 = re.compile(
     r"^(\d{4}-\d{2}-\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$"
@@ -140,7 +154,7 @@ class RestApp:
         response.headers["X-Request-Id"] = request_id
         return response(environ, start_response)
 
-    def dispatch(self, request: Request, request_id: str) -> dict[str, Any]:
+    def dispatch(self, request: Request, request_id: str) -> Any:
         try:
             endpoint, args = _ROUTES.bind_to_environ(request.environ).match()
         except MethodNotAllowed:
@@ -155,6 +169,8 @@ class RestApp:
         params = dict(request.args)
         params.pop("apiKey", None)
         body = getattr(self, f"_{endpoint}")(request, params, **args)
+        if endpoint in _UNWRAPPED:
+            return body
         body.setdefault("status", "OK")
         body["request_id"] = request_id
         return body
