@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -14,7 +15,9 @@ from massive import RESTClient
 from massive.exceptions import BadResponse
 
 from mesh.sim import conditions, corporate, exchanges, history, market, marketstatus
+from mesh.sim.clock import SimClock, session_at
 from mesh.sim.server import SimServer
+from tests.simulator import ThreadedSim
 
 KEY = "sim-demo-key"
 ET = market.ET
@@ -150,6 +153,29 @@ def test_market_status_at_chosen_instants_follows_the_nyse_calendar(
     assert body["serverTime"] == when.isoformat(timespec="seconds")
     minute = pd.Timestamp(when.astimezone(dt.UTC).replace(tzinfo=None), tz="UTC")
     assert xnys.is_open_on_minute(minute) == (state == "open")
+
+
+@pytest.mark.parametrize(
+    ("instant", "state", "early", "after"),
+    [
+        ("2024-11-26T10:00", "open", False, False),
+        ("2024-11-26T08:00", "extended-hours", True, False),
+        ("2024-11-29T13:30", "extended-hours", False, True),
+    ],
+)
+def test_the_official_client_sees_the_market_at_the_sims_clock(
+    instant: str, state: str, early: bool, after: bool
+) -> None:
+    wall = time.time_ns()
+    clock = SimClock(session_at(_et(instant), wall), wall=lambda: wall)  # time stands still
+    with ThreadedSim(clock=clock, symbols=["AAPL"], s3=False) as sim:
+        client = RESTClient(api_key=KEY, base=sim.rest_url, retries=0)
+        status = client.get_market_status()
+        holidays = client.get_market_holidays()
+    assert (status.market, status.early_hours, status.after_hours) == (state, early, after)
+    assert status.server_time == _et(instant).isoformat(timespec="seconds")
+    assert holidays[0].date >= instant[:10]  # type: ignore[operator]
+    assert ("2024-12-25", "closed") in {(h.date, h.status) for h in holidays}
 
 
 def test_the_early_close_is_the_calendars_1300(xnys: xcals.ExchangeCalendar) -> None:
