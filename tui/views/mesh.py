@@ -113,8 +113,14 @@ class MeshView(Vertical):
             )
         else:
             text.append("DOWN", style="bold red")
+        sim = mesh.counters("sim")
+        if sim.get("session"):  # a sim playing a session says which; a past one is not lag
+            text.append_text(literal(f"   sim: {sim['session']}", "cyan", limit=90))
         if ingest:
             lag = finite(ingest.get("last_event_age_s", -1))
+            offset = finite(sim.get("clock_offset_s", 0)) or 0.0
+            if lag is not None and lag >= 0 and offset > 0:
+                lag = max(0.0, lag - offset)
             connection = ingest.get("connection", "?")
             text.append("   ingest ")
             text.append_text(
