@@ -67,9 +67,14 @@ class FlatFiles:
     """Which day files exist, and their gzipped CSV bytes."""
 
     def __init__(
-        self, seed: int, symbols: Iterable[str], window: Callable[[], market.HistoryWindow]
+        self,
+        seed: int,
+        symbols: Iterable[str],
+        window: Callable[[], market.HistoryWindow],
+        scale: float = history.DEFAULT_SCALE,
     ) -> None:
         self.seed = seed
+        self.scale = scale
         self.symbols = sorted(symbols)
         self.window = window
 
@@ -100,7 +105,7 @@ class FlatFiles:
         return gzip.compress(text.encode(), compresslevel=6, mtime=0)
 
     def _trades_v1(self, day: dt.date) -> list[str]:
-        parts = [(s, history.day_trades(self.seed, s, day)) for s in self.symbols]
+        parts = [(s, history.day_trades(self.seed, s, day, self.scale)) for s in self.symbols]
         parts = [(s, t) for s, t in parts if len(t)]
         if not parts:
             return []
@@ -112,7 +117,7 @@ class FlatFiles:
         )  # fmt: skip
 
     def _quotes_v1(self, day: dt.date) -> list[str]:
-        parts = [(s, history.day_quotes(self.seed, s, day)) for s in self.symbols]
+        parts = [(s, history.day_quotes(self.seed, s, day, self.scale)) for s in self.symbols]
         parts = [(s, q) for s, q in parts if len(q)]
         if not parts:
             return []
@@ -129,8 +134,10 @@ class FlatFiles:
     def _day_aggs_v1(self, day: dt.date) -> list[str]:
         return self._bars(day, history.day_bar)
 
-    def _bars(self, day: dt.date, load: Callable[[int, str, dt.date], history.Bars]) -> list[str]:
-        parts = [(s, load(self.seed, s, day)) for s in self.symbols]
+    def _bars(
+        self, day: dt.date, load: Callable[[int, str, dt.date, float], history.Bars]
+    ) -> list[str]:
+        parts = [(s, load(self.seed, s, day, self.scale)) for s in self.symbols]
         parts = [(s, b) for s, b in parts if len(b)]
         if not parts:
             return []

@@ -51,6 +51,7 @@ def aggregate(
     ascending: bool,
     limit: int,
     window: market.HistoryWindow,
+    scale: float = history.DEFAULT_SCALE,
 ) -> AggPage:
     """Bars of `multiplier` x `timespan` whose windows overlap [start_ms, end_ms] (snapped to whole windows)."""
     if timespan in INTRADAY:
@@ -62,9 +63,9 @@ def aggregate(
             if day < first_day or day > last_day:
                 continue
             base = (
-                history.second_bars(seed, symbol, day)
+                history.second_bars(seed, symbol, day, scale)
                 if timespan == "second"
-                else history.minute_bars(seed, symbol, day)
+                else history.minute_bars(seed, symbol, day, scale)
             )
             mid = market.midnight_ns(day) // 1_000_000
             k = (base.t - mid) // width
@@ -81,7 +82,7 @@ def aggregate(
         for day in window.day_bars:
             if day < lo or day > last_day:
                 continue
-            bar = history.day_bar(seed, symbol, day)
+            bar = history.day_bar(seed, symbol, day, scale)
             if len(bar) == 0:
                 continue
             w = _window_start_date(day, multiplier, timespan)
@@ -121,6 +122,7 @@ def tick_rows(
     ascending: bool,
     limit: int,
     window: market.HistoryWindow,
+    scale: float = history.DEFAULT_SCALE,
 ) -> tuple[list[dict], bool]:
     """Up to `limit` trades or quotes with lo_ns <= sip_timestamp <= hi_ns, and whether more exist."""
     first_day = market.et_date_of_ns(max(lo_ns, 0))
@@ -129,9 +131,9 @@ def tick_rows(
     rows: list[dict] = []
     for day in days if ascending else reversed(days):
         data = (
-            history.day_trades(seed, symbol, day)
+            history.day_trades(seed, symbol, day, scale)
             if kind == "trades"
-            else history.day_quotes(seed, symbol, day)
+            else history.day_quotes(seed, symbol, day, scale)
         )
         idx = np.flatnonzero((data.sip_ns >= lo_ns) & (data.sip_ns <= hi_ns))
         if not ascending:
@@ -143,6 +145,30 @@ def tick_rows(
         if len(rows) > limit:
             return rows[:limit], True
     return rows, False
+
+
+def open_close(seed: int, symbol: str, day: dt.date, scale: float = history.DEFAULT_SCALE) -> dict:
+    """`/v1/open-close/{T}/{date}`: the regular session's open/high/low/close, the whole day's volume.
+
+    `preMarket` is the open of pre-market trading and `afterHours` the close of after-hours trading
+    (each omitted when that session had no trade that can set a price), as Massive defines them.
+    """
+    summary = history.day_summary(seed, symbol, day, scale)
+    bar = summary.bar
+    body: dict = {
+        "from": day.isoformat(),
+        "symbol": symbol,
+        "open": float(bar.o[0]),
+        "high": float(bar.h[0]),
+        "low": float(bar.low[0]),
+        "close": float(bar.c[0]),
+        "volume": int(bar.v[0]),
+    }
+    if summary.after_hours is not None:
+        body["afterHours"] = summary.after_hours
+    if summary.pre_market is not None:
+        body["preMarket"] = summary.pre_market
+    return body
 
 
 def conditions_of(flags: int) -> list[int]:
