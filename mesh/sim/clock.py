@@ -132,6 +132,7 @@ class SimClock:
     def __init__(self, session: Session, wall: Callable[[], int] = time.time_ns) -> None:
         self.session = session
         self.wall = wall
+        self._before: tuple[dt.date, market.HistoryWindow] | None = None
 
     def now_ns(self) -> int:
         return self.session.at(self.wall())
@@ -145,12 +146,15 @@ class SimClock:
 
     def window(self) -> market.HistoryWindow:
         """The days REST serves: completed days before the session's, and the session so far."""
-        past = market.HistoryWindow.ending_before(self.session.day)
+        past = self.completed()
         return market.HistoryWindow(past.day_bars, past.intraday + (self.session.day,))
 
     def completed(self) -> market.HistoryWindow:
         """The days flat files hold: completed days only."""
-        return market.HistoryWindow.ending_before(self.session.day)
+        day, cached = self.session.day, self._before
+        if cached is None or cached[0] != day:
+            cached = self._before = (day, market.HistoryWindow.ending_before(day))
+        return cached[1]
 
     def closed_before_ms(self, width_ms: int) -> int:
         """The last millisecond before the window of `width_ms` (aligned on midnight ET) now open."""
