@@ -19,7 +19,8 @@ regular hours. Every listing in the sim is liquid and trades at least once, with
 every regular-hours minute. `scale` multiplies the number of trades and quotes; scale 1 is a real
 day's order of magnitude (AAPL about 90,000 trades and 35 million shares).
 
-Bars follow Massive's eligibility rules (as /v3/reference/conditions publishes them): a trade sets a bar's prices only if none of its conditions has
+Bars follow Massive's eligibility rules (mesh.sim.conditions, as /v3/reference/conditions
+publishes them): a trade sets a bar's prices only if none of its conditions has
 `updates_high_low` or `updates_open_close` false, and counts towards its volume unless one has
 `updates_volume` false. Form T (12) is ineligible for the day bar and regular-hours minute bars,
 but sets the prices of pre-market and after-hours minute and second bars, as Massive's do. A window
@@ -34,7 +35,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from mesh.sim import market
+from mesh.sim import conditions, market
 
 NS_PER_SECOND = 1_000_000_000
 NS_PER_MIN = 60 * NS_PER_SECOND
@@ -51,7 +52,11 @@ LIQUID_ACTIVITY = 0.3  # listings at least this active trade in every regular-ho
 COND_FORM_T = 1  # 12: Form T (extended hours)
 COND_ISO = 2  # 14: intermarket sweep
 COND_ODD_LOT = 4  # 37: odd lot
-CONDITION_CODES = ((COND_FORM_T, 12), (COND_ISO, 14), (COND_ODD_LOT, 37))
+CONDITION_CODES = (
+    (COND_FORM_T, conditions.FORM_T),
+    (COND_ISO, conditions.INTERMARKET_SWEEP),
+    (COND_ODD_LOT, conditions.ODD_LOT),
+)
 
 # How often the tape's exceptions print outside the NBBO in force, and by how many cents at most.
 ODD_LOT_OUTSIDE = 0.03
@@ -66,32 +71,11 @@ QUOTE_EXCHANGES = np.array([1, 7, 8, 10, 11, 12, 15, 17, 19, 21])
 TRF_IDS = np.array([201, 202, 203])
 
 
-@dataclass(frozen=True)
-class Eligibility:
-    """What a trade condition may update in a consolidated bar (Massive's `update_rules.consolidated`)."""
-
-    updates_high_low: bool
-    updates_open_close: bool
-    updates_volume: bool
-
-
-# The conditions the sim's tape uses, with the flags /v3/reference/conditions gives them.
-ELIGIBILITY = {
-    12: Eligibility(updates_high_low=False, updates_open_close=False, updates_volume=True),
-    14: Eligibility(updates_high_low=True, updates_open_close=True, updates_volume=True),
-    37: Eligibility(updates_high_low=False, updates_open_close=False, updates_volume=True),
-}
-
-
-def eligibility(code: int) -> Eligibility:
-    return ELIGIBILITY[code]
-
-
 def _blocking_bits(field: str) -> int:
     """The COND_* bits whose condition has `field` (updates_high_low, ...) false."""
     bits = 0
     for bit, code in CONDITION_CODES:
-        if not getattr(eligibility(code), field):
+        if not getattr(conditions.eligibility(code), field):
             bits |= bit
     return bits
 

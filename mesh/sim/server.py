@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mesh.config import SIM_API_KEY, SIM_HOST, SIM_S3_ACCESS_KEY_ID, SIM_S3_SECRET_ACCESS_KEY
-from mesh.sim import market
+from mesh.sim import history, market
 from mesh.sim.clock import SimClock
 from mesh.sim.flatfiles import BUCKET, FlatFiles, S3Gateway, S3Server
 from mesh.sim.generator import LiveSource
@@ -55,8 +55,10 @@ class SimServer:
         rest: bool = True,
         s3: bool = True,
         clock: SimClock | None = None,
+        scale: float = history.DEFAULT_SCALE,
     ) -> None:
         self.seed = seed
+        self.scale = scale  # REST's and the flat files' trades and quotes, times a real day's
         self.symbols = list(symbols or market.DEFAULT_SYMBOLS)
         self.host = host
         self.api_keys = set(api_keys)
@@ -114,12 +116,15 @@ class SimServer:
                 self._live_last,
                 self._disconnect_threadsafe,
                 clock=self.clock,
+                scale=self.scale,
             )
             self.rest = RestServer(app, self.host, port)
             self.rest.start()
         enabled, port = self._want["s3"]
         if enabled:
-            gateway = S3Gateway(FlatFiles(self.seed, self.symbols, window), *self._s3_keys)
+            gateway = S3Gateway(
+                FlatFiles(self.seed, self.symbols, window, self.scale), *self._s3_keys
+            )
             self.s3 = S3Server(gateway, self.host, port)
             self.s3.start()
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 
+import httpx
 import numpy as np
 import pytest
+from massive import RESTClient
 
 from mesh.sim import history, market
+from mesh.sim.server import SimServer
+from tests.sim.test_rest import flat_file
+from tests.simulator import ThreadedSim
 
 D = dt.date
 DAY = D(2025, 2, 27)
 EARLY_CLOSE = D(2024, 11, 29)
+KEY = "sim-demo-key"
 
 
 def in_force(trades: history.Trades, quotes: history.Quotes) -> tuple[np.ndarray, np.ndarray]:
@@ -128,3 +134,47 @@ def test_a_day_is_identical_built_twice_or_after_other_days() -> None:
     assert not np.array_equal(
         first[days[0]].price[:50], history.day_trades(6, "NVDA", days[0]).price[:50]
     )
+
+
+def test_open_close_is_the_regular_session_with_the_extended_sessions_beside_it(
+    http_sim: SimServer,
+) -> None:
+    rest = RESTClient(api_key=KEY, base=http_sim.rest_url, retries=0)
+    days = market.HistoryWindow.ending_before(market.today_et()).intraday[-5:]
+    closes_differ = 0
+    for day in days:
+        summary = rest.get_daily_open_close_agg("AAPL", day.isoformat())
+        bar = history.day_bar(http_sim.seed, "AAPL", day)
+        assert (summary.open, summary.high, summary.low, summary.close, summary.volume) == (
+            bar.o[0], bar.h[0], bar.low[0], bar.c[0], bar.v[0],
+        )  # fmt: skip
+        trades = history.day_trades(http_sim.seed, "AAPL", day)
+        _, open_, close, _ = history.session_bounds_ns(day)
+        lot = (trades.flags & history.COND_ODD_LOT) == 0
+        assert summary.pre_market == trades.price[lot & (trades.sip_ns < open_)][0]
+        assert summary.after_hours == trades.price[lot & (trades.sip_ns >= close)][-1]
+        closes_differ += summary.close != summary.after_hours
+        grouped = {g.ticker: g for g in rest.get_grouped_daily_aggs(day.isoformat())}
+        g = grouped["AAPL"]
+        assert (g.open, g.high, g.low, g.close, g.volume) == (
+            summary.open, summary.high, summary.low, summary.close, summary.volume,
+        )  # fmt: skip
+    assert closes_differ >= 4
+    with httpx.Client(base_url=http_sim.rest_url, timeout=30) as http:
+        body = http.get(f"/v1/open-close/AAPL/{days[-1]}", params={"apiKey": KEY}).json()
+    assert body["status"] == "OK" and body["from"] == days[-1].isoformat()
+    assert set(body) >= {"open", "high", "low", "close", "volume", "preMarket", "afterHours"}
+
+
+def test_a_scaled_sim_serves_the_same_scaled_day_through_rest_and_flat_files() -> None:
+    with ThreadedSim(rate=50, scale=0.01) as sim:
+        rest = RESTClient(api_key=KEY, base=sim.rest_url, retries=0)
+        day = market.HistoryWindow.ending_before(market.today_et()).intraday[-1]
+        trades = list(rest.list_trades("GLD", timestamp=day.isoformat(), order="asc", limit=50_000))
+        scaled = history.day_trades(sim.seed, "GLD", day, 0.01)
+        assert [t.sip_timestamp for t in trades] == scaled.sip_ns.tolist()
+        assert len(scaled) < len(history.day_trades(sim.seed, "GLD", day))
+        (bar,) = rest.get_aggs("GLD", 1, "day", day.isoformat(), day.isoformat())
+        assert bar.volume == scaled.size.sum()
+        file = flat_file(sim, "trades_v1", day)
+        assert list(file[file.ticker == "GLD"].sip_timestamp) == scaled.sip_ns.tolist()
