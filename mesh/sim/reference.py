@@ -1,6 +1,6 @@
 """Massive's reference and market-status endpoints for the sim's one market.
 
-`/v3/reference/tickers` (list and details), `/v1/marketstatus/now` and `/upcoming`,
+`/v3/reference/tickers` (list, details and types), `/v1/marketstatus/now` and `/upcoming`,
 `/v3/reference/conditions`, `/v3/reference/exchanges`, `/v3/reference/splits` and
 `/v3/reference/dividends`, in Massive's shapes, filters and cursor pagination. `rest.RestApp`
 routes to `answer` (and `market_status`) after it has checked the key, so these endpoints share
@@ -25,6 +25,23 @@ TICKER_TYPES = (
     "CS ADRC ADRP ADRR UNIT RIGHT PFD FUND SP WARRANT INDEX ETF ETN OS GDR OTHER NYRS AGEN EQLK "
     "BOND ADRW BASKET LT"
 ).split()
+STOCK_TYPES = {  # Massive's stock ticker types and their descriptions (`/v3/reference/tickers/types`)
+    "CS": "Common Stock",
+    "PFD": "Preferred Stock",
+    "WARRANT": "Warrant",
+    "RIGHT": "Rights",
+    "BOND": "Corporate Bond",
+    "ETF": "Exchange Traded Fund",
+    "ETN": "Exchange Traded Note",
+    "SP": "Structured Product",
+    "ADRC": "American Depository Receipt Common",
+    "ADRW": "American Depository Receipt Warrants",
+    "ADRR": "American Depository Receipt Rights",
+    "FUND": "Fund",
+    "BASKET": "Basket",
+    "UNIT": "Unit",
+    "LT": "Liquidating Trust",
+}
 MARKETS = ("stocks", "crypto", "fx", "otc", "indices")
 ASSET_CLASSES = ("stocks", "options", "crypto", "fx")
 TICKER_SORTS = (
@@ -146,6 +163,17 @@ def _ticker_details(app: RestApp, request: Request, params: dict[str, str], tick
     return {"results": details}
 
 
+def _ticker_types(app: RestApp, request: Request, params: dict[str, str]) -> Row:
+    asset_class = _choice(params, "asset_class", (*ASSET_CLASSES, "indices"), "stocks")
+    locale = _choice(params, "locale", ("us", "global"), "us")
+    rows = [
+        {"code": code, "description": text, "asset_class": "stocks", "locale": "us"}
+        for code, text in STOCK_TYPES.items()
+        if (asset_class, locale) == ("stocks", "us")
+    ]
+    return {"results": rows, "count": len(rows)}
+
+
 # --- conditions and exchanges --------------------------------------------------------------------
 
 
@@ -227,6 +255,7 @@ def _dividends(app: RestApp, request: Request, params: dict[str, str]) -> Row:
 _HANDLERS: dict[str, Callable[..., Row]] = {
     "tickers": _tickers,
     "ticker_details": _ticker_details,
+    "ticker_types": _ticker_types,
     "conditions": _conditions,
     "exchanges": _exchanges,
     "splits": _splits,

@@ -94,6 +94,13 @@ def test_ticker_details_describe_the_company_and_its_market_cap(rest: RESTClient
     assert (spy.type, spy.primary_exchange, spy.sic_code) == ("ETF", "ARCX", None)
 
 
+def test_ticker_types_name_the_types_the_sim_lists(rest: RESTClient) -> None:
+    types = {t.code: t.description for t in rest.get_ticker_types(asset_class="stocks")}
+    assert types["CS"] == "Common Stock" and types["ETF"] == "Exchange Traded Fund"
+    assert {market.profile(s).type for s in market.DEFAULT_SYMBOLS} <= set(types)
+    assert rest.get_ticker_types(asset_class="crypto") == []
+
+
 def test_an_unknown_ticker_has_massives_not_found_body(
     rest: RESTClient, http: httpx.Client
 ) -> None:
