@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -99,8 +100,10 @@ class RestApp:
         | None = None,
         disconnect: Callable[[str | None], int] | None = None,
         clock: SimClock | None = None,
+        scale: float = history.DEFAULT_SCALE,
     ) -> None:
         self.seed = seed
+        self.scale = scale  # history's trades and quotes per day, times a real day's
         self.clock = clock  # a playing sim: serve its session only up to the played present
         self.symbols = set(symbols)
         self.keys = set(keys) | set(free_keys)
@@ -248,6 +251,7 @@ class RestApp:
             sort == "asc",
             limit,
             self.window(),
+            self.scale,
         )
         results = queries.bar_dicts(page.bars)
         body.update(queryCount=page.base_count, resultsCount=len(results), count=len(results))
@@ -274,7 +278,7 @@ class RestApp:
         results = []
         for symbol in sorted(self.symbols):
             results += queries.bar_dicts(
-                history.day_bar(self.seed, symbol, day), "T", symbol, [close_ms]
+                history.day_bar(self.seed, symbol, day, self.scale), "T", symbol, [close_ms]
             )
         body.update(queryCount=len(results), resultsCount=len(results), results=results)
         return body
@@ -293,7 +297,7 @@ class RestApp:
         day = days[-1]
         close_ms = (market.midnight_ns(day) + 16 * history.NS_PER_HOUR) // 1_000_000
         results = queries.bar_dicts(
-            history.day_bar(self.seed, ticker, day), "T", ticker, [close_ms]
+            history.day_bar(self.seed, ticker, day, self.scale), "T", ticker, [close_ms]
         )
         body.update(queryCount=1, resultsCount=1, results=results)
         return body
@@ -304,21 +308,7 @@ class RestApp:
         day = _date(date, "date")
         if ticker not in self.symbols or day not in set(self.window().day_bars):
             raise ApiError(404, "NOT_FOUND", "Data not found.")
-        bar = history.day_bar(self.seed, ticker, day)
-        trades = history.day_trades(self.seed, ticker, day)
-        _, open_ns, close_ns, _ = history.session_bounds_ns(day)
-        pre = trades.price[trades.sip_ns < open_ns]
-        return {
-            "from": day.isoformat(),
-            "symbol": ticker,
-            "open": float(bar.o[0]),
-            "high": float(bar.h[0]),
-            "low": float(bar.low[0]),
-            "close": float(bar.c[0]),
-            "volume": int(bar.v[0]),
-            "preMarket": float(pre[-1]) if len(pre) else float(bar.o[0]),
-            "afterHours": float(trades.price[-1]),
-        }
+        return queries.open_close(self.seed, ticker, day, self.scale)
 
     # --- trades and quotes -----------------------------------------------------------------------
 
@@ -348,7 +338,7 @@ class RestApp:
         if self.clock is not None:
             hi = min(hi, self.clock.now_ns())
         rows, more = queries.tick_rows(
-            self.seed, ticker, kind, lo, hi, order == "asc", limit, self.window()
+            self.seed, ticker, kind, lo, hi, order == "asc", limit, self.window(), self.scale
         )
         body: dict[str, Any] = {"results": rows}
         if more:
@@ -432,15 +422,13 @@ class RestApp:
         }
         return {"results": res}
 
-    def _last_day_data(
-        self, ticker: str, load: Callable[[int, str, dt.date], Any]
-    ) -> tuple[Any, int]:
+    def _last_day_data(self, ticker: str, load: Callable[..., Any]) -> tuple[Any, int]:
         """The last day's trades or quotes and the index of the last one served so far."""
         days = self.window().intraday
         if ticker not in self.symbols or not days:
             raise ApiError(404, "NOT_FOUND", "Data not found.")
         now = self.clock.now_ns() if self.clock is not None else None
-        found = last_served(self.seed, ticker, days, load, now)
+        found = last_served(self.seed, ticker, days, partial(load, scale=self.scale), now)
         if found is None:
             raise ApiError(404, "NOT_FOUND", "Data not found.")
         return found
