@@ -1,11 +1,12 @@
-"""The live market: a seeded, vectorised generator of quotes, trades and the bars built from them.
+"""Synthetic flow for benchmarks (`--rate`): a seeded, vectorised generator of quotes, trades and bars.
 
-Each tick (20 ms by default) draws `rate x elapsed` events at once with numpy: which symbol,
-quote or trade, when in the tick, at what price. Mid prices follow a random walk with the
-listing's intraday volatility, starting from the last historical close, so the live feed picks up
-where REST history ends. Every tick's trades also feed per-second (`A`) and per-minute (`AM`)
-bars, emitted once their window has passed. Timestamps are the current time whatever the day,
-so the feed moves on a Sunday night too.
+The sim's feed normally plays its history (`mesh.sim.playback`); this generator instead sends
+any rate asked of it, up to a firehose, and none of its events are in the sim's history. Each
+tick (20 ms by default) draws `rate x elapsed` events at once with numpy: which symbol, quote or
+trade, when in the tick, at what price. Mid prices follow a random walk with the listing's
+intraday volatility, starting from the last historical close. Every tick's trades also feed
+per-second (`A`) and per-minute (`AM`) bars, emitted once their window has passed. Timestamps
+are the current time whatever the day.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """What the WebSocket feed streams from: a pluggable source of event steps.
 
-A source is an async iterator of `Step`s, each paced by the source itself (the live generator
-ticks with the wall clock; a replay source would sleep by the recorded gaps). A step renders
+A source is an async iterator of `Step`s, each paced by the source itself (history playback
+ticks with the sim's clock, the synthetic generator with the wall clock, a replay sleeps by the
+recorded gaps). A step renders
 into a `Batch` for a given delay (0 for `/stocks`, 15 minutes for `/delayed/stocks`), and the
 feed filters each batch per connection by the integer kind and symbol codes it carries.
 """
