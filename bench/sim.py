@@ -7,10 +7,16 @@ Two servers run in their own processes, one after the other, each measured with 
   sim's own generator, so both streams carry the same bytes per event) as fast as it can send;
 - sim: `SimServer` generating the live feed at a firehose rate (`--rate`), T and Q for every symbol.
 
-Prints a JSON line last: {"bench": "sim", "metric": "events_per_s", "value", "unit", "baseline",
-"ratio", "target"}. The target is the larger of 500,000 events/s and half the baseline.
+It also times the history: building one full day (BUILD_DAY, a Thursday) of every default symbol's
+trades and quotes at `--scale` (default: history's DEFAULT_SCALE), in a fresh process, twice:
+"cold" includes each symbol's daily walk (made once per process), "warm" is the day alone.
 
-    python bench/sim.py [--seconds 5] [--rate 1000000]
+Prints one line per figure on stderr and a JSON line last: {"bench": "sim", "metric":
+"events_per_s", "value", "unit", "baseline", "ratio", "target", "build_day_s", "build_day_cold_s",
+"build_day_scale", "build_day_trades", "build_day_quotes"}. The target is the larger of 500,000
+events/s and half the baseline; `build_day_s` is the warm build, in seconds.
+
+    python bench/sim.py [--seconds 5] [--rate 1000000] [--scale 0.05]
 """
 
 from __future__ import annotations
@@ -26,6 +32,35 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TARGET_EVENTS_PER_S = 500_000
+BUILD_DAY = "2025-02-27"
+
+
+def _build_day(scale: float, out: mp.Queue) -> None:
+    """Times building BUILD_DAY's trades and quotes for every default symbol; puts the figures."""
+    import datetime as dt
+
+    from mesh.sim import history, market
+
+    day = dt.date.fromisoformat(BUILD_DAY)
+    figures = []
+    for _ in ("cold", "warm"):
+        history.clear_caches()
+        start = time.perf_counter()
+        trades = sum(len(history.day_trades(7, s, day, scale)) for s in market.DEFAULT_SYMBOLS)
+        quotes = sum(len(history.day_quotes(7, s, day, scale)) for s in market.DEFAULT_SYMBOLS)
+        figures.append(time.perf_counter() - start)
+    out.put((figures[0], figures[1], trades, quotes))
+
+
+def _time_build_day(scale: float) -> tuple[float, float, int, int]:
+    ctx = mp.get_context("spawn")
+    out: mp.Queue = ctx.Queue()
+    proc = ctx.Process(target=_build_day, args=(scale, out), daemon=True)
+    proc.start()
+    try:
+        return out.get(timeout=600)
+    finally:
+        proc.join(5)
 
 
 def _serve_sim(rate: float, ready: mp.Queue) -> None:
@@ -132,7 +167,24 @@ def main() -> int:
     parser.add_argument(
         "--rate", type=float, default=1_000_000, help="sim --rate for the run (default 1,000,000)"
     )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="history scale for the day build (default: the sim's default scale)",
+    )
     args = parser.parse_args()
+    if args.scale is None:
+        from mesh.sim.history import DEFAULT_SCALE
+
+        args.scale = DEFAULT_SCALE
+
+    cold, warm, trades, quotes = _time_build_day(args.scale)
+    print(
+        f"history: one full day ({BUILD_DAY}) of {trades:,} trades and {quotes:,} quotes of the"
+        f" default symbols at scale {args.scale:g}: {warm:.2f} s ({cold:.2f} s cold)",
+        file=sys.stderr,
+    )
 
     baseline, base_note = _measure(
         _serve_bare, (), lambda p: f"ws://127.0.0.1:{p}/", args.seconds, args.warmup, None
@@ -165,6 +217,11 @@ def main() -> int:
                 "baseline": round(baseline),
                 "ratio": round(ratio, 3),
                 "target": round(target),
+                "build_day_s": round(warm, 3),
+                "build_day_cold_s": round(cold, 3),
+                "build_day_scale": args.scale,
+                "build_day_trades": trades,
+                "build_day_quotes": quotes,
             }
         )
     )
