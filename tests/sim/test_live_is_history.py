@@ -24,6 +24,7 @@ from massive import RESTClient
 from mesh.sim import market
 from mesh.sim.clock import Playing, SimClock, session_at, session_now
 from mesh.sim.server import SimServer
+from tests.sim.test_rest import s3_client
 from tests.simulator import ThreadedSim
 
 KEY = "sim-demo-key"
@@ -37,7 +38,7 @@ LISTEN_S = 4.0
 def played() -> Iterator[tuple[SimServer, list[dict[str, Any]], str]]:
     """A sim playing Friday's open at 20x, and what one client received from it."""
     clock = SimClock(session_at(FRIDAY_OPEN, time.time_ns(), SPEED))
-    with ThreadedSim(symbols=SYMBOLS, clock=clock, s3=False) as sim:
+    with ThreadedSim(symbols=SYMBOLS, clock=clock) as sim:
         events, greeting = asyncio.run(_listen(sim.ws_url, LISTEN_S))
         yield sim, events, greeting
 
@@ -150,6 +151,18 @@ def test_rest_serves_the_played_session_only_up_to_the_sims_clock(played: Any) -
         dt.date(2026, 12, 1),
         dt.date(2026, 12, 2),
         dt.date(2026, 12, 3),
+    ]
+
+
+def test_flat_files_hold_the_completed_days_before_the_played_session(played: Any) -> None:
+    sim, _, _ = played
+    listed = s3_client(sim).list_objects_v2(
+        Bucket="flatfiles", Prefix="us_stocks_sip/trades_v1/2026/12/"
+    )["Contents"]
+    assert [o["Key"].rsplit("/", 1)[1] for o in listed] == [
+        "2026-12-01.csv.gz",
+        "2026-12-02.csv.gz",
+        "2026-12-03.csv.gz",
     ]
 
 
