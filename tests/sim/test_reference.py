@@ -162,6 +162,35 @@ def test_market_status_at_chosen_instants_follows_the_nyse_calendar(
     assert xnys.is_open_on_minute(minute) == (state == "open")
 
 
+def test_every_quarter_hour_of_summer_and_year_end_2024_agrees_with_xnys(
+    xnys: xcals.ExchangeCalendar,
+) -> None:
+    """Open exactly when XNYS is; pre-market 4 h before its open; after-hours 4 h after its close."""
+    checked = 0
+    for start, end in [("2024-06-28", "2024-07-08"), ("2024-11-22", "2025-01-03")]:
+        minutes = pd.date_range(f"{start} 00:00", f"{end} 23:45", freq="15min", tz=ET)
+        for minute in minutes:
+            when = minute.to_pydatetime()
+            body = marketstatus.status_now(when)
+            day = pd.Timestamp(when.date())
+            if xnys.is_session(day):
+                opens, closes = xnys.session_open(day), xnys.session_close(day)
+                pre = opens - pd.Timedelta(hours=5, minutes=30) <= minute < opens
+                post = closes <= minute < closes + pd.Timedelta(hours=4)
+            else:
+                pre = post = False
+            assert body["market"] == (
+                "open"
+                if xnys.is_open_on_minute(minute)
+                else "extended-hours"
+                if pre or post
+                else "closed"
+            ), when
+            assert (body["earlyHours"], body["afterHours"]) == (pre, post), when
+            checked += 1
+    assert checked > 5000
+
+
 @pytest.mark.parametrize(
     ("instant", "state", "early", "after"),
     [
