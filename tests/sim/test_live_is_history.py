@@ -15,15 +15,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
-from massive import RESTClient
+from massive import RESTClient, WebSocketClient
+from massive.websocket.models import EquityTrade
 
+from mesh.config import Config
 from mesh.sim import market
 from mesh.sim.clock import Playing, SimClock, session_at, session_now
 from mesh.sim.server import SimServer
+from mesh.sim.service import SimService, build_parser
 from tests.sim.test_rest import s3_client
 from tests.simulator import ThreadedSim
 
@@ -212,3 +216,58 @@ def test_at_outside_any_session_is_one_line_and_exit_2(at: str, says: str) -> No
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and says in done.stderr
+
+
+async def test_massive_status_says_which_session_the_sim_plays(tmp_path: Path) -> None:
+    args = build_parser().parse_args(
+        ["--ws-port", "0", "--rest-port", "0", "--s3-port", "0", "--symbols", "AAPL"]
+        + ["--at", "2026-12-04T15:59:30", "--speed", "10"]
+    )
+    service = SimService(Config.load({}, cwd=tmp_path), args)
+    stopping = asyncio.Event()
+    runtime = type("Runtime", (), {"stopping": stopping})()
+    task = asyncio.create_task(service.run(runtime))
+    while service.sim is None or service.sim.rest is None:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    counters = service.counters()
+    assert service.state == "ok"
+    assert service.message == "replaying 2026-12-04 from 15:59 ET at 10x"
+    assert counters["session_day"] == "2026-12-04" and counters["playing"] == "past-session"
+    assert counters["speed"] == 10.0 and counters["session_time"] >= "15:59:30"
+    assert counters["clock_offset_s"] > 86_400
+    stopping.set()
+    await asyncio.wait_for(task, 10)
+
+
+def test_the_official_client_parses_the_played_trades(played: Any) -> None:
+    sim, _, _ = played
+    received: list[EquityTrade] = []
+
+    async def listen() -> None:
+        client = WebSocketClient(
+            api_key=KEY, feed=f"127.0.0.1:{sim.ws_port}", secure=False, subscriptions=["T.*"]
+        )
+
+        async def handle(messages: list[Any]) -> None:
+            received.extend(m for m in messages if isinstance(m, EquityTrade))
+            if len(received) >= 20:
+                await client.close()
+
+        await asyncio.wait_for(client.connect(handle), 20)
+
+    asyncio.run(listen())
+    assert len(received) >= 20
+    for trade in received:
+        assert trade.id is not None and trade.id.isdigit() and trade.symbol in SYMBOLS
+        assert trade.timestamp is not None and trade.price is not None and trade.size is not None
+    rest = _rest(sim)
+    for t in received[:20]:
+        assert t.symbol is not None and t.timestamp is not None
+        same_ms = rest.list_trades(
+            t.symbol,
+            timestamp_gte=t.timestamp * 1_000_000,
+            timestamp_lt=(t.timestamp + 1) * 1_000_000,
+            limit=1000,
+        )
+        assert (t.id, t.price, t.size) in {(r.id, r.price, r.size) for r in same_ms}
