@@ -105,7 +105,7 @@ class BarTape:
     bars: Bars
     day_volume: np.ndarray  # the symbol's volume up to the bar's end (`av`)
     day_vwap: np.ndarray  # and its VWAP (`a`)
-    day_open: np.ndarray  # `op`
+    day_open: np.ndarray  # `op`: the official open, 0 in bars that end before it
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,13 @@ def build_tape(seed: int, symbols: list[str], day: Any) -> SessionTape:
             "q": "sequence",
         },
     )
+    opening = _Opening(
+        history.session_bounds_ns(day)[1],
+        [
+            float(b.o[0]) if len(b) else 0.0
+            for b in (history.day_bar(seed, s, day) for s in symbols)
+        ],
+    )
     qu["bs"] = qu["bs"] // 100  # the WebSocket feed gives quote sizes in round lots
     qu["as"] = qu["as"] // 100
     return SessionTape(
@@ -170,8 +177,10 @@ def build_tape(seed: int, symbols: list[str], day: Any) -> SessionTape:
         np.array([t.tape for t in trades], np.int64),
         tr,
         qu,
-        _bar_tape("A", [history.second_bars(seed, s, day) for s in symbols], trades, 1000),
-        _bar_tape("AM", [history.minute_bars(seed, s, day) for s in symbols], trades, 60_000),
+        _bar_tape("A", [history.second_bars(seed, s, day) for s in symbols], trades, 1000, opening),
+        _bar_tape(
+            "AM", [history.minute_bars(seed, s, day) for s in symbols], trades, 60_000, opening
+        ),
         _Layouts(list(symbols)),
     )
 
@@ -185,9 +194,19 @@ def _merge(parts: list[Any], fields: dict[str, str]) -> dict[str, np.ndarray]:
     return out
 
 
-def _bar_tape(ev: str, per_symbol: list[Bars], trades: list[Any], width_ms: int) -> BarTape:
+@dataclass(frozen=True)
+class _Opening:
+    """The regular session's opening time and each symbol's official open (the day bar's)."""
+
+    at_ns: int
+    price: list[float]
+
+
+def _bar_tape(
+    ev: str, per_symbol: list[Bars], trades: list[Any], width_ms: int, opening: _Opening
+) -> BarTape:
     volume, vwap, opens = [], [], []
-    for bars, tr in zip(per_symbol, trades, strict=True):
+    for bars, tr, official in zip(per_symbol, trades, opening.price, strict=True):
         ends_ns = (bars.t + width_ms) * NS_PER_MS
         last = np.searchsorted(tr.sip_ns, ends_ns, side="left") - 1
         cum_v = np.cumsum(tr.size)
@@ -195,7 +214,7 @@ def _bar_tape(ev: str, per_symbol: list[Bars], trades: list[Any], width_ms: int)
         v = cum_v[last] if len(bars) else np.empty(0, np.int64)
         volume.append(v)
         vwap.append(np.round(cum_n[last] / np.maximum(v, 1), 4) if len(bars) else np.empty(0))
-        opens.append(np.full(len(bars), float(tr.price[0]) if len(tr) else 0.0))
+        opens.append(np.where(ends_ns > opening.at_ns, official, 0.0))
     sym = np.concatenate([np.full(len(b), j, np.int64) for j, b in enumerate(per_symbol)])
     merged = Bars.concat(per_symbol)
     end = merged.t + width_ms

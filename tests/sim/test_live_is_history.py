@@ -24,8 +24,9 @@ from massive import RESTClient, WebSocketClient
 from massive.websocket.models import EquityTrade
 
 from mesh.config import Config
-from mesh.sim import market
+from mesh.sim import history, market
 from mesh.sim.clock import Playing, SimClock, session_at, session_now
+from mesh.sim.playback import PlaybackStep, build_tape
 from mesh.sim.server import SimServer
 from mesh.sim.service import SimService, build_parser
 from tests.sim.test_rest import s3_client
@@ -271,3 +272,16 @@ def test_the_official_client_parses_the_played_trades(played: Any) -> None:
             limit=1000,
         )
         assert (t.id, t.price, t.size) in {(r.id, r.price, r.size) for r in same_ms}
+
+
+def test_bars_carry_the_official_open_only_once_the_session_has_opened() -> None:
+    day = FRIDAY_OPEN.date()
+    tape = build_tape(market.DEFAULT_SEED, ["AAPL"], day)
+    _, open_ns, _, _ = history.session_bounds_ns(day)
+    step = PlaybackStep(tape, open_ns - 5 * 60 * 10**9, open_ns + 5 * 60 * 10**9)
+    bars = [json.loads(e) for e in step.render(0).loose]
+    before = [b for b in bars if b["e"] * 1_000_000 <= open_ns]
+    after = [b for b in bars if b["e"] * 1_000_000 > open_ns]
+    official = float(history.day_bar(market.DEFAULT_SEED, "AAPL", day).o[0])
+    assert before and all(b["op"] == 0 for b in before)
+    assert after and all(b["op"] == official for b in after)
