@@ -40,6 +40,8 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from mesh.files import replace_file
+
 log = logging.getLogger(__name__)
 
 ROLES = ("subscribe", "publish", "control")
@@ -169,15 +171,7 @@ class KeyStore:
             c.name: {"public": c.public, "roles": list(c.roles), "added_ns": c.added_ns}
             for c in clients.values()
         }
-        tmp = self.registry.with_name(f".{self.registry.name}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh, indent=2, sort_keys=True)
-            os.replace(tmp, self.registry)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        replace_file(self.registry, json.dumps(data, indent=2, sort_keys=True), mode=0o600)
 
     # --- managing ------------------------------------------------------------------------------
 

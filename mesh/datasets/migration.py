@@ -222,9 +222,9 @@ def _stale_files(dataset: Dataset, rewrites: list[_Rewrite]) -> list[Path]:
 
 
 def _remove_temporaries(folder: Path) -> None:
-    """Hidden half-written files an interrupted run left (`.bars_5m.parquet.tmp-<pid>`)."""
+    """Hidden half-written files an interrupted run left (`.bars_5m.parquet.<pid>.tmp`)."""
     for sub in (folder, *(folder / t for t in PART_TABLES)):
-        for path in sub.glob(".*.tmp-*") if sub.is_dir() else ():
+        for path in sub.glob(".*.tmp") if sub.is_dir() else ():
             path.unlink(missing_ok=True)
 
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from mesh.files import replace_file
 from mesh.gaps import KINDS, GapTracker, Position
 from mesh.schema import Gap
 
@@ -137,13 +137,7 @@ class Continuity:
         """
         data = json.dumps(self.snapshot(), separators=(",", ":"))
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{SNAPSHOT_FILE}.tmp"
-        try:
-            tmp.write_text(data)
-            os.replace(tmp, directory / SNAPSHOT_FILE)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        replace_file(directory / SNAPSHOT_FILE, data, durable=False)
         self._saved_at = time.monotonic()
         self.changed = False
 

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from mesh.files import fsync_dir
 from mesh.recorder import bars as bars_mod
 from mesh.recorder import manifest as mf
 from mesh.recorder.columns import GAPS, STORAGE, to_storage
 from mesh.recorder.store import Store
-from mesh.recorder.wal import fsync_dir, read_segment
+from mesh.recorder.wal import read_segment
 
 log = logging.getLogger(__name__)
 

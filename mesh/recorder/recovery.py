@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from mesh.files import replace_file
 from mesh.recorder import manifest as mf
 from mesh.recorder.columns import GAPS, STORAGE, TABLES, WAL
 from mesh.recorder.promote import promote_segment, rebuild_bars, write_bars
 from mesh.recorder.store import Store
-from mesh.recorder.wal import fsync_dir, list_segments
+from mesh.recorder.wal import list_segments
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +52,8 @@ def write_meta(directory: Path, meta: dict[str, Any]) -> None:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace the small local file `path` by `data`, all or nothing, leaving no temporary behind.
-
-    Written to `.<name>.tmp`, fsync'd, renamed over `path`, the folder fsync'd. If any step fails
-    (a full disk), the temporary is removed and `path` keeps its previous content.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
+    """Replace the small local file `path` by `data`, all or nothing (`mesh.files`)."""
+    replace_file(path, data)
 
 
 def reserve_space(directory: Path, nbytes: int = RESERVE_BYTES) -> None:

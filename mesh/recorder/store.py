@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from mesh.recorder.wal import fsync_dir
+from mesh.files import fsync_dir
 
 COMPRESSION = "zstd"
 _SECRET_PARAMS = {"access_key", "secret_key", "session_token"}

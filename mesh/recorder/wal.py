@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from mesh.files import fsync_dir
 from mesh.recorder.columns import WAL
 
 log = logging.getLogger(__name__)
@@ -61,15 +62,6 @@ def list_segments(directory: Path) -> dict[int, dict[str, Path]]:
         if parsed and parsed[0] in WAL:
             found.setdefault(parsed[1], {})[parsed[0]] = path
     return dict(sorted(found.items()))
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a new or renamed directory entry durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: pa.Buffer | bytes) -> int:

@@ -11,6 +11,7 @@ import pytest
 from mesh import datasets
 from mesh.bar_schema import BAR_SCHEMA, SCHEMA_VERSION
 from mesh.datasets import migration
+from mesh.files import temporary_for
 from tests.datasets.helpers import V1_HISTORICAL, V1_RECORDING, copy_v1
 
 
@@ -84,7 +85,7 @@ def test_a_crash_at_any_step_leaves_a_readable_dataset_that_a_rerun_finishes(
     if step == "data":  # killed while the new bars are still a hidden temporary
 
         def half(path: Path, table: object) -> Path:
-            path.with_name(f".{path.name}.tmp-1").write_bytes(b"PAR1 half a file")
+            temporary_for(path).write_bytes(b"PAR1 half a file")
             raise Crash(step)
 
         monkeypatch.setattr(migration, "write_parquet", half)
