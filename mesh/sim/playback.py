@@ -132,10 +132,12 @@ class SessionTape:
         )
 
 
-def build_tape(seed: int, symbols: list[str], day: Any) -> SessionTape:
+def build_tape(
+    seed: int, symbols: list[str], day: Any, scale: float = history.DEFAULT_SCALE
+) -> SessionTape:
     """Merge every symbol's history of `day` (seconds for a day of the default universe)."""
-    trades = [history.day_trades(seed, s, day) for s in symbols]
-    quotes = [history.day_quotes(seed, s, day) for s in symbols]
+    trades = [history.day_trades(seed, s, day, scale) for s in symbols]
+    quotes = [history.day_quotes(seed, s, day, scale) for s in symbols]
     tr = _merge(
         trades,
         {
@@ -165,7 +167,7 @@ def build_tape(seed: int, symbols: list[str], day: Any) -> SessionTape:
         history.session_bounds_ns(day)[1],
         [
             float(b.o[0]) if len(b) else 0.0
-            for b in (history.day_bar(seed, s, day) for s in symbols)
+            for b in (history.day_bar(seed, s, day, scale) for s in symbols)
         ],
     )
     qu["bs"] = qu["bs"] // 100  # the WebSocket feed gives quote sizes in round lots
@@ -177,9 +179,15 @@ def build_tape(seed: int, symbols: list[str], day: Any) -> SessionTape:
         np.array([t.tape for t in trades], np.int64),
         tr,
         qu,
-        _bar_tape("A", [history.second_bars(seed, s, day) for s in symbols], trades, 1000, opening),
         _bar_tape(
-            "AM", [history.minute_bars(seed, s, day) for s in symbols], trades, 60_000, opening
+            "A", [history.second_bars(seed, s, day, scale) for s in symbols], trades, 1000, opening
+        ),
+        _bar_tape(
+            "AM",
+            [history.minute_bars(seed, s, day, scale) for s in symbols],
+            trades,
+            60_000,
+            opening,
         ),
         _Layouts(list(symbols)),
     )
@@ -234,10 +242,16 @@ class PlaybackSource:
     """Plays the sessions of `clock` for `symbols`, one step per tick, building each day's tape once."""
 
     def __init__(
-        self, symbols: list[str], seed: int, clock: SimClock, tick: float = TICK_S
+        self,
+        symbols: list[str],
+        seed: int,
+        clock: SimClock,
+        tick: float = TICK_S,
+        scale: float = history.DEFAULT_SCALE,
     ) -> None:
         self.symbols = list(symbols)
         self.seed = seed
+        self.scale = scale  # the history's, so that the feed is REST's and the flat files' day
         self.clock = clock
         self.tick = tick
         self.tape: SessionTape | None = None
@@ -251,7 +265,7 @@ class PlaybackSource:
             if self.tape is None or self.tape.day != session.day:
                 began = time.perf_counter()
                 self.tape = await asyncio.to_thread(
-                    build_tape, self.seed, self.symbols, session.day
+                    build_tape, self.seed, self.symbols, session.day, self.scale
                 )
                 self.build_s = round(time.perf_counter() - began, 3)
             tape = self.tape

@@ -65,7 +65,7 @@ class SimServer:
         self.free_keys = set(free_keys)
         self.clock = clock
         self.playback = (
-            PlaybackSource(self.symbols, seed, clock)
+            PlaybackSource(self.symbols, seed, clock, scale=scale)
             if clock is not None and source is None
             else None
         )

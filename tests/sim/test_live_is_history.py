@@ -37,13 +37,14 @@ SYMBOLS = ["AAPL", "MSFT", "SPY"]
 FRIDAY_OPEN = dt.datetime(2026, 12, 4, 9, 30)
 SPEED = 20.0
 LISTEN_S = 4.0
+SCALE = history.DEFAULT_SCALE * 2  # not the default: the feed must follow the history's scale
 
 
 @pytest.fixture(scope="module")
 def played() -> Iterator[tuple[SimServer, list[dict[str, Any]], str]]:
-    """A sim playing Friday's open at 20x, and what one client received from it."""
+    """A sim playing Friday's open at 20x (history at twice the default scale), and what one client received."""
     clock = SimClock(session_at(FRIDAY_OPEN, time.time_ns(), SPEED))
-    with ThreadedSim(symbols=SYMBOLS, clock=clock) as sim:
+    with ThreadedSim(symbols=SYMBOLS, clock=clock, scale=SCALE) as sim:
         events, greeting = asyncio.run(_listen(sim.ws_url, LISTEN_S))
         yield sim, events, greeting
 
