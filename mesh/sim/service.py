@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from mesh.argtypes import OneLineParser, positive_float
 from mesh.config import SIM_HOST, SIM_REST_PORT, SIM_S3_PORT, SIM_WS_PORT, Config
 from mesh.service import Runtime, Service, run_service
-from mesh.sim import market
+from mesh.sim import history, market
 from mesh.sim.clock import AtError, Session, SimClock, session_at, session_now
 from mesh.sim.replay import Recording, ReplayError, ReplaySource, open_recording
 from mesh.sim.server import SIM_FREE_KEY, SimServer
@@ -69,6 +69,7 @@ class SimService(Service):
             symbols=a.symbols,
             rate=a.rate or 1000.0,
             clock=clock,
+            scale=a.scale,
             host=a.host,
             ws_port=a.ws_port,
             rest_port=a.rest_port,
@@ -155,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="generate synthetic flow at this many events per second instead of playing history "
         "(benchmarks: 500000+ for a firehose)",
+    )
+    p.add_argument(
+        "--scale",
+        type=positive_float,
+        default=history.DEFAULT_SCALE,
+        help="trades and quotes per day of history (REST, flat files and the played feed), "
+        f"as a share of a real day's (default {history.DEFAULT_SCALE:g})",
     )
     p.add_argument(
         "--at",
