@@ -1,7 +1,9 @@
 """`massive status [--json]`: one-shot mesh health, each service up or down with key counters.
 
 One request to the bus, which knows every service that has registered and when it last beat.
-Exit 0 when every service is up, 1 otherwise (so scripts can wait on it).
+Exit 0 when every service is up, 1 otherwise (so scripts can wait on it). Ingest's lag is its
+newest event's age less the sim's `clock_offset_s` (mesh.health.ingest_lag_s), so a sim replaying
+a past session does not make ingest look behind.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from mesh import auth, control
+from mesh import auth, control, health
 from mesh.argtypes import positive_float
 from mesh.commandline import load_config
 
@@ -69,6 +71,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"bus        DOWN   {exc}")
         return 1
     report: dict[str, Any] = reply.result
+    if isinstance(report.get("ingest"), dict):
+        sim = report.get("sim") or {}
+        report["ingest"]["lag_s"] = health.ingest_lag_s(
+            report["ingest"].get("counters") or {}, sim.get("counters") or {}
+        )
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -81,6 +88,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                 if k in counters and not _quiet(k, counters[k])
             ] or [f"{k}={v}" for k, v in list(counters.items())[:6]]
             up = "up" if entry["up"] else "DOWN"
+            if name == "ingest" and entry.get("lag_s") is not None:
+                lag = entry["lag_s"]
+                shown.append(f"lag={lag:.1f}s" + (" LAGGING" if lag > health.LAG_WARNING_S else ""))
             detail = f"  ({entry['message']})" if entry.get("message") else ""
             print(
                 f"{name:<11}{up:<6}{entry['state']:<10}{entry['age_s']:>5.1f}s  {' '.join(shown)}{detail}"

@@ -10,9 +10,10 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from tui.untrusted import amount, brief, clean, finite, literal, number, total
+from mesh import health
+from tui.untrusted import amount, brief, clean, literal, number, total
 
-LAG_WARNING_S = 5.0
+LAG_WARNING_S = health.LAG_WARNING_S
 
 # the counters worth a column, in order of preference
 RATE_KEYS = ("events_per_s", "msgs_per_s", "rows_per_s", "requests_per_s")
@@ -117,10 +118,7 @@ class MeshView(Vertical):
         if sim.get("session"):  # a sim playing a session says which; a past one is not lag
             text.append_text(literal(f"   sim: {sim['session']}", "cyan", limit=90))
         if ingest:
-            lag = finite(ingest.get("last_event_age_s", -1))
-            offset = finite(sim.get("clock_offset_s", 0)) or 0.0
-            if lag is not None and lag >= 0 and offset > 0:
-                lag = max(0.0, lag - offset)
+            lag = health.ingest_lag_s(ingest, sim)
             connection = ingest.get("connection", "?")
             text.append("   ingest ")
             text.append_text(
