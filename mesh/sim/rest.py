@@ -65,13 +65,28 @@ _ROUTES = Map(
                 ("/v3/reference/dividends", "dividends"),
             ]
         ),
+        Rule(
+            "/v2/snapshot/locale/us/markets/stocks/tickers",
+            endpoint="snapshot",
+            defaults={"name": "tickers"},
+        ),
+        Rule(
+            "/v2/snapshot/locale/us/markets/stocks/tickers/<ticker>",
+            endpoint="snapshot",
+            defaults={"name": "ticker"},
+        ),
+        Rule(
+            "/v2/snapshot/locale/us/markets/stocks/<direction>",
+            endpoint="snapshot",
+            defaults={"name": "direction"},
+        ),
         Rule("/v1/marketstatus/now", endpoint="market_status", defaults={"name": "now"}),
         Rule("/v1/marketstatus/upcoming", endpoint="market_status", defaults={"name": "upcoming"}),
         Rule("/_sim/disconnect", endpoint="disconnect", methods=["GET", "POST"]),
     ],
     strict_slashes=False,
 )
-_PREMIUM = {"trades", "quotes", "last_trade", "last_nbbo"}  # not on the free plan
+_PREMIUM = {"trades", "quotes", "last_trade", "last_nbbo", "snapshot"}  # not on the free plan
 _UNWRAPPED = {"market_status"}  # Massive sends these bodies bare: no status, no request_id
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RFC3339 = re.compile(
@@ -446,6 +461,13 @@ class RestApp:
         from mesh.sim import reference
 
         return reference.market_status(self, request, params, name)
+
+    def _snapshot(
+        self, request: Request, params: dict[str, str], name: str, **args: str
+    ) -> dict[str, Any]:
+        from mesh.sim import snapshots  # imported on use: it builds on this module's errors
+
+        return snapshots.answer(self, request, params, name, **args)
 
     # --- admin -----------------------------------------------------------------------------------
 
