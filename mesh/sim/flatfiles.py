@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from werkzeug.test import EnvironBuilder
 
-from mesh.sim import history, market, sigv4
+from mesh.sim import history, market, queries, sigv4
 from mesh.sim.wsgi import BackgroundServer
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class FlatFiles:
             return False
         dataset, day = parsed
         w = self.window()
-        return day in (w.day_bars if dataset == "day_aggs_v1" else w.intraday)
+        return day in (w.day_bar_set if dataset == "day_aggs_v1" else w.intraday_set)
 
     def build(self, key: str) -> bytes:
         parsed = parse_key(key)
@@ -132,7 +132,7 @@ class FlatFiles:
         return self._bars(day, history.minute_bars)
 
     def _day_aggs_v1(self, day: dt.date) -> list[str]:
-        return self._bars(day, history.day_bar)
+        return self._bars(day, queries.day_bar)
 
     def _bars(
         self, day: dt.date, load: Callable[[int, str, dt.date, float], history.Bars]

@@ -28,13 +28,17 @@ from mesh.calendar import (  # noqa: F401  (re-exported: the sim's modules use m
 
 DEFAULT_SEED = 7
 
-# The walk covers this fixed range so that a day's values never depend on today's date.
+# The walk covers this fixed range so that a day's values never depend on today's date. It was
+# first drawn forward from PATH_START; the years before it are drawn backward from there by a
+# stream of their own, so extending history back left every later day's open and close as it was.
 PATH_START = dt.date(2014, 1, 1)
 PATH_END = dt.date(2040, 12, 31)
 
-# How far back history reaches (from today, today excluded).
-DAY_HISTORY_DAYS = 2 * 366 + 31  # a little over two years of day bars
-INTRADAY_HISTORY_TRADING_DAYS = 30  # minute bars, trades and quotes
+# Where history begins: Massive's stocks flat files start on 2003-09-10 (massive-api.md §3.4).
+COVERAGE_START = dt.date(2003, 9, 10)
+# Minute bars, trades and quotes are built from a day's tape, from PATH_START on; older days have
+# day bars only (a day summary drawn from the walk, not from a tape).
+INTRADAY_START = PATH_START
 
 
 @dataclass(frozen=True)
@@ -208,16 +212,29 @@ def symbol_key(symbol: str) -> int:
 
 @dataclass(frozen=True)
 class HistoryWindow:
-    """Which days have data: day bars over ~2 years, intraday data over the last 30 trading days."""
+    """Which days have data: day bars from COVERAGE_START, intraday data from INTRADAY_START."""
 
     day_bars: tuple[dt.date, ...]
     intraday: tuple[dt.date, ...]
 
     @classmethod
     def ending_before(cls, today: dt.date) -> HistoryWindow:
-        yesterday = today - dt.timedelta(days=1)
-        days = trading_days(today - dt.timedelta(days=DAY_HISTORY_DAYS), yesterday)
-        return cls(tuple(days), tuple(days[-INTRADAY_HISTORY_TRADING_DAYS:]))
+        days = trading_days(COVERAGE_START, today - dt.timedelta(days=1))
+        first_intraday = next((i for i, d in enumerate(days) if d >= INTRADAY_START), len(days))
+        return cls(tuple(days), tuple(days[first_intraday:]))
+
+    @property
+    def day_bar_set(self) -> frozenset[dt.date]:
+        return _as_set(self.day_bars)
+
+    @property
+    def intraday_set(self) -> frozenset[dt.date]:
+        return _as_set(self.intraday)
+
+
+@lru_cache(maxsize=16)
+def _as_set(days: tuple[dt.date, ...]) -> frozenset[dt.date]:
+    return frozenset(days)
 
 
 # --- daily path ----------------------------------------------------------------------------------
@@ -225,7 +242,7 @@ class HistoryWindow:
 
 @dataclass(frozen=True)
 class DailyPath:
-    """Open and close of every trading day in [PATH_START, PATH_END] for one symbol."""
+    """Open and close of every trading day in [COVERAGE_START, PATH_END] for one symbol."""
 
     index: dict[dt.date, int]
     open: np.ndarray
@@ -234,15 +251,32 @@ class DailyPath:
 
 @lru_cache(maxsize=512)
 def daily_path(seed: int, symbol: str) -> DailyPath:
-    """The seeded daily walk: log price reverts slowly to the listing's reference price."""
+    """The seeded daily walk: log price reverts slowly to the listing's reference price.
+
+    From PATH_START it runs forward from a draw near the reference price; before PATH_START it
+    runs backward from PATH_START's close, so both parts meet without a jump.
+    """
     info = listing(symbol)
     days = trading_days(PATH_START, PATH_END)
+    open_, close = _forward_walk(seed, symbol, info, len(days))
+    old_days = trading_days(COVERAGE_START, PATH_START - dt.timedelta(days=1))
+    old_open, old_close = _backward_walk(seed, symbol, info, len(old_days), float(close[0]))
+    # the first forward day's open was drawn from its own close; keep it as first served
+    all_days = old_days + days
+    return DailyPath(
+        {d: i for i, d in enumerate(all_days)},
+        np.concatenate([old_open, open_]),
+        np.concatenate([old_close, close]),
+    )
+
+
+def _forward_walk(seed: int, symbol: str, info: Listing, n: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng([seed, symbol_key(symbol), 1])
-    shocks = rng.standard_normal(len(days)) * info.daily_vol
-    gaps = rng.standard_normal(len(days)) * info.daily_vol * 0.3
+    shocks = rng.standard_normal(n) * info.daily_vol
+    gaps = rng.standard_normal(n) * info.daily_vol * 0.3
     mean = np.log(info.price)
     theta = 0.01
-    logp = np.empty(len(days))
+    logp = np.empty(n)
     x = mean + rng.standard_normal() * 0.1
     for i, shock in enumerate(shocks.tolist()):
         x = x + theta * (mean - x) + shock
@@ -250,7 +284,27 @@ def daily_path(seed: int, symbol: str) -> DailyPath:
     close = np.round(np.exp(logp), 2)
     prev = np.concatenate([[close[0]], close[:-1]])
     open_ = np.round(prev * np.exp(gaps), 2)
-    return DailyPath({d: i for i, d in enumerate(days)}, open_, close)
+    return open_, close
+
+
+def _backward_walk(
+    seed: int, symbol: str, info: Listing, n: int, later_close: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """`n` days ending the day before the day that closed at `later_close`, walked backward."""
+    rng = np.random.default_rng([seed, symbol_key(symbol), 2])
+    shocks = rng.standard_normal(n) * info.daily_vol
+    gaps = rng.standard_normal(n) * info.daily_vol * 0.3
+    mean = np.log(info.price)
+    theta = 0.01
+    logp = np.empty(n)
+    x = np.log(later_close)
+    for i, shock in enumerate(shocks.tolist()):
+        x = x + theta * (mean - x) - shock
+        logp[n - 1 - i] = x
+    close = np.round(np.exp(logp), 2)
+    prev = np.concatenate([[close[0]], close[:-1]]) if n else close
+    open_ = np.round(prev * np.exp(gaps[::-1]), 2)
+    return open_, close
 
 
 def previous_close(seed: int, symbol: str, before: dt.date) -> float:
@@ -259,6 +313,6 @@ def previous_close(seed: int, symbol: str, before: dt.date) -> float:
     day = before - dt.timedelta(days=1)
     while day not in path.index:
         day -= dt.timedelta(days=1)
-        if day < PATH_START:
+        if day < COVERAGE_START:
             return listing(symbol).price
     return float(path.close[path.index[day]])

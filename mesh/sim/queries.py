@@ -2,7 +2,8 @@
 
 Pure functions over `history`, kept apart from HTTP so the paging arithmetic (limit counted in
 base bars, windows never split across pages, strict timestamp cursors) can be read and tested
-on its own.
+on its own. `day_bar` is every server's one source of day bars (REST aggregates, grouped daily,
+previous close, open-close and the day_aggs_v1 flat files), so all of them agree on any day.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from mesh.sim import history, market
+from mesh.sim import adjust, history, market
 from mesh.sim.history import Bars
 
 TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
@@ -26,6 +28,51 @@ class AggPage:
     base_count: int  # base bars used (what `limit` counts)
     next_from_ms: int | None = None  # asc: the next page starts here
     next_to_ms: int | None = None  # desc: the next page ends here
+
+
+def day_bar(seed: int, symbol: str, day: dt.date, scale: float = history.DEFAULT_SCALE) -> Bars:
+    """The day's bar: from its tape from INTRADAY_START on, from the day summary before (empty off days)."""
+    if day >= market.INTRADAY_START:
+        return history.day_bar(seed, symbol, day, scale)
+    i = market.daily_path(seed, symbol).index.get(day)
+    if i is None:
+        return history.EMPTY_BARS
+    return _summary_bars(seed, symbol, scale).take(slice(i, i + 1))
+
+
+SUMMARY_SAMPLE_DAYS = 5  # tape-built days whose mean volume and count size the day summaries
+
+
+@lru_cache(maxsize=64)
+def _summary_bars(seed: int, symbol: str, scale: float) -> Bars:
+    """Day bars of every trading day before INTRADAY_START, drawn from the walk without a tape.
+
+    Open and close are the walk's; high and low reach past them by a fraction of the symbol's
+    daily volatility; volume and trade count vary around the first tape-built days' mean.
+    """
+    path = market.daily_path(seed, symbol)
+    days = [d for d in path.index if d < market.INTRADAY_START]
+    n = len(days)
+    sample = [
+        history.day_bar(seed, symbol, d, scale)
+        for d in market.trading_days(
+            market.INTRADAY_START, market.INTRADAY_START + dt.timedelta(days=14)
+        )[:SUMMARY_SAMPLE_DAYS]
+    ]
+    mean_v = float(np.mean([float(b.v[0]) if len(b) else 0.0 for b in sample]))
+    mean_n = float(np.mean([float(b.n[0]) if len(b) else 0.0 for b in sample]))
+    rng = np.random.default_rng([seed, market.symbol_key(symbol), 3])
+    vol = market.listing(symbol).daily_vol
+    o, c = path.open[:n], path.close[:n]
+    reach = np.abs(rng.standard_normal((2, n))) * vol * 0.5
+    h = np.round(np.maximum(o, c) * np.exp(reach[0]), 2)
+    low = np.round(np.minimum(o, c) * np.exp(-reach[1]), 2)
+    busy = np.exp(rng.standard_normal(n) * 0.25)
+    v = np.maximum(np.round(mean_v * busy), 1).astype(np.int64)
+    count = np.maximum(np.round(mean_n * busy), 1).astype(np.int64)
+    t = np.array([market.midnight_ns(d) // 1_000_000 for d in days], np.int64)
+    vw = np.round((o + c + h + low) / 4, 4)
+    return Bars(t=t, o=o, h=h, low=low, c=c, v=v, vw=vw, n=count)
 
 
 def _window_start_date(day: dt.date, multiplier: int, timespan: str) -> dt.date:
@@ -52,6 +99,7 @@ def aggregate(
     limit: int,
     window: market.HistoryWindow,
     scale: float = history.DEFAULT_SCALE,
+    split_adjusted_on: dt.date | None = None,
 ) -> AggPage:
     """Bars of `multiplier` x `timespan` whose windows overlap [start_ms, end_ms] (snapped to whole windows)."""
     if timespan in INTRADAY:
@@ -82,7 +130,7 @@ def aggregate(
         for day in window.day_bars:
             if day < lo or day > last_day:
                 continue
-            bar = history.day_bar(seed, symbol, day, scale)
+            bar = day_bar(seed, symbol, day, scale)
             if len(bar) == 0:
                 continue
             w = _window_start_date(day, multiplier, timespan)
@@ -90,6 +138,8 @@ def aggregate(
             keys.append(np.array([w.toordinal()]))
             starts.append(np.array([market.midnight_ns(w) // 1_000_000]))
     base = Bars.concat(parts)
+    if split_adjusted_on is not None:  # base bars adjust one by one, before any merging
+        base = adjust.adjusted(base, symbol, split_adjusted_on)
     if len(base) == 0:
         return AggPage(base, 0)
     key = np.concatenate(keys)
@@ -153,7 +203,10 @@ def open_close(seed: int, symbol: str, day: dt.date, scale: float = history.DEFA
     `preMarket` is the open of pre-market trading and `afterHours` the close of after-hours trading
     (each omitted when that session had no trade that can set a price), as Massive defines them.
     """
-    summary = history.day_summary(seed, symbol, day, scale)
+    if day < market.INTRADAY_START:  # a day summary: no tape, so no extended-hours prices
+        summary = history.DaySummary(day_bar(seed, symbol, day, scale), None, None)
+    else:
+        summary = history.day_summary(seed, symbol, day, scale)
     bar = summary.bar
     body: dict = {
         "from": day.isoformat(),

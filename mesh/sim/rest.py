@@ -287,13 +287,13 @@ class RestApp:
         day = _date(date, "date")
         adjusted = _bool(params.get("adjusted", "true"), "adjusted")
         body: dict[str, Any] = {"queryCount": 0, "resultsCount": 0, "adjusted": adjusted}
-        if day not in set(self.window().day_bars):
+        if day not in self.window().day_bar_set:
             return body
         close_ms = (market.midnight_ns(day) + 16 * history.NS_PER_HOUR) // 1_000_000
         results = []
         for symbol in sorted(self.symbols):
             results += queries.bar_dicts(
-                history.day_bar(self.seed, symbol, day, self.scale), "T", symbol, [close_ms]
+                queries.day_bar(self.seed, symbol, day, self.scale), "T", symbol, [close_ms]
             )
         body.update(queryCount=len(results), resultsCount=len(results), results=results)
         return body
@@ -312,7 +312,7 @@ class RestApp:
         day = days[-1]
         close_ms = (market.midnight_ns(day) + 16 * history.NS_PER_HOUR) // 1_000_000
         results = queries.bar_dicts(
-            history.day_bar(self.seed, ticker, day, self.scale), "T", ticker, [close_ms]
+            queries.day_bar(self.seed, ticker, day, self.scale), "T", ticker, [close_ms]
         )
         body.update(queryCount=1, resultsCount=1, results=results)
         return body
@@ -321,7 +321,7 @@ class RestApp:
         self, request: Request, params: dict[str, str], ticker: str, date: str
     ) -> dict[str, Any]:
         day = _date(date, "date")
-        if ticker not in self.symbols or day not in set(self.window().day_bars):
+        if ticker not in self.symbols or day not in self.window().day_bar_set:
             raise ApiError(404, "NOT_FOUND", "Data not found.")
         return queries.open_close(self.seed, ticker, day, self.scale)
 

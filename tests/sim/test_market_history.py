@@ -24,10 +24,10 @@ def test_nyse_holidays_follow_the_exchange_rules() -> None:
     assert not market.is_trading_day(D(2024, 6, 15))  # a Saturday
 
 
-def test_history_window_reaches_two_years_of_days_and_thirty_intraday_days() -> None:
+def test_history_window_holds_day_bars_from_2003_and_intraday_days_from_2014() -> None:
     w = market.HistoryWindow.ending_before(D(2025, 3, 3))
-    assert w.day_bars[-1] == D(2025, 2, 28) and w.day_bars[0] <= D(2023, 3, 3)
-    assert len(w.intraday) == 30 and w.intraday[-1] == D(2025, 2, 28)
+    assert w.day_bars[-1] == D(2025, 2, 28) and w.day_bars[0] == D(2003, 9, 10)
+    assert w.intraday[0] == D(2014, 1, 2) and w.intraday[-1] == D(2025, 2, 28)
     assert D(2025, 2, 17) not in w.intraday  # Presidents' Day
 
 
