@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from mesh.sim import history, market, queries
+from mesh.sim import adjust, history, market, queries
 from mesh.sim.clock import SimClock, last_served, served_until_ms
 from mesh.sim.wsgi import BackgroundServer
 
@@ -267,6 +267,7 @@ class RestApp:
             limit,
             self.window(),
             self.scale,
+            self._split_adjusted_on(adjusted),
         )
         results = queries.bar_dicts(page.bars)
         body.update(queryCount=page.base_count, resultsCount=len(results), count=len(results))
@@ -292,9 +293,10 @@ class RestApp:
         close_ms = (market.midnight_ns(day) + 16 * history.NS_PER_HOUR) // 1_000_000
         results = []
         for symbol in sorted(self.symbols):
-            results += queries.bar_dicts(
-                queries.day_bar(self.seed, symbol, day, self.scale), "T", symbol, [close_ms]
-            )
+            bar = queries.day_bar(self.seed, symbol, day, self.scale)
+            if adjusted:
+                bar = adjust.adjusted(bar, symbol, self._today())
+            results += queries.bar_dicts(bar, "T", symbol, [close_ms])
         body.update(queryCount=len(results), resultsCount=len(results), results=results)
         return body
 
@@ -311,9 +313,10 @@ class RestApp:
             return body
         day = days[-1]
         close_ms = (market.midnight_ns(day) + 16 * history.NS_PER_HOUR) // 1_000_000
-        results = queries.bar_dicts(
-            queries.day_bar(self.seed, ticker, day, self.scale), "T", ticker, [close_ms]
-        )
+        bar = queries.day_bar(self.seed, ticker, day, self.scale)
+        if adjusted:
+            bar = adjust.adjusted(bar, ticker, self._today())
+        results = queries.bar_dicts(bar, "T", ticker, [close_ms])
         body.update(queryCount=1, resultsCount=1, results=results)
         return body
 
@@ -323,7 +326,18 @@ class RestApp:
         day = _date(date, "date")
         if ticker not in self.symbols or day not in self.window().day_bar_set:
             raise ApiError(404, "NOT_FOUND", "Data not found.")
-        return queries.open_close(self.seed, ticker, day, self.scale)
+        body = queries.open_close(self.seed, ticker, day, self.scale)
+        if _bool(params.get("adjusted", "true"), "adjusted"):
+            body = adjust.adjusted_open_close(body, ticker, day, self._today())
+        return body
+
+    def _today(self) -> dt.date:
+        """The sim's present day: the played session's, else today in New York."""
+        return self.clock.today() if self.clock is not None else market.today_et()
+
+    def _split_adjusted_on(self, adjusted: bool) -> dt.date | None:
+        """The day whose executed splits adjust bars (None: `adjusted=false`, bars as traded)."""
+        return self._today() if adjusted else None
 
     # --- trades and quotes -----------------------------------------------------------------------
 

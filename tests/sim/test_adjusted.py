@@ -1,0 +1,129 @@
+"""Split-adjusted bars (`adjusted=true`, Massive's default) against bars as traded (`adjusted=false`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+
+import pytest
+from massive import RESTClient
+
+from mesh.sim import market
+from mesh.sim.clock import SimClock, session_at
+from tests.simulator import ThreadedSim
+
+KEY = "sim-demo-key"
+NVDA_SPLIT = dt.date(2024, 6, 10)  # 10-for-1
+INTC_SPLIT = dt.date(2025, 6, 16)  # 1-for-5 reverse
+
+
+def _client_at(instant: str, symbols: list[str]) -> Iterator[RESTClient]:
+    wall = time.time_ns()
+    at = dt.datetime.fromisoformat(instant).replace(tzinfo=market.ET)
+    clock = SimClock(session_at(at, wall), wall=lambda: wall)  # time stands still
+    with ThreadedSim(clock=clock, symbols=symbols, s3=False) as sim:
+        yield RESTClient(api_key=KEY, base=sim.rest_url, retries=0)
+
+
+@pytest.fixture(scope="module")
+def after_nvda_split() -> Iterator[RESTClient]:
+    yield from _client_at("2024-06-20T10:00", ["NVDA", "AAPL", "AVGO"])
+
+
+@pytest.fixture(scope="module")
+def on_nvda_split_day() -> Iterator[RESTClient]:
+    yield from _client_at("2024-06-10T10:00", ["NVDA"])
+
+
+@pytest.fixture(scope="module")
+def after_intc_reverse_split() -> Iterator[RESTClient]:
+    yield from _client_at("2025-07-01T10:00", ["INTC"])
+
+
+def _split_day_ms(day: dt.date) -> int:
+    return market.midnight_ns(day) // 1_000_000
+
+
+@pytest.mark.parametrize("timespan", ["day", "minute"])
+def test_a_forward_split_divides_earlier_prices_and_multiplies_earlier_volumes(
+    after_nvda_split: RESTClient, timespan: str
+) -> None:
+    start, end = dt.date(2024, 6, 6), dt.date(2024, 6, 11)
+    raw = after_nvda_split.get_aggs("NVDA", 1, timespan, start, end, adjusted=False, limit=50_000)
+    adj = after_nvda_split.get_aggs("NVDA", 1, timespan, start, end, limit=50_000)
+    split_ms = _split_day_ms(NVDA_SPLIT)
+    assert [b.timestamp for b in raw] == [b.timestamp for b in adj]
+    before = [(r, a) for r, a in zip(raw, adj, strict=True) if r.timestamp < split_ms]
+    after = [(r, a) for r, a in zip(raw, adj, strict=True) if r.timestamp >= split_ms]
+    assert before and after
+    for r, a in before:
+        assert (a.open, a.high, a.low, a.close) == pytest.approx(
+            (r.open / 10, r.high / 10, r.low / 10, r.close / 10), abs=1e-4
+        )
+        assert a.vwap == pytest.approx(r.vwap / 10, abs=1e-4)
+        assert (a.volume, a.transactions) == (r.volume * 10, r.transactions)
+    assert all(r == a for r, a in after)
+
+
+def test_a_reverse_split_multiplies_earlier_prices_and_divides_earlier_volumes(
+    after_intc_reverse_split: RESTClient,
+) -> None:
+    start, end = dt.date(2025, 6, 10), dt.date(2025, 6, 20)
+    raw = after_intc_reverse_split.get_aggs("INTC", 1, "day", start, end, adjusted=False)
+    adj = after_intc_reverse_split.get_aggs("INTC", 1, "day", start, end)
+    split_ms = _split_day_ms(INTC_SPLIT)
+    for r, a in zip(raw, adj, strict=True):
+        if r.timestamp < split_ms:
+            assert a.close == pytest.approx(r.close * 5, abs=1e-4)
+            assert a.volume == round(r.volume / 5)
+        else:
+            assert a == r
+
+
+def test_a_week_bar_spanning_a_split_adjusts_its_days_before_merging(
+    after_nvda_split: RESTClient,
+) -> None:
+    week = (dt.date(2024, 6, 9), dt.date(2024, 6, 15))
+    days = after_nvda_split.get_aggs("NVDA", 1, "day", *week)
+    [bar] = after_nvda_split.get_aggs("NVDA", 1, "week", *week)
+    [raw] = after_nvda_split.get_aggs("NVDA", 1, "week", *week, adjusted=False)
+    assert (bar.open, bar.close, bar.volume) == (
+        days[0].open,
+        days[-1].close,
+        sum(d.volume for d in days),
+    )
+    assert bar.high == max(d.high for d in days)
+    assert raw.volume == bar.volume  # every day of that week is on or after the split
+
+
+def test_a_split_after_the_sims_day_adjusts_nothing_yet(after_nvda_split: RESTClient) -> None:
+    # AVGO splits 10-for-1 on 2024-07-15, after the played 2024-06-20
+    raw = after_nvda_split.get_aggs("AVGO", 1, "day", "2024-05-01", "2024-06-19", adjusted=False)
+    adj = after_nvda_split.get_aggs("AVGO", 1, "day", "2024-05-01", "2024-06-19")
+    assert raw and raw == adj
+
+
+def test_dividends_do_not_adjust_bars(after_nvda_split: RESTClient) -> None:
+    # AAPL's 2020 split is before every bar served; its May 2024 dividend must change nothing
+    raw = after_nvda_split.get_aggs("AAPL", 1, "day", "2024-05-01", "2024-05-31", adjusted=False)
+    adj = after_nvda_split.get_aggs("AAPL", 1, "day", "2024-05-01", "2024-05-31")
+    assert raw and raw == adj
+
+
+def test_previous_close_grouped_daily_and_open_close_adjust_on_the_split_day(
+    on_nvda_split_day: RESTClient,
+) -> None:
+    client = on_nvda_split_day
+    [prev] = client.get_previous_close_agg("NVDA")
+    [prev_raw] = client.get_previous_close_agg("NVDA", adjusted=False)
+    assert prev.close == pytest.approx(prev_raw.close / 10, abs=1e-4)
+    assert prev.volume == prev_raw.volume * 10
+    grouped = client.get_grouped_daily_aggs("2024-06-07")
+    grouped_raw = client.get_grouped_daily_aggs("2024-06-07", adjusted=False)
+    assert grouped[0].close == pytest.approx(grouped_raw[0].close / 10, abs=1e-4)
+    summary = client.get_daily_open_close_agg("NVDA", "2024-06-07")
+    summary_raw = client.get_daily_open_close_agg("NVDA", "2024-06-07", adjusted=False)
+    assert summary.close == pytest.approx(summary_raw.close / 10, abs=1e-4)
+    assert summary.volume == summary_raw.volume * 10
+    assert summary.close == prev.close
