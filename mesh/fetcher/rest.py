@@ -1,4 +1,4 @@
-"""The Massive REST client: aggregates and v3 trades/quotes over httpx, inside the quota.
+"""The Massive REST client: aggregates, v3 trades/quotes and reference data over httpx, inside the quota.
 
 Every request, first try or retry, is recorded in the quota ledger before it is sent; a request
 the ledger refuses is never sent. The key travels only in the `Authorization: Bearer` header.
@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -40,6 +41,17 @@ AGGS_LIMIT = 50_000  # the maximum; counts base (minute) bars, not output bars
 TICKS_LIMIT = 50_000
 MAX_PAGES = 10_000  # a runaway next_url chain stops here
 USER_AGENT = "massive-mesh fetcher"
+
+
+@dataclass(frozen=True)
+class MarketStatus:
+    """`/v1/marketstatus/now` as read: Massive's `market` ("open", "closed", "extended-hours"),
+    whether extended hours are the early (pre-market) or after hours, and the server's clock."""
+
+    market: str
+    early_hours: bool
+    after_hours: bool
+    server_time: dt.datetime
 
 
 # --- wire structs (provider field names live here only) ----------------------------------------
@@ -96,6 +108,33 @@ class _QuotesPage(msgspec.Struct):
     status: str = ""
     results: list[_Quote] | None = None
     next_url: str | None = None
+
+
+class _TickerDetails(msgspec.Struct):
+    ticker: str
+    name: str = ""
+
+
+class _TickerDetailsBody(msgspec.Struct):
+    results: _TickerDetails
+    status: str = ""
+
+
+class _MarketStatusBody(msgspec.Struct):
+    market: str
+    serverTime: str
+    earlyHours: bool = False
+    afterHours: bool = False
+
+
+class _DayClose(msgspec.Struct):
+    T: str
+    c: float
+
+
+class _GroupedBody(msgspec.Struct):
+    status: str = ""
+    results: list[_DayClose] | None = None
 
 
 class _ErrorBody(msgspec.Struct):
@@ -194,6 +233,7 @@ class RestClient:
         cancel: threading.Event | None = None,
         on_wait: Callable[[str], None] | None = None,
         transport: httpx.BaseTransport | None = None,
+        wait_for_minute: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._key = api_key.reveal() if hasattr(api_key, "reveal") else str(api_key or "")
@@ -203,6 +243,7 @@ class RestClient:
         self.max_retry_after = max_retry_after
         self.cancel = cancel
         self.on_wait = on_wait
+        self.wait_for_minute = wait_for_minute  # False: the per-minute limit refuses at once
         self.calls = 0  # requests sent by this client (each also in the ledger)
         self.throttled = 0
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -250,6 +291,7 @@ class RestClient:
                 raise Cancelled("cancelled")
             self.ledger.acquire_rest(
                 path.split("?")[0],
+                wait=self.wait_for_minute,
                 cancel=self.cancel,
                 on_wait=self._report_limit_wait if self.on_wait else None,
             )
@@ -374,7 +416,67 @@ class RestClient:
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "apiKey"]
         return parts.path + ("?" + urlencode(query) if query else "")
 
+    def _one(self, path: str, params: dict[str, Any] | None, kind: type[Any], what: str) -> Any:
+        """One GET decoded as `kind`; a body of another shape is a RestProtocolError."""
+        body = self.get(path, params, what=what)
+        try:
+            return msgspec.json.decode(body, type=kind)
+        except msgspec.ValidationError as exc:
+            raise RestProtocolError(
+                f"{what}: the REST response lacks expected fields ({exc})"
+            ) from None
+        except msgspec.DecodeError:
+            raise RestProtocolError(
+                f"{what}: the REST response is not JSON (starts {body[:40]!r})"
+            ) from None
+        except RecursionError:
+            raise RestProtocolError(
+                f"{what}: the REST response is nested too deeply to read"
+            ) from None
+
     # --- endpoints -----------------------------------------------------------------------------
+
+    def company_name(self, symbol: str) -> str:
+        """`/v3/reference/tickers/{symbol}`: the company's (or fund's) name, cut to a line."""
+        body = self._one(
+            f"/v3/reference/tickers/{symbol}", None, _TickerDetailsBody, f"{symbol} reference"
+        )
+        return " ".join(body.results.name.split())[: bounds.MAX_NAME]
+
+    def market_status(self) -> MarketStatus:
+        """`/v1/marketstatus/now`: the market's state at the server's clock."""
+        body = self._one("/v1/marketstatus/now", None, _MarketStatusBody, "market status")
+        try:
+            server_time = dt.datetime.fromisoformat(body.serverTime)
+        except ValueError:
+            server_time = None
+        if server_time is None or server_time.tzinfo is None:
+            raise RestProtocolError(
+                f"market status: serverTime {body.serverTime[:40]!r} is not a time with its zone"
+            )
+        return MarketStatus(
+            market=body.market[:40],
+            early_hours=body.earlyHours,
+            after_hours=body.afterHours,
+            server_time=server_time,
+        )
+
+    def day_closes(self, day: dt.date) -> dict[str, float]:
+        """`/v2/aggs/grouped/.../{day}`: every stock's close on `day` (one call for all symbols)."""
+        what = f"closes of {day.isoformat()}"
+        body = self._one(
+            f"/v2/aggs/grouped/locale/us/market/stocks/{day.isoformat()}",
+            {"adjusted": "true"},
+            _GroupedBody,
+            what,
+        )
+        if body.status and body.status not in ("OK", "DELAYED"):
+            raise RestError(f"{what}: REST status {body.status!r}")
+        return {
+            row.T: row.c
+            for row in body.results or ()
+            if _price(row.c) and len(row.T) <= bounds.MAX_NAME
+        }
 
     def minute_bars(
         self,

@@ -26,6 +26,7 @@ from mesh.fetcher import datasets
 from mesh.fetcher.errors import BadRequest, FetchError
 from mesh.fetcher.fetch import Fetcher
 from mesh.fetcher.ledger import QuotaLedger
+from mesh.fetcher.reference import ReferenceBook
 from mesh.fetcher.request import make_request
 from mesh.jobs import Finished, JobContext, JobRunner, on_loop
 from mesh.replies import JobView
@@ -65,6 +66,7 @@ class FetcherService(Service):
             self.name, id_prefix="f", keep=KEEP_JOBS, expected=(FetchError, DatasetError)
         )
         self._quota: dict[str, Any] = {}
+        self.reference = ReferenceBook(config, self.ledger)
 
     async def run(self, runtime: Runtime) -> None:
         self.jobs.start(on_loop(asyncio.get_running_loop(), runtime.publish))
@@ -217,6 +219,12 @@ class FetcherService(Service):
     def cmd_cancel(self, job_id: str) -> JobView:
         """Cancel a job: a queued one at once, a running one at its next request or chunk."""
         return self.jobs.cancel(job_id)
+
+    async def cmd_reference(self, symbols: str | list[str]) -> dict[str, Any]:
+        """Company names, previous closes and the market's state (mesh.fetcher.reference), kept
+        for the session day; REST calls count against the quota, and one it refuses is named in
+        the answer, never waited for. Runs in a thread: heartbeats go on meanwhile."""
+        return await asyncio.to_thread(self.reference.answer, symbols)
 
     def cmd_quota(self) -> dict[str, Any]:
         """The shared ledger's counts and limits (as on sys.quota)."""
