@@ -188,3 +188,16 @@ def splits_of(ticker: str) -> list[Split]:
 def dividends_of(ticker: str) -> list[Dividend]:
     """A ticker's dividends, oldest first."""
     return sorted((d for d in dividends() if d.ticker == ticker), key=lambda d: d.ex_dividend_date)
+
+
+def as_traded_multiplier(ticker: str, day: dt.date) -> float:
+    """What turns a price on today's basis (after every split) into the price `day` traded at.
+
+    The product of the ratios of the ticker's splits executed after `day`: 10 for NVDA before its
+    2024 10-for-1 split, 0.2 for INTC before its 1-for-5 reverse split, 1 after its last split.
+    """
+    multiplier = 1.0
+    for split in splits_of(ticker):
+        if split.execution_date > day:
+            multiplier *= split.ratio
+    return multiplier

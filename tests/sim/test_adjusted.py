@@ -6,11 +6,13 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from massive import RESTClient
 
-from mesh.sim import market
+from mesh.sim import adjust, corporate, market
 from mesh.sim.clock import SimClock, session_at
+from mesh.sim.history import Bars
 from tests.simulator import ThreadedSim
 
 KEY = "sim-demo-key"
@@ -127,3 +129,25 @@ def test_previous_close_grouped_daily_and_open_close_adjust_on_the_split_day(
     assert summary.close == pytest.approx(summary_raw.close / 10, abs=1e-4)
     assert summary.volume == summary_raw.volume * 10
     assert summary.close == prev.close
+
+
+def test_as_traded_prices_adjust_back_to_todays_basis_across_every_split() -> None:
+    days = [dt.date(2020, 8, 28), dt.date(2021, 7, 19), dt.date(2024, 6, 7), dt.date(2024, 6, 10)]
+    t = np.array([market.midnight_ns(d) // 1_000_000 for d in days])
+    basis = np.array([100.0, 101.0, 102.0, 103.0])  # NVDA's prices on today's basis
+    traded = basis * [corporate.as_traded_multiplier("NVDA", d) for d in days]
+    assert traded.tolist() == [4000.0, 4040.0, 1020.0, 103.0]  # 4-for-1 in 2021, 10-for-1 in 2024
+    bars = Bars(
+        t=t,
+        o=traded,
+        h=traded,
+        low=traded,
+        c=traded,
+        v=np.full(4, 10),
+        vw=traded,
+        n=np.ones(4, np.int64),
+    )
+    assert adjust.adjusted(bars, "NVDA", dt.date(2026, 1, 2)).c.tolist() == basis.tolist()
+    between = adjust.adjusted(bars, "NVDA", dt.date(2022, 1, 3))  # after the 2021 split only
+    assert between.c.tolist() == [1000.0, 1010.0, 1020.0, 103.0]
+    assert between.v.tolist() == [40, 40, 10, 10]
