@@ -10,7 +10,8 @@ Massive's day follows its knowledge base: at 03:30 ET the snapshot is cleared (e
 `prevDay` the session that just closed); from 04:00 ET `lastTrade`, `lastQuote`, `min` and
 `todaysChange` (last trade minus `prevDay.c`) move with pre-market trades while `day` stays all
 zeros; `day` fills from the first regular-session trade after 09:30, its prices from the regular
-session only and its volume from the whole day so far.
+session only and its volume from the whole day so far. `prevDay` is split-adjusted as the default
+aggregates are, so a split executed today is no change of the day.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mesh.sim import history, market, queries
+from mesh.sim import adjust, history, market, queries
 from mesh.sim.rest import ApiError
 
 if TYPE_CHECKING:
@@ -146,7 +147,9 @@ def _cleared(src: SnapshotSource, symbol: str, today: dt.date) -> dict[str, Any]
     """The snapshot as it is from 03:30 ET: every value 0, `prevDay` the last completed session."""
     before = [d for d in src.day_bars if d < today]
     prev = (
-        history.day_bar(src.seed, symbol, before[-1], src.scale) if before else history.EMPTY_BARS
+        adjust.adjusted(queries.day_bar(src.seed, symbol, before[-1], src.scale), symbol, today)
+        if before
+        else history.EMPTY_BARS
     )
     return {
         "day": dict(_ZERO_BAR),

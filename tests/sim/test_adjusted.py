@@ -151,3 +151,12 @@ def test_as_traded_prices_adjust_back_to_todays_basis_across_every_split() -> No
     between = adjust.adjusted(bars, "NVDA", dt.date(2022, 1, 3))  # after the 2021 split only
     assert between.c.tolist() == [1000.0, 1010.0, 1020.0, 103.0]
     assert between.v.tolist() == [40, 40, 10, 10]
+
+
+def test_on_a_split_day_the_snapshots_previous_day_is_split_adjusted(
+    on_nvda_split_day: RESTClient,
+) -> None:
+    snap = on_nvda_split_day.get_snapshot_ticker("stocks", "NVDA")
+    [prev] = on_nvda_split_day.get_previous_close_agg("NVDA")
+    assert (snap.prev_day.close, snap.prev_day.volume) == (prev.close, prev.volume)
+    assert snap.todays_change == pytest.approx(snap.last_trade.price - prev.close, abs=1e-4)
