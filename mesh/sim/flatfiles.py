@@ -1,24 +1,31 @@
 """Flat files over S3: Massive's `flatfiles` bucket, served by moto behind a credential check.
 
 Day files (`us_stocks_sip/{trades_v1,quotes_v1,minute_aggs_v1,day_aggs_v1}/YYYY/MM/DATE.csv.gz`)
-are built lazily from `history`: on the first GET/HEAD of a key, or on the first listing of a
-prefix that holds it, the gateway writes the gzipped CSV into moto, which then answers like S3
-(ListObjectsV2, ranges, ETags, 404 NoSuchKey for a missing day). Requests must be SigV4-signed
-with the sim's key pair, else 403; the files are read-only.
+are built lazily from `history`: on the first GET/HEAD of a key the gateway writes the gzipped CSV
+into moto, which then answers like S3 (ranges, ETags, 404 NoSuchKey for a missing day).
+ListObjectsV2 is answered by the gateway itself from the calendar, so history back to 2003 lists
+without being built: common prefixes (`Delimiter=/`) cost nothing, and only the keys on the page
+asked for are built, since their sizes are real. Requests must be SigV4-signed with the sim's key
+pair, else 403; the files are read-only.
 """
 
 from __future__ import annotations
 
+import base64
+import bisect
 import datetime as dt
 import gzip
+import hashlib
 import itertools
 import logging
 import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
+from xml.sax.saxutils import escape
 
 import numpy as np
 import pyarrow as pa
@@ -77,16 +84,20 @@ class FlatFiles:
         self.scale = scale
         self.symbols = sorted(symbols)
         self.window = window
+        self._keys: tuple[market.HistoryWindow, list[str]] | None = None
 
     def keys(self) -> list[str]:
         w = self.window()
-        out = [key_for("day_aggs_v1", d) for d in w.day_bars]
-        out += [
-            key_for(ds, d)
-            for ds in ("trades_v1", "quotes_v1", "minute_aggs_v1")
-            for d in w.intraday
-        ]
-        return sorted(out)
+        cached = self._keys
+        if cached is None or cached[0] is not w:
+            out = [key_for("day_aggs_v1", d) for d in w.day_bars]
+            out += [
+                key_for(ds, d)
+                for ds in ("trades_v1", "quotes_v1", "minute_aggs_v1")
+                for d in w.intraday
+            ]
+            cached = self._keys = (w, sorted(out))
+        return cached[1]
 
     def exists(self, key: str) -> bool:
         parsed = parse_key(key)
@@ -213,6 +224,7 @@ class S3Gateway:
         self.denied = 0
         self.files_built = 0
         self._made: set[str] = set()
+        self._listed: dict[str, _Listed] = {}  # what ListObjectsV2 shows of each built key
         self._lock = threading.Lock()
         self._own_bucket()
 
@@ -232,6 +244,7 @@ class S3Gateway:
         for key in sorted(self._made):
             self._internal("DELETE", f"/{self.bucket}/{key}")
         self._made.clear()
+        self._listed.clear()
         self._internal("DELETE", f"/{self.bucket}")
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -256,10 +269,13 @@ class S3Gateway:
         if _owners.get(self.bucket) is not self:
             self._own_bucket()
         if bucket == self.bucket:
+            args = dict(query)
             if key:
                 self._ensure([key])
+            elif args.get("list-type") == "2" and environ["REQUEST_METHOD"] == "GET":
+                return self._list_v2(args, start_response)
             else:
-                prefix = dict(query).get("prefix", "")
+                prefix = args.get("prefix", "")
                 self._ensure([k for k in self.files.keys() if k.startswith(prefix)])
         environ["HTTP_X_MOTO_ACCOUNT_ID"] = self.account_id
         return self.moto(environ, start_response)
@@ -273,8 +289,65 @@ class S3Gateway:
                     continue
                 body = self.files.build(key)
                 self._internal("PUT", f"/{self.bucket}/{key}", body)
+                self._listed[key] = _Listed(
+                    len(body),
+                    hashlib.md5(body, usedforsecurity=False).hexdigest(),
+                    dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                )
                 self._made.add(key)
                 self.files_built += 1
+
+    def _list_v2(self, args: dict[str, str], start_response: Callable[..., Any]) -> list[bytes]:
+        """ListObjectsV2 from the calendar: only the objects on this page are built."""
+        listing = list_page(
+            self.files.keys(),
+            args.get("prefix", ""),
+            args.get("delimiter", ""),
+            _max_keys(args.get("max-keys")),
+            _token_key(args.get("continuation-token")) or args.get("start-after", ""),
+        )
+        self._ensure(listing.keys)
+        url = args.get("encoding-type") == "url"
+
+        def name(text: str) -> str:
+            return escape(quote(text, safe="/") if url else text)
+
+        parts = [
+            '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+            f"<Name>{escape(self.bucket)}</Name><Prefix>{name(args.get('prefix', ''))}</Prefix>",
+            f"<MaxKeys>{_max_keys(args.get('max-keys'))}</MaxKeys>",
+            f"<KeyCount>{len(listing.keys) + len(listing.common_prefixes)}</KeyCount>",
+            f"<IsTruncated>{'true' if listing.next_after else 'false'}</IsTruncated>",
+        ]
+        if args.get("delimiter"):
+            parts.append(f"<Delimiter>{name(args['delimiter'])}</Delimiter>")
+        if url:
+            parts.append("<EncodingType>url</EncodingType>")
+        if args.get("continuation-token"):
+            parts.append(
+                f"<ContinuationToken>{escape(args['continuation-token'])}</ContinuationToken>"
+            )
+        elif args.get("start-after"):
+            parts.append(f"<StartAfter>{name(args['start-after'])}</StartAfter>")
+        if listing.next_after:
+            parts.append(
+                f"<NextContinuationToken>{_token_for(listing.next_after)}</NextContinuationToken>"
+            )
+        for key in listing.keys:
+            seen = self._listed[key]
+            parts.append(
+                f"<Contents><Key>{name(key)}</Key><LastModified>{seen.last_modified}</LastModified>"
+                f'<ETag>"{seen.etag}"</ETag><Size>{seen.size}</Size>'
+                "<StorageClass>STANDARD</StorageClass></Contents>"
+            )
+        for common in listing.common_prefixes:
+            parts.append(f"<CommonPrefixes><Prefix>{name(common)}</Prefix></CommonPrefixes>")
+        parts.append("</ListBucketResult>")
+        body = "".join(parts).encode()
+        start_response(
+            "200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
 
     def _internal(self, method: str, path: str, body: bytes = b"") -> None:
         environ = EnvironBuilder(
@@ -298,6 +371,70 @@ class S3Gateway:
         out = b"".join(self.moto(environ, start_response))
         if not status or status[0][:3] not in ("200", "204"):
             raise RuntimeError(f"moto refused {method} {path}: {status} {out[:200]!r}")
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """A built file as a listing shows it."""
+
+    size: int
+    etag: str  # the body's MD5, as S3 gives a single-part object
+    last_modified: str
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One ListObjectsV2 page: its keys, its common prefixes, and the key after which it resumes."""
+
+    keys: list[str]
+    common_prefixes: list[str]
+    next_after: str  # "" when the listing is complete
+
+
+def list_page(keys: list[str], prefix: str, delimiter: str, max_keys: int, after: str) -> ListPage:
+    """S3's ListObjectsV2 arithmetic over sorted `keys`: a common prefix counts as one entry."""
+    i = bisect.bisect_right(keys, after) if after > prefix else bisect.bisect_left(keys, prefix)
+    found: list[str] = []
+    common: list[str] = []
+    resume = ""
+    while i < len(keys) and keys[i].startswith(prefix):
+        if len(found) + len(common) >= max_keys:
+            return ListPage(found, common, resume)
+        key = keys[i]
+        cut = key.find(delimiter, len(prefix)) if delimiter else -1
+        if cut >= 0:
+            group = key[: cut + len(delimiter)]
+            common.append(group)
+            resume = group + _PAST_ALL
+            i = bisect.bisect_left(keys, resume)
+        else:
+            found.append(key)
+            resume = key
+            i += 1
+    return ListPage(found, common, "")
+
+
+_PAST_ALL = "\U0010ffff"  # sorts after any key character: resumes past a whole common prefix
+
+
+def _max_keys(text: str | None) -> int:
+    try:
+        return max(0, min(int(text), 1000)) if text else 1000
+    except ValueError:
+        return 1000
+
+
+def _token_for(after: str) -> str:
+    return base64.urlsafe_b64encode(after.encode()).decode()
+
+
+def _token_key(token: str | None) -> str:
+    if not token:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
 
 
 def _s3_error(
