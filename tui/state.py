@@ -1,5 +1,6 @@
 """What the dashboard knows, kept apart from how it is drawn: latest quotes and trades per
-symbol, and every service's last heartbeat.
+symbol, their names and previous closes and the market's state (the fetcher's `reference`), and
+every service's last heartbeat.
 
 The feed writes here at bus speed with C-level dict updates (no per-quote Python); the views read
 at most ten times a second. Conflation is therefore free: whatever arrived between two redraws,
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from mesh import health
@@ -24,6 +26,7 @@ MAX_PRICE = 1e9  # a price at or above this (or NaN, inf, negative) is not shown
 MAX_SIZE = 1e15  # likewise for sizes
 MAX_SERVICES = 64  # heartbeats from more distinct names than this are counted, not kept
 MAX_JOBS = 500  # the most recent jobs kept
+MAX_REFERENCE_SYMBOLS = 5000  # names and previous closes kept from one answer
 
 
 class Unusable(ValueError):
@@ -40,12 +43,14 @@ class BoardRow:
     """One line of the quotes board, derived at redraw time."""
 
     symbol: str
+    name: str  # the company's name from the reference data, "" until known
     bid: float | None
     ask: float | None
     bid_size: int | None
     ask_size: int | None
     last: float | None
-    change: float | None  # last trade minus the first trade seen this session
+    change: float | None  # last trade minus the previous close (None until both are known)
+    change_pct: float | None  # the change in percent of the previous close
     spread: float | None
     volume: int
     updated_ns: int  # event time of the latest quote or trade
@@ -134,6 +139,91 @@ def usable_rows(
     return picked, dropped
 
 
+class MarketView(msgspec.Struct, frozen=True):
+    """The market's state in the fetcher's `reference` answer (docs/protocol.md)."""
+
+    state: str  # pre-market, open, early-close, after-hours, closed
+    server_time: str = ""  # the REST server's clock (the sim's played clock), ISO 8601
+    read_at: str = ""
+
+
+class SymbolReference(msgspec.Struct, frozen=True):
+    name: str | None = None
+    previous_close: float | None = None
+    previous_day: str | None = None
+
+
+class ReferenceAnswer(msgspec.Struct, frozen=True):
+    """The fetcher's answer to `reference`, checked field by field on the way in."""
+
+    market: MarketView | None = None
+    symbols: dict[str, SymbolReference] = {}
+    pending: list[str] = []
+    refused: str = ""  # the quota refused a call: why, in one line
+    retry_after_s: float | None = None
+    error: str = ""
+    rest_calls: int = 0
+
+
+REFERENCE_REFRESH_S = 60.0  # ask again this often (the fetcher answers from its cache)
+REFERENCE_RETRY_S = 30.0  # after an error or a dead fetcher
+
+
+@dataclass
+class ReferenceState:
+    """Company names, previous closes and the market's state, from the fetcher's `reference`."""
+
+    names: dict[str, str] = field(default_factory=dict)
+    previous_close: dict[str, float] = field(default_factory=dict)
+    previous_day: str = ""
+    market: MarketView | None = None
+    refused: str = ""
+    error: str = ""
+    pending: set[str] = field(default_factory=set)
+    asked: set[str] = field(default_factory=set)  # the symbols of the last question
+    asked_at: float = float("-inf")  # monotonic
+    next_at: float = 0.0  # no question before this (monotonic): a refused quota's wait
+
+    def due(self, symbols: set[str], now: float) -> bool:
+        """Whether to ask the fetcher now about `symbols` (the board's)."""
+        if not symbols or now < self.next_at:
+            return False
+        return bool(symbols - self.asked or self.pending) or (
+            now - self.asked_at >= REFERENCE_REFRESH_S
+        )
+
+    def asking(self, symbols: set[str], now: float) -> None:
+        self.asked, self.asked_at, self.next_at = set(symbols), now, now + 2.0
+
+    def failed(self, error: str, now: float) -> None:
+        self.error, self.next_at = error, now + REFERENCE_RETRY_S
+
+    def apply(self, result: object, now: float) -> None:
+        """A reply's result; one that is not a `ReferenceAnswer` is an error, changing nothing else."""
+        try:
+            answer = msgspec.convert(result, ReferenceAnswer)
+        except msgspec.ValidationError as exc:
+            self.failed(f"an answer that is not reference data: {exc}", now)
+            return
+        for symbol, ref in list(answer.symbols.items())[:MAX_REFERENCE_SYMBOLS]:
+            if ref.name:
+                self.names[symbol] = ref.name
+            close = ref.previous_close
+            if close is not None and 0 < close < MAX_PRICE:  # NaN fails too
+                self.previous_close[symbol] = close
+            if ref.previous_day:
+                self.previous_day = ref.previous_day
+        if answer.market is not None:
+            self.market = answer.market
+        self.pending = set(answer.pending)
+        self.refused, self.error = answer.refused, answer.error
+        wait = answer.retry_after_s
+        if answer.refused:
+            self.next_at = now + (wait if wait is not None and 0 < wait < 86_400 else 60.0)
+        elif answer.error:
+            self.next_at = now + REFERENCE_RETRY_S
+
+
 class MarketState:
     """Latest values per symbol, written by the feed, read by the board."""
 
@@ -142,7 +232,7 @@ class MarketState:
             str, tuple[float, float, int, int, int]
         ] = {}  # bid, ask, bid size, ask size, ts
         self.last: dict[str, tuple[float, int]] = {}  # price, ts
-        self.first_trade: dict[str, float] = {}
+        self.reference = ReferenceState()
         self.volume: dict[str, int] = {}
         self.history: dict[str, deque[float]] = {}
         self._previous_mid: dict[str, float] = {}
@@ -210,9 +300,9 @@ class MarketState:
         if sort_key == "updated":
             return lambda s: max(quotes[s][4] if s in quotes else 0, last[s][1] if s in last else 0)
         if sort_key == "change":
-            first = self.first_trade
+            previous = self.reference.previous_close
             return lambda s: (
-                last[s][0] - first.setdefault(s, last[s][0]) if s in last else float("-inf")
+                last[s][0] / previous[s] - 1 if s in last and s in previous else float("-inf")
             )
         raise ValueError(f"unknown sort key {sort_key!r}; one of {', '.join(SORT_KEYS)}")
 
@@ -224,8 +314,8 @@ class MarketState:
         quote = self.quotes.get(symbol)
         trade = self.last.get(symbol)
         last = trade[0] if trade else None
-        if last is not None:
-            self.first_trade.setdefault(symbol, last)
+        previous_close = self.reference.previous_close.get(symbol)
+        change = last - previous_close if last is not None and previous_close else None
         mid = self.mid(symbol)
         now = time.monotonic() if now is None else now
         direction, until = self._direction.get(symbol, (0, 0.0))
@@ -237,12 +327,16 @@ class MarketState:
             self._previous_mid[symbol] = mid
         return BoardRow(
             symbol=symbol,
+            name=self.reference.names.get(symbol, ""),
             bid=quote[0] if quote else None,
             ask=quote[1] if quote else None,
             bid_size=quote[2] if quote else None,
             ask_size=quote[3] if quote else None,
             last=last,
-            change=(last - self.first_trade[symbol]) if last is not None else None,
+            change=change,
+            change_pct=100 * change / previous_close
+            if change is not None and previous_close
+            else None,
             spread=(quote[1] - quote[0]) if quote else None,
             volume=self.volume.get(symbol, 0),
             updated_ns=max(quote[4] if quote else 0, trade[1] if trade else 0),

@@ -20,6 +20,14 @@ SYMBOLS = {
     "QQQ": 590.07,
     "TSLA": 391.09,
 }
+NAMES = {
+    "AAPL": "Apple Inc.",
+    "MSFT": "Microsoft Corp",
+    "NVDA": "Nvidia Corp",
+    "SPY": "SPDR S&P 500 ETF Trust",
+    "QQQ": "Invesco QQQ Trust, Series 1",
+    "TSLA": "Tesla, Inc. Common Stock",
+}
 
 
 def beat(service: str, state: str = "ok", message: str = "", **counters: Any) -> Heartbeat:
@@ -72,7 +80,16 @@ def fixed_app(tmp_path: Path) -> MassiveTui:
         for i, (s, p) in enumerate(SYMBOLS.items())
     ]
     app.market.apply_quotes(QuoteBatch.from_rows(rows))
-    app.market.first_trade.update({s: p - 1.0 for s, p in SYMBOLS.items()})
+    app.market.reference.apply(
+        {
+            "market": {"state": "pre-market", "server_time": "2025-11-21T09:00:00-05:00"},
+            "symbols": {
+                s: {"name": NAMES[s], "previous_close": p - 1.0, "previous_day": "2025-11-20"}
+                for s, p in SYMBOLS.items()
+            },
+        },
+        0.0,
+    )
     app.market.apply_trades(
         TradeBatch.from_rows(
             [
@@ -118,9 +135,10 @@ def test_live_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-unt
     async def select_aapl(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.pause(0.3)
         pilot.app.query_one("#live-view").sample()
+        pilot.app.query_one("#live-view").show_reference()
         await pilot.pause(0.1)
 
-    assert snap_compare(fixed_app(tmp_path), terminal_size=(110, 30), run_before=select_aapl)
+    assert snap_compare(fixed_app(tmp_path), terminal_size=(130, 30), run_before=select_aapl)
 
 
 def test_mesh_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -1,12 +1,23 @@
-"""Live: the quotes board, a sparkline for the selected symbol, and adding or removing symbols."""
+"""Live: the quotes board, a sparkline for the selected symbol, and adding or removing symbols.
+
+Names, previous closes and the market's state come from the fetcher's `reference` command (it
+reads Massive's REST API within the quota and keeps the answers for the day), asked by a worker
+when the board holds symbols it has not asked about, and once a minute; never from the UI thread
+and never per symbol. The market's state goes in the header and on the line above the board.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+
+from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Input, Label, Sparkline
+from textual.widgets import Button, Input, Label, Sparkline, Static
 
+from tui.state import MarketView, ReferenceState
 from tui.untrusted import clean, literal
 from tui.widgets.quote_board import QuoteBoard
 
@@ -15,6 +26,56 @@ def subscription_params(text: str) -> list[str]:
     """`AMD, intc` -> quote and trade subscriptions for each symbol."""
     symbols = [s.strip().upper() for s in text.replace(" ", ",").split(",") if s.strip()]
     return [f"{kind}.{symbol}" for symbol in symbols for kind in ("Q", "T")]
+
+
+REFERENCE_CHECK_S = 2.0  # how often the view checks whether to ask the fetcher
+MARKET_STATES = {
+    "pre-market": "pre-market",
+    "open": "open",
+    "early-close": "open, closing early (13:00 ET)",
+    "after-hours": "after-hours",
+    "closed": "closed",
+}
+HEADER_SEPARATOR = " · market "
+
+
+def market_text(market: MarketView | None) -> str:
+    """`open at 10:02 ET` from the reference's market state, or "" when none is known."""
+    if market is None:
+        return ""
+    state = MARKET_STATES.get(market.state, clean(market.state, 30))
+    try:
+        clock = dt.datetime.fromisoformat(market.server_time).strftime("%H:%M ET %a %Y-%m-%d")
+    except ValueError:
+        return state
+    return f"{state} at {clock}"
+
+
+def reference_line(reference: ReferenceState) -> Text:
+    """The line above the board: the market's state, the previous close's day, and what failed."""
+    text = Text()
+    if reference.market is not None:
+        text.append("market ")
+        text.append_text(literal(market_text(reference.market), "bold cyan", limit=80))
+    else:
+        text.append("market state not known yet", style="dim")
+    if reference.previous_day:
+        text.append_text(
+            literal(f"   change from the close of {reference.previous_day}", "dim", limit=60)
+        )
+    if reference.refused:
+        text.append_text(
+            literal(
+                f"   REST quota refused names/previous closes: {reference.refused}",
+                "bold yellow",
+                limit=200,
+            )
+        )
+    elif reference.error:
+        text.append_text(
+            literal(f"   reference data unavailable: {reference.error}", "bold red", limit=200)
+        )
+    return text
 
 
 class LiveView(Vertical):
@@ -28,9 +89,13 @@ class LiveView(Vertical):
             yield Input(placeholder="symbols, e.g. AMD,INTC", id="symbols")
             yield Button("Add", id="subscribe", variant="success")
             yield Button("Remove", id="unsubscribe", variant="error")
+        yield Static(reference_line(ReferenceState()), id="market-line")
         yield QuoteBoard(self.app.market, id="board")  # type: ignore[attr-defined]
         yield Label("select a symbol to see its price over the last two minutes", id="spark-label")
         yield Sparkline([], id="spark")
+
+    def on_mount(self) -> None:
+        self.set_interval(REFERENCE_CHECK_S, self._ask_reference)
 
     @property
     def board(self) -> QuoteBoard:
@@ -38,6 +103,35 @@ class LiveView(Vertical):
 
     def tick(self) -> None:
         self.board.update_rows()
+
+    def show_reference(self) -> None:
+        """The market line and the header's market state, from what the fetcher last said."""
+        reference = self.app.market.reference  # type: ignore[attr-defined]
+        self.query_one("#market-line", Static).update(reference_line(reference))
+        base = self.app.sub_title.split(HEADER_SEPARATOR)[0]
+        state = market_text(reference.market)
+        self.app.sub_title = f"{base}{HEADER_SEPARATOR}{state}" if state else base
+
+    def _ask_reference(self) -> None:
+        market = self.app.market  # type: ignore[attr-defined]
+        symbols = set(market.symbols())
+        now = time.monotonic()
+        if not self.app.mesh.is_up("fetcher") or not market.reference.due(symbols, now):  # type: ignore[attr-defined]
+            return
+        market.reference.asking(symbols, now)
+        self.run_worker(self._reference(sorted(symbols)), group="reference", exclusive=True)
+
+    async def _reference(self, symbols: list[str]) -> None:
+        reply = await self.app.feed.call(  # type: ignore[attr-defined]
+            "fetcher", "reference", {"symbols": symbols}, timeout=30.0
+        )
+        market = self.app.market  # type: ignore[attr-defined]
+        if reply.ok:
+            market.reference.apply(reply.result, time.monotonic())
+        else:
+            market.reference.failed(f"fetcher: {reply.error}", time.monotonic())
+        market.version += 1
+        self.show_reference()
 
     def sample(self) -> None:
         self._show_spark(self.board.selected)

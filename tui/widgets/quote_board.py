@@ -27,15 +27,20 @@ from tui.untrusted import clean
 
 MARKET_TZ = ZoneInfo("America/New_York")
 
-# (title, width, sort key or None)
+# (title, width, sort key or None); the first TEXT_COLUMNS are text, left-aligned, the rest numbers
+TEXT_COLUMNS = 2
+FLASHED = (2, 3, 6)  # bid, ask and last flash green or red on a move
+CHANGES = (7, 8)  # coloured by the sign of the change from the previous close
 COLUMNS: list[tuple[str, int, str | None]] = [
     ("Symbol", 8, "symbol"),
+    ("Name", 18, None),
     ("Bid", 10, None),
     ("Ask", 10, None),
     ("BidSz", 7, None),
     ("AskSz", 7, None),
     ("Last", 10, None),
     ("Chg", 8, "change"),
+    ("Chg%", 7, "change"),
     ("Spread", 7, "spread"),
     ("Volume", 11, "volume"),
     ("Time ET", 13, "updated"),
@@ -79,15 +84,18 @@ def _time(ns: int) -> str:
 
 def cells(row: BoardRow) -> list[str]:
     change = "" if row.change is None else f"{row.change:+.2f}"
+    change_pct = "" if row.change_pct is None else f"{row.change_pct:+.2f}%"
     spread = "" if row.spread is None else f"{row.spread:.2f}"
     return [
         row.symbol,
+        row.name,
         _price(row.bid),
         _price(row.ask),
         _int(row.bid_size),
         _int(row.ask_size),
         _price(row.last),
         change,
+        change_pct,
         spread,
         _int(row.volume),
         _time(row.updated_ns),
@@ -128,7 +136,8 @@ class BoardRows(Sequence[BoardRow]):
 
 
 class QuoteBoard(ScrollView, can_focus=True):
-    """Symbols with bid, ask, sizes, last, change, spread, volume and time; sortable and filterable."""
+    """Symbols with name, bid, ask, sizes, last, change from the previous close, spread, volume and
+    time; sortable and filterable."""
 
     BINDINGS = [
         Binding("up", "cursor(-1)", "Up", show=False),
@@ -244,7 +253,7 @@ class QuoteBoard(ScrollView, can_focus=True):
         if y == 0:
             text = " ".join(
                 self._header_title(title, key).ljust(w)
-                if i == 0
+                if i < TEXT_COLUMNS
                 else self._header_title(title, key).rjust(w)
                 for i, (title, w, key) in enumerate(COLUMNS)
             )
@@ -278,18 +287,18 @@ class QuoteBoard(ScrollView, can_focus=True):
             style = base
             if i == 0 and index == self.cursor and not self.has_focus:
                 style = self._styles["selected"]
-            elif flash is not None and i in (1, 2, 5):
+            elif flash is not None and i in FLASHED:
                 style = base + flash
-            elif i == 6 and row.change:
+            elif i in CHANGES and row.change:
                 style = base + (self._styles["up"] if row.change > 0 else self._styles["down"])
             if style != run_style and run:
                 segments.append(Segment("".join(run), run_style))
                 run = []
             run_style = style
-            if i == 0:
-                symbol = shown_symbol(value, w)
-                wide = w - len(symbol)
-                run.append(symbol)
+            if i < TEXT_COLUMNS:  # text from outside: made visible, cut to its cells
+                text = shown_symbol(value, w)
+                wide += w - len(text)
+                run.append(text)
             else:
                 run.append(_fit(value, w))
             if style == base:
@@ -301,7 +310,7 @@ class QuoteBoard(ScrollView, can_focus=True):
             segments.append(Segment("".join(run), run_style))
         used = (
             sum(len(segment.text) for segment in segments) + wide
-        )  # cells: one per character but in the symbol
+        )  # cells: one per character but in the symbol and the name
         if used < width:  # pad here rather than have the Strip copied to pad it
             segments.append(Segment(" " * (width - used), base))
             used = width
