@@ -8,6 +8,7 @@ previous close, open-close and the day_aggs_v1 flat files), so all of them agree
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -107,9 +108,15 @@ def aggregate(
         first_day = market.et_date_of_ns(start_ms * 1_000_000)
         last_day = market.et_date_of_ns(end_ms * 1_000_000)
         parts, keys, starts = [], [], []
-        for day in window.intraday:
-            if day < first_day or day > last_day:
-                continue
+        lo_i, hi_i = (
+            bisect.bisect_left(window.intraday, first_day),
+            bisect.bisect_right(window.intraday, last_day),
+        )
+        days = window.intraday[lo_i:hi_i]
+        taken = 0
+        for day in days if ascending else days[::-1]:
+            if taken > limit:  # windows never span days: later days cannot reach this page
+                break
             base = (
                 history.second_bars(seed, symbol, day, scale)
                 if timespan == "second"
@@ -122,6 +129,9 @@ def aggregate(
             parts.append(base.take(keep))
             keys.append(day.toordinal() * 10**9 + k[keep])
             starts.append(s[keep])
+            taken += int(keep.sum())
+        if not ascending:
+            parts, keys, starts = parts[::-1], keys[::-1], starts[::-1]
     else:
         first_day = market.et_date_of_ns(start_ms * 1_000_000)
         last_day = market.et_date_of_ns(end_ms * 1_000_000)

@@ -189,3 +189,21 @@ def test_a_paged_listing_builds_only_the_pages_asked_for(http_sim: SimServer) ->
     )
     prefixes = [p["Prefix"][-3:] for page in months for p in page.get("CommonPrefixes", ())]
     assert prefixes == [f"{m:02d}/" for m in range(1, 13)]
+
+
+def test_a_page_of_minute_bars_over_years_builds_only_the_days_it_needs(
+    http_sim: SimServer,
+) -> None:
+    today = market.today_et()
+    url = f"/v2/aggs/ticker/AAPL/range/1/minute/2014-01-01/{today.isoformat()}"
+    with httpx.Client(base_url=http_sim.rest_url, timeout=60) as client:
+        started = time.monotonic()
+        oldest = client.get(url, params={"apiKey": KEY, "limit": 1000, "sort": "asc"}).json()
+        newest = client.get(url, params={"apiKey": KEY, "limit": 1000, "sort": "desc"}).json()
+        elapsed = time.monotonic() - started
+    assert elapsed < 10, elapsed
+    assert market.et_date_of_ns(oldest["results"][0]["t"] * 1_000_000) == D(2014, 1, 2)
+    last = market.HistoryWindow.ending_before(today).intraday[-1]
+    assert market.et_date_of_ns(newest["results"][0]["t"] * 1_000_000) == last
+    assert oldest["resultsCount"] == newest["resultsCount"] == 1000
+    assert "next_url" in oldest and "next_url" in newest
