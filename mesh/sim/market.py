@@ -4,6 +4,8 @@ Everything the simulator serves (live feed, REST history, flat files) starts her
 agrees on which days are trading days, where each symbol trades and what it closed at. Daily
 closes come from a seeded, mean-reverting random walk in log price over a fixed calendar range,
 so a given (seed, symbol, day) always has the same open and close whatever the date today is.
+The walk runs on today's basis (after every split); each day's open and close are as traded, the
+walk's price times `corporate.as_traded_multiplier`, so a split shows as a jump in the tape.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mesh.calendar import (  # noqa: F401  (re-exported: the sim's modules use m
     today_et,
     trading_days,
 )
+from mesh.sim import corporate
 
 DEFAULT_SEED = 7
 
@@ -242,11 +245,17 @@ def _as_set(days: tuple[dt.date, ...]) -> frozenset[dt.date]:
 
 @dataclass(frozen=True)
 class DailyPath:
-    """Open and close of every trading day in [COVERAGE_START, PATH_END] for one symbol."""
+    """Open and close, as traded, of every trading day in [COVERAGE_START, PATH_END] for one symbol.
+
+    `as_traded` is each day's `corporate.as_traded_multiplier`: the walk's price on today's basis
+    times it is the price the day traded at, and a volume on today's basis divided by it is the
+    volume the day traded (10 and a tenth for NVDA before its 2024 10-for-1 split).
+    """
 
     index: dict[dt.date, int]
     open: np.ndarray
     close: np.ndarray
+    as_traded: np.ndarray
 
 
 @lru_cache(maxsize=512)
@@ -254,7 +263,9 @@ def daily_path(seed: int, symbol: str) -> DailyPath:
     """The seeded daily walk: log price reverts slowly to the listing's reference price.
 
     From PATH_START it runs forward from a draw near the reference price; before PATH_START it
-    runs backward from PATH_START's close, so both parts meet without a jump.
+    runs backward from PATH_START's close, so both parts meet without a jump. The walk is on
+    today's basis (after every split); each day's open and close are then scaled to the basis the
+    day traded on, so the tape shows a split's jump and split-adjusted bars are continuous.
     """
     info = listing(symbol)
     days = trading_days(PATH_START, PATH_END)
@@ -263,11 +274,20 @@ def daily_path(seed: int, symbol: str) -> DailyPath:
     old_open, old_close = _backward_walk(seed, symbol, info, len(old_days), float(close[0]))
     # the first forward day's open was drawn from its own close; keep it as first served
     all_days = old_days + days
+    as_traded = _as_traded_multipliers(symbol, all_days)
     return DailyPath(
         {d: i for i, d in enumerate(all_days)},
-        np.concatenate([old_open, open_]),
-        np.concatenate([old_close, close]),
+        np.round(np.concatenate([old_open, open_]) * as_traded, 2),
+        np.round(np.concatenate([old_close, close]) * as_traded, 2),
+        as_traded,
     )
+
+
+def _as_traded_multipliers(symbol: str, days: list[dt.date]) -> np.ndarray:
+    """`corporate.as_traded_multiplier(symbol, day)` for each of `days`."""
+    if not corporate.splits_of(symbol):
+        return np.ones(len(days))
+    return np.array([corporate.as_traded_multiplier(symbol, d) for d in days])
 
 
 def _forward_walk(seed: int, symbol: str, info: Listing, n: int) -> tuple[np.ndarray, np.ndarray]:

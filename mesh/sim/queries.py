@@ -48,8 +48,9 @@ SUMMARY_SAMPLE_DAYS = 5  # tape-built days whose mean volume and count size the 
 def _summary_bars(seed: int, symbol: str, scale: float) -> Bars:
     """Day bars of every trading day before INTRADAY_START, drawn from the walk without a tape.
 
-    Open and close are the walk's; high and low reach past them by a fraction of the symbol's
-    daily volatility; volume and trade count vary around the first tape-built days' mean.
+    Open and close are the walk's (as traded); high and low reach past them by a fraction of the
+    symbol's daily volatility; volume and trade count vary around the first tape-built days' mean,
+    volume on the basis each day traded on.
     """
     path = market.daily_path(seed, symbol)
     days = [d for d in path.index if d < market.INTRADAY_START]
@@ -69,7 +70,9 @@ def _summary_bars(seed: int, symbol: str, scale: float) -> Bars:
     h = np.round(np.maximum(o, c) * np.exp(reach[0]), 2)
     low = np.round(np.minimum(o, c) * np.exp(-reach[1]), 2)
     busy = np.exp(rng.standard_normal(n) * 0.25)
-    v = np.maximum(np.round(mean_v * busy), 1).astype(np.int64)
+    # the sample's volumes are as traded on its days; a split between them and a day scales it
+    basis = path.as_traded[n] if n < len(path.as_traded) else 1.0
+    v = np.maximum(np.round(mean_v * busy * basis / path.as_traded[:n]), 1).astype(np.int64)
     count = np.maximum(np.round(mean_n * busy), 1).astype(np.int64)
     t = np.array([market.midnight_ns(d) // 1_000_000 for d in days], np.int64)
     vw = np.round((o + c + h + low) / 4, 4)

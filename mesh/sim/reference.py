@@ -143,9 +143,10 @@ def _ticker_details(app: RestApp, request: Request, params: dict[str, str], tick
     root, _, suffix = ticker.partition(".")
     details = ticker_row(ticker, day)
     del details["last_updated_utc"]
-    close = market.previous_close(
-        app.seed, ticker, min(max(day, market.PATH_START), market.PATH_END)
-    )
+    before = min(max(day, market.COVERAGE_START), market.PATH_END)
+    close = market.previous_close(app.seed, ticker, before)
+    # the close is as traded; the shares outstanding are on today's basis, so is the price
+    close /= corporate.as_traded_multiplier(ticker, before - dt.timedelta(days=1))
     details.update(
         market_cap=round(info.shares_outstanding * close, 2),
         list_date=info.list_date,

@@ -160,3 +160,17 @@ def test_on_a_split_day_the_snapshots_previous_day_is_split_adjusted(
     [prev] = on_nvda_split_day.get_previous_close_agg("NVDA")
     assert (snap.prev_day.close, snap.prev_day.volume) == (prev.close, prev.volume)
     assert snap.todays_change == pytest.approx(snap.last_trade.price - prev.close, abs=1e-4)
+
+
+def test_adjusted_closes_are_continuous_across_a_split_and_as_traded_ones_jump(
+    after_nvda_split: RESTClient, on_nvda_split_day: RESTClient
+) -> None:
+    friday, monday = dt.date(2024, 6, 7), NVDA_SPLIT
+    adj = after_nvda_split.get_aggs("NVDA", 1, "day", friday, monday)
+    raw = after_nvda_split.get_aggs("NVDA", 1, "day", friday, monday, adjusted=False)
+    assert [b.timestamp for b in adj] == [_split_day_ms(friday), _split_day_ms(monday)]
+    assert adj[1].close == pytest.approx(adj[0].close, rel=0.1)  # a day's move, not a tenfold step
+    assert raw[0].close / raw[1].close == pytest.approx(10, rel=0.1)  # the tape traded ~10x higher
+    snap = on_nvda_split_day.get_snapshot_ticker("stocks", "NVDA")
+    assert snap.last_trade.price > 0
+    assert abs(snap.todays_change_percent) < 20
