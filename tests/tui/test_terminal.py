@@ -20,7 +20,8 @@ from tui.app import VIEWS
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 BIN = Path(sys.executable).parent
-PRICE_ROW = re.compile(r"^\s*AAPL\s+\d[\d,]*\.\d\d\s+\d[\d,]*\.\d\d", re.MULTILINE)
+# a board row with a bid and an ask (the sim may be playing a quiet pre-market, so any symbol)
+PRICE_ROW = re.compile(r"^\s*[A-Z][A-Z.]*\s.*?\d[\d,]*\.\d\d\s+\d[\d,]*\.\d\d\s", re.MULTILINE)
 
 
 def view_key(view_id: str) -> str:
