@@ -12,6 +12,9 @@ literally. An error that does end it exits non-zero, its traceback in a log file
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -137,6 +140,19 @@ class MassiveTui(App[None]):
         if self.start_mesh_on_mount:
             self.call_after_refresh(self.action_start_mesh)
         self.call_after_refresh(self._focus_view, "live")
+        if not self.is_headless:
+            self._quit_on_hangup()
+
+    def _quit_on_hangup(self) -> None:
+        """A closed terminal (SIGHUP) or a plain `kill` (SIGTERM) quits as ctrl+q does.
+
+        The services `--mesh` started run in sessions of their own (a ctrl+c in the dashboard must
+        not reach them), so without this a closed terminal would leave them running, orphaned.
+        """
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.exit)
 
     @work(exclusive=True, group="feed")
     async def run_feed(self) -> None:
