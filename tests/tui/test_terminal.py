@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -115,3 +117,62 @@ def test_the_dashboard_in_a_terminal_shows_live_sim_data_and_mesh_health(
         except subprocess.TimeoutExpired:
             os.killpg(honcho.pid, signal.SIGKILL)
             honcho.wait(5)
+
+
+def _pids(pattern: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
+
+
+def _serving(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(shutil.which("pgrep") is None, reason="pgrep is not installed")
+def test_closing_the_terminal_stops_the_services_the_dashboard_started(
+    mesh_environ: dict[str, str], tmp_path: Path
+) -> None:
+    rest = free_port()
+    marker = f"--rest-port {rest}"  # tells this test's sim apart from any other process
+    (tmp_path / "Procfile").write_text(
+        "bus: massive run bus\n"
+        f"sim: massive run sim --ws-port {free_port()} {marker} --s3-port {free_port()}\n"
+    )
+    exports = " ".join(
+        f"{k}={shlex.quote(v)}"
+        for k, v in mesh_environ.items()
+        if k.startswith(("MESH_", "PATH", "PYKX"))
+    )
+    tmux = Tmux(f"massive-hangup-{os.getpid()}")
+    tmux.run(
+        "new-session",
+        "-d",
+        "-s",
+        "tui",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        f"cd {shlex.quote(str(tmp_path))} && env {exports} TERM=xterm-256color {BIN / 'massive-tui'} --mesh",
+    )
+    try:
+        deadline = time.monotonic() + 45
+        while not _serving(rest) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert _serving(rest), "massive-tui --mesh never started the sim"
+        assert _pids(marker)
+        time.sleep(5)  # settled: past the start-up lines a service writes to its pipe
+        tmux.run("kill-server")  # the terminal goes away: the dashboard gets SIGHUP
+        deadline = time.monotonic() + 15
+        while _pids(marker) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert not _pids(marker), "the sim outlived its closed terminal"
+    finally:
+        tmux.run("kill-server")
+        for pid in _pids(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
