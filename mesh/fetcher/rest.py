@@ -382,20 +382,7 @@ class RestClient:
         target: tuple[str, dict[str, Any] | None] = (path, params)
         for _ in range(MAX_PAGES):
             body = self.get(target[0], target[1], what=what)
-            try:
-                page = decoder.decode(body)
-            except msgspec.ValidationError as exc:
-                raise RestProtocolError(
-                    f"{what}: the REST response lacks expected fields ({exc})"
-                ) from None
-            except msgspec.DecodeError:
-                raise RestProtocolError(
-                    f"{what}: the REST response is not JSON (starts {body[:40]!r})"
-                ) from None
-            except RecursionError:
-                raise RestProtocolError(
-                    f"{what}: the REST response is nested too deeply to read"
-                ) from None
+            page = _decode(body, decoder.decode, what)
             _check_page(page, what)
             if page.status and page.status not in ("OK", "DELAYED"):
                 raise RestError(f"{what}: REST status {page.status!r}")
@@ -419,20 +406,7 @@ class RestClient:
     def _one(self, path: str, params: dict[str, Any] | None, kind: type[Any], what: str) -> Any:
         """One GET decoded as `kind`; a body of another shape is a RestProtocolError."""
         body = self.get(path, params, what=what)
-        try:
-            return msgspec.json.decode(body, type=kind)
-        except msgspec.ValidationError as exc:
-            raise RestProtocolError(
-                f"{what}: the REST response lacks expected fields ({exc})"
-            ) from None
-        except msgspec.DecodeError:
-            raise RestProtocolError(
-                f"{what}: the REST response is not JSON (starts {body[:40]!r})"
-            ) from None
-        except RecursionError:
-            raise RestProtocolError(
-                f"{what}: the REST response is nested too deeply to read"
-            ) from None
+        return _decode(body, lambda raw: msgspec.json.decode(raw, type=kind), what)
 
     # --- endpoints -----------------------------------------------------------------------------
 
@@ -602,3 +576,19 @@ class RestClient:
             "ts_event": [r.sip_timestamp for r in rows],
             "ts_recv": [recv] * len(rows),
         }
+
+
+def _decode(body: bytes, decode: Callable[[bytes], Any], what: str) -> Any:
+    """`decode(body)`, any failure to read it a RestProtocolError saying what was wrong."""
+    try:
+        return decode(body)
+    except msgspec.ValidationError as exc:
+        raise RestProtocolError(
+            f"{what}: the REST response lacks expected fields ({exc})"
+        ) from None
+    except msgspec.DecodeError:
+        raise RestProtocolError(
+            f"{what}: the REST response is not JSON (starts {body[:40]!r})"
+        ) from None
+    except RecursionError:
+        raise RestProtocolError(f"{what}: the REST response is nested too deeply to read") from None
