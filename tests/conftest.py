@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("PYKX_UNLICENSED", "true")
+# The sim's on-disk day bars (mesh.sim.daycache): one fresh directory per test run, shared by the
+# run's processes, so tests neither read nor fill the user's cache.
+SIM_CACHE = tempfile.mkdtemp(prefix="mesh-sim-cache-")
+os.environ["MESH_SIM_CACHE"] = SIM_CACHE
 
 from mesh.bus import Bus  # noqa: E402
 from mesh.config import Config  # noqa: E402
@@ -36,6 +42,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from mesh.ingest import scan
 
     scan.warm_up()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    shutil.rmtree(SIM_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +73,7 @@ def mesh_env(data_dir: Path) -> dict[str, str]:
         "MESH_BUS_SUB": f"tcp://127.0.0.1:{free_port()}",
         "MESH_BUS_CTL": f"tcp://127.0.0.1:{free_port()}",
         "MESH_DATA_DIR": str(data_dir),
+        "MESH_SIM_CACHE": SIM_CACHE,
         "PYKX_UNLICENSED": "true",
     }
 

@@ -100,9 +100,9 @@ def session_at(instant: dt.datetime, wall_ns: int, speed: float = 1.0) -> Sessio
     local = when.astimezone(market.ET)
     day = local.date()
     shown = local.strftime("%Y-%m-%d %H:%M ET")
-    if not market.PATH_START <= day <= market.PATH_END:
+    if not market.COVERAGE_START <= day <= market.PATH_END:
         raise AtError(
-            f"{shown} is outside the sim's history ({market.PATH_START} to {market.PATH_END})"
+            f"{shown} is outside the sim's history ({market.COVERAGE_START} to {market.PATH_END})"
         )
     if not market.is_trading_day(day):
         raise AtError(f"{day.isoformat()} ({day:%A}) is not a trading day")

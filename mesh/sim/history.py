@@ -350,10 +350,34 @@ def _tape(seed: int, symbol: str, day: dt.date, scale: float) -> _Tape:
             odd[j] = False
             price_c[j] = anchor
             size[j] = 100 * max(1, round(rng.integers(500, 5000) * info.activity * scale))
+    size, odd = _as_traded_sizes(
+        size, odd, float(path.as_traded[i]), first_of_minute, (first, last)
+    )
     flags = extended * COND_FORM_T + (rng.random(n) < 0.05) * COND_ISO + odd * COND_ODD_LOT
     return _Tape(
         info.tape, t, price_c / 100, size, flags.astype(np.int8), qt, bid_c / 100, ask_c / 100
     )
+
+
+def _as_traded_sizes(
+    size: np.ndarray, odd: np.ndarray, multiplier: float, round_lots: np.ndarray, prints: tuple
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sizes drawn on today's basis, in the shares the day traded (and which are now odd lots).
+
+    Before a split the shares were fewer (a 10-for-1's multiplier is 10) or, before a reverse
+    split, more; so a split-adjusted volume is of the same order on both sides of the split. The
+    trades that keep a liquid minute's round lot and the opening and closing prints stay round lots.
+    """
+    if multiplier == 1.0:
+        return size, odd
+    shares = np.maximum(1, np.rint(size / multiplier)).astype(np.int64)
+    keep_round = np.zeros(len(size), bool)
+    keep_round[round_lots] = ~odd[round_lots]
+    for j in prints:
+        if j >= 0:
+            keep_round[j] = True
+    shares[keep_round] = 100 * np.maximum(1, np.rint(shares[keep_round] / 100)).astype(np.int64)
+    return shares, odd | (shares < 100)
 
 
 def _details_rng(seed: int, symbol: str, day: dt.date, stream: int) -> np.random.Generator:
@@ -504,6 +528,11 @@ def day_bar(seed: int, symbol: str, day: dt.date, scale: float = DEFAULT_SCALE) 
     Its prices are the regular session's (no Form T trade sets them); its volume and count take
     in the whole day, pre-market and after hours included.
     """
+    return build_day_bar(seed, symbol, day, scale)
+
+
+def build_day_bar(seed: int, symbol: str, day: dt.date, scale: float = DEFAULT_SCALE) -> Bars:
+    """`day_bar` without keeping it in memory (for callers that keep whole years themselves)."""
     core = _tape(seed, symbol, day, scale)
     return bars_from_trades(
         core.t,

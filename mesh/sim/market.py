@@ -38,10 +38,9 @@ PATH_START = dt.date(2014, 1, 1)
 PATH_END = dt.date(2040, 12, 31)
 
 # Where history begins: Massive's stocks flat files start on 2003-09-10 (massive-api.md §3.4).
+# Every trading day from then on has a tape, so day bars, minute bars, trades and quotes all start
+# here, and a day bar is always the aggregate of its day's trades.
 COVERAGE_START = dt.date(2003, 9, 10)
-# Minute bars, trades and quotes are built from a day's tape, from PATH_START on; older days have
-# day bars only (a day summary drawn from the walk, not from a tape).
-INTRADAY_START = PATH_START
 
 
 @dataclass(frozen=True)
@@ -215,16 +214,19 @@ def symbol_key(symbol: str) -> int:
 
 @dataclass(frozen=True)
 class HistoryWindow:
-    """Which days have data: day bars from COVERAGE_START, intraday data from INTRADAY_START."""
+    """Which days have data: `day_bars` (completed days) and `intraday` (those, plus a session in progress).
+
+    Both start at COVERAGE_START; they differ only while a session is being played, whose trades,
+    quotes and minute bars exist up to the played moment but whose day bar does not yet.
+    """
 
     day_bars: tuple[dt.date, ...]
     intraday: tuple[dt.date, ...]
 
     @classmethod
     def ending_before(cls, today: dt.date) -> HistoryWindow:
-        days = trading_days(COVERAGE_START, today - dt.timedelta(days=1))
-        first_intraday = next((i for i, d in enumerate(days) if d >= INTRADAY_START), len(days))
-        return cls(tuple(days), tuple(days[first_intraday:]))
+        days = tuple(trading_days(COVERAGE_START, today - dt.timedelta(days=1)))
+        return cls(days, days)
 
     @property
     def day_bar_set(self) -> frozenset[dt.date]:
@@ -291,20 +293,9 @@ def _as_traded_multipliers(symbol: str, days: list[dt.date]) -> np.ndarray:
 
 
 def _forward_walk(seed: int, symbol: str, info: Listing, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` days walked forward from a draw near the reference price."""
     rng = np.random.default_rng([seed, symbol_key(symbol), 1])
-    shocks = rng.standard_normal(n) * info.daily_vol
-    gaps = rng.standard_normal(n) * info.daily_vol * 0.3
-    mean = np.log(info.price)
-    theta = 0.01
-    logp = np.empty(n)
-    x = mean + rng.standard_normal() * 0.1
-    for i, shock in enumerate(shocks.tolist()):
-        x = x + theta * (mean - x) + shock
-        logp[i] = x
-    close = np.round(np.exp(logp), 2)
-    prev = np.concatenate([[close[0]], close[:-1]])
-    open_ = np.round(prev * np.exp(gaps), 2)
-    return open_, close
+    return _walk(rng, info, n, None, forward=True)
 
 
 def _backward_walk(
@@ -312,18 +303,31 @@ def _backward_walk(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`n` days ending the day before the day that closed at `later_close`, walked backward."""
     rng = np.random.default_rng([seed, symbol_key(symbol), 2])
+    return _walk(rng, info, n, float(np.log(later_close)), forward=False)
+
+
+def _walk(
+    rng: np.random.Generator, info: Listing, n: int, start: float | None, *, forward: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Opens and closes of `n` days of a log price reverting to the reference price from `start`.
+
+    Backward, `start` is the close of the day after the last one, and the walk fills the days from
+    the last back to the first; forward, None: the level before the first day is drawn near the
+    reference price after the shocks and opening gaps (the order the walk's values depend on).
+    """
     shocks = rng.standard_normal(n) * info.daily_vol
     gaps = rng.standard_normal(n) * info.daily_vol * 0.3
     mean = np.log(info.price)
     theta = 0.01
     logp = np.empty(n)
-    x = np.log(later_close)
+    x = mean + rng.standard_normal() * 0.1 if start is None else start
+    sign = 1.0 if forward else -1.0
     for i, shock in enumerate(shocks.tolist()):
-        x = x + theta * (mean - x) - shock
-        logp[n - 1 - i] = x
+        x = x + theta * (mean - x) + sign * shock
+        logp[i if forward else n - 1 - i] = x
     close = np.round(np.exp(logp), 2)
     prev = np.concatenate([[close[0]], close[:-1]]) if n else close
-    open_ = np.round(prev * np.exp(gaps[::-1]), 2)
+    open_ = np.round(prev * np.exp(gaps if forward else gaps[::-1]), 2)
     return open_, close
 
 

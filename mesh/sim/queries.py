@@ -12,11 +12,10 @@ import bisect
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
-from mesh.sim import adjust, history, market
+from mesh.sim import adjust, daycache, history, market
 from mesh.sim.history import Bars
 
 TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
@@ -32,51 +31,8 @@ class AggPage:
 
 
 def day_bar(seed: int, symbol: str, day: dt.date, scale: float = history.DEFAULT_SCALE) -> Bars:
-    """The day's bar: from its tape from INTRADAY_START on, from the day summary before (empty off days)."""
-    if day >= market.INTRADAY_START:
-        return history.day_bar(seed, symbol, day, scale)
-    i = market.daily_path(seed, symbol).index.get(day)
-    if i is None:
-        return history.EMPTY_BARS
-    return _summary_bars(seed, symbol, scale).take(slice(i, i + 1))
-
-
-SUMMARY_SAMPLE_DAYS = 5  # tape-built days whose mean volume and count size the day summaries
-
-
-@lru_cache(maxsize=64)
-def _summary_bars(seed: int, symbol: str, scale: float) -> Bars:
-    """Day bars of every trading day before INTRADAY_START, drawn from the walk without a tape.
-
-    Open and close are the walk's (as traded); high and low reach past them by a fraction of the
-    symbol's daily volatility; volume and trade count vary around the first tape-built days' mean,
-    volume on the basis each day traded on.
-    """
-    path = market.daily_path(seed, symbol)
-    days = [d for d in path.index if d < market.INTRADAY_START]
-    n = len(days)
-    sample = [
-        history.day_bar(seed, symbol, d, scale)
-        for d in market.trading_days(
-            market.INTRADAY_START, market.INTRADAY_START + dt.timedelta(days=14)
-        )[:SUMMARY_SAMPLE_DAYS]
-    ]
-    mean_v = float(np.mean([float(b.v[0]) if len(b) else 0.0 for b in sample]))
-    mean_n = float(np.mean([float(b.n[0]) if len(b) else 0.0 for b in sample]))
-    rng = np.random.default_rng([seed, market.symbol_key(symbol), 3])
-    vol = market.listing(symbol).daily_vol
-    o, c = path.open[:n], path.close[:n]
-    reach = np.abs(rng.standard_normal((2, n))) * vol * 0.5
-    h = np.round(np.maximum(o, c) * np.exp(reach[0]), 2)
-    low = np.round(np.minimum(o, c) * np.exp(-reach[1]), 2)
-    busy = np.exp(rng.standard_normal(n) * 0.25)
-    # the sample's volumes are as traded on its days; a split between them and a day scales it
-    basis = path.as_traded[n] if n < len(path.as_traded) else 1.0
-    v = np.maximum(np.round(mean_v * busy * basis / path.as_traded[:n]), 1).astype(np.int64)
-    count = np.maximum(np.round(mean_n * busy), 1).astype(np.int64)
-    t = np.array([market.midnight_ns(d) // 1_000_000 for d in days], np.int64)
-    vw = np.round((o + c + h + low) / 4, 4)
-    return Bars(t=t, o=o, h=h, low=low, c=c, v=v, vw=vw, n=count)
+    """The day's bar, the aggregate of its tape (empty off days); kept years come from disk."""
+    return daycache.day_bar(seed, symbol, day, scale)
 
 
 def _window_start_date(day: dt.date, multiplier: int, timespan: str) -> dt.date:
@@ -139,6 +95,7 @@ def aggregate(
         first_day = market.et_date_of_ns(start_ms * 1_000_000)
         last_day = market.et_date_of_ns(end_ms * 1_000_000)
         lo = _window_start_date(first_day, multiplier, timespan)
+        daycache.prepare(seed, symbol, max(lo, market.COVERAGE_START), last_day, scale)
         parts, keys, starts = [], [], []
         for day in window.day_bars:
             if day < lo or day > last_day:
@@ -216,10 +173,7 @@ def open_close(seed: int, symbol: str, day: dt.date, scale: float = history.DEFA
     `preMarket` is the open of pre-market trading and `afterHours` the close of after-hours trading
     (each omitted when that session had no trade that can set a price), as Massive defines them.
     """
-    if day < market.INTRADAY_START:  # a day summary: no tape, so no extended-hours prices
-        summary = history.DaySummary(day_bar(seed, symbol, day, scale), None, None)
-    else:
-        summary = history.day_summary(seed, symbol, day, scale)
+    summary = history.day_summary(seed, symbol, day, scale)
     bar = summary.bar
     body: dict = {
         "from": day.isoformat(),

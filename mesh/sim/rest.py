@@ -39,6 +39,9 @@ TICKS_LIMIT_DEFAULT, TICKS_LIMIT_MAX = 1000, 50_000
 NOT_ENTITLED = (
     "You are not entitled to this data. Please upgrade your plan at https://massive.com/pricing"
 )
+# Massive's answer for dates its plan does not cover: the future (massive-api.md §6.6) and, here,
+# the days before the sim's history begins (COVERAGE_START), as a plan's history depth is answered.
+OUTSIDE_TIMEFRAME = "Your plan doesn't include this data timeframe. Please upgrade your plan at https://massive.com/pricing"
 RATE_LIMITED = "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue. https://massive.com/pricing"
 
 _ROUTES = Map(
@@ -252,6 +255,9 @@ class RestApp:
             "resultsCount": 0,
             "adjusted": adjusted,
         }
+        self._check_timeframe(
+            market.et_date_of_ns(start_ms * 1_000_000), market.et_date_of_ns(end_ms * 1_000_000)
+        )
         if ticker not in self.symbols:
             return body
         if self.clock is not None:
@@ -287,6 +293,7 @@ class RestApp:
     def _grouped(self, request: Request, params: dict[str, str], date: str) -> dict[str, Any]:
         day = _date(date, "date")
         adjusted = _bool(params.get("adjusted", "true"), "adjusted")
+        self._check_timeframe(day, day)
         body: dict[str, Any] = {"queryCount": 0, "resultsCount": 0, "adjusted": adjusted}
         if day not in self.window().day_bar_set:
             return body
@@ -324,12 +331,18 @@ class RestApp:
         self, request: Request, params: dict[str, str], ticker: str, date: str
     ) -> dict[str, Any]:
         day = _date(date, "date")
+        self._check_timeframe(day, day)
         if ticker not in self.symbols or day not in self.window().day_bar_set:
             raise ApiError(404, "NOT_FOUND", "Data not found.")
         body = queries.open_close(self.seed, ticker, day, self.scale)
         if _bool(params.get("adjusted", "true"), "adjusted"):
             body = adjust.adjusted_open_close(body, ticker, day, self._today())
         return body
+
+    def _check_timeframe(self, first: dt.date, last: dt.date) -> None:
+        """A request wholly after the sim's present day or before its history: Massive's 403."""
+        if first > self._today() or last < market.COVERAGE_START:
+            raise ApiError(403, "NOT_AUTHORIZED", OUTSIDE_TIMEFRAME)
 
     def _today(self) -> dt.date:
         """The sim's present day: the played session's, else today in New York."""
@@ -362,6 +375,9 @@ class RestApp:
             raise ApiError(400, "ERROR", "order must be 'asc' or 'desc'")
         limit = _limit(params.get("limit"), TICKS_LIMIT_DEFAULT, TICKS_LIMIT_MAX)
         lo, hi = _ns_bounds(params)
+        self._check_timeframe(
+            market.et_date_of_ns(max(lo, 0)), market.et_date_of_ns(min(hi, 2**62))
+        )
         if ticker not in self.symbols:
             return {"results": []}
         if self.clock is not None:

@@ -1,4 +1,5 @@
-"""History as deep as Massive's: day bars from 2003-09-10, intraday data from 2014, nothing before."""
+"""History as deep as Massive's: every trading day from 2003-09-10, day bars and intraday alike;
+before it and after today, Massive's 403 for a timeframe the plan does not cover."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from massive import RESTClient
 from massive.exceptions import BadResponse
 
-from mesh.sim import market
+from mesh.sim import daycache, market
 from mesh.sim.server import SimServer
 from tests.sim.test_rest import KEY, flat_file, s3_client
 
@@ -60,32 +61,65 @@ def test_last_week_has_day_and_minute_bars(rest: RESTClient) -> None:
     assert max(m.high for m in minutes) >= bars[0].high
 
 
-def test_a_date_before_coverage_is_empty_and_its_open_close_is_not_found(
+def test_a_2004_day_has_minute_bars_trades_and_quotes_that_make_its_day_bar(
     rest: RESTClient,
 ) -> None:
-    assert list(rest.list_aggs("AAPL", 1, "day", "2003-01-01", "2003-09-09")) == []
-    assert list(rest.list_aggs("AAPL", 1, "minute", "2013-12-31", "2013-12-31")) == []
-    assert list(rest.list_trades("AAPL", timestamp="2013-12-31", limit=5)) == []
-    with pytest.raises(BadResponse, match="NOT_FOUND"):
-        rest.get_daily_open_close_agg("AAPL", "2003-09-09")
+    (bar,) = rest.list_aggs("KO", 1, "day", "2004-03-03", "2004-03-03", adjusted=False)
+    minutes = list(rest.list_aggs("KO", 1, "minute", "2004-03-03", "2004-03-03", limit=50_000))
+    assert len(minutes) >= 390  # a liquid symbol has a bar in every regular-hours minute
+    assert max(m.high for m in minutes) >= bar.high and min(m.low for m in minutes) <= bar.low
+    trades = list(rest.list_trades("KO", timestamp="2004-03-03", limit=50_000, order="asc"))
+    assert len(trades) == bar.transactions and sum(t.size for t in trades) == bar.volume
+    quotes = list(rest.list_quotes("KO", timestamp="2004-03-03", limit=5, order="asc"))
+    assert quotes and market.et_date_of_ns(quotes[0].sip_timestamp) == D(2004, 3, 3)
+
+
+def test_a_range_before_coverage_is_outside_the_plans_timeframe(rest: RESTClient) -> None:
+    for call in (
+        lambda: list(rest.list_aggs("AAPL", 1, "day", "2003-01-01", "2003-09-09")),
+        lambda: list(rest.list_aggs("AAPL", 1, "minute", "2001-12-31", "2001-12-31")),
+        lambda: list(rest.list_trades("AAPL", timestamp="2003-09-09", limit=5)),
+        lambda: rest.get_daily_open_close_agg("AAPL", "2003-09-09"),
+        lambda: rest.get_grouped_daily_aggs("2003-09-09"),
+    ):
+        with pytest.raises(BadResponse, match="NOT_AUTHORIZED.*timeframe"):
+            call()
+    # a range that reaches into coverage serves what it covers
+    days = list(rest.list_aggs("AAPL", 1, "day", "2003-01-01", "2003-09-11"))
+    assert [market.et_date_of_ns(b.timestamp * 1_000_000) for b in days] == [
+        D(2003, 9, 10),
+        D(2003, 9, 11),
+    ]
+
+
+def test_a_weekend_inside_coverage_has_no_open_close_and_an_empty_grouped_day(
+    rest: RESTClient,
+) -> None:
     with pytest.raises(BadResponse, match="NOT_FOUND"):
         rest.get_daily_open_close_agg("AAPL", "2010-03-13")  # a Saturday
-    grouped = rest.get_grouped_daily_aggs("2003-09-09")
-    assert grouped == []
+    assert rest.get_grouped_daily_aggs("2010-03-13") == []
 
 
-def test_a_future_date_has_no_bars_and_no_open_close(rest: RESTClient) -> None:
-    future = market.today_et() + dt.timedelta(days=400)
-    assert list(rest.list_aggs("AAPL", 1, "day", future.isoformat(), future.isoformat())) == []
-    with pytest.raises(BadResponse, match="NOT_FOUND"):
-        rest.get_daily_open_close_agg("AAPL", future.isoformat())
+def test_a_future_date_is_outside_the_plans_timeframe(rest: RESTClient) -> None:
+    future = (market.today_et() + dt.timedelta(days=400)).isoformat()
+    for call in (
+        lambda: list(rest.list_aggs("AAPL", 1, "day", future, future)),
+        lambda: list(rest.list_trades("AAPL", timestamp=future, limit=5)),
+        lambda: rest.get_daily_open_close_agg("AAPL", future),
+    ):
+        with pytest.raises(BadResponse, match="NOT_AUTHORIZED.*timeframe"):
+            call()
+    # a range that runs on into the future serves what has happened
+    today = market.today_et()
+    since = (today - dt.timedelta(days=10)).isoformat()
+    assert list(rest.list_aggs("AAPL", 1, "day", since, future))
 
 
-def test_day_bars_from_2003_to_today_come_in_one_request_in_seconds(
+def test_day_bars_from_2003_to_today_come_in_one_request_and_from_disk_the_next_time(
     http_sim: SimServer,
 ) -> None:
     today = market.today_et()
-    url = f"/v2/aggs/ticker/SPY/range/1/day/2003-01-01/{today.isoformat()}"
+    url = f"/v2/aggs/ticker/DIA/range/1/day/2003-09-10/{today.isoformat()}"
     with httpx.Client(base_url=http_sim.rest_url, timeout=120) as client:
         started = time.monotonic()
         body = client.get(url, params={"apiKey": KEY, "limit": 50_000}).json()
@@ -99,6 +133,11 @@ def test_day_bars_from_2003_to_today_come_in_one_request_in_seconds(
         "request_id": again["request_id"],
     }
     assert cold < 60 and warm < 5, (cold, warm)
+    # every completed year is now on disk, where a new process reads it instead of drawing it
+    root = daycache.cache_root()
+    assert root is not None
+    years = {p.stem for p in root.glob(f"*/seed{market.DEFAULT_SEED}-*/DIA/*.npz")}
+    assert years >= {str(y) for y in range(2003, today.year)}
 
 
 def test_a_2010_month_listing_is_quick_and_lists_every_trading_day(http_sim: SimServer) -> None:
@@ -170,8 +209,8 @@ def test_a_paged_listing_builds_only_the_pages_asked_for(http_sim: SimServer) ->
     built = _built(http_sim)
     first = s3.list_objects_v2(Bucket="flatfiles", Prefix="us_stocks_sip/trades_v1/", MaxKeys=2)
     assert [o["Key"] for o in first["Contents"]] == [
-        "us_stocks_sip/trades_v1/2014/01/2014-01-02.csv.gz",
-        "us_stocks_sip/trades_v1/2014/01/2014-01-03.csv.gz",
+        "us_stocks_sip/trades_v1/2003/09/2003-09-10.csv.gz",
+        "us_stocks_sip/trades_v1/2003/09/2003-09-11.csv.gz",
     ]
     assert first["IsTruncated"] and _built(http_sim) == built + 2
     second = s3.list_objects_v2(
@@ -180,7 +219,7 @@ def test_a_paged_listing_builds_only_the_pages_asked_for(http_sim: SimServer) ->
         MaxKeys=2,
         ContinuationToken=first["NextContinuationToken"],
     )
-    assert [o["Key"][-17:-7] for o in second["Contents"]] == ["2014-01-06", "2014-01-07"]
+    assert [o["Key"][-17:-7] for o in second["Contents"]] == ["2003-09-12", "2003-09-15"]
     body = s3.get_object(Bucket="flatfiles", Key=second["Contents"][0]["Key"])
     assert body["ContentLength"] == second["Contents"][0]["Size"]
     assert body["ETag"] == second["Contents"][0]["ETag"]
@@ -195,14 +234,14 @@ def test_a_page_of_minute_bars_over_years_builds_only_the_days_it_needs(
     http_sim: SimServer,
 ) -> None:
     today = market.today_et()
-    url = f"/v2/aggs/ticker/AAPL/range/1/minute/2014-01-01/{today.isoformat()}"
+    url = f"/v2/aggs/ticker/AAPL/range/1/minute/2003-01-01/{today.isoformat()}"
     with httpx.Client(base_url=http_sim.rest_url, timeout=60) as client:
         started = time.monotonic()
         oldest = client.get(url, params={"apiKey": KEY, "limit": 1000, "sort": "asc"}).json()
         newest = client.get(url, params={"apiKey": KEY, "limit": 1000, "sort": "desc"}).json()
         elapsed = time.monotonic() - started
     assert elapsed < 10, elapsed
-    assert market.et_date_of_ns(oldest["results"][0]["t"] * 1_000_000) == D(2014, 1, 2)
+    assert market.et_date_of_ns(oldest["results"][0]["t"] * 1_000_000) == D(2003, 9, 10)
     last = market.HistoryWindow.ending_before(today).intraday[-1]
     assert market.et_date_of_ns(newest["results"][0]["t"] * 1_000_000) == last
     assert oldest["resultsCount"] == newest["resultsCount"] == 1000

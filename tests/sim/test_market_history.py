@@ -24,10 +24,10 @@ def test_nyse_holidays_follow_the_exchange_rules() -> None:
     assert not market.is_trading_day(D(2024, 6, 15))  # a Saturday
 
 
-def test_history_window_holds_day_bars_from_2003_and_intraday_days_from_2014() -> None:
+def test_history_window_holds_every_trading_day_from_2003() -> None:
     w = market.HistoryWindow.ending_before(D(2025, 3, 3))
     assert w.day_bars[-1] == D(2025, 2, 28) and w.day_bars[0] == D(2003, 9, 10)
-    assert w.intraday[0] == D(2014, 1, 2) and w.intraday[-1] == D(2025, 2, 28)
+    assert w.intraday == w.day_bars
     assert D(2025, 2, 17) not in w.intraday  # Presidents' Day
 
 
