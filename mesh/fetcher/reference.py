@@ -10,7 +10,13 @@ book spends as little as it can and never waits for the per-minute window:
   crosses into another phase, or after `MARKET_MAX_AGE_S`: a handful of calls a day;
 - previous closes come from one grouped-daily call (`/v2/aggs/grouped/.../{day}`) for the last
   trading day before the session day the server is in, which holds every symbol's close;
-- a company's name costs one `/v3/reference/tickers/{T}` call, once per symbol and session day.
+- company names come from Massive's ticker list (`/v3/reference/tickers`, active US stocks in
+  ticker order, up to 1,000 a page): one call from the first symbol still unnamed, bounded by the
+  last, names every asked symbol among the next 1,000 listed tickers; the next call starts at the
+  first symbol past that page. The symbols of one request thus cost one call per stretch of 1,000
+  listed tickers they are spread over, never more calls than symbols (the sim's whole market is
+  one call). A symbol the list lacks (delisted, or not a stock) costs one `/v3/reference/tickers/{T}`
+  details call; a 404 there means no name. Each symbol is asked about once per session day.
 
 A call the quota refuses is not retried here: the answer says what was refused and when a call
 is possible again, and holds what is known so far; asking again later completes it.
@@ -26,9 +32,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from mesh import calendar
+import msgspec
+
+from mesh import bounds, calendar
 from mesh.config import Config
-from mesh.fetcher.errors import FetchError, QuotaExceeded, RestError
+from mesh.fetcher.errors import FetchError, QuotaExceeded, RestError, RestProtocolError
 from mesh.fetcher.ledger import QuotaLedger
 from mesh.fetcher.request import parse_symbols
 from mesh.fetcher.rest import MarketStatus, RestClient
@@ -37,6 +45,7 @@ ET = calendar.ET
 MARKET_MAX_AGE_S = 6 * 3600.0  # the market status is read again at least this often
 MAX_SYMBOLS = 500  # per `reference` request
 NAME_UNKNOWN = ""  # a symbol Massive has no reference for (404): asked once a day, not again
+LIST_PAGE = 1000  # tickers per `/v3/reference/tickers` page, the most Massive sends
 
 
 class MarketPhase(enum.StrEnum):
@@ -83,6 +92,69 @@ def phase_of(status: MarketStatus) -> MarketPhase:
     return MarketPhase.CLOSED
 
 
+class _ListedTicker(msgspec.Struct):
+    ticker: str
+    name: str = ""
+
+
+class _TickerListPage(msgspec.Struct):
+    results: list[_ListedTicker] | None = None
+    next_url: str | None = None
+    status: str = ""
+
+
+_ticker_list_decoder = msgspec.json.Decoder(_TickerListPage)
+
+
+@dataclass(frozen=True)
+class ListedNames:
+    """One page of Massive's ticker list from `first`: names by ticker, and how far it reaches."""
+
+    names: dict[str, str]
+    reach: str  # every listed ticker from `first` up to this one (included) is in `names`
+
+
+def one_line(name: str) -> str:
+    """A company's name as the board shows it: on one line, cut to a name's length."""
+    return " ".join(name.split())[: bounds.MAX_NAME]
+
+
+def listed_names(client: RestClient, first: str, last: str) -> ListedNames:
+    """One `/v3/reference/tickers` call: active US stocks from `first` to `last`, in ticker order."""
+    what = f"company names from {first} to {last}"
+    body = client.get(
+        "/v3/reference/tickers",
+        {
+            "market": "stocks",
+            "active": "true",
+            "ticker.gte": first,
+            "ticker.lte": last,
+            "sort": "ticker",
+            "order": "asc",
+            "limit": LIST_PAGE,
+        },
+        what=what,
+    )
+    try:
+        page = _ticker_list_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise RestProtocolError(
+            f"{what}: the REST response lacks expected fields ({exc})"
+        ) from None
+    except (msgspec.DecodeError, RecursionError):
+        raise RestProtocolError(f"{what}: the REST response is not a ticker list") from None
+    if page.status and page.status not in ("OK", "DELAYED"):
+        raise RestError(f"{what}: REST status {page.status[:40]!r}")
+    rows = page.results or []
+    names = {row.ticker: one_line(row.name) for row in rows if first <= row.ticker <= last}
+    if not page.next_url:  # the whole stretch fitted in this page
+        return ListedNames(names, last)
+    reach = max((row.ticker for row in rows), default="")
+    if reach < first:
+        raise RestProtocolError(f"{what}: a page that goes on holds no ticker from {first}")
+    return ListedNames(names, reach)
+
+
 def previous_trading_day(day: dt.date) -> dt.date:
     """The last trading day before `day`."""
     days = calendar.trading_days(day - dt.timedelta(days=15), day - dt.timedelta(days=1))
@@ -125,6 +197,7 @@ class ReferenceBook:
         self._closes: dict[str, float] = {}
         self._names_day: dt.date | None = None
         self._names: dict[str, str] = {}
+        self._unlisted: set[str] = set()  # not in today's ticker list: named by their details
 
     def _rest_client(self) -> RestClient:
         return RestClient(
@@ -154,14 +227,12 @@ class ReferenceBook:
                 market = self._market = self._read_market(client)
             day = market.server_now(now).astimezone(ET).date()
             if self._names_day != day:
-                self._names_day, self._names = day, {}
+                self._names_day, self._names, self._unlisted = day, {}, set()
             previous = previous_trading_day(day)
             if self._closes_day != previous:
                 self._closes = client.day_closes(previous)
                 self._closes_day = previous
-            for symbol in wanted:
-                if symbol not in self._names:
-                    self._names[symbol] = self._read_name(client, symbol)
+            self._read_names(client, wanted)
         except QuotaExceeded as exc:
             refused, retry_after = str(exc), exc.retry_after
         except FetchError as exc:
@@ -182,6 +253,22 @@ class ReferenceBook:
     def _read_market(self, client: RestClient) -> MarketReading:
         status = client.market_status()
         return MarketReading(phase_of(status), status.server_time, self._monotonic())
+
+    def _read_names(self, client: RestClient, wanted: tuple[str, ...]) -> None:
+        """Names for the `wanted` symbols not named today: from the ticker list, else details."""
+        unread = sorted(s for s in wanted if s not in self._names and s not in self._unlisted)
+        while unread:
+            page = listed_names(client, unread[0], unread[-1])
+            settled = [s for s in unread if s <= page.reach]  # at least unread[0]
+            for symbol in settled:
+                if symbol in page.names:
+                    self._names[symbol] = page.names[symbol]
+                else:
+                    self._unlisted.add(symbol)
+            unread = unread[len(settled) :]
+        for symbol in wanted:
+            if symbol not in self._names:
+                self._names[symbol] = self._read_name(client, symbol)
 
     @staticmethod
     def _read_name(client: RestClient, symbol: str) -> str:
