@@ -20,6 +20,7 @@ import hashlib
 import io
 import logging
 import os
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -85,6 +86,9 @@ def prepare(seed: int, symbol: str, first: dt.date, last: dt.date, scale: float)
 YearBars = tuple[history.Bars, dict[dt.date, int]]
 _years: dict[tuple[int, str, int, float], YearBars] = {}
 MAX_YEARS_IN_MEMORY = 1024  # ~20 KB each
+# One year is drawn at a time: a second request for the same years (a client retrying after its
+# timeout) waits for the first's work instead of drawing the same tapes again beside it.
+_building = threading.Lock()
 
 
 def _year(seed: int, symbol: str, year: int, scale: float, *, build: bool) -> YearBars | None:
@@ -95,6 +99,14 @@ def _year(seed: int, symbol: str, year: int, scale: float, *, build: bool) -> Ye
     found = _years.get(key)
     if found is not None:
         return found
+    if not build:
+        return _load(key)
+    with _building:
+        return _years.get(key) or _load(key, build=True)
+
+
+def _load(key: tuple[int, str, int, float], *, build: bool = False) -> YearBars | None:
+    seed, symbol, year, scale = key
     root = cache_root()
     path = None if root is None else year_path(root, seed, scale, symbol, year)
     bars = _read(path) if path is not None else None
