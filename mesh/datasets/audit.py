@@ -1,0 +1,201 @@
+"""`audit.json`: what reconciliation, healing and the quality check found in a recording, and did.
+
+A recording's `manifest.json` has one writer, the recorder, which rewrites it from memory after
+every slice, possibly while a user reconciles the same session. So what is learned *about* a
+recording lives beside it, in `audit.json`, whose writers (`massive reconcile`, `massive heal`,
+the fetcher's automatic mode, the quality check) take a lock on the session for their
+read-modify-write. Each file has exactly one kind of writer and neither can undo the other.
+Readers see both as the session's manifest: `massive data show` merges them.
+
+The healed layer (`healed/trades/part-NNNNNN.parquet`, `healed/quotes/...`) counts only once a
+`Heal` here lists its files: a heal writes its Parquet files first, then this file in one rename,
+so a heal killed at any moment leaves either the old audit (its files ignored, removed by the
+next heal) or the new one.
+
+The records are typed (msgspec structs, immutable); `read_audit` never raises for a damaged or
+foreign file that is merely unreadable as an audit: the session is then "not reconciled", and
+the next writer replaces the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+
+import msgspec
+
+from mesh.datasets import atomic
+
+log = logging.getLogger(__name__)
+
+AUDIT = "audit.json"
+LOCK = ".audit.lock"
+HEALED = "healed"  # the healed layer's folder inside a recording
+MAX_SPANS_LISTED = 1_000  # per symbol and kind; the counts always cover every row
+
+
+class Method(StrEnum):
+    """Where Massive's own record of a span was read."""
+
+    REST = "rest"
+    FLAT_FILE = "flat_file"
+
+
+class EventKind(StrEnum):
+    """The recorded tables that reconcile: named as the recording's table folders."""
+
+    TRADES = "trades"
+    QUOTES = "quotes"
+
+
+class Span(msgspec.Struct, frozen=True):
+    """A run of consecutive rows (SIP time of the first and last, ns since the epoch)."""
+
+    from_ns: int
+    to_ns: int
+    rows: int
+
+
+class Cost(msgspec.Struct, frozen=True):
+    rest_calls: int = 0
+    s3_bytes: int = 0
+
+
+class SymbolResult(msgspec.Struct, frozen=True, kw_only=True):
+    """One symbol and kind compared with Massive's record over the session's span."""
+
+    symbol: str
+    kind: EventKind
+    recorded: int  # rows in the recording (capture, plus healed when reconciled after a heal)
+    reference: int  # rows Massive has in the compared span
+    matched: int  # equal on the key and every compared field
+    missing: int  # at Massive, not in the recording
+    extra: int  # in the recording, not at Massive
+    differing: int  # same key, some compared field differs
+    healed: int = 0  # of `recorded`, rows that came from the healed layer
+    missing_spans: tuple[Span, ...] = ()  # at most MAX_SPANS_LISTED, in time order
+
+    @property
+    def completeness_pct(self) -> float:
+        """Share of Massive's rows the recording holds exactly (100 when Massive has none)."""
+        if self.reference == 0:
+            return 100.0
+        return round(100.0 * self.matched / self.reference, 4)
+
+    @property
+    def complete(self) -> bool:
+        return self.missing == 0 and self.differing == 0
+
+
+class Reconciliation(msgspec.Struct, frozen=True, kw_only=True):
+    checked_ns: int
+    method: Method
+    cost: Cost
+    from_ns: int  # the compared span
+    to_ns: int
+    results: tuple[SymbolResult, ...]
+
+    @property
+    def complete(self) -> bool:
+        return all(r.complete for r in self.results)
+
+
+class HealedSpan(msgspec.Struct, frozen=True, kw_only=True):
+    symbol: str
+    kind: EventKind
+    from_ns: int
+    to_ns: int
+    rows: int  # rows added to the healed layer for this span
+
+
+class Heal(msgspec.Struct, frozen=True, kw_only=True):
+    id: str  # "heal-20261204T210500Z"
+    at_ns: int
+    method: Method
+    files: tuple[str, ...]  # relative to the session folder: "healed/trades/part-000001.parquet"
+    spans: tuple[HealedSpan, ...]
+    unhealed: tuple[HealedSpan, ...] = ()  # still missing (the quota ran out); rows = expected
+    cost: Cost = Cost()
+
+    @property
+    def complete(self) -> bool:
+        return not self.unhealed
+
+
+class QualityIssue(StrEnum):
+    CROSSED_QUOTE = "crossed_quote"  # bid > ask
+    LOCKED_QUOTE = "locked_quote"  # bid == ask
+    OUT_OF_ORDER = "out_of_order"  # an event earlier than the one before it
+    DUPLICATE = "duplicate"  # the same key twice
+    OUTSIDE_NBBO = "outside_nbbo"  # a trade far outside the quote in force
+    PRICE_SPIKE = "price_spike"  # a jump far beyond the symbol's usual moves
+    SILENCE = "silence"  # longer without events than the symbol's activity allows
+
+
+class QualityFinding(msgspec.Struct, frozen=True, kw_only=True):
+    symbol: str
+    issue: QualityIssue
+    count: int
+    examples: tuple[Span, ...] = ()  # where (a few); rows = events involved
+
+
+class Quality(msgspec.Struct, frozen=True, kw_only=True):
+    checked_ns: int
+    findings: tuple[QualityFinding, ...]
+
+
+class Audit(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything in audit.json; each part is absent until something wrote it."""
+
+    reconciliation: Reconciliation | None = None
+    heals: tuple[Heal, ...] = ()
+    quality: Quality | None = None
+
+    def healed_files(self) -> list[str]:
+        """The healed layer's files that count, in the order they were written."""
+        return [f for heal in self.heals for f in heal.files]
+
+
+def read_audit(session: Path) -> Audit:
+    """The session's audit (empty if none, or if the file cannot be read as one)."""
+    path = Path(session) / AUDIT
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Audit()
+    except OSError as exc:
+        log.warning("cannot read %s: %s", path, exc)
+        return Audit()
+    try:
+        return msgspec.json.decode(raw, type=Audit)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return Audit()
+
+
+def write_audit(session: Path, audit: Audit) -> None:
+    """Replace the session's audit.json in one rename (call inside `locked`)."""
+    data = msgspec.to_builtins(audit)
+    atomic.write_json(Path(session) / AUDIT, data)
+
+
+@contextlib.contextmanager
+def locked(session: Path) -> Iterator[Audit]:
+    """Hold the session's audit lock; yields the audit as it is now (read under the lock).
+
+    Two reconciles or heals of one session take turns instead of losing each other's results.
+    The lock is an advisory `flock` on `.audit.lock`, released when the process ends, so a
+    writer killed with `kill -9` never leaves it held.
+    """
+    folder = Path(session)
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield read_audit(folder)
+    finally:
+        os.close(fd)
