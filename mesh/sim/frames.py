@@ -82,6 +82,7 @@ def sorted_digits(values: np.ndarray, nwords: int) -> np.ndarray:
     counts = np.diff(np.append(starts, len(v)))
     out = np.empty((len(v), nwords), np.uint32)
     top = digits(high[starts], nwords - 1)
+    top[high[starts] == 0] = _SPACE_PADDED[0]  # a number under 10,000 has no high digits, not a 0
     out[:, :-1] = np.repeat(top, counts, axis=0)
     low = v % 10_000
     lone = np.repeat(high[starts] == 0, counts)

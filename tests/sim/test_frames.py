@@ -12,10 +12,12 @@ import hashlib
 import json
 import logging
 
+import numpy as np
 import pytest
 from massive.websocket.models import EquityAgg, EquityQuote, EquityTrade, Market, parse
 
 from mesh.sim import history
+from mesh.sim.frames import digits, sorted_digits
 from mesh.sim.generator import LiveSource
 from mesh.sim.playback import PlaybackStep, build_tape
 from mesh.sim.source import Batch
@@ -160,3 +162,11 @@ PLAYBACK_EXAMPLES = [
         b'{"ev":"AM","sym":"AAPL","v":23896,"av":36499,"op":226.46,"vw":226.456,"o":226.46,"c":226.4,"h":226.5,"l":226.4,"a":226.4669,"z":1038,"s":1732631400000,"e":1732631460000}',
     ),
 ]
+
+
+def test_sorted_digits_writes_every_number_as_digits_does() -> None:
+    values = np.array([0, 5, 123, 9_999, 10_000, 12_345, 99_999_999, 100_000_000, 10**11])
+    for words in (1, 2, 3, 4):
+        fits = values[values < 10 ** (4 * words)]
+        assert sorted_digits(fits, words).tobytes() == digits(fits, words).tobytes()
+        assert [int(n) for n in digits(fits, words).view(f"S{4 * words}").ravel()] == fits.tolist()
