@@ -93,7 +93,7 @@ def test_next_url_is_followed_with_bearer_auth_and_no_key_in_the_url(
         (BAR["t"] + 60_000) * 10**6,
     ]
     assert (
-        "limit=50000" in state.requests[0]["path"] and "adjusted=false" in state.requests[0]["path"]
+        "limit=50000" in state.requests[0]["path"] and "adjusted=true" in state.requests[0]["path"]
     )
     assert (
         state.requests[1]["path"]
