@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mesh import calendar
+from mesh import calendar, cli
 from mesh.config import Config
+from mesh.fetcher.datasets import write_dataset
 from mesh.fetcher.errors import QuotaExceeded
 from mesh.fetcher.fetch import Fetcher
 from mesh.fetcher.ledger import QuotaLedger
@@ -170,3 +171,22 @@ def test_a_flat_file_fetch_without_rest_calls_left_for_the_splits_fails_saying_s
         make_request("NVDA", BEFORE, AFTER, "1d", "flat_file", adjusted=False)
     )
     assert report.rest_calls == 0 and bars.num_rows == 4
+
+
+def test_the_backtest_report_says_whether_its_bars_are_adjusted(
+    sim_config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("MESH_DATA_DIR", str(sim_config.data_dir))
+    monkeypatch.chdir(tmp_path)
+    for name, adjusted in (("adj", True), ("raw", False)):
+        request = make_request("NVDA", BEFORE, AFTER, "1h", "rest", adjusted=adjusted)
+        bars, report = Fetcher(sim_config).run(request)
+        write_dataset(bars, sim_config.data_dir, name, {**request.as_dict(), **report.as_dict()})
+    today = calendar.today_et().isoformat()
+    assert cli.main(["backtest", "adj", "--strategy", "buy-and-hold", "--no-save"]) == 0
+    assert f"prices: split-adjusted as of {today}" in capsys.readouterr().out
+    assert cli.main(["backtest", "raw", "--strategy", "buy-and-hold", "--no-save"]) == 0
+    assert "prices: as traded" in capsys.readouterr().out
+    assert cli.main(["backtest", "adj", "--strategy", "bh", "--no-save", "--json"]) == 0
+    dataset = json.loads(capsys.readouterr().out)["dataset"]
+    assert dataset["adjusted"] is True and dataset["prices"] == f"split-adjusted as of {today}"
