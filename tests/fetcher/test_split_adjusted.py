@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from massive import RESTClient
 
 from mesh import calendar, cli
 from mesh.config import Config
@@ -21,6 +22,7 @@ from mesh.fetcher.errors import QuotaExceeded
 from mesh.fetcher.fetch import Fetcher
 from mesh.fetcher.ledger import QuotaLedger
 from mesh.fetcher.request import make_request
+from mesh.sim import history, market
 from mesh.sim.server import SimServer
 from tests.fetcher.conftest import config_of, sim_env
 
@@ -190,3 +192,29 @@ def test_the_backtest_report_says_whether_its_bars_are_adjusted(
     assert cli.main(["backtest", "adj", "--strategy", "bh", "--no-save", "--json"]) == 0
     dataset = json.loads(capsys.readouterr().out)["dataset"]
     assert dataset["adjusted"] is True and dataset["prices"] == f"split-adjusted as of {today}"
+
+
+def test_a_split_days_pre_market_already_trades_at_the_new_level() -> None:
+    trades = history.day_trades(market.DEFAULT_SEED, "NVDA", SPLIT_DAY)
+    _, open_ns, _, _ = history.session_bounds_ns(SPLIT_DAY)
+    pre = trades.price[trades.sip_ns < open_ns]
+    regular_open = float(trades.price[trades.sip_ns >= open_ns][0])
+    assert len(pre) and 0.8 < pre.min() / regular_open and pre.max() / regular_open < 1.25
+
+
+def test_fetched_day_bars_take_prices_from_the_regular_session_as_massives_do(
+    sim_config: Config,
+) -> None:
+    bars, _ = fetch(sim_config, "AAPL", "2025-03-03", "2025-03-07", "rest", adjusted=True)
+    rest = RESTClient(api_key="sim-demo-key", base=sim_config.rest_url, retries=0)
+    days = list(rest.list_aggs("AAPL", 1, "day", "2025-03-03", "2025-03-07"))
+    assert len(days) == bars.num_rows == 5
+    for row, day in zip(bars.to_pylist(), days, strict=True):
+        assert (row["open"], row["high"], row["low"], row["close"]) == (
+            day.open,
+            day.high,
+            day.low,
+            day.close,
+        )
+        # minute bars hold no minute whose trades could not set a price, so a little less volume
+        assert 0.97 * day.volume <= row["volume"] <= day.volume
