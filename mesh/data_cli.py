@@ -242,7 +242,10 @@ def _quality_shown(dataset: Dataset, state: str | None) -> Quality | None:
     stored = audit.read_audit(dataset.path).quality
     if stored is not None:
         return stored
-    found = quality.check(dataset.path)
+    try:
+        found = quality.check(dataset.path)
+    except datasets.DatasetError:
+        return None  # the rows cannot be read: `show` has said what is wrong with the files
     if state != "recording":
         try:
             with audit.locked(dataset.path) as current:
