@@ -15,8 +15,8 @@ kind of trouble a user would otherwise find in a backtest (docs/data.md, "Data q
   priced, next day, prior reference price, out of sequence, contingent, ...);
 - price spikes: a trade whose log return from the symbol's previous trade is more than
   `SPIKE_K` times the symbol's robust per-trade volatility (1.4826 x the median absolute
-  deviation of its returns, at least one cent), regular and extended hours apart; a print that
-  jumps away and straight back counts once;
+  deviation of its returns scaled by `sqrt(1 + time apart / median time apart)`, at least one
+  cent), regular and extended hours apart; a print that jumps away and straight back counts once;
 - bad prices: a trade whose price is missing (NaN), zero or negative, a quote with a NaN side;
 - silences: a symbol without a single trade or quote for longer than
   `max(60 s, 50 x its pace)`, its pace being the mean time between its events in the half hour
@@ -26,7 +26,7 @@ kind of trouble a user would otherwise find in a backtest (docs/data.md, "Data q
   time inside such a cluster, not the time between them.)
 
 Everything is vectorised over the whole session (numpy, pyarrow): a full sim day of 36 symbols
-(~90,000 trades, ~180,000 quotes) is checked in about a quarter of a second.
+(~90,000 trades, ~180,000 quotes) is checked in about 0.3 s, reading included.
 """
 
 from __future__ import annotations
@@ -413,18 +413,24 @@ def _spikes(t: _Events, add: Add) -> None:
     r = np.diff(np.log(p))
     pair = code[1:] == code[:-1]
     regular = _regular_hours(ts[1:])
-    # robust per-trade volatility per symbol and part of the day (regular, extended)
+    # robust per-trade volatility per symbol and part of the day (regular, extended), of
+    # returns scaled to their time apart: a move over a long pause may be larger
     group = code[1:] * 2 + regular
-    center = _group_median(r, group, pair)
-    sigma = MAD_TO_SIGMA * _group_median(np.abs(r - center), group, pair, at_least=10)
+    apart = np.diff(ts).astype(np.float64)
+    pace = _group_median(apart, group, pair)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.sqrt(1 + np.where(pace > 0, apart / pace, 0.0))
+    z = r / scale
+    center = _group_median(z, group, pair)
+    sigma = MAD_TO_SIGMA * _group_median(np.abs(z - center), group, pair, at_least=10)
     floor = 0.01 / p[1:]
-    threshold = SPIKE_K * np.maximum(sigma, floor)
+    threshold = SPIKE_K * np.maximum(sigma, floor) * scale
     big = pair & (np.abs(r) > threshold)
     # a print that jumps away and straight back is one spike, not two
     back = big[1:] & big[:-1] & (np.abs(r[1:] + r[:-1]) <= threshold[1:])
     big[1:] &= ~back
     hit = np.flatnonzero(big) + 1
-    add(code[hit], QualityIssue.PRICE_SPIKE, zip(ts[hit - 1], ts[hit], [1] * len(hit), strict=True))
+    add(code[hit], QualityIssue.PRICE_SPIKE, zip(ts[hit], ts[hit], [1] * len(hit), strict=True))
 
 
 def _silences(t: _Events, q: _Events, runs: Sequence[tuple[int, int]], add: Add) -> None:

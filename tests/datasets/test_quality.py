@@ -194,3 +194,24 @@ def test_the_summary_counts_each_issue_across_symbols() -> None:
         quality.summary(Quality(checked_ns=0, findings=findings)) == "2 crossed quotes, 1 silence"
     )
     assert quality.summary(None) == "not checked"
+
+
+def test_a_silence_between_the_recorders_runs_is_not_a_silence() -> None:
+    ten = calendar.midnight_ns(DAY) + 10 * 3600 * calendar.NS
+    second, minute = calendar.NS, 60 * calendar.NS
+    times = [ten + i * second for i in range(3600) if not 30 * 60 <= i < 40 * 60]
+    trades = pa.table(
+        {
+            "symbol": ["AAPL"] * len(times),
+            "price": [100.0 + (i % 2) * 0.01 for i in range(len(times))],
+            "trade_id": [str(i) for i in range(len(times))],
+            "exchange": [4] * len(times),
+            "ts_event": pa.array(times, pa.timestamp("ns", tz="UTC")),
+        }
+    )
+    one_run = [(ten, ten + 60 * minute)]
+    (silence,) = quality.find(trades, None, runs=one_run)
+    assert (silence.issue, silence.count) == (QualityIssue.SILENCE, 1)
+    assert et(silence.examples[0].from_ns) == "10:29:59.000000"
+    stopped_for_the_hole = [(ten, ten + 29 * minute), (ten + 41 * minute, ten + 60 * minute)]
+    assert quality.find(trades, None, runs=stopped_for_the_hole) == []
