@@ -215,3 +215,49 @@ def test_a_silence_between_the_recorders_runs_is_not_a_silence() -> None:
     assert et(silence.examples[0].from_ns) == "10:29:59.000000"
     stopped_for_the_hole = [(ten, ten + 29 * minute), (ten + 41 * minute, ten + 60 * minute)]
     assert quality.find(trades, None, runs=stopped_for_the_hole) == []
+
+
+def test_hostile_rows_give_findings_never_an_exception() -> None:
+    T = pa.timestamp("ns", tz="UTC")
+    times = [0, -(10**18), 2**62, NOON, NOON, NOON + 1]
+    trades = pa.table(
+        {
+            "symbol": ["", "X", "X", "X", "X", "Y"],
+            "price": [float("inf"), -1.0, 0.0, float("nan"), 1e300, 5.0],
+            "size": [1, 2, 3, 4, 5, 6],
+            "exchange": pa.array([None, 4, 4, 4, 4, None], pa.int64()),
+            "trade_id": pa.array([None, "1", "1", None, "2", "2"], pa.string()),
+            "conditions": pa.array([None, [], [37, None], None, [12], []], pa.list_(pa.int64())),
+            "ts_event": pa.array(times, T),
+        }
+    )
+    quotes = pa.table(
+        {
+            "symbol": ["X", "X", "Y"],
+            "bid_price": [float("-inf"), 2.0, 0.0],
+            "ask_price": [1.0, float("nan"), 0.0],
+            "sequence": pa.array([None, None, 1], pa.int64()),
+            "ts_event": pa.array([NOON, 0, 2**62], T),
+        }
+    )
+    findings = quality.find(trades, quotes, runs=[(0, 2**62)])
+    bad = {f.symbol: f.count for f in findings if f.issue is QualityIssue.BAD_PRICE}
+    assert bad == {"": 1, "X": 5}
+    assert quality.find(trades.slice(0, 0), None) == []
+    assert quality.find(None, quotes.drop_columns(["sequence"])) != []
+    assert quality.find(trades.drop_columns(["trade_id", "conditions", "exchange"]), None) != []
+
+
+def test_nights_and_weekends_are_not_silences() -> None:
+    friday, monday = dt.date(2026, 12, 4), dt.date(2026, 12, 7)
+    second = calendar.NS
+    times = [calendar.midnight_ns(friday) + 19 * 3600 * second + i * second for i in range(3600)]
+    times += [calendar.midnight_ns(monday) + 4 * 3600 * second + i * second for i in range(3600)]
+    trades = pa.table(
+        {
+            "symbol": ["AAPL"] * len(times),
+            "price": [100.0] * len(times),
+            "ts_event": pa.array(times, pa.timestamp("ns", tz="UTC")),
+        }
+    )
+    assert quality.find(trades, None, runs=[(times[0], times[-1])]) == []
