@@ -35,7 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +104,31 @@ def find(
     q = _Events.of(quotes, symbols, _QUOTE_COLUMNS)
     found: Findings = {}
 
-    def add(codes: np.ndarray, issue: QualityIssue, spans: Iterable[tuple[int, int, int]]) -> None:
-        for code, (lo, hi, rows) in zip(codes.tolist(), spans, strict=True):
+    def add(codes: np.ndarray, issue: QualityIssue, lo: Any, hi: Any, rows: Any = 1) -> None:
+        """Count findings of `issue` (one per element of `codes`: its symbol), keep examples."""
+        codes = np.asarray(codes, np.int64)
+        if not len(codes):
+            return
+        lo, hi, rows = (
+            np.broadcast_to(np.asarray(x, np.int64), codes.shape) for x in (lo, hi, rows)
+        )
+        counts = np.bincount(codes, weights=np.maximum(rows, 1))  # a silence has no rows
+        order = np.argsort(codes, kind="stable")
+        grouped = codes[order]
+        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        for start in starts.tolist():
+            code = int(grouped[start])
             key = (symbols[code], issue)
             count, examples = found.get(key, (0, []))
-            if len(examples) < EXAMPLES:
-                examples.append(Span(from_ns=int(lo), to_ns=int(hi), rows=int(rows)))
-            found[key] = (count + max(int(rows), 1), examples)  # a silence has no rows
+            picked = order[start : start + EXAMPLES]
+            picked = picked[codes[picked] == code][: EXAMPLES - len(examples)]
+            examples += [
+                Span(from_ns=a, to_ns=b, rows=r)
+                for a, b, r in zip(
+                    lo[picked].tolist(), hi[picked].tolist(), rows[picked].tolist(), strict=True
+                )
+            ]
+            found[key] = (count + int(counts[code]), examples)
 
     with np.errstate(all="ignore"):  # NaN and infinite prices are findings, not warnings
         for events in (t, q):
@@ -290,7 +308,8 @@ def _out_of_order(events: _Events, add: Add) -> None:
     add(
         code[late],
         QualityIssue.OUT_OF_ORDER,
-        zip(ts[late], ts[late - 1], [1] * len(late), strict=True),
+        ts[late],
+        ts[late - 1],
     )
 
 
@@ -322,7 +341,8 @@ def _duplicates(events: _Events, rows: np.ndarray, keys: tuple[np.ndarray, ...],
     add(
         code[again],
         QualityIssue.DUPLICATE,
-        zip(ts[first], ts[again], [1] * len(again), strict=True),
+        ts[first],
+        ts[again],
     )
 
 
@@ -333,7 +353,8 @@ def _bad_prices(t: _Events, q: _Events, add: Add) -> None:
         add(
             t.code[bad],
             QualityIssue.BAD_PRICE,
-            zip(t.ts[bad], t.ts[bad], [1] * len(bad), strict=True),
+            t.ts[bad],
+            t.ts[bad],
         )
     bid, ask = q["bid_price"], q["ask_price"]
     if bid is not None and ask is not None:
@@ -341,7 +362,8 @@ def _bad_prices(t: _Events, q: _Events, add: Add) -> None:
         add(
             q.code[bad],
             QualityIssue.BAD_PRICE,
-            zip(q.ts[bad], q.ts[bad], [1] * len(bad), strict=True),
+            q.ts[bad],
+            q.ts[bad],
         )
 
 
@@ -357,7 +379,7 @@ def _crossed_and_locked(q: _Events, add: Add) -> None:
         (QualityIssue.LOCKED_QUOTE, quoted & (bid == ask)),
     ):
         starts, ends = _runs_of(mask, code)
-        add(code[starts], issue, zip(ts[starts], ts[ends], ends - starts + 1, strict=True))
+        add(code[starts], issue, ts[starts], ts[ends], ends - starts + 1)
 
 
 def _runs_of(mask: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -402,7 +424,8 @@ def _outside_nbbo(t: _Events, q: _Events, add: Add) -> None:
     add(
         t.code[hit],
         QualityIssue.OUTSIDE_NBBO,
-        zip(t.ts[hit], t.ts[hit], [1] * len(hit), strict=True),
+        t.ts[hit],
+        t.ts[hit],
     )
 
 
@@ -439,7 +462,7 @@ def _spikes(t: _Events, add: Add) -> None:
     back = big[1:] & big[:-1] & (np.abs(r[1:] + r[:-1]) <= threshold[1:])
     big[1:] &= ~back
     hit = np.flatnonzero(big) + 1
-    add(code[hit], QualityIssue.PRICE_SPIKE, zip(ts[hit], ts[hit], [1] * len(hit), strict=True))
+    add(code[hit], QualityIssue.PRICE_SPIKE, ts[hit], ts[hit])
 
 
 def _silences(t: _Events, q: _Events, runs: Sequence[tuple[int, int]], add: Add) -> None:
@@ -475,8 +498,10 @@ def _silences(t: _Events, q: _Events, runs: Sequence[tuple[int, int]], add: Add)
                 p for p in _windows(watched, lo, hi, backwards=True) if p[1] - p[0] > limit[i]
             )
             codes.append(code[i])
-            spans.append((first[0], last[1], 0))
-    add(np.asarray(codes, np.int64), QualityIssue.SILENCE, spans)
+            spans.append((first[0], last[1]))
+    if spans:
+        starts, ends = zip(*spans, strict=True)
+        add(np.asarray(codes, np.int64), QualityIssue.SILENCE, starts, ends, 0)
 
 
 def _group_median(

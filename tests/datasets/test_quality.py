@@ -261,3 +261,24 @@ def test_nights_and_weekends_are_not_silences() -> None:
         }
     )
     assert quality.find(trades, None, runs=[(times[0], times[-1])]) == []
+
+
+def test_many_findings_are_all_counted_and_five_are_listed(clean: Path, tmp_path: Path) -> None:
+    session = copy(clean, tmp_path)
+    quotes = pq.read_table(next((session / "quotes").glob("*.parquet")))
+    aapl = np.flatnonzero(quotes.column("symbol").to_numpy(zero_copy_only=False) == "AAPL")
+    every_other = aapl[::2]  # quotes in time order: no two of them in a row
+
+    def lock(q: pa.Table) -> pa.Table:
+        bid = q.column("bid_price").to_numpy().copy()
+        bid[every_other] = q.column("ask_price").to_numpy()[every_other]
+        return q.set_column(1, "bid_price", pa.array(bid))
+
+    edit(session, "quotes", lock)
+    (locked,) = quality.check(session).findings
+    assert (locked.symbol, locked.issue, locked.count) == (
+        "AAPL",
+        QualityIssue.LOCKED_QUOTE,
+        len(every_other),
+    )
+    assert [e.from_ns for e in locked.examples] == ns(quotes)[every_other[:5]].tolist()
