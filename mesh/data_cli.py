@@ -34,7 +34,7 @@ see docs/data.md for the layout on disk, the bar schema and how to query it with
 def register(subparsers: Subparsers) -> None:
     data = subparsers.add_parser(
         "data",
-        help="list, show and migrate recordings, historical datasets and backfills",
+        help="list, show, check and migrate recordings, historical datasets and backfills",
         description="Every dataset under MESH_DATA_DIR: recordings, historical datasets and backfills.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
