@@ -1,7 +1,8 @@
-"""`massive data list | show NAME | migrate [NAME|--all]`: every dataset under MESH_DATA_DIR.
+"""`massive data list | show NAME | quality SESSION | migrate [NAME|--all]`: every dataset under MESH_DATA_DIR.
 
 `list` shows each recording, historical dataset and backfill with its kind, schema version, time
 range, rows, size, symbols and (recordings) known gaps; `show` one dataset's tables and files;
+`quality` checks a recording's trades and quotes and stores the report in its audit.json;
 `migrate` rewrites datasets of an older schema version in the current one (docs/data.md). All of
 it comes from `mesh.datasets`, so a name here means what it means to `massive backtest`,
 `massive kdb load` and `massive run sim --replay`, and a damaged dataset is the same one line.
@@ -18,12 +19,14 @@ from mesh.commandline import BAD_USAGE, FAILED, CliError, load_config
 if TYPE_CHECKING:
     from mesh.commandline import Subparsers
     from mesh.datasets import Dataset, DatasetInfo, Migration
+    from mesh.datasets.audit import Quality
 
 EPILOG = """\
 examples:
   massive data list
   massive data show demo
   massive data show historical:spy-daily --json
+  massive data quality demo
   massive data migrate --all --dry-run
 see docs/data.md for the layout on disk, the bar schema and how to query it with DuckDB or polars"""
 
@@ -31,7 +34,7 @@ see docs/data.md for the layout on disk, the bar schema and how to query it with
 def register(subparsers: Subparsers) -> None:
     data = subparsers.add_parser(
         "data",
-        help="list, show and migrate recordings, historical datasets and backfills",
+        help="list, show, check and migrate recordings, historical datasets and backfills",
         description="Every dataset under MESH_DATA_DIR: recordings, historical datasets and backfills.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -48,6 +51,13 @@ def register(subparsers: Subparsers) -> None:
     )
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(func=cmd_show)
+    quality = sub.add_parser(
+        "quality",
+        help="check a recording's trades and quotes: crossed quotes, duplicates, spikes, silences",
+    )
+    quality.add_argument("name", metavar="SESSION", help="a recording's name or recording:NAME")
+    quality.add_argument("--json", action="store_true", help="machine-readable output")
+    quality.set_defaults(func=cmd_quality)
     migrate = sub.add_parser(
         "migrate", help="rewrite datasets of an older schema version in the current one"
     )
@@ -116,8 +126,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     except datasets.DatasetError as exc:
         raise CliError(str(exc), FAILED) from None
     tables = [_table_json(dataset, name) for name in dataset.tables]
+    quality = _quality_shown(dataset, info.state)
     if args.json:
-        print(json.dumps({**info.to_json(), "table_details": tables}, indent=2))
+        import msgspec
+
+        extra = {} if quality is None else {"quality": msgspec.to_builtins(quality)}
+        print(json.dumps({**info.to_json(), **extra, "table_details": tables}, indent=2))
         return 0
     shown = {
         "name": info.name,
@@ -135,6 +149,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         if info.gaps_total is None
         else f"{info.gaps_total:,} ({info.missing_total or 0:,} messages known missing)",
         "created": info.created,
+        "quality": None if quality is None else _quality_line(quality),
     }
     for key, value in shown.items():
         if value is not None:
@@ -165,6 +180,97 @@ def _table_json(dataset: Dataset, name: str) -> dict[str, Any]:
             for p in table.files
         ],
     }
+
+
+# --- quality -------------------------------------------------------------------------------------
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from mesh import datasets
+    from mesh.datasets import audit, quality
+
+    dataset = _recording(args.name)
+    try:
+        found = quality.check(dataset.path)
+        with audit.locked(dataset.path) as current:
+            audit.write_audit(dataset.path, msgspec.structs.replace(current, quality=found))
+    except datasets.DatasetError as exc:
+        raise CliError(str(exc), FAILED) from None
+    except OSError as exc:
+        raise CliError(
+            f"cannot store the quality report in {dataset.path}: {exc}", FAILED
+        ) from None
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(found), indent=2))
+        return 0
+    print(f"{dataset.name}: {_quality_line(found)}")
+    if found.findings:
+        print(f"\n{'SYMBOL':<10} {'ISSUE':<14} {'COUNT':>8}  FIRST (ET)")
+        for finding in found.findings:
+            first = finding.examples[0].from_ns if finding.examples else None
+            print(f"{finding.symbol:<10} {finding.issue:<14} {finding.count:>8,}  {_et(first)}")
+    return 0
+
+
+def _recording(name: str) -> Dataset:
+    from mesh import datasets
+
+    if not name.strip():
+        raise CliError("give a recording's name (see `massive data list`)", BAD_USAGE)
+    try:
+        dataset = datasets.resolve(name, load_config().data_dir)
+    except datasets.DatasetError as exc:
+        raise CliError(str(exc), FAILED) from None
+    if dataset.kind is not datasets.DatasetKind.RECORDING:
+        raise CliError(
+            f"{dataset.name} is a {dataset.kind}: quality is checked on recordings", FAILED
+        )
+    return dataset
+
+
+def _quality_shown(dataset: Dataset, state: str | None) -> Quality | None:
+    """A recording's stored quality report; computed if absent, and stored unless it is still
+    being recorded (its report would be out of date by the next slice)."""
+    import msgspec
+
+    from mesh import datasets
+    from mesh.datasets import audit, quality
+
+    if dataset.kind is not datasets.DatasetKind.RECORDING or not dataset.path.is_dir():
+        return None
+    stored = audit.read_audit(dataset.path).quality
+    if stored is not None:
+        return stored
+    try:
+        found = quality.check(dataset.path)
+    except datasets.DatasetError:
+        return None  # the rows cannot be read: `show` has said what is wrong with the files
+    if state != "recording":
+        try:
+            with audit.locked(dataset.path) as current:
+                if current.quality is None:
+                    audit.write_audit(dataset.path, msgspec.structs.replace(current, quality=found))
+        except OSError:
+            pass  # a read-only recording is still shown, its report just not kept
+    return found
+
+
+def _quality_line(report: Quality) -> str:
+    from mesh.datasets import quality
+
+    return quality.summary(report)
+
+
+def _et(ns: int | None) -> str:
+    import datetime as dt
+
+    from mesh.calendar import ET
+
+    if ns is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ns / 1e9, ET).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # --- migrate -------------------------------------------------------------------------------------

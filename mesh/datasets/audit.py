@@ -134,6 +134,7 @@ class QualityIssue(StrEnum):
     DUPLICATE = "duplicate"  # the same key twice
     OUTSIDE_NBBO = "outside_nbbo"  # a trade far outside the quote in force
     PRICE_SPIKE = "price_spike"  # a jump far beyond the symbol's usual moves
+    BAD_PRICE = "bad_price"  # a trade price not finite or not positive; a quote side not finite
     SILENCE = "silence"  # longer without events than the symbol's activity allows
 
 

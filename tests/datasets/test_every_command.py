@@ -1,6 +1,6 @@
 """Every command that takes a dataset resolves a name the same way, and fails with the same line.
 
-`massive data show`, `massive backtest`, `massive kdb load` and `massive run sim --replay` (and the
+`massive data show`, `massive data quality`, `massive backtest`, `massive kdb load` and `massive run sim --replay` (and the
 dashboard, through the backtester service, which resolves like `massive backtest`) all go through
 `mesh.datasets.resolve`: the same names find the same folders, and not found, ambiguous and
 damaged datasets give the same one line from each, after the command's own prefix, with no
@@ -60,6 +60,11 @@ def data_show(name: str, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> 
     return code, _last(capsys, "massive: ")
 
 
+def data_quality(name: str, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli.main(["data", "quality", name])
+    return code, _last(capsys, "massive: ")
+
+
 def backtest(name: str, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code = cli.main(["backtest", name, "-s", "buy-and-hold", "--no-save"])
     return code, _last(capsys, "massive: ")
@@ -86,6 +91,7 @@ def _last(capsys: pytest.CaptureFixture[str], prefix: str) -> str:
 
 COMMANDS: dict[str, Callable[[str, Path, pytest.CaptureFixture[str]], tuple[int, str]]] = {
     "data show": data_show,
+    "data quality": data_quality,
     "backtest": backtest,
     "kdb load": kdb_load,
     "run sim --replay": sim_replay,

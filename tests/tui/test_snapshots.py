@@ -9,6 +9,7 @@ from typing import Any
 
 from mesh.config import Config
 from mesh.schema import Heartbeat, Quote, QuoteBatch, Trade, TradeBatch
+from tests.tui.audit_fixtures import write_checked
 from tui.app import MassiveTui, make_app
 
 NOW = 1_763_820_000_000_000_000  # 2025-11-22 14:00 UTC, 09:00 ET
@@ -64,6 +65,7 @@ def fixed_app(tmp_path: Path) -> MassiveTui:
             }
         )
     )
+    write_checked(session)
     app = make_app(config, connect=False, clock=lambda: NOW, show_clock=False, sample_history=False)
     rows = [
         Quote(
@@ -146,7 +148,7 @@ def test_mesh_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-unt
 
 
 def test_recording_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(fixed_app(tmp_path), press=["2", "_", "_"], terminal_size=(120, 30))
+    assert snap_compare(fixed_app(tmp_path), press=["2", "_", "_"], terminal_size=(200, 40))
 
 
 def test_help_screen(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,8 @@
-"""Recording: start and stop a session, its live statistics, and the sessions already on disk."""
+"""Recording: start and stop a session, its live statistics, and the sessions already on disk.
+
+Each session on disk shows, from its audit.json, its data-quality report, how complete
+reconciliation found it and what heals put back (docs/data.md, docs/recorder.md).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Static
 
-from mesh.datasets import DatasetError
+from mesh.datasets import DatasetError, audit, quality
+from mesh.datasets.audit import Audit, EventKind
 from mesh.datasets.layout import MANIFEST, RECORDINGS, dataset_folders
 from mesh.datasets.manifest import read_manifest
 from tui.untrusted import amount, clean, literal, number, total
@@ -66,8 +71,40 @@ MANIFEST_SUMMARY = (
 )
 
 
+def reconciled(found: Audit) -> str:
+    """How complete the recording was found, per kind: "trades 99.97%, quotes 100%"."""
+    if found.reconciliation is None:
+        return "not reconciled"
+    parts = []
+    for kind in EventKind:
+        results = [r for r in found.reconciliation.results if r.kind is kind]
+        if not results:
+            continue
+        reference = sum(r.reference for r in results)
+        matched = sum(r.matched for r in results)
+        pct = 100.0 if reference == 0 else 100.0 * matched / reference
+        shown = "100" if matched >= reference else f"{min(pct, 99.99):.2f}".rstrip("0").rstrip(".")
+        parts.append(f"{kind} {shown}%")
+    return ", ".join(parts) or "nothing to compare"
+
+
+def healed(found: Audit) -> str:
+    """What heals put back, and what the last one could not: "healed 41 rows, 3 spans unhealed"."""
+    if not found.heals:
+        return "-"
+    rows = sum(span.rows for heal in found.heals for span in heal.spans)
+    left = len(found.heals[-1].unhealed)
+    parts = [f"healed {rows:,} row{'s' if rows != 1 else ''}"] if rows or not left else []
+    if left:
+        parts.append(f"{left:,} span{'s' if left != 1 else ''} unhealed")
+    return ", ".join(parts)
+
+
 def read_sessions(data_dir: Path) -> list[dict[str, Any]]:
-    """Every recording's manifest (mesh.datasets' layout), newest first; a damaged one is its error line."""
+    """Every recording's manifest (mesh.datasets' layout), newest first; a damaged one is its error line.
+
+    Each also carries what its audit.json says (`_quality`, `_reconciled`, `_healed`).
+    """
     sessions: list[dict[str, Any]] = []
     for place, folder in dataset_folders(data_dir):
         if place != RECORDINGS:
@@ -79,6 +116,10 @@ def read_sessions(data_dir: Path) -> list[dict[str, Any]]:
             data, mtime = {"error": str(exc)}, 0.0
         data["name"] = folder.name  # the folder names the session (and keys its row)
         data["_mtime"] = mtime
+        found = audit.read_audit(folder)
+        data["_quality"] = quality.summary(found.quality)
+        data["_reconciled"] = reconciled(found)
+        data["_healed"] = healed(found)
         sessions.append(data)
     return sorted(sessions, key=lambda d: d["_mtime"], reverse=True)
 
@@ -108,6 +149,9 @@ class RecordingView(Vertical):
             "Last event",
             "Gaps",
             "Ended cleanly",
+            "Quality",
+            "Reconciled",
+            "Healed",
         )
         self.refresh_sessions()
         self.set_interval(2.0, self.refresh_sessions)
@@ -159,6 +203,9 @@ class RecordingView(Vertical):
                     if s.get("clean")
                     else (f"no: {clean(s['error'], 100)}" if s.get("error") else "no")
                 ),
+                literal(s["_quality"], limit=60),
+                literal(s["_reconciled"], limit=40),
+                literal(s["_healed"], limit=40),
                 key=s["name"],
             )
 
@@ -170,6 +217,9 @@ class RecordingView(Vertical):
             shown = {k: v for k, v in manifest.items() if k in MANIFEST_SUMMARY}
             runs = manifest.get("runs")
             shown["runs"] = len(runs) if isinstance(runs, list) else 0
+            shown["quality"] = manifest["_quality"]
+            shown["reconciled"] = manifest["_reconciled"]
+            shown["healed"] = manifest["_healed"]
             self.query_one("#manifest", Static).update(
                 literal(json.dumps(shown, indent=1, default=str), limit=2000, one_line=False)
             )
