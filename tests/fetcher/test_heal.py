@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -277,3 +282,43 @@ def test_massive_heal_says_what_it_did_and_fails_in_one_line(
     with pytest.raises(SystemExit) as usage:
         main(["heal"])
     assert usage.value.code == 2
+
+
+def test_a_heal_killed_mid_run_leaves_the_recording_and_its_audit_as_they_were(
+    sim: SimServer, tmp_path: Path, days: list[dt.date]
+) -> None:
+    """`kill -9` of `massive heal` while it waits for the per-minute REST limit (1 call a minute)."""
+    recorded = _recorded(sim, tmp_path, days[-1])
+    reconcile_by_hand(recorded)
+    old_audit = (recorded.folder / "audit.json").read_bytes()
+    env = sim_env(sim, tmp_path / "data", MASSIVE_REST_CALLS_PER_MINUTE="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesh.cli", "heal", "holes"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (line := proc.stderr.readline()):  # type: ignore[union-attr]
+            seen.append(line)
+            if "2/2" in line:  # the second span waits for the minute's one call
+                break
+        assert any("2/2" in line for line in seen), seen
+        time.sleep(0.5)
+        assert proc.poll() is None
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    assert (recorded.folder / "audit.json").read_bytes() == old_audit
+    assert _rows(recorded.folder, EventKind.TRADES, "AAPL") == _rows(
+        recorded.folder, EventKind.TRADES, "AAPL", capture_only=True
+    )
+    report = heal("holes", _config(sim, tmp_path))  # the audit lock died with the process
+    assert report.complete
+    for symbol, kind, _, _ in HOLES:
+        assert _rows(recorded.folder, kind, symbol) == _history(recorded, kind, symbol)
