@@ -134,8 +134,8 @@ def heal(
         removed = tuple(str(p.relative_to(folder)) for p in healed.remove_strays(folder, current))
         plan, spans_from = _plan(folder, current)
         left, _ = ledger.rest_room()
-        if not plan:
-            bars = rewrite_bars(folder.parent, name)
+        if not plan:  # bars again only where a heal may have stopped before them
+            bars = rewrite_bars(folder.parent, name) if current.heals else {}
             return _report(
                 name,
                 folder,
@@ -154,7 +154,7 @@ def heal(
         fetched = _fetch(folder, plan, config, ledger, cancel, progress)
         files = _write(folder, fetched.tables)
         entry = Heal(
-            id=f"heal-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(fetched.at_ns / 1e9))}",
+            id=_heal_id(fetched.at_ns, current),
             at_ns=fetched.at_ns,
             method=Method.REST,
             files=files,
@@ -376,6 +376,17 @@ def _write(folder: Path, tables: dict[EventKind, pa.Table]) -> tuple[str, ...]:
         atomic.write_parquet(folder / rel, rows)
         files.append(rel)
     return tuple(files)
+
+
+def _heal_id(at_ns: int, current: audit.Audit) -> str:
+    """`heal-20261204T210500Z` (with `-2`, `-3`, ... after a heal of the same second)."""
+    base = f"heal-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(at_ns / 1e9))}"
+    taken = {h.id for h in current.heals}
+    return next(
+        name
+        for n in range(1, len(taken) + 2)
+        if (name := base if n == 1 else f"{base}-{n}") not in taken
+    )
 
 
 # --- saying what happened ------------------------------------------------------------------------
