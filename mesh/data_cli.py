@@ -134,6 +134,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         "to": _when(info.end_ns, seconds=True),
         "rows": _rows(info),
         "size": _size(info.bytes),
+        "prices": info.prices,
         "state": info.state,
         "gaps": None
         if info.gaps_total is None
