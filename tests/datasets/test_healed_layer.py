@@ -162,3 +162,17 @@ def test_massive_data_shows_rows_as_captured_plus_healed_and_the_heals(
     (trade_table,) = [t for t in shown["table_details"] if t["name"] == "trades"]
     assert trade_table["healed_files"] == ["healed/trades/part-000001.parquet"]
     assert shown["audit"]["heals"][0]["id"] == "heal-1"
+
+
+def test_the_duckdb_glob_of_data_md_reads_capture_and_healed_layer_with_their_source(
+    healed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    monkeypatch.chdir(healed.parents[2])
+    rows = duckdb.sql("""
+        select count(*) filter (where source is null) as captured, count(source) as healed
+        from read_parquet(['data/recordings/mended/trades/*.parquet',
+                           'data/recordings/mended/healed/trades/*.parquet'], union_by_name=true)
+    """).fetchall()
+    assert rows == [(220, 20)]
