@@ -21,6 +21,7 @@ from mesh import (
     config_cli,
     control,
     data_cli,
+    heal_cli,
     run_cli,
     status_cli,
     tap_cli,
@@ -43,6 +44,7 @@ COMMANDS: tuple[CommandModule, ...] = (
     backtest_cli,  # backtest
     kdb_cli,  # kdb load|schema
     data_cli,  # data list|show|migrate
+    heal_cli,  # heal SESSION
     auth_cli,  # auth add|list|revoke
 )
 

@@ -14,12 +14,14 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from mesh.commandline import BAD_USAGE, FAILED, CliError, load_config
 
 if TYPE_CHECKING:
     from mesh.commandline import Subparsers
-    from mesh.datasets import Dataset, DatasetInfo, Migration
-    from mesh.datasets.audit import Quality
+    from mesh.datasets import Dataset, DatasetInfo, Migration, Table
+    from mesh.datasets.audit import Audit, Quality
 
 EPILOG = """\
 examples:
@@ -105,10 +107,11 @@ def _row(info: DatasetInfo) -> str:
         f" (+{len(info.symbols) - 6})" if len(info.symbols) > 6 else ""
     )
     gaps = f"  gaps {info.gaps_total}" if info.gaps_total else ""
+    healed = f"  healed {info.total_healed:,} of the rows" if info.total_healed else ""
     return (
         f"{name:<28} {info.kind:<10} {info.schema_version or '':>3}  "
         f"{_when(info.start_ns):<20} {_when(info.end_ns):<20} {info.total_rows:>11,} "
-        f"{_size(info.bytes):>9}  {symbols or '-'}{gaps}"
+        f"{_size(info.bytes):>9}  {symbols or '-'}{gaps}{healed}"
     )
 
 
@@ -128,10 +131,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     tables = [_table_json(dataset, name) for name in dataset.tables]
     quality = _quality_shown(dataset, info.state)
     if args.json:
-        import msgspec
-
+        found = msgspec.to_builtins(info.audit) if info.audit is not None else None
         extra = {} if quality is None else {"quality": msgspec.to_builtins(quality)}
-        print(json.dumps({**info.to_json(), **extra, "table_details": tables}, indent=2))
+        print(
+            json.dumps(
+                {**info.to_json(), **extra, "table_details": tables, "audit": found}, indent=2
+            )
+        )
         return 0
     shown = {
         "name": info.name,
@@ -141,7 +147,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         "symbols": ", ".join(info.symbols) or "-",
         "from": _when(info.start_ns, seconds=True),
         "to": _when(info.end_ns, seconds=True),
-        "rows": f"{info.total_rows:,}",
+        "rows": _rows(info),
         "size": _size(info.bytes),
         "prices": info.prices,
         "state": info.state,
@@ -154,6 +160,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     for key, value in shown.items():
         if value is not None:
             print(f"{key + ':':<16}{value}")
+    if info.audit is not None:
+        for line in _audit_lines(info.audit):
+            print(line)
     print(
         f"\n{'TABLE':<14} {'KIND':<7} {'INTERVAL':<9} {'ROWS':>11} {'SIZE':>9} {'FILES':>6}  FIRST FILE"
     )
@@ -179,6 +188,7 @@ def _table_json(dataset: Dataset, name: str) -> dict[str, Any]:
             str(p.relative_to(dataset.path)) if p.is_relative_to(dataset.path) else str(p)
             for p in table.files
         ],
+        **(_healed_json(dataset, table) if table.healed else {}),
     }
 
 
@@ -271,6 +281,69 @@ def _et(ns: int | None) -> str:
     if ns is None:
         return "-"
     return dt.datetime.fromtimestamp(ns / 1e9, ET).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _healed_json(dataset: Dataset, table: Table) -> dict[str, Any]:
+    """A table's healed layer (present only for tables that have one)."""
+    return {
+        "captured_rows": table.captured_rows,
+        "healed_rows": table.healed_rows,
+        "healed_files": [str(p.relative_to(dataset.path)) for p in table.healed],
+    }
+
+
+def _rows(info: DatasetInfo) -> str:
+    """`1,234` or, with a healed layer, `1,234 (1,200 captured + 34 healed)`."""
+    if not info.total_healed:
+        return f"{info.total_rows:,}"
+    captured = info.total_rows - info.total_healed
+    return f"{info.total_rows:,} ({captured:,} captured + {info.total_healed:,} healed)"
+
+
+def _audit_lines(audit: Audit) -> list[str]:
+    """What audit.json says, under the session's figures: reconciliation, then heals, then quality."""
+    lines = _reconciliation_lines(audit)
+    lines += _heal_lines(audit)
+    return lines  # the quality report is its own line (`quality:`) above
+
+
+def _reconciliation_lines(audit: Audit) -> list[str]:
+    from mesh.datasets.listing import reconciliation_summary
+
+    summary = reconciliation_summary(audit)
+    if summary is None:
+        return [f"{'reconciled:':<16}never (see `massive reconcile NAME`)"]
+    state = "complete" if summary["complete"] else "incomplete"
+    lines = [f"{'reconciled:':<16}{_iso_shown(summary['checked'])} by {summary['method']}: {state}"]
+    for kind, k in summary["kinds"].items():
+        lines.append(
+            f"{'  ' + kind + ':':<16}{k['completeness_pct']:.2f}% complete "
+            f"({k['matched']:,} of {k['reference']:,} at Massive; {k['missing']:,} missing)"
+        )
+    return lines
+
+
+def _heal_lines(audit: Audit) -> list[str]:
+    if not audit.heals:
+        return []
+    rows = sum(s.rows for h in audit.heals for s in h.spans)
+    calls = sum(h.cost.rest_calls for h in audit.heals)
+    lines = [f"{'heals:':<16}{len(audit.heals)}, {rows:,} rows added, {calls:,} REST calls"]
+    for heal in audit.heals:
+        added = sum(s.rows for s in heal.spans)
+        left = f"; {len(heal.unhealed)} span(s) still missing" if heal.unhealed else ""
+        cost = f"{heal.cost.rest_calls:,} REST calls"
+        if heal.cost.s3_bytes:
+            cost += f", {_size(heal.cost.s3_bytes)} of flat files"
+        lines.append(
+            f"  {_when(heal.at_ns, seconds=True)}  {heal.method}: {added:,} rows in "
+            f"{len(heal.spans)} span(s), {cost}{left}"
+        )
+    return lines
+
+
+def _iso_shown(text: str | None) -> str:
+    return (text or "-").replace("T", " ").rstrip("Z")
 
 
 # --- migrate -------------------------------------------------------------------------------------

@@ -162,11 +162,15 @@ class WebSocketDataRecorder:
         }
 
 
-def read_recording(recording: str | Path, table: str = "quotes") -> Any:
+def read_recording(
+    recording: str | Path, table: str = "quotes", *, capture_only: bool = False
+) -> Any:
     """A recorded table as a pandas DataFrame; `recording` is a session folder, s3:// URI or NAME.
 
     Local recordings are read through `mesh.datasets` (the same checks and conversions as every
     other reader); raises `mesh.datasets.DatasetError` when the recording is missing or damaged.
+    Quotes and trades include the rows a heal added (in time among the captured ones), unless
+    `capture_only`; the bar tables are rebuilt by each heal, so they agree.
     """
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
@@ -175,7 +179,7 @@ def read_recording(recording: str | Path, table: str = "quotes") -> Any:
         return _read_remote(text, table)
     bare = not isinstance(recording, Path) and "/" not in text
     spec: str | Path = f"recording:{text}" if bare else Path(text)
-    dataset = datasets.resolve(spec, load_config().data_dir)
+    dataset = datasets.resolve(spec, load_config().data_dir, capture_only=capture_only)
     found = dataset.tables.get(table)
     if found is None:
         return _empty(table).to_pandas()

@@ -131,6 +131,11 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help="fail if a strategy's signals change when later bars are removed",
     )
+    p.add_argument(
+        "--capture-only",
+        action="store_true",
+        help="a recording's capture alone, without the rows a heal added (default: both)",
+    )
     p.add_argument("--no-save", action="store_true", help="do not write data/backtests/<run>/")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(
@@ -187,6 +192,7 @@ def _run(args: argparse.Namespace, data_dir: Any) -> int:
         latency_ms=args.latency_ms,
         periods_per_year=args.periods_per_year,
         check_lookahead=args.check_lookahead,
+        capture_only=args.capture_only,
     ).check()
     runs = plan(args.strategy, args.param)
     results = run_many(args.dataset, list(runs), data_dir=data_dir, options=options)

@@ -25,9 +25,12 @@ from mesh.times import iso
 __all__ = ["Dataset", "Market", "describe", "list_datasets", "load", "resolve"]
 
 
-def resolve(spec: str, data_dir: Path | str) -> Dataset:
-    """The dataset `spec` names (mesh.datasets.resolve); raises mesh.datasets.DatasetError."""
-    return shared.resolve(spec, data_dir)
+def resolve(spec: str, data_dir: Path | str, *, capture_only: bool = False) -> Dataset:
+    """The dataset `spec` names (mesh.datasets.resolve); raises mesh.datasets.DatasetError.
+
+    A recording's quotes and trades include the rows a heal added, unless `capture_only`.
+    """
+    return shared.resolve(spec, data_dir, capture_only=capture_only)
 
 
 def list_datasets(data_dir: Path | str) -> list[dict[str, Any]]:

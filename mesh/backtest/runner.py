@@ -57,6 +57,7 @@ class Options:
     check_lookahead: bool = (
         False  # re-run the strategy on truncated data to prove it does not peek ahead
     )
+    capture_only: bool = False  # recordings: without the rows a heal added (default: with them)
 
     def check(self) -> Options:
         self._check_types()
@@ -251,7 +252,7 @@ def _concat_trades(runs: dict[str, SymbolRun]) -> tuple[list[str], Trades]:
 def prepare(dataset: str, options: Options, data_dir: Path | str) -> datasets.Market:
     """Resolve and load `dataset` for `options` (quotes only when orders will fill against them)."""
     options.check()
-    ref = datasets.resolve(dataset, data_dir)
+    ref = datasets.resolve(dataset, data_dir, capture_only=options.capture_only)
     has_quotes = ref.has(TableKind.QUOTES)
     need_quotes = options.fills == "quotes" or (options.fills == "auto" and has_quotes)
     market = datasets.load(

@@ -14,8 +14,10 @@ damaged dataset fails with the same one line everywhere, and every bar has one s
 
 Modules: `layout` (where things are and what they are called), `tables` (bars, quotes, trades or
 gaps, from the columns), `manifest`, `dataset` (opening and checking one), `resolve` (names),
-`listing`, `read`, `migration`, `atomic` (all-or-nothing writes), `errors`, `audit` (what
-reconciliation, heals and the quality check found) and `quality` (the data-quality report).
+`listing`, `read`, `migration`, `atomic` (all-or-nothing writes), `errors`, `audit` (audit.json:
+reconciliation, heals, quality), `quality` (the data-quality report), `healed` (a recording's
+healed layer, read with its capture unless `capture_only`), `live` (whether a recorder is writing
+a recording now).
 """
 
 from mesh.datasets.dataset import Dataset, Table, open_folder, open_path

@@ -5,14 +5,16 @@ opens is one whose files are all there and readable: a truncated file, a missing
 manifest, files of two schema versions, a file whose columns make no known table, or a known
 column of a type no reader can use (prices as text) stop it here with one line naming the file. Historical and backfill manifests list their files, and only those
 are the dataset (a file being replaced is not listed until it is complete); a recording is
-whatever Parquet its folder holds, as the recorder's manifest can be one slice behind.
+whatever Parquet its folder holds, as the recorder's manifest can be one slice behind, plus the
+healed files its audit.json lists (mesh/datasets/healed.py): a recording's quotes and trades are
+the capture and the healed layer, unless it is opened `capture_only`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import pyarrow.parquet as pq
 
 from mesh import intervals
 from mesh.bar_schema import SCHEMA_VERSION
+from mesh.datasets import healed as healed_layer
 from mesh.datasets.errors import damaged, not_found, one_line, shown
 from mesh.datasets.layout import (
     HISTORICAL,
@@ -61,10 +64,27 @@ class Table:
     interval: Interval | None = None  # bars: their width, when the name or manifest says
     mid: bool = False  # bars of quote mid prices (the recorder's mid_bars_*)
     version: int = SCHEMA_VERSION  # bars: 1 when their start column is not ts_start
+    healed: tuple[Path, ...] = ()  # of `files`, those of the healed layer (always last)
+    healed_rows: int = 0  # of `rows`, those in `healed`
 
     @property
     def bytes(self) -> int:
         return sum(_size(f) for f in self.files)
+
+    @property
+    def captured(self) -> tuple[Path, ...]:
+        """The files the recorder wrote (every file, for a table without a healed layer)."""
+        return tuple(f for f in self.files if f not in self.healed)
+
+    @property
+    def captured_rows(self) -> int:
+        return self.rows - self.healed_rows
+
+    def capture_only(self) -> Table:
+        """This table without its healed layer."""
+        if not self.healed:
+            return self
+        return replace(self, files=self.captured, rows=self.captured_rows, healed=(), healed_rows=0)
 
 
 @dataclass(frozen=True)
@@ -81,9 +101,29 @@ class Dataset:
     def __str__(self) -> str:
         return str(self.path)
 
-    def table(self, kind: TableKind) -> Table | None:
-        """The quotes, trades or gaps table (None if the dataset has none)."""
-        return None if kind is TableKind.BARS else self.tables.get(kind.value)
+    def table(self, kind: TableKind, *, capture_only: bool = False) -> Table | None:
+        """The quotes, trades or gaps table (None if the dataset has none).
+
+        A recording's quotes and trades include its healed layer, unless `capture_only`.
+        """
+        found = None if kind is TableKind.BARS else self.tables.get(kind.value)
+        if found is None or not capture_only:
+            return found
+        return found.capture_only() if found.captured else None
+
+    def capture_only(self) -> Dataset:
+        """The dataset as recorded: its tables without the healed layer."""
+        if not self.healed:
+            return self
+        tables = {
+            name: t.capture_only() for name, t in self.tables.items() if t.captured or not t.healed
+        }
+        return replace(self, tables=tables)
+
+    @property
+    def healed(self) -> bool:
+        """Whether any table includes rows of the healed layer."""
+        return any(t.healed for t in self.tables.values())
 
     def bar_tables(self, *, mid: bool = False) -> list[Table]:
         """Trade bars (or quote-mid bars), finest interval first, unknown intervals last."""
@@ -101,22 +141,29 @@ class Dataset:
 # --- opening -------------------------------------------------------------------------------------
 
 
-def open_path(path: Path) -> Dataset:
-    """A dataset given by path: a dataset folder, a folder of Parquet files, or one file."""
+def open_path(path: Path, *, capture_only: bool = False) -> Dataset:
+    """A dataset given by path: a dataset folder, a folder of Parquet files, or one file.
+
+    `capture_only`: a recording without its healed layer (mesh/datasets/healed.py).
+    """
     if is_file(path):
         return open_file(path)
     if is_folder(path):
         place = path.parent.name if path.parent.name in (RECORDINGS, HISTORICAL) else None
         if place is not None or exists(path / MANIFEST):
-            return open_folder(path, place=place)
+            return open_folder(path, place=place, capture_only=capture_only)
         return _open_plain_folder(path)
     if exists(path):
         raise damaged(path, f"not a Parquet file or a folder: {what_is_at(path)}")
     raise not_found(f"no dataset at {one_line(str(path), 120)}: no such file or folder", path)
 
 
-def open_folder(folder: Path, *, place: str | None) -> Dataset:
-    """A dataset folder written by the mesh (`place` is `recordings`/`historical` under the data dir)."""
+def open_folder(folder: Path, *, place: str | None, capture_only: bool = False) -> Dataset:
+    """A dataset folder written by the mesh (`place` is `recordings`/`historical` under the data dir).
+
+    A recording's quotes and trades include the healed files its audit.json lists, unless
+    `capture_only`.
+    """
     manifest = read_manifest(folder, required=place is not None)
     version = schema_version(manifest, folder)
     kind = _kind(folder, manifest, place)
@@ -131,7 +178,29 @@ def open_folder(folder: Path, *, place: str | None) -> Dataset:
     placed = [(f, _placement(f, folder, interval)) for f in files]
     _check_versions(placed, version if manifest else None)
     tables = _tables(placed)
+    if kind is DatasetKind.RECORDING and not capture_only:
+        tables = _with_healed(folder, tables)
     return Dataset(folder.name, kind, folder, tables, manifest, version)
+
+
+def _with_healed(folder: Path, tables: dict[str, Table]) -> dict[str, Table]:
+    """The recording's quotes and trades tables with the healed files audit.json lists."""
+    out = dict(tables)
+    for name, paths in healed_layer.listed_files(folder).items():
+        if not paths:
+            continue
+        placed = [(path, _placement(path, path.parent.parent, None)) for path in paths]
+        rows = sum(p.rows for _, p in placed)
+        kind = placed[0][1].kind
+        base = out.get(name) or Table(name, kind, (), 0)
+        out[name] = replace(
+            base,
+            files=(*base.files, *paths),
+            rows=base.rows + rows,
+            healed=tuple(paths),
+            healed_rows=rows,
+        )
+    return out if out.keys() == tables.keys() else _ordered(out)
 
 
 def open_file(path: Path) -> Dataset:
@@ -306,6 +375,10 @@ def _tables(placed: list[tuple[Path, _Placement]]) -> dict[str, Table]:
             first.mid,
             min(p.version for _, p in items),
         )
+    return _ordered(tables)
+
+
+def _ordered(tables: dict[str, Table]) -> dict[str, Table]:
     order = {TableKind.QUOTES: 0, TableKind.TRADES: 1, TableKind.BARS: 2, TableKind.GAPS: 3}
     return dict(
         sorted(

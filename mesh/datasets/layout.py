@@ -9,6 +9,8 @@ MESH_DATA_DIR/
     gaps/part-000001.parquet ...
     bars_1s.parquet  bars_1m.parquet              trade bars
     mid_bars_1s.parquet  mid_bars_1m.parquet      quote-mid bars
+    audit.json                                    reconciliation, heals, quality (audit.py)
+    healed/trades/part-000001.parquet ...         rows a heal added, once audit.json lists them
   historical/<name>/                 kind "historical" (massive fetch) or "backfill" (gap backfill)
     manifest.json
     bars_5m.parquet                  fetched bars, named after their interval

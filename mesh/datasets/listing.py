@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mesh.datasets import audit as audit_mod
+from mesh.datasets.audit import Audit
 from mesh.datasets.dataset import Dataset, Table, open_folder
 from mesh.datasets.errors import DatasetError, Problem, damaged, one_line
 from mesh.datasets.layout import RECORDINGS, DatasetKind, dataset_folders
@@ -50,10 +52,16 @@ class DatasetInfo:
     prices: str | None = None  # the line that says so: "split-adjusted as of ...", "as traded"
     error: str | None = None
     problem: Problem | None = None
+    healed_rows: Mapping[str, int] = field(default_factory=dict)  # of `rows`, from the healed layer
+    audit: Audit | None = None  # recordings: what reconciliation, heals and the quality check found
 
     @property
     def total_rows(self) -> int:
         return sum(self.rows.values())
+
+    @property
+    def total_healed(self) -> int:
+        return sum(self.healed_rows.values())
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types, for `--json` and control replies; times also as ISO 8601 UTC."""
@@ -80,7 +88,46 @@ class DatasetInfo:
             "prices": self.prices,
             "error": self.error,
             "problem": str(self.problem) if self.problem else None,
+            "healed_rows": dict(self.healed_rows),
+            "heals": [heal_summary(h) for h in self.audit.heals] if self.audit else [],
+            "reconciliation": reconciliation_summary(self.audit) if self.audit else None,
         }
+
+
+def heal_summary(heal: audit_mod.Heal) -> dict[str, Any]:
+    """One heal as `massive data list --json` shows it (audit.json has the spans)."""
+    return {
+        "id": heal.id,
+        "at": iso(heal.at_ns),
+        "method": str(heal.method),
+        "rows": sum(s.rows for s in heal.spans),
+        "spans": len(heal.spans),
+        "unhealed": len(heal.unhealed),
+        "rest_calls": heal.cost.rest_calls,
+        "s3_bytes": heal.cost.s3_bytes,
+    }
+
+
+def reconciliation_summary(audit: Audit) -> dict[str, Any] | None:
+    """Completeness per kind of the stored reconciliation (None if the session was never reconciled)."""
+    found = audit.reconciliation
+    if found is None:
+        return None
+    kinds: dict[str, dict[str, int]] = {}
+    for r in found.results:
+        k = kinds.setdefault(str(r.kind), {"reference": 0, "matched": 0, "missing": 0})
+        k["reference"] += r.reference
+        k["matched"] += r.matched
+        k["missing"] += r.missing
+    for k in kinds.values():
+        ref = k["reference"]
+        k["completeness_pct"] = round(100.0 * k["matched"] / ref, 4) if ref else 100.0  # type: ignore[assignment]
+    return {
+        "checked": iso(found.checked_ns),
+        "method": str(found.method),
+        "complete": found.complete,
+        "kinds": kinds,
+    }
 
 
 def list_datasets(data_dir: Path | str) -> list[DatasetInfo]:
@@ -121,6 +168,8 @@ def describe(dataset: Dataset) -> DatasetInfo:
         missing_total=_int(m.get("missing_total")),
         state=m.get("state") if isinstance(m.get("state"), str) else None,
         created=m.get("created") if isinstance(m.get("created"), str) else None,
+        healed_rows={n: t.healed_rows for n, t in dataset.tables.items() if t.healed_rows},
+        audit=audit_mod.read_audit(dataset.path) if dataset.kind is DatasetKind.RECORDING else None,
         adjusted=prices.adjusted,
         prices=prices.text,
     )

@@ -188,7 +188,8 @@ def _read(dataset: Dataset, kind: TableKind, columns: list[str]) -> pa.Table | N
     table = dataset.table(kind)
     if table is None or not table.files:
         return None
-    return read_table(table, columns=columns)
+    # healed rows come back placed in time among the captured ones, with `source` set
+    return read_table(table, columns=[c for c in columns if c != "source"], source=True)
 
 
 def _runs(manifest: Any) -> list[tuple[int, int]]:

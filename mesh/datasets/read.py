@@ -7,6 +7,12 @@ milliseconds, microseconds or nanoseconds, or zoned timestamps of any unit, beco
 `ts_recv`). A file without a `symbol` column is one symbol, named after the file. A file that
 cannot be read, or whose rows lack a symbol or the time that orders them (null, NaN), is a
 damaged-dataset error naming it.
+
+A recording's quotes and trades table includes its healed layer (mesh/datasets/healed.py): the
+rows come back captured and healed together, the healed ones placed in event time among the
+captured ones (which keep their recorded order), in the storage schema. `source=True` adds the
+`source` column: where a healed row came from, null for a captured row (what DuckDB's
+`union_by_name` gives over both globs). `table.capture_only()` reads the capture alone.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mesh import bar_schema
+from mesh.datasets import healed as healed_layer
 from mesh.datasets.dataset import Table
 from mesh.datasets.errors import damaged, one_line
 from mesh.datasets.tables import TableKind, bar_time_column, empty_rows, key_columns
@@ -36,39 +43,121 @@ def read_table(
     columns: Sequence[str] | None = None,
     symbols: Sequence[str] | None = None,
     interval: Interval | None = None,
+    source: bool = False,
 ) -> pa.Table:
     """All rows of `table` (only `symbols`' if given; only `columns` that exist, if given).
 
     Bars come back in `BAR_SCHEMA`; `interval` is their width when the table does not know it
-    (default: `bar_interval(table)`).
+    (default: `bar_interval(table)`). Quotes and trades with a healed layer come back with the
+    healed rows in time among the captured ones; `source` adds the healed rows' `source` column
+    (null for captured rows).
     """
     if table.kind is TableKind.BARS:
         interval = interval or bar_interval(table)
+    if table.healed:
+        return _read_healed(table, columns, symbols, source)
     parts = [_read_file(path, table, columns, symbols, interval) for path in table.files]
     if not parts:
         return bar_schema.empty() if table.kind is TableKind.BARS else pa.table({})
+    data = _concat(parts, table.files)
+    if source and table.kind in (TableKind.QUOTES, TableKind.TRADES):
+        data = _with_source(data)
+    return data
+
+
+def _concat(parts: list[pa.Table], files: Sequence[Path]) -> pa.Table:
     try:
         return pa.concat_tables(parts, promote_options="permissive")
     except pa.ArrowException as exc:
         raise damaged(
-            table.files[-1],
-            f"columns differ from the table's other files ({one_line(str(exc), 160)})",
+            files[-1], f"columns differ from the table's other files ({one_line(str(exc), 160)})"
         ) from None
+
+
+def _with_source(data: pa.Table) -> pa.Table:
+    """`data` with a `source` column (null where it had none: captured rows)."""
+    if healed_layer.SOURCE in data.column_names:
+        return data
+    return data.append_column(healed_layer.SOURCE, pa.nulls(data.num_rows, pa.string()))
+
+
+def _without_source(data: pa.Table) -> pa.Table:
+    if healed_layer.SOURCE not in data.column_names:
+        return data
+    return data.drop_columns([healed_layer.SOURCE])
+
+
+def _read_healed(
+    table: Table, columns: Sequence[str] | None, symbols: Sequence[str] | None, source: bool
+) -> pa.Table:
+    """Captured and healed rows, the healed ones in time among the captured (`healed.merge_order`)."""
+    wanted: list[str] | None = None
+    if columns is not None:
+        wanted = [*columns, "ts_event", *([healed_layer.SOURCE] if source else [])]
+    captured = [_read_file(p, table, wanted, symbols, None) for p in table.captured]
+    fetched = [_read_file(p, table, wanted, symbols, None) for p in table.healed]
+    change = _with_source if source else _without_source
+    parts = [change(t) for t in (*captured, *fetched)]
+    data = _concat(parts, table.files)
+    split = sum(t.num_rows for t in captured)
+    times = to_ns(data.column("ts_event"))
+    order = healed_layer.merge_order(times[:split], times[split:])
+    data = data.take(pa.array(order))
+    if columns is not None:
+        keep = [*columns, *([healed_layer.SOURCE] if source else [])]
+        data = data.select([c for c in dict.fromkeys(["symbol", *keep]) if c in data.column_names])
+    return data
 
 
 def iter_batches(
     table: Table, batch_rows: int, *, interval: Interval | None = None
 ) -> Iterator[tuple[Path, pa.Table]]:
-    """(file, at most `batch_rows` converted rows) for the whole table, file by file."""
+    """(file, at most `batch_rows` converted rows) for the whole table, file by file.
+
+    A table with a healed layer yields its rows in `read_table`'s order: the healed rows (read at
+    once: a heal adds what a capture missed, not a session's worth) merged into the captured
+    batches by event time, without `source`.
+    """
     if table.kind is TableKind.BARS:
         interval = interval or bar_interval(table)
-    for path in table.files:
+    if table.healed:
+        yield from _healed_batches(table, batch_rows)
+        return
+    yield from _file_batches(table, table.files, batch_rows, interval)
+
+
+def _file_batches(
+    table: Table, files: Sequence[Path], batch_rows: int, interval: Interval | None
+) -> Iterator[tuple[Path, pa.Table]]:
+    for path in files:
         try:
             batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
             for batch in batches:
                 yield path, _convert(pa.Table.from_batches([batch]), table, path, interval)
         except _READ_ERRORS as exc:
             raise _unreadable(path, exc) from None
+
+
+def _healed_batches(table: Table, batch_rows: int) -> Iterator[tuple[Path, pa.Table]]:
+    fetched = [_without_source(_read_file(p, table, None, None, None)) for p in table.healed]
+    rest = _concat(fetched, table.healed)
+    rest = rest.take(pa.array(np.argsort(to_ns(rest.column("ts_event")), kind="stable")))
+    rest_times = to_ns(rest.column("ts_event"))
+    taken, latest = 0, None
+    for path, batch in _file_batches(table, table.captured, batch_rows, None):
+        keys = healed_layer.running_max(to_ns(batch.column("ts_event")), latest)
+        if len(keys):
+            latest = int(keys[-1])
+        upto = taken if latest is None else int(np.searchsorted(rest_times, latest, "right"))
+        if upto > taken:
+            due = rest.slice(taken, upto - taken)
+            merged = _concat([batch, due], (path,))
+            order = healed_layer.merge_order(keys, rest_times[taken:upto], keyed=True)
+            batch, taken = merged.take(pa.array(order)), upto
+        for offset in range(0, max(batch.num_rows, 1), batch_rows):
+            yield path, batch.slice(offset, batch_rows)
+    for offset in range(taken, rest.num_rows, batch_rows):
+        yield table.healed[-1], rest.slice(offset, batch_rows)
 
 
 def bar_interval(table: Table) -> Interval | None:

@@ -36,8 +36,11 @@ PREFIXES = {
 _SEPARATORS = ("/", "\\")
 
 
-def resolve(spec: str | Path, data_dir: Path | str) -> Dataset:
-    """The dataset `spec` names (see the module docstring); raises `DatasetError`."""
+def resolve(spec: str | Path, data_dir: Path | str, *, capture_only: bool = False) -> Dataset:
+    """The dataset `spec` names (see the module docstring); raises `DatasetError`.
+
+    A recording's quotes and trades include its healed layer, unless `capture_only`.
+    """
     data_dir = Path(data_dir)
     text = str(spec).strip()
     if not text:
@@ -46,18 +49,18 @@ def resolve(spec: str | Path, data_dir: Path | str) -> Dataset:
         )
     prefix, _, rest = text.partition(":")
     if prefix in PREFIXES and rest:
-        return _by_name(rest, data_dir, prefix)
+        return _by_name(rest, data_dir, prefix, capture_only)
     if isinstance(spec, Path) or any(s in text for s in _SEPARATORS) or text.startswith("~"):
-        return open_path(Path(text).expanduser())
+        return open_path(Path(text).expanduser(), capture_only=capture_only)
     try:
-        return _by_name(text, data_dir, None)
+        return _by_name(text, data_dir, None, capture_only)
     except DatasetError as exc:
         if exc.problem is Problem.NOT_FOUND and exists(Path(text)):
-            return open_path(Path(text))
+            return open_path(Path(text), capture_only=capture_only)
         raise
 
 
-def _by_name(name: str, data_dir: Path, prefix: str | None) -> Dataset:
+def _by_name(name: str, data_dir: Path, prefix: str | None, capture_only: bool) -> Dataset:
     problem = name_problem(name)
     if problem is not None:
         raise not_found(f"no dataset {shown(name)}: {problem}")
@@ -76,7 +79,7 @@ def _by_name(name: str, data_dir: Path, prefix: str | None) -> Dataset:
     if not found:
         raise _unknown(name, data_dir, prefix)
     place, folder = found[0]
-    dataset = open_folder(folder, place=place)
+    dataset = open_folder(folder, place=place, capture_only=capture_only)
     if prefix == "backfill" and dataset.kind is not DatasetKind.BACKFILL:
         raise not_found(f"no backfill {name!r}: {folder} is a {dataset.kind} dataset", folder)
     return dataset

@@ -7,6 +7,10 @@ what was missed (plus the two known edge events, which are dropped). Overlapping
 symbol and kind are merged into one request. Before anything is sent, the number of calls needed
 (at least one per merged gap) is checked against what is left today; if it does not fit, nothing
 is fetched and the report says so.
+
+`fetch_span` (one span of one symbol's trades or quotes, in the stored columns) and
+`storage_table` are shared with `massive heal` (mesh/fetcher/heal.py), which puts what it fetches
+into the recording itself instead of a separate dataset.
 """
 
 from __future__ import annotations
@@ -67,6 +71,37 @@ def merge_gaps(gaps: Iterable[Any]) -> tuple[list[tuple[str, str, int, int]], in
     return out, skipped
 
 
+def fetch_span(
+    client: RestClient,
+    symbol: str,
+    kind: str,
+    lo: int,
+    hi: int,
+    *,
+    recv_ns: int,
+    edges: bool = False,
+) -> dict[str, list[Any]]:
+    """`symbol`'s trades or quotes (`kind` "trade" or "quote") with SIP time in [lo, hi] (`edges`)
+    or strictly inside it (a gap's ends are events that were received), as stored columns."""
+    fetch = client.trades if kind == "trade" else client.quotes
+    got = fetch(symbol, lo, hi, recv_ns=recv_ns)
+    keep = [i for i, ts in enumerate(got["ts_event"]) if edges or lo < ts < hi]
+    return {col: [values[i] for i in keep] for col, values in got.items()}
+
+
+def storage_table(table_name: str, cols: dict[str, list[Any]]) -> pa.Table:
+    """Columns of trades or quotes as a table in the stored schema (mesh/datasets/columns.py)."""
+    schema = STORAGE[table_name]
+    return pa.table(
+        {
+            f.name: pa.array(
+                cols[f.name], f.type if not pa.types.is_timestamp(f.type) else pa.int64()
+            )
+            for f in schema
+        }
+    ).cast(schema)
+
+
 def write_backfill(
     columns: dict[str, dict[str, list[Any]]], data_dir: Path, name: str, report: dict[str, Any]
 ) -> Path:
@@ -79,15 +114,7 @@ def write_backfill(
     for table_name, cols in columns.items():
         if not cols["symbol"]:
             continue
-        schema = STORAGE[table_name]
-        table = pa.table(
-            {
-                f.name: pa.array(
-                    cols[f.name], f.type if not pa.types.is_timestamp(f.type) else pa.int64()
-                )
-                for f in schema
-            }
-        ).cast(schema)
+        table = storage_table(table_name, cols)
         rel = layout.part_file(table_name, 1)
         atomic.write_parquet(folder / rel, table)
         files.append(rel)
@@ -170,14 +197,9 @@ def backfill(
         for index, (symbol, kind, lo, hi) in enumerate(spans):
             if progress is not None:
                 progress(index / len(spans), f"{symbol} {kind}s {index + 1}/{len(spans)}")
-            fetch = client.trades if kind == "trade" else client.quotes
-            got = fetch(symbol, lo, hi, recv_ns=recv)
-            keep = [
-                i for i, ts in enumerate(got["ts_event"]) if lo < ts < hi
-            ]  # the edges were received
-            table = KINDS[kind]
+            got = fetch_span(client, symbol, kind, lo, hi, recv_ns=recv)
             for col, values in got.items():
-                columns[table][col] += [values[i] for i in keep]
+                columns[KINDS[kind]][col] += values
     finally:
         report["rest_calls"] = client.calls
         client.close()

@@ -66,6 +66,11 @@ def register(subparsers: Subparsers) -> None:
         default=DEFAULT_LOAD_TIMEOUT_S,
         help=f"give up after kdb+ takes nothing for this many seconds (default {DEFAULT_LOAD_TIMEOUT_S:g})",
     )
+    load.add_argument(
+        "--capture-only",
+        action="store_true",
+        help="a recording's capture alone, without the rows a heal added (default: both)",
+    )
     load.set_defaults(func=cmd_load)
 
     schema = sub.add_parser(
@@ -105,7 +110,7 @@ def _load(args: argparse.Namespace) -> int:
     config = load_config()
     target = _target(args.target, config.kdb_tickerplant)
     try:
-        path = resolve(args.dataset, config.data_dir)
+        path = resolve(args.dataset, config.data_dir, capture_only=args.capture_only)
         sources = discover(path)
     except DatasetError as exc:
         raise CliError(str(exc)) from None

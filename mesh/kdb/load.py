@@ -65,9 +65,12 @@ class Source:
     data: Table
 
 
-def resolve(dataset: str, data_dir: Path) -> Dataset:
-    """The dataset DATASET names (mesh.datasets.resolve); raises DatasetError."""
-    return datasets.resolve(dataset, data_dir)
+def resolve(dataset: str, data_dir: Path, *, capture_only: bool = False) -> Dataset:
+    """The dataset DATASET names (mesh.datasets.resolve); raises DatasetError.
+
+    A recording's quotes and trades include the rows a heal added, unless `capture_only`.
+    """
+    return datasets.resolve(dataset, data_dir, capture_only=capture_only)
 
 
 def discover(dataset: Dataset) -> list[Source]:

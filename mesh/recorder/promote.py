@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from mesh.datasets import audit, healed
 from mesh.files import fsync_dir
 from mesh.recorder import bars as bars_mod
 from mesh.recorder import manifest as mf
@@ -143,25 +144,43 @@ def write_bars(
     return rows, size
 
 
+HEALED_SEGMENTS = 1 << 24  # healed files order after every captured slice (ties on ts_event)
+
+
 def rebuild_bars(store: Store, session: str, manifest: mf.Manifest) -> bars_mod.BarBuilder:
-    """Bars of every promoted quotes and trades file, in recording order (after a crash or on append)."""
+    """Bars of every promoted quotes and trades file, in recording order (after a crash or on
+    append), and of the healed files the session's audit.json lists (mesh/datasets/healed.py)."""
     builder = bars_mod.BarBuilder()
+    files = []
     for entry in sorted(manifest.files.values(), key=lambda e: e.path):
-        if entry.table == GAPS:
-            continue
         number = mf.part_number(entry.path.rsplit("/", 1)[-1])
-        if number is None:
-            continue
+        if entry.table != GAPS and number is not None:
+            files.append((entry.table, entry.path, number))
+    listed = healed.listed_in(store.read_bytes(f"{session}/{audit.AUDIT}"))
+    files += [(table, rel, HEALED_SEGMENTS + i) for i, (table, rel) in enumerate(listed)]
+    for table, rel, number in files:
         needed = [
             "symbol",
             "ts_event",
             "ts_recv",
-            *(["price", "size"] if entry.table == "trades" else ["bid_price", "ask_price"]),
+            *(["price", "size"] if table == "trades" else ["bid_price", "ask_price"]),
         ]
-        data = store.read_table(f"{session}/{entry.path}", columns=needed)
+        if number >= HEALED_SEGMENTS and not store.exists(f"{session}/{rel}"):
+            continue  # a listed healed file removed by hand: the rest still counts
+        data = store.read_table(f"{session}/{rel}", columns=needed)
         for offset in range(0, data.num_rows, CHUNK_ROWS):
-            builder.add(
-                entry.table, data.slice(offset, CHUNK_ROWS), bars_mod.ordinal(number, offset)
-            )
+            builder.add(table, data.slice(offset, CHUNK_ROWS), bars_mod.ordinal(number, offset))
         builder.commit()
     return builder
+
+
+def rewrite_bars(recordings: Path | str, session: str) -> dict[str, int]:
+    """Rebuild a finished session's bar files from its Parquet files and healed layer, each file
+    replaced all or nothing (after a heal, so bar readers agree with the quotes and trades).
+
+    The manifest stays the recorder's: its bar row counts are rewritten the next time it saves.
+    """
+    store = Store(recordings)
+    manifest = mf.scan(store, session, mf.load(store, session))
+    rows, _ = write_bars(store, session, rebuild_bars(store, session, manifest))
+    return rows

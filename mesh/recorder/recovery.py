@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mesh.datasets import live
 from mesh.files import replace_file
 from mesh.recorder import manifest as mf
 from mesh.recorder.columns import GAPS, STORAGE, TABLES, WAL
@@ -87,7 +88,7 @@ def finish_local(directory: Path) -> None:
     """Forget a finished session's write-ahead folder (only if no segment is left in it)."""
     if list_segments(directory):
         return
-    for name in (SESSION_FILE, RESERVE_FILE):
+    for name in (SESSION_FILE, RESERVE_FILE, live.LOCK):
         with contextlib.suppress(FileNotFoundError):
             (directory / name).unlink()
     for tmp in directory.glob(".*.tmp") if directory.is_dir() else ():

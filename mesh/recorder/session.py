@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mesh.datasets import live
 from mesh.recorder import manifest as mf
 from mesh.recorder import recovery
 from mesh.recorder.bars import BarBuilder
@@ -98,6 +99,7 @@ class Session:
         self._bars: BarBuilder | None = None
         self._segment_rows = 0
         self._slice_started = time.monotonic()
+        self._live: int | None = None  # the recording lock (mesh.datasets.live) while recording
         self.store: Store
         self.manifest: mf.Manifest
         self.wal: Wal
@@ -124,6 +126,7 @@ class Session:
             max([n for _, n in listed] + list(list_segments(self.wal_dir)), default=0) + 1
         )
         recovery.write_meta(self.wal_dir, self._meta("recording"))
+        self._live = live.hold(self.wal_dir.parent)
         recovery.reserve_space(self.wal_dir)
         self.store.makedirs(self.name)
         mf.save(self.store, manifest)
@@ -176,6 +179,7 @@ class Session:
             mf.save(self.store, self.manifest)
         recovery.finish_local(self.wal_dir)
         self.state = "stopped"
+        live.release(self._live)
         return self.status()
 
     def fail(self, error: str, *, promote: bool = True) -> None:
@@ -227,6 +231,7 @@ class Session:
                 self.name,
                 exc,
             )
+        live.release(self._live)
 
     def _close_wal(self) -> None:
         number, tables = self.wal.close()

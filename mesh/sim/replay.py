@@ -73,13 +73,14 @@ class Recording:
     quotes: int = 0
     trades: int = 0
     bars: int = 0  # 1 s and 1 min trade bars
+    capture_only: bool = False  # without the rows a heal added (mesh/datasets/healed.py)
 
     @property
     def total(self) -> int:
         return self.quotes + self.trades + self.bars
 
 
-def open_recording(recording: str, data_dir: Path) -> Recording:
+def open_recording(recording: str, data_dir: Path, *, capture_only: bool = False) -> Recording:
     """Find a recording and check that every file of it can be opened; raises ReplayError.
 
     A NAME or path means what it means to every command (`mesh.datasets.resolve`), with the same
@@ -91,9 +92,9 @@ def open_recording(recording: str, data_dir: Path) -> Recording:
             "no recording given: --replay takes a recording folder or the NAME of one under MESH_DATA_DIR/recordings"
         )
     if text.startswith("s3://"):
-        return _open_remote(text)
+        return _open_remote(text, capture_only)
     try:
-        dataset = datasets.resolve(text, data_dir)
+        dataset = datasets.resolve(text, data_dir, capture_only=capture_only)
     except DatasetError as exc:
         raise ReplayError(str(exc)) from None
     if dataset.kind is not DatasetKind.RECORDING:
@@ -108,16 +109,17 @@ def open_recording(recording: str, data_dir: Path) -> Recording:
         quotes=rows.get(QUOTES, 0),
         trades=rows.get(TRADES, 0),
         bars=sum(rows.get(table, 0) for table in BAR_KINDS),
+        capture_only=capture_only,
     )
 
 
-def _open_remote(location: str) -> Recording:
+def _open_remote(location: str, capture_only: bool = False) -> Recording:
     try:
         store, name = open_session(location)
         shown = store.uri(name)
         if not store.exists(name):
             raise ReplayError(f"no recording at {shown}")
-        found = Recording(location, name, shown)
+        found = Recording(location, name, shown, capture_only=capture_only)
         parts = {
             table: sorted(
                 f for f in store.list_files(f"{name}/{table}") if part_number(f) is not None
@@ -244,7 +246,7 @@ def _number(value: float) -> float | int:
 
 
 def recorded_events(
-    location: str, *, max_rows: int = READ_ROWS
+    location: str, *, max_rows: int = READ_ROWS, capture_only: bool = False
 ) -> Generator[list[tuple[int, dict[str, Any]]], None, None]:
     """The recording as chunks of (replay clock ns, Massive event), in recorded order, bars merged in.
 
@@ -255,7 +257,7 @@ def recorded_events(
     bars = bar_events(store, name)
     b = 0
     clock = 0
-    for batch in replay_batches(location, max_rows=max_rows):
+    for batch in replay_batches(location, max_rows=max_rows, capture_only=capture_only):
         events = quote_events(batch) if isinstance(batch, QuoteBatch) else trade_events(batch)
         chunk: list[tuple[int, dict[str, Any]]] = []
         for recv, event in zip(batch.ts_recv, events, strict=True):
@@ -363,7 +365,7 @@ class ReplaySource:
         await asyncio.Event().wait()  # the feed (and every connection) stays up
 
     async def _one_pass(self) -> AsyncIterator[DictStep]:
-        chunks = recorded_events(self.recording.location)
+        chunks = recorded_events(self.recording.location, capture_only=self.recording.capture_only)
         first: int | None = None
         began = 0.0
         pending: list[dict[str, Any]] = []

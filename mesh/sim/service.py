@@ -56,7 +56,9 @@ class SimService(Service):
         recording: Recording | None = getattr(a, "recording", None)
         if a.replay and recording is None:
             try:
-                recording = open_recording(a.replay, self.config.data_dir)
+                recording = open_recording(
+                    a.replay, self.config.data_dir, capture_only=a.capture_only
+                )
             except ReplayError as exc:
                 self.state, self.message = "error", str(exc)
                 log.error("%s", exc)
@@ -217,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the replay over when it ends (default: it ends and the sim stays up)",
     )
     p.add_argument(
+        "--capture-only",
+        action="store_true",
+        help="--replay the capture alone, without the rows a heal added (default: both)",
+    )
+    p.add_argument(
         "--free-keys",
         type=_keys,
         default=[SIM_FREE_KEY],
@@ -231,6 +238,8 @@ def main(config: Config, argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv or [])
     if args.replay is None and args.loop:
         parser.error("--loop applies to --replay only")
+    if args.replay is None and args.capture_only:
+        parser.error("--capture-only applies to --replay only")
     if args.replay is None and args.at is None and args.speed != 1.0:
         parser.error("--speed applies to --at and --replay only")
     if args.at is not None and (args.replay is not None or args.rate is not None):
@@ -244,7 +253,9 @@ def main(config: Config, argv: list[str] | None = None) -> int:
             parser.error(f"argument --at: {exc}")
     if args.replay is not None and config.sim_mode:
         try:
-            args.recording = open_recording(args.replay, config.data_dir)
+            args.recording = open_recording(
+                args.replay, config.data_dir, capture_only=args.capture_only
+            )
         except ReplayError as exc:
             print(f"massive run sim: {exc}", file=sys.stderr, flush=True)
             return 2
