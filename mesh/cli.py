@@ -28,6 +28,7 @@ from mesh import (
 from mesh.backtest import cli as backtest_cli
 from mesh.commandline import CliError, CommandModule, OneLineParser
 from mesh.fetcher import cli as fetcher_cli
+from mesh.fetcher import reconcile_cli
 from mesh.kdb import cli as kdb_cli
 from mesh.recorder import cli as recorder_cli
 
@@ -40,6 +41,7 @@ COMMANDS: tuple[CommandModule, ...] = (
     config_cli,  # config
     recorder_cli,  # record start|stop|status
     fetcher_cli,  # fetch, quota
+    reconcile_cli,  # reconcile SESSION
     backtest_cli,  # backtest
     kdb_cli,  # kdb load|schema
     data_cli,  # data list|show|migrate
