@@ -82,44 +82,25 @@ def compare(
     kind = EventKind(kind)
     _require(recorded, kind, "recorded")
     _require(reference, kind, "reference")
-    recorded = _inside(recorded, spans)
-    reference = _inside(reference, spans)
+    recorded, rec_ms = _inside(recorded, spans)
+    reference, ref_ms = _inside(reference, spans)
     n_rec, n_ref = recorded.num_rows, reference.num_rows
 
     # one code per distinct key over both sides, then pair the k-th sighting on each side
-    key = _key_codes([_both(recorded, reference, name) for name in KEYS[kind]])
-    side = np.concatenate([np.zeros(n_rec, np.int8), np.ones(n_ref, np.int8)])
-    order = np.argsort(key, kind="stable")  # recorded rows first within each key (stable)
-    sorted_key, sorted_side = key[order], side[order]
-    n = n_rec + n_ref
-    positions = np.arange(n)
-    new_key = np.ones(n, bool)
-    new_key[1:] = sorted_key[1:] != sorted_key[:-1]
-    key_start = np.maximum.accumulate(np.where(new_key, positions, 0)) if n else positions
-    new_part = new_key.copy()
-    new_part[1:] |= sorted_side[1:] != sorted_side[:-1]
-    part_start = np.maximum.accumulate(np.where(new_part, positions, 0)) if n else positions
-    rank = positions - part_start
-    # recorded rows of each key: from key_start up to the first reference row of the key
-    group = np.cumsum(new_key) - 1
-    rec_per_key = np.bincount(group[sorted_side == 0], minlength=int(group[-1]) + 1 if n else 0)
-    is_ref = sorted_side == 1
-    ref_rank = rank[is_ref]
-    ref_group = group[is_ref]
-    paired = ref_rank < rec_per_key[ref_group]
-    ref_rows = order[is_ref] - n_rec  # reference row index of each sorted reference position
-    rec_rows = order[key_start[is_ref] + ref_rank]  # partner position (valid where paired)
-    matched_ref = ref_rows[paired]
-    matched_rec = rec_rows[paired]
+    names, symbol_codes = _symbol_codes(recorded, reference, symbols)
+    width = len(names)
+    others = [_codes(_both(recorded, reference, name)) for name in KEYS[kind][1:]]
+    key = _key_codes([(symbol_codes, max(1, width)), *others])
+    matched_rec, matched_ref = _pairs(key, n_rec)
 
-    differs = _differs(kind, recorded, reference, matched_rec, matched_ref)
+    differs = rec_ms[matched_rec] != ref_ms[matched_ref]
+    differs |= _fields_differ(kind, recorded, reference, matched_rec, matched_ref)
     ref_missing = np.ones(n_ref, bool)
     ref_missing[matched_ref] = False
     rec_extra = np.ones(n_rec, bool)
     rec_extra[matched_rec] = False
 
-    names, rec_sym, ref_sym = _symbol_codes(recorded, reference, symbols)
-    width = len(names)
+    rec_sym, ref_sym = symbol_codes[:n_rec], symbol_codes[n_rec:]
 
     def count(codes: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         chosen = codes if mask is None else codes[mask]
@@ -130,7 +111,7 @@ def compare(
     differing_n = count(ref_sym[matched_ref], differs)
     matched_n = count(ref_sym[matched_ref], ~differs)
 
-    ref_time = to_ns(reference.column("ts_event")) if n_ref else np.zeros(0, np.int64)
+    ref_time = _ns(reference)
     spans_of, missing_order = _missing_spans(ref_sym, ref_time, ref_missing, width, max_spans)
     results = tuple(
         SymbolResult(
@@ -144,7 +125,7 @@ def compare(
             differing=int(differing_n[i]),
             missing_spans=tuple(spans_of.get(i, ())),
         )
-        for i in np.argsort(np.array(names, dtype=object), kind="stable")
+        for i in range(width)
     )
     return Comparison(kind, results, reference.take(pa.array(missing_order, pa.int64())))
 
@@ -158,19 +139,82 @@ def _require(table: pa.Table, kind: EventKind, side: str) -> None:
         raise ValueError(f"the {side} {kind} lack the column(s) {', '.join(lacking)}")
 
 
-def _ms(table: pa.Table) -> np.ndarray:
-    return to_ns(table.column("ts_event")) // NS_PER_MS
+def _ns(table: pa.Table) -> np.ndarray:
+    if table.num_rows == 0:
+        return np.zeros(0, np.int64)
+    return to_ns(table.column("ts_event"))
 
 
-def _inside(table: pa.Table, spans: Sequence[tuple[int, int]] | None) -> pa.Table:
-    """The rows whose event time (ms) falls in one of `spans` (inclusive, compared in ms)."""
+def _inside(
+    table: pa.Table, spans: Sequence[tuple[int, int]] | None
+) -> tuple[pa.Table, np.ndarray]:
+    """(the rows whose event time falls in one of `spans`, compared in ms; their ms times)."""
+    ms = _ns(table) // NS_PER_MS
     if spans is None or table.num_rows == 0:
-        return table
-    ms = _ms(table)
+        return table, ms
     keep = np.zeros(len(ms), bool)
     for lo, hi in spans:
         keep |= (ms >= lo // NS_PER_MS) & (ms <= hi // NS_PER_MS)
-    return table if keep.all() else table.filter(pa.array(keep))
+    if keep.all():
+        return table, ms
+    return table.filter(pa.array(keep)), ms[keep]
+
+
+def _pairs(key: np.ndarray, n_rec: int) -> tuple[np.ndarray, np.ndarray]:
+    """(recorded row, reference row) of each pair: equal keys, the k-th sighting with the k-th.
+
+    `key` holds the recorded rows' keys, then the reference rows'.
+    """
+    n = len(key)
+    width = int(key.max()) + 1 if n else 1
+    found = _pairs_with_sorted_reference(key, n_rec, width)
+    if found is not None:
+        return found
+    shift = max(n, 1).bit_length()
+    if width.bit_length() + shift < 63:
+        # key and position in one int64: a plain (fast) sort keeps each key's recorded rows first
+        packed = np.sort((key << shift) | np.arange(n))
+        sorted_key, order = packed >> shift, packed & ((1 << shift) - 1)
+    else:
+        order = np.argsort(key, kind="stable")  # recorded rows first within each key (stable)
+        sorted_key = key[order]
+    is_ref = order >= n_rec
+    same = sorted_key[1:] == sorted_key[:-1]
+    if not (same & (is_ref[1:] == is_ref[:-1])).any():  # no key twice on one side
+        at = np.flatnonzero(same)
+        return order[at], order[at + 1] - n_rec
+    positions = np.arange(n)
+    new_key = np.concatenate([[True], ~same])
+    key_start = np.maximum.accumulate(np.where(new_key, positions, 0))
+    new_part = new_key.copy()
+    new_part[1:] |= is_ref[1:] != is_ref[:-1]
+    rank = positions - np.maximum.accumulate(np.where(new_part, positions, 0))
+    group = np.cumsum(new_key) - 1
+    rec_per_key = np.bincount(group[~is_ref], minlength=int(group[-1]) + 1)
+    ref_rank, ref_group = rank[is_ref], group[is_ref]
+    paired = ref_rank < rec_per_key[ref_group]
+    ref_rows = order[is_ref] - n_rec
+    rec_rows = order[key_start[is_ref] + ref_rank]  # the partner (valid where paired)
+    return rec_rows[paired], ref_rows[paired]
+
+
+def _pairs_with_sorted_reference(
+    key: np.ndarray, n_rec: int, width: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_pairs` when the reference keys are strictly increasing (a flat file or REST answer of
+    quotes: by ticker, then sequence) and no recorded key repeats: sort the recording only, then
+    look each key up. None when that does not hold."""
+    rec, ref = key[:n_rec], key[n_rec:]
+    shift = max(n_rec, 1).bit_length()
+    if not len(ref) or width.bit_length() + shift >= 63 or not (ref[1:] > ref[:-1]).all():
+        return None
+    packed = np.sort((rec << shift) | np.arange(n_rec))
+    rec_sorted, rec_order = packed >> shift, packed & ((1 << shift) - 1)
+    if (rec_sorted[1:] == rec_sorted[:-1]).any():
+        return None
+    at = np.minimum(np.searchsorted(ref, rec_sorted), len(ref) - 1)
+    hit = ref[at] == rec_sorted
+    return rec_order[hit], at[hit]
 
 
 def _both(recorded: pa.Table, reference: pa.Table, name: str) -> pa.ChunkedArray:
@@ -183,52 +227,122 @@ def _both(recorded: pa.Table, reference: pa.Table, name: str) -> pa.ChunkedArray
 
 
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
-    """(a code per row, how many distinct values) — nulls share one code of their own."""
-    if len(column) == 0:
+    """(a code per row, an upper bound of the codes), equal codes exactly for equal values.
+
+    Integers (and text that is exactly an integer's decimal form, like trade ids) are their value
+    less the smallest; other text is numbered by a hash of its distinct values. Nulls get a code
+    of their own.
+    """
+    n = len(column)
+    if n == 0:
         return np.zeros(0, np.int64), 1
-    encoded = pc.dictionary_encode(column.combine_chunks(), null_encoding="encode")
-    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(encoded.dictionary)
+    values: np.ndarray | None = None
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        values = _integer_text(column)
+    elif pa.types.is_integer(column.type) and column.null_count == 0:
+        values = column.to_numpy().astype(np.int64, copy=False)
+    if values is not None:
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo < 2**62:
+            return values - lo, hi - lo + 1
+    codes, dictionary = _encode(column.combine_chunks())
+    return codes, len(dictionary)
 
 
-def _key_codes(columns: list[pa.ChunkedArray]) -> np.ndarray:
+_POWERS_OF_TEN = 10 ** np.arange(1, 19, dtype=np.int64)
+
+
+def _integer_text(column: pa.ChunkedArray) -> np.ndarray | None:
+    """The values as int64 when every one is an integer written plainly ("52983525035312")."""
+    if column.null_count:
+        return None
+    try:
+        values = pc.cast(column, pa.int64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    # written plainly: exactly as many characters as the number's own decimal form
+    digits = np.searchsorted(_POWERS_OF_TEN, np.abs(values), side="right") + 1 + (values < 0)
+    lengths = pc.utf8_length(column).to_numpy()
+    return values if bool((lengths == digits).all()) else None
+
+
+def _encode(array: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """(the index of each value in the dictionary, the dictionary of distinct values).
+
+    Values that come in long runs (symbols of a file sorted by ticker) are numbered run by run.
+    """
+    n = len(array)
+    sample = array.slice(0, 4096)
+    if n > 1 and len(pc.run_end_encode(sample).values) <= len(sample) // 8:
+        runs = pc.run_end_encode(array)
+        if len(runs.values) <= n // 8:
+            values = pc.dictionary_encode(runs.values, null_encoding="encode")
+            ends = runs.run_ends.to_numpy(zero_copy_only=False).astype(np.int64)
+            lengths = np.diff(ends, prepend=0)
+            run_codes = values.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            return np.repeat(run_codes, lengths), values.dictionary
+    encoded = pc.dictionary_encode(array, null_encoding="encode")
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary
+
+
+def _key_codes(parts: list[tuple[np.ndarray, int]]) -> np.ndarray:
     """One int64 per row, equal exactly when every key column is equal."""
-    key, width = _codes(columns[0])
-    for column in columns[1:]:
-        codes, n = _codes(column)
+    key, width = parts[0]
+    for codes, n in parts[1:]:
         if width * n >= 2**62:  # renumber the key so far to keep the product small
             key = np.unique(key, return_inverse=True)[1].astype(np.int64)
             width = int(key.max()) + 1 if len(key) else 1
+        if width * n >= 2**62:
+            codes = np.unique(codes, return_inverse=True)[1].astype(np.int64)
+            n = int(codes.max()) + 1 if len(codes) else 1
         key, width = key * n + codes, width * n
     return key
 
 
 def _symbol_codes(
     recorded: pa.Table, reference: pa.Table, symbols: Iterable[str]
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    listed = [s for s in dict.fromkeys(symbols)]
-    both = _both(recorded, reference, "symbol")
-    column = pa.chunked_array([pa.array(listed, pa.string()), *both.cast(pa.string()).chunks])
-    encoded = pc.dictionary_encode(column.combine_chunks(), null_encoding="encode")
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)[len(listed) :]
-    names = [s if s is not None else "" for s in encoded.dictionary.to_pylist()]
-    n_rec = recorded.num_rows
-    return names, codes[:n_rec], codes[n_rec:]
+) -> tuple[list[str], np.ndarray]:
+    """(every symbol, listed ones first; each row's symbol as an index into them, both sides).
+
+    Each side is numbered on its own (a recording interleaves its symbols, a flat file or REST
+    answer has them in long runs), then the two small dictionaries are merged.
+    """
+    names = list(dict.fromkeys(symbols))
+    index = {name: i for i, name in enumerate(names)}
+    parts = []
+    for table in (recorded, reference):
+        for chunk in table.column("symbol").cast(pa.string()).chunks:
+            if len(chunk) == 0:
+                continue
+            codes, dictionary = _encode(chunk)
+            mapping = np.empty(len(dictionary), np.int64)
+            for i, name in enumerate(dictionary.to_pylist()):
+                name = name if name is not None else ""
+                if name not in index:
+                    index[name] = len(names)
+                    names.append(name)
+                mapping[i] = index[name]
+            parts.append(mapping[codes])
+    codes = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    # numbered in name order, so a reference sorted by ticker has its codes in order too
+    by_name = np.argsort(np.array(names, dtype=object), kind="stable")
+    rank = np.empty(len(names), np.int64)
+    rank[by_name] = np.arange(len(names))
+    return [names[i] for i in by_name], rank[codes]
 
 
-def _differs(
+def _fields_differ(
     kind: EventKind,
     recorded: pa.Table,
     reference: pa.Table,
     rec_rows: np.ndarray,
     ref_rows: np.ndarray,
 ) -> np.ndarray:
-    """For each matched pair, whether any compared field (both sides have) differs."""
-    out = (
-        _ms(recorded)[rec_rows] != _ms(reference)[ref_rows] if len(rec_rows) else np.zeros(0, bool)
-    )
+    """For each pair, whether any compared field both sides have differs (keys are equal)."""
+    out = np.zeros(len(rec_rows), bool)
     have = set(recorded.column_names) & set(reference.column_names)
     for name in FIELDS[kind]:
-        if name not in have:
+        if name not in have or name in KEYS[kind]:
             continue
         a, b = recorded.column(name), reference.column(name)
         if pa.types.is_list(a.type) or pa.types.is_list(b.type):
@@ -238,48 +352,80 @@ def _differs(
     return out
 
 
-def _numbers(column: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
-    taken = column.take(pa.array(rows, pa.int64())) if len(rows) else column.slice(0, 0)
-    if pa.types.is_floating(taken.type) or pa.types.is_integer(taken.type):
-        return taken.cast(pa.float64()).to_numpy()  # nulls become NaN
-    return np.asarray(taken.to_pylist(), dtype=object)
+def _numbers(column: pa.ChunkedArray) -> np.ndarray | None:
+    """A numeric column as numpy (nulls as NaN), or None for another type."""
+    if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+        return None
+    if column.null_count:
+        column = column.cast(pa.float64())
+    return column.to_numpy()
 
 
 def _values_differ(
     a: pa.ChunkedArray, b: pa.ChunkedArray, rec_rows: np.ndarray, ref_rows: np.ndarray
 ) -> np.ndarray:
-    x, y = _numbers(a, rec_rows), _numbers(b, ref_rows)
-    if x.dtype == object or y.dtype == object:
-        return np.array([u != v for u, v in zip(x, y, strict=True)], bool)
-    return ~((x == y) | (np.isnan(x) & np.isnan(y)))
+    x, y = _numbers(a), _numbers(b)
+    if x is None or y is None:
+        u = a.take(pa.array(rec_rows, pa.int64())).to_pylist()
+        v = b.take(pa.array(ref_rows, pa.int64())).to_pylist()
+        return np.array([p != q for p, q in zip(u, v, strict=True)], bool)
+    x, y = x[rec_rows], y[ref_rows]
+    differ = x != y
+    if (x.dtype.kind == "f" or y.dtype.kind == "f") and differ.any():
+        at = np.flatnonzero(differ)
+        differ[at] = ~(np.isnan(x[at]) & np.isnan(y[at]))  # two NaNs are equal
+    return differ
 
 
-def _sorted_lists(column: pa.ChunkedArray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(length of each list, its values sorted within each list, flattened); null = empty."""
-    taken = column.take(pa.array(rows, pa.int64())).combine_chunks() if len(rows) else None
-    if taken is None or len(taken) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    taken = pc.fill_null(taken, pa.scalar([], taken.type))
-    lengths = pc.list_value_length(taken).to_numpy(zero_copy_only=False).astype(np.int64)
-    values = pc.list_flatten(taken).cast(pa.int64()).to_numpy(zero_copy_only=False)
-    parents = np.repeat(np.arange(len(lengths)), lengths)
-    order = np.lexsort((values, parents))
-    return lengths, values[order]
+def _list_parts(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets, flattened int64 values) of a list column, null lists as empty ones."""
+    array = column.combine_chunks()
+    if array.null_count:
+        array = pc.fill_null(array, pa.scalar([], array.type))
+    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    values = pc.list_flatten(array).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return offsets, lengths, values
+
+
+def _signatures(offsets: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+    """Each list's codes as a bit set, when that is exact: codes 0..63, none twice in a list."""
+    if len(values) and (values.min() < 0 or values.max() > 63):
+        return None
+    bits = np.left_shift(np.uint64(1), values.astype(np.uint64))
+    sums = np.concatenate([[np.uint64(0)], np.cumsum(bits, dtype=np.uint64)])
+    signature = sums[offsets[1:]] - sums[offsets[:-1]]
+    if (np.bitwise_count(signature) != np.diff(offsets)).any():  # a code twice in one list
+        return None
+    return signature
 
 
 def _lists_differ(
     a: pa.ChunkedArray, b: pa.ChunkedArray, rec_rows: np.ndarray, ref_rows: np.ndarray
 ) -> np.ndarray:
-    la, va = _sorted_lists(a, rec_rows)
-    lb, vb = _sorted_lists(b, ref_rows)
+    """Whether the lists differ as sorted lists (conditions in any order)."""
+    oa, la, va = _list_parts(a)
+    ob, lb, vb = _list_parts(b)
+    sa, sb = _signatures(oa, va), _signatures(ob, vb)
+    if sa is not None and sb is not None:
+        return sa[rec_rows] != sb[ref_rows]
+    return _sorted_lists_differ(
+        a.take(pa.array(rec_rows, pa.int64())), b.take(pa.array(ref_rows, pa.int64()))
+    )
+
+
+def _sorted_lists_differ(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
+    """Row by row, whether two aligned list columns differ once each list is sorted."""
+    oa, la, va = _list_parts(a)
+    ob, lb, vb = _list_parts(b)
+    va = va[np.lexsort((va, np.repeat(np.arange(len(la)), la)))]
+    vb = vb[np.lexsort((vb, np.repeat(np.arange(len(lb)), lb)))]
     out = la != lb
     same_length = ~out
     if not same_length.any():
         return out
-    # keep the values of equal-length pairs: they line up element for element
-    keep_a = np.repeat(same_length, la)
-    keep_b = np.repeat(same_length, lb)
-    unequal = va[keep_a] != vb[keep_b]
+    # the values of equal-length pairs line up element for element
+    unequal = va[np.repeat(same_length, la)] != vb[np.repeat(same_length, lb)]
     if unequal.any():
         owners = np.repeat(np.flatnonzero(same_length), la[same_length])
         out[np.unique(owners[unequal])] = True
@@ -292,7 +438,14 @@ def _missing_spans(
     """Runs of consecutive missing reference rows per symbol (time order), and the missing rows."""
     if not missing.any():
         return {}, np.zeros(0, np.int64)
-    order = np.lexsort((np.arange(len(ref_time)), ref_time, ref_sym))
+    same_symbol = ref_sym[1:] == ref_sym[:-1]
+    run_starts = np.concatenate([[0], np.flatnonzero(~same_symbol) + 1])
+    in_order = (ref_time[1:] >= ref_time[:-1]) | ~same_symbol
+    if len(run_starts) == len(np.unique(ref_sym[run_starts])) and in_order.all():
+        # flat files and REST pages hold each symbol in one run, in time order: no sort needed
+        order = np.arange(len(ref_time))
+    else:
+        order = np.lexsort((np.arange(len(ref_time)), ref_time, ref_sym))
     sym, time, gone = ref_sym[order], ref_time[order], missing[order]
     starts = gone.copy()
     starts[1:] &= ~gone[:-1] | (sym[1:] != sym[:-1])

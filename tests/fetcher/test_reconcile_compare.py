@@ -164,3 +164,32 @@ def test_quotes_match_on_sequence_and_compare_both_sides_of_the_book() -> None:
     assert (result.matched, result.differing, result.missing, result.extra) == (2, 1, 2, 1)
     assert comparison.missing_rows.column("sequence").to_pylist() == [2, 4]
     assert [s.rows for s in result.missing_spans] == [1, 1]
+
+
+def test_trade_ids_written_differently_are_different_trades() -> None:
+    ref = trades({"trade_id": "7"}, {"trade_id": "52983525035312"}, {"trade_id": "x-1"})
+    mine = trades({"trade_id": "007"}, {"trade_id": "52983525035312"}, {"trade_id": "x-1"})
+    (result,) = compare(EventKind.TRADES, mine, ref).results
+    assert (result.matched, result.missing, result.extra) == (2, 1, 1)
+
+
+def test_row_order_on_either_side_does_not_change_the_result() -> None:
+    ref = quotes(
+        *(
+            {"symbol": s, "sequence": i, "ts_event": T0 + i * MS}
+            for s in ("AAPL", "MSFT", "SPY")
+            for i in range(200)
+        )
+    )
+    mine = ref.filter(pa.array([i % 7 != 3 for i in range(ref.num_rows)]))
+    mine = mine.take(pa.array(sorted(range(mine.num_rows), key=lambda i: (i % 200, i))))
+    shuffled = ref.take(pa.array(list(range(ref.num_rows))[::-1]))
+    in_order = compare(EventKind.QUOTES, mine, ref)
+    reversed_ = compare(EventKind.QUOTES, mine, shuffled)
+    assert in_order.results == reversed_.results
+    assert [r.missing for r in in_order.results] == [29, 28, 29]
+    assert in_order.results[0].missing_spans[0] == Span(
+        from_ns=T0 + 3 * MS, to_ns=T0 + 3 * MS, rows=1
+    )
+    doubled = pa.concat_tables([mine, mine.slice(0, 1)])
+    assert sum(r.extra for r in compare(EventKind.QUOTES, doubled, ref).results) == 1
