@@ -115,6 +115,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 def table(session: str, result: Reconciliation) -> list[str]:
     """The human-readable result: the table, the missing spans, one closing line."""
+    from mesh import calendar
     from mesh.datasets.audit import MAX_SPANS_LISTED, Method
     from mesh.fetcher.ledger import human_bytes
     from mesh.fetcher.reconcile import clock
@@ -124,9 +125,9 @@ def table(session: str, result: Reconciliation) -> list[str]:
         if result.method is Method.REST
         else f"{human_bytes(result.cost.s3_bytes)} of flat files downloaded"
     )
-    out = [
-        f"{session}: {clock(result.from_ns)}–{clock(result.to_ns)} ET compared by {result.method.value} ({cost})",
-    ]
+    first, last = calendar.et_date_of_ns(result.from_ns), calendar.et_date_of_ns(result.to_ns)
+    span = f"{first} {clock(result.from_ns)}–{'' if last == first else f'{last} '}{clock(result.to_ns)}"
+    out = [f"{session}: {span} ET compared by {result.method.value} ({cost})"]
     head = (
         "symbol",
         "kind",
