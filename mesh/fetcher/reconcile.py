@@ -39,7 +39,7 @@ from mesh.datasets import TableKind, audit
 from mesh.datasets.audit import Cost, EventKind, Method, Reconciliation
 from mesh.datasets.layout import DatasetKind
 from mesh.fetcher.compare import COLUMNS, Comparison, compare
-from mesh.fetcher.errors import FetchError, FlatFileError, QuotaExceeded
+from mesh.fetcher.errors import BadRequest, FetchError, FlatFileError, QuotaExceeded
 from mesh.fetcher.flatfiles import DayFile, FlatFiles
 from mesh.fetcher.ledger import QuotaLedger, human_bytes
 from mesh.fetcher.rest import TICKS_LIMIT, RestClient
@@ -172,13 +172,24 @@ def recorded(dataset: datasets.Dataset, kind: EventKind, symbols: Sequence[str])
 
 
 def session_symbols(dataset: datasets.Dataset, asked: Sequence[str] | None) -> tuple[str, ...]:
-    if asked:
-        return tuple(dict.fromkeys(s.strip().upper() for s in asked if s.strip()))
+    """The symbols the session subscribed to (for a wildcard, the ones it recorded), or those of
+    them `asked` for; a symbol the session never had is a BadRequest."""
     manifest = dataset.manifest
     requested = manifest.get("symbols_requested")
     if isinstance(requested, list) and requested and "*" not in requested:
-        return tuple(sorted(dict.fromkeys(str(s) for s in requested)))
-    return tuple(sorted(str(s) for s in manifest.get("symbols") or ()))
+        known = tuple(sorted(dict.fromkeys(str(s) for s in requested)))
+    else:
+        known = tuple(sorted(str(s) for s in manifest.get("symbols") or ()))
+    if not asked:
+        return known
+    chosen = tuple(dict.fromkeys(s.strip().upper() for s in asked if s.strip()))
+    foreign = [s for s in chosen if s not in known]
+    if foreign:
+        shown = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+        raise BadRequest(
+            f"{', '.join(foreign)}: not a symbol of {dataset.name} (it has {shown or 'none'})"
+        )
+    return tuple(sorted(chosen))
 
 
 def session_kinds(dataset: datasets.Dataset) -> tuple[EventKind, ...]:
@@ -330,7 +341,7 @@ def _flat_files(
     """(the day files of every piece's day, or why flat files cannot serve them)."""
     if flatfiles is None:
         return [], "flat files are not configured"
-    days = sorted({p.day for p in pieces})
+    days = sorted({p.day for p in pieces if calendar.is_trading_day(p.day)})
     today = calendar.today_et()
     if any(day >= today for day in days):
         return [], "the day's flat files are published only after it ends"
@@ -363,7 +374,8 @@ def reconcile(
 ) -> ReconcileReport:
     """Compare the recording `session` with Massive's record and store the result (see module doc).
 
-    Raises DatasetError for a session that cannot be opened, QuotaExceeded when the work does
+    Raises DatasetError for a session that cannot be opened, BadRequest for a symbol the session
+    does not have, QuotaExceeded when the work does
     not fit in what is left of the quota (nothing is sent then), other FetchErrors for a source
     that fails.
     """

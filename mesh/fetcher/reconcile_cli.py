@@ -62,7 +62,7 @@ def register(subparsers: Subparsers) -> None:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from mesh.datasets import DatasetError
-    from mesh.fetcher.errors import FetchError, QuotaExceeded
+    from mesh.fetcher.errors import BadRequest, FetchError, QuotaExceeded
     from mesh.fetcher.ledger import LedgerError
     from mesh.fetcher.reconcile import reconcile
 
@@ -86,6 +86,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         )
     except DatasetError as exc:
         raise CliError(str(exc), FAILED) from None
+    except BadRequest as exc:
+        raise CliError(str(exc), BAD_USAGE) from None
     except QuotaExceeded as exc:
         raise CliError(f"quota: {exc}", FAILED) from None
     except (FetchError, LedgerError) as exc:

@@ -71,6 +71,9 @@ def test_dry_run_prints_the_cost_and_a_plan_that_does_not_fit_exits_1(
     assert refused.stderr.strip().splitlines()[-1].startswith("massive: quota: ")
     assert "at least 2 REST call(s) needed but 1 left today" in refused.stderr
     assert massive(tight, "reconcile", "s", "--method", "rest", "--dry-run").returncode == 1
+    foreign = massive(env, "reconcile", "s", "--symbols", "AAPL,TSLA", "--dry-run")
+    assert foreign.returncode == 2
+    assert "TSLA: not a symbol of s (it has AAPL)" in foreign.stderr
 
 
 def test_unknown_session_and_bad_usage(sim: SimServer, tmp_path: Path) -> None:
