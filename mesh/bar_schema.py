@@ -10,7 +10,7 @@ whatever wrote it. The bus's `Bar` record (mesh/schema.py) has the same fields.
 | `symbol` | string | ticker, Massive's spelling |
 | `ts_start` | timestamp[ns, UTC] | window start (1d bars: 00:00 New York on the trading date) |
 | `ts_end` | timestamp[ns, UTC] | window end, exclusive (1d bars: the next 00:00 New York) |
-| `open`, `high`, `low`, `close` | float64 | prices as traded, not split-adjusted |
+| `open`, `high`, `low`, `close` | float64 | prices; fetched history split-adjusted unless asked otherwise (the manifest's `adjusted`), recordings as traded |
 | `volume` | float64 | shares (mid-price bars: 0) |
 | `vwap` | float64 | volume-weighted price; NaN when it cannot be known |
 | `transactions` | int64 | trades in the window (mid-price bars: quotes) |

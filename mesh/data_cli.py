@@ -129,6 +129,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         "to": _when(info.end_ns, seconds=True),
         "rows": f"{info.total_rows:,}",
         "size": _size(info.bytes),
+        "prices": info.prices,
         "state": info.state,
         "gaps": None
         if info.gaps_total is None

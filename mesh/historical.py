@@ -68,6 +68,7 @@ def fetch_data(
     save: str | bool | None = None,
     fallback: bool = True,
     verbose: bool = True,
+    adjusted: bool = True,
     config: Config | None = None,
 ) -> pd.DataFrame:
     """Bars of `symbols` over [start, end] (New York trading dates, inclusive) as a DataFrame.
@@ -77,9 +78,10 @@ def fetch_data(
     (empty for history); sorted by symbol then time. `save=True` (or a name) also writes a
     dataset to data/historical/. Raises `BadRequest` before spending anything when the request
     is wrong, `QuotaExceeded` when it does not fit the quota, `FetchError` for the rest.
+    Prices are split-adjusted (as Massive's aggregates are) unless `adjusted=False`.
     """
     config = config or load_config()
-    request = make_request(symbols, start, end, interval, method)
+    request = make_request(symbols, start, end, interval, method, adjusted=adjusted)
     fetcher = Fetcher(config)
 
     chosen, reason = choose(request)
@@ -119,11 +121,13 @@ def plan_fetch(
     interval: str = "1d",
     method: str = "auto",
     *,
+    adjusted: bool = True,
     config: Config | None = None,
 ) -> dict[str, Any]:
     """What `fetch_data` would do and cost (REST calls, files, bytes), spending nothing."""
     config = config or load_config()
-    return Fetcher(config).plan(make_request(symbols, start, end, interval, method)).as_dict()
+    request = make_request(symbols, start, end, interval, method, adjusted=adjusted)
+    return Fetcher(config).plan(request).as_dict()
 
 
 def download_flat_file(

@@ -36,12 +36,16 @@ def list_datasets(data_dir: Path | str) -> list[dict[str, Any]]:
 
 
 def describe(dataset: Dataset) -> dict[str, Any]:
+    """What a result says of its data, `adjusted` and `prices` included (from the manifest)."""
+    prices = shared.prices_of(dataset.manifest, dataset.kind)
     return {
         "name": dataset.name,
         "kind": str(dataset.kind),
         "path": str(dataset.path),
         "tables": sorted(dataset.tables),
         "schema_version": dataset.schema_version,
+        "adjusted": prices.adjusted,
+        "prices": prices.text,
     }
 
 

@@ -84,13 +84,19 @@ def _cell(metrics: dict[str, Any], key: str, fmt: Callable[[Any], str]) -> str:
     return "—" if value is None else fmt(value)
 
 
+def _prices_line(dataset: dict[str, Any]) -> str:
+    """Whether the bars are split-adjusted, as the dataset's manifest says."""
+    return f"  prices: {dataset.get('prices') or 'as traded'}"
+
+
 def table(result: BacktestResult) -> str:
     """The metrics of one result as an aligned two-column table, with a title line."""
     m = result.metrics
     d = result.dataset
     lines = [
         f"{result.label}  on {d.get('name')} ({', '.join(d.get('symbols', [])[:8])}{'…' if len(d.get('symbols', [])) > 8 else ''}; "
-        f"{d.get('interval')} bars, {result.fills_mode} fills)"
+        f"{d.get('interval')} bars, {result.fills_mode} fills)",
+        _prices_line(d),
     ]
     width = max(len(label) for _, label, _ in ROWS)
     for key, label, fmt in ROWS:
@@ -130,6 +136,7 @@ def comparison(results: list[BacktestResult]) -> str:
     d = results[0].dataset
     lines = [
         f"{len(results)} runs on {d.get('name')} ({d.get('interval')} bars, {results[0].fills_mode} fills)",
+        _prices_line(d),
         " " * (width + 2) + "".join(f"{label:>{col}}" for label in labels),
     ]
     for key, label, fmt in ROWS:

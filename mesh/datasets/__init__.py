@@ -21,6 +21,7 @@ from mesh.datasets.dataset import Dataset, Table, open_folder, open_path
 from mesh.datasets.errors import DatasetError, Problem
 from mesh.datasets.layout import DatasetKind, bar_file, bar_table, historical_dir, recordings_dir
 from mesh.datasets.listing import DatasetInfo, describe, list_datasets
+from mesh.datasets.manifest import Prices, prices_of
 from mesh.datasets.migration import Migration, migrate
 from mesh.datasets.read import bar_interval, iter_batches, read_table
 from mesh.datasets.resolve import resolve
@@ -32,6 +33,7 @@ __all__ = [
     "DatasetInfo",
     "DatasetKind",
     "Migration",
+    "Prices",
     "Problem",
     "Table",
     "TableKind",
@@ -46,6 +48,7 @@ __all__ = [
     "migrate",
     "open_folder",
     "open_path",
+    "prices_of",
     "read_table",
     "recordings_dir",
     "resolve",

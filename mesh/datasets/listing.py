@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from mesh.datasets.dataset import Dataset, Table, open_folder
 from mesh.datasets.errors import DatasetError, Problem, damaged, one_line
 from mesh.datasets.layout import RECORDINGS, DatasetKind, dataset_folders
+from mesh.datasets.manifest import prices_of
 from mesh.datasets.tables import TableKind, event_time_column
 from mesh.times import from_iso, iso, to_ns
 
@@ -45,6 +46,8 @@ class DatasetInfo:
     missing_total: int | None = None  # recordings: messages known missing on the bus
     state: str | None = None  # recordings: recording, stopped or failed
     created: str | None = None
+    adjusted: bool = False  # bars split-adjusted (a fetch's default); else as traded
+    prices: str | None = None  # the line that says so: "split-adjusted as of ...", "as traded"
     error: str | None = None
     problem: Problem | None = None
 
@@ -73,6 +76,8 @@ class DatasetInfo:
             "missing_total": self.missing_total,
             "state": self.state,
             "created": self.created,
+            "adjusted": self.adjusted,
+            "prices": self.prices,
             "error": self.error,
             "problem": str(self.problem) if self.problem else None,
         }
@@ -99,6 +104,7 @@ def describe(dataset: Dataset) -> DatasetInfo:
     if start is None:
         symbols, start, end = _scan(dataset)
     bars = [t.interval.name for t in dataset.bar_tables() if t.interval is not None]
+    prices = prices_of(m, dataset.kind)
     return DatasetInfo(
         name=dataset.name,
         kind=dataset.kind,
@@ -115,6 +121,8 @@ def describe(dataset: Dataset) -> DatasetInfo:
         missing_total=_int(m.get("missing_total")),
         state=m.get("state") if isinstance(m.get("state"), str) else None,
         created=m.get("created") if isinstance(m.get("created"), str) else None,
+        adjusted=prices.adjusted,
+        prices=prices.text,
     )
 
 

@@ -7,11 +7,17 @@ method and quota spent); all of them carry `"kind"` (`recording`, `historical`, 
 JSON, holds a version this code does not know, or gives a field readers use a value of the wrong
 type (a number for `interval`, text for `gaps_total`, a time beyond int64 ns) makes the dataset
 damaged.
+
+Prices: a fetched dataset's manifest says `"adjusted": true` (split-adjusted, the fetcher's
+default) or `false` (as traded), with a human line in `"prices"`. A manifest without `adjusted`
+(fetches before the key existed, recordings, backfills) holds prices as traded (`prices_of`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +78,7 @@ def _depth(value: object) -> int:
 
 MAX_DEPTH = 32  # nesting a manifest may have (the control channel's bound on any value)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
-_TEXT_FIELDS = ("kind", "state", "created", "interval", "first_bar", "last_bar")
+_TEXT_FIELDS = ("kind", "state", "created", "interval", "first_bar", "last_bar", "prices")
 _TIME_FIELDS = ("first_event_ns", "last_event_ns", "first_bar_ns", "last_bar_ns")
 _COUNT_FIELDS = ("gaps_total", "missing_total")
 
@@ -95,11 +101,34 @@ def _check_fields(manifest: dict[str, Any], path: Path) -> None:
         value = manifest.get(key)
         if value is not None and not (_is_int(value) and 0 <= value <= _INT64[1]):
             raise wrong(key, "a count (a whole number, 0 or more)")
+    if manifest.get("adjusted") is not None and not isinstance(manifest["adjusted"], bool):
+        raise wrong("adjusted", "true or false")
     symbols = manifest.get("symbols")
     if symbols is not None and not (
         isinstance(symbols, list) and all(isinstance(s, str) for s in symbols)
     ):
         raise wrong("symbols", "a list of tickers")
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Whether a dataset's bar prices are split-adjusted, and the line that says so."""
+
+    adjusted: bool
+    text: str
+
+
+def prices_of(manifest: Mapping[str, Any], kind: DatasetKind | None) -> Prices:
+    """A dataset's prices: adjusted only when its manifest says `"adjusted": true`."""
+    if manifest.get("adjusted") is True:
+        return Prices(True, str(manifest.get("prices") or "split-adjusted"))
+    if kind is DatasetKind.RECORDING:
+        return Prices(False, "as traded (recorded live, as live data is)")
+    if kind is DatasetKind.BACKFILL:
+        return Prices(False, "as traded (backfilled trades and quotes)")
+    if kind is DatasetKind.FILE:
+        return Prices(False, "as traded (assumed: a file says nothing of its prices)")
+    return Prices(False, "as traded")
 
 
 def _is_int(value: object) -> bool:

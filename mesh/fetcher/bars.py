@@ -10,7 +10,9 @@ Windows: intraday bars start on multiples of their width since the epoch (whole 
 are the same in New York and UTC); 1d bars are New York trading days stamped at 00:00 New York
 time, as Massive stamps its day bars. Bars come out in the one bar schema (mesh/bar_schema.py):
 `ts_start`, `ts_end` (the next window's start; for 1d the next 00:00 New York) and a null
-`ts_recv` (history was not received live).
+`ts_recv` (history was not received live). A 1d bar's open, high, low and close come from the
+regular session's minutes and its volume from the whole day, as Massive's day bars
+(massive-api.md §6).
 """
 
 from __future__ import annotations
@@ -100,16 +102,61 @@ def resample(minutes: pa.Table, interval: str, start: dt.date, end: dt.date) -> 
     with np.errstate(invalid="ignore", divide="ignore"):
         vwap = np.where(vol_sum > 0, notional / np.where(vol_sum > 0, vol_sum, 1.0), plain)
 
+    open_, high = cols["open"][first], np.maximum.reduceat(cols["high"], first)
+    low, close = np.minimum.reduceat(cols["low"], first), cols["close"][last]
+    if width.is_daily:  # prices from the regular session only, as Massive's day bars
+        regular = _in_regular_session(ts, dates, where)
+        group = np.repeat(np.arange(len(first)), np.diff(np.append(first, len(ts))))
+        open_, high, low, close = _regular_prices(cols, regular, group, (open_, high, low, close))
+
     symbols_sorted = np.array(sorted(names), dtype=object)
     return bar_schema.from_columns(
         pa.array(symbols_sorted[sym[first]], pa.string()),
         window[first],
         width,
-        open=cols["open"][first],
-        high=np.maximum.reduceat(cols["high"], first),
-        low=np.minimum.reduceat(cols["low"], first),
-        close=cols["close"][last],
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
         volume=vol_sum,
         vwap=vwap,
         transactions=np.add.reduceat(cols["transactions"], first),
     )
+
+
+def _in_regular_session(ts: np.ndarray, dates: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Which minutes start inside their day's regular session (09:30 to 16:00, 13:00 early close)."""
+    opens, closes = [], []
+    for d in dates.tolist():
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=int(d))
+        midnight = calendar.midnight_ns(day)
+        opens.append(midnight + (9 * 60 + 30) * 60 * 10**9)
+        closes.append(midnight + (13 if calendar.is_early_close(day) else 16) * 3600 * 10**9)
+    return (ts >= np.array(opens, np.int64)[where]) & (ts < np.array(closes, np.int64)[where])
+
+
+def _regular_prices(
+    cols: dict[str, np.ndarray],
+    regular: np.ndarray,
+    group: np.ndarray,
+    whole_day: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each day's open/high/low/close from its regular-session minutes.
+
+    Massive's day bar takes no price from a pre-market or after-hours trade (massive-api.md §6)
+    but counts their volume, so only the prices are narrowed here. A day whose minutes are all
+    outside the regular session keeps the prices of the minutes it has.
+    """
+    open_, high, low, close = (a.copy() for a in whole_day)
+    idx = np.flatnonzero(regular)
+    if len(idx) == 0:
+        return open_, high, low, close
+    g = group[idx]
+    starts = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1])))
+    ends = np.append(starts[1:], len(idx)) - 1
+    days = g[starts]
+    open_[days] = cols["open"][idx[starts]]
+    high[days] = np.maximum.reduceat(cols["high"][idx], starts)
+    low[days] = np.minimum.reduceat(cols["low"][idx], starts)
+    close[days] = cols["close"][idx[ends]]
+    return open_, high, low, close

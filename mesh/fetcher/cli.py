@@ -27,7 +27,7 @@ def register(subparsers: Subparsers) -> None:
     fetch = subparsers.add_parser(
         "fetch",
         help="download history over REST or S3 flat files (auto-chosen), within the quota",
-        description="Fetch bars for SYMBOLS over [--start, --end] (New York trading dates, inclusive). auto uses REST for <= 5 symbols and <= 7 days, flat files otherwise; a failing flat-file path falls back to REST when the quota allows. The result is written to $MESH_DATA_DIR/historical/NAME/ (bars_<interval>.parquet + manifest.json; docs/data.md).",
+        description="Fetch bars for SYMBOLS over [--start, --end] (New York trading dates, inclusive), split-adjusted unless --unadjusted. auto uses REST for <= 5 symbols and <= 7 days, flat files otherwise; a failing flat-file path falls back to REST when the quota allows. The result is written to $MESH_DATA_DIR/historical/NAME/ (bars_<interval>.parquet + manifest.json; docs/data.md).",
     )
     fetch.add_argument("symbols", metavar="SYMBOLS", help="comma-separated tickers, e.g. AAPL,MSFT")
     fetch.add_argument(
@@ -42,6 +42,11 @@ def register(subparsers: Subparsers) -> None:
         default="auto",
         metavar="|".join(METHODS),
         help="auto (default), rest or flat_file",
+    )
+    fetch.add_argument(
+        "--unadjusted",
+        action="store_true",
+        help="bars as traded; by default prices are split-adjusted (as Massive's aggregates are)",
     )
     fetch.add_argument(
         "--name",
@@ -113,7 +118,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     config = load_config()
     try:
-        request = make_request(args.symbols, args.start, args.end, args.interval, args.method)
+        request = make_request(
+            args.symbols,
+            args.start,
+            args.end,
+            args.interval,
+            args.method,
+            adjusted=not args.unadjusted,
+        )
         if args.name:
             datasets.check_name(args.name)
         if not args.dry_run:  # where the result goes must be writable before anything is spent

@@ -2,7 +2,8 @@
 
 The bars are in the one bar schema (mesh/bar_schema.py) and named after their interval like the
 recorder's (`bars_5m.parquet` beside a recording's `bars_1m.parquet`), so one glob covers both.
-The manifest says what was asked for and how it was fetched, and lists the dataset's files. The
+The manifest says what was asked for and how it was fetched (`adjusted` and the `prices` line:
+split-adjusted as of the fetch's day, or as traded), and lists the dataset's files. The
 bars are written first and the manifest last, each under a hidden temporary name and renamed
 (mesh/datasets/atomic.py), so a crash never leaves a dataset that looks complete but is not; a
 file of an earlier fetch under the same name is removed once the new manifest is in place.
@@ -65,6 +66,7 @@ def write_dataset(bars: pa.Table, data_dir: Path | str, name: str, info: dict[st
     starts = bars["ts_start"].cast(pa.int64())
     first = pc.min(starts).as_py() if bars.num_rows else None
     last = pc.max(starts).as_py() if bars.num_rows else None
+    adjusted = info.get("adjusted") is True
     manifest = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
@@ -87,7 +89,8 @@ def write_dataset(bars: pa.Table, data_dir: Path | str, name: str, info: dict[st
         "last_bar_ns": last,
         "files": [bars_file],
         "columns": list(BAR_COLUMNS),
-        "prices": "as traded (not split-adjusted)",
+        "adjusted": adjusted,
+        "prices": str(info.get("prices") or ("split-adjusted" if adjusted else "as traded")),
         "vwap": "volume-weighted typical price (high+low+close)/3 of the bar's minutes",
     }
     atomic.write_json(folder / MANIFEST, manifest)

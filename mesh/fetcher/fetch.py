@@ -6,6 +6,13 @@ cannot be used at all (no credentials, 403), is fetched over REST instead when t
 allows it, and the report says so. Unknown symbols are caught before REST calls are spent (by the
 small day-aggregates file when flat files are reachable) and, at the latest, when no source has
 a single bar for them.
+
+Bars are split-adjusted unless the request says otherwise: REST asks Massive for `adjusted=true`
+(or `false`); flat files are as traded, so an adjusted flat-file fetch reads each symbol's splits
+once over REST and adjusts the minute bars of the files itself (mesh/fetcher/splits.py), before
+resampling. The day-file cache holds the files as published (as traded) and nothing converted, so
+an adjusted fetch and an as-traded one of the same span read the same files and differ only in
+what is done with them after.
 """
 
 from __future__ import annotations
@@ -20,14 +27,23 @@ from typing import Any
 
 import pyarrow as pa
 
+from mesh import calendar
 from mesh.fetcher import plan as planning
 from mesh.fetcher.bars import MINUTE_SCHEMA, resample
-from mesh.fetcher.errors import BadRequest, FetchError, FlatFileError, NoData, QuotaExceeded
+from mesh.fetcher.errors import (
+    BadRequest,
+    FetchError,
+    FlatFileError,
+    NoData,
+    QuotaExceeded,
+    RestError,
+)
 from mesh.fetcher.flatfiles import FlatFiles
 from mesh.fetcher.ledger import QuotaLedger, human_bytes
 from mesh.fetcher.minutefile import DamagedFile
 from mesh.fetcher.request import FetchRequest
 from mesh.fetcher.rest import RestClient
+from mesh.fetcher.splits import Split, adjust_minutes
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +66,14 @@ class FetchReport:
     rows: int = 0
     minutes: int = 0
     seconds: float = 0.0
+    adjusted: bool = True
+    adjusted_as_of: str = ""  # YYYY-MM-DD: the day whose executed splits adjust the bars
+    split_calls: int = 0  # REST calls that read splits to adjust flat-file bars (in rest_calls)
+
+    @property
+    def prices(self) -> str:
+        """How the prices are to be read: `split-adjusted as of YYYY-MM-DD` or `as traded`."""
+        return prices_text(self.adjusted, self.adjusted_as_of)
 
     @property
     def method_used(self) -> str:
@@ -64,12 +88,18 @@ class FetchReport:
         text = f"{self.rows:,} rows via {self.method_used}; {self.rest_calls} REST call(s), {human_bytes(self.bytes_downloaded)} downloaded"
         if self.files_cached:
             text += f", {self.files_cached} file(s) from cache"
-        return text + f" in {self.seconds:.1f} s"
+        return text + f" in {self.seconds:.1f} s ({self.prices})"
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["method_used"] = self.method_used
+        out["prices"] = self.prices
         return out
+
+
+def prices_text(adjusted: bool, as_of: str) -> str:
+    """The manifest's human line about prices."""
+    return f"split-adjusted as of {as_of}" if adjusted else "as traded"
 
 
 class Fetcher:
@@ -116,7 +146,13 @@ class Fetcher:
         started = time.monotonic()
         self.ledger.check()  # a damaged ledger stops here, before anything is spent
         method, reason = planning.choose(request)
-        report = FetchReport(method, reason)
+        as_of = request.as_of or calendar.today_et()
+        report = FetchReport(
+            method,
+            reason,
+            adjusted=request.adjusted,
+            adjusted_as_of=as_of.isoformat() if request.adjusted else "",
+        )
         state = {"bytes": 0, "total": 0, "fraction": 0.0}
 
         def say(message: str, fraction: float | None = None) -> None:
@@ -177,7 +213,9 @@ class Fetcher:
             for first, last in runs:
                 for symbol in request.symbols:
                     say(f"REST {symbol} {first}..{last}", lo + (hi - lo) * step / steps)
-                    tables.append(client.minute_bars(symbol, first, last))
+                    tables.append(
+                        client.minute_bars(symbol, first, last, adjusted=request.adjusted)
+                    )
                     step += 1
         finally:
             report.rest_calls += client.calls
@@ -231,6 +269,8 @@ class Fetcher:
             )
             rest_days += [f.day for f in files]
             files = []
+        if request.adjusted and files:  # the splits' REST calls must fit before bytes are spent
+            self._check_split_calls(request)
         total = sum(f.size for f in files) or 1
         done = {"bytes": 0}
         for index, file in enumerate(files):
@@ -262,6 +302,8 @@ class Fetcher:
                     break
             finally:
                 report.bytes_downloaded = self.flatfiles.bytes_downloaded
+        if request.adjusted and tables:
+            tables = self._adjusted(request, tables, report, say, complete=not rest_days)
         if rest_days:
             rest_days = sorted(set(rest_days))
             why = "; ".join(dict.fromkeys(reasons))
@@ -280,6 +322,63 @@ class Fetcher:
             report.rest_days = [d.isoformat() for d in rest_days]
             tables += self._rest_days(request, rest_days, report, say, 0.9, 1.0)
         return tables
+
+    def _check_split_calls(self, request: FetchRequest) -> None:
+        """Refuse an adjusted flat-file fetch whose splits' REST calls do not fit today."""
+        calls = len(request.symbols)
+        try:
+            self.ledger.check_rest(calls)
+        except QuotaExceeded as exc:
+            raise QuotaExceeded(
+                f"flat files are as traded and adjusting them needs {calls} REST call(s) for the splits: {exc}; fetch with --unadjusted for bars as traded",
+                limit=exc.limit,
+                retry_after=exc.retry_after,
+            ) from None
+
+    def _adjusted(
+        self,
+        request: FetchRequest,
+        tables: list[pa.Table],
+        report: FetchReport,
+        say: Callable[..., None],
+        complete: bool,
+    ) -> list[pa.Table]:
+        """The flat files' minute bars split-adjusted, reading the splits of the symbols they hold.
+
+        When the files were the whole request (`complete`), a symbol they do not hold is refused
+        here, before a REST call is spent on splits.
+        """
+        minutes = pa.concat_tables(tables)
+        if complete:
+            self._require_all_symbols(request, minutes)
+        held = set(minutes["symbol"].unique().to_pylist())
+        splits = self._splits([s for s in request.symbols if s in held], report, say)
+        as_of = dt.date.fromisoformat(report.adjusted_as_of)
+        return [adjust_minutes(minutes, splits, as_of)]
+
+    def _splits(
+        self, symbols: list[str], report: FetchReport, say: Callable[..., None]
+    ) -> dict[str, list[Split]]:
+        """Each symbol's splits (one REST call each), to adjust the as-traded flat files."""
+        out: dict[str, list[Split]] = {}
+        if not symbols:
+            return out
+        client = self._rest(lambda text: say(text))
+        before = client.calls
+        try:
+            for symbol in symbols:
+                say(f"REST {symbol} splits (flat files are as traded)")
+                out[symbol] = client.splits(symbol)
+        except RestError as exc:
+            raise type(exc)(
+                f"cannot adjust the flat files for splits: {exc}; fetch with --unadjusted for bars as traded",
+                status=exc.status,
+            ) from None
+        finally:
+            report.split_calls += client.calls - before
+            report.rest_calls += client.calls - before
+            client.close()
+        return out
 
     def _require_all_symbols(self, request: FetchRequest, minutes: pa.Table) -> None:
         seen = set(minutes["symbol"].unique().to_pylist()) if minutes.num_rows else set()

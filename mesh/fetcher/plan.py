@@ -5,6 +5,8 @@ days), flat files otherwise. The cost is what `--dry-run` prints and the TUI's f
 REST calls (an upper bound: `limit` counts base minute bars, at most 960 a day from 04:00 to
 20:00 New York time, so each symbol needs ceil(days x 960 / 50,000) calls), and for flat files
 the day files, their bytes and how many the cache already has (a bucket listing, which is free).
+Flat files are as traded: an adjusted flat-file fetch also reads each symbol's splits over REST,
+one call per symbol (`split_calls`, included in `rest_calls`).
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ class Plan:
     method: str
     reason: str
     trading_days: int
-    rest_calls: int  # REST calls the chosen method needs (upper bound; 0 for flat files)
+    rest_calls: int  # REST calls the chosen method needs (upper bound; split_calls included)
+    split_calls: int = 0  # of those, the splits look-ups that adjust flat-file bars
     files: int = 0
     files_cached: int = 0
     bytes_total: int = 0
@@ -90,6 +93,7 @@ class Plan:
         r = self.request
         out = [
             f"request   {','.join(r['symbols'])}  {r['start']} .. {r['end']}  interval {r['interval']}  ({self.trading_days} trading day(s))",
+            f"prices    {'split-adjusted' if r.get('adjusted', True) else 'as traded (--unadjusted)'}",
             f"method    {self.method}: {self.reason}",
         ]
         if self.method == "flat_file":
@@ -100,10 +104,16 @@ class Plan:
                 out.append(
                     f"files     {self.files} day file(s), {human_bytes(self.bytes_total)}; {self.files_cached} cached, {human_bytes(self.bytes_to_download)} to download"
                 )
+                if self.split_calls:
+                    out.append(
+                        f"splits    {self.split_calls} REST call(s): the files are as traded, each symbol's splits adjust them"
+                    )
                 if self.missing_days:
                     out.append(
-                        f"missing   {len(self.missing_days)} day(s) not in the bucket ({', '.join(self.missing_days[:5])}{' ...' if len(self.missing_days) > 5 else ''}): REST, up to {self.rest_calls} call(s)"
+                        f"missing   {len(self.missing_days)} day(s) not in the bucket ({', '.join(self.missing_days[:5])}{' ...' if len(self.missing_days) > 5 else ''}): REST, up to {self.rest_calls - self.split_calls} call(s)"
                     )
+                if self.rest_calls:
+                    out.append(f"cost      up to {self.rest_calls} REST call(s)")
         else:
             out.append(f"cost      up to {self.rest_calls} REST call(s)")
         q = self.quota
@@ -138,7 +148,8 @@ def make_plan(request: FetchRequest, ledger: QuotaLedger, flatfiles: FlatFiles |
             plan.bytes_total = sum(f.size for f in files)
             plan.bytes_to_download = sum(f.size for f in files if not f.cached)
             plan.missing_days = [d.isoformat() for d in missing]
-            plan.rest_calls = rest_calls_needed(request, len(missing))
+            plan.split_calls = len(request.symbols) if request.adjusted and files else 0
+            plan.rest_calls = rest_calls_needed(request, len(missing)) + plan.split_calls
         except FlatFileError as exc:
             plan.flat_files_error = str(exc)
             plan.rest_calls = rest_calls_needed(request)

@@ -32,7 +32,12 @@ _SYMBOL = re.compile(r"[A-Z][A-Z0-9]{0,9}(?:[.\-][A-Z0-9]{1,4})?")
 
 @dataclass(frozen=True)
 class FetchRequest:
-    """Symbols, an inclusive date range (New York trading dates), a bar interval and a method."""
+    """Symbols, an inclusive date range (New York trading dates), a bar interval and a method.
+
+    `adjusted` (the default, as Massive's aggregates) asks for split-adjusted bars: prices before a
+    split are divided by its ratio and volumes multiplied by it, as of `as_of` (the day the fetch
+    runs, New York time). False asks for bars as traded.
+    """
 
     symbols: tuple[str, ...]
     start: dt.date
@@ -40,6 +45,8 @@ class FetchRequest:
     interval: str
     method: str
     trading_days: tuple[dt.date, ...] = field(default=(), compare=False)
+    adjusted: bool = True
+    as_of: dt.date | None = field(default=None, compare=False)
 
     @property
     def days(self) -> int:
@@ -53,6 +60,7 @@ class FetchRequest:
             "end": self.end.isoformat(),
             "interval": self.interval,
             "method": self.method,
+            "adjusted": self.adjusted,
         }
 
 
@@ -113,6 +121,17 @@ def parse_method(method: str) -> str:
     return name
 
 
+def parse_adjusted(value: Any) -> bool:
+    """`adjusted` from any caller: a bool, or `true`/`false` as text (a control request's JSON)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise BadRequest(
+        f"adjusted {value!r:.40}: expected true (split-adjusted bars) or false (as traded)"
+    )
+
+
 def make_request(
     symbols: str | Iterable[str],
     start: Any,
@@ -120,10 +139,12 @@ def make_request(
     interval: str = "1d",
     method: str = "auto",
     *,
+    adjusted: Any = True,
     today: dt.date | None = None,
 ) -> FetchRequest:
     """Check everything about a request that can be checked without the network."""
     syms = parse_symbols(symbols)
+    adjusted = parse_adjusted(adjusted)
     first, last = parse_date(start, "start"), parse_date(end, "end")
     interval = parse_interval(interval)
     method = parse_method(method)
@@ -143,4 +164,4 @@ def make_request(
         raise BadRequest(
             f"{first} to {last} holds no trading day (weekends and NYSE holidays have no data)"
         )
-    return FetchRequest(syms, first, last, interval, method, tuple(days))
+    return FetchRequest(syms, first, last, interval, method, tuple(days), adjusted, today)

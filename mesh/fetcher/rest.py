@@ -34,6 +34,7 @@ from mesh import bounds
 from mesh.fetcher.bars import MINUTE_SCHEMA
 from mesh.fetcher.errors import Cancelled, RestAuthError, RestError, RestProtocolError, scrub
 from mesh.fetcher.ledger import QuotaLedger
+from mesh.fetcher.splits import Split
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,19 @@ class _GroupedBody(msgspec.Struct):
     results: list[_DayClose] | None = None
 
 
+class _Split(msgspec.Struct):
+    ticker: str
+    execution_date: str
+    split_from: float
+    split_to: float
+
+
+class _SplitsPage(msgspec.Struct):
+    status: str = ""
+    results: list[_Split] | None = None
+    next_url: str | None = None
+
+
 class _ErrorBody(msgspec.Struct):
     status: str = ""
     error: str = ""
@@ -177,6 +191,13 @@ def _bad_value(row: Any) -> str | None:
             ("n", _code(row.n)),
             ("vw", row.vw is None or _price(row.vw, zero_ok=True)),
         ]
+    elif isinstance(row, _Split):
+        checks = [
+            ("ticker", 0 < len(row.ticker) <= bounds.MAX_NAME),
+            ("execution_date", _iso_date(row.execution_date) is not None),
+            ("split_from", 0 < row.split_from < 1e9),  # NaN fails
+            ("split_to", 0 < row.split_to < 1e9),
+        ]
     elif isinstance(row, _Trade):
         checks = [
             ("sip_timestamp", bounds.TS_MIN <= row.sip_timestamp < bounds.TS_MAX),
@@ -206,6 +227,13 @@ def _bad_value(row: Any) -> str | None:
             value = getattr(row, "low" if name == "l" else name, None)
             return f"{name}={str(value)[:40]}"
     return None
+
+
+def _iso_date(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text[:10])
+    except ValueError:
+        return None
 
 
 def _check_page(page: Any, what: str) -> None:
@@ -452,17 +480,39 @@ class RestClient:
             if _price(row.c) and len(row.T) <= bounds.MAX_NAME
         }
 
+    def splits(self, symbol: str) -> list[Split]:
+        """`/v3/reference/splits?ticker=`: every split of `symbol` Massive knows, oldest first.
+
+        Usually one call (up to 1,000 splits a page); announced future splits are included.
+        """
+        out: list[Split] = []
+        params = {"ticker": symbol, "limit": 1000, "sort": "execution_date", "order": "asc"}
+        for page in self._pages(
+            "/v3/reference/splits", params, msgspec.json.Decoder(_SplitsPage), f"{symbol} splits"
+        ):
+            for row in page.results or ():
+                if row.ticker != symbol:
+                    continue
+                day = _iso_date(row.execution_date)
+                assert day is not None  # checked with the page
+                out.append(Split(symbol, day, row.split_from, row.split_to))
+        return sorted(out, key=lambda s: s.execution_date)
+
     def minute_bars(
         self,
         symbol: str,
         start: dt.date,
         end: dt.date,
         *,
+        adjusted: bool = True,
         on_page: Callable[[int], None] | None = None,
     ) -> pa.Table:
-        """Unadjusted 1-minute aggregates of `symbol` for New York dates [start, end] (MINUTE_SCHEMA)."""
+        """1-minute aggregates of `symbol` for New York dates [start, end] (MINUTE_SCHEMA).
+
+        `adjusted` (Massive's default) asks for split-adjusted bars; False for bars as traded.
+        """
         path = f"/v2/aggs/ticker/{symbol}/range/1/minute/{start.isoformat()}/{end.isoformat()}"
-        params = {"adjusted": "false", "sort": "asc", "limit": AGGS_LIMIT}
+        params = {"adjusted": "true" if adjusted else "false", "sort": "asc", "limit": AGGS_LIMIT}
         t: list[int] = []
         o: list[float] = []
         h: list[float] = []

@@ -97,7 +97,14 @@ class FetcherService(Service):
 
     def _fetch(self, job: JobContext) -> Finished:
         a = job.args
-        request = make_request(a["symbols"], a["start"], a["end"], a["interval"], a["method"])
+        request = make_request(
+            a["symbols"],
+            a["start"],
+            a["end"],
+            a["interval"],
+            a["method"],
+            adjusted=a.get("adjusted", True),
+        )
         fetcher = Fetcher(self.config, ledger=self.ledger, cancel=job.cancel)
         bars, report = fetcher.run(
             request,
@@ -139,13 +146,14 @@ class FetcherService(Service):
         end: str,
         interval: str = "1d",
         method: str = "auto",
+        adjusted: bool = True,
     ) -> dict[str, Any]:
         """Method, reason and cost of a fetch (REST calls, files, bytes, fits in the quota); spends nothing.
 
         Planning may list flat files on S3, so it runs in a thread: heartbeats and other commands
         go on meanwhile.
         """
-        request = make_request(symbols, start, end, interval, method)
+        request = make_request(symbols, start, end, interval, method, adjusted=adjusted)
         return await asyncio.to_thread(
             lambda: Fetcher(self.config, ledger=self.ledger).plan(request).as_dict()
         )
@@ -160,13 +168,14 @@ class FetcherService(Service):
         name: str | None = None,
         fallback: bool = True,
         job_id: str | None = None,
+        adjusted: bool = True,
     ) -> JobView:
         """Queue a fetch; progress and the result come on job.<id>. Bad input is refused here.
 
         A caller that names the job (`job_id`) can follow job.<id> from its very first update,
         even one published before this answer reaches it.
         """
-        request = make_request(symbols, start, end, interval, method)
+        request = make_request(symbols, start, end, interval, method, adjusted=adjusted)
         if name:
             datasets.check_name(name)
         args = {**request.as_dict(), "name": name, "fallback": bool(fallback)}

@@ -5,14 +5,23 @@ generator writes events as rows of a byte matrix instead: every numeric field is
 digit with vectorised arithmetic into a fixed-width slot, left-padded with spaces (insignificant
 whitespace in JSON, so any parser reads the same numbers). A frame is then one slice of rows:
 `[` + rows + `]`. Events that come one at a time (bars, replayed dicts) use msgspec instead.
+
+This module is also the one place that lays out the stock events the feed's sources render: the
+T and Q records (`TickLayouts`: field order, names, widths, how conditions and trade ids are
+written) and the A/AM bar events (`bar_event`), so the history playback and the synthetic
+generator send the same shapes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import msgspec
 import numpy as np
+
+from mesh.sim.history import CONDITION_CODES
 
 FRAME_EVENTS = 100  # events per frame at high rates, as Massive batches them
 
@@ -73,6 +82,7 @@ def sorted_digits(values: np.ndarray, nwords: int) -> np.ndarray:
     counts = np.diff(np.append(starts, len(v)))
     out = np.empty((len(v), nwords), np.uint32)
     top = digits(high[starts], nwords - 1)
+    top[high[starts] == 0] = _SPACE_PADDED[0]  # a number under 10,000 has no high digits, not a 0
     out[:, :-1] = np.repeat(top, counts, axis=0)
     low = v % 10_000
     lone = np.repeat(high[starts] == 0, counts)
@@ -133,6 +143,143 @@ class Layout:
         for name, (start, w) in self.slots.items():
             rows[:, start : start + w] = values[name]
         return rows
+
+
+LayoutPart: TypeAlias = bytes | tuple[str, int]  # a literal, or a (field, width in words) slot
+
+# `,"c":[...]` per trade flags (every combination of CONDITION_CODES' bits); none: no field at all
+CONDITIONS = text_table(
+    [
+        "".join([',"c":[', ",".join(str(c) for bit, c in CONDITION_CODES if flags & bit), "]"])
+        if flags
+        else ""
+        for flags in range(2 ** len(CONDITION_CODES))
+    ]
+)
+_POWERS = 10 ** np.arange(1, 16, dtype=np.int64)  # digit counts of trade ids up to 15 digits
+
+
+@dataclass(frozen=True)
+class TickFormat:
+    """How a source's numbers fit the T and Q records; widths in 4-character words.
+
+    `fixed_width_ids`: every trade id has exactly 4 x `trade_id_words` digits (written zero-filled
+    inside a quoted slot); otherwise ids are right-aligned and the opening quote is placed before
+    each one's first digit. `sorted_sequences`: sequence numbers never decrease within a step,
+    so their high digits can be rendered once per run.
+    """
+
+    trade_id_words: int
+    fixed_width_ids: bool
+    quote_size_words: int
+    sorted_sequences: bool
+
+
+class TickLayouts:
+    """The T and Q records of a universe, padded to one width, and their rendering from columns.
+
+    Columns are numpy arrays keyed as the events' fields: trades `sym` (index into `symbols`),
+    `i`, `x`, `p`, `s`, `flags`, `q`; quotes `sym`, `bx`, `bp`, `bs`, `ax`, `ap`, `as`, `q`.
+    Timestamps (`t`, ms) are given apart, so that a delayed feed can shift them.
+    """
+
+    def __init__(self, symbols: Sequence[str], tapes: np.ndarray, fmt: TickFormat) -> None:
+        self.sym = text_table([f'"sym":"{s}"' for s in symbols])
+        self.tapes = tapes  # symbol index -> tape (`z`)
+        self.format = fmt
+        sw, iw = self.sym.shape[1], fmt.trade_id_words
+        trade: list[LayoutPart] = [
+            b'{"ev":"T",',
+            ("sym", sw),
+            b',"i":"' if fmt.fixed_width_ids else b',"i":',
+            ("i", iw),
+            b'","x":',
+            ("x", 1),
+            b',"p":',
+            ("p", 3),
+            b',"s":',
+            ("s", 2),
+            ("c", CONDITIONS.shape[1]),
+            b',"t":',
+            ("t", 4),
+            b',"q":',
+            ("q", 3),
+            b',"z":',
+            ("z", 1),
+        ]
+        qw = fmt.quote_size_words
+        quote: list[LayoutPart] = [
+            b'{"ev":"Q",',
+            ("sym", sw),
+            b',"bx":',
+            ("bx", 1),
+            b',"bp":',
+            ("bp", 3),
+            b',"bs":',
+            ("bs", qw),
+            b',"ax":',
+            ("ax", 1),
+            b',"ap":',
+            ("ap", 3),
+            b',"as":',
+            ("as", qw),
+            b',"t":',
+            ("t", 4),
+            b',"q":',
+            ("q", 3),
+            b',"z":',
+            ("z", 1),
+        ]
+        self.words = max(Layout(trade).words, Layout(quote).words)
+        self.trade, self.quote = Layout(trade, self.words), Layout(quote, self.words)
+        self._id_end = (self.trade.slots["i"][0] + iw) * 4  # the byte after an id's digits
+
+    def rows(self, n: int) -> np.ndarray:
+        """Room for `n` T or Q records."""
+        return np.empty((n, self.words), np.uint32)
+
+    def _sequence(self, q: np.ndarray) -> np.ndarray:
+        return sorted_digits(q, 3) if self.format.sorted_sequences else digits(q, 3)
+
+    def trades(self, tr: dict[str, np.ndarray], t_ms: np.ndarray) -> np.ndarray:
+        fixed, n = self.format.fixed_width_ids, len(t_ms)
+        rows = self.trade.render(n, {
+            "sym": np.take(self.sym, tr["sym"], axis=0), "i": digits(tr["i"], self.format.trade_id_words, pad=not fixed),
+            "x": digits(tr["x"], 1), "p": price_words(tr["p"]), "s": digits(tr["s"], 2),
+            "c": np.take(CONDITIONS, tr["flags"], axis=0), "t": sorted_digits(t_ms, 4),
+            "q": self._sequence(tr["q"]), "z": digits(self.tapes[tr["sym"]], 1),
+        })  # fmt: skip
+        if not fixed:  # the id is a JSON string: its opening quote goes just before its first digit
+            width = 1 + np.searchsorted(_POWERS, tr["i"], side="right")
+            rows.view(np.uint8)[np.arange(n), self._id_end - width - 1] = ord('"')
+        return rows
+
+    def quotes(self, q: dict[str, np.ndarray], t_ms: np.ndarray) -> np.ndarray:
+        qw = self.format.quote_size_words
+        return self.quote.render(len(t_ms), {
+            "sym": np.take(self.sym, q["sym"], axis=0), "bx": digits(q["bx"], 1), "bp": price_words(q["bp"]),
+            "bs": digits(q["bs"], qw), "ax": digits(q["ax"], 1), "ap": price_words(q["ap"]),
+            "as": digits(q["as"], qw), "t": sorted_digits(t_ms, 4), "q": self._sequence(q["q"]),
+            "z": digits(self.tapes[q["sym"]], 1),
+        })  # fmt: skip
+
+
+def bar_event(
+    ev: str,
+    symbol: str,
+    start_ms: int,
+    width_ms: int,
+    bar: tuple[float, float, float, float, int, float, int],
+    day: tuple[int, float, float],
+) -> dict[str, Any]:
+    """An A or AM event: `bar` is (open, high, low, close, volume, vwap, trades) of the window
+    starting at `start_ms`, `day` the symbol's (volume, VWAP, official open) up to its end."""
+    o, h, low, c, v, vw, n = bar
+    av, a, op = day
+    return {
+        "ev": ev, "sym": symbol, "v": v, "av": av, "op": op, "vw": vw, "o": o, "c": c, "h": h,
+        "l": low, "a": a, "z": v // max(n, 1), "s": start_ms, "e": start_ms + width_ms,
+    }  # fmt: skip
 
 
 def row_frames(rows: np.ndarray, per_frame: int = FRAME_EVENTS) -> list[bytes]:

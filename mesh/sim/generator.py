@@ -16,12 +16,11 @@ import datetime as dt
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 
-from mesh.sim import frames, market
-from mesh.sim.frames import Layout, digits, price_words, sorted_digits, text_table
+from mesh.sim import frames, market, queries
 from mesh.sim.source import KINDS, SYMBOLS, Batch
 
 TRADE_SHARE = 0.3  # of events; the rest are quotes
@@ -29,73 +28,14 @@ LIVELINESS = 3.0  # intraday volatility multiple, so prices visibly move
 MAX_TICK_EVENTS_FACTOR = 2  # catching up after a stall is capped at this many ticks' worth
 
 _T, _Q, _A, _AM = (KINDS.code(k) for k in ("T", "Q", "A", "AM"))
-_CONDITIONS = [
-    "",
-    ',"c":[12]',
-    ',"c":[14]',
-    ',"c":[12,14]',
-    ',"c":[37]',
-    ',"c":[12,37]',
-    ',"c":[14,37]',
-    ',"c":[12,14,37]',
-]
-_COND_TABLE = text_table(_CONDITIONS)
 _EXCHANGES = np.array([1, 2, 3, 4, 7, 8, 10, 11, 12, 15, 17, 19, 21])
 _QUOTE_EXCHANGES = np.array([1, 7, 8, 10, 11, 12, 15, 17, 19, 21])
 ID_BASE = 10**11  # trade IDs and sequence numbers have a fixed digit count
 SEQ_BASE = 10**9
-LayoutPart: TypeAlias = bytes | tuple[str, int]  # a literal, or a (field, width in words) slot
-
-
-class _Layouts:
-    """The T and Q record layouts for a universe, padded to one width."""
-
-    def __init__(self, symbols: list[str]) -> None:
-        self.sym = text_table([f'"sym":"{s}"' for s in symbols])
-        sw, cw = self.sym.shape[1], _COND_TABLE.shape[1]
-        trade: list[LayoutPart] = [
-            b'{"ev":"T",',
-            ("sym", sw),
-            b',"i":"',
-            ("i", 3),
-            b'","x":',
-            ("x", 1),
-            b',"p":',
-            ("p", 3),
-            b',"s":',
-            ("s", 2),
-            ("c", cw),
-            b',"t":',
-            ("t", 4),
-            b',"q":',
-            ("q", 3),
-            b',"z":',
-            ("z", 1),
-        ]
-        quote: list[LayoutPart] = [
-            b'{"ev":"Q",',
-            ("sym", sw),
-            b',"bx":',
-            ("bx", 1),
-            b',"bp":',
-            ("bp", 3),
-            b',"bs":',
-            ("bs", 1),
-            b',"ax":',
-            ("ax", 1),
-            b',"ap":',
-            ("ap", 3),
-            b',"as":',
-            ("as", 1),
-            b',"t":',
-            ("t", 4),
-            b',"q":',
-            ("q", 3),
-            b',"z":',
-            ("z", 1),
-        ]
-        words = max(Layout(trade).words, Layout(quote).words)
-        self.trade, self.quote = Layout(trade, words), Layout(quote, words)
+# ids of exactly 12 digits (from ID_BASE); quote sizes under 30 lots; feed-wide sequence numbers
+_FORMAT = frames.TickFormat(
+    trade_id_words=3, fixed_width_ids=True, quote_size_words=1, sorted_sequences=True
+)
 
 
 @dataclass
@@ -170,7 +110,7 @@ class LiveSource:
         self.trade_seq = SEQ_BASE
         self.quote_seq = SEQ_BASE
         self.trade_ids = ID_BASE
-        self.layouts = _Layouts(self.symbols)
+        self.layouts = frames.TickLayouts(self.symbols, self.tape, _FORMAT)
         self.second = _Window("A", 1000, k)
         self.minute = _Window("AM", 60_000, k)
         self.day = today
@@ -288,7 +228,7 @@ class LiveSource:
             flags = int(tr["flags"][j])
             self.last_trade[self.symbols[int(tr["sym"][j])]] = {
                 "p": float(tr["p"][j]), "s": int(tr["s"][j]), "x": int(tr["x"][j]), "t": int(tr["t"][j]),
-                "q": int(tr["q"][j]), "i": str(int(tr["i"][j])), "c": [c for bit, c in ((1, 12), (2, 14), (4, 37)) if flags & bit],
+                "q": int(tr["q"][j]), "i": str(int(tr["i"][j])), "c": queries.conditions_of(flags),
             }  # fmt: skip
 
     def _remember_quotes(self, q: dict[str, np.ndarray]) -> None:
@@ -340,13 +280,23 @@ class LiveSource:
             s = win.start * win.width_ms
             for j in np.flatnonzero(win.n).tolist():
                 v = int(win.v[j])
-                bars.append({
-                    "ev": win.ev, "sym": self.symbols[j], "v": v, "av": int(self.day_volume[j]),
-                    "op": float(self.day_open[j]), "vw": round(float(win.notional[j]) / v, 4),
-                    "o": float(win.o[j]), "c": float(win.c[j]), "h": float(win.h[j]), "l": float(win.low[j]),
-                    "a": round(float(self.day_notional[j]) / max(int(self.day_volume[j]), 1), 4),
-                    "z": v // int(win.n[j]), "s": s, "e": s + win.width_ms,
-                })  # fmt: skip
+                n = int(win.n[j])
+                bar = (
+                    float(win.o[j]),
+                    float(win.h[j]),
+                    float(win.low[j]),
+                    float(win.c[j]),
+                    v,
+                    round(float(win.notional[j]) / v, 4),
+                    n,
+                )
+                day_volume = int(self.day_volume[j])
+                day = (
+                    day_volume,
+                    round(float(self.day_notional[j]) / max(day_volume, 1), 4),
+                    float(self.day_open[j]),
+                )
+                bars.append(frames.bar_event(win.ev, self.symbols[j], s, win.width_ms, bar, day))
         win.reset()
         win.start = -1
         return bars
@@ -369,22 +319,11 @@ class LiveStep:
     def render(self, delay_ms: int) -> Batch:
         src = self.source
         lay = src.layouts
-        rows = np.empty((len(self.t), lay.trade.words), np.uint32)
+        rows = lay.rows(len(self.t))
         if self.trades is not None:
-            tr = self.trades
-            rows[self.trade_rows] = lay.trade.render(len(tr["t"]), {
-                "sym": np.take(lay.sym, tr["sym"], axis=0), "i": digits(tr["i"], 3, pad=False), "x": digits(tr["x"], 1),
-                "p": price_words(tr["p"]), "s": digits(tr["s"], 2), "c": np.take(_COND_TABLE, tr["flags"], axis=0),
-                "t": sorted_digits(tr["t"] - delay_ms, 4), "q": sorted_digits(tr["q"], 3), "z": digits(src.tape[tr["sym"]], 1),
-            })  # fmt: skip
+            rows[self.trade_rows] = lay.trades(self.trades, self.trades["t"] - delay_ms)
         if self.quotes is not None:
-            q = self.quotes
-            rows[self.quote_rows] = lay.quote.render(len(q["t"]), {
-                "sym": np.take(lay.sym, q["sym"], axis=0), "bx": digits(q["bx"], 1), "bp": price_words(q["bp"]),
-                "bs": digits(q["bs"], 1), "ax": digits(q["ax"], 1), "ap": price_words(q["ap"]),
-                "as": digits(q["as"], 1), "t": sorted_digits(q["t"] - delay_ms, 4), "q": sorted_digits(q["q"], 3),
-                "z": digits(src.tape[q["sym"]], 1),
-            })  # fmt: skip
+            rows[self.quote_rows] = lay.quotes(self.quotes, self.quotes["t"] - delay_ms)
         loose, kinds, symbols = [], [], []
         for bar in self.bars:
             if delay_ms:

@@ -292,7 +292,9 @@ def _tape(seed: int, symbol: str, day: dt.date, scale: float) -> _Tape:
 
     # the NBBO: a mid that bridges previous close -> open -> close -> after-hours drift
     open_c, close_c = round(float(path.open[i]) * 100), round(float(path.close[i]) * 100)
-    prev_c = round(float(path.close[i - 1]) * 100) if i > 0 else open_c
+    # the previous close on this day's basis: on a split's day the whole tape trades at the new level
+    basis = float(path.as_traded[i] / path.as_traded[i - 1]) if i > 0 else 1.0
+    prev_c = round(float(path.close[i - 1]) * basis * 100) if i > 0 else open_c
     t_open = int(t[first]) if first >= 0 else open_
     t_close = int(t[last]) if last >= 0 else close
     lo, hi = np.log(open_c), np.log(close_c)

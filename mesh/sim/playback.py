@@ -17,82 +17,22 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 
 from mesh.sim import frames, history
 from mesh.sim.clock import SimClock, next_session
-from mesh.sim.frames import Layout, digits, price_words, sorted_digits, text_table
 from mesh.sim.history import Bars
 from mesh.sim.source import KINDS, SYMBOLS, Batch
 
 TICK_S = 0.02
 NS_PER_MS = 1_000_000
 _T, _Q, _A, _AM = (KINDS.code(k) for k in ("T", "Q", "A", "AM"))
-_CONDITIONS = text_table(
-    [
-        "".join([',"c":[', ",".join(str(c) for b, c in history.CONDITION_CODES if flags & b), "]"])
-        if flags
-        else ""
-        for flags in range(8)
-    ]
+# ids up to 15 digits right-aligned; quote sizes in round lots; the SIP's sequence numbers per symbol
+_FORMAT = frames.TickFormat(
+    trade_id_words=4, fixed_width_ids=False, quote_size_words=2, sorted_sequences=False
 )
-_ID_WORDS = 4  # trade ids up to 15 digits, plus the opening quote
-_POWERS = 10 ** np.arange(1, 16, dtype=np.int64)
-LayoutPart: TypeAlias = bytes | tuple[str, int]
-
-
-class _Layouts:
-    """T and Q records of one width for a universe; a trade id is a right-aligned JSON string."""
-
-    def __init__(self, symbols: list[str]) -> None:
-        self.sym = text_table([f'"sym":"{s}"' for s in symbols])
-        sw, cw = self.sym.shape[1], _CONDITIONS.shape[1]
-        trade: list[LayoutPart] = [
-            b'{"ev":"T",',
-            ("sym", sw),
-            b',"i":',
-            ("i", _ID_WORDS),
-            b'","x":',
-            ("x", 1),
-            b',"p":',
-            ("p", 3),
-            b',"s":',
-            ("s", 2),
-            ("c", cw),
-            b',"t":',
-            ("t", 4),
-            b',"q":',
-            ("q", 3),
-            b',"z":',
-            ("z", 1),
-        ]
-        quote: list[LayoutPart] = [
-            b'{"ev":"Q",',
-            ("sym", sw),
-            b',"bx":',
-            ("bx", 1),
-            b',"bp":',
-            ("bp", 3),
-            b',"bs":',
-            ("bs", 2),
-            b',"ax":',
-            ("ax", 1),
-            b',"ap":',
-            ("ap", 3),
-            b',"as":',
-            ("as", 2),
-            b',"t":',
-            ("t", 4),
-            b',"q":',
-            ("q", 3),
-            b',"z":',
-            ("z", 1),
-        ]
-        words = max(Layout(trade).words, Layout(quote).words)
-        self.trade, self.quote = Layout(trade, words), Layout(quote, words)
-        self.id_end = (self.trade.slots["i"][0] + _ID_WORDS) * 4  # byte after the id's digits
 
 
 @dataclass(frozen=True)
@@ -120,7 +60,7 @@ class SessionTape:
     quotes: dict[str, np.ndarray]
     seconds: BarTape
     minutes: BarTape
-    layouts: _Layouts
+    layouts: frames.TickLayouts
 
     @property
     def events(self) -> int:
@@ -172,11 +112,12 @@ def build_tape(
     )
     qu["bs"] = qu["bs"] // 100  # the WebSocket feed gives quote sizes in round lots
     qu["as"] = qu["as"] // 100
+    tapes = np.array([t.tape for t in trades], np.int64)
     return SessionTape(
         day,
         list(symbols),
         np.array([SYMBOLS.code(s) for s in symbols], np.int64),
-        np.array([t.tape for t in trades], np.int64),
+        tapes,
         tr,
         qu,
         _bar_tape(
@@ -189,7 +130,7 @@ def build_tape(
             60_000,
             opening,
         ),
-        _Layouts(list(symbols)),
+        frames.TickLayouts(symbols, tapes, _FORMAT),
     )
 
 
@@ -334,16 +275,11 @@ class PlaybackStep:
         nt, nq = len(tr["t"]), len(qu["t"])
         order = np.argsort(np.concatenate([tr["t"], qu["t"]]), kind="stable")
         is_trade = order < nt
-        rows = np.empty((nt + nq, lay.trade.words), np.uint32)
+        rows = lay.rows(nt + nq)
         if nt:
-            rows[is_trade] = _trade_rows(tape, tr)
+            rows[is_trade] = lay.trades(tr, tr["t"] // NS_PER_MS)
         if nq:
-            rows[~is_trade] = lay.quote.render(nq, {
-                "sym": np.take(lay.sym, qu["sym"], axis=0), "bx": digits(qu["bx"], 1), "bp": price_words(qu["bp"]),
-                "bs": digits(qu["bs"], 2), "ax": digits(qu["ax"], 1), "ap": price_words(qu["ap"]),
-                "as": digits(qu["as"], 2), "t": sorted_digits(qu["t"] // NS_PER_MS, 4),
-                "q": digits(qu["q"], 3), "z": digits(tape.tapes[qu["sym"]], 1),
-            })  # fmt: skip
+            rows[~is_trade] = lay.quotes(qu, qu["t"] // NS_PER_MS)
         kinds = np.where(is_trade, _T, _Q)
         symbols = tape.codes[np.concatenate([tr["sym"], qu["sym"]])[order]]
         loose, loose_kinds, loose_symbols = [], [], []
@@ -358,21 +294,6 @@ class PlaybackStep:
         )
 
 
-def _trade_rows(tape: SessionTape, tr: dict[str, np.ndarray]) -> np.ndarray:
-    lay = tape.layouts
-    n = len(tr["t"])
-    rows = lay.trade.render(n, {
-        "sym": np.take(lay.sym, tr["sym"], axis=0), "i": digits(tr["i"], _ID_WORDS), "x": digits(tr["x"], 1),
-        "p": price_words(tr["p"]), "s": digits(tr["s"], 2), "c": np.take(_CONDITIONS, tr["flags"], axis=0),
-        "t": sorted_digits(tr["t"] // NS_PER_MS, 4), "q": digits(tr["q"], 3), "z": digits(tape.tapes[tr["sym"]], 1),
-    })  # fmt: skip
-    # the id is a JSON string: its opening quote goes just before its first digit
-    width = 1 + np.searchsorted(_POWERS, tr["i"], side="right")
-    raw = rows.view(np.uint8)
-    raw[np.arange(n), lay.id_end - width - 1] = ord('"')
-    return rows
-
-
 def _bar_events(tape: SessionTape, bars: BarTape, part: slice) -> list[tuple[dict[str, Any], int]]:
     b = bars.bars.take(part)
     width = 1000 if bars.ev == "A" else 60_000
@@ -383,9 +304,8 @@ def _bar_events(tape: SessionTape, bars: BarTape, part: slice) -> list[tuple[dic
     )  # fmt: skip
     out = []
     for j, s, o, h, low, c, v, vw, n, av, a, op in cols:
-        event = {
-            "ev": bars.ev, "sym": tape.symbols[j], "v": v, "av": av, "op": op, "vw": vw,
-            "o": o, "c": c, "h": h, "l": low, "a": a, "z": v // max(n, 1), "s": s, "e": s + width,
-        }  # fmt: skip
+        event = frames.bar_event(
+            bars.ev, tape.symbols[j], s, width, (o, h, low, c, v, vw, n), (av, a, op)
+        )
         out.append((event, int(tape.codes[j])))
     return out

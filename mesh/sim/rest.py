@@ -83,6 +83,7 @@ _ROUTES = Map(
             endpoint="snapshot",
             defaults={"name": "direction"},
         ),
+        Rule("/v3/snapshot", endpoint="snapshot", defaults={"name": "universal"}),
         Rule("/v1/marketstatus/now", endpoint="market_status", defaults={"name": "now"}),
         Rule("/v1/marketstatus/upcoming", endpoint="market_status", defaults={"name": "upcoming"}),
         Rule("/_sim/disconnect", endpoint="disconnect", methods=["GET", "POST"]),

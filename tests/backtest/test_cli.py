@@ -178,3 +178,13 @@ def test_errors_are_one_clear_line(
     assert cli.main(argv) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_on_a_recording_says_its_prices_are_as_traded(
+    data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["backtest", "live", "--strategy", "buy-and-hold", "--no-save"]) == 0
+    assert "prices: as traded (recorded live, as live data is)" in capsys.readouterr().out
+    assert cli.main(["backtest", "live", "--strategy", "bh", "--no-save", "--json"]) == 0
+    dataset = json.loads(capsys.readouterr().out)["dataset"]
+    assert dataset["adjusted"] is False and dataset["prices"].startswith("as traded")

@@ -106,3 +106,15 @@ def test_migrate_rewrites_old_datasets_and_says_what_it_did(
     }
     code, _, err = run(["data", "migrate"], capsys)
     assert code == 2 and "give a dataset NAME or --all" in err
+
+
+def test_show_says_an_old_fetch_without_the_adjusted_key_is_as_traded(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(["data", "show", f"historical:{V1_HISTORICAL}"], capsys)
+    assert code == 0 and "prices:         as traded\n" in out
+    code, out, _ = run(["data", "show", f"historical:{V1_HISTORICAL}", "--json"], capsys)
+    shown = json.loads(out)
+    assert shown["adjusted"] is False and shown["prices"] == "as traded"
+    code, out, _ = run(["data", "show", V1_RECORDING, "--json"], capsys)
+    assert json.loads(out)["prices"] == "as traded (recorded live, as live data is)"

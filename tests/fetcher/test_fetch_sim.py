@@ -39,7 +39,7 @@ def test_rest_and_flat_files_return_identical_bars(
     )  # the symbol check reads day aggregates
     assert (
         flat_report.method == "flat_file"
-        and flat_report.rest_calls == 0
+        and flat_report.rest_calls == flat_report.split_calls == 2  # the splits adjust the files
         and flat_report.files_downloaded == 3
     )
     assert rest.schema == flat.schema == BAR_SCHEMA
@@ -80,14 +80,14 @@ def test_auto_picks_rest_at_five_symbols_and_seven_days(
 
 def test_auto_picks_flat_files_above_five_symbols(sim_config: Config, days: list[dt.date]) -> None:
     _, report = Fetcher(sim_config).run(make_request(SIX, days[-2], days[-1], "1d"))
-    assert report.method == "flat_file" and report.rest_calls == 0
+    assert report.method == "flat_file" and report.rest_calls == report.split_calls == 6
     assert "more than 5 symbols" in report.reason
 
 
 def test_auto_picks_flat_files_above_seven_days(sim_config: Config, days: list[dt.date]) -> None:
     start = days[-1] - dt.timedelta(days=7)  # 8 calendar days
     _, report = Fetcher(sim_config).run(make_request(["AAPL"], start, days[-1], "1d"))
-    assert report.method == "flat_file" and report.rest_calls == 0
+    assert report.method == "flat_file" and report.rest_calls == report.split_calls == 1
     assert "more than 7 days" in report.reason
 
 

@@ -93,7 +93,7 @@ def test_next_url_is_followed_with_bearer_auth_and_no_key_in_the_url(
         (BAR["t"] + 60_000) * 10**6,
     ]
     assert (
-        "limit=50000" in state.requests[0]["path"] and "adjusted=false" in state.requests[0]["path"]
+        "limit=50000" in state.requests[0]["path"] and "adjusted=true" in state.requests[0]["path"]
     )
     assert (
         state.requests[1]["path"]
@@ -168,3 +168,44 @@ def test_a_refused_call_is_never_sent(server: tuple[Scripted, str], tmp_path: Pa
     with pytest.raises(QuotaExceeded, match="daily limit"):
         rest.minute_bars("MSFT", DAY, DAY)
     assert len(state.requests) == 1
+
+
+SPLIT = {"ticker": "NVDA", "execution_date": "2024-06-10", "split_from": 1, "split_to": 10}
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"split_from": 0}, "split_from=0"),
+        ({"split_to": -10}, "split_to=-10"),
+        ({"execution_date": "June 10th"}, "execution_date=June 10th"),
+    ],
+    ids=["a zero split_from", "a negative split_to", "a date that is no date"],
+)
+def test_an_impossible_split_is_refused_in_one_line_naming_it(
+    bad: dict[str, Any], named: str, server: tuple[Scripted, str], tmp_path: Path
+) -> None:
+    state, url = server
+    state.script = [ok({"status": "OK", "results": [SPLIT, {**SPLIT, **bad}]})]
+    with client(url, tmp_path) as rest, pytest.raises(RestProtocolError) as caught:
+        rest.splits("NVDA")
+    assert named in str(caught.value) and "\n" not in str(caught.value)
+    assert "ticker=NVDA" in state.requests[0]["path"]
+
+
+def test_splits_follow_next_url_and_keep_only_the_asked_ticker(
+    server: tuple[Scripted, str], tmp_path: Path
+) -> None:
+    state, url = server
+    later = {**SPLIT, "execution_date": "2021-07-20", "split_to": 4}
+    state.script = [
+        ok({"status": "OK", "results": [SPLIT], "next_url": f"{url}/v3/reference/splits?cursor=x"}),
+        ok({"status": "OK", "results": [later, {**SPLIT, "ticker": "NVDX"}]}),
+    ]
+    with client(url, tmp_path) as rest:
+        splits = rest.splits("NVDA")
+    assert [(s.execution_date.isoformat(), s.ratio) for s in splits] == [
+        ("2021-07-20", 4.0),
+        ("2024-06-10", 10.0),
+    ]
+    assert rest.calls == 2

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from massive import RESTClient
 from massive.exceptions import BadResponse
 
-from mesh.sim import history, market, snapshots
+from mesh.sim import history, market, marketstatus, snapshots
 from mesh.sim.clock import SimClock, session_at
 from tests.simulator import ThreadedSim
 
@@ -155,3 +158,151 @@ def test_the_free_plan_gets_no_snapshots() -> None:
         client = RESTClient(api_key="free", base=sim.rest_url, retries=0)
         with pytest.raises(BadResponse, match="NOT_AUTHORIZED"):
             client.get_snapshot_ticker("stocks", "AAPL")
+
+
+# --- /v3/snapshot, the universal snapshot ---------------------------------------------------------
+
+
+def test_the_universal_snapshot_parses_in_the_official_client_and_agrees_with_the_v2_snapshot(
+    played: tuple[RESTClient, int],
+) -> None:
+    client, now_ns = played
+    snaps = list(client.list_universal_snapshots(type="stocks", ticker_any_of=["MSFT", "AAPL"]))
+    assert [s.ticker for s in snaps] == ["AAPL", "MSFT"]
+    open_ns = history.session_bounds_ns(DAY)[1]
+    for snap in snaps:
+        v2 = client.get_snapshot_ticker("stocks", snap.ticker)
+        assert snap.type == "stocks" and snap.error is None
+        assert snap.name == client.get_ticker_details(snap.ticker).name
+        assert snap.market_status == ("open" if now_ns >= open_ns else "early_trading")
+        session = snap.session
+        assert (session.open, session.high, session.low, session.close, session.volume) == (
+            v2.day.open,
+            v2.day.high,
+            v2.day.low,
+            v2.day.close,
+            v2.day.volume,
+        )
+        assert session.previous_close == v2.prev_day.close
+        assert (session.change, session.change_percent) == (
+            v2.todays_change,
+            v2.todays_change_percent,
+        )
+        assert (snap.last_quote.bid, snap.last_quote.ask, snap.last_quote.last_updated) == (
+            v2.last_quote.bid_price,
+            v2.last_quote.ask_price,
+            v2.last_quote.sip_timestamp,
+        )
+        if v2.last_trade.sip_timestamp:
+            assert (snap.last_trade.price, snap.last_trade.sip_timestamp) == (
+                v2.last_trade.price,
+                v2.last_trade.sip_timestamp,
+            )
+            assert session.price == v2.last_trade.price
+        else:
+            assert snap.last_trade is None
+
+
+def test_the_universal_snapshot_changes_by_part_of_the_day_follow_the_trades(
+    played: tuple[RESTClient, int],
+) -> None:
+    client, now_ns = played
+    begin, open_ns, _, _ = history.session_bounds_ns(DAY)
+    (snap,) = client.list_universal_snapshots(ticker_any_of=["AAPL"])
+    prev_close = snap.session.previous_close
+    pre = list(
+        client.list_trades(
+            "AAPL", order="desc", limit=1, timestamp_gte=begin, timestamp_lt=min(open_ns, now_ns)
+        )
+    )[:1]
+    expected_early = round(pre[0].price - prev_close, 4) if pre else 0
+    assert snap.session.early_trading_change == pytest.approx(expected_early, abs=1e-9)
+    assert snap.session.late_trading_change == 0  # no after-hours trading yet
+    if now_ns >= open_ns:  # a regular-session trade is the last one: its change is the day's
+        assert snap.session.regular_trading_change == snap.session.change
+    else:
+        assert snap.session.regular_trading_change == 0
+
+
+def test_the_universal_snapshot_pages_in_ticker_order(played: tuple[RESTClient, int]) -> None:
+    client, _ = played
+    first = json.loads(client.list_universal_snapshots(limit=2, raw=True).data)
+    assert [r["ticker"] for r in first["results"]] == ["AAPL", "INTC"]
+    assert "cursor=" in first["next_url"]
+    assert [s.ticker for s in client.list_universal_snapshots(limit=2)] == SYMBOLS
+    assert [s.ticker for s in client.list_universal_snapshots(limit=1, order="desc")] == SYMBOLS[
+        ::-1
+    ]
+    assert [s.ticker for s in client.list_universal_snapshots(ticker_gte="B", ticker_lt="N")] == [
+        "INTC",
+        "MSFT",
+    ]
+    assert [s.ticker for s in client.list_universal_snapshots(params={"ticker": "MSFT"})] == [
+        "MSFT"
+    ]
+
+
+def test_an_unknown_ticker_in_the_universal_snapshot_is_a_not_found_item(
+    played: tuple[RESTClient, int],
+) -> None:
+    client, _ = played
+    snaps = {s.ticker: s for s in client.list_universal_snapshots(ticker_any_of=["NOPE", "AAPL"])}
+    assert (snaps["NOPE"].error, snaps["NOPE"].message, snaps["NOPE"].session) == (
+        "NOT_FOUND",
+        "Ticker not found.",
+        None,
+    )
+    assert snaps["AAPL"].error is None and snaps["AAPL"].session is not None
+
+
+@pytest.mark.parametrize(
+    "query,says",
+    [
+        ("limit=0", "limit must be a whole number between 1 and 250"),
+        ("limit=251", "limit must be a whole number between 1 and 250"),
+        ("limit=ten", "limit must be a whole number between 1 and 250"),
+        ("order=up", "order must be one of asc, desc"),
+        ("type=bonds", "type must be one of stocks, options, fx, crypto, indices"),
+        ("sort=price", "sort must be one of ticker"),
+        ("cursor=!!", "Invalid cursor."),
+        ("ticker.any_of=" + ",".join(f"T{i}" for i in range(251)), "at most 250 tickers"),
+    ],
+)
+def test_a_bad_universal_snapshot_parameter_gets_massives_400(
+    played: tuple[RESTClient, int], query: str, says: str
+) -> None:
+    client, _ = played
+    url = f"{client.BASE}/v3/snapshot?{query}&apiKey={KEY}"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=10)
+    body = json.loads(refused.value.read())
+    assert refused.value.code == 400
+    assert body["status"] == "ERROR" and says in body["error"]
+
+
+def test_the_official_client_raises_on_a_universal_snapshot_limit_over_250(
+    played: tuple[RESTClient, int],
+) -> None:
+    client, _ = played
+    with pytest.raises(BadResponse, match="between 1 and 250"):
+        list(client.list_universal_snapshots(limit=251))
+
+
+def test_the_free_plan_gets_no_universal_snapshot() -> None:
+    with ThreadedSim(symbols=["AAPL"], s3=False, free_keys=("free",)) as sim:
+        client = RESTClient(api_key="free", base=sim.rest_url, retries=0)
+        with pytest.raises(BadResponse, match="NOT_AUTHORIZED"):
+            list(client.list_universal_snapshots())
+
+
+def test_before_0330_the_universal_snapshot_shows_the_last_sessions_after_hours_change() -> None:
+    src = _source(_et(DAY, 3, 0))
+    snap = snapshots.universal_snapshot(src, "AAPL", marketstatus.Phase.CLOSED)
+    v2 = snapshots.ticker_snapshot(src, "AAPL")
+    last = history.day_trades(1, "AAPL", PREV)
+    assert int(last.sip_ns[-1]) >= history.session_bounds_ns(PREV)[2], "AAPL trades after hours"
+    assert snap["session"]["close"] == v2["day"]["c"]
+    assert snap["session"]["late_trading_change"] == round(
+        float(last.price[-1]) - v2["day"]["c"], 4
+    )
+    assert snap["last_trade"]["sip_timestamp"] == int(last.sip_ns[-1])
