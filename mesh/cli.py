@@ -21,6 +21,7 @@ from mesh import (
     config_cli,
     control,
     data_cli,
+    reconcile_cli,
     run_cli,
     status_cli,
     tap_cli,
@@ -28,7 +29,6 @@ from mesh import (
 from mesh.backtest import cli as backtest_cli
 from mesh.commandline import CliError, CommandModule, OneLineParser
 from mesh.fetcher import cli as fetcher_cli
-from mesh.fetcher import reconcile_cli
 from mesh.kdb import cli as kdb_cli
 from mesh.recorder import cli as recorder_cli
 
