@@ -13,7 +13,8 @@ the recorder writes them), with a few hundred rows removed and a few prices chan
 
 The figure is rows compared per second (recorded + reference rows). Target: at least 5x the
 pandas merge, and the whole day (reading both files and comparing) under 10 s at the default
-scale. The last line is the JSON summary.
+scale (`python bench/reconcile.py [SCALE]`, default the sim's 0.05 of a real day's activity). The
+last line is the JSON summary.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from mesh import calendar  # noqa: E402
 from mesh.datasets.audit import EventKind  # noqa: E402
 from mesh.fetcher.compare import KEYS, compare  # noqa: E402
 from mesh.fetcher.ticks import read_day_file  # noqa: E402
-from mesh.sim import market  # noqa: E402
+from mesh.sim import history, market  # noqa: E402
 from mesh.sim.flatfiles import FlatFiles, key_for  # noqa: E402
 
 MS = 1_000_000
@@ -50,12 +51,12 @@ def the_day() -> dt.date:
     return calendar.trading_days(today - dt.timedelta(days=10), today - dt.timedelta(days=1))[-1]
 
 
-def build_files(day: dt.date, folder: Path) -> dict[EventKind, Path]:
+def build_files(day: dt.date, folder: Path, scale: float) -> dict[EventKind, Path]:
     window = market.HistoryWindow.ending_before(day + dt.timedelta(days=1))
-    files = FlatFiles(market.DEFAULT_SEED, market.DEFAULT_SYMBOLS, lambda: window)
+    files = FlatFiles(market.DEFAULT_SEED, market.DEFAULT_SYMBOLS, lambda: window, scale)
     out = {}
     for kind, dataset in ((EventKind.TRADES, "trades_v1"), (EventKind.QUOTES, "quotes_v1")):
-        path = folder / key_for(dataset, day).replace("/", "_")
+        path = folder / f"{scale:g}_{key_for(dataset, day).replace('/', '_')}"
         if not path.exists():
             path.write_bytes(files.build(key_for(dataset, day)))
         out[kind] = path
@@ -123,7 +124,8 @@ def main() -> None:
     day = the_day()
     folder = Path(tempfile.gettempdir()) / "mesh-bench-reconcile"
     folder.mkdir(exist_ok=True)
-    files = build_files(day, folder)
+    scale = float(sys.argv[1]) if len(sys.argv) > 1 else history.DEFAULT_SCALE
+    files = build_files(day, folder, scale)
     symbols = list(market.DEFAULT_SYMBOLS)
     rng = np.random.default_rng(7)
     t0 = time.perf_counter()
@@ -150,7 +152,7 @@ def main() -> None:
     trades = reference[EventKind.TRADES].num_rows
     quotes = reference[EventKind.QUOTES].num_rows
     print(
-        f"{day}: {len(symbols)} symbols, {trades:,} trades and {quotes:,} quotes at Massive; "
+        f"{day} at scale {scale:g}: {len(symbols)} symbols, {trades:,} trades and {quotes:,} quotes at Massive; "
         f"reading both day files {read_s:.2f} s, comparing {min(mine) * 1000:.0f} ms "
         f"({value:,.0f} rows/s); pandas merge {min(base) * 1000:.0f} ms ({baseline:,.0f} rows/s); "
         f"the whole day {day_s:.2f} s",
@@ -166,6 +168,7 @@ def main() -> None:
         "ratio >= 5 and the day (read + compare) < 10 s",
         day_seconds=round(day_s, 3),
         rows=rows,
+        scale=scale,
     )
 
 

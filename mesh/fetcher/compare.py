@@ -277,12 +277,12 @@ def _encode(array: pa.Array) -> tuple[np.ndarray, pa.Array]:
         runs = pc.run_end_encode(array)
         if len(runs.values) <= n // 8:
             values = pc.dictionary_encode(runs.values, null_encoding="encode")
-            ends = runs.run_ends.to_numpy(zero_copy_only=False).astype(np.int64)
+            ends = runs.run_ends.to_numpy(zero_copy_only=False)
             lengths = np.diff(ends, prepend=0)
-            run_codes = values.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            run_codes = values.indices.to_numpy(zero_copy_only=False)
             return np.repeat(run_codes, lengths), values.dictionary
     encoded = pc.dictionary_encode(array, null_encoding="encode")
-    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary
+    return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary
 
 
 def _key_codes(parts: list[tuple[np.ndarray, int]]) -> np.ndarray:
@@ -302,33 +302,30 @@ def _key_codes(parts: list[tuple[np.ndarray, int]]) -> np.ndarray:
 def _symbol_codes(
     recorded: pa.Table, reference: pa.Table, symbols: Iterable[str]
 ) -> tuple[list[str], np.ndarray]:
-    """(every symbol, listed ones first; each row's symbol as an index into them, both sides).
+    """(every symbol, in name order; each row's symbol as an index into them, both sides).
 
     Each side is numbered on its own (a recording interleaves its symbols, a flat file or REST
     answer has them in long runs), then the two small dictionaries are merged.
     """
-    names = list(dict.fromkeys(symbols))
-    index = {name: i for i, name in enumerate(names)}
-    parts = []
-    for table in (recorded, reference):
-        for chunk in table.column("symbol").cast(pa.string()).chunks:
-            if len(chunk) == 0:
-                continue
-            codes, dictionary = _encode(chunk)
-            mapping = np.empty(len(dictionary), np.int64)
-            for i, name in enumerate(dictionary.to_pylist()):
-                name = name if name is not None else ""
-                if name not in index:
-                    index[name] = len(names)
-                    names.append(name)
-                mapping[i] = index[name]
-            parts.append(mapping[codes])
-    codes = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    encoded = [
+        _encode(chunk)
+        for table in (recorded, reference)
+        for chunk in table.column("symbol").cast(pa.string()).chunks
+        if len(chunk)
+    ]
+    found = [name if name is not None else "" for _, d in encoded for name in d.to_pylist()]
     # numbered in name order, so a reference sorted by ticker has its codes in order too
-    by_name = np.argsort(np.array(names, dtype=object), kind="stable")
-    rank = np.empty(len(names), np.int64)
-    rank[by_name] = np.arange(len(names))
-    return [names[i] for i in by_name], rank[codes]
+    names = sorted({*symbols, *found})
+    index = {name: i for i, name in enumerate(names)}
+    out = np.empty(recorded.num_rows + reference.num_rows, np.int64)
+    at = 0
+    for codes, dictionary in encoded:
+        mapping = np.array(
+            [index[name if name is not None else ""] for name in dictionary.to_pylist()], np.int64
+        )
+        out[at : at + len(codes)] = mapping[codes]
+        at += len(codes)
+    return names, out
 
 
 def _fields_differ(
