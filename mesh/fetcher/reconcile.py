@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mesh import calendar, datasets
 from mesh.datasets import TableKind, audit
@@ -323,15 +324,13 @@ def _rest_calls(
     for kind in kinds:
         table = rows[kind]
         times = _ns(table, "ts_event")
-        names = (
-            table.column("symbol").to_numpy(zero_copy_only=False)
-            if table.num_rows
-            else np.zeros(0, object)
-        )
         for piece in pieces:
             inside = (times >= piece.from_ns) & (times <= piece.to_ns)
-            counts = dict(zip(*np.unique(names[inside], return_counts=True), strict=True))
-            calls += sum(max(1, math.ceil(int(counts.get(s, 0)) / TICKS_LIMIT)) for s in symbols)
+            counts: dict[str, int] = {}
+            if inside.any():
+                found = pc.value_counts(table.column("symbol").filter(pa.array(inside)))
+                counts = {str(v["values"]): int(v["counts"]) for v in found.to_pylist()}
+            calls += sum(max(1, math.ceil(counts.get(s, 0) / TICKS_LIMIT)) for s in symbols)
     return calls
 
 

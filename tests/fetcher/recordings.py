@@ -88,20 +88,23 @@ def write_recording(
     *,
     kinds: Sequence[str] = (TRADES, QUOTES),
     requested: Sequence[str] | None = None,
+    live_run: tuple[str, str] | None = None,
 ) -> Path:
     """A stopped session that recorded `kinds` of `symbols` from `start` to `end` ET on `day`,
-    played back now (received today, so its run's clock is far from the events' times)."""
+    played back now (received today, so its run's clock is far from the events' times); with
+    `live_run` (from, to ET) received live instead, 3 ms after each event, by a run that went
+    from `from` to `to`."""
     lo, hi = et_ns(day, start), et_ns(day, end)
     folder = data_dir / "recordings" / name
-    started = time.time_ns()
-    offset = started - lo
+    started = time.time_ns() if live_run is None else et_ns(day, live_run[0])
+    offset = started - lo if live_run is None else 3 * MS
     tables = {}
     for kind in kinds:
         make = trades_of if kind == TRADES else quotes_of
         tables[kind] = pa.concat_tables([make(s, day, lo, hi, offset) for s in symbols])
         (folder / kind).mkdir(parents=True, exist_ok=True)
         pq.write_table(tables[kind], folder / kind / "part-000001.parquet")
-    ended = started + (hi - lo) + 1_000_000_000
+    ended = started + (hi - lo) + 1_000_000_000 if live_run is None else et_ns(day, live_run[1])
     events = np.concatenate(
         [t.column("ts_event").cast(pa.int64()).to_numpy() for t in tables.values()]
     )

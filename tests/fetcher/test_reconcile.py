@@ -168,3 +168,20 @@ def test_auto_turns_to_flat_files_when_rest_would_not_fit(
     assert report.plan.method is Method.FLAT_FILE and "left today" in report.plan.reason
     assert report.reconciliation is not None and report.reconciliation.complete
     assert QuotaLedger.for_config(config).snapshot()["rest_calls_today"] == 0
+
+
+def test_a_live_run_is_compared_over_its_whole_clock_span_so_a_late_start_shows_as_missing(
+    sim_config: Config, day: dt.date
+) -> None:
+    write_recording(
+        sim_config.data_dir, "late", day, "13:00:10", "13:05", ("SPY",),
+        kinds=("trades",), live_run=("13:00", "13:05"),
+    )  # fmt: skip
+    report = reconcile("late", sim_config)
+    assert report.plan.pieces[0].from_ns == et_ns(day, "13:00")
+    found = report.reconciliation
+    assert found is not None
+    (spy,) = found.results
+    (span,) = spy.missing_spans
+    assert spy.missing == span.rows > 0 and spy.extra == spy.differing == 0
+    assert et_ns(day, "13:00") <= span.from_ns <= span.to_ns < et_ns(day, "13:00:10")
