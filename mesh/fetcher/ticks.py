@@ -128,8 +128,7 @@ def from_flat_file(
         except FlatFileError as exc:
             log.warning("cached %s is damaged (%s); fetching it again", file.key, exc)
     path.unlink(missing_ok=True)
-    _download(flatfiles, kind, file, path, on_bytes)
-    return read_day_file(path, kind, symbols, recv_ns=recv_ns)
+    return _download(flatfiles, kind, file, path, symbols, recv_ns, on_bytes)
 
 
 def _download(
@@ -137,9 +136,12 @@ def _download(
     kind: EventKind,
     file: DayFile,
     path: Path,
+    symbols: Sequence[str],
+    recv_ns: int,
     on_bytes: Callable[[int], None] | None,
-) -> None:
-    """Fetch one day file into the cache: reserved in the ledger, checked, then renamed into place."""
+) -> pa.Table:
+    """Fetch one day file into the cache (reserved in the ledger, checked, then renamed into
+    place); the check is the full parse that also keeps `symbols`' rows, which are returned."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,9 +167,10 @@ def _download(
             raise flatfiles._error(exc, file.key) from None
         if got != expected:
             raise FlatFileError(f"{file.key}: download ended after {got} of {expected} bytes")
-        read_day_file(tmp, kind, (), recv_ns=0)  # the check: gzip, header and every value
+        table = read_day_file(tmp, kind, symbols, recv_ns=recv_ns)  # gzip, header, every value
         os.replace(tmp, path)
         flatfiles.files_downloaded += 1
+        return table
     finally:
         flatfiles.bytes_downloaded += got
         if got != file.size:

@@ -17,6 +17,7 @@ from mesh.config import Config
 from mesh.datasets import audit
 from mesh.datasets.audit import EventKind, Method
 from mesh.fetcher.errors import QuotaExceeded
+from mesh.fetcher.flatfiles import key_for
 from mesh.fetcher.ledger import QuotaLedger
 from mesh.fetcher.reconcile import reconcile
 from mesh.sim.server import SimServer
@@ -185,3 +186,23 @@ def test_a_live_run_is_compared_over_its_whole_clock_span_so_a_late_start_shows_
     (span,) = spy.missing_spans
     assert spy.missing == span.rows > 0 and spy.extra == spy.differing == 0
     assert et_ns(day, "13:00") <= span.from_ns <= span.to_ns < et_ns(day, "13:00:10")
+
+
+def test_day_files_in_the_cache_cost_nothing_and_a_damaged_one_is_fetched_again(
+    sim_config: Config, day: dt.date
+) -> None:
+    write_recording(sim_config.data_dir, "cached", day, "15:00", "15:10", ("AAPL",))
+    first = reconcile("cached", sim_config, method="flat_file")
+    assert first.reconciliation is not None and first.reconciliation.cost.s3_bytes > 0
+    again = reconcile("cached", sim_config, method="flat_file")
+    assert again.reconciliation is not None and again.reconciliation.cost.s3_bytes == 0
+    assert again.plan.files_cached == again.plan.files == 2
+    trades_file = sim_config.data_dir / "flatfiles" / key_for(day, "trades_v1")
+    size = trades_file.stat().st_size
+    with open(trades_file, "r+b") as f:  # same size, broken gzip: only a full read finds it
+        f.seek(size // 2)
+        f.write(b"\0" * 64)
+    healed = reconcile("cached", sim_config, method="flat_file")
+    assert healed.reconciliation is not None
+    assert healed.reconciliation.cost.s3_bytes == size
+    assert healed.reconciliation.results == first.reconciliation.results
