@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mesh.datasets.audit import MAX_SPANS_LISTED, EventKind, Span, SymbolResult
-from mesh.times import to_ns
+from mesh.times import TIME, to_ns
 
 NS_PER_MS = 1_000_000
 
@@ -82,8 +82,9 @@ def compare(
     kind = EventKind(kind)
     _require(recorded, kind, "recorded")
     _require(reference, kind, "reference")
-    recorded, rec_ms = _inside(recorded, spans)
-    reference, ref_ms = _inside(reference, spans)
+    recorded, rec_ns = _inside(recorded, spans)
+    reference, ref_time = _inside(reference, spans)
+    rec_ms, ref_ms = rec_ns // NS_PER_MS, ref_time // NS_PER_MS
     n_rec, n_ref = recorded.num_rows, reference.num_rows
 
     # one code per distinct key over both sides, then pair the k-th sighting on each side
@@ -111,7 +112,6 @@ def compare(
     differing_n = count(ref_sym[matched_ref], differs)
     matched_n = count(ref_sym[matched_ref], ~differs)
 
-    ref_time = _ns(reference)
     spans_of, missing_order = _missing_spans(ref_sym, ref_time, ref_missing, width, max_spans)
     results = tuple(
         SymbolResult(
@@ -140,24 +140,35 @@ def _require(table: pa.Table, kind: EventKind, side: str) -> None:
 
 
 def _ns(table: pa.Table) -> np.ndarray:
+    """Event times in ns (read in place when stored as the storage schema's timestamps)."""
+    column = table.column("ts_event")
     if table.num_rows == 0:
         return np.zeros(0, np.int64)
-    return to_ns(table.column("ts_event"))
+    if column.type == TIME and column.null_count == 0:
+        return _flat(column.cast(pa.int64()))
+    return to_ns(column)
+
+
+def _flat(column: pa.ChunkedArray) -> np.ndarray:
+    """A numeric column without nulls as one numpy array (no copy for a single chunk)."""
+    if column.num_chunks == 1:
+        return column.chunk(0).to_numpy()
+    return column.to_numpy()
 
 
 def _inside(
     table: pa.Table, spans: Sequence[tuple[int, int]] | None
 ) -> tuple[pa.Table, np.ndarray]:
-    """(the rows whose event time falls in one of `spans`, compared in ms; their ms times)."""
-    ms = _ns(table) // NS_PER_MS
+    """(the rows whose event time falls in one of `spans`, compared in ms; their times in ns)."""
+    ns = _ns(table)
     if spans is None or table.num_rows == 0:
-        return table, ms
-    keep = np.zeros(len(ms), bool)
-    for lo, hi in spans:
-        keep |= (ms >= lo // NS_PER_MS) & (ms <= hi // NS_PER_MS)
+        return table, ns
+    keep = np.zeros(len(ns), bool)
+    for lo, hi in spans:  # whole milliseconds, as the recording has them
+        keep |= (ns >= lo // NS_PER_MS * NS_PER_MS) & (ns < (hi // NS_PER_MS + 1) * NS_PER_MS)
     if keep.all():
-        return table, ms
-    return table.filter(pa.array(keep)), ms[keep]
+        return table, ns
+    return table.filter(pa.array(keep)), ns[keep]
 
 
 def _pairs(key: np.ndarray, n_rec: int) -> tuple[np.ndarray, np.ndarray]:
@@ -355,7 +366,7 @@ def _numbers(column: pa.ChunkedArray) -> np.ndarray | None:
         return None
     if column.null_count:
         column = column.cast(pa.float64())
-    return column.to_numpy()
+    return _flat(column)
 
 
 def _values_differ(
