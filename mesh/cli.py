@@ -22,6 +22,7 @@ from mesh import (
     control,
     data_cli,
     heal_cli,
+    reconcile_cli,
     run_cli,
     status_cli,
     tap_cli,
@@ -41,10 +42,11 @@ COMMANDS: tuple[CommandModule, ...] = (
     config_cli,  # config
     recorder_cli,  # record start|stop|status
     fetcher_cli,  # fetch, quota
+    reconcile_cli,  # reconcile SESSION
+    heal_cli,  # heal SESSION
     backtest_cli,  # backtest
     kdb_cli,  # kdb load|schema
     data_cli,  # data list|show|migrate
-    heal_cli,  # heal SESSION
     auth_cli,  # auth add|list|revoke
 )
 

@@ -91,3 +91,5 @@ def _say(report: HealReport) -> None:
     for path in report.removed:
         print(f"removed {path}, left by a heal that did not finish")
     print(report.message)
+    if report.reconcile_message:
+        print(f"{report.session}: {report.reconcile_message}")

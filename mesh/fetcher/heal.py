@@ -94,6 +94,10 @@ class HealReport(msgspec.Struct, frozen=True, kw_only=True):
     heal_id: str | None = None  # the Heal entry stored in audit.json
     bars: dict[str, int] = {}  # bar rows rebuilt per bar table
     message: str = ""
+    # after healing a reconciliation's spans, the session is reconciled again to prove the result
+    reconciled: bool = False
+    reconciled_complete: bool | None = None
+    reconcile_message: str = ""
 
     @property
     def complete(self) -> bool:
@@ -111,8 +115,13 @@ def heal(
     ledger: QuotaLedger | None = None,
     cancel: threading.Event | None = None,
     progress: Callable[[float, str], None] | None = None,
+    confirm: bool = True,
 ) -> HealReport:
-    """Heal `session` (a recording NAME or folder); raises HealError (one line) when it cannot."""
+    """Heal `session` (a recording NAME or folder); raises HealError (one line) when it cannot.
+
+    With `confirm`, a heal of a stored reconciliation's spans reconciles the session again (same
+    symbols and method, within the quota) so its audit says whether the session is now complete.
+    """
     folder = _session_folder(session, config.data_dir)
     name = folder.name
     _check_not_recording(folder, name)
@@ -167,9 +176,11 @@ def heal(
         progress(1.0, "rebuilding bars")
     bars = rewrite_bars(folder.parent, name)
     rows = {str(kind): t.num_rows for kind, t in fetched.tables.items()}
+    proof = _reconcile_again(folder, current, config, ledger, cancel, confirm and spans_from)
     return _report(
         name,
         folder,
+        **proof,
         dry_run=False,
         spans_from=spans_from,
         spans=fetched.healed,
@@ -184,6 +195,38 @@ def heal(
         bars=bars,
         message=_done_message(name, rows, fetched),
     )
+
+
+def _reconcile_again(
+    folder: Path,
+    before: audit.Audit,
+    config: Any,
+    ledger: QuotaLedger,
+    cancel: threading.Event | None,
+    spans_from: str | bool,
+) -> dict[str, Any]:
+    """Reconcile the healed session as it was reconciled before; a refusal is said, not raised."""
+    stored = before.reconciliation
+    if spans_from != "reconciliation" or stored is None:
+        return {}
+    from mesh.fetcher.reconcile import reconcile  # reconciliation builds on the heal's reader
+
+    symbols = sorted({r.symbol for r in stored.results})
+    try:
+        done = reconcile(
+            folder, config, symbols=symbols, method=str(stored.method), ledger=ledger, cancel=cancel
+        )
+    except (FetchError, shared.DatasetError) as exc:
+        return {"reconcile_message": f"not reconciled again: {exc}"}
+    result = done.reconciliation
+    complete = result is not None and result.complete
+    return {
+        "reconciled": result is not None,
+        "reconciled_complete": complete,
+        "reconcile_message": "reconciled again: complete"
+        if complete
+        else "reconciled again: still incomplete (see `massive reconcile`)",
+    }
 
 
 # --- which session, and may it be healed ---------------------------------------------------------
