@@ -134,9 +134,12 @@ def _finished_day(folder: Path, today: dt.date) -> dt.date | None:
 
 
 def _files_published(config: object, ledger: QuotaLedger, folder: Path, day: dt.date) -> bool:
-    """Whether the day's trades/quotes flat files (those the session needs) are in the bucket."""
+    """Whether the day's trades/quotes flat files (those the session needs) are in the bucket;
+    False for a session with neither (bars only: nothing to reconcile)."""
+    kinds = session_kinds(datasets.resolve(folder, Path(config.data_dir)))  # type: ignore[attr-defined]
+    if not kinds:
+        return False
     if getattr(config, "s3_credentials", None) is None or not calendar.is_trading_day(day):
         return True  # nothing to ask: the day is over, and the reconcile goes over REST
-    dataset = datasets.resolve(folder, Path(config.data_dir))  # type: ignore[attr-defined]
     flatfiles = FlatFiles(config, ledger)
-    return all(not day_files(flatfiles, kind, [day])[1] for kind in session_kinds(dataset))
+    return all(not day_files(flatfiles, kind, [day])[1] for kind in kinds)

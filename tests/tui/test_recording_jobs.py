@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Static
 
 from mesh.bus import Bus
 from mesh.config import Config
+from mesh.schema import JobUpdate
 from tests.fetcher.test_service_reconcile import record_played
 from tests.tui.test_dashboard import wait_until
 from tests.tui.test_history_view import fetcher, sim  # noqa: F401 - fixtures
@@ -55,10 +56,22 @@ async def test_reconcile_then_heal_the_selected_session_shows_each_job_and_its_a
         view = await open_session(pilot, "holed")
         assert columns(app, "holed")["Reconciled"] == "not reconciled"
         await wait_until(pilot, lambda: app.mesh.is_up("fetcher"), 20)
+        shown: list[str] = []
+        apply_job = app.mesh.apply_job
+
+        def draw_each_update(update: JobUpdate) -> None:  # what the view draws for every update
+            apply_job(update)
+            if view.job is not None and update.job_id == view.job.job_id:
+                view._watch_job()
+                shown.append(line(app))
+
+        setattr(app.mesh, "apply_job", draw_each_update)  # noqa: B010
         await pilot.click("#session-reconcile")
         await wait_until(pilot, lambda: line(app).startswith("done reconcile holed"), 60)
         assert view.job is not None and view.job.job_id.startswith("reconcile-")
         assert "holed: incomplete" in line(app) and "by flat_file" in line(app)
+        running = [s for s in shown if s.startswith("running reconcile holed")]
+        assert running and "%" in running[-1] and "trades_v1" in "".join(running), shown
         await wait_until(pilot, lambda: columns(app, "holed")["Reconciled"] != "not reconciled")
         assert "100%" not in columns(app, "holed")["Reconciled"].split(",")[0]
 
