@@ -92,10 +92,11 @@ def due(config: object, ledger: QuotaLedger, state: AutoState) -> Iterator[Due]:
     """The recordings to reconcile now (see the module doc); a damaged one is skipped, said once."""
     data_dir = Path(config.data_dir)  # type: ignore[attr-defined]
     now = time.time()
-    today = calendar.today_et()
+    today: dt.date | None = None
     for place, folder in layout.dataset_folders(data_dir):
         if place != layout.RECORDINGS or state.waiting(folder.name, now):
             continue
+        today = today or calendar.today_et()
         try:
             day = _finished_day(folder, today)
         except (DatasetError, OSError) as exc:
