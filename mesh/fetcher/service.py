@@ -445,7 +445,7 @@ def heal_summary(report: HealReport) -> str:
 def build_parser() -> argparse.ArgumentParser:
     return OneLineParser(
         prog="massive run fetcher",
-        description="Fetch history (REST or S3 flat files) and backfill gaps on request over the control channel; publishes job.<id> and sys.quota.",
+        description="Fetch history (REST or S3 flat files), backfill gaps, reconcile and heal recordings on request over the control channel, and reconcile finished recordings by itself (MESH_AUTO_RECONCILE, MESH_AUTO_HEAL); publishes job.<id> and sys.quota.",
     )
 
 
