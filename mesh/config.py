@@ -123,6 +123,8 @@ class Config:
     kdb_tickerplant: KdbTarget | None
     sim_mode: bool
     ingest_scanner: bool = True  # MESH_INGEST_SCANNER: off sends every frame through msgspec
+    auto_reconcile: bool = True  # MESH_AUTO_RECONCILE: the fetcher reconciles finished recordings
+    auto_heal: bool = False  # MESH_AUTO_HEAL: ... and heals those it finds incomplete
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -223,6 +225,8 @@ _SPECS = [
     _Spec("MESH_DATA_DIR", "data_dir", "./data"),
     _Spec("KDB_TICKERPLANT", "kdb_tickerplant", None, secret=True),
     _Spec("MESH_INGEST_SCANNER", "ingest_scanner", "on"),
+    _Spec("MESH_AUTO_RECONCILE", "auto_reconcile", "on"),
+    _Spec("MESH_AUTO_HEAL", "auto_heal", "off"),
 ]
 VARIABLES = tuple(spec.var for spec in _SPECS)
 
@@ -357,6 +361,10 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
         ingest_scanner=_parse_switch(
             "MESH_INGEST_SCANNER", raw["MESH_INGEST_SCANNER"], where("MESH_INGEST_SCANNER")
         ),
+        auto_reconcile=_parse_switch(
+            "MESH_AUTO_RECONCILE", raw["MESH_AUTO_RECONCILE"], where("MESH_AUTO_RECONCILE")
+        ),
+        auto_heal=_parse_switch("MESH_AUTO_HEAL", raw["MESH_AUTO_HEAL"], where("MESH_AUTO_HEAL")),
         sources=sources,
     )
 

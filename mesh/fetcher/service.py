@@ -7,6 +7,11 @@ done with the dataset, failed with the reason, or cancelled). mesh.jobs runs the
 a worker thread, so the control channel always answers within a second. The quota is published
 on `sys.quota` once a second; it is read from the shared ledger, so it also shows calls made by
 `massive fetch` and scripts.
+
+`reconcile` and `heal` run mesh.fetcher.reconcile / mesh.fetcher.heal on a recording as jobs
+too (a dry run answers at once with the plan). Automatic mode (MESH_AUTO_RECONCILE, on by
+default, and MESH_AUTO_HEAL) looks once a minute for finished recordings whose day's flat files
+exist and reconciles them, then heals the incomplete ones (mesh.fetcher.auto).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +27,13 @@ from mesh import topics
 from mesh.argtypes import OneLineParser
 from mesh.config import Config
 from mesh.datasets import DatasetError, layout
+from mesh.fetcher import auto, datasets
 from mesh.fetcher import backfill as gap_backfill
-from mesh.fetcher import datasets
 from mesh.fetcher.errors import BadRequest, FetchError
 from mesh.fetcher.fetch import Fetcher
+from mesh.fetcher.heal import HealReport, heal
 from mesh.fetcher.ledger import QuotaLedger
+from mesh.fetcher.reconcile import METHODS, ReconcileReport, reconcile
 from mesh.fetcher.reference import ReferenceBook
 from mesh.fetcher.request import make_request
 from mesh.jobs import Finished, JobContext, JobRunner, on_loop
@@ -67,11 +75,15 @@ class FetcherService(Service):
         )
         self._quota: dict[str, Any] = {}
         self.reference = ReferenceBook(config, self.ledger)
+        self.auto = auto.AutoState()
+        self._scanned = float("-inf")
+        self._scanning: asyncio.Task[None] | None = None
 
     async def run(self, runtime: Runtime) -> None:
         self.jobs.start(on_loop(asyncio.get_running_loop(), runtime.publish))
         try:
             while not runtime.stopping.is_set():
+                self._maybe_scan()
                 try:
                     self._quota = await asyncio.to_thread(self.ledger.snapshot)
                     runtime.publish(topics.QUOTA, Stats(service=self.name, stats=self._quota))
@@ -82,12 +94,15 @@ class FetcherService(Service):
                 except TimeoutError:
                     pass
         finally:
+            if self._scanning is not None:
+                await asyncio.gather(self._scanning, return_exceptions=True)
             await asyncio.to_thread(self.jobs.stop, 1.5)
 
     def counters(self) -> dict[str, Any]:
         q = self._quota
         return {
             **self.jobs.counters(),
+            **self.auto.counters(),
             "rest_calls_today": q.get("rest_calls_today", 0),
             "rest_calls_minute": q.get("rest_calls_minute", 0),
             "s3_bytes_month": q.get("s3_bytes_month", 0),
@@ -136,6 +151,99 @@ class FetcherService(Service):
         if not report.get("ok"):
             raise FetchError(report["message"])
         return Finished(report, report.get("summary") or report.get("message", "done"))
+
+    def _reconcile(self, job: JobContext) -> Finished:
+        a = job.args
+        report = reconcile(
+            a["session"],
+            self.config,
+            symbols=a.get("symbols"),
+            method=a.get("method", "auto"),
+            ledger=self.ledger,
+            cancel=job.cancel,
+            progress=job.progress,
+        )
+        summary = reconcile_summary(report)
+        return Finished({**report.as_dict(), "summary": summary}, summary)
+
+    def _heal(self, job: JobContext) -> Finished:
+        report = heal(
+            job.args["session"],
+            self.config,
+            ledger=self.ledger,
+            cancel=job.cancel,
+            progress=job.progress,
+        )
+        summary = heal_summary(report)
+        return Finished({**report.to_json(), "summary": summary}, summary)
+
+    # --- automatic mode ------------------------------------------------------------------------
+
+    def _maybe_scan(self) -> None:
+        """At start and about once a minute, look for recordings to reconcile (in a thread)."""
+        if not self.config.auto_reconcile or (self._scanning and not self._scanning.done()):
+            return
+        now = time.monotonic()
+        if now - self._scanned < auto.SCAN_EVERY_S:
+            return
+        self._scanned = now
+        self._scanning = asyncio.create_task(asyncio.to_thread(self._scan))
+
+    def _scan(self) -> None:
+        try:
+            for found in auto.due(self.config, self.ledger, self.auto):
+                self._queue_auto("reconcile", found.session, self._auto_reconcile)
+        except Exception:  # a scan that fails must not stop the service; the next one tries again
+            log.exception("automatic reconcile: the scan failed")
+
+    def _queue_auto(self, kind: str, session: str, work: Any) -> None:
+        """Queue an automatic job of `session`; the session counts as busy until it ends."""
+        self.auto.start(session)
+        try:
+            self.jobs.submit(
+                kind,
+                {"session": session, "automatic": True}
+                | ({"method": "auto"} if kind == "reconcile" else {}),
+                work,
+                message=f"queued: automatic {kind} of {session}",
+            )
+        except Exception as exc:  # the queue is full, or the service is stopping
+            log.warning("automatic %s of %s not queued: %s", kind, session, exc)
+            self.auto.finish(session)
+
+    def _auto_reconcile(self, job: JobContext) -> Finished:
+        session = job.args["session"]
+        try:
+            done = self._reconcile(job)
+        except BaseException as exc:
+            self._auto_failed("reconcile", session, exc)
+            raise
+        self.auto.count("reconciled")
+        results = (done.result.get("reconciliation") or {}).get("results") or []
+        if self.config.auto_heal and any(r.get("missing", 0) for r in results):
+            log.info("automatic reconcile: %s; healing it next", done.message)
+            self._queue_auto("heal", session, self._auto_heal)  # busy until the heal ends
+        else:
+            log.info("automatic reconcile: %s", done.message)
+            self.auto.finish(session)
+        return done
+
+    def _auto_heal(self, job: JobContext) -> Finished:
+        session = job.args["session"]
+        try:
+            done = self._heal(job)
+        except BaseException as exc:
+            self._auto_failed("heal", session, exc)
+            raise
+        log.info("automatic heal: %s", done.message)
+        self.auto.count("healed")
+        self.auto.finish(session)
+        return done
+
+    def _auto_failed(self, kind: str, session: str, exc: BaseException) -> None:
+        log.warning("automatic %s of %s failed (next try in an hour): %s", kind, session, exc)
+        self.auto.count("failed")
+        self.auto.finish(session)
 
     # --- commands ------------------------------------------------------------------------------
 
@@ -218,6 +326,70 @@ class FetcherService(Service):
             message="queued: gap backfill",
         )
 
+    def _session(self, session: object) -> str:
+        """A recording's name as a request gives it, or BadRequest (one line)."""
+        recordings = Path(self.config.data_dir) / "recordings"
+        if not (
+            isinstance(session, str)
+            and layout.is_safe_name(session)
+            and layout.is_folder(recordings / session)
+        ):
+            raise BadRequest(f"no recording {str(session)[:80]!r} under {recordings}")
+        return session
+
+    async def cmd_reconcile(
+        self,
+        session: str,
+        symbols: str | list[str] | None = None,
+        method: str = "auto",
+        dry_run: bool = False,
+        job_id: str | None = None,
+    ) -> JobView | dict[str, Any]:
+        """Reconcile a recording with Massive's trades and quotes (docs/fetcher.md): queue a job,
+        or with `dry_run` answer at once with the plan and its cost (nothing is spent)."""
+        name = self._session(session)
+        if isinstance(symbols, str):
+            symbols = [s.strip() for s in symbols.split(",") if s.strip()]
+        if symbols is not None and not (
+            isinstance(symbols, list) and symbols and all(isinstance(s, str) for s in symbols)
+        ):
+            raise BadRequest("symbols: expected a list of tickers (text), e.g. ['AAPL', 'MSFT']")
+        if method not in METHODS:
+            raise BadRequest(f"method {str(method)[:40]!r}: expected one of {', '.join(METHODS)}")
+        if not isinstance(dry_run, bool):
+            raise BadRequest("dry_run: expected true or false")
+        args = {"session": name, "symbols": symbols, "method": method}
+        if dry_run:
+            return await asyncio.to_thread(
+                lambda: reconcile(
+                    name,
+                    self.config,
+                    symbols=symbols,
+                    method=method,
+                    dry_run=True,
+                    ledger=self.ledger,
+                ).as_dict()
+            )
+        return self.jobs.submit(
+            "reconcile", args, self._reconcile, job_id=job_id, message=f"queued: reconcile {name}"
+        )
+
+    async def cmd_heal(
+        self, session: str, dry_run: bool = False, job_id: str | None = None
+    ) -> JobView | dict[str, Any]:
+        """Heal a recording from its stored reconciliation (or its gaps) over REST: queue a job,
+        or with `dry_run` answer at once with the spans and their cost (nothing is spent)."""
+        name = self._session(session)
+        if not isinstance(dry_run, bool):
+            raise BadRequest("dry_run: expected true or false")
+        if dry_run:
+            return await asyncio.to_thread(
+                lambda: heal(name, self.config, dry_run=True, ledger=self.ledger).to_json()
+            )
+        return self.jobs.submit(
+            "heal", {"session": name}, self._heal, job_id=job_id, message=f"queued: heal {name}"
+        )
+
     def cmd_jobs(self) -> list[JobView]:
         """Recent jobs, newest first."""
         return self.jobs.views()
@@ -244,10 +416,36 @@ class FetcherService(Service):
         return datasets.list_datasets(self.config.data_dir)
 
 
+def reconcile_summary(report: ReconcileReport) -> str:
+    """One line: how complete the session was found, by which method."""
+    result = report.reconciliation
+    if result is None:
+        return f"{report.session}: planned, not reconciled"
+    missing = sum(r.missing for r in result.results)
+    differing = sum(r.differing for r in result.results)
+    reference = sum(r.reference for r in result.results)
+    matched = sum(r.matched for r in result.results)
+    pct = 100.0 if reference == 0 else 100.0 * matched / reference
+    if result.complete:
+        state = f"complete ({matched:,} rows matched)"
+    else:
+        state = f"incomplete ({pct:.2f}%): {missing:,} row(s) missing, {differing:,} differing"
+    return f"{report.session}: {state}, by {result.method.value}"
+
+
+def heal_summary(report: HealReport) -> str:
+    """One line: what the heal put back and, if it reconciled again, whether it is now complete."""
+    return (
+        f"{report.message}; {report.reconcile_message}"
+        if report.reconcile_message
+        else report.message
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     return OneLineParser(
         prog="massive run fetcher",
-        description="Fetch history (REST or S3 flat files) and backfill gaps on request over the control channel; publishes job.<id> and sys.quota.",
+        description="Fetch history (REST or S3 flat files), backfill gaps, reconcile and heal recordings on request over the control channel, and reconcile finished recordings by itself (MESH_AUTO_RECONCILE, MESH_AUTO_HEAL); publishes job.<id> and sys.quota.",
     )
 
 

@@ -86,6 +86,11 @@ WINDOW = {"symbols": "AAPL", "start": "2024-01-02", "end": "2024-01-03"}
             "gaps: expected a list of records",
         ),
         ("backfill", {"gaps": [], "session": None, "name": 5}, "give gaps"),
+        ("reconcile", {"session": 5}, "no recording '5' under "),
+        ("reconcile", {"session": "../.."}, "no recording '../..' under "),
+        ("reconcile", {"session": "x" * 10_000, "dry_run": True}, "no recording 'xxxxxxx"),
+        ("heal", {"session": "a\x00b"}, "no recording 'a\\x00b' under "),
+        ("heal", {"session": None, "dry_run": True}, "no recording 'None' under "),
     ],
     ids=lambda v: str(v)[:40],
 )

@@ -128,3 +128,18 @@ def test_sizes_accept_units() -> None:
     assert parse_bytes("X", "10GB") == 10 * 10**9
     assert parse_bytes("X", "512 MiB") == 512 * 2**20
     assert parse_bytes("X", "1024") == 1024
+
+
+def test_automatic_reconcile_is_on_and_heal_off_unless_switched_and_config_shows_both(
+    tmp_path: Path,
+) -> None:
+    default = Config.load(environ={}, cwd=tmp_path)
+    assert (default.auto_reconcile, default.auto_heal) == (True, False)
+    assert ("MESH_AUTO_HEAL", "off", "default") in default.as_table()
+    switched = Config.load(
+        environ={"MESH_AUTO_RECONCILE": "OFF", "MESH_AUTO_HEAL": "on"}, cwd=tmp_path
+    )
+    assert (switched.auto_reconcile, switched.auto_heal) == (False, True)
+    assert switched.as_json()["variables"]["MESH_AUTO_HEAL"]["value"] == "on"
+    with pytest.raises(ConfigError, match="MESH_AUTO_HEAL='1'"):
+        Config.load(environ={"MESH_AUTO_HEAL": "1"}, cwd=tmp_path)

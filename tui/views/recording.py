@@ -1,18 +1,26 @@
 """Recording: start and stop a session, its live statistics, and the sessions already on disk.
 
 Each session on disk shows, from its audit.json, its data-quality report, how complete
-reconciliation found it and what heals put back (docs/data.md, docs/recorder.md).
+reconciliation found it and what heals put back (docs/data.md, docs/recorder.md). Reconcile and
+Heal (buttons, ctrl+r and ctrl+e) send the fetcher's `reconcile` / `heal` command for the
+selected session, with a job id chosen here so that its `job.<id>` updates are followed from the
+first; the job's progress and its result line show under the table, and the session's audit
+columns are read again when it ends.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
+import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Static
 
@@ -20,7 +28,11 @@ from mesh.datasets import DatasetError, audit, quality
 from mesh.datasets.audit import Audit, EventKind
 from mesh.datasets.layout import MANIFEST, RECORDINGS, dataset_folders
 from mesh.datasets.manifest import read_manifest
-from tui.untrusted import amount, clean, literal, number, total
+from mesh.replies import JobView, UnreadableReply, read
+from mesh.schema import JobState
+from tui.untrusted import amount, clean, finite, literal, number, total
+
+JOB_CHECK_AFTER_S = 5.0  # no job.<id> update for this long: ask the fetcher about the job
 
 
 def _sum(value: Any) -> int:
@@ -128,6 +140,17 @@ class RecordingView(Vertical):
     """Controls for the recorder and what it has written."""
 
     MAIN_WIDGET = "#sessions"  # focused when the view is shown
+    BINDINGS = [
+        Binding("ctrl+r", "reconcile", "Reconcile session"),
+        Binding("ctrl+e", "heal", "Heal session"),
+    ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job: JobView | None = None  # the reconcile or heal this view sent, as last heard of
+        self._job_heard = 0.0  # when job.<id> or the fetcher last told us about it
+        self._job_asked = 0.0
+        self._job_ended: set[str] = set()
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="controls"):
@@ -135,8 +158,15 @@ class RecordingView(Vertical):
             yield Input(placeholder="symbols (blank = all)", id="session-symbols")
             yield Button("Start", id="record-start", variant="success")
             yield Button("Stop", id="record-stop", variant="error")
+            yield Button("Reconcile", id="session-reconcile", variant="primary")
+            yield Button("Heal", id="session-heal", variant="warning")
         yield Static("The recorder has not reported yet.", id="record-stats")
         yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+        yield Static(
+            "Reconcile (ctrl+r) compares the selected session with Massive's trades and quotes; "
+            "Heal (ctrl+e) fetches what it is missing. Both run on the fetcher.",
+            id="audit-job",
+        )
         yield Static("", id="manifest")
 
     def on_mount(self) -> None:
@@ -155,6 +185,7 @@ class RecordingView(Vertical):
         )
         self.refresh_sessions()
         self.set_interval(2.0, self.refresh_sessions)
+        self.set_interval(0.25, self._watch_job)
 
     def tick(self) -> None:
         mesh = self.app.mesh  # type: ignore[attr-defined]
@@ -247,3 +278,144 @@ class RecordingView(Vertical):
             self.refresh_sessions()
         else:
             self.app.notify(f"recorder {cmd}: {reply.error}", severity="error", timeout=8)
+
+    # --- reconcile and heal, on the fetcher ------------------------------------------------------
+
+    def selected_session(self) -> str | None:
+        table = self.query_one("#sessions", DataTable)
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001 - no row under the cursor
+            return None
+        return key if isinstance(key, str) else None
+
+    @on(Button.Pressed, "#session-reconcile")
+    def action_reconcile(self) -> None:
+        self._ask_fetcher("reconcile")
+
+    @on(Button.Pressed, "#session-heal")
+    def action_heal(self) -> None:
+        self._ask_fetcher("heal")
+
+    def _ask_fetcher(self, cmd: str) -> None:
+        line = self.query_one("#audit-job", Static)
+        session = self.selected_session()
+        if session is None:
+            line.update(Text(f"Select a session to {cmd} first.", style="bold yellow"))
+            return
+        if not self.app.mesh.is_up("fetcher"):  # type: ignore[attr-defined]
+            line.update(
+                Text(
+                    f"The fetcher is not running, so {session} cannot be {cmd}d from here: start it "
+                    f"with `massive run fetcher` (or the whole mesh with F5), or run `massive {cmd} {session}`.",
+                    style="bold red",
+                )
+            )
+            return
+        if self.job is not None and not self.job.state.finished:
+            line.update(
+                Text(
+                    f"Wait for the {self.job.kind} of {self.job.args.get('session')} to end first."
+                )
+            )
+            return
+        job_id = f"{cmd}-{secrets.token_hex(4)}"
+        args = {"session": session, "job_id": job_id}
+        self._follow(JobView(job_id=job_id, state=JobState.QUEUED, kind=cmd, args=args))
+        self.run_worker(self._send_job(cmd, args), group="audit-jobs")
+
+    async def _send_job(self, cmd: str, args: dict[str, Any]) -> None:
+        reply = await self.app.feed.call("fetcher", cmd, args, timeout=5.0)  # type: ignore[attr-defined]
+        job_id = args["job_id"]
+        if self.job is None or self.job.job_id != job_id:
+            return
+        if not reply.ok:
+            self._follow(
+                JobView(
+                    job_id=job_id, state=JobState.FAILED, kind=cmd, args=args, message=reply.error
+                )
+            )
+            return
+        try:
+            answer = read(reply.result, JobView)
+        except UnreadableReply as exc:
+            self._follow(
+                JobView(job_id=job_id, state=JobState.FAILED, kind=cmd, args=args, message=str(exc))
+            )
+            return
+        if not self.job.state.finished:  # job.<id> may already have said more than the answer
+            self._follow(answer)
+
+    def _follow(self, job: JobView) -> None:
+        self.job = job
+        self._job_heard = time.monotonic()
+        self._show_job()
+
+    def _watch_job(self) -> None:
+        """Four times a second: take in job.<id>'s news; ask the fetcher when it went quiet."""
+        job = self.job
+        if job is None or job.job_id in self._job_ended:
+            return
+        update = self.app.mesh.jobs.get(job.job_id)  # type: ignore[attr-defined]
+        if update is not None and (
+            update.state != job.state
+            or update.progress != job.progress
+            or update.message != job.message
+        ):
+            if not job.state.finished or update.state.finished:
+                self._follow(
+                    msgspec.structs.replace(
+                        job,
+                        state=update.state,
+                        progress=update.progress,
+                        message=update.message,
+                        result=update.result if isinstance(update.result, dict) else {},
+                    )
+                )
+                return
+        now = time.monotonic()
+        if job.state.finished:
+            self._show_job()
+        elif (
+            self.app.connect  # type: ignore[attr-defined]
+            and now - self._job_heard >= JOB_CHECK_AFTER_S
+            and now - self._job_asked >= JOB_CHECK_AFTER_S
+        ):
+            self._job_asked = now
+            self.run_worker(self._ask_job(job.job_id), group="audit-job-poll", exclusive=True)
+
+    async def _ask_job(self, job_id: str) -> None:
+        reply = await self.app.feed.call("fetcher", "job", {"job_id": job_id})  # type: ignore[attr-defined]
+        if reply.ok and self.job is not None and self.job.job_id == job_id:
+            try:
+                self._follow(read(reply.result, JobView))
+            except UnreadableReply:
+                pass
+
+    def _show_job(self) -> None:
+        job = self.job
+        if job is None:
+            return
+        line = self.query_one("#audit-job", Static)
+        what = f"{clean(job.kind, 20)} {clean(job.args.get('session', ''), 60)}"
+        message = clean(job.message or "", 300)
+        if job.state is JobState.DONE:
+            summary = job.result.get("summary") if isinstance(job.result, dict) else None
+            shown = Text.assemble(
+                ("done ", "bold green"), f"{what}: ", clean(summary or message or "done", 300)
+            )
+        elif job.state.finished:
+            shown = Text.assemble(
+                (f"{job.state} ", "bold red"), f"{what}: ", message or str(job.state)
+            )
+        else:
+            pct = min(max(finite(job.progress) or 0.0, 0.0), 1.0) * 100
+            shown = Text.assemble(
+                (f"{job.state} ", "bold"), f"{what} {pct:3.0f}%  ", (message, "dim")
+            )
+        line.update(shown)
+        if job.state.finished and job.job_id not in self._job_ended:
+            self._job_ended.add(job.job_id)
+            self.refresh_sessions()  # the audit columns, as the job left audit.json
