@@ -423,15 +423,18 @@ def _parse_endpoint(var: str, value: str, source: str) -> str:
 
 AUTH_OFF_WARNING = "bus authentication is off (MESH_BUS_AUTH=off): any local process can read, publish and command; for loopback debugging only"
 
+# A switch is on or off; the spellings shells and .env files commonly use for those are taken too.
 _SWITCH = {"on": True, "off": False}
+_SWITCH_SPELLINGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 def _parse_switch(var: str, value: str, source: str) -> bool:
+    word = value.strip().lower()
     try:
-        return _SWITCH[value.strip().lower()]
+        return _SWITCH[word] if word in _SWITCH else _SWITCH_SPELLINGS[word]
     except KeyError:
         raise ConfigError(
-            f"{var}={value!r} (from {source}): expected one of {', '.join(_SWITCH)}"
+            f"{var}={value!r} (from {source}): expected on or off (or 1/0, true/false, yes/no)"
         ) from None
 
 

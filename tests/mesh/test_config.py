@@ -141,5 +141,8 @@ def test_automatic_reconcile_is_on_and_heal_off_unless_switched_and_config_shows
     )
     assert (switched.auto_reconcile, switched.auto_heal) == (False, True)
     assert switched.as_json()["variables"]["MESH_AUTO_HEAL"]["value"] == "on"
-    with pytest.raises(ConfigError, match="MESH_AUTO_HEAL='1'"):
-        Config.load(environ={"MESH_AUTO_HEAL": "1"}, cwd=tmp_path)
+    as_in_a_shell = Config.load(environ={"MESH_AUTO_HEAL": "1"}, cwd=tmp_path)
+    assert as_in_a_shell.auto_heal is True
+    assert Config.load(environ={"MESH_AUTO_RECONCILE": "0"}, cwd=tmp_path).auto_reconcile is False
+    with pytest.raises(ConfigError, match="MESH_AUTO_HEAL='maybe'.*expected on or off"):
+        Config.load(environ={"MESH_AUTO_HEAL": "maybe"}, cwd=tmp_path)
