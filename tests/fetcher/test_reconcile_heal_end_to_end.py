@@ -2,8 +2,9 @@
 
 The mesh runs as real processes. The sim plays 2026-12-04 from 10:00 ET at 10x; ingest records
 every trade and quote of three symbols; after a few seconds ingest is killed with `kill -9` and
-restarted about ten seconds later. Reconciliation must find, per symbol and kind, exactly the
-rows of the day's history that fell in that hole (and nothing else); heal must put them back so
+restarted about ten seconds later. Reconciliation, over REST and from the day's flat files alike,
+must find, per symbol and kind, exactly the rows of the day's history that fell in that hole (and
+nothing else); heal must put them back so
 the session equals the history row for row (0 missing, 0 extra, 0 differing); and the
 backtester's result on the healed session must equal its result on the history of the same span.
 """
@@ -22,12 +23,14 @@ import pytest
 from mesh import datasets
 from mesh.backtest.runner import run_backtest
 from mesh.datasets import TableKind
-from mesh.datasets.audit import read_audit
+from mesh.datasets.audit import Method, read_audit
 from mesh.fetcher.heal import heal
 from mesh.fetcher.reconcile import reconcile
 from mesh.recorder.session import Session
 from mesh.schema import QuoteBatch, TradeBatch
 from mesh.sim import history, market
+from mesh.sim.server import SimServer
+from tests.fetcher.conftest import config_of, sim_env
 from tests.meshproc import Mesh, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -164,7 +167,7 @@ def _history_recording(data_dir: Path, name: str, lo: int, hi: int) -> Path:
 
 
 def test_a_killed_ingest_leaves_a_hole_that_reconcile_finds_and_heal_fills(
-    tmp_path: Path,
+    sim: SimServer, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
     quota = {"MASSIVE_REST_CALLS_PER_MINUTE": "1000", "MASSIVE_REST_CALLS_PER_DAY": "10000"}
@@ -173,9 +176,20 @@ def test_a_killed_ingest_leaves_a_hole_that_reconcile_finds_and_heal_fills(
         config = mesh.config
         folder = data_dir / "recordings" / NAME
 
-        # reconcile over REST: the hole, and only the hole, is missing
+        # from the day's flat files (a sim whose clock is today: the played day is complete)
+        # and over REST, the hole, and only the hole, is missing
+        completed = config_of(sim_env(sim, data_dir), tmp_path)
+        by_file = reconcile(NAME, completed, method="flat_file").reconciliation
         found = reconcile(NAME, config, method="rest")
-        assert found.reconciliation is not None
+        assert found.reconciliation is not None and by_file is not None
+        assert by_file.method is Method.FLAT_FILE and found.reconciliation.method is Method.REST
+        assert [
+            (r.symbol, r.kind, r.recorded, r.reference, r.matched, r.missing, r.missing_spans)
+            for r in by_file.results
+        ] == [
+            (r.symbol, r.kind, r.recorded, r.reference, r.matched, r.missing, r.missing_spans)
+            for r in found.reconciliation.results
+        ]
         results = {(r.symbol, str(r.kind)): r for r in found.reconciliation.results}
         assert set(results) == {(s, k) for s in SYMBOLS for k in ("trades", "quotes")}
         for (symbol, kind), result in results.items():
