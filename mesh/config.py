@@ -330,7 +330,9 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
         raise ConfigError(
             "MESH_BUS_PUB, MESH_BUS_SUB and MESH_BUS_CTL must be three different endpoints"
         )
-    bus_auth = _parse_switch("MESH_BUS_AUTH", raw["MESH_BUS_AUTH"], where("MESH_BUS_AUTH"))
+    bus_auth = _parse_switch(
+        "MESH_BUS_AUTH", raw["MESH_BUS_AUTH"], where("MESH_BUS_AUTH"), strict=True
+    )
     if not bus_auth:
         _refuse_exposure(endpoints, where)
 
@@ -428,14 +430,16 @@ _SWITCH = {"on": True, "off": False}
 _SWITCH_SPELLINGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
-def _parse_switch(var: str, value: str, source: str) -> bool:
+def _parse_switch(var: str, value: str, source: str, *, strict: bool = False) -> bool:
+    """`on`/`off`; unless `strict` (the bus's authentication, which says exactly what it does),
+    also 1/0, true/false and yes/no."""
     word = value.strip().lower()
+    spellings = _SWITCH if strict else {**_SWITCH, **_SWITCH_SPELLINGS}
     try:
-        return _SWITCH[word] if word in _SWITCH else _SWITCH_SPELLINGS[word]
+        return spellings[word]
     except KeyError:
-        raise ConfigError(
-            f"{var}={value!r} (from {source}): expected on or off (or 1/0, true/false, yes/no)"
-        ) from None
+        also = "" if strict else " (or 1/0, true/false, yes/no)"
+        raise ConfigError(f"{var}={value!r} (from {source}): expected on or off{also}") from None
 
 
 def is_local_endpoint(endpoint: str) -> bool:
