@@ -180,7 +180,16 @@ def request(
         sock.linger = 0
         auth.secure_client(sock, client_keys)
         sock.connect(endpoint)
-        sock.send_multipart([REQ, service.encode(), encode(req)])
+        # a bus that refuses the handshake (keys it does not know) leaves no peer to queue for:
+        # the send gives up with the timeout instead of waiting for one forever
+        sock.sndtimeo = max(1, int(timeout * 1000))
+        try:
+            sock.send_multipart([REQ, service.encode(), encode(req)])
+        except zmq.Again:
+            raise BusUnreachable(
+                f"could not reach the bus at {endpoint} within {timeout:g}s: is the mesh running, "
+                "and do these keys belong to it? (see `massive auth list`)"
+            ) from None
         reply = _await_reply(sock, req.id, service, timeout)
         if reply is not None:
             return reply
@@ -230,7 +239,11 @@ def _bus_answers(ctx: zmq.Context, endpoint: str, keys: auth.ClientKeys | None) 
         sock.linger = 0
         auth.secure_client(sock, keys)
         sock.connect(endpoint)
-        sock.send_multipart([REQ, b"bus", encode(req)])
+        sock.sndtimeo = max(1, int(BUS_PROBE_TIMEOUT * 1000))
+        try:
+            sock.send_multipart([REQ, b"bus", encode(req)])
+        except zmq.Again:
+            return False
         try:
             reply = _await_reply(sock, req.id, "bus", BUS_PROBE_TIMEOUT)
         except ControlError:

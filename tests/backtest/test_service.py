@@ -30,7 +30,7 @@ def _up(config: Config) -> bool:
         return False
 
 
-def _wait(predicate: Any, timeout: float = 10.0) -> Any:
+def _wait(predicate: Any, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -63,7 +63,7 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return out
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 25.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -147,7 +147,7 @@ class FakeTickerplant:
         found = [decode_upd(raw) for raw in self.raw_messages() if raw[1] == 0]
         return [u for u in found if table is None or u.table == table]
 
-    def wait_for(self, predicate: Any, timeout: float = 10.0, what: str = "condition") -> Any:
+    def wait_for(self, predicate: Any, timeout: float = 25.0, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             result = predicate()

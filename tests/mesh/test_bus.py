@@ -176,7 +176,7 @@ def _start_echo(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_for(predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+def _wait_for(predicate, timeout: float = 20.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -73,7 +73,7 @@ def runner(published: Published) -> Iterator[JobRunner]:
     jobs.stop(timeout=5)
 
 
-def finished(runner: JobRunner, job_id: str, timeout: float = 10) -> JobView:
+def finished(runner: JobRunner, job_id: str, timeout: float = 30) -> JobView:
     return wait_for(  # type: ignore[no-any-return]
         lambda: (view := runner.view(job_id)).state.finished and view,
         timeout,

@@ -66,7 +66,7 @@ def status_text(app: MassiveTui) -> str:
     return str(app.query_one("#bt-status", Static).render())
 
 
-async def wait_until(pilot, predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_until(pilot, predicate, timeout: float = 25.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -46,7 +46,7 @@ def toasts(app: MassiveTui) -> list[str]:
     return [n.message for n in app._notifications]
 
 
-async def wait_until(pilot, predicate, timeout: float = 8.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_until(pilot, predicate, timeout: float = 25.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

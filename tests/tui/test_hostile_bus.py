@@ -123,7 +123,7 @@ def good_quotes(bid: float) -> QuoteBatch:
     )
 
 
-async def wait_until(pilot, predicate, timeout: float = 10.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+async def wait_until(pilot, predicate, timeout: float = 25.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
