@@ -267,21 +267,23 @@ def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
     return codes, len(dictionary)
 
 
-_POWERS_OF_TEN = 10 ** np.arange(1, 19, dtype=np.int64)
-
-
 def _integer_text(column: pa.ChunkedArray) -> np.ndarray | None:
-    """The values as int64 when every one is an integer written plainly ("52983525035312")."""
+    """The values as int64 when every one is an integer written plainly ("52983525035312").
+
+    Arrow's cast takes exactly the decimal integers, with an optional sign and leading zeros;
+    "plainly" rules out those spellings ("+7", "007", "-0"), which name other trade ids as text.
+    """
     if column.null_count:
         return None
     try:
         values = pc.cast(column, pa.int64()).to_numpy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    # written plainly: exactly as many characters as the number's own decimal form
-    digits = np.searchsorted(_POWERS_OF_TEN, np.abs(values), side="right") + 1 + (values < 0)
-    lengths = pc.utf8_length(column).to_numpy()
-    return values if bool((lengths == digits).all()) else None
+    spelled = pc.or_(
+        pc.or_(pc.starts_with(column, "+"), pc.starts_with(column, "-0")),
+        pc.and_(pc.starts_with(column, "0"), pc.greater(pc.utf8_length(column), 1)),
+    )
+    return None if pc.any(spelled).as_py() else values
 
 
 def _encode(array: pa.Array) -> tuple[np.ndarray, pa.Array]:
