@@ -31,6 +31,8 @@ from mesh.datasets.audit import MAX_SPANS_LISTED, EventKind, Span, SymbolResult
 from mesh.times import TIME, to_ns
 
 NS_PER_MS = 1_000_000
+# a key range up to this many (or 16 a row) is paired through a table indexed by key (64 MiB)
+DIRECT_KEYS = 2**24
 
 KEYS: dict[EventKind, tuple[str, ...]] = {
     EventKind.TRADES: ("symbol", "trade_id", "exchange"),
@@ -226,6 +228,17 @@ def _pairs_with_sorted_reference(
     shift = max(n_rec, 1).bit_length()
     if not len(ref) or width.bit_length() + shift >= 63 or not (ref[1:] > ref[:-1]).all():
         return None
+    if width <= max(DIRECT_KEYS, 16 * len(key)):
+        # few possible keys (quotes' sequence numbers): each reference row's position in a table
+        # indexed by key, looked up for every recorded row, in place of a sort and a search
+        table = np.full(width, -1, np.int64 if len(ref) >= 2**31 else np.int32)
+        table[ref] = np.arange(len(ref), dtype=table.dtype)
+        at = table[rec]
+        rec_rows = np.flatnonzero(at >= 0)
+        ref_rows = at[rec_rows].astype(np.int64)
+        if len(ref_rows) and np.bincount(ref_rows).max() > 1:
+            return None  # a recorded key twice: pair sighting by sighting
+        return rec_rows, ref_rows
     packed = np.sort((rec << shift) | np.arange(n_rec))
     rec_sorted, rec_order = packed >> shift, packed & ((1 << shift) - 1)
     if (rec_sorted[1:] == rec_sorted[:-1]).any():
@@ -272,6 +285,8 @@ def _integer_text(column: pa.ChunkedArray) -> np.ndarray | None:
 
     Arrow's cast takes exactly the decimal integers, with an optional sign and leading zeros;
     "plainly" rules out those spellings ("+7", "007", "-0"), which name other trade ids as text.
+    The spelling is read off each value's first two bytes (a tenth of the time of Arrow's string
+    kernels, which matters for a day of trade ids).
     """
     if column.null_count:
         return None
@@ -279,11 +294,31 @@ def _integer_text(column: pa.ChunkedArray) -> np.ndarray | None:
         values = pc.cast(column, pa.int64()).to_numpy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    spelled = pc.or_(
-        pc.or_(pc.starts_with(column, "+"), pc.starts_with(column, "-0")),
-        pc.and_(pc.starts_with(column, "0"), pc.greater(pc.utf8_length(column), 1)),
+    for chunk in column.chunks:
+        if len(chunk) and _spelled(chunk):
+            return None
+    return values
+
+
+def _spelled(chunk: pa.Array) -> bool:
+    """Whether a value of a chunk of integer text (each at least one byte) is spelled "+..",
+    "-0.." or "0" followed by more digits."""
+    width = 8 if pa.types.is_large_string(chunk.type) else 4
+    _, offsets_buffer, data_buffer = chunk.buffers()
+    offsets: np.ndarray = np.frombuffer(
+        offsets_buffer, np.int64 if width == 8 else np.int32, len(chunk) + 1, chunk.offset * width
+    ).astype(np.int64)
+    data = np.frombuffer(data_buffer, np.uint8)
+    starts = offsets[:-1]
+    first = data[starts]
+    second = data[np.minimum(starts + 1, len(data) - 1)]
+    longer = offsets[1:] - starts > 1
+    plus, minus, zero = ord("+"), ord("-"), ord("0")
+    return bool(
+        (
+            (first == plus) | (longer & (((first == minus) & (second == zero)) | (first == zero)))
+        ).any()
     )
-    return None if pc.any(spelled).as_py() else values
 
 
 def _encode(array: pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -324,18 +359,27 @@ def _symbol_codes(
 ) -> tuple[list[str], np.ndarray]:
     """(every symbol, in name order; each row's symbol as an index into them, both sides).
 
-    Each side is numbered on its own (a recording interleaves its symbols, a flat file or REST
-    answer has them in long runs), then the two small dictionaries are merged.
+    The reference (a flat file or REST answer: symbols in long runs) is numbered run by run; the
+    recording, which interleaves its symbols, is looked up in the reference's few names, and only
+    a chunk holding a name the reference lacks is numbered on its own. The small dictionaries are
+    then merged.
     """
-    encoded = [
-        _encode(chunk)
-        for table in (recorded, reference)
-        for chunk in table.column("symbol").cast(pa.string()).chunks
-        if len(chunk)
-    ]
-    found = [name if name is not None else "" for _, d in encoded for name in d.to_pylist()]
+    reference_encoded = [_encode(chunk) for chunk in _text_chunks(reference)]
+    known = pa.array(
+        sorted({name for _, d in reference_encoded for name in d.to_pylist() if name is not None}),
+        pa.string(),
+    )
+    recorded_encoded = []
+    for chunk in _text_chunks(recorded):
+        found = pc.index_in(chunk, value_set=known) if len(known) else None
+        if found is not None and found.null_count == 0:
+            recorded_encoded.append((found.to_numpy(zero_copy_only=False), known))
+        else:  # a null symbol or one the reference lacks
+            recorded_encoded.append(_encode(chunk))
+    encoded = [*recorded_encoded, *reference_encoded]
+    found_names = [name if name is not None else "" for _, d in encoded for name in d.to_pylist()]
     # numbered in name order, so a reference sorted by ticker has its codes in order too
-    names = sorted({*symbols, *found})
+    names = sorted({*symbols, *found_names})
     index = {name: i for i, name in enumerate(names)}
     out = np.empty(recorded.num_rows + reference.num_rows, np.int64)
     at = 0
@@ -346,6 +390,10 @@ def _symbol_codes(
         out[at : at + len(codes)] = mapping[codes]
         at += len(codes)
     return names, out
+
+
+def _text_chunks(table: pa.Table) -> list[pa.Array]:
+    return [chunk for chunk in table.column("symbol").cast(pa.string()).chunks if len(chunk)]
 
 
 def _fields_differ(

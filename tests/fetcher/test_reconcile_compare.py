@@ -173,6 +173,18 @@ def test_trade_ids_written_differently_are_different_trades() -> None:
     assert (result.matched, result.missing, result.extra) == (2, 1, 1)
 
 
+@pytest.mark.parametrize("spelled", ["007", "+7", "-07", "-0"])
+def test_an_integer_trade_id_spelled_otherwise_is_another_trade(spelled: str) -> None:
+    plain = {"-0": "0", "-07": "-7"}.get(spelled, "7")
+    ref = trades({"trade_id": plain}, {"trade_id": "52983525035312"})
+    # a slice of a longer column: the spelling is read where the slice starts
+    mine = trades({"trade_id": "1"}, {"trade_id": spelled}, {"trade_id": "52983525035312"})
+    (result,) = compare(EventKind.TRADES, mine.slice(1), ref).results
+    assert (result.matched, result.missing, result.extra) == (1, 1, 1)
+    (same,) = compare(EventKind.TRADES, ref.slice(0), ref).results
+    assert (same.matched, same.missing, same.extra) == (2, 0, 0)
+
+
 def test_row_order_on_either_side_does_not_change_the_result() -> None:
     ref = quotes(
         *(
@@ -193,3 +205,25 @@ def test_row_order_on_either_side_does_not_change_the_result() -> None:
     )
     doubled = pa.concat_tables([mine, mine.slice(0, 1)])
     assert sum(r.extra for r in compare(EventKind.QUOTES, doubled, ref).results) == 1
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["once", "one recorded twice"])
+@pytest.mark.parametrize("spacing", [1, 2**40], ids=["dense sequences", "sparse sequences"])
+def test_quotes_pair_alike_whether_their_sequence_numbers_are_dense_or_sparse(
+    spacing: int, twice: bool
+) -> None:
+    ref = [
+        {"symbol": s, "sequence": 1000 + i * spacing, "ts_event": T0 + i * MS}
+        for s in ("AAPL", "MSFT")
+        for i in range(300)
+    ]
+    mine = [dict(r) for i, r in enumerate(ref) if i % 10 != 3]  # 30 missing a symbol
+    mine[5]["bid_price"] = 98.5  # one differing AAPL quote
+    if twice:
+        mine.append(dict(mine[-1]))  # one MSFT quote recorded twice: the copy is extra
+    mine.sort(key=lambda r: (r["ts_event"], r["symbol"]))  # arrival order
+    result = compare(EventKind.QUOTES, quotes(*mine), quotes(*ref)).results
+    assert [(r.symbol, r.matched, r.missing, r.extra, r.differing) for r in result] == [
+        ("AAPL", 269, 30, 0, 1),
+        ("MSFT", 270, 30, int(twice), 0),
+    ]
