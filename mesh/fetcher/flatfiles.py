@@ -20,13 +20,15 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from mesh.fetcher.errors import Cancelled, FlatFileError, scrub
 from mesh.fetcher.ledger import QuotaLedger
 from mesh.fetcher.minutefile import DamagedFile, read_minute_file
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -174,15 +176,29 @@ class FlatFiles:
         self, file: DayFile, symbols: list[str], *, on_bytes: Callable[[int], None] | None = None
     ) -> pa.Table:
         """The minute bars of `symbols` in one day file, from the cache or freshly downloaded."""
+        return self.parse(file, lambda path: read_minute_file(path, symbols), on_bytes=on_bytes)
+
+    def parse(
+        self,
+        file: DayFile,
+        parse: Callable[[Path], T],
+        *,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> T:
+        """`parse` of one day file, read from the cache or freshly downloaded.
+
+        `parse` is also the file's check: a cached file it rejects (a FlatFileError) is fetched
+        again; a download it rejects is not cached, and the error is raised.
+        """
         path = self.cache_dir / file.key
         if path.is_file() and path.stat().st_size == file.size:
             try:
-                table = read_minute_file(path, symbols)
+                parsed = parse(path)
                 self.files_from_cache += 1
                 if on_bytes is not None:
                     on_bytes(file.size)
-                return table
-            except DamagedFile as exc:
+                return parsed
+            except FlatFileError as exc:
                 log.warning("cached %s is damaged (%s); fetching it again", file.key, exc)
                 path.unlink(missing_ok=True)
         elif path.exists():
@@ -193,11 +209,17 @@ class FlatFiles:
                 file.size,
             )
             path.unlink(missing_ok=True)
-        return self._download_and_read(file, path, symbols, on_bytes)
+        return self._download_and_parse(file, path, parse, on_bytes)
 
-    def _download_and_read(
-        self, file: DayFile, path: Path, symbols: list[str], on_bytes: Callable[[int], None] | None
-    ) -> pa.Table:
+    def _download_and_parse(
+        self,
+        file: DayFile,
+        path: Path,
+        parse: Callable[[Path], T],
+        on_bytes: Callable[[int], None] | None,
+    ) -> T:
+        """Fetch one day file into the cache: reserved in the ledger, written to a temporary
+        file, checked by `parse` (whose result is returned), then renamed into place."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,10 +248,10 @@ class FlatFiles:
                 raise self._error(exc, file.key) from None
             if got != expected:
                 raise DamagedFile(f"{file.key}: download ended after {got} of {expected} bytes")
-            table = read_minute_file(tmp, symbols)  # the verification: full gzip + header + values
+            parsed = parse(tmp)  # the verification: full gzip + header + values
             os.replace(tmp, path)
             self.files_downloaded += 1
-            return table
+            return parsed
         finally:
             self.bytes_downloaded += got
             if got != file.size:
@@ -259,7 +281,7 @@ class FlatFiles:
         from mesh.fetcher.minutefile import read_tickers
 
         try:
-            self._download_and_read(file, path, [], None)
+            self._download_and_parse(file, path, lambda p: read_minute_file(p, []), None)
         except DamagedFile:
             return False
         try:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,8 @@ import pyarrow.csv as pcsv
 
 from mesh.datasets.audit import EventKind
 from mesh.datasets.columns import STORAGE
-from mesh.fetcher.errors import Cancelled, FlatFileError
-from mesh.fetcher.flatfiles import CHUNK, DayFile, FlatFiles
+from mesh.fetcher.errors import FlatFileError
+from mesh.fetcher.flatfiles import DayFile, FlatFiles
 from mesh.fetcher.rest import RestClient
 
 log = logging.getLogger(__name__)
@@ -118,64 +116,11 @@ def from_flat_file(
     recv_ns: int,
     on_bytes: Callable[[int], None] | None = None,
 ) -> pa.Table:
-    """The rows of `symbols` in one trades_v1/quotes_v1 day file (cached, else downloaded)."""
-    path = flatfiles.cache_dir / file.key
-    if path.is_file() and path.stat().st_size == file.size:
-        try:
-            table = read_day_file(path, kind, symbols, recv_ns=recv_ns)
-            flatfiles.files_from_cache += 1
-            return table
-        except FlatFileError as exc:
-            log.warning("cached %s is damaged (%s); fetching it again", file.key, exc)
-    path.unlink(missing_ok=True)
-    return _download(flatfiles, kind, file, path, symbols, recv_ns, on_bytes)
-
-
-def _download(
-    flatfiles: FlatFiles,
-    kind: EventKind,
-    file: DayFile,
-    path: Path,
-    symbols: Sequence[str],
-    recv_ns: int,
-    on_bytes: Callable[[int], None] | None,
-) -> pa.Table:
-    """Fetch one day file into the cache (reserved in the ledger, checked, then renamed into
-    place); the check is the full parse that also keeps `symbols`' rows, which are returned."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part-{os.getpid()}-{threading.get_ident()}")
-    row = flatfiles.ledger.reserve_bytes(file.key, file.size)
-    got = 0
-    try:
-        try:
-            response = flatfiles._s3().get_object(Bucket=flatfiles.bucket, Key=file.key)
-            expected = int(response.get("ContentLength", file.size))
-            body = response["Body"]
-            with open(tmp, "wb") as out:
-                while chunk := body.read(CHUNK):
-                    if flatfiles.cancel is not None and flatfiles.cancel.is_set():
-                        raise Cancelled(f"cancelled while downloading {file.key}")
-                    out.write(chunk)
-                    got += len(chunk)
-                    if on_bytes is not None:
-                        on_bytes(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
-        except (ClientError, BotoCoreError) as exc:
-            raise flatfiles._error(exc, file.key) from None
-        if got != expected:
-            raise FlatFileError(f"{file.key}: download ended after {got} of {expected} bytes")
-        table = read_day_file(tmp, kind, symbols, recv_ns=recv_ns)  # gzip, header, every value
-        os.replace(tmp, path)
-        flatfiles.files_downloaded += 1
-        return table
-    finally:
-        flatfiles.bytes_downloaded += got
-        if got != file.size:
-            flatfiles.ledger.settle_bytes(row, got)
-        tmp.unlink(missing_ok=True)
+    """The rows of `symbols` in one trades_v1/quotes_v1 day file (cached, else downloaded); the
+    full parse is the file's check."""
+    return flatfiles.parse(
+        file, lambda path: read_day_file(path, kind, symbols, recv_ns=recv_ns), on_bytes=on_bytes
+    )
 
 
 def read_day_file(path: Path, kind: EventKind, symbols: Sequence[str], *, recv_ns: int) -> pa.Table:
