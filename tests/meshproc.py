@@ -72,6 +72,20 @@ class Proc:
         return code
 
 
+def massive(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`massive ARGS` as a user runs it, in `env`, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "mesh.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def wait_for(
     predicate: Callable[[], Any], timeout: float, step: float = 0.1, what: str = "condition"
 ) -> Any:
@@ -148,6 +162,22 @@ class Mesh:
     def wait_up(self, names: Iterable[str], timeout: float = 60) -> None:
         for name in names:
             wait_for(lambda n=name: self.answers(n), timeout, 0.2, f"{name} to answer ping")
+
+    def session(self) -> dict[str, Any]:
+        """The recorder's current session, as `status` reports it ({} between sessions)."""
+        return self.call("recorder", "status", timeout=2).get("session") or {}
+
+    def wait_recording(self, timeout: float = 45) -> None:
+        """Until the recorder's session holds a row."""
+        wait_for(lambda: self.session().get("rows"), timeout, 0.3, "rows in the recording")
+
+    def stop_recording(self, settle: float = 2) -> None:
+        """Unsubscribe ingest, let the bus drain `settle` seconds, stop the recorder's session and
+        wait until it is stopped (its files promoted)."""
+        self.call("ingest", "unsubscribe", params="Q.*,T.*", timeout=15)
+        time.sleep(settle)
+        self.call("recorder", "stop", timeout=15)
+        wait_for(lambda: self.session().get("state") == "stopped", 60, 0.3, "the recording to stop")
 
     def stop_all(self) -> dict[str, int]:
         codes = {}

@@ -17,19 +17,9 @@ from mesh.bus import Bus
 from mesh.config import Config
 from mesh.sim.server import SimServer
 from tests.fetcher.conftest import config_of, sim_env
+from tests.meshproc import massive
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def massive(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mesh.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_fetch_then_quota_shows_the_calls_made(

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mesh.sim.server import SimServer
 from tests.fetcher.conftest import sim_env
+from tests.meshproc import massive
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def massive(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mesh.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def rest_calls_today(env: dict[str, str]) -> int:

@@ -41,18 +41,9 @@ def _record(mesh: Mesh) -> None:
     mesh.wait_up(["sim", "recorder"], 60)
     mesh.call("recorder", "start", name="played")
     mesh.start("ingest", "--subscriptions", "Q.*,T.*")
-    wait_for(
-        lambda: (mesh.call("recorder", "status", timeout=2).get("session") or {}).get("rows"),
-        45, 0.3, "rows in the recording",
-    )  # fmt: skip
+    mesh.wait_recording()
     wait_for(lambda: _trades_recorded(mesh) >= 60, 60, 0.3, "60 trades in the recording")
-    mesh.call("ingest", "unsubscribe", params="Q.*,T.*", timeout=15)
-    time.sleep(1)
-    mesh.call("recorder", "stop", timeout=15)
-    wait_for(
-        lambda: (mesh.call("recorder", "status", timeout=2).get("session") or {}).get("state") == "stopped",
-        60, 0.3, "the recording to stop",
-    )  # fmt: skip
+    mesh.stop_recording(settle=1)
 
 
 def _trades_recorded(mesh: Mesh) -> int:

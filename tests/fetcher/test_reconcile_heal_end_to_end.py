@@ -69,18 +69,7 @@ def _record_with_an_outage(mesh: Mesh) -> None:
     mesh.restart("ingest")
     wait_for(lambda: _rows(mesh) > before_restart, 45, 0.3, "rows after ingest came back")
     time.sleep(AFTER_S)
-    mesh.call("ingest", "unsubscribe", params="Q.*,T.*", timeout=15)
-    time.sleep(2)
-    mesh.call("recorder", "stop", timeout=15)
-    wait_for(
-        lambda: (
-            (mesh.call("recorder", "status", timeout=2).get("session") or {}).get("state")
-            == "stopped"
-        ),
-        60,
-        0.3,
-        "the recording to stop",
-    )
+    mesh.stop_recording()
 
 
 def _times(folder: Path, kind: str, symbol: str, *, capture_only: bool) -> np.ndarray:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +23,11 @@ from mesh.fetcher.request import make_request
 from mesh.sim import history, market
 from mesh.sim.server import SimServer
 from tests.fetcher.conftest import config_of, sim_env
+from tests.meshproc import massive
 
 ROOT = Path(__file__).resolve().parents[2]
 SPLIT_DAY = dt.date(2024, 6, 10)  # NVDA 10-for-1
 BEFORE, AFTER = "2024-06-06", "2024-06-11"
-
-
-def massive(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mesh.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def closes_by_day(bars: pa.Table) -> dict[dt.date, float]:

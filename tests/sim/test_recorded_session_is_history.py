@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from massive import RESTClient
 
-from tests.meshproc import Mesh, wait_for
+from tests.meshproc import Mesh
 
 NAME = "played"
 SYMBOLS = ("AAPL", "MSFT", "SPY")
@@ -49,25 +49,9 @@ def test_a_recorded_session_equals_rest_trades_and_quotes_row_for_row(tmp_path: 
         mesh.wait_up(["sim", "recorder"], 60)
         mesh.call("recorder", "start", name=NAME)
         mesh.start("ingest", "--subscriptions", "Q.*,T.*")
-        wait_for(
-            lambda: (mesh.call("recorder", "status", timeout=2).get("session") or {}).get("rows"),
-            45,
-            0.3,
-            "rows in the recording",
-        )
+        mesh.wait_recording()
         time.sleep(RECORD_S)
-        mesh.call("ingest", "unsubscribe", params="Q.*,T.*", timeout=15)
-        time.sleep(2)
-        mesh.call("recorder", "stop", timeout=15)
-        wait_for(
-            lambda: (
-                (mesh.call("recorder", "status", timeout=2).get("session") or {}).get("state")
-                == "stopped"
-            ),
-            60,
-            0.3,
-            "the recording to stop",
-        )
+        mesh.stop_recording()
         rest = RESTClient(
             api_key="sim-demo-key", base=f"http://127.0.0.1:{mesh.sim_ports['rest']}", retries=0
         )
