@@ -54,6 +54,9 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
 ShortText = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 Codes = Annotated[list[Count], msgspec.Meta(max_length=64)]
+Money = Annotated[
+    float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)
+]  # signed shares, cash, equity, P&L: finite (NaN fails)
 
 
 class Rejected(ValueError):
@@ -353,9 +356,12 @@ def check_payload(payload: Any, *, typed: bool = False) -> None:
     from mesh.schema import (
         BarBatch,
         Event,
+        Fill,
         GapBatch,
         Heartbeat,
         JobUpdate,
+        Order,
+        Pnl,
         QuoteBatch,
         Stats,
         TradeBatch,
@@ -395,6 +401,9 @@ def check_payload(payload: Any, *, typed: bool = False) -> None:
         if not 0 <= payload.progress <= 1:
             raise Rejected("range", f"a job update's progress is {payload.progress!r} (0..1)")
         check_tree(payload.result, "a job update's result")
+    elif isinstance(payload, Order | Fill | Pnl):
+        check_name(payload.name, "a paper session's name")
+        check_name(payload.symbol, "a paper message's symbol")
     elif isinstance(payload, Event):
         check_name(payload.service, "an event's service")
         check_name(payload.level, "an event's level")

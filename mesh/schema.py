@@ -29,6 +29,7 @@ from mesh.bounds import (
     Codes,
     Count,
     MaybeTime,
+    Money,
     Name,
     Price,
     QuotePrice,
@@ -295,7 +296,62 @@ class Event(msgspec.Struct, array_like=True, frozen=True, tag="event"):
     data: dict[str, Any] = {}
 
 
-Payload = QuoteBatch | TradeBatch | BarBatch | GapBatch | Heartbeat | Stats | JobUpdate | Event
+# --- paper trading (topics `strat.order.<name>`, `strat.fill.<name>`, `strat.pnl.<name>`) -----
+
+
+class Order(msgspec.Struct, array_like=True, frozen=True, tag="order", kw_only=True):
+    """A paper session's order: the strategy's new target for a symbol, decided at a bar's close."""
+
+    name: Name  # the paper session
+    symbol: Name
+    qty: Money  # signed shares wanted (+ buy, - sell); what fills is in the `Fill`s that follow
+    target: Money  # the new target, a fraction of the symbol's equity (1 long, 0 flat, -1 short)
+    bar_end: Time  # the close of the bar that decided it (ns UTC)
+    ts_decided: Time  # when the strategy service decided it (ns UTC)
+    order_id: Count  # 1, 2, ... per session and symbol
+
+
+class Fill(msgspec.Struct, array_like=True, frozen=True, tag="fill", kw_only=True):
+    """One execution of a paper order against a quote (a buy at the ask, a sell at the bid)."""
+
+    name: Name
+    symbol: Name
+    order_id: Count
+    qty: Money  # signed shares filled
+    price: Money  # execution price
+    ref_price: Money  # the quote's mid: `price - ref_price` is the half-spread paid
+    fee: Money  # commission
+    ts_event: Time  # the execution time: the order's arrival, or the quote it waited for
+    position: Money  # shares held after it
+    cash: Money  # the symbol's cash after it
+
+
+class Pnl(msgspec.Struct, array_like=True, frozen=True, tag="pnl", kw_only=True):
+    """A paper session's position and equity in one symbol, at a bar's close."""
+
+    name: Name
+    symbol: Name
+    ts: Time  # the bar's close (ns UTC)
+    position: Money  # shares
+    cash: Money
+    equity: Money  # cash + position at the mid
+    initial_cash: Money
+    fills: Count  # fills so far
+
+
+Payload = (
+    QuoteBatch
+    | TradeBatch
+    | BarBatch
+    | GapBatch
+    | Heartbeat
+    | Stats
+    | JobUpdate
+    | Event
+    | Order
+    | Fill
+    | Pnl
+)
 PAYLOAD_TYPES: tuple[type, ...] = Payload.__args__  # type: ignore[attr-defined]
 MARKET_DATA_TYPES: tuple[type, ...] = (QuoteBatch, TradeBatch, BarBatch, GapBatch)
 

@@ -18,6 +18,13 @@ MARKET_DATA = "md."
 SYSTEM = "sys."
 JOBS = "job."
 BACKTEST_RESULTS = "bt.result."
+PAPER = "strat."
+
+# paper-trading kinds: `strat.<kind>.<session>`
+ORDER = "order"
+FILL = "fill"
+PNL = "pnl"
+PAPER_KINDS = (ORDER, FILL, PNL)
 
 # market-data kinds, in the order documented in docs/protocol.md
 QUOTE = "quote"
@@ -88,9 +95,16 @@ def backtest_result(run_id: str) -> str:
     return f"bt.result.{_part(run_id)}"
 
 
+def paper(kind: str, name: str) -> str:
+    """`strat.<kind>.<name>`: a paper session's orders, fills or P&L (`strat.` is all of them)."""
+    if kind not in PAPER_KINDS:
+        raise TopicError(f"unknown paper kind {kind!r}; expected one of {', '.join(PAPER_KINDS)}")
+    return f"strat.{kind}.{_part(name)}"
+
+
 @dataclass(frozen=True)
 class Topic:
-    """A parsed topic: `family` (md, sys, job, bt), then its parts."""
+    """A parsed topic: `family` (md, sys, job, bt, strat), then its parts."""
 
     family: str
     parts: tuple[str, ...]
@@ -101,7 +115,8 @@ class Topic:
 
     @property
     def subject(self) -> str:
-        """The market for `md.*`, the service for `sys.*`, the id for `job.*` and `bt.result.*`."""
+        """The market for `md.*`, the service for `sys.*`, the id for `job.*` and `bt.result.*`,
+        the paper session for `strat.*`."""
         return self.parts[-1] if self.parts else ""
 
 
@@ -121,6 +136,8 @@ def parse(topic: str | bytes) -> Topic:
     if family == "job" and len(rest) == 1:
         return Topic(family, rest)
     if family == "bt" and len(rest) == 2 and rest[0] == "result":
+        return Topic(family, rest)
+    if family == "strat" and len(rest) == 2 and rest[0] in PAPER_KINDS:
         return Topic(family, rest)
     raise TopicError(f"unknown topic {text!r}")
 
