@@ -61,37 +61,22 @@ def simulate_quotes(
     orders = unfilled = partial = 0
     bar_ends = bars.ts_end
 
-    def fill_bar(ts: int) -> int:
-        return int(np.searchsorted(bar_ends, ts, side="right"))
-
     def execute(signal_bar: int, qty: float, start: int, t0: int, deadline: int) -> float:
         """Fill `qty` from quote `start` on; returns what could not be filled."""
         nonlocal partial
-        remaining = qty
-        j = start
-        first = True
-        while remaining != 0 and j < nq:
-            t = max(t0, q_times[j]) if first else q_times[j]
-            if not first and t >= deadline:
+        order = Execution(book, signal_bar, qty, t0, cap_size=cap_size, whole_shares=whole_shares)
+        for j in range(start, nq):
+            t = order.when(q_times[j])
+            if order.quotes_seen and t >= deadline:
                 break
-            price = ask[j] if remaining > 0 else bid[j]
-            avail = (ask_size[j] if remaining > 0 else bid_size[j]) if cap_size else math.inf
-            take = remaining if abs(remaining) <= avail else math.copysign(float(avail), remaining)
-            if whole_shares:
-                take = math.copysign(math.floor(abs(take)), take)
-            if take != 0:
-                bar = fill_bar(t)
-                if bar >= n:
-                    break
-                book.fill(bar, t, signal_bar, take, price, (bid[j] + ask[j]) / 2.0)
-                remaining -= take
-                if remaining != 0 and abs(remaining) < 1e-12 * abs(qty):
-                    remaining = 0.0
-            if remaining != 0:
-                partial += 1 if first else 0
-            first = False
-            j += 1
-        return remaining
+            bar = int(np.searchsorted(bar_ends, t, side="right"))  # the bar it first shows in
+            if bar >= n:
+                break
+            order.offer(t, bid[j], ask[j], bid_size[j], ask_size[j], bar)
+            if order.done:
+                break
+        partial += order.partly_at_first
+        return order.remaining
 
     for k, (bar, goal) in enumerate(zip(points.tolist(), held[points].tolist(), strict=True)):
         orders += 1
@@ -103,20 +88,7 @@ def simulate_quotes(
         if j >= nq:
             unfilled += 1
             continue
-        mid = (bid[j] + ask[j]) / 2.0
-        if book.shares != 0 and (goal == 0 or (goal > 0) != (book.shares > 0)):
-            # close first: the new position is sized on the cash the close leaves (both legs hit the same side)
-            price = bid[j] if book.shares > 0 else ask[j]
-            equity = book.cash + book.shares * price - abs(book.shares) * price * costs.fee
-            keep = 0.0
-        else:
-            equity = book.cash + book.shares * mid
-            keep = book.shares
-        want = 0.0
-        if goal != 0:
-            buying = goal * equity > keep * mid
-            want = size(goal, equity, ask[j] if buying else bid[j], costs.fee, whole_shares)
-        qty = want - book.shares
+        qty = order_quantity(book, goal, bid[j], ask[j], costs.fee, whole_shares)
         if qty != 0 and execute(bar - 1, qty, j, t0, deadline) != 0:
             unfilled += 1
 
@@ -129,6 +101,87 @@ def simulate_quotes(
         "orders_partly_filled_at_first_quote": partial,
     }
     return run
+
+
+def order_quantity(
+    book: _Book, goal: float, bid: float, ask: float, fee: float, whole_shares: bool
+) -> float:
+    """Signed shares to trade so that `book` holds `goal` of its equity, priced at this quote.
+
+    When the side changes, the old position is closed first and the new one sized on the cash
+    the close leaves (both legs hit the same side); otherwise the equity is marked at the mid.
+    """
+    shares, mid = book.shares, (bid + ask) / 2.0
+    if shares != 0 and (goal == 0 or (goal > 0) != (shares > 0)):
+        price = bid if shares > 0 else ask
+        equity = book.cash + shares * price - abs(shares) * price * fee
+        keep = 0.0
+    else:
+        equity = book.cash + shares * mid
+        keep = shares
+    want = 0.0
+    if goal != 0:
+        buying = goal * equity > keep * mid
+        want = size(goal, equity, ask if buying else bid, fee, whole_shares)
+    return want - shares
+
+
+class Execution:
+    """One order working against quotes in time order: a buy takes the ask, a sell the bid.
+
+    The backtest offers it the recorded quotes, the paper trader (mesh/paper) the live ones, so
+    both fill alike. The first quote offered fills at the order's arrival time `t0` (or the
+    quote's, if it came later); with `cap_size` each quote gives at most its size, and the rest
+    waits for the next quote.
+    """
+
+    def __init__(
+        self,
+        book: _Book,
+        signal_bar: int,
+        qty: float,
+        t0: int,
+        *,
+        cap_size: bool = False,
+        whole_shares: bool = False,
+    ) -> None:
+        self.book = book
+        self.signal_bar = signal_bar
+        self.qty = self.remaining = qty
+        self.t0 = t0
+        self.cap_size = cap_size
+        self.whole_shares = whole_shares
+        self.quotes_seen = 0
+        self.partly_at_first = False
+
+    @property
+    def done(self) -> bool:
+        return self.remaining == 0
+
+    def when(self, quote_ts: int) -> int:
+        """The time a fill against a quote stamped `quote_ts` happens."""
+        return max(self.t0, quote_ts) if self.quotes_seen == 0 else quote_ts
+
+    def offer(
+        self, t: int, bid: float, ask: float, bid_size: float, ask_size: float, bar: int
+    ) -> float:
+        """Fill what the quote allows at time `t` (from `when`) into bar `bar`; the shares filled."""
+        remaining = self.remaining
+        price = ask if remaining > 0 else bid
+        avail = (ask_size if remaining > 0 else bid_size) if self.cap_size else math.inf
+        take = remaining if abs(remaining) <= avail else math.copysign(float(avail), remaining)
+        if self.whole_shares:
+            take = math.copysign(math.floor(abs(take)), take)
+        if take != 0:
+            self.book.fill(bar, t, self.signal_bar, take, price, (bid + ask) / 2.0)
+            remaining -= take
+            if remaining != 0 and abs(remaining) < 1e-12 * abs(self.qty):
+                remaining = 0.0
+        if remaining != 0 and self.quotes_seen == 0:
+            self.partly_at_first = True
+        self.quotes_seen += 1
+        self.remaining = remaining
+        return take
 
 
 def _marks(bars: Bars, quotes: Quotes) -> np.ndarray:
