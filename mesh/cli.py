@@ -22,6 +22,7 @@ from mesh import (
     control,
     data_cli,
     heal_cli,
+    paper_cli,
     reconcile_cli,
     run_cli,
     status_cli,
@@ -45,6 +46,7 @@ COMMANDS: tuple[CommandModule, ...] = (
     reconcile_cli,  # reconcile SESSION
     heal_cli,  # heal SESSION
     backtest_cli,  # backtest
+    paper_cli,  # paper start|stop|status|compare
     kdb_cli,  # kdb load|schema
     data_cli,  # data list|show|migrate
     auth_cli,  # auth add|list|revoke

@@ -25,6 +25,7 @@ SERVICES: dict[str, str] = {
     "ingest": "mesh.ingest.service",
     "fetcher": "mesh.fetcher.service",
     "backtester": "mesh.backtest.service",
+    "strategy": "mesh.paper.service",
 }
 
 

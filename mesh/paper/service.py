@@ -1,0 +1,370 @@
+"""`massive run strategy`: paper sessions from the control channel, live quotes from the bus.
+
+Commands (each answered at once; docs/paper.md):
+
+    start(name, strategy, params={}, symbols=[...], interval="1s", cash=100000,
+          commission_bps=0, whole_shares=False, cap_size=False, latency_ms=0)  -> the session
+    stop(name)                                                                 -> the session
+    status()                                                                   -> {"sessions": [...]}
+
+One process holds any number of sessions. Quotes (`md.quote.*`) go to the traders of every
+running session that trades the symbol; a clock closes bars and starts orders that no quote will
+(mesh/paper/engine.py). Orders, fills and P&L go on `strat.order|fill|pnl.<name>` after the
+orders and fills are journalled. A strategy that raises stops its own session (the traceback in
+the log, in `status` and on `sys.event.strategy`); the others go on. Strategies are the
+backtester's: a built-in, or `FILE:function` from a .py file in `MESH_STRATEGY_PATH`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mesh import client, topics
+from mesh.argtypes import OneLineParser
+from mesh.backtest.errors import BacktestError
+from mesh.backtest.strategy_path import StrategyPath
+from mesh.client import AsyncSubscriber
+from mesh.config import Config
+from mesh.control import ControlError
+from mesh.paper.session import PaperError, Record, Session, Spec, State
+from mesh.schema import Fill, Order, Pnl, QuoteBatch
+from mesh.service import Runtime, Service, run_service
+
+log = logging.getLogger(__name__)
+
+CLOCK_S = 0.05  # how often the clock closes bars no quote closed
+BURST = 200
+_KIND = {Order: topics.ORDER, Fill: topics.FILL, Pnl: topics.PNL}
+
+
+class EventClock:
+    """The market's time, from quotes' SIP stamps: wall time less the smallest delay seen.
+
+    The simulator plays past sessions when the market is closed, so SIP time and wall time may
+    be a day apart; a jump of over a minute in the delay starts the estimate again.
+    """
+
+    def __init__(self) -> None:
+        self.offset: int | None = None
+
+    def saw(self, latest_ts: int) -> None:
+        delay = time.time_ns() - latest_ts
+        if self.offset is None or delay < self.offset or delay - self.offset > 60 * 10**9:
+            self.offset = delay
+
+    def now(self) -> int | None:
+        return None if self.offset is None else time.time_ns() - self.offset
+
+
+class StrategyService(Service):
+    """Paper sessions; see the module docstring."""
+
+    name: ClassVar[str] = "strategy"
+
+    def __init__(self, config: Config, strategy_path: StrategyPath | None = None) -> None:
+        super().__init__(config)
+        self.strategy_path = strategy_path or StrategyPath.from_environ()
+        self.root = config.data_dir / "paper"
+        self.sessions: dict[str, Session] = {}
+        self.finished: dict[str, Record] = {}  # sessions of earlier runs, from disk
+        self.clock = EventClock()
+        self.subscriber: AsyncSubscriber | None = None
+        self.quotes_seen = 0
+        self.published = dict.fromkeys(_KIND.values(), 0)
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    async def run(self, runtime: Runtime) -> None:
+        await asyncio.to_thread(self._resume_all)
+        sub = self.subscriber = AsyncSubscriber(
+            [topics.quotes()],
+            self.config.bus_sub,
+            context=runtime.context,
+            columnar=True,
+            config=self.config,
+        )
+        receiving: asyncio.Future[list[Any]] | None = None
+        try:
+            while not runtime.stopping.is_set():
+                if receiving is None:
+                    receiving = asyncio.ensure_future(sub.recv_burst(BURST))
+                done, _ = await asyncio.wait({receiving}, timeout=CLOCK_S)
+                drained = True
+                if done:
+                    burst = receiving.result()
+                    for msg in burst:
+                        if isinstance(msg.payload, QuoteBatch):
+                            self._on_quotes(msg.payload)
+                    receiving = None
+                    drained = len(burst) < BURST
+                if drained:  # the clock waits while quotes are still queued
+                    self._tick()
+                self._publish(runtime)
+        finally:
+            if receiving is not None:
+                receiving.cancel()
+            now = self.clock.now() or time.time_ns()
+            for session in self.sessions.values():
+                if session.active:
+                    session.save()  # a restart resumes it
+                    if session.journal is not None:
+                        session.journal.close()
+            del now
+            sub.close()
+
+    def _on_quotes(self, batch: QuoteBatch) -> None:
+        wanted: dict[str, list[Session]] = {}
+        for session in self.sessions.values():
+            if session.active:
+                for symbol in session.record.spec.symbols:
+                    wanted.setdefault(symbol, []).append(session)
+        n = len(batch.symbol)
+        if not n:
+            return
+        columns = [
+            np.asarray(c).tolist()  # numpy columns from the columnar decode
+            for c in (
+                batch.ts_event,
+                batch.bid_price,
+                batch.ask_price,
+                batch.bid_size,
+                batch.ask_size,
+            )
+        ]
+        ts, bid, ask, bsz, asz = columns
+        self.clock.saw(max(ts))
+        self.quotes_seen += n
+        if not wanted:
+            return
+        arrived = time.monotonic()
+        for i, symbol in enumerate(batch.symbol):
+            for session in wanted.get(symbol, ()):
+                if not session.active:
+                    continue
+                try:
+                    session.traders[symbol].on_quote(ts[i], bid[i], ask[i], bsz[i], asz[i], arrived)
+                except Exception as exc:
+                    self._failed(session, exc)
+
+    def _tick(self) -> None:
+        now = self.clock.now()
+        if now is None:
+            return
+        mono = time.monotonic()
+        for session in self.sessions.values():
+            if not session.active:
+                continue
+            try:
+                for trader in session.traders.values():
+                    trader.on_clock(now, mono)
+            except Exception as exc:
+                self._failed(session, exc)
+
+    def _publish(self, runtime: Runtime) -> None:
+        for session in self.sessions.values():
+            try:
+                records = session.drain()
+            except OSError as exc:  # the journal cannot be written: nothing unjournalled is sent
+                self._failed(session, exc)
+                continue
+            for record in records:
+                kind = _KIND[type(record)]
+                runtime.publish(topics.paper(kind, session.name), record)
+                self.published[kind] += 1
+
+    def _failed(self, session: Session, exc: BaseException) -> None:
+        log.error("paper session %s stopped: its strategy failed", session.name, exc_info=exc)
+        session.fail(exc, self.clock.now() or time.time_ns())
+        if self.runtime is not None:
+            self.runtime.event(
+                "error", f"paper session {session.name} failed: {exc}", session=session.name
+            )
+
+    # --- sessions on disk ------------------------------------------------------------------------
+
+    def _resume_all(self) -> None:
+        if not self.root.is_dir():
+            return
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            try:
+                record = Session.load(folder)
+            except PaperError as exc:
+                log.warning("%s", exc)
+                continue
+            if record.state not in (State.RUNNING, State.LAGGING):
+                self.finished[record.spec.name] = record
+                continue
+            try:
+                strategy = self.strategy_path.load(record.spec.strategy)
+                params = strategy.resolve(record.spec.params)
+                session = Session.resume(record, strategy, params, folder)
+            except (BacktestError, PaperError, OSError) as exc:
+                log.error("paper session %s cannot resume: %s", record.spec.name, exc)
+                continue
+            self.sessions[session.name] = session
+            log.warning("paper session %s: %s", session.name, session.lost_note)
+
+    # --- commands --------------------------------------------------------------------------------
+
+    async def cmd_start(
+        self,
+        name: str,
+        strategy: str,
+        params: dict[str, Any] | None = None,
+        symbols: list[str] | str | None = None,
+        interval: str = "1s",
+        fills: str = "quotes",
+        cash: float = 100_000.0,
+        commission_bps: float = 0.0,
+        whole_shares: bool = False,
+        cap_size: bool = False,
+        latency_ms: float = 0.0,
+    ) -> dict[str, Any]:
+        if isinstance(symbols, str):
+            symbols = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+        if params is not None and not isinstance(params, dict):
+            raise PaperError("params: expected a map of names to values")
+        try:
+            spec = Spec(
+                name=name,
+                strategy=strategy,
+                params=dict(params or {}),
+                symbols=list(symbols or []),
+                interval=interval,
+                fills=fills,
+                cash=float(cash),
+                commission_bps=float(commission_bps),
+                whole_shares=bool(whole_shares),
+                cap_size=bool(cap_size),
+                latency_ms=float(latency_ms),
+            ).check()
+        except (TypeError, ValueError) as exc:
+            raise PaperError(str(exc)) from None
+        if name in self.sessions and self.sessions[name].active:
+            raise PaperError(f"paper session {name!r} is running; stop it first")
+        self.strategy_path.check(strategy)
+        loaded = await asyncio.to_thread(self.strategy_path.load, strategy)
+        resolved = loaded.resolve(spec.params)
+        recording, started = await asyncio.to_thread(self._recording_for, spec)
+        session = await asyncio.to_thread(
+            Session.create, spec, loaded, resolved, self.root, recording
+        )
+        session.record.started_recording = started
+        session.save()
+        self.sessions[name] = session
+        self.finished.pop(name, None)
+        log.info(
+            "paper session %s: %s on %s at %s bars, recorded in %s",
+            name,
+            strategy,
+            ",".join(spec.symbols),
+            spec.interval,
+            recording,
+        )
+        return session.view()
+
+    def _recording_for(self, spec: Spec) -> tuple[str, bool]:
+        """(the recording that will hold the session's quotes, whether this session started it)."""
+        try:
+            status = client.call("recorder", "status", config=self.config, timeout=3)
+            current = status.get("session") or {}
+            if current.get("state") == "recording":
+                return str(current.get("session") or current.get("name")), False
+            name = f"paper-{spec.name}"
+            client.call(
+                "recorder",
+                "start",
+                {"name": name, "symbols": spec.symbols},
+                config=self.config,
+                timeout=5,
+            )
+            return name, True
+        except ControlError as exc:
+            raise PaperError(
+                f"no recording for the session: the recorder did not answer ({exc}); "
+                "start it (`massive run recorder`) so the session can be compared"
+            ) from None
+
+    async def cmd_stop(self, name: str) -> dict[str, Any]:
+        session = self.sessions.get(name)
+        if session is None:
+            raise PaperError(
+                f"no running paper session {name!r}; `massive paper status` lists them"
+            )
+        session.stop(self.clock.now() or time.time_ns())
+        if self.runtime is not None:
+            self._publish(self.runtime)
+        if session.record.started_recording:
+            try:
+                await asyncio.to_thread(
+                    client.call, "recorder", "stop", config=self.config, timeout=10
+                )
+            except ControlError as exc:
+                log.warning("paper session %s: stopping its recording failed: %s", name, exc)
+        return session.view()
+
+    def cmd_status(self) -> dict[str, Any]:
+        return self.stats()
+
+    def stats(self) -> dict[str, Any]:
+        views = [s.view() for s in self.sessions.values()]
+        views += [_record_view(r) for n, r in self.finished.items() if n not in self.sessions]
+        return {"sessions": views}
+
+    def counters(self) -> dict[str, Any]:
+        states = [s.state for s in self.sessions.values()]
+        return {
+            "sessions_running": sum(s in (State.RUNNING, State.LAGGING) for s in states),
+            "sessions_failed": sum(s is State.FAILED for s in states),
+            "quotes": self.quotes_seen,
+            "orders": self.published[topics.ORDER],
+            "fills": self.published[topics.FILL],
+            **(dict(self.subscriber.stats.as_counters()) if self.subscriber else {}),
+        }
+
+
+def _record_view(record: Record) -> dict[str, Any]:
+    spec = record.spec
+    return {
+        "name": spec.name,
+        "strategy": spec.strategy,
+        "params": spec.params,
+        "symbols": spec.symbols,
+        "interval": spec.interval,
+        "fills": spec.fills,
+        "state": str(record.state),
+        "error": record.error,
+        "started_ns": record.started_ns,
+        "stopped_ns": record.stopped_ns,
+        "recording": record.recording,
+        "initial_cash": spec.cash,
+        "lost": "",
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return OneLineParser(
+        prog="massive run strategy",
+        description=(
+            "Run paper sessions: backtester strategies evaluated live at each bar close on bars of "
+            "live quote mids, their orders filled against live quotes as the backtester fills "
+            "them (start them with `massive paper start`)."
+        ),
+    )
+
+
+def main(config: Config, argv: list[str] | None = None) -> int:
+    """`massive run strategy`."""
+    build_parser().parse_args(argv or [])
+    try:
+        strategy_path = StrategyPath.from_environ()
+    except BacktestError as exc:
+        log.error("%s", exc)
+        return 2
+    return run_service(StrategyService(config, strategy_path))

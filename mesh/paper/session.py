@@ -1,0 +1,309 @@
+"""A paper session: what was asked for, one `SymbolTrader` per symbol, and its journal on disk.
+
+Each session lives in `MESH_DATA_DIR/paper/<name>/`: `session.json` (the spec and the state, all
+or nothing) and `journal.jsonl`, every order and fill appended and fsync'd before it goes on the
+bus. After a crash the service resumes a running session from them: positions and cash come
+from the journal's fills (never guessed), the strategy starts again from no bars, and the time
+nothing was watched is written down as lost.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+import traceback
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from mesh import files, intervals
+from mesh.backtest.engine import Costs, _Book
+from mesh.backtest.strategies import Strategy
+from mesh.paper.engine import Settings, SymbolTrader
+from mesh.schema import Fill, Order, Pnl
+
+NAME = re.compile(r"[A-Za-z0-9_\-]{1,48}")
+INTERVALS = ("1s", "1m")
+
+
+class PaperError(ValueError):
+    """A paper request that cannot be carried out (bad name, options, or unknown session)."""
+
+
+class State(StrEnum):
+    RUNNING = "running"
+    LAGGING = "lagging"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class Spec(msgspec.Struct, frozen=True, kw_only=True):
+    """What a paper session was started with (the backtester's options of the same names)."""
+
+    name: str
+    strategy: str
+    params: dict[str, Any]
+    symbols: list[str]
+    interval: str = "1s"
+    fills: str = "quotes"
+    cash: float = 100_000.0
+    commission_bps: float = 0.0
+    whole_shares: bool = False
+    cap_size: bool = False
+    latency_ms: float = 0.0
+
+    def check(self) -> Spec:
+        if not NAME.fullmatch(self.name):
+            raise PaperError(
+                f"paper session name {self.name!r:.60}: 1-48 letters, digits, '_' or '-'"
+            )
+        if self.interval not in INTERVALS:
+            raise PaperError(f"interval {self.interval!r:.20}: expected 1s or 1m")
+        if self.fills != "quotes":
+            raise PaperError(
+                f"fills {self.fills!r:.20}: paper sessions fill against live quotes (quotes)"
+            )
+        if not self.symbols or not all(
+            isinstance(s, str) and re.fullmatch(r"[A-Z][A-Z0-9.\-]{0,15}", s) for s in self.symbols
+        ):
+            raise PaperError("symbols: give one or more tickers, e.g. AAPL,MSFT")
+        if not (math.isfinite(self.cash) and self.cash > 0):
+            raise PaperError("cash must be a positive number")
+        for what in ("commission_bps", "latency_ms"):
+            value = getattr(self, what)
+            if not (math.isfinite(value) and value >= 0):
+                raise PaperError(f"{what.replace('_', '-')} must not be negative")
+        return self
+
+    def settings(self) -> Settings:
+        return Settings(
+            interval_ns=intervals.parse(self.interval).ns,
+            cash=self.cash / len(self.symbols),
+            costs=Costs(self.commission_bps),
+            whole_shares=self.whole_shares,
+            cap_size=self.cap_size,
+            latency_ns=int(self.latency_ms * 1e6),
+        )
+
+
+class Record(msgspec.Struct, kw_only=True):
+    """`session.json`: the spec and what happened to the session."""
+
+    spec: Spec
+    state: State = State.RUNNING
+    error: str = ""
+    started_ns: int = 0
+    stopped_ns: int = 0
+    recording: str = ""  # the recording that holds the session's quotes
+    started_recording: bool = False  # the session started it (and stops it)
+    first_ts: dict[str, int] = {}  # per symbol, the first and last quote traded on (ns)
+    last_ts: dict[str, int] = {}
+    lost: list[list[int]] = []  # [from_ns, to_ns] spans no trader watched (a crash)
+
+
+_json = msgspec.json.Encoder()
+
+
+@dataclass
+class Session:
+    """A running (or finished) paper session of one strategy over its symbols."""
+
+    record: Record
+    strategy: Strategy
+    params: dict[str, Any]
+    folder: Path
+    traders: dict[str, SymbolTrader] = field(default_factory=dict)
+    journal: Any = None  # the open journal file while running
+    lost_note: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.record.spec.name
+
+    @property
+    def state(self) -> State:
+        return self.record.state
+
+    @property
+    def active(self) -> bool:
+        return self.state in (State.RUNNING, State.LAGGING)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, spec: Spec, strategy: Strategy, params: dict[str, Any], root: Path, recording: str
+    ) -> Session:
+        folder = root / spec.name
+        if (folder / "session.json").exists():
+            raise PaperError(
+                f"a paper session {spec.name!r} exists already ({folder}); pick another name"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        record = Record(spec=spec, started_ns=time.time_ns(), recording=recording)
+        session = cls(record, strategy, params, folder)
+        session._open()
+        session.save()
+        return session
+
+    @classmethod
+    def load(cls, folder: Path) -> Record:
+        try:
+            return msgspec.json.decode((folder / "session.json").read_bytes(), type=Record)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise PaperError(f"{folder / 'session.json'} cannot be read: {exc}") from None
+
+    @classmethod
+    def resume(
+        cls, record: Record, strategy: Strategy, params: dict[str, Any], folder: Path
+    ) -> Session:
+        """A running session after a crash: books from the journal's fills, the gap written down."""
+        session = cls(record, strategy, params, folder)
+        settings = record.spec.settings()
+        books = {s: _Book(settings.cash, settings.costs.fee) for s in record.spec.symbols}
+        held = dict.fromkeys(record.spec.symbols, 0.0)
+        orders = dict.fromkeys(record.spec.symbols, 0)
+        last_event = record.started_ns
+        for item in journal_items(folder):
+            if item.symbol not in books:
+                continue
+            if isinstance(item, Fill):
+                book = books[item.symbol]
+                book.cash -= item.qty * item.price + item.fee
+                book.shares = item.position
+                last_event = max(last_event, item.ts_event)
+            else:
+                held[item.symbol] = item.target
+                orders[item.symbol] = max(orders[item.symbol], item.order_id)
+                last_event = max(last_event, item.ts_decided)
+        for symbol in record.spec.symbols:
+            session.traders[symbol] = SymbolTrader(
+                record.spec.name,
+                symbol,
+                strategy,
+                params,
+                settings,
+                book=books[symbol],
+                held=held[symbol],
+                orders=orders[symbol],
+            )
+        now = time.time_ns()
+        record.lost.append([last_event, now])
+        session.lost_note = (
+            f"restarted after a stop it could not record: nothing watched from the last journal "
+            f"entry to the restart ({(now - last_event) / 1e9:.1f} s); positions and cash rebuilt "
+            f"from {sum(t.fills for t in session.traders.values()) or 'its'} journalled fills, "
+            f"bars start again"
+        )
+        session._open(resumed=True)
+        session.save()
+        return session
+
+    def _open(self, resumed: bool = False) -> None:
+        spec = self.record.spec
+        settings = spec.settings()
+        if not resumed:
+            for symbol in spec.symbols:
+                self.traders[symbol] = SymbolTrader(
+                    spec.name, symbol, self.strategy, self.params, settings
+                )
+        self.journal = open(self.folder / "journal.jsonl", "ab")  # noqa: SIM115
+
+    def save(self) -> None:
+        for symbol, trader in self.traders.items():
+            if trader.first_ts:
+                self.record.first_ts.setdefault(symbol, trader.first_ts)
+                self.record.last_ts[symbol] = trader.last_ts
+        files.replace_file(self.folder / "session.json", _json.encode(self.record))
+
+    def stop(self, event_now: int, state: State = State.STOPPED, error: str = "") -> None:
+        if not self.active:
+            return
+        for trader in self.traders.values():
+            trader.finish()
+        self.record.state, self.record.error = state, error
+        self.record.stopped_ns = time.time_ns()
+        self.save()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    def fail(self, exc: BaseException, event_now: int) -> None:
+        text = "".join(traceback.format_exception(exc)).strip().splitlines()
+        self.stop(event_now, State.FAILED, "\n".join(text[-12:]))
+
+    # --- trading ---------------------------------------------------------------------------------
+
+    def drain(self) -> list[Order | Fill | Pnl]:
+        """What the traders produced since the last call; orders and fills journalled first."""
+        out: list[Order | Fill | Pnl] = []
+        for trader in self.traders.values():
+            if trader.out:
+                out.extend(trader.out)
+                trader.out = []
+        kept = [r for r in out if not isinstance(r, Pnl)]
+        if kept and self.journal is not None:
+            self.journal.write(b"".join(_json.encode(item) + b"\n" for item in kept))
+            self.journal.flush()
+            os.fsync(self.journal.fileno())
+        lagging = any(t.lagging_bars for t in self.traders.values())
+        if self.state is State.RUNNING and lagging:
+            self.record.state = State.LAGGING
+        return out
+
+    def view(self) -> dict[str, Any]:
+        """The session as `status` and `sys.stats.strategy` show it (/docs/paper.md)."""
+        spec, traders = self.record.spec, self.traders.values()
+        cash = sum(t.book.cash for t in traders)
+        equity = sum(
+            t.book.cash + t.book.shares * ((t.last.bid + t.last.ask) / 2 if t.last else 0.0)
+            for t in traders
+        )
+        return {
+            "name": spec.name,
+            "strategy": spec.strategy,
+            "params": self.params,
+            "symbols": spec.symbols,
+            "interval": spec.interval,
+            "fill_mode": spec.fills,
+            "state": str(self.state),
+            "error": self.record.error,
+            "started_ns": self.record.started_ns,
+            "stopped_ns": self.record.stopped_ns,
+            "recording": self.record.recording,
+            "cash": cash,
+            "equity": equity,
+            "initial_cash": spec.cash,
+            "positions": {t.symbol: t.book.shares for t in traders},
+            "orders": sum(t.orders for t in traders),
+            "fills": sum(t.fills for t in traders),
+            "bars": sum(len(t.bar_ends) for t in traders),
+            "lag_ms": round(max((t.decision_s for t in traders), default=0.0) * 1e3, 3),
+            "lagging_bars": sum(t.lagging_bars for t in traders),
+            "late_quotes": sum(t.late_quotes for t in traders),
+            "unfilled": sum(t.unfilled for t in traders),
+            "lost": self.lost_note,
+        }
+
+
+_item = msgspec.json.Decoder(Order | Fill)
+
+
+def journal_items(folder: Path) -> list[Order | Fill]:
+    """The journal's orders and fills; a torn last line (a crash mid-write) is left out."""
+    try:
+        data = (folder / "journal.jsonl").read_bytes()
+    except FileNotFoundError:
+        return []
+    items: list[Order | Fill] = []
+    for line in data.splitlines():
+        try:
+            items.append(_item.decode(line))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+    return items
