@@ -77,6 +77,7 @@ class StrategyService(Service):
         self.subscriber: AsyncSubscriber | None = None
         self.quotes_seen = 0
         self.published = dict.fromkeys(_KIND.values(), 0)
+        self.reported: set[str] = set()  # failed sessions already logged
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -109,21 +110,14 @@ class StrategyService(Service):
         finally:
             if receiving is not None:
                 receiving.cancel()
-            now = self.clock.now() or time.time_ns()
             for session in self.sessions.values():
-                if session.active:
-                    session.save()  # a restart resumes it
-                    if session.journal is not None:
-                        session.journal.close()
-            del now
+                if session.active:  # a restart resumes it
+                    session.stopping.set()
+                    session.inbox.put(("stop",))
+                    session.save()
             sub.close()
 
     def _on_quotes(self, batch: QuoteBatch) -> None:
-        wanted: dict[str, list[Session]] = {}
-        for session in self.sessions.values():
-            if session.active:
-                for symbol in session.record.spec.symbols:
-                    wanted.setdefault(symbol, []).append(session)
         n = len(batch.symbol)
         if not n:
             return
@@ -137,20 +131,18 @@ class StrategyService(Service):
                 batch.ask_size,
             )
         ]
-        ts, bid, ask, bsz, asz = columns
-        self.clock.saw(max(ts))
+        self.clock.saw(max(columns[0]))
         self.quotes_seen += n
-        if not wanted:
+        active = [s for s in self.sessions.values() if s.active]
+        if not active:
             return
         arrived = time.monotonic()
-        for i, symbol in enumerate(batch.symbol):
-            for session in wanted.get(symbol, ()):
-                if not session.active:
-                    continue
-                try:
-                    session.traders[symbol].on_quote(ts[i], bid[i], ask[i], bsz[i], asz[i], arrived)
-                except Exception as exc:
-                    self._failed(session, exc)
+        rows = list(zip(batch.symbol, *columns, strict=True))
+        for session in active:
+            wanted = session.traders
+            mine = [row for row in rows if row[0] in wanted]
+            if mine:
+                session.quotes(mine, arrived)
 
     def _tick(self) -> None:
         now = self.clock.now()
@@ -158,33 +150,27 @@ class StrategyService(Service):
             return
         mono = time.monotonic()
         for session in self.sessions.values():
-            if not session.active:
-                continue
-            try:
-                for trader in session.traders.values():
-                    trader.on_clock(now, mono)
-            except Exception as exc:
-                self._failed(session, exc)
+            if session.active:
+                session.tick(now, mono)
 
     def _publish(self, runtime: Runtime) -> None:
         for session in self.sessions.values():
-            try:
-                records = session.drain()
-            except OSError as exc:  # the journal cannot be written: nothing unjournalled is sent
-                self._failed(session, exc)
-                continue
-            for record in records:
+            for record in session.drain():
                 kind = _KIND[type(record)]
                 runtime.publish(topics.paper(kind, session.name), record)
                 self.published[kind] += 1
-
-    def _failed(self, session: Session, exc: BaseException) -> None:
-        log.error("paper session %s stopped: its strategy failed", session.name, exc_info=exc)
-        session.fail(exc, self.clock.now() or time.time_ns())
-        if self.runtime is not None:
-            self.runtime.event(
-                "error", f"paper session {session.name} failed: {exc}", session=session.name
-            )
+            if session.failure is not None and session.name not in self.reported:
+                self.reported.add(session.name)
+                log.error(
+                    "paper session %s stopped: its strategy failed",
+                    session.name,
+                    exc_info=session.failure,
+                )
+                runtime.event(
+                    "error",
+                    f"paper session {session.name} failed: {session.failure}",
+                    session=session.name,
+                )
 
     # --- sessions on disk ------------------------------------------------------------------------
 
@@ -208,6 +194,7 @@ class StrategyService(Service):
                 log.error("paper session %s cannot resume: %s", record.spec.name, exc)
                 continue
             self.sessions[session.name] = session
+            session.begin()
             log.warning("paper session %s: %s", session.name, session.lost_note)
 
     # --- commands --------------------------------------------------------------------------------
@@ -258,6 +245,7 @@ class StrategyService(Service):
         session.record.started_recording = started
         session.save()
         self.sessions[name] = session
+        session.begin()
         self.finished.pop(name, None)
         log.info(
             "paper session %s: %s on %s at %s bars, recorded in %s",
@@ -297,7 +285,7 @@ class StrategyService(Service):
             raise PaperError(
                 f"no running paper session {name!r}; `massive paper status` lists them"
             )
-        session.stop(self.clock.now() or time.time_ns())
+        await asyncio.to_thread(session.stop)
         if self.runtime is not None:
             self._publish(self.runtime)
         if session.record.started_recording:

@@ -1,5 +1,9 @@
 """A paper session: what was asked for, one `SymbolTrader` per symbol, and its journal on disk.
 
+A session trades on its own thread, fed quotes and clock ticks through a queue: a strategy that
+is slow falls behind (shown as lagging, with its backlog) without holding up the service, its
+commands or the other sessions; one that raises stops its own session only.
+
 Each session lives in `MESH_DATA_DIR/paper/<name>/`: `session.json` (the spec and the state, all
 or nothing) and `journal.jsonl`, every order and fill appended and fsync'd before it goes on the
 bus. After a crash the service resumes a running session from them: positions and cash come
@@ -11,7 +15,9 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import re
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -120,6 +126,12 @@ class Session:
     traders: dict[str, SymbolTrader] = field(default_factory=dict)
     journal: Any = None  # the open journal file while running
     lost_note: str = ""
+    inbox: queue.SimpleQueue[tuple[Any, ...]] = field(default_factory=queue.SimpleQueue)
+    outbox: queue.SimpleQueue[Order | Fill | Pnl] = field(default_factory=queue.SimpleQueue)
+    thread: threading.Thread | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+    failure: BaseException | None = None  # set once by the thread when the strategy fails
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
     def name(self) -> str:
@@ -221,26 +233,78 @@ class Session:
                 self.record.last_ts[symbol] = trader.last_ts
         files.replace_file(self.folder / "session.json", _json.encode(self.record))
 
-    def stop(self, event_now: int, state: State = State.STOPPED, error: str = "") -> None:
+    def begin(self) -> None:
+        """Start trading on the session's own thread."""
+        self.thread = threading.Thread(target=self._work, name=f"paper-{self.name}", daemon=True)
+        self.thread.start()
+
+    def quotes(
+        self, rows: list[tuple[str, int, float, float, float, float]], arrived: float
+    ) -> None:
+        self.inbox.put(("quotes", rows, arrived))
+
+    def tick(self, event_now: int, mono: float) -> None:
+        if self.inbox.empty():  # behind already: the queued quotes come first
+            self.inbox.put(("clock", event_now, mono))
+
+    @property
+    def backlog(self) -> int:
+        return self.inbox.qsize()
+
+    def stop(self, state: State = State.STOPPED, error: str = "", wait: float = 10.0) -> None:
+        """Stop trading: what is still queued is dropped; the thread ends, the state is saved."""
         if not self.active:
             return
-        for trader in self.traders.values():
-            trader.finish()
-        self.record.state, self.record.error = state, error
-        self.record.stopped_ns = time.time_ns()
-        self.save()
-        if self.journal is not None:
-            self.journal.close()
-            self.journal = None
+        self.stopping.set()
+        self.inbox.put(("stop",))
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(wait)
+        self._finish(state, error)
 
-    def fail(self, exc: BaseException, event_now: int) -> None:
-        text = "".join(traceback.format_exception(exc)).strip().splitlines()
-        self.stop(event_now, State.FAILED, "\n".join(text[-12:]))
+    def _finish(self, state: State, error: str) -> None:
+        with self._lock:
+            if not self.active:
+                return
+            for trader in self.traders.values():
+                trader.finish()
+            self._flush()
+            self.record.state, self.record.error = state, error
+            self.record.stopped_ns = time.time_ns()
+            self.save()
+            if self.journal is not None:
+                self.journal.close()
+                self.journal = None
 
-    # --- trading ---------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            item = self.inbox.get()
+            if item[0] == "stop" or self.stopping.is_set():
+                return
+            try:
+                with self._lock:
+                    if not self.active:
+                        return
+                    if item[0] == "quotes":
+                        _, rows, arrived = item
+                        traders = self.traders
+                        for symbol, ts, bid, ask, bid_size, ask_size in rows:
+                            trader = traders.get(symbol)
+                            if trader is not None:
+                                trader.on_quote(ts, bid, ask, bid_size, ask_size, arrived)
+                    else:
+                        _, event_now, mono = item
+                        for trader in self.traders.values():
+                            trader.on_clock(event_now, mono)
+                    self._flush()
+            except Exception as exc:  # the strategy's failure (or the journal's) ends this session
+                text = "".join(traceback.format_exception(exc)).strip().splitlines()
+                self.failure = exc
+                self._finish(State.FAILED, "\n".join(text[-12:]))
+                return
 
-    def drain(self) -> list[Order | Fill | Pnl]:
-        """What the traders produced since the last call; orders and fills journalled first."""
+    def _flush(self) -> None:
+        """Move what the traders produced to the outbox, orders and fills journalled first."""
         out: list[Order | Fill | Pnl] = []
         for trader in self.traders.values():
             if trader.out:
@@ -251,10 +315,23 @@ class Session:
             self.journal.write(b"".join(_json.encode(item) + b"\n" for item in kept))
             self.journal.flush()
             os.fsync(self.journal.fileno())
-        lagging = any(t.lagging_bars for t in self.traders.values())
-        if self.state is State.RUNNING and lagging:
+        for record in out:
+            self.outbox.put(record)
+        if any(t.first_ts and s not in self.record.first_ts for s, t in self.traders.items()):
+            self.save()  # where each symbol's trading began survives a crash
+        if self.record.state is State.RUNNING and any(
+            t.lagging_bars for t in self.traders.values()
+        ):
             self.record.state = State.LAGGING
-        return out
+
+    def drain(self) -> list[Order | Fill | Pnl]:
+        """What the session produced since the last call (already journalled)."""
+        out: list[Order | Fill | Pnl] = []
+        while True:
+            try:
+                out.append(self.outbox.get_nowait())
+            except queue.Empty:
+                return out
 
     def view(self) -> dict[str, Any]:
         """The session as `status` and `sys.stats.strategy` show it (/docs/paper.md)."""
@@ -288,6 +365,7 @@ class Session:
             "late_quotes": sum(t.late_quotes for t in traders),
             "unfilled": sum(t.unfilled for t in traders),
             "lost": self.lost_note,
+            "backlog": self.backlog,
         }
 
 
