@@ -225,6 +225,34 @@ def compare_installed() -> bool:
     return True
 
 
+async def test_sessions_that_cannot_be_read_are_counted_and_markup_is_drawn_as_sent(
+    bus: Bus, mesh_config: Config
+) -> None:
+    pub = Publisher("strategy", mesh_config.bus_pub)
+    hostile = [
+        "not a session",
+        session("lots", positions={"AAPL": "lots"}),
+        session("[b]bold[/b]", state="[red]running", cash="NaN", error="\x1b[2J"),
+    ]
+    app = make_app(mesh_config)
+    async with app.run_test(size=(180, 48)) as pilot:
+        await show_strategies(app, pilot)
+        table = app.query_one("#paper-sessions", DataTable)
+        stats = Stats(service="strategy", stats={"sessions": hostile})
+        await publish_until(
+            pilot, lambda: pub.publish(topics.stats("strategy"), stats), lambda: table.row_count
+        )
+        assert table.row_count == 1
+        shown = cells(table, "[b]bold[/b]")
+        assert (shown["Session"], shown["State"], shown["Cash"]) == (
+            "[b]bold[/b]",
+            "[RED]RUNNING",
+            "—",
+        )
+        assert app.feed.skipped["paper"] >= 1
+    pub.close()
+
+
 @pytest.fixture
 def strategy_service(
     bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]
