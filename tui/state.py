@@ -452,7 +452,9 @@ class PaperSession(msgspec.Struct, frozen=True):
     params: dict[str, Any] = {}
     symbols: list[str] = []
     interval: str = ""
-    fills: int = 0
+    # the count of fills; a session known only from its journal after a restart has its fill
+    # mode here ("quotes") and none of the numbers below
+    fills: int | str = 0
     state: str = ""
     error: str = ""
     started_ns: int = 0

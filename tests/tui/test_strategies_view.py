@@ -253,6 +253,34 @@ async def test_sessions_that_cannot_be_read_are_counted_and_markup_is_drawn_as_s
     pub.close()
 
 
+async def test_a_finished_session_reported_without_its_numbers_is_shown_with_dashes(
+    bus: Bus, mesh_config: Config
+) -> None:
+    """After a restart the service reports a session it finished before from its journal: no
+    cash, equity, positions or counts, and its fill mode where the count of fills would be."""
+    pub = Publisher("strategy", mesh_config.bus_pub)
+    finished = {
+        "name": "yesterday", "strategy": "momentum", "params": {}, "symbols": ["SPY"],
+        "interval": "1m", "fills": "quotes", "state": "stopped", "error": "", "started_ns": T0,
+        "stopped_ns": T0 + 60 * MINUTE, "recording": "paper-yesterday", "initial_cash": 100_000.0,
+        "lost": "",
+    }  # fmt: skip
+    app = make_app(mesh_config)
+    async with app.run_test(size=(180, 48)) as pilot:
+        await show_strategies(app, pilot)
+        table = app.query_one("#paper-sessions", DataTable)
+        stats = Stats(service="strategy", stats={"sessions": [finished]})
+        await publish_until(
+            pilot, lambda: pub.publish(topics.stats("strategy"), stats), lambda: table.row_count
+        )
+        shown = cells(table, "yesterday")
+        assert shown["State"] == "STOPPED" and shown["Positions"] == "flat"
+        assert [shown[k] for k in ("Cash", "Equity", "P&L", "Fills")] == ["—"] * 4
+        assert "stopped 14:20:00" in str(app.query_one("#paper-detail", Static).render())
+        assert not app.feed.skipped
+    pub.close()
+
+
 @pytest.fixture
 def strategy_service(
     bus: Bus, mesh_config: Config, mesh_environ: dict[str, str]
