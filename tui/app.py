@@ -37,13 +37,14 @@ from tui.crash import CrashLog, summary, unwrap
 from tui.feed import BusFeed
 from tui.help import HelpScreen
 from tui.procs import MeshProcesses, read_procfile
-from tui.state import MarketState, MeshState
+from tui.state import MarketState, MeshState, PaperState
 from tui.views.backtest import BacktestView
 from tui.views.history import HistoryView
 from tui.views.live import LiveView
 from tui.views.logs import LogView
 from tui.views.mesh import MeshView
 from tui.views.recording import RecordingView
+from tui.views.strategies import StrategiesView
 
 REDRAW_SECONDS = 0.1  # at most 10 Hz
 NO_MESH_AFTER_S = 3.0
@@ -57,6 +58,7 @@ VIEWS: list[tuple[str, str, type[Widget]]] = [
     ("mesh", "Mesh", MeshView),
     ("logs", "Logs", LogView),
     ("backtest", "Backtest", BacktestView),
+    ("strategies", "Strategies", StrategiesView),
 ]
 
 
@@ -100,7 +102,10 @@ class MassiveTui(App[None]):
         self.config = config
         self.market = MarketState()
         self.mesh = MeshState(clock=clock)
-        self.feed = BusFeed(config.bus_sub, config.bus_ctl, self.market, self.mesh, config=config)
+        self.paper = PaperState()
+        self.feed = BusFeed(
+            config.bus_sub, config.bus_ctl, self.market, self.mesh, config=config, paper=self.paper
+        )
         self.connect = connect
         self.show_clock = show_clock
         self.sample_history = sample_history

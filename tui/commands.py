@@ -11,6 +11,7 @@ COMMANDS = [
     ("Show Recording", "show_view('recording')", "start/stop a recording, sessions on disk"),
     ("Show Mesh health", "show_view('mesh')", "services up/down, rates, lag"),
     ("Show Logs", "show_view('logs')", "child output and mesh events"),
+    ("Show Strategies", "show_view('strategies')", "paper trading sessions, fills, equity"),
     ("Stop recording", "stop_recording", "finish the current recording session"),
     ("Toggle light/dark theme", "toggle_theme", "switch between the light and dark theme"),
     ("Start a mesh here", "start_mesh", "run the Procfile's services as children of the dashboard"),

@@ -3,7 +3,7 @@
 The reader runs as a Textual worker on the app's own event loop (zmq.asyncio, no thread). It
 drains whatever is queued before yielding, decodes each topic's batches in the burst together and
 only the columns the board shows (`wire.decode_many`), and writes into `MarketState` /
-`MeshState`, which keep only the latest value per symbol, so a firehose costs a few numpy calls
+`MeshState` (and paper trading's `PaperState`), which keep only the latest value per symbol, so a firehose costs a few numpy calls
 per burst and the screen redraws at its own pace.
 
 Nothing on the bus stops the reader: a message the subscriber cannot decode is counted by kind
@@ -26,11 +26,12 @@ from mesh import auth, control, topics
 from mesh.client import AsyncSubscriber
 from mesh.columnar import ColumnView
 from mesh.config import Config, load_config
-from mesh.schema import Event, Heartbeat, JobUpdate, QuoteBatch, Stats, TradeBatch
+from mesh.schema import Event, Fill, Heartbeat, JobUpdate, Pnl, QuoteBatch, Stats, TradeBatch
 from mesh.wire import Message
-from tui.state import MarketState, MeshState, Unusable
+from tui.state import MarketState, MeshState, PaperState, Unusable
 
-PREFIXES = ["md.quote.", "md.trade.", "sys.", "job.", "bt."]
+PREFIXES = ["md.quote.", "md.trade.", "sys.", "job.", "bt.", topics.PAPER]
+PAPER_STATS = topics.stats("strategy")  # the strategy service's sessions
 BOARD_FIELDS = {  # the only market-data columns the dashboard decodes
     topics.QUOTE: ("symbol", "bid_price", "ask_price", "bid_size", "ask_size", "ts_event"),
     topics.TRADE: ("symbol", "price", "size", "ts_event"),
@@ -49,6 +50,7 @@ class BusFeed:
         market: MarketState,
         mesh: MeshState,
         config: Config | None = None,
+        paper: PaperState | None = None,
     ) -> None:
         self.sub_endpoint = sub_endpoint
         self.ctl_endpoint = ctl_endpoint
@@ -58,6 +60,7 @@ class BusFeed:
         )  # the bus's CURVE keys (mesh.auth), None when auth is off
         self.market = market
         self.mesh = mesh
+        self.paper = paper if paper is not None else PaperState()
         self.context = zmq.asyncio.Context.instance()
         self.subscriber: AsyncSubscriber | None = None
         self.skipped: Counter[str] = (
@@ -144,6 +147,12 @@ class BusFeed:
                 self.mesh.apply_quota(payload)
             else:
                 self.mesh.apply_stats(payload)
+                if msg.topic == PAPER_STATS and payload.service == "strategy":
+                    self.paper.apply_stats(payload)
+        elif kind is Pnl:
+            self.paper.apply_pnl(payload)
+        elif kind is Fill:
+            self.paper.apply_fill(payload)
         elif kind is Event:
             self.mesh.apply_event(payload)
         elif kind is JobUpdate:

@@ -10,7 +10,7 @@ from textual.widgets import Markdown
 HELP = """\
 # massive-tui
 
-**Views** (number keys): **1 Live** quotes board · **2 Recording** · **3 History** · **4 Mesh** health · **5 Logs** · **6 Backtest**
+**Views** (number keys): **1 Live** quotes board · **2 Recording** · **3 History** · **4 Mesh** health · **5 Logs** · **6 Backtest** · **7 Strategies**
 
 ## Live
 - Type anywhere on the board to filter symbols; `Esc` clears the filter.
@@ -45,6 +45,14 @@ give parameters as on the command line (`fast=10 slow=50`, `ma-crossover.fast=10
 the metrics side by side, and the trades of the run whose column is highlighted in the metrics
 (`←` `→`). **Cancel** stops the job; **Reload** (`ctrl+l`) lists the datasets again. Needs the
 `backtester` service (`massive run backtester`, or a mesh started here).
+
+## Strategies
+Paper trading on the `strategy` service (`massive run strategy`). Name a session, pick a strategy
+(the backtester's built-ins), give parameters (`fast=5 slow=20`), symbols (blank: all quoted) and
+the bar interval, then **Start** (`ctrl+r`); **Stop** (`ctrl+x`) stops the selected session. The
+table shows each session's state (LAGGING, FAILED with its error), positions, cash, equity, P&L,
+orders, fills, bars, lag and what a restart lost; below, the selected session's equity curve and
+the latest fills. **Compare** (`ctrl+o`) sets a stopped session against a backtest of the same bars.
 
 ## Keys
 `ctrl+p` command palette · `ctrl+t` light/dark theme · `F5` start a mesh here (when none is

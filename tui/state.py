@@ -9,6 +9,7 @@ only the latest value per symbol is kept.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -19,7 +20,7 @@ import msgspec
 import numpy as np
 
 from mesh import health
-from mesh.schema import Event, Heartbeat, JobUpdate, QuoteBatch, Stats, TradeBatch
+from mesh.schema import Event, Fill, Heartbeat, JobUpdate, Pnl, QuoteBatch, Stats, TradeBatch
 
 SPARK_POINTS = 120  # one point a second: the last two minutes
 MAX_PRICE = 1e9  # a price at or above this (or NaN, inf, negative) is not shown: its row is dropped and counted
@@ -432,3 +433,128 @@ class MeshState:
     ) -> list[ServiceStatus]:
         order = {name: i for i, name in enumerate(preferred)}
         return sorted(self.services.values(), key=lambda s: (order.get(s.name, 99), s.name))
+
+
+# --- paper trading ------------------------------------------------------------------------------
+
+MAX_PAPER_SESSIONS = 64  # sessions kept from one `sys.stats.strategy`; more are counted, not kept
+MAX_FILLS = 200  # the latest fills kept, over all sessions
+MAX_CURVE_POINTS = 2000  # bar closes kept per session's equity curve (the oldest go first)
+MAX_CURVE_SESSIONS = 64  # sessions with a curve; the one heard of least recently goes first
+
+
+class PaperSession(msgspec.Struct, frozen=True):
+    """One session of the strategy service's `sys.stats.strategy` (docs/tui.md lists the keys);
+    checked field by field on the way in, a missing field taking its default."""
+
+    name: str
+    strategy: str = ""
+    params: dict[str, Any] = {}
+    symbols: list[str] = []
+    interval: str = ""
+    # the count of fills; a session known only from its journal after a restart has its fill
+    # mode here ("quotes") and none of the numbers below
+    fills: int | str = 0
+    state: str = ""
+    error: str = ""
+    started_ns: int = 0
+    stopped_ns: int = 0
+    recording: str = ""
+    cash: float | None = None
+    equity: float | None = None
+    initial_cash: float | None = None
+    positions: dict[str, float] = {}
+    orders: int = 0
+    bars: int = 0
+    lag_ms: float | None = None
+    lost: str = ""
+
+    @property
+    def pnl(self) -> float | None:
+        if self.equity is None or self.initial_cash is None:
+            return None
+        return self.equity - self.initial_cash
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "lagging")
+
+
+class PaperState:
+    """Paper trading as the dashboard knows it: the strategy service's sessions (its stats), the
+    latest fills (`strat.fill.*`) and each session's equity curve (`strat.pnl.*`).
+
+    Conflated as the market is: a session is its latest stats; a curve keeps one value per symbol
+    per bar close, the latest heard; fills are few (one per order at most) and kept in order.
+    """
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, PaperSession] = {}
+        self.stats_seen = False  # whether any `sys.stats.strategy` came
+        self.fills: deque[Fill] = deque(maxlen=MAX_FILLS)
+        self.curves: dict[
+            str, dict[int, dict[str, float]]
+        ] = {}  # session -> ts -> symbol -> equity
+        self.version = 0
+
+    def apply_stats(self, stats: Stats) -> None:
+        """The service's sessions, replacing what it said before; a session that cannot be read is
+        left out and the message counted (`Unusable`), the others shown."""
+        raw = stats.stats.get("sessions")
+        if not isinstance(raw, list):
+            raise Unusable("paper", "strategy stats without a list of sessions")
+        sessions: dict[str, PaperSession] = {}
+        bad = 0
+        for item in raw[:MAX_PAPER_SESSIONS]:
+            try:
+                session = msgspec.convert(item, PaperSession, strict=False)
+            except msgspec.ValidationError:
+                bad += 1
+                continue
+            sessions[session.name] = session
+        self.sessions = sessions
+        self.stats_seen = True
+        self.version += 1
+        if bad or len(raw) > MAX_PAPER_SESSIONS:
+            raise Unusable(
+                "paper",
+                f"{bad} session(s) that could not be read, {max(len(raw) - MAX_PAPER_SESSIONS, 0)} beyond the first {MAX_PAPER_SESSIONS}",
+            )
+
+    def apply_fill(self, fill: Fill) -> None:
+        self.fills.append(fill)
+        self.version += 1
+
+    def apply_pnl(self, pnl: Pnl) -> None:
+        curve = self.curves.pop(pnl.name, None)
+        if curve is None:
+            curve = {}
+            while len(self.curves) >= MAX_CURVE_SESSIONS:
+                del self.curves[next(iter(self.curves))]
+        self.curves[pnl.name] = curve  # re-inserted last: the least recently heard goes first
+        curve.setdefault(pnl.ts, {})[pnl.symbol] = pnl.equity
+        if len(curve) > MAX_CURVE_POINTS:
+            for ts in sorted(curve)[: len(curve) - MAX_CURVE_POINTS]:
+                del curve[ts]
+        self.version += 1
+
+    def equity_curve(self, name: str) -> tuple[list[int], list[float]]:
+        """The session's equity at each bar close, summed over its symbols: a symbol not heard of at
+        a close counts with its latest equity before it (none before its first)."""
+        curve = self.curves.get(name) or {}
+        latest: dict[str, float] = {}
+        times: list[int] = []
+        equity: list[float] = []
+        for ts in sorted(curve):
+            latest.update(curve[ts])
+            try:
+                total = math.fsum(latest.values())
+            except OverflowError:  # values near the float limit from a publisher that is not ours
+                continue
+            times.append(ts)
+            equity.append(total)
+        return times, equity
+
+    def latest_fills(self, name: str | None = None) -> list[Fill]:
+        """The latest fills, newest first (of one session when `name` is given)."""
+        return [f for f in reversed(self.fills) if name is None or f.name == name]

@@ -1,4 +1,5 @@
-"""Stand-ins for ingest and the recorder that remember the commands they were sent.
+"""Stand-ins for ingest, the recorder and the strategy service that remember the commands they
+were sent.
 
 They run the real service runtime (heartbeats, control channel); only their work is absent, so
 the dashboard's buttons can be checked end to end through a real bus.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from typing import Any
 
 from mesh.client import AsyncSubscriber
@@ -48,6 +50,43 @@ class FakeRecorder(Remembering):
         raise RuntimeError("no session is recording")
 
 
+class FakeStrategy(Remembering):
+    """Keeps paper sessions as the strategy service reports them (`sys.stats.strategy`), without
+    trading: `start` adds a running one, `stop` stops it."""
+
+    def __init__(self, config: Config, name: str) -> None:
+        super().__init__(config, name)
+        self.sessions: dict[str, dict[str, Any]] = {}
+
+    def cmd_start(self, **args: Any) -> dict[str, Any]:
+        self.received.append(["start", args])
+        name = args["name"]
+        if self.sessions.get(name, {}).get("state") == "running":
+            raise ValueError(f"session {name} is already running")
+        self.sessions[name] = {
+            "name": name, "strategy": args["strategy"], "params": args.get("params", {}),
+            "symbols": args.get("symbols", []), "interval": args.get("interval", "1m"), "fills": 0,
+            "state": "running", "error": "", "started_ns": time.time_ns(), "stopped_ns": 0,
+            "recording": f"paper-{name}", "cash": 100_000.0, "equity": 100_000.0,
+            "initial_cash": 100_000.0, "positions": {}, "orders": 0, "bars": 0, "lag_ms": 0.0,
+            "lost": "",
+        }  # fmt: skip
+        return self.sessions[name]
+
+    def cmd_stop(self, name: str) -> dict[str, Any]:
+        self.received.append(["stop", name])
+        if name not in self.sessions:
+            raise KeyError(f"no session {name}")
+        self.sessions[name].update(state="stopped", stopped_ns=time.time_ns())
+        return self.sessions[name]
+
+    def cmd_status(self) -> dict[str, Any]:
+        return {"sessions": list(self.sessions.values())}
+
+    def stats(self) -> dict[str, Any]:
+        return self.cmd_status()
+
+
 class CountingTap(Service):
     """Reads market data as any consumer does (a real subscriber) and reports what it counted,
     `malformed` included, in its heartbeat: a service whose malformed count the dashboard shows."""
@@ -75,7 +114,10 @@ class CountingTap(Service):
 if __name__ == "__main__":
     setup_logging()
     kind = sys.argv[1]
-    service = {"ingest": FakeIngest, "recorder": FakeRecorder, "tap": CountingTap}[kind](
-        Config.load(), kind
-    )
+    service = {
+        "ingest": FakeIngest,
+        "recorder": FakeRecorder,
+        "strategy": FakeStrategy,
+        "tap": CountingTap,
+    }[kind](Config.load(), kind)
     sys.exit(run_service(service, kind))
