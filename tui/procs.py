@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_SERVICES = ["bus", "sim", "ingest", "recorder", "kdb", "fetcher", "backtester"]
+DEFAULT_SERVICES = ["bus", "sim", "ingest", "recorder", "kdb", "fetcher", "backtester", "strategy"]
 _LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 
 

@@ -325,7 +325,7 @@ def _record_view(record: Record) -> dict[str, Any]:
         "params": spec.params,
         "symbols": spec.symbols,
         "interval": spec.interval,
-        "fills": spec.fills,
+        "fill_mode": spec.fills,
         "state": str(record.state),
         "error": record.error,
         "started_ns": record.started_ns,
