@@ -25,6 +25,7 @@ from mesh.config import Config
 from mesh.control import ControlError
 from mesh.recorder import wal
 from mesh.recorder.service import RecorderService
+from mesh.recording import read_recording
 from mesh.schema import Fill, Gap, GapBatch, Heartbeat, Order, Pnl
 from tests.recorder.helpers import T0, quotes, trades, wait_for
 
@@ -402,6 +403,7 @@ async def test_a_paper_sessions_orders_fills_and_pnl_are_recorded_as_tables(
         assert as_records(datasets.read_table(table)) == [msgspec.structs.asdict(r) for r in sent]
     assert recording.tables["quotes"].rows == 100  # market data recorded alongside, as before
     assert recording.manifest["rows"]["fills"] == 8
+    assert len(await asyncio.to_thread(read_recording, "papered", "pnl")) == 8
 
     capsys.readouterr()
     assert await massive("data", "show", "papered", "--json") == 0
