@@ -26,7 +26,7 @@ from typing import Any
 from mesh import client, datasets
 from mesh.bar_schema import BAR_SCHEMA
 from mesh.config import Config, load_config
-from mesh.datasets.columns import STORAGE
+from mesh.datasets.columns import PAPER_TABLES, STORAGE
 from mesh.recorder import manifest as mf
 from mesh.recorder.bars import BAR_TABLES
 from mesh.recorder.intake import PREFIXES, Intake
@@ -37,7 +37,7 @@ from mesh.recorder.wal import DEFAULT_SYNC_INTERVAL
 
 log = logging.getLogger(__name__)
 
-TABLES = ("quotes", "trades", "gaps", *BAR_TABLES)
+TABLES = ("quotes", "trades", "gaps", *PAPER_TABLES, *BAR_TABLES)
 
 
 class WebSocketDataRecorder:

@@ -6,7 +6,7 @@
 tp:$[count .z.x;first .z.x;"localhost:5010"];
 h:hopen `$":",tp;
 
-n:`quote`trade`bar!0 0 0;                                   / rows received per table
+n:`quote`trade`bar`order`fill`pnl!0 0 0 0 0 0;                       / rows received per table
 lastquote:([sym:`symbol$()] time:`timespan$(); bid_price:`float$(); ask_price:`float$());
 
 / the tickerplant calls upd[table;rows] for every update (rows is a table)

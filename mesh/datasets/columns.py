@@ -1,4 +1,5 @@
-"""The stored columns of quotes, trades and gaps: what every writer of them puts in Parquet.
+"""The stored columns of quotes, trades, gaps and paper trading's orders, fills and P&L: what
+every writer of them puts in Parquet.
 
 The recorder writes them slice by slice, gap backfills write the same tables, and readers find
 them by these names. Column names are the record fields of mesh/schema.py; prices are float64,
@@ -15,6 +16,10 @@ from mesh.times import TIME
 QUOTES = "quotes"
 TRADES = "trades"
 GAPS = "gaps"
+ORDERS = "orders"  # paper trading's records (mesh.schema Order, Fill, Pnl), one row per message
+FILLS = "fills"
+PNL = "pnl"
+PAPER_TABLES = (ORDERS, FILLS, PNL)
 
 STORAGE: dict[str, pa.Schema] = {
     QUOTES: pa.schema(
@@ -61,6 +66,44 @@ STORAGE: dict[str, pa.Schema] = {
             ("source", pa.string()),
             ("topic", pa.string()),
             ("missing", pa.int64()),
+        ]
+    ),
+    # a paper session's records as they went out on `strat.<kind>.<name>`; `name` is the session
+    ORDERS: pa.schema(
+        [
+            ("name", pa.string()),
+            ("symbol", pa.string()),
+            ("qty", pa.float64()),
+            ("target", pa.float64()),
+            ("bar_end", TIME),
+            ("ts_decided", TIME),
+            ("order_id", pa.int64()),
+        ]
+    ),
+    FILLS: pa.schema(
+        [
+            ("name", pa.string()),
+            ("symbol", pa.string()),
+            ("order_id", pa.int64()),
+            ("qty", pa.float64()),
+            ("price", pa.float64()),
+            ("ref_price", pa.float64()),
+            ("fee", pa.float64()),
+            ("ts_event", TIME),
+            ("position", pa.float64()),
+            ("cash", pa.float64()),
+        ]
+    ),
+    PNL: pa.schema(
+        [
+            ("name", pa.string()),
+            ("symbol", pa.string()),
+            ("ts", TIME),
+            ("position", pa.float64()),
+            ("cash", pa.float64()),
+            ("equity", pa.float64()),
+            ("initial_cash", pa.float64()),
+            ("fills", pa.int64()),
         ]
     ),
 }

@@ -379,7 +379,15 @@ def _tables(placed: list[tuple[Path, _Placement]]) -> dict[str, Table]:
 
 
 def _ordered(tables: dict[str, Table]) -> dict[str, Table]:
-    order = {TableKind.QUOTES: 0, TableKind.TRADES: 1, TableKind.BARS: 2, TableKind.GAPS: 3}
+    order = {
+        TableKind.QUOTES: 0,
+        TableKind.TRADES: 1,
+        TableKind.BARS: 2,
+        TableKind.GAPS: 3,
+        TableKind.ORDERS: 4,
+        TableKind.FILLS: 5,
+        TableKind.PNL: 6,
+    }
     return dict(
         sorted(
             tables.items(),

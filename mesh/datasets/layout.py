@@ -7,6 +7,7 @@ MESH_DATA_DIR/
     quotes/part-000001.parquet ...   one file per slice
     trades/part-000001.parquet ...
     gaps/part-000001.parquet ...
+    orders/ fills/ pnl/part-000001.parquet ...    paper trading's records (strat.* on the bus)
     bars_1s.parquet  bars_1m.parquet              trade bars
     mid_bars_1s.parquet  mid_bars_1m.parquet      quote-mid bars
     audit.json                                    reconciliation, heals, quality (audit.py)
@@ -36,7 +37,8 @@ from mesh.intervals import Interval
 RECORDINGS = "recordings"
 HISTORICAL = "historical"
 MANIFEST = "manifest.json"
-PART_TABLES = ("quotes", "trades", "gaps")  # tables kept as one Parquet file per slice
+# tables kept as one Parquet file per slice (orders, fills, pnl: a paper session's records)
+PART_TABLES = ("quotes", "trades", "gaps", "orders", "fills", "pnl")
 V1_BARS_FILE = "bars.parquet"  # fetched bars before schema version 2
 
 _BAR_STEM = re.compile(r"(mid_)?bars_([0-9]+[a-z]+)")

@@ -25,7 +25,7 @@ from mesh.datasets.dataset import Dataset, Table, open_folder
 from mesh.datasets.errors import DatasetError, Problem, damaged, one_line
 from mesh.datasets.layout import RECORDINGS, DatasetKind, dataset_folders
 from mesh.datasets.manifest import prices_of
-from mesh.datasets.tables import TableKind, event_time_column
+from mesh.datasets.tables import PAPER_KINDS, TableKind, event_time_column
 from mesh.times import from_iso, iso, to_ns
 
 
@@ -189,11 +189,12 @@ def _from_manifest(dataset: Dataset) -> tuple[set[str], int | None, int | None]:
 
 
 def _scan(dataset: Dataset) -> tuple[set[str], int | None, int | None]:
-    """Symbols and time range from the files (quotes, trades and bars; gaps say nothing of data)."""
+    """Symbols and time range from the files (quotes, trades and bars; gaps say nothing of data,
+    and a paper session's records are what was done with it)."""
     symbols: set[str] = set()
     lows, highs = [], []
     for table in dataset.tables.values():
-        if table.kind is TableKind.GAPS:
+        if table.kind is TableKind.GAPS or table.kind in PAPER_KINDS:
             continue
         for path in table.files:
             found, lo, hi = _scan_file(path, table)

@@ -1,4 +1,5 @@
-"""What a Parquet table holds, told from its column names: bars, quotes, trades or gaps.
+"""What a Parquet table holds, told from its column names: bars, quotes, trades, gaps, or paper
+trading's orders, fills and P&L.
 
 Column names are the record fields of mesh/schema.py (and mesh/bar_schema.py for bars), so a
 file is recognised whoever wrote it. Bars from elsewhere may name their start time `timestamp`
@@ -21,6 +22,12 @@ class TableKind(StrEnum):
     QUOTES = "quotes"
     TRADES = "trades"
     GAPS = "gaps"
+    ORDERS = "orders"
+    FILLS = "fills"
+    PNL = "pnl"
+
+
+PAPER_KINDS = (TableKind.ORDERS, TableKind.FILLS, TableKind.PNL)
 
 
 BAR_PRICES = ("open", "high", "low", "close")
@@ -29,11 +36,21 @@ _KEYS = {
     TableKind.QUOTES: ("bid_price", "ask_price"),
     TableKind.TRADES: ("price", "size"),
     TableKind.GAPS: ("kind", "ts_from", "ts_to"),
+    TableKind.ORDERS: ("name", "order_id", "target", "ts_decided"),
+    TableKind.FILLS: ("name", "order_id", "ref_price", "ts_event"),
+    TableKind.PNL: ("name", "equity", "initial_cash", "ts"),
 }
 WHAT_IS_KNOWN = (
     "bars (open, high, low, close and a time such as ts_start), quotes (bid_price, ask_price), "
-    "trades (price, size) or gaps (kind, ts_from, ts_to)"
+    "trades (price, size), gaps (kind, ts_from, ts_to), orders (name, order_id, target, "
+    "ts_decided), fills (name, order_id, ref_price, ts_event) or pnl (name, equity, "
+    "initial_cash, ts)"
 )
+_EVENT_TIME = {
+    TableKind.GAPS: "ts_from",
+    TableKind.ORDERS: "ts_decided",
+    TableKind.PNL: "ts",
+}
 
 
 def classify(names: Collection[str]) -> TableKind | None:
@@ -56,7 +73,7 @@ def event_time_column(kind: TableKind, names: Collection[str]) -> str | None:
     """The column a table's time range is read from."""
     if kind is TableKind.BARS:
         return bar_time_column(names)
-    wanted = "ts_from" if kind is TableKind.GAPS else "ts_event"
+    wanted = _EVENT_TIME.get(kind, "ts_event")
     return wanted if wanted in names else None
 
 
@@ -73,12 +90,18 @@ _NUMBERS = {
     TableKind.QUOTES: ("bid_price", "ask_price", "bid_size", "ask_size"),
     TableKind.TRADES: ("price", "size"),
     TableKind.GAPS: ("missing",),
+    TableKind.ORDERS: ("qty", "target", "order_id"),
+    TableKind.FILLS: ("order_id", "qty", "price", "ref_price", "fee", "position", "cash"),
+    TableKind.PNL: ("position", "cash", "equity", "initial_cash", "fills"),
 }
 _TIMES = {
     TableKind.BARS: ("ts_end", "ts_recv"),  # plus the start column, whatever its name
     TableKind.QUOTES: ("ts_event", "ts_recv"),
     TableKind.TRADES: ("ts_event", "ts_recv"),
     TableKind.GAPS: ("ts_from", "ts_to"),
+    TableKind.ORDERS: ("ts_decided", "bar_end"),
+    TableKind.FILLS: ("ts_event",),
+    TableKind.PNL: ("ts",),
 }
 
 
@@ -97,12 +120,13 @@ def wrong_types(kind: TableKind, schema: pa.Schema) -> list[str]:
         *((n, "a number", _is_number) for n in _NUMBERS[kind]),
         *((n, "a timestamp or a number", _is_time) for n in times),
         ("symbol", "text", _is_text),
+        *((("name", "text", _is_text),) if kind in PAPER_KINDS else ()),
     ):
         index = schema.get_field_index(name)
         if index < 0:
             continue
         kind_of = schema.field(index).type
-        if pa.types.is_null(kind_of) and name not in required and name != "symbol":
+        if pa.types.is_null(kind_of) and name not in required and name not in ("symbol", "name"):
             continue
         if not fits(kind_of):
             found.append(f"{name} is {kind_of} (expected {wanted})")
@@ -131,13 +155,14 @@ def _is_text(t: pa.DataType) -> bool:
 def key_columns(kind: TableKind, names: Collection[str]) -> list[str]:
     """Columns every row must fill: its symbol and the time that orders it, and for quotes and
     trades when they have one the time it was received, by which a replay paces them (gaps:
-    none, as a gap of the whole feed names no symbol)."""
+    none, as a gap of the whole feed names no symbol; paper tables: also the session's name)."""
     if kind is TableKind.GAPS:
         return []
     times = [event_time_column(kind, names)]
     if kind in (TableKind.QUOTES, TableKind.TRADES):
         times.append("ts_recv")
-    return [c for c in ("symbol", *times) if c is not None and c in names]
+    first = ("name", "symbol") if kind in PAPER_KINDS else ("symbol",)
+    return [c for c in (*first, *times) if c is not None and c in names]
 
 
 def empty_rows(name: str, empty: int, rows: int, *, nan: bool = False) -> str:

@@ -4,7 +4,8 @@ KX's throughput advice (tick profiling whitepaper) is to publish many rows per `
 data arrives on the bus in batches of whatever size ingest saw. This module rebatches per table:
 a chunk goes out as soon as it holds `batch_rows` rows, or when its oldest row has waited
 `flush_ms`, whichever comes first. Batch-level fields (a BarBatch's `interval` and `replaces`)
-become per-row columns here, because one q `bar` table holds every interval.
+become per-row columns here, because one q `bar` table holds every interval. Paper trading's
+records (`Order`, `Fill`, `Pnl`) come one per message and are one row each.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class Batcher:
         self._pending = {batch: _Pending(table) for batch, table in TABLE_BY_BATCH.items()}
 
     def add(self, batch: Any, now: float | None = None) -> bool:
-        """Take one bus batch (QuoteBatch, TradeBatch or BarBatch); False for any other payload.
+        """Take one bus batch (QuoteBatch, TradeBatch or BarBatch) or one paper record (Order,
+        Fill, Pnl: one row); False for any other payload.
 
         Columns may be lists or numpy arrays (a subscriber with `columnar=True`); they are kept
         as they come and joined once per chunk.
@@ -79,7 +81,8 @@ class Batcher:
         pending = self._pending.get(type(batch))
         if pending is None:
             return False
-        n = len(batch)
+        single = pending.table.per_message
+        n = 1 if single else len(batch)
         if n == 0:
             return True
         now = time.monotonic() if now is None else now
@@ -87,7 +90,7 @@ class Batcher:
             pending.since = now
         for name in pending.fields:
             value = getattr(batch, name)
-            pending.pieces[name].append([value] * n if name in BATCH_FIELDS else value)
+            pending.pieces[name].append([value] * n if single or name in BATCH_FIELDS else value)
         pending.rows += n
         if pending.rows >= self.batch_rows:
             self._emit_full(pending, now)

@@ -3,8 +3,9 @@
 DATASET means what it means to every command (`mesh.datasets.resolve`): a recording or
 historical dataset NAME, `recording:NAME` / `historical:NAME`, or a Parquet file or folder, with
 the same one-line errors when it is not found, ambiguous or damaged. Its tables go to q tables by
-kind: quotes to `quote`, trades to `trade`, trade bars to `bar` (quote-mid bars and gaps are not
-loaded: kdb+'s `bar` table holds trade bars, as the live feed's do). Rows are read through
+kind: quotes to `quote`, trades to `trade`, trade bars to `bar`, a recording's paper-trading
+orders, fills and pnl to `order`, `fill` and `pnl` (quote-mid bars and gaps are not loaded: kdb+'s
+`bar` table holds trade bars, as the live feed's do). Rows are read through
 `mesh.datasets`, so times are ns UTC whatever the file's unit and bars are in the one bar schema
 (version-1 history with its `timestamp` column is migrated on read). A bar's `interval` is its
 table's (`bars_1m` is 1m, history its manifest's), else `--interval`, else each bar's own width.
@@ -37,7 +38,14 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DatasetError", "LoadError", "Source", "chunks", "discover", "load", "resolve"]
 
-Q_TABLE = {TableKind.QUOTES: "quote", TableKind.TRADES: "trade", TableKind.BARS: "bar"}
+Q_TABLE = {
+    TableKind.QUOTES: "quote",
+    TableKind.TRADES: "trade",
+    TableKind.BARS: "bar",
+    TableKind.ORDERS: "order",
+    TableKind.FILLS: "fill",
+    TableKind.PNL: "pnl",
+}
 
 # Record fields a file may leave out, and their values (the defaults in mesh/schema.py).
 _OPTIONAL: dict[str, Any] = {
@@ -74,7 +82,7 @@ def resolve(dataset: str, data_dir: Path, *, capture_only: bool = False) -> Data
 
 
 def discover(dataset: Dataset) -> list[Source]:
-    """The dataset's quotes, trades and trade bars, each with its q table."""
+    """The dataset's quotes, trades, trade bars and paper records, each with its q table."""
     sources = [
         Source(Path(table.name), Q_TABLE[table.kind], table.rows, table)
         for table in dataset.tables.values()
@@ -91,7 +99,7 @@ def discover(dataset: Dataset) -> list[Source]:
 
 def _values(column: pa.ChunkedArray, field: str) -> Any:
     kind = column.type
-    if field.startswith("ts_"):
+    if field.startswith("ts_") or pa.types.is_timestamp(kind):  # paper's `ts`, `bar_end` too
         return to_ns(column)
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return [v or [] for v in column.to_pylist()]

@@ -3,7 +3,9 @@
 Everything else follows from `TABLES`: the encoder builds `.u.upd` column lists in this order,
 `q/sym.q` is checked against `render_sym_q()`, and `docs/kdb.md` shows the same table. kdb+tick
 wants `time` (timespan) and `sym` (symbol) first; after those come the record's fields under their
-own names, in schema order (mesh/schema.py, docs/protocol.md).
+own names, in schema order (mesh/schema.py, docs/protocol.md), except where q forbids the name.
+Market data comes as columnar batches; paper trading's records (`Order`, `Fill`, `Pnl`) one per
+message, each one row.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from mesh.schema import BarBatch, QuoteBatch, TradeBatch
+from mesh.schema import BarBatch, Fill, Order, Pnl, QuoteBatch, TradeBatch
 
 NS_PER_DAY = 86_400_000_000_000
 
@@ -45,9 +47,12 @@ class QColumn:
     type: QType
     source: str  # the batch field it is built from
     time_of_day: bool = False  # the value is `source` modulo one day (kdb+tick's `time` column)
+    remark: str = ""  # why the column is not named after its field
 
     @property
     def note(self) -> str:
+        if self.remark:
+            return self.remark
         if self.time_of_day:
             return f"time of day of `{self.source}`, UTC"
         if self.type in (TIMESTAMP,):
@@ -60,6 +65,7 @@ class QTable:
     name: str
     batch: type[msgspec.Struct]
     columns: tuple[QColumn, ...]
+    per_message: bool = False  # one record per bus message (one row), not a columnar batch
 
     @property
     def names(self) -> list[str]:
@@ -153,7 +159,80 @@ BAR = QTable(
     ),
 )
 
-TABLES: dict[str, QTable] = {t.name: t for t in (QUOTE, TRADE, BAR)}
+# paper trading (`strat.*`): one row per message; `sym` is the record's symbol and `name` the
+# paper session, so that one table holds every session
+ORDER = QTable(
+    "order",
+    Order,
+    (
+        QColumn("time", TIMESPAN, "ts_decided", time_of_day=True),
+        QColumn("sym", SYMBOL, "symbol"),
+        *_plain(
+            Order,
+            ("symbol",),
+            {
+                "name": SYMBOL,
+                "qty": FLOAT,
+                "target": FLOAT,
+                "bar_end": TIMESTAMP,
+                "ts_decided": TIMESTAMP,
+                "order_id": LONG,
+            },
+        ),
+    ),
+    per_message=True,
+)
+
+FILL = QTable(
+    "fill",
+    Fill,
+    (
+        QColumn("time", TIMESPAN, "ts_event", time_of_day=True),
+        QColumn("sym", SYMBOL, "symbol"),
+        *_plain(
+            Fill,
+            ("symbol",),
+            {
+                "name": SYMBOL,
+                "order_id": LONG,
+                "qty": FLOAT,
+                "price": FLOAT,
+                "ref_price": FLOAT,
+                "fee": FLOAT,
+                "ts_event": TIMESTAMP,
+                "position": FLOAT,
+                "cash": FLOAT,
+            },
+        ),
+    ),
+    per_message=True,
+)
+
+PNL = QTable(
+    "pnl",
+    Pnl,
+    (
+        QColumn("time", TIMESPAN, "ts", time_of_day=True),
+        QColumn("sym", SYMBOL, "symbol"),
+        *_plain(
+            Pnl,
+            ("symbol", "fills"),
+            {
+                "name": SYMBOL,
+                "ts": TIMESTAMP,
+                "position": FLOAT,
+                "cash": FLOAT,
+                "equity": FLOAT,
+                "initial_cash": FLOAT,
+            },
+        ),
+        # `fills` is a q keyword (forward fill), which a column cannot be named
+        QColumn("fill_count", LONG, "fills", remark="`fills` is a q keyword"),
+    ),
+    per_message=True,
+)
+
+TABLES: dict[str, QTable] = {t.name: t for t in (QUOTE, TRADE, BAR, ORDER, FILL, PNL)}
 TABLE_BY_BATCH: dict[type, QTable] = {t.batch: t for t in TABLES.values()}
 BATCH_FIELDS = ("interval", "replaces")  # BarBatch fields that are one value per message
 

@@ -1,6 +1,7 @@
 """`massive run kdb`: market data from the bus into a kdb+ tickerplant, as async `.u.upd` calls.
 
-The service subscribes to quotes, trades and 1s/1m bars, rebatches them per q table (batcher.py)
+The service subscribes to quotes, trades and 1s/1m bars, and to paper trading's orders, fills and
+P&L (`strat.*`), rebatches them per q table (batcher.py)
 and hands chunks to the sender thread (sender.py), which never makes the bus reader wait: when
 kdb+ is slow or away the bounded queue drops its oldest rows and counts them. With no
 `KDB_TICKERPLANT` the service idles with state "disabled" so the mesh still starts in one command.
@@ -33,7 +34,13 @@ from mesh.wire import Message
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTIONS = (topics.quotes(), topics.trades(), topics.bars("1s"), topics.bars("1m"))
+SUBSCRIPTIONS = (
+    topics.quotes(),
+    topics.trades(),
+    topics.bars("1s"),
+    topics.bars("1m"),
+    topics.PAPER,
+)
 BURST_MESSAGES = 100  # bus messages decoded together at most (merged into numpy columns per topic)
 DISABLED_MESSAGE = (
     "KDB_TICKERPLANT is not set (host:port[:user:password]); nothing is published to kdb+"
@@ -194,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = SenderOptions()
     parser = OneLineParser(
         prog="massive run kdb",
-        description="Publish quotes, trades and bars from the bus to the kdb+ tickerplant in KDB_TICKERPLANT (host:port[:user:password]) with async .u.upd calls.",
+        description="Publish quotes, trades, bars and paper trading's orders, fills and P&L from the bus to the kdb+ tickerplant in KDB_TICKERPLANT (host:port[:user:password]) with async .u.upd calls.",
     )
     parser.add_argument(
         "--batch-rows",

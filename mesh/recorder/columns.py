@@ -1,4 +1,5 @@
-"""Arrow schemas of the recorded tables, and bus batches turned into Arrow columns.
+"""Arrow schemas of the recorded tables, and bus batches (and paper trading's records) turned
+into Arrow columns.
 
 The recorder never builds a Python object per event: it decodes bus batches with numpy columns
 (mesh.columnar), which Arrow takes without a copy, and any column that arrives as a list becomes
@@ -17,14 +18,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mesh.datasets.columns import GAPS, QUOTES, STORAGE, TRADES
-from mesh.schema import GapBatch, QuoteBatch, TradeBatch
+from mesh.datasets.columns import FILLS, GAPS, ORDERS, PAPER_TABLES, PNL, QUOTES, STORAGE, TRADES
+from mesh.schema import Fill, GapBatch, Order, Pnl, QuoteBatch, TradeBatch
 
 _INT64 = pa.int64()
 _BUFFER_CODES = {_INT64: "q", pa.float64(): "d"}  # Arrow type -> array.array typecode
 
 # the stored tables and their Parquet schemas are the datasets' (one schema for every writer)
-TABLES = (QUOTES, TRADES, GAPS)
+TABLES = (QUOTES, TRADES, GAPS, *PAPER_TABLES)
 
 
 def _wal_type(t: pa.DataType) -> pa.DataType:
@@ -37,7 +38,14 @@ WAL: dict[str, pa.Schema] = {
     for name, schema in STORAGE.items()
 }
 
-TABLE_OF: dict[type, str] = {QuoteBatch: QUOTES, TradeBatch: TRADES, GapBatch: GAPS}
+TABLE_OF: dict[type, str] = {
+    QuoteBatch: QUOTES,
+    TradeBatch: TRADES,
+    GapBatch: GAPS,
+    Order: ORDERS,
+    Fill: FILLS,
+    Pnl: PNL,
+}
 
 
 class RejectedBatch(ValueError):
@@ -89,6 +97,19 @@ def gap_record_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(
         [{f.name: row.get(f.name) for f in schema} for row in rows], schema=schema
     )
+
+
+def records_batch(table: str, records: list[Any]) -> pa.RecordBatch:
+    """Paper trading's records (Order, Fill, Pnl: one per bus message, a few a second) as one WAL
+    record batch, a row each."""
+    schema = WAL[table]
+    try:
+        return pa.RecordBatch.from_pylist(
+            [{f.name: getattr(record, f.name) for f in schema} for record in records],
+            schema=schema,
+        )
+    except (pa.ArrowException, TypeError, OverflowError, ValueError, AttributeError) as exc:
+        raise RejectedBatch(f"{table}: {exc}") from None
 
 
 def to_storage(table: str, data: pa.Table | pa.RecordBatch) -> pa.Table:

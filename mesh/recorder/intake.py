@@ -2,7 +2,8 @@
 
 It checks that each payload belongs on its topic (anything else is counted and skipped), turns
 sequence gaps on the bus and ingest's gap records into rows of the gaps table, and hands quote and
-trade batches to the session untouched (columns, not rows). Whatever breaks its view of a source's
+trade batches to the session untouched (columns, not rows), and paper trading's records (`Order`,
+`Fill`, `Pnl` on `strat.<kind>.<name>`) as one row each. Whatever breaks its view of a source's
 stream (messages lost on the bus, the source restarting) is handed to `continuity`, which records
 per-symbol gaps when the symbols resume.
 """
@@ -13,16 +14,17 @@ import logging
 from typing import Any
 
 from mesh import topics
-from mesh.recorder.columns import QUOTES, TRADES, RejectedBatch
+from mesh.recorder.columns import FILLS, ORDERS, PNL, QUOTES, TRADES, RejectedBatch
 from mesh.recorder.continuity import Continuity
 from mesh.recorder.session import Session
-from mesh.schema import GapBatch, QuoteBatch, TradeBatch
+from mesh.schema import Fill, GapBatch, Order, Pnl, QuoteBatch, TradeBatch
 from mesh.wire import Message
 
 log = logging.getLogger(__name__)
 
-PREFIXES = (topics.quotes(), topics.trades(), topics.gaps())
+PREFIXES = (topics.quotes(), topics.trades(), topics.gaps(), topics.PAPER)
 _KIND_TABLE = {topics.QUOTE: (QuoteBatch, QUOTES), topics.TRADE: (TradeBatch, TRADES)}
+_PAPER_TABLE = {topics.ORDER: (Order, ORDERS), topics.FILL: (Fill, FILLS), topics.PNL: (Pnl, PNL)}
 
 
 class Intake:
@@ -56,6 +58,16 @@ class Intake:
         if kind == topics.GAP and isinstance(payload, GapBatch):
             session.write_gaps(gap_rows(payload, msg.header.src, msg.topic))
             return
+        if len(parts) == 3 and parts[0] == "strat":
+            paper = _PAPER_TABLE.get(parts[1])
+            if paper is None or not isinstance(payload, paper[0]):
+                self.unexpected += 1
+                return
+            try:
+                session.write_records(paper[1], [payload])
+            except RejectedBatch as exc:
+                self._reject(exc)
+            return
         expected = _KIND_TABLE.get(kind)
         if expected is None or not isinstance(payload, expected[0]):
             self.unexpected += 1
@@ -63,16 +75,18 @@ class Intake:
         try:
             session.write(expected[1], payload)
         except RejectedBatch as exc:
-            self.rejected += 1
-            if self.rejected == 1:
-                log.warning(
-                    "skipping a batch that cannot be stored (%s); further ones are only counted",
-                    exc,
-                )
+            self._reject(exc)
             return
         rows = self.continuity.observe(msg.header.src, msg.topic, kind, payload)
         if rows:
             session.write_gaps(rows)
+
+    def _reject(self, exc: RejectedBatch) -> None:
+        self.rejected += 1
+        if self.rejected == 1:
+            log.warning(
+                "skipping a batch that cannot be stored (%s); further ones are only counted", exc
+            )
 
     def _broke(
         self, session: Session, msg: Message, previous: tuple[int, int], missing: int, kind: str

@@ -22,7 +22,7 @@ from mesh.datasets.layout import DatasetKind
 from mesh.datasets.layout import part_name as part_name
 from mesh.datasets.layout import part_number as part_number
 from mesh.recorder.bars import BAR_TABLES
-from mesh.recorder.columns import GAPS, QUOTES, TRADES
+from mesh.recorder.columns import GAPS, QUOTES, TABLES, TRADES
 from mesh.recorder.store import Store
 
 FORMAT = 1  # the layout of this file; `schema_version` is the data's (mesh/bar_schema.py)
@@ -113,7 +113,7 @@ class Manifest:
     # --- reading ----------------------------------------------------------------------------
 
     def rows(self) -> dict[str, int]:
-        counts = {QUOTES: 0, TRADES: 0, GAPS: 0}
+        counts = {QUOTES: 0, TRADES: 0, GAPS: 0}  # paper tables only when recorded
         for entry in self.files.values():
             counts[entry.table] = counts.get(entry.table, 0) + entry.rows
         counts.update(self.bar_rows)
@@ -223,11 +223,15 @@ def scan(store: Store, name: str, previous: Manifest | None = None) -> Manifest:
             previous.clean,
             previous.error,
         )
-    for table in (QUOTES, TRADES, GAPS):
+    for table in TABLES:
         for file_name, size in sorted(store.list_files(f"{name}/{table}").items()):
             if part_number(file_name) is None:
                 continue
             rel = f"{table}/{file_name}"
+            if table not in (QUOTES, TRADES, GAPS):  # paper trading's records: counted
+                rows = store.parquet_file(f"{name}/{rel}").metadata.num_rows
+                manifest.add_file(FileEntry(rel, table, rows, size))
+                continue
             if table == GAPS:
                 data = store.read_table(f"{name}/{rel}")
                 manifest.add_file(FileEntry(rel, table, data.num_rows, size))

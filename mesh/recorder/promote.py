@@ -21,7 +21,7 @@ from mesh.datasets import audit, healed
 from mesh.files import fsync_dir
 from mesh.recorder import bars as bars_mod
 from mesh.recorder import manifest as mf
-from mesh.recorder.columns import GAPS, STORAGE, to_storage
+from mesh.recorder.columns import GAPS, PAPER_TABLES, QUOTES, STORAGE, TRADES, to_storage
 from mesh.recorder.store import Store
 from mesh.recorder.wal import read_segment
 
@@ -90,6 +90,11 @@ def promote_segment(
             )
         if store.exists(f"{session}/{rel}"):
             result.already.append(table)
+            if bar_builder is None and table in PAPER_TABLES:  # only their count matters here
+                rows = store.parquet_file(f"{session}/{rel}").metadata.num_rows
+                size = store.list_files(f"{session}/{table}").get(mf.part_name(number), 0)
+                result.files.append(mf.FileEntry(rel, table, rows, size))
+                continue
             if (
                 bar_builder is None and table != GAPS
             ):  # nothing needs the rows: just account for the file
@@ -154,7 +159,7 @@ def rebuild_bars(store: Store, session: str, manifest: mf.Manifest) -> bars_mod.
     files = []
     for entry in sorted(manifest.files.values(), key=lambda e: e.path):
         number = mf.part_number(entry.path.rsplit("/", 1)[-1])
-        if entry.table != GAPS and number is not None:
+        if entry.table in (QUOTES, TRADES) and number is not None:
             files.append((entry.table, entry.path, number))
     listed = healed.listed_in(store.read_bytes(f"{session}/{audit.AUDIT}"))
     files += [(table, rel, HEALED_SEGMENTS + i) for i, (table, rel) in enumerate(listed)]

@@ -1,6 +1,7 @@
 """`massive run recorder`: the bus subscriber that drives recording sessions.
 
-It subscribes to quotes, trades and ingest's gap records without a receive limit (lossless: a
+It subscribes to quotes, trades, ingest's gap records and paper trading's orders, fills and P&L
+(`strat.*`) without a receive limit (lossless: a
 message the bus itself had to drop still shows up as a sequence gap, which is recorded), and
 answers `start`, `stop` and `status` on the control channel. The receiving loop only appends to
 the write-ahead log; promotion to Parquet runs in a worker thread. On start it first recovers

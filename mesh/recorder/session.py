@@ -28,7 +28,13 @@ from mesh.datasets import live
 from mesh.recorder import manifest as mf
 from mesh.recorder import recovery
 from mesh.recorder.bars import BarBuilder
-from mesh.recorder.columns import GAPS, QUOTES, TRADES, gap_record_batch, to_record_batch
+from mesh.recorder.columns import (
+    GAPS,
+    TABLES,
+    gap_record_batch,
+    records_batch,
+    to_record_batch,
+)
 from mesh.recorder.promote import promote_segment, rebuild_bars, write_bars
 from mesh.recorder.store import Store
 from mesh.recorder.wal import DEFAULT_SYNC_INTERVAL, Wal, list_segments
@@ -87,7 +93,7 @@ class Session:
         self.error: str | None = None
         self.started_ns = 0
         self.ended_ns: int | None = None
-        self.rows: dict[str, int] = {QUOTES: 0, TRADES: 0, GAPS: 0}  # written to the WAL this run
+        self.rows: dict[str, int] = dict.fromkeys(TABLES, 0)  # written to the WAL this run
         self.rows_promoted = 0
         self.parquet_bytes = 0
         self.rejected = 0
@@ -150,7 +156,7 @@ class Session:
 
     def _listed_parts(self) -> list[tuple[str, int]]:
         parts = []
-        for table in (QUOTES, TRADES, GAPS):
+        for table in TABLES:
             for file_name in self.store.list_files(f"{self.name}/{table}"):
                 number = mf.part_number(file_name)
                 if number is not None:
@@ -258,6 +264,22 @@ class Session:
             self.rows[table] += rows
             self._segment_rows += rows
         return rows
+
+    def write_records(self, table: str, records: list[Any]) -> int:
+        """Append paper trading's records (Order, Fill or Pnl, one row each) to `table`, filtered
+        to the session's symbols like quotes and trades; returns rows kept.
+
+        Raises `columns.RejectedBatch` and `wal.WalError` as `write` does.
+        """
+        if self.symbols is not None:
+            wanted = set(self.symbols)
+            records = [r for r in records if r.symbol in wanted]
+        if not records:
+            return 0
+        self.wal.append(table, records_batch(table, records))
+        self.rows[table] += len(records)
+        self._segment_rows += len(records)
+        return len(records)
 
     def write_gaps(self, rows: list[dict[str, Any]]) -> int:
         """Record gaps (ingest's, or sequence gaps seen on the bus)."""

@@ -10,7 +10,17 @@ import pytest
 
 os.environ["PYKX_UNLICENSED"] = "true"  # before anything imports pykx
 
-from mesh.schema import Bar, BarBatch, Quote, QuoteBatch, Trade, TradeBatch  # noqa: E402
+from mesh.schema import (  # noqa: E402
+    Bar,
+    BarBatch,
+    Fill,
+    Order,
+    Pnl,
+    Quote,
+    QuoteBatch,
+    Trade,
+    TradeBatch,
+)
 from tests.kdb.tickerplant import FakeTickerplant  # noqa: E402
 
 T0 = 1_767_346_200_123_456_789  # 2026-01-02 09:30:00.123456789 UTC
@@ -98,3 +108,48 @@ def bars(n: int, interval: str = "1m", replaces: bool = False) -> BarBatch:
         interval=interval,
         replaces=replaces,
     )
+
+
+def paper_records(name: str = "momo", n: int = 3) -> tuple[list[Order], list[Fill], list[Pnl]]:
+    """A paper session's orders, their fills and the P&L after each bar, `n` of each."""
+    orders = [
+        Order(
+            name=name,
+            symbol="AAPL" if i % 2 else "MSFT",
+            qty=100.0 if i % 2 else -50.0,
+            target=1.0 if i % 2 else -0.5,
+            bar_end=T0 + i * 60_000_000_000,
+            ts_decided=T0 + i * 60_000_000_000 + 1_500_000,
+            order_id=i + 1,
+        )
+        for i in range(n)
+    ]
+    fills = [
+        Fill(
+            name=name,
+            symbol=o.symbol,
+            order_id=o.order_id,
+            qty=o.qty,
+            price=200.02 + i,
+            ref_price=200.0 + i,
+            fee=0.25,
+            ts_event=o.ts_decided + 2_000_000,
+            position=o.qty * (i + 1),
+            cash=100_000.0 - o.qty * (200.02 + i) - 0.25,
+        )
+        for i, o in enumerate(orders)
+    ]
+    pnls = [
+        Pnl(
+            name=name,
+            symbol=o.symbol,
+            ts=o.bar_end + 60_000_000_000,
+            position=f.position,
+            cash=f.cash,
+            equity=f.cash + f.position * 200.5,
+            initial_cash=100_000.0,
+            fills=i + 1,
+        )
+        for i, (o, f) in enumerate(zip(orders, fills, strict=True))
+    ]
+    return orders, fills, pnls

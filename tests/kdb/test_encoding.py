@@ -12,7 +12,7 @@ from mesh.kdb.batcher import Batcher
 from mesh.kdb.buffer import Chunk
 from mesh.kdb.encode import EncodeError, encode_upd
 from mesh.kdb.schema import TABLES, mapping_rows, render_sym_q
-from tests.kdb.conftest import Q_EPOCH, T0, bars, quotes, trades
+from tests.kdb.conftest import Q_EPOCH, T0, bars, paper_records, quotes, trades
 from tests.kdb.tickerplant import decode_upd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,3 +235,21 @@ def test_bursts_of_bus_messages_reach_q_as_the_rows_that_were_sent() -> None:
     assert sum((upd.column("bid_price", names) for upd in received), []) == sum(
         (b.bid_price for b in sent), []
     )
+
+
+def test_each_paper_record_is_one_row_of_its_table_in_sym_q_order() -> None:
+    orders, fills, pnls = paper_records("momo", 3)
+    emitted: list[Chunk] = []
+    batcher = Batcher(emitted.append, batch_rows=2)
+    for record in (*orders, *fills, *pnls):
+        assert batcher.add(record)
+    batcher.flush_all()
+    assert sorted((c.table, c.rows) for c in emitted) == sorted(
+        [("order", 2), ("order", 1), ("fill", 2), ("fill", 1), ("pnl", 2), ("pnl", 1)]
+    )
+    pnl_rows = [c for c in emitted if c.table == "pnl"]
+    received = [decode_upd(encode_upd(TABLES["pnl"], c.columns, c.rows)) for c in pnl_rows]
+    names = TABLES["pnl"].names
+    assert names[:3] == ["time", "sym", "name"] and names[-1] == "fill_count"
+    assert sum((u.column("fill_count", names) for u in received), []) == [1, 2, 3]
+    assert sum((u.column("equity", names) for u in received), []) == [p.equity for p in pnls]

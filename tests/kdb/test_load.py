@@ -12,9 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from mesh import calendar, cli
+from mesh.datasets.columns import STORAGE
 from mesh.kdb.schema import TABLES
+from mesh.recorder.columns import WAL
 from tests.conftest import free_port
-from tests.kdb.conftest import Q_EPOCH, T0, bars, quotes, trades
+from tests.kdb.conftest import Q_EPOCH, T0, bars, paper_records, quotes, trades
 
 DAY = 86_400_000_000_000
 
@@ -149,3 +151,34 @@ def test_no_target_at_all_is_a_usage_error(
 ) -> None:
     assert cli.main(["kdb", "load", "morning"]) == 2
     assert "KDB_TICKERPLANT" in capsys.readouterr().err
+
+
+def test_a_recordings_paper_orders_fills_and_pnl_load_into_their_tables(
+    data_dir: Path, make_tp: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session = data_dir / "recordings/papered"  # as the recorder stores them (timestamp columns)
+    orders, fills, pnls = paper_records("momo", 3)
+    for table, records in (("orders", orders), ("fills", fills), ("pnl", pnls)):
+        rows = [msgspec.structs.asdict(r) for r in records]
+        (session / table).mkdir(parents=True)
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=WAL[table]).cast(STORAGE[table]),
+            session / table / "part-000001.parquet",
+        )
+    write_records(session / "quotes" / "part-000001.parquet", quotes(5))
+    (session / "manifest.json").write_text('{"kind": "recording", "schema_version": 2}')
+    tp = make_tp()
+    port = tp.start()
+    code = cli.main(["kdb", "load", "papered", "--target", f"127.0.0.1:{port}"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "loaded 14 rows (quote 5, order 3, fill 3, pnl 3)" in out.out
+    [pnl] = tp.upds("pnl")
+    names = TABLES["pnl"].names
+    assert pnl.column("ts", names) == [p.ts - Q_EPOCH for p in pnls]
+    assert pnl.column("fill_count", names) == [1, 2, 3]
+    assert pnl.column("name", names) == ["momo"] * 3
+    [order] = tp.upds("order")
+    assert order.column("bar_end", TABLES["order"].names) == [o.bar_end - Q_EPOCH for o in orders]
+    [fill] = tp.upds("fill")
+    assert fill.column("price", TABLES["fill"].names) == [f.price for f in fills]

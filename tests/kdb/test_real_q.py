@@ -20,7 +20,7 @@ from mesh.kdb.batcher import Batcher
 from mesh.kdb.buffer import Chunk
 from mesh.kdb.sender import Sender, SenderOptions
 from tests.conftest import free_port
-from tests.kdb.conftest import bars, quotes, trades
+from tests.kdb.conftest import bars, paper_records, quotes, trades
 
 ROOT = Path(__file__).resolve().parents[2]
 Q = os.environ.get("PYKX_Q_EXECUTABLE") or shutil.which("q")
@@ -70,8 +70,11 @@ def test_rows_published_with_sym_q_arrive_in_a_real_rdb(tmp_path: Path) -> None:
         time.sleep(0.5)
         chunks: list[Chunk] = []
         batcher = Batcher(chunks.append, batch_rows=100)
-        for batch in (quotes(250), trades(30), bars(5, "1m"), bars(5, "1s")):
+        orders, fills, pnls = paper_records("momo", 3)
+        for batch in (quotes(250), trades(30), bars(5, "1m"), bars(5, "1s"), *orders, *fills):
             batcher.add(batch)
+        for pnl in pnls:
+            batcher.add(pnl)
         batcher.flush_all()
         sender = Sender(KdbTarget("127.0.0.1", tp_port), SenderOptions(confirm_interval=0.2))
         sender.start()
@@ -82,11 +85,14 @@ def test_rows_published_with_sym_q_arrive_in_a_real_rdb(tmp_path: Path) -> None:
         with kx.SyncQConnection("127.0.0.1", rdb_port, no_ctx=True) as rdb:
             counts: Any = None
             for _ in range(50):
-                counts = rdb("count each (quote;trade;bar)").py()
-                if counts == [250, 30, 10]:
+                counts = rdb("count each (quote;trade;bar;order;fill;pnl)").py()
+                if counts == [250, 30, 10, 3, 3, 3]:
                     break
                 time.sleep(0.1)
-            assert counts == [250, 30, 10]
+            assert counts == [250, 30, 10, 3, 3, 3]
+            assert rdb("exec fill_count from pnl").py() == [1, 2, 3]
+            assert rdb("exec distinct name from fill").py() == ["momo"]
+            assert rdb("meta fill").pd()["t"].tolist() == list("nssjffffpff")
             assert rdb("exec last sequence from quote").py() == 249
             assert rdb("meta quote").pd()["t"].tolist()[:4] == ["n", "s", "f", "j"]
     finally:

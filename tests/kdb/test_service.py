@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 import zmq
 
-from mesh import auth, topics
+from mesh import auth, topics, wire
 from mesh.bus import Bus
 from mesh.client import Publisher, Subscriber
 from mesh.config import Config
-from mesh.kdb.schema import TABLES
+from mesh.kdb.schema import NS_PER_DAY, TABLES
+from mesh.schema import Fill
 from tests.conftest import free_port
-from tests.kdb.conftest import bars, quotes, trades
+from tests.kdb.conftest import Q_EPOCH, bars, paper_records, quotes, trades
 from tests.kdb.tickerplant import FakeTickerplant, cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,3 +245,151 @@ def test_a_stalled_tickerplant_never_blocks_the_bus_reader_and_drops_show_on_the
     assert beats[-1].counters["dropped"] > 150_000
     pub.close(), sub.close()
     kdb.stop()
+
+
+def paper_rows(tp: FakeTickerplant, table: str) -> list[dict[str, Any]]:
+    """Every row the tickerplant received for `table`, as {q column: value}."""
+    names = TABLES[table].names
+    return [
+        dict(zip(names, row, strict=True))
+        for u in tp.upds(table)
+        for row in zip(*u.columns, strict=True)
+    ]
+
+
+def test_paper_orders_fills_and_pnl_arrive_one_row_per_message_in_their_tables(
+    bus: Bus, mesh_config: Config, make_tp: Any, run_kdb: Any
+) -> None:
+    tp = make_tp()
+    port = tp.start()
+    kdb = run_kdb("--flush-ms", "50", tickerplant=f"127.0.0.1:{port}")
+    pub = Publisher("strategy", mesh_config.bus_pub)
+    stats_sub = Subscriber([topics.stats("kdb")], mesh_config.bus_sub)
+    warm_up(pub, tp)
+
+    orders, fills, pnls = paper_records("momo", 3)
+    other = paper_records("meanrev", 1)
+    for order, fill, pnl in zip(orders, fills, pnls, strict=True):
+        pub.publish(topics.paper(topics.ORDER, "momo"), order)
+        pub.publish(topics.paper(topics.FILL, "momo"), fill)
+        pub.publish(topics.paper(topics.PNL, "momo"), pnl)
+    pub.publish(topics.paper(topics.FILL, "meanrev"), other[1][0])
+    tp.wait_for(
+        lambda: (
+            len(paper_rows(tp, "order")) == 3
+            and len(paper_rows(tp, "fill")) == 4
+            and len(paper_rows(tp, "pnl")) == 3
+        ),
+        what="3 orders, 4 fills and 3 P&L rows",
+    )
+    upds = [u for table in ("order", "fill", "pnl") for u in tp.upds(table)]
+    assert all(u.function == ".u.upd" and u.msg_type == 0 for u in upds)
+    # q types: timespan, symbol, symbol (name), then floats, timestamps and longs as in q/sym.q
+    assert {tuple(u.types) for u in tp.upds("order")} == {(16, 11, 11, 9, 9, 12, 12, 7)}
+    assert {tuple(u.types) for u in tp.upds("fill")} == {(16, 11, 11, 7, 9, 9, 9, 9, 12, 9, 9)}
+    assert {tuple(u.types) for u in tp.upds("pnl")} == {(16, 11, 11, 12, 9, 9, 9, 9, 7)}
+
+    assert paper_rows(tp, "order") == [
+        {
+            "time": o.ts_decided % NS_PER_DAY,
+            "sym": o.symbol,
+            "name": "momo",
+            "qty": o.qty,
+            "target": o.target,
+            "bar_end": o.bar_end - Q_EPOCH,
+            "ts_decided": o.ts_decided - Q_EPOCH,
+            "order_id": o.order_id,
+        }
+        for o in orders
+    ]
+    assert paper_rows(tp, "fill") == [
+        {
+            "time": f.ts_event % NS_PER_DAY,
+            "sym": f.symbol,
+            "name": f.name,
+            "order_id": f.order_id,
+            "qty": f.qty,
+            "price": f.price,
+            "ref_price": f.ref_price,
+            "fee": f.fee,
+            "ts_event": f.ts_event - Q_EPOCH,
+            "position": f.position,
+            "cash": f.cash,
+        }
+        for f in [*fills, other[1][0]]
+    ]
+    assert paper_rows(tp, "pnl") == [
+        {
+            "time": p.ts % NS_PER_DAY,
+            "sym": p.symbol,
+            "name": "momo",
+            "ts": p.ts - Q_EPOCH,
+            "position": p.position,
+            "cash": p.cash,
+            "equity": p.equity,
+            "initial_cash": p.initial_cash,
+            "fill_count": p.fills,
+        }
+        for p in pnls
+    ]
+
+    stats = next_payload(
+        stats_sub,
+        topics.stats("kdb"),
+        lambda p: p.stats.get("tables", {}).get("pnl", {}).get("confirmed") == 3,
+    )
+    tables = stats.stats["tables"]
+    assert (tables["order"]["rows"], tables["fill"]["rows"], tables["pnl"]["rows"]) == (3, 4, 3)
+    assert tables["fill"]["confirmed"] == 4 and tables["fill"]["batches"] >= 1
+    assert all(tables[t]["rejected"] == 0 and tables[t]["dropped"] == 0 for t in ("order", "fill"))
+    pub.close(), stats_sub.close()
+    assert kdb.stop() == 0
+
+
+def test_garbage_on_a_paper_topic_is_counted_and_the_next_fill_still_reaches_kdb(
+    bus: Bus, mesh_config: Config, make_tp: Any, run_kdb: Any
+) -> None:
+    tp = make_tp()
+    port = tp.start()
+    kdb = run_kdb("--flush-ms", "50", tickerplant=f"127.0.0.1:{port}")
+    pub = Publisher("test", mesh_config.bus_pub)
+    beats = Subscriber([topics.heartbeat("kdb")], mesh_config.bus_sub)
+    warm_up(pub, tp)
+
+    raw = zmq.Context.instance().socket(zmq.PUB)  # a peer with the mesh's key, sending junk
+    raw.linger = 1000
+    auth.secure_client(raw, auth.client_keys(mesh_config))
+    raw.connect(mesh_config.bus_pub)
+    time.sleep(0.5)
+    topic = "strat.fill.x"
+    good = paper_records("x", 1)[1][0]
+    fields = {f: getattr(good, f) for f in good.__struct_fields__}
+    junk = [
+        [topic.encode(), b"\x00not msgpack at all"],
+        [topic.encode()],  # one frame
+        [topic.encode(), b"\x92\x94\x01\xa4test\x01\x01\x93\xa4fill"],  # a short payload
+        wire.encode(topic, Fill(**{**fields, "price": float("nan")}), src="junk", seq=1),
+        wire.encode(topic, Fill(**{**fields, "qty": float("inf")}), src="junk", seq=2),
+        wire.encode(topic, Fill(**{**fields, "name": ""}), src="junk", seq=3),
+        wire.encode(topic, Fill(**{**fields, "order_id": -1}), src="junk", seq=4),
+        wire.encode(topic, Fill(**{**fields, "ts_event": -5}), src="junk", seq=5),
+        wire.encode(topic, quotes(1, symbols=("JUNK",)).symbol, src="junk", seq=6),
+    ]
+    for frames in junk:
+        raw.send_multipart(frames)
+    raw.send_multipart(wire.encode(topic, good, src="junk", seq=7))
+
+    tp.wait_for(lambda: len(paper_rows(tp, "fill")) == 1, what="the fill sent after the junk")
+    [row] = paper_rows(tp, "fill")
+    assert (row["name"], row["sym"], row["price"]) == ("x", good.symbol, good.price)
+    beat = next_payload(
+        beats, topics.heartbeat("kdb"), lambda b: b.counters.get("malformed", 0) >= len(junk)
+    )
+    assert beat.counters["malformed"] == len(junk) and beat.state == "ok"
+    assert {"malformed_frames", "malformed_body", "malformed_payload"} <= set(beat.counters)
+    assert kdb.proc.poll() is None
+    assert all(not u.table.startswith("strat") for u in tp.upds())
+    assert {u.table for u in tp.upds()} <= {"quote", "fill"}
+    raw.close(linger=0)
+    pub.close(), beats.close()
+    assert kdb.stop() == 0

@@ -8,21 +8,25 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
+import msgspec
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 import zmq
 
-from mesh import auth, cli, client, service, topics, wire
+from mesh import auth, cli, client, datasets, service, topics, wire
 from mesh.bus import Bus
 from mesh.client import Publisher, Subscriber
 from mesh.config import Config
 from mesh.control import ControlError
 from mesh.recorder import wal
 from mesh.recorder.service import RecorderService
-from mesh.schema import Gap, GapBatch, Heartbeat
+from mesh.recording import read_recording
+from mesh.schema import Fill, Gap, GapBatch, Heartbeat, Order, Pnl
 from tests.recorder.helpers import T0, quotes, trades, wait_for
 
 
@@ -291,3 +295,167 @@ def test_record_commands_say_clearly_when_the_mesh_is_down(
     assert cli.main(["record", "status"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("massive: no answer from the bus") and err.count("\n") == 1
+
+
+def paper_session(name: str, n: int) -> tuple[list[Order], list[Fill], list[Pnl]]:
+    """`n` orders of paper session `name`, a fill for each, and the P&L after each bar."""
+    orders = [
+        Order(
+            name=name,
+            symbol=SYMBOLS_TRADED[i % 2],
+            qty=10.0 * (i + 1) * (1 if i % 2 == 0 else -1),
+            target=0.5 if i % 2 == 0 else -0.25,
+            bar_end=T0 + (i + 1) * 1_000_000_000,
+            ts_decided=T0 + (i + 1) * 1_000_000_000 + 300_000,
+            order_id=i // 2 + 1,
+        )
+        for i in range(n)
+    ]
+    fills = [
+        Fill(
+            name=name,
+            symbol=o.symbol,
+            order_id=o.order_id,
+            qty=o.qty,
+            price=100.02 + i / 100,
+            ref_price=100.01 + i / 100,
+            fee=0.1,
+            ts_event=o.ts_decided + 500_000,
+            position=o.qty,
+            cash=50_000.0 - o.qty * (100.02 + i / 100) - 0.1,
+        )
+        for i, o in enumerate(orders)
+    ]
+    pnls = [
+        Pnl(
+            name=name,
+            symbol=f.symbol,
+            ts=o.bar_end + 1_000_000_000,
+            position=f.position,
+            cash=f.cash,
+            equity=f.cash + f.position * 100.015,
+            initial_cash=50_000.0,
+            fills=i // 2 + 1,
+        )
+        for i, (o, f) in enumerate(zip(orders, fills, strict=True))
+    ]
+    return orders, fills, pnls
+
+
+SYMBOLS_TRADED = ("AAPL", "MSFT")
+
+
+def as_records(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows with times as ns integers, as the records carry them."""
+    out = []
+    for row in table.to_pylist():
+        out.append(
+            {k: (pd.Timestamp(v).value if isinstance(v, datetime) else v) for k, v in row.items()}
+        )
+    return out
+
+
+async def test_a_paper_sessions_orders_fills_and_pnl_are_recorded_as_tables(
+    recorder: RecorderService, mesh_config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await call(mesh_config, "start", name="papered")
+    await asyncio.sleep(0.3)
+    orders, fills, pnls = paper_session("momo", 6)
+    other = paper_session("meanrev", 2)
+
+    def send() -> None:
+        with Publisher("strategy", mesh_config.bus_pub) as pub:
+            time.sleep(0.3)
+            pub.publish(topics.quotes(), quotes(0, 100))
+            for session, (os_, fs, ps) in (("momo", (orders, fills, pnls)), ("meanrev", other)):
+                for order, fill, pnl in zip(os_, fs, ps, strict=True):
+                    pub.publish(topics.paper(topics.ORDER, session), order)
+                    pub.publish(topics.paper(topics.FILL, session), fill)
+                    pub.publish(topics.paper(topics.PNL, session), pnl)
+
+    await asyncio.to_thread(send)
+    await asyncio.to_thread(
+        wait_for,
+        lambda: (
+            (
+                recorder.session.rows["orders"],
+                recorder.session.rows["fills"],
+                recorder.session.rows["pnl"],
+            )
+            == (8, 8, 8)
+        ),
+    )
+    await call(mesh_config, "stop")
+
+    recording = datasets.resolve("papered", mesh_config.data_dir)
+    assert [n for n in recording.tables if n in ("orders", "fills", "pnl")] == [
+        "orders",
+        "fills",
+        "pnl",
+    ]
+    for name, sent in (
+        ("orders", [*orders, *other[0]]),
+        ("fills", [*fills, *other[1]]),
+        ("pnl", [*pnls, *other[2]]),
+    ):
+        table = recording.tables[name]
+        assert table.kind.value == name and table.rows == 8
+        assert as_records(datasets.read_table(table)) == [msgspec.structs.asdict(r) for r in sent]
+    assert recording.tables["quotes"].rows == 100  # market data recorded alongside, as before
+    assert recording.manifest["rows"]["fills"] == 8
+    assert len(await asyncio.to_thread(read_recording, "papered", "pnl")) == 8
+
+    capsys.readouterr()
+    assert await massive("data", "show", "papered", "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert {k: shown["rows"][k] for k in ("orders", "fills", "pnl")} == {
+        "orders": 8,
+        "fills": 8,
+        "pnl": 8,
+    }
+    assert sorted(shown["symbols"]) == ["AAPL", "MSFT", "NVDA", "TSLA"]  # from the market data
+    assert await massive("data", "show", "papered") == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("orders", "fills", "pnl"))
+
+
+async def test_garbage_on_a_paper_topic_is_counted_and_the_next_fill_is_recorded(
+    recorder: RecorderService, mesh_config: Config
+) -> None:
+    await call(mesh_config, "start", name="junked")
+    await asyncio.sleep(0.3)
+    orders, fills, _ = paper_session("x", 1)
+    good = fills[0]
+    fields = msgspec.structs.asdict(good)
+    topic = "strat.fill.x"
+
+    def send() -> None:
+        ctx = zmq.Context.instance()
+        with ctx.socket(zmq.PUB) as sock:
+            auth.secure_client(sock, auth.client_keys(mesh_config))
+            sock.connect(mesh_config.bus_pub)
+            time.sleep(0.3)
+            sock.send_multipart([topic.encode(), b"\xc1 not msgpack"])
+            sock.send_multipart([topic.encode()])
+            for seq, change in enumerate(
+                ({"price": float("nan")}, {"name": ""}, {"order_id": -1}, {"ts_event": -5}), 1
+            ):
+                sock.send_multipart(
+                    wire.encode(topic, Fill(**{**fields, **change}), src="rogue", seq=seq)
+                )
+            sock.send_multipart(wire.encode(topic, orders[0], src="rogue", seq=5))  # wrong topic
+            sock.send_multipart(wire.encode(topic, good, src="rogue", seq=6))
+            time.sleep(0.2)
+
+    await asyncio.to_thread(send)
+    await asyncio.to_thread(
+        wait_for,
+        lambda: recorder.session.rows["fills"] == 1 and recorder.sub_stats.malformed_total >= 6,
+    )
+    status = await call(mesh_config, "status")
+    assert sum(status["dropped"]["malformed"].values()) == 6
+    assert status["dropped"]["unexpected"] == 1 and status["recording"]
+    await call(mesh_config, "stop")
+    recording = datasets.resolve("junked", mesh_config.data_dir)
+    assert {name for name, t in recording.tables.items() if t.rows} == {"fills"}
+    assert as_records(datasets.read_table(recording.tables["fills"])) == [fields]

@@ -14,7 +14,8 @@ import pytest
 from mesh.recorder import promote, recovery, wal
 from mesh.recorder.session import Session, SessionError
 from mesh.recorder.wal import WalError
-from tests.recorder.helpers import quotes, trades
+from mesh.schema import Fill
+from tests.recorder.helpers import T0, quotes, trades
 
 
 def read(data_dir: Path, name: str, table: str) -> pd.DataFrame:
@@ -261,3 +262,43 @@ def test_permission_denied_while_promoting_leaves_the_log_for_the_next_start(
     done = recovery.recover(tmp_path, "perm")
     assert not done.resume  # a failed session is not resumed
     assert sorted(read(tmp_path, "perm", "quotes")["sequence"]) == list(range(200))
+
+
+def test_paper_records_survive_a_crash_during_promotion_once_each_and_follow_the_symbol_filter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fills = [
+        Fill(
+            name="momo",
+            symbol=("AAPL", "MSFT")[i % 2],
+            order_id=i + 1,
+            qty=10.0,
+            price=100.0 + i,
+            ref_price=99.99 + i,
+            fee=0.0,
+            ts_event=T0 + i,
+            position=10.0 * (i + 1),
+            cash=-1000.0 * (i + 1),
+        )
+        for i in range(6)
+    ]
+    session = Session("paper", data_dir=tmp_path, symbols="AAPL").open()
+    assert session.write_records("fills", fills[:4]) == 2  # MSFT's are not this session's
+    session.write("quotes", quotes(0, 40))
+    session.rotate()
+
+    def die(number: int) -> None:
+        raise SystemExit("killed after writing Parquet, before deleting the segment")
+
+    monkeypatch.setattr(promote, "_after_write", die)
+    with pytest.raises(SystemExit):
+        session.promote_pending()
+    session.write_records("fills", fills[4:])
+    _crash(session)
+    monkeypatch.setattr(promote, "_after_write", None)
+    recovery.recover(tmp_path, "paper")
+    recovery.recover(tmp_path, "paper")  # and recovering twice changes nothing
+    kept = read(tmp_path, "paper", "fills").sort_values("order_id")
+    assert kept["order_id"].tolist() == [1, 3, 5] and set(kept["symbol"]) == {"AAPL"}
+    assert kept["ts_event"].astype("int64").tolist() == [T0, T0 + 2, T0 + 4]
+    assert manifest(tmp_path, "paper")["rows"]["fills"] == 3
