@@ -1,19 +1,20 @@
-"""Paper trading's decision latency: a bar's close on the bus -> the strategy's order on the bus.
+"""Paper trading's decision latency: a bar's close on the bus -> its decision on the bus.
 
 Real processes: `massive run bus`, `recorder` and `strategy` on loopback (authenticated bus, temp
 data folder). This process publishes quotes for 50 symbols as ingest would (one QuoteBatch per
 instant, every symbol quoted), one instant per bar: each batch closes the previous 1 s bar of all
-50 symbols. One paper session trades the 50 symbols on 1 s bars with a strategy that computes
-a fast/slow moving-average crossover over every bar so far (the built-in's work) and turns it
-into a target that changes at every bar, so each bar of each symbol yields an order (sized,
-journalled with fsync, published). Event time runs 10 bars a second (10x real time), to measure
+50 symbols at once, the worst case (every bar of the session decided in one burst). One paper
+session trades the 50 symbols on 1 s bars with the built-in `ma-crossover` (fast 5, slow 20),
+evaluated on every bar so far. Event time runs 10 bars a second (10x real time), to measure
 many bars quickly; the decision path is the same.
 
-Measured per order: from just before the bench publishes the batch that closes the bar, to the
-order's arrival at the bench's subscriber (two bus hops, decoding, the session thread, the
-strategy, sizing, the journal's fsync, publishing). Median and p99 over every order, and bars
-evaluated per second. Baseline, in the same run: calling the strategy function directly on the
-same windows (each symbol's bars so far, bar by bar), per call.
+Measured per bar: from just before the bench publishes the batch that closes it, to the
+publication of its decision by the strategy service (the bar's `pnl` record follows its
+decision, and an order, if any, goes out with it: the header's `ts_send`; one bus hop, decoding,
+the session's thread, the strategy, sizing, the journal, publishing); also to its arrival at
+the bench's subscriber (one more hop), and the same for the orders alone. Median and p99.
+Baseline, in the same run: calling the strategy function directly on the same windows (each
+symbol's bars so far, bar by bar), per call.
 
 Target: p99 decision latency under 5 ms for 50 symbols at 1 s bars. `python bench/strategy.py
 [BARS]` (default 200 bars a symbol); the last line is the JSON summary.
@@ -39,31 +40,15 @@ from _common import free_port, report  # noqa: E402
 
 from mesh import client, topics  # noqa: E402
 from mesh.backtest.frames import Bars  # noqa: E402
-from mesh.backtest.strategies import load_strategy_file  # noqa: E402
+from mesh.backtest.strategies import get_strategy  # noqa: E402
 from mesh.client import Publisher, Subscriber  # noqa: E402
 from mesh.config import Config  # noqa: E402
-from mesh.schema import Order, QuoteBatch  # noqa: E402
+from mesh.schema import Order, Pnl, QuoteBatch  # noqa: E402
 
 SYMBOLS = [f"S{i:02d}" for i in range(50)]
 SECOND = 1_000_000_000
 T0 = 1_796_396_400 * SECOND  # 2026-12-04 14:40 UTC
 BARS_PER_S = 10  # event time runs 10x real time
-
-STRATEGY = '''
-import numpy as np
-
-
-def flip_cross(bars, fast: int = 5, slow: int = 20):
-    """A fast/slow moving-average crossover, its sign flipped at every other bar."""
-    close = bars.close
-    n = len(close)
-    csum = np.concatenate([[0.0], np.cumsum(close)])
-    idx = np.arange(1, n + 1)
-    f = (csum[idx] - csum[np.maximum(idx - fast, 0)]) / np.minimum(idx, fast)
-    s = (csum[idx] - csum[np.maximum(idx - slow, 0)]) / np.minimum(idx, slow)
-    signal = np.where(f >= s, 1.0, -1.0)
-    return signal * np.where(idx % 2 == 0, 1.0, -1.0)
-'''
 
 
 def spawn(env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
@@ -105,10 +90,13 @@ def batch_at(ts: int, mids: np.ndarray) -> QuoteBatch:
     )
 
 
-def direct_calls(strategy_file: Path, closes: np.ndarray) -> list[float]:
+STRATEGY, PARAMS = "ma-crossover", {"fast": 5, "slow": 20}
+
+
+def direct_calls(closes: np.ndarray) -> list[float]:
     """The strategy called directly on each symbol's bars so far, bar by bar: seconds per call."""
-    strategy = load_strategy_file("flip.py:flip_cross", strategy_file, "flip_cross")
-    params = strategy.resolve({})
+    strategy = get_strategy(STRATEGY)
+    params = strategy.resolve(PARAMS)
     times = []
     n_bars = closes.shape[0]
     for k in range(1, n_bars + 1):
@@ -125,16 +113,12 @@ def direct_calls(strategy_file: Path, closes: np.ndarray) -> list[float]:
 def main() -> None:
     n_bars = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     folder = Path(tempfile.mkdtemp(prefix="mesh-bench-strategy-"))
-    strategies = folder / "strategies"
-    strategies.mkdir()
-    (strategies / "flip.py").write_text(STRATEGY)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MASSIVE_", "MESH_", "KDB_"))}
     env.update(
         MESH_BUS_PUB=f"tcp://127.0.0.1:{free_port()}",
         MESH_BUS_SUB=f"tcp://127.0.0.1:{free_port()}",
         MESH_BUS_CTL=f"tcp://127.0.0.1:{free_port()}",
         MESH_DATA_DIR=str(folder / "data"),
-        MESH_STRATEGY_PATH=str(strategies),
         PYKX_UNLICENSED="true",
     )
     os.environ.update({k: v for k, v in env.items() if k.startswith("MESH_")})
@@ -148,15 +132,21 @@ def main() -> None:
         wait_up(config, "recorder")
         wait_up(config, "strategy")
         publisher = Publisher("bench", config=config)
-        received: dict[tuple[str, int], int] = {}
-        sub = Subscriber([topics.PAPER + "order."], config=config)
+        received: dict[tuple[str, int], tuple[int, int]] = {}  # each bar's P&L: sent, seen
+        orders: dict[tuple[str, int], int] = {}  # each order: sent
+        sub = Subscriber([topics.PAPER], config=config)
         stop = threading.Event()
 
         def listen() -> None:
             while not stop.is_set():
                 msg = sub.recv(timeout=0.2)
-                if msg is not None and isinstance(msg.payload, Order):
-                    received[(msg.payload.symbol, msg.payload.bar_end)] = time.perf_counter_ns()
+                if msg is None:
+                    continue
+                if isinstance(msg.payload, Pnl):
+                    key = (msg.payload.symbol, msg.payload.ts)
+                    received[key] = (msg.header.ts_send, time.time_ns())
+                elif isinstance(msg.payload, Order):
+                    orders[(msg.payload.symbol, msg.payload.bar_end)] = msg.header.ts_send
 
         listener = threading.Thread(target=listen, daemon=True)
         listener.start()
@@ -164,7 +154,7 @@ def main() -> None:
         client.call(
             "strategy",
             "start",
-            {"name": "bench", "strategy": "flip.py:flip_cross", "symbols": SYMBOLS},
+            {"name": "bench", "strategy": STRATEGY, "params": PARAMS, "symbols": SYMBOLS},
             config=config,
             timeout=15,
         )
@@ -175,7 +165,7 @@ def main() -> None:
             due = started + k / BARS_PER_S
             time.sleep(max(0.0, due - time.perf_counter()))
             ts = T0 + k * SECOND + 1_000_000  # just after the bar boundary
-            closed_at[T0 + k * SECOND] = time.perf_counter_ns()
+            closed_at[T0 + k * SECOND] = time.time_ns()
             publisher.publish(topics.quotes(), batch_at(ts, closes[k]))
         elapsed = time.perf_counter() - started
         time.sleep(2.0)
@@ -192,20 +182,29 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
-    latencies = np.array(
-        [(got - closed_at[bar_end]) / 1e6 for (_, bar_end), got in received.items()]
+    on_bus = np.array(
+        [(sent - closed_at[b]) / 1e6 for (_, b), (sent, _) in received.items() if b in closed_at]
     )
+    seen = np.array(
+        [(got - closed_at[b]) / 1e6 for (_, b), (_, got) in received.items() if b in closed_at]
+    )
+    latencies = on_bus
     session = next(s for s in status["sessions"] if s["name"] == "bench")
-    direct = np.array(direct_calls(strategies / "flip.py", closes[:n_bars])) * 1e3
+    direct = np.array(direct_calls(closes[:n_bars])) * 1e3
+    order_ms = np.array(
+        [(sent - closed_at[b]) / 1e6 for (_, b), sent in orders.items() if b in closed_at]
+    )
     expected = n_bars * len(SYMBOLS)
     p50, p99 = float(np.median(latencies)), float(np.percentile(latencies, 99))
     d50, d99 = float(np.median(direct)), float(np.percentile(direct, 99))
     bars_per_s = session["bars"] / elapsed
     print(
         f"{len(SYMBOLS)} symbols x {n_bars} 1 s bars at {BARS_PER_S} bars/s of event time: "
-        f"{len(latencies):,} orders of {expected:,} bars ({session['state']}, lag "
-        f"{session['lag_ms']} ms); bar close -> order on the bus: median {p50:.2f} ms, "
-        f"p99 {p99:.2f} ms; {bars_per_s:,.0f} symbol-bars evaluated/s; the strategy called "
+        f"{len(latencies):,} bars decided of {expected:,}, {len(order_ms):,} orders "
+        f"({session['state']}, lag "
+        f"{session['lag_ms']} ms); bar close -> decision on the bus: median {p50:.2f} ms, "
+        f"p99 {p99:.2f} ms (at a subscriber: median {np.median(seen):.2f} ms, p99 "
+        f"{np.percentile(seen, 99):.2f} ms); {bars_per_s:,.0f} symbol-bars evaluated/s; the strategy called "
         f"directly on the same windows: median {d50:.3f} ms, p99 {d99:.3f} ms",
         file=sys.stderr,
     )
@@ -217,7 +216,9 @@ def main() -> None:
         d99,
         "p99 < 5 ms for 50 symbols at 1 s bars",
         median_ms=round(p50, 3),
-        orders=len(latencies),
+        at_subscriber_p99_ms=round(float(np.percentile(seen, 99)), 3),
+        orders=len(order_ms),
+        order_p99_ms=round(float(np.percentile(order_ms, 99)), 3) if len(order_ms) else None,
         bars=int(session["bars"]),
         symbol_bars_per_s=round(bars_per_s, 1),
         direct_median_ms=round(d50, 4),

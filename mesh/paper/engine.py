@@ -146,6 +146,7 @@ class SymbolTrader:
         self.out: list[Order | Fill | Pnl] = []
         self.start_shares, self.start_cash = self.book.shares, self.book.cash
         self.fill_times: list[int] = []  # each fill's time, and the book's (shares, cash) after it
+        self.fills_before = len(self.book.fills["qty"])  # a resumed book's journalled fills
         self.fill_states: list[tuple[float, float]] = []
 
     # --- input ---------------------------------------------------------------------------------
@@ -210,8 +211,24 @@ class SymbolTrader:
         self.columns.append((self.window, end, o, h, low, c))
         self.bar_ends.append(end)
         self.window = None
+        bars = self.columns.bars(self.symbol, s.interval_ns)
+        target = self.strategy.signals(bars, self.params)
+        goal = float(target[-1]) if len(target) else math.nan
+        if not math.isnan(goal) and goal != self.held:
+            self.held = goal
+            self.orders += 1
+            t0 = end + s.latency_ns
+            self.pending.append(
+                _Pending(
+                    self.orders, goal, len(self.bar_ends) - 1, t0, end, time.time_ns(), closed_mono
+                )
+            )
+            if self.working is not None and self.deadline is None:
+                self.deadline = t0
+        self._decided(closed_mono)
+        # the bar's P&L follows its decision (a subscriber sees the decision made): the book as
+        # of the bar's end, marked at the last mid before it (an order may have filled since)
         mark = (self.last.bid + self.last.ask) / 2.0 if self.last is not None else c
-        # the book as of the bar's end: an order already working may have filled after it
         k = bisect.bisect_left(self.fill_times, end)
         shares, cash = self.fill_states[k - 1] if k else (self.start_shares, self.start_cash)
         self.out.append(
@@ -223,26 +240,9 @@ class SymbolTrader:
                 cash=cash,
                 equity=cash + shares * mark,
                 initial_cash=s.cash,
-                fills=self.fills,
+                fills=self.fills_before + k,
             )
         )
-        bars = self.columns.bars(self.symbol, s.interval_ns)
-        target = self.strategy.signals(bars, self.params)
-        goal = float(target[-1]) if len(target) else math.nan
-        if math.isnan(goal) or goal == self.held:
-            self._decided(closed_mono)
-            return
-        self.held = goal
-        self.orders += 1
-        t0 = end + s.latency_ns
-        self.pending.append(
-            _Pending(
-                self.orders, goal, len(self.bar_ends) - 1, t0, end, time.time_ns(), closed_mono
-            )
-        )
-        if self.working is not None and self.deadline is None:
-            self.deadline = t0
-        self._decided(closed_mono)
 
     def _decided(self, closed_mono: float) -> None:
         self.decision_s = time.monotonic() - closed_mono

@@ -27,9 +27,10 @@ from typing import Any
 
 import msgspec
 
-from mesh import files, intervals
+from mesh import files, intervals, topics
 from mesh.backtest.engine import Costs, _Book
 from mesh.backtest.strategies import Strategy
+from mesh.client import Publisher
 from mesh.paper.engine import Settings, SymbolTrader
 from mesh.schema import Fill, Order, Pnl
 
@@ -113,6 +114,7 @@ class Record(msgspec.Struct, kw_only=True):
 
 
 _json = msgspec.json.Encoder()
+_KIND = {Order: topics.ORDER, Fill: topics.FILL, Pnl: topics.PNL}
 
 
 @dataclass
@@ -132,6 +134,10 @@ class Session:
     stopping: threading.Event = field(default_factory=threading.Event)
     failure: BaseException | None = None  # set once by the thread when the strategy fails
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    bus: Any = None  # the mesh's Config: the session's thread publishes its own records
+    published: dict[str, int] = field(default_factory=dict)  # records sent, by kind
+    _unsynced: bool = False
+    _publisher: Any = None
 
     @property
     def name(self) -> str:
@@ -180,6 +186,7 @@ class Session:
         books = {s: _Book(settings.cash, settings.costs.fee) for s in record.spec.symbols}
         held = dict.fromkeys(record.spec.symbols, 0.0)
         orders = dict.fromkeys(record.spec.symbols, 0)
+        filled = dict.fromkeys(record.spec.symbols, 0)
         last_event = record.started_ns
         for item in journal_items(folder):
             if item.symbol not in books:
@@ -188,6 +195,7 @@ class Session:
                 book = books[item.symbol]
                 book.cash -= item.qty * item.price + item.fee
                 book.shares = item.position
+                filled[item.symbol] += 1
                 last_event = max(last_event, item.ts_event)
             else:
                 held[item.symbol] = item.target
@@ -204,12 +212,14 @@ class Session:
                 held=held[symbol],
                 orders=orders[symbol],
             )
+            trader = session.traders[symbol]
+            trader.fills = trader.fills_before = filled[symbol]
         now = time.time_ns()
         record.lost.append([last_event, now])
         session.lost_note = (
             f"restarted after a stop it could not record: nothing watched from the last journal "
             f"entry to the restart ({(now - last_event) / 1e9:.1f} s); positions and cash rebuilt "
-            f"from {sum(t.fills for t in session.traders.values()) or 'its'} journalled fills, "
+            f"from its {sum(filled.values())} journalled fills, "
             f"bars start again"
         )
         session._open(resumed=True)
@@ -268,7 +278,10 @@ class Session:
                 return
             for trader in self.traders.values():
                 trader.finish()
-            self._flush()
+                if trader.out:
+                    self._flush(trader.out)
+                    trader.out = []
+            self._sync()
             self.record.state, self.record.error = state, error
             self.record.stopped_ns = time.time_ns()
             self.save()
@@ -277,6 +290,18 @@ class Session:
                 self.journal = None
 
     def _work(self) -> None:
+        # the thread's own socket: a record goes out the moment it is journalled, without waiting
+        # for the service's event loop (or the interpreter's lock) to come round
+        if self.bus is not None:
+            self._publisher = Publisher("strategy", config=self.bus)
+        try:
+            self._trade()
+        finally:
+            if self._publisher is not None:
+                self._publisher.close()
+                self._publisher = None
+
+    def _trade(self) -> None:
         while True:
             item = self.inbox.get()
             if item[0] == "stop" or self.stopping.is_set():
@@ -292,40 +317,60 @@ class Session:
                             trader = traders.get(symbol)
                             if trader is not None:
                                 trader.on_quote(ts, bid, ask, bid_size, ask_size, arrived)
+                                if trader.out:  # out at once, not after the batch's other symbols
+                                    self._flush(trader.out, durable=False)
+                                    trader.out = []
                     else:
                         _, event_now, mono = item
                         for trader in self.traders.values():
                             trader.on_clock(event_now, mono)
-                    self._flush()
+                            if trader.out:
+                                self._flush(trader.out, durable=False)
+                                trader.out = []
+                    self._sync()
             except Exception as exc:  # the strategy's failure (or the journal's) ends this session
                 text = "".join(traceback.format_exception(exc)).strip().splitlines()
                 self.failure = exc
                 self._finish(State.FAILED, "\n".join(text[-12:]))
                 return
 
-    def _flush(self) -> None:
-        """Move what the traders produced to the outbox, orders and fills journalled first."""
-        out: list[Order | Fill | Pnl] = []
-        for trader in self.traders.values():
-            if trader.out:
-                out.extend(trader.out)
-                trader.out = []
+    def _flush(self, out: list[Order | Fill | Pnl], *, durable: bool = True) -> None:
+        """Journal the orders and fills in `out`, then hand every record to the service.
+
+        The journal is written and flushed to the operating system before anything is published
+        (a `kill -9` of the service cannot lose it); the fsync that also survives a machine
+        crash follows at the end of each batch of quotes (`_sync`), so one symbol's order does
+        not wait for the disk behind another's.
+        """
         kept = [r for r in out if not isinstance(r, Pnl)]
         if kept and self.journal is not None:
             self.journal.write(b"".join(_json.encode(item) + b"\n" for item in kept))
             self.journal.flush()
-            os.fsync(self.journal.fileno())
+            self._unsynced = True
+            if durable:
+                self._sync()
+        publisher = self._publisher
         for record in out:
-            self.outbox.put(record)
-        if any(t.first_ts and s not in self.record.first_ts for s, t in self.traders.items()):
-            self.save()  # where each symbol's trading began survives a crash
+            if publisher is None:
+                self.outbox.put(record)
+                continue
+            kind = _KIND[type(record)]
+            publisher.publish(topics.paper(kind, self.name), record)
+            self.published[kind] = self.published.get(kind, 0) + 1
         if self.record.state is State.RUNNING and any(
             t.lagging_bars for t in self.traders.values()
         ):
             self.record.state = State.LAGGING
+        if any(t.first_ts and s not in self.record.first_ts for s, t in self.traders.items()):
+            self.save()  # where each symbol's trading began survives a crash
+
+    def _sync(self) -> None:
+        if self._unsynced and self.journal is not None:
+            os.fsync(self.journal.fileno())
+        self._unsynced = False
 
     def drain(self) -> list[Order | Fill | Pnl]:
-        """What the session produced since the last call (already journalled)."""
+        """What a session with no bus produced since the last call (already journalled)."""
         out: list[Order | Fill | Pnl] = []
         while True:
             try:
