@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -37,6 +38,10 @@ AUDIT = "audit.json"
 LOCK = ".audit.lock"
 HEALED = "healed"  # the healed layer's folder inside a recording
 MAX_SPANS_LISTED = 1_000  # per symbol and kind; the counts always cover every row
+
+# Every number in the file (ns since the epoch, counts, bytes) is an int64, as in the recording:
+# a file saying otherwise is not an audit (its times would be past any date a reader can show).
+Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class Method(StrEnum):
@@ -56,14 +61,14 @@ class EventKind(StrEnum):
 class Span(msgspec.Struct, frozen=True):
     """A run of consecutive rows (SIP time of the first and last, ns since the epoch)."""
 
-    from_ns: int
-    to_ns: int
-    rows: int
+    from_ns: Int
+    to_ns: Int
+    rows: Int
 
 
 class Cost(msgspec.Struct, frozen=True):
-    rest_calls: int = 0
-    s3_bytes: int = 0
+    rest_calls: Int = 0
+    s3_bytes: Int = 0
 
 
 class SymbolResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,13 +76,13 @@ class SymbolResult(msgspec.Struct, frozen=True, kw_only=True):
 
     symbol: str
     kind: EventKind
-    recorded: int  # rows in the recording (capture, plus healed when reconciled after a heal)
-    reference: int  # rows Massive has in the compared span
-    matched: int  # equal on the key and every compared field
-    missing: int  # at Massive, not in the recording
-    extra: int  # in the recording, not at Massive
-    differing: int  # same key, some compared field differs
-    healed: int = 0  # of `recorded`, rows that came from the healed layer
+    recorded: Int  # rows in the recording (capture, plus healed when reconciled after a heal)
+    reference: Int  # rows Massive has in the compared span
+    matched: Int  # equal on the key and every compared field
+    missing: Int  # at Massive, not in the recording
+    extra: Int  # in the recording, not at Massive
+    differing: Int  # same key, some compared field differs
+    healed: Int = 0  # of `recorded`, rows that came from the healed layer
     missing_spans: tuple[Span, ...] = ()  # at most MAX_SPANS_LISTED, in time order
 
     @property
@@ -93,11 +98,11 @@ class SymbolResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Reconciliation(msgspec.Struct, frozen=True, kw_only=True):
-    checked_ns: int
+    checked_ns: Int
     method: Method
     cost: Cost
-    from_ns: int  # the compared span
-    to_ns: int
+    from_ns: Int  # the compared span
+    to_ns: Int
     results: tuple[SymbolResult, ...]
 
     @property
@@ -108,14 +113,14 @@ class Reconciliation(msgspec.Struct, frozen=True, kw_only=True):
 class HealedSpan(msgspec.Struct, frozen=True, kw_only=True):
     symbol: str
     kind: EventKind
-    from_ns: int
-    to_ns: int
-    rows: int  # rows added to the healed layer for this span
+    from_ns: Int
+    to_ns: Int
+    rows: Int  # rows added to the healed layer for this span
 
 
 class Heal(msgspec.Struct, frozen=True, kw_only=True):
     id: str  # "heal-20261204T210500Z"
-    at_ns: int
+    at_ns: Int
     method: Method
     files: tuple[str, ...]  # relative to the session folder: "healed/trades/part-000001.parquet"
     spans: tuple[HealedSpan, ...]
@@ -141,12 +146,12 @@ class QualityIssue(StrEnum):
 class QualityFinding(msgspec.Struct, frozen=True, kw_only=True):
     symbol: str
     issue: QualityIssue
-    count: int
+    count: Int
     examples: tuple[Span, ...] = ()  # where (a few); rows = events involved
 
 
 class Quality(msgspec.Struct, frozen=True, kw_only=True):
-    checked_ns: int
+    checked_ns: Int
     findings: tuple[QualityFinding, ...]
 
 
