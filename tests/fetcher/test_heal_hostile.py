@@ -1,0 +1,83 @@
+"""A recording whose audit.json or healed layer was tampered with: readers and `massive heal` give
+a clear answer, and never read, write or remove anything outside the recording's folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from mesh import datasets
+from mesh.cli import main
+from mesh.datasets import TableKind, audit
+from mesh.datasets.audit import EventKind
+from mesh.fetcher.heal import HealError, heal
+from mesh.sim.server import SimServer
+from tests.fetcher.conftest import config_of, sim_env
+from tests.fetcher.healing import Recorded, reconcile_by_hand, record_with_holes
+
+HOLES = [("AAPL", EventKind.TRADES, 20, 30)]
+
+
+def _recorded(sim: SimServer, tmp_path: Path, day: dt.date) -> Recorded:
+    config = config_of(sim_env(sim, tmp_path / "data"), tmp_path)
+    recorded = record_with_holes(config, tmp_path, day, "holes", HOLES)
+    reconcile_by_hand(recorded)
+    return recorded
+
+
+def _trades(folder: Path) -> int:
+    table = datasets.open_path(folder).table(TableKind.TRADES)
+    assert table is not None
+    return datasets.read_table(table, columns=["symbol"]).num_rows
+
+
+def test_an_audit_with_a_time_beyond_int64_is_ignored_and_data_show_still_shows_the_recording(
+    sim: SimServer,
+    tmp_path: Path,
+    days: list[dt.date],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorded = _recorded(sim, tmp_path, days[-1])
+    path = recorded.folder / audit.AUDIT
+    found = json.loads(path.read_text())
+    found["reconciliation"]["checked_ns"] = 10**30  # year 31 million
+    path.write_text(json.dumps(found))
+    monkeypatch.setenv("MESH_DATA_DIR", str(tmp_path / "data"))
+
+    assert audit.read_audit(recorded.folder) == audit.Audit()
+    assert main(["data", "show", "holes"]) == 0
+    out = capsys.readouterr().out
+    assert "name:           holes" in out and "reconciled:     never" in out
+
+
+def test_a_healed_folder_linking_out_of_the_recording_is_not_emptied_written_or_read(
+    sim: SimServer, tmp_path: Path, days: list[dt.date]
+) -> None:
+    recorded = _recorded(sim, tmp_path, days[-1])
+    captured = _trades(recorded.folder)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "trades").mkdir(parents=True)
+    precious = elsewhere / "trades" / "part-000001.parquet"
+    pq.write_table(pq.read_table(recorded.folder / "trades/part-000001.parquet"), precious)
+    before = precious.read_bytes()
+    (recorded.folder / audit.HEALED).symlink_to(elsewhere)
+    old_audit = (recorded.folder / audit.AUDIT).read_bytes()
+    # an audit listing the outside file as the healed layer's
+    found = json.loads(old_audit)
+    found["heals"] = [{"id": "heal-1", "at_ns": 1, "method": "rest", "spans": [], "files": ["healed/trades/part-000001.parquet"]}]  # fmt: skip
+    (recorded.folder / audit.AUDIT).write_text(json.dumps(found))
+
+    assert _trades(recorded.folder) == captured  # the outside file is not read as healed rows
+    with pytest.raises(HealError, match="healed is a link out of the recording"):
+        heal("holes", config_of(sim_env(sim, tmp_path / "data"), tmp_path))
+    (recorded.folder / audit.AUDIT).write_bytes(old_audit)  # it lists nothing: all would be stray
+    with pytest.raises(HealError, match="healed is a link out of the recording"):
+        heal("holes", config_of(sim_env(sim, tmp_path / "data"), tmp_path))
+
+    assert sorted(p.name for p in (elsewhere / "trades").iterdir()) == ["part-000001.parquet"]
+    assert precious.read_bytes() == before
