@@ -13,8 +13,8 @@ so a heal killed at any moment leaves either the old audit (its files ignored, r
 next heal) or the new one.
 
 The records are typed (msgspec structs, immutable); `read_audit` never raises for a damaged or
-foreign file that is merely unreadable as an audit: the session is then "not reconciled", and
-the next writer replaces the file.
+foreign file that is merely unreadable as an audit: the session is then "not reconciled". Its
+writers refuse to replace such a file (`locked` raises), since the heals it lists would be lost.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Annotated
 import msgspec
 
 from mesh.datasets import atomic
+from mesh.datasets.errors import damaged
 
 log = logging.getLogger(__name__)
 
@@ -169,19 +170,26 @@ class Audit(msgspec.Struct, frozen=True, kw_only=True):
 
 def read_audit(session: Path) -> Audit:
     """The session's audit (empty if none, or if the file cannot be read as one)."""
-    path = Path(session) / AUDIT
+    found = _read(Path(session))
+    if isinstance(found, str):
+        log.warning("ignoring %s: %s", Path(session) / AUDIT, found)
+        return Audit()
+    return found
+
+
+def _read(session: Path) -> Audit | str:
+    """The session's audit (empty if none), or why its file cannot be read as one."""
+    path = session / AUDIT
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return Audit()
     except OSError as exc:
-        log.warning("cannot read %s: %s", path, exc)
-        return Audit()
+        return f"cannot read it: {exc}"
     try:
         return msgspec.json.decode(raw, type=Audit)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
-        log.warning("ignoring %s: %s", path, exc)
-        return Audit()
+        return f"not an audit: {exc}"
 
 
 def write_audit(session: Path, audit: Audit) -> None:
@@ -196,12 +204,19 @@ def locked(session: Path) -> Iterator[Audit]:
 
     Two reconciles or heals of one session take turns instead of losing each other's results.
     The lock is an advisory `flock` on `.audit.lock`, released when the process ends, so a
-    writer killed with `kill -9` never leaves it held.
+    writer killed with `kill -9` never leaves it held. An audit.json that cannot be read as one
+    (edited by hand, or written by a newer version) raises DatasetError: a writer replacing it
+    would drop the heals it lists, and the next heal would remove their files as a killed heal's.
     """
     folder = Path(session)
     fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield read_audit(folder)
+        found = _read(folder)
+        if isinstance(found, str):
+            raise damaged(
+                folder / AUDIT, f"{found}; left as it is, nothing stored (fix it, or move it aside)"
+            )
+        yield found
     finally:
         os.close(fd)

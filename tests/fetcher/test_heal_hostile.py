@@ -81,3 +81,37 @@ def test_a_healed_folder_linking_out_of_the_recording_is_not_emptied_written_or_
 
     assert sorted(p.name for p in (elsewhere / "trades").iterdir()) == ["part-000001.parquet"]
     assert precious.read_bytes() == before
+
+
+def test_an_audit_json_no_writer_can_read_is_left_as_it_is_and_the_healed_files_are_kept(
+    sim: SimServer,
+    tmp_path: Path,
+    days: list[dt.date],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An audit.json written by a newer version (an issue this one does not know), or edited by
+    hand: replacing it would drop its heals, and the next heal would remove their files."""
+    recorded = _recorded(sim, tmp_path, days[-1])
+    for key, value in sim_env(sim, tmp_path / "data").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    assert main(["heal", "holes"]) == 0
+    files = sorted((recorded.folder / audit.HEALED).rglob("*.parquet"))
+    assert len(files) == 1
+    path = recorded.folder / audit.AUDIT
+    found = json.loads(path.read_text())
+    found["quality"] = {"checked_ns": 1, "findings": [{"symbol": "AAPL", "issue": "a_new_issue", "count": 1}]}  # fmt: skip
+    path.write_text(json.dumps(found))
+    damaged = path.read_bytes()
+    capsys.readouterr()
+
+    for argv in (["heal", "holes"], ["reconcile", "holes"], ["data", "quality", "holes"]):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err.splitlines()[-1]
+        assert err.startswith(f"massive: {path}: not an audit") and "move it aside" in err
+    assert main(["data", "show", "holes"]) == 0
+    assert "name:           holes" in capsys.readouterr().out
+
+    assert path.read_bytes() == damaged
+    assert sorted((recorded.folder / audit.HEALED).rglob("*.parquet")) == files
