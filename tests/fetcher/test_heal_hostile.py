@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -12,7 +15,7 @@ import pytest
 
 from mesh import datasets
 from mesh.cli import main
-from mesh.datasets import TableKind, audit
+from mesh.datasets import TableKind, audit, live
 from mesh.datasets.audit import EventKind
 from mesh.fetcher.heal import HealError, heal
 from mesh.sim.server import SimServer
@@ -115,3 +118,23 @@ def test_an_audit_json_no_writer_can_read_is_left_as_it_is_and_the_healed_files_
 
     assert path.read_bytes() == damaged
     assert sorted((recorded.folder / audit.HEALED).rglob("*.parquet")) == files
+
+
+def test_a_fifo_where_the_recording_lock_goes_does_not_hang_massive_heal(
+    sim: SimServer, tmp_path: Path, days: list[dt.date]
+) -> None:
+    recorded = _recorded(sim, tmp_path, days[-1])
+    (recorded.folder / live.WAL).mkdir()
+    os.mkfifo(recorded.folder / live.WAL / live.LOCK)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "mesh.cli", "heal", "holes", "--dry-run"],
+        env=sim_env(sim, tmp_path / "data"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "2 span(s) to heal" not in done.stdout and "1 span(s) to heal" in done.stdout
