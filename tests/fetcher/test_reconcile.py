@@ -240,3 +240,22 @@ def _gzip_of_size(text: str, size: int) -> bytes:
         if len(data) < size:
             break
     raise AssertionError(f"no stored gzip of {size} bytes")
+
+
+def test_rows_with_event_times_no_day_can_hold_do_not_stretch_the_compared_span(
+    sim_config: Config, day: dt.date
+) -> None:
+    """One trade stamped 1970 and one 2262 (a damaged or hand-made recording): the span is still
+    the session's own, and the two trades count as missing at the times Massive has them."""
+    write_recording(sim_config.data_dir, "odd-times", day, "15:00", "15:10", ("AAPL",))
+    before = reconcile("odd-times", sim_config, method="rest", dry_run=True).plan.pieces
+    folder = sim_config.data_dir / "recordings" / "odd-times"
+    rewrite(folder, "trades", ts_event=(0, dt.datetime(2262, 4, 1, tzinfo=dt.UTC)))
+    rewrite(folder, "trades", ts_event=(1, dt.datetime(1970, 1, 2, tzinfo=dt.UTC)))
+
+    assert reconcile("odd-times", sim_config, method="rest", dry_run=True).plan.pieces == before
+    assert reconcile("odd-times", sim_config, dry_run=True).plan.pieces == before  # auto
+    found = reconcile("odd-times", sim_config, method="rest").reconciliation
+    assert found is not None
+    trades = next(r for r in found.results if r.kind is EventKind.TRADES)
+    assert (trades.missing, trades.extra, trades.differing) == (2, 0, 0)
