@@ -138,3 +138,29 @@ def test_a_fifo_where_the_recording_lock_goes_does_not_hang_massive_heal(
 
     assert done.returncode == 0, done.stderr
     assert "2 span(s) to heal" not in done.stdout and "1 span(s) to heal" in done.stdout
+
+
+def test_a_fifo_in_place_of_audit_json_does_not_hang_data_show_and_heal_refuses_it(
+    sim: SimServer, tmp_path: Path, days: list[dt.date]
+) -> None:
+    recorded = _recorded(sim, tmp_path, days[-1])
+    (recorded.folder / audit.AUDIT).unlink()
+    os.mkfifo(recorded.folder / audit.AUDIT)
+
+    def massive(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mesh.cli", *argv],
+            env=sim_env(sim, tmp_path / "data"),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    shown = massive("data", "show", "holes")
+    assert shown.returncode == 0 and "name:           holes" in shown.stdout, shown.stderr
+    refused = massive("heal", "holes")
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1].endswith(
+        "audit.json: cannot read it: not a regular file; left as it is, nothing stored (fix it, or move it aside)"
+    )
