@@ -23,7 +23,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import stat
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -33,6 +32,7 @@ import msgspec
 
 from mesh.datasets import atomic
 from mesh.datasets.errors import damaged
+from mesh.files import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -181,19 +181,12 @@ def read_audit(session: Path) -> Audit:
 def _read(session: Path) -> Audit | str:
     """The session's audit (empty if none), or why its file cannot be read as one."""
     path = session / AUDIT
-    try:  # without blocking: a FIFO put in its place would wait for a writer forever
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        raw = read_regular(path)
     except FileNotFoundError:
         return Audit()
     except OSError as exc:
-        return f"cannot read it: {exc}"
-    try:
-        with os.fdopen(fd, "rb") as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                return "cannot read it: not a regular file"
-            raw = file.read()
-    except OSError as exc:
-        return f"cannot read it: {exc}"
+        return f"cannot read it: {exc.strerror or exc}"
     try:
         return msgspec.json.decode(raw, type=Audit)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:

@@ -164,3 +164,23 @@ def test_a_fifo_in_place_of_audit_json_does_not_hang_data_show_and_heal_refuses_
     assert refused.stderr.splitlines()[-1].endswith(
         "audit.json: cannot read it: not a regular file; left as it is, nothing stored (fix it, or move it aside)"
     )
+
+
+def test_a_fifo_in_place_of_manifest_json_makes_the_recording_damaged_instead_of_hanging(
+    sim: SimServer, tmp_path: Path, days: list[dt.date]
+) -> None:
+    recorded = _recorded(sim, tmp_path, days[-1])
+    (recorded.folder / "manifest.json").unlink()
+    os.mkfifo(recorded.folder / "manifest.json")
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "mesh.cli", "data", "show", "holes"],
+        env=sim_env(sim, tmp_path / "data"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert shown.returncode == 1
+    assert shown.stderr.strip().endswith("manifest.json: cannot be read (not a regular file)")
