@@ -262,8 +262,8 @@ def _quality_shown(dataset: Dataset, state: str | None) -> Quality | None:
             with audit.locked(dataset.path) as current:
                 if current.quality is None:
                     audit.write_audit(dataset.path, msgspec.structs.replace(current, quality=found))
-        except OSError:
-            pass  # a read-only recording is still shown, its report just not kept
+        except (OSError, datasets.DatasetError):
+            pass  # a read-only recording (or a damaged audit.json) is still shown, the report not kept
     return found
 
 

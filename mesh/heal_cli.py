@@ -49,6 +49,7 @@ def register(subparsers: Subparsers) -> None:
 
 
 def cmd_heal(args: argparse.Namespace) -> int:
+    from mesh.datasets import DatasetError
     from mesh.fetcher.errors import FetchError
     from mesh.fetcher.heal import heal
 
@@ -57,7 +58,7 @@ def cmd_heal(args: argparse.Namespace) -> int:
     config = load_config()
     try:
         report = heal(args.session, config, dry_run=args.dry_run, progress=_progress)
-    except FetchError as exc:
+    except (FetchError, DatasetError) as exc:  # a damaged file of the recording: said, not raised
         raise CliError(str(exc), FAILED) from None
     if args.json:
         print(json.dumps(report.to_json(), indent=2))

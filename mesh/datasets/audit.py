@@ -13,8 +13,8 @@ so a heal killed at any moment leaves either the old audit (its files ignored, r
 next heal) or the new one.
 
 The records are typed (msgspec structs, immutable); `read_audit` never raises for a damaged or
-foreign file that is merely unreadable as an audit: the session is then "not reconciled", and
-the next writer replaces the file.
+foreign file that is merely unreadable as an audit: the session is then "not reconciled". Its
+writers refuse to replace such a file (`locked` raises), since the heals it lists would be lost.
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ import os
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
 from mesh.datasets import atomic
+from mesh.datasets.errors import damaged
+from mesh.files import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,10 @@ AUDIT = "audit.json"
 LOCK = ".audit.lock"
 HEALED = "healed"  # the healed layer's folder inside a recording
 MAX_SPANS_LISTED = 1_000  # per symbol and kind; the counts always cover every row
+
+# Every number in the file (ns since the epoch, counts, bytes) is an int64, as in the recording:
+# a file saying otherwise is not an audit (its times would be past any date a reader can show).
+Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class Method(StrEnum):
@@ -56,14 +63,14 @@ class EventKind(StrEnum):
 class Span(msgspec.Struct, frozen=True):
     """A run of consecutive rows (SIP time of the first and last, ns since the epoch)."""
 
-    from_ns: int
-    to_ns: int
-    rows: int
+    from_ns: Int
+    to_ns: Int
+    rows: Int
 
 
 class Cost(msgspec.Struct, frozen=True):
-    rest_calls: int = 0
-    s3_bytes: int = 0
+    rest_calls: Int = 0
+    s3_bytes: Int = 0
 
 
 class SymbolResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,13 +78,13 @@ class SymbolResult(msgspec.Struct, frozen=True, kw_only=True):
 
     symbol: str
     kind: EventKind
-    recorded: int  # rows in the recording (capture, plus healed when reconciled after a heal)
-    reference: int  # rows Massive has in the compared span
-    matched: int  # equal on the key and every compared field
-    missing: int  # at Massive, not in the recording
-    extra: int  # in the recording, not at Massive
-    differing: int  # same key, some compared field differs
-    healed: int = 0  # of `recorded`, rows that came from the healed layer
+    recorded: Int  # rows in the recording (capture, plus healed when reconciled after a heal)
+    reference: Int  # rows Massive has in the compared span
+    matched: Int  # equal on the key and every compared field
+    missing: Int  # at Massive, not in the recording
+    extra: Int  # in the recording, not at Massive
+    differing: Int  # same key, some compared field differs
+    healed: Int = 0  # of `recorded`, rows that came from the healed layer
     missing_spans: tuple[Span, ...] = ()  # at most MAX_SPANS_LISTED, in time order
 
     @property
@@ -93,11 +100,11 @@ class SymbolResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Reconciliation(msgspec.Struct, frozen=True, kw_only=True):
-    checked_ns: int
+    checked_ns: Int
     method: Method
     cost: Cost
-    from_ns: int  # the compared span
-    to_ns: int
+    from_ns: Int  # the compared span
+    to_ns: Int
     results: tuple[SymbolResult, ...]
 
     @property
@@ -108,14 +115,14 @@ class Reconciliation(msgspec.Struct, frozen=True, kw_only=True):
 class HealedSpan(msgspec.Struct, frozen=True, kw_only=True):
     symbol: str
     kind: EventKind
-    from_ns: int
-    to_ns: int
-    rows: int  # rows added to the healed layer for this span
+    from_ns: Int
+    to_ns: Int
+    rows: Int  # rows added to the healed layer for this span
 
 
 class Heal(msgspec.Struct, frozen=True, kw_only=True):
     id: str  # "heal-20261204T210500Z"
-    at_ns: int
+    at_ns: Int
     method: Method
     files: tuple[str, ...]  # relative to the session folder: "healed/trades/part-000001.parquet"
     spans: tuple[HealedSpan, ...]
@@ -141,12 +148,12 @@ class QualityIssue(StrEnum):
 class QualityFinding(msgspec.Struct, frozen=True, kw_only=True):
     symbol: str
     issue: QualityIssue
-    count: int
+    count: Int
     examples: tuple[Span, ...] = ()  # where (a few); rows = events involved
 
 
 class Quality(msgspec.Struct, frozen=True, kw_only=True):
-    checked_ns: int
+    checked_ns: Int
     findings: tuple[QualityFinding, ...]
 
 
@@ -164,19 +171,26 @@ class Audit(msgspec.Struct, frozen=True, kw_only=True):
 
 def read_audit(session: Path) -> Audit:
     """The session's audit (empty if none, or if the file cannot be read as one)."""
-    path = Path(session) / AUDIT
+    found = _read(Path(session))
+    if isinstance(found, str):
+        log.warning("ignoring %s: %s", Path(session) / AUDIT, found)
+        return Audit()
+    return found
+
+
+def _read(session: Path) -> Audit | str:
+    """The session's audit (empty if none), or why its file cannot be read as one."""
+    path = session / AUDIT
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except FileNotFoundError:
         return Audit()
     except OSError as exc:
-        log.warning("cannot read %s: %s", path, exc)
-        return Audit()
+        return f"cannot read it: {exc.strerror or exc}"
     try:
         return msgspec.json.decode(raw, type=Audit)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
-        log.warning("ignoring %s: %s", path, exc)
-        return Audit()
+        return f"not an audit: {exc}"
 
 
 def write_audit(session: Path, audit: Audit) -> None:
@@ -191,12 +205,19 @@ def locked(session: Path) -> Iterator[Audit]:
 
     Two reconciles or heals of one session take turns instead of losing each other's results.
     The lock is an advisory `flock` on `.audit.lock`, released when the process ends, so a
-    writer killed with `kill -9` never leaves it held.
+    writer killed with `kill -9` never leaves it held. An audit.json that cannot be read as one
+    (edited by hand, or written by a newer version) raises DatasetError: a writer replacing it
+    would drop the heals it lists, and the next heal would remove their files as a killed heal's.
     """
     folder = Path(session)
     fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield read_audit(folder)
+        found = _read(folder)
+        if isinstance(found, str):
+            raise damaged(
+                folder / AUDIT, f"{found}; left as it is, nothing stored (fix it, or move it aside)"
+            )
+        yield found
     finally:
         os.close(fd)

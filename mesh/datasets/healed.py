@@ -27,7 +27,7 @@ import msgspec
 import numpy as np
 
 from mesh.datasets import audit
-from mesh.datasets.layout import is_file, is_hidden, part_name, part_number
+from mesh.datasets.layout import exists, is_file, is_hidden, part_name, part_number
 
 SOURCE = "source"  # the healed layer's one extra column: where its rows came from
 KINDS = ("trades", "quotes")  # the tables a heal can add rows to
@@ -36,6 +36,23 @@ KINDS = ("trades", "quotes")  # the tables a heal can add rows to
 def folder(session: Path, kind: str) -> Path:
     """`recordings/<name>/healed/<kind>`."""
     return Path(session) / audit.HEALED / kind
+
+
+def inside(session: Path, path: Path) -> bool:
+    """Whether `path`, links followed, lies in the session's folder: the healed layer is only what
+    does, so a link out of it is never read, written through, or emptied of "stray" files."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(session).resolve())
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def leads_out(session: Path) -> Path | None:
+    """The healed layer's folder, or a table folder in it, that is a link out of the session."""
+    for place in (Path(session) / audit.HEALED, *(folder(session, kind) for kind in KINDS)):
+        if exists(place) and not inside(session, place):
+            return place
+    return None
 
 
 def relative(kind: str, number: int) -> str:
@@ -68,15 +85,15 @@ def _kind_of(rel: str) -> str | None:
 def listed_files(session: Path, listed: audit.Audit | None = None) -> dict[str, list[Path]]:
     """The healed files that count, per table (`trades`, `quotes`), in the order they were written.
 
-    A listed file that is not there (removed by hand) is passed over: the capture and the rest of
-    the healed layer still read.
+    A listed file that is not there (removed by hand), or that a link puts outside the session, is
+    passed over: the capture and the rest of the healed layer still read.
     """
     current = listed if listed is not None else audit.read_audit(Path(session))
     out: dict[str, list[Path]] = {kind: [] for kind in KINDS}
     for rel in current.healed_files():
         kind = _kind_of(rel)
         path = Path(session) / rel
-        if kind is not None and is_file(path) and path not in out[kind]:
+        if kind is not None and is_file(path) and inside(session, path) and path not in out[kind]:
             out[kind].append(path)
     return out
 
@@ -87,6 +104,8 @@ def stray_files(session: Path, listed: audit.Audit) -> list[Path]:
     stray = []
     for kind in KINDS:
         place = folder(session, kind)
+        if not inside(session, place):
+            continue
         with contextlib.suppress(OSError):
             for path in sorted(place.iterdir()) if place.is_dir() else ():
                 if path not in counted and (is_hidden(path.name) or path.suffix == ".parquet"):

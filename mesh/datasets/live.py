@@ -58,9 +58,12 @@ def release(fd: int | None) -> None:
 
 
 def _held(path: Path) -> bool | None:
-    """Whether someone holds the lock at `path` (None: there is no lock file)."""
+    """Whether someone holds the lock at `path` (None: there is no lock file, or none that locks).
+
+    Opened without blocking: a FIFO put where the lock file goes would otherwise wait for a writer
+    forever (and with it `massive heal` or the fetcher's automatic scan)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
     try:
@@ -68,6 +71,8 @@ def _held(path: Path) -> bool | None:
         return False
     except BlockingIOError:
         return True
+    except OSError:
+        return None
     finally:
         os.close(fd)
 

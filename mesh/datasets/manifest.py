@@ -24,6 +24,7 @@ from typing import Any
 from mesh.bar_schema import SCHEMA_VERSION
 from mesh.datasets.errors import damaged, one_line
 from mesh.datasets.layout import MANIFEST, DatasetKind
+from mesh.files import read_regular
 
 # kind names older manifests used
 _KIND_SPELLINGS = {"historical-bars": DatasetKind.HISTORICAL}
@@ -33,7 +34,7 @@ def read_manifest(folder: Path, *, required: bool) -> dict[str, Any]:
     """The folder's manifest.json as a dict; {} when there is none and none is required."""
     path = folder / MANIFEST
     try:
-        text = path.read_bytes()
+        text = read_regular(path)
     except FileNotFoundError:
         if required:
             raise damaged(path, "missing (every dataset folder has one)") from None

@@ -125,6 +125,8 @@ def heal(
     folder = _session_folder(session, config.data_dir)
     name = folder.name
     _check_not_recording(folder, name)
+    if (away := healed.leads_out(folder)) is not None:
+        raise HealError(f"{away} is a link out of the recording; make it a folder to heal {name}")
     ledger = ledger or QuotaLedger.for_config(config)
     if dry_run:
         plan, spans_from = _plan(folder, audit.read_audit(folder))

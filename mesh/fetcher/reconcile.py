@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mesh import calendar, datasets
+from mesh import bounds, calendar, datasets
 from mesh.datasets import TableKind, audit
 from mesh.datasets.audit import Cost, EventKind, Method, Reconciliation
 from mesh.datasets.layout import DatasetKind
@@ -205,6 +205,8 @@ def run_windows(manifest: dict[str, Any], tables: Sequence[pa.Table]) -> list[tu
     """Each run's window of event time (see the module docstring), overlaps merged."""
     recv = np.concatenate([_ns(t, "ts_recv") for t in tables]) if tables else np.zeros(0)
     event = np.concatenate([_ns(t, "ts_event") for t in tables]) if tables else np.zeros(0)
+    sane = (event >= bounds.TS_MIN) & (event < bounds.TS_MAX)  # a row of 1970 or 2262 spans nothing
+    recv, event = recv[sane], event[sane]
     last = manifest.get("last_event_ns")
     windows: list[tuple[int, int]] = []
     runs = [r for r in manifest.get("runs") or () if isinstance(r, dict)]

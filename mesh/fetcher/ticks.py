@@ -150,11 +150,14 @@ def read_day_file(path: Path, kind: EventKind, symbols: Sequence[str], *, recv_n
                 chosen = batch.filter(pc.is_in(batch.column("ticker"), value_set=wanted))
                 if chosen.num_rows:
                     kept.append(chosen)
+        if not kept:
+            return empty(kind)
+        data = pa.Table.from_batches(kept)
+        if data.column("sip_timestamp").null_count:
+            raise pa.ArrowInvalid("a row without sip_timestamp")
+        return _from_csv(kind, data, recv_ns)  # condition codes are parsed here ("12,37")
     except (pa.ArrowException, OSError, EOFError) as exc:
         raise FlatFileError(f"{name}: cannot be read as {DATASETS[kind]} ({exc})") from None
-    if not kept:
-        return empty(kind)
-    return _from_csv(kind, pa.Table.from_batches(kept), recv_ns)
 
 
 def _codes(text: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -7,6 +7,7 @@ the recording, or changed, must show up exactly where they were.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +207,55 @@ def test_day_files_in_the_cache_cost_nothing_and_a_damaged_one_is_fetched_again(
     assert healed.reconciliation is not None
     assert healed.reconciliation.cost.s3_bytes == size
     assert healed.reconciliation.results == first.reconciliation.results
+
+
+def test_a_cached_day_file_with_a_row_that_does_not_convert_is_fetched_again(
+    sim_config: Config, day: dt.date
+) -> None:
+    """A valid gzip and CSV whose AAPL row has condition codes that are not numbers, or no SIP
+    time: rejected by the same full read that finds a broken gzip, so the day is fetched again."""
+    write_recording(sim_config.data_dir, "odd-rows", day, "15:00", "15:10", ("AAPL",))
+    first = reconcile("odd-rows", sim_config, method="flat_file")
+    assert first.reconciliation is not None
+    trades_file = sim_config.data_dir / "flatfiles" / key_for(day, "trades_v1")
+    size = trades_file.stat().st_size
+    header = "ticker,conditions,exchange,id,price,sequence_number,sip_timestamp,size,tape"
+    for row in ('AAPL,"12,x",4,1,100.5,5,1,10,3', "AAPL,,4,1,100.5,5,,10,3"):
+        trades_file.write_bytes(_gzip_of_size(f"{header}\n{row}\n", size))
+        again = reconcile("odd-rows", sim_config, method="flat_file")
+        assert again.reconciliation is not None
+        assert again.reconciliation.cost.s3_bytes == size
+        assert again.reconciliation.results == first.reconciliation.results
+
+
+def _gzip_of_size(text: str, size: int) -> bytes:
+    """`text` gzipped (stored, not compressed) to exactly `size` bytes, padded with a row of a
+    ticker nobody asks for: the cache takes a file of the bucket's size for the bucket's file."""
+    for pad in range(size - len(text) - 20, 0, -1):
+        data = gzip.compress(
+            f"{text}ZZZZ,,4,{'x' * pad},1,1,1,1,3\n".encode(), compresslevel=0, mtime=0
+        )
+        if len(data) == size:
+            return data
+        if len(data) < size:
+            break
+    raise AssertionError(f"no stored gzip of {size} bytes")
+
+
+def test_rows_with_event_times_no_day_can_hold_do_not_stretch_the_compared_span(
+    sim_config: Config, day: dt.date
+) -> None:
+    """One trade stamped 1970 and one 2262 (a damaged or hand-made recording): the span is still
+    the session's own, and the two trades count as missing at the times Massive has them."""
+    write_recording(sim_config.data_dir, "odd-times", day, "15:00", "15:10", ("AAPL",))
+    before = reconcile("odd-times", sim_config, method="rest", dry_run=True).plan.pieces
+    folder = sim_config.data_dir / "recordings" / "odd-times"
+    rewrite(folder, "trades", ts_event=(0, dt.datetime(2262, 4, 1, tzinfo=dt.UTC)))
+    rewrite(folder, "trades", ts_event=(1, dt.datetime(1970, 1, 2, tzinfo=dt.UTC)))
+
+    assert reconcile("odd-times", sim_config, method="rest", dry_run=True).plan.pieces == before
+    assert reconcile("odd-times", sim_config, dry_run=True).plan.pieces == before  # auto
+    found = reconcile("odd-times", sim_config, method="rest").reconciliation
+    assert found is not None
+    trades = next(r for r in found.results if r.kind is EventKind.TRADES)
+    assert (trades.missing, trades.extra, trades.differing) == (2, 0, 0)
