@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import httpx
 import msgspec
@@ -441,7 +441,10 @@ class RestClient:
     def company_name(self, symbol: str) -> str:
         """`/v3/reference/tickers/{symbol}`: the company's (or fund's) name, cut to a line."""
         body = self._one(
-            f"/v3/reference/tickers/{symbol}", None, _TickerDetailsBody, f"{symbol} reference"
+            f"/v3/reference/tickers/{quote(symbol, safe='')}",
+            None,
+            _TickerDetailsBody,
+            f"{symbol} reference",
         )
         return " ".join(body.results.name.split())[: bounds.MAX_NAME]
 
@@ -511,7 +514,7 @@ class RestClient:
 
         `adjusted` (Massive's default) asks for split-adjusted bars; False for bars as traded.
         """
-        path = f"/v2/aggs/ticker/{symbol}/range/1/minute/{start.isoformat()}/{end.isoformat()}"
+        path = f"/v2/aggs/ticker/{quote(symbol, safe='')}/range/1/minute/{start.isoformat()}/{end.isoformat()}"
         params = {"adjusted": "true" if adjusted else "false", "sort": "asc", "limit": AGGS_LIMIT}
         t: list[int] = []
         o: list[float] = []
@@ -565,7 +568,9 @@ class RestClient:
             "limit": TICKS_LIMIT,
         }
         rows: list[Any] = []
-        for page in self._pages(f"/v3/{kind}/{symbol}", params, decoder, f"{symbol} {kind}"):
+        for page in self._pages(
+            f"/v3/{kind}/{quote(symbol, safe='')}", params, decoder, f"{symbol} {kind}"
+        ):
             rows.extend(page.results or ())
             if on_page is not None:
                 on_page(len(rows))

@@ -184,3 +184,39 @@ def test_a_fifo_in_place_of_manifest_json_makes_the_recording_damaged_instead_of
 
     assert shown.returncode == 1
     assert shown.stderr.strip().endswith("manifest.json: cannot be read (not a regular file)")
+
+
+def test_a_ticker_is_one_path_segment_in_every_request_whatever_it_holds(tmp_path: Path) -> None:
+    """A symbol read from a hostile file ('../../x?a=b') must not change the request's path."""
+    import http.server
+    import threading
+
+    from mesh.fetcher.ledger import Limits, QuotaLedger
+    from mesh.fetcher.rest import RestClient
+
+    paths: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+            paths.append(self.path)
+            body = b'{"status":"OK","results":[],"request_id":"r"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        ledger = QuotaLedger(tmp_path / "ledger.sqlite", Limits(1000, 100, 0))
+        with RestClient(url, "k", ledger, retries=0) as rest:
+            rest.trades("../../x?a=b#", 1_796_400_000 * 10**9, 1_796_400_001 * 10**9)
+    finally:
+        server.shutdown()
+    (path,) = paths
+    assert path.startswith("/v3/trades/..%2F..%2Fx%3Fa%3Db%23?")
