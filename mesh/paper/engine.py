@@ -155,6 +155,7 @@ class SymbolTrader:
         self, ts: int, bid: float, ask: float, bid_size: float, ask_size: float, closed_mono: float
     ) -> None:
         """One quote of the symbol, in arrival order (`closed_mono`: when it arrived)."""
+        bid, ask, bid_size, ask_size = float(bid), float(ask), float(bid_size), float(ask_size)
         if not (bid > 0 and ask > 0 and ask >= bid and math.isfinite(bid) and math.isfinite(ask)):
             return  # one-sided, crossed or empty: no order could fill against it (Quotes.valid)
         if ts < self.last_ts or (self.bar_ends and ts < self.bar_ends[-1]):

@@ -357,17 +357,18 @@ class Session:
             kind = _KIND[type(record)]
             publisher.publish(topics.paper(kind, self.name), record)
             self.published[kind] = self.published.get(kind, 0) + 1
-        if self.record.state is State.RUNNING and any(
-            t.lagging_bars for t in self.traders.values()
-        ):
-            self.record.state = State.LAGGING
-        if any(t.first_ts and s not in self.record.first_ts for s, t in self.traders.items()):
-            self.save()  # where each symbol's trading began survives a crash
 
     def _sync(self) -> None:
+        """After each batch: the journal to disk, the session's state and where each symbol's
+        trading began (so both survive a crash)."""
         if self._unsynced and self.journal is not None:
             os.fsync(self.journal.fileno())
         self._unsynced = False
+        traders = self.traders.values()
+        if self.record.state is State.RUNNING and any(t.lagging_bars for t in traders):
+            self.record.state = State.LAGGING
+        if any(t.first_ts and t.symbol not in self.record.first_ts for t in traders):
+            self.save()
 
     def drain(self) -> list[Order | Fill | Pnl]:
         """What a session with no bus produced since the last call (already journalled)."""
