@@ -19,10 +19,10 @@ import pytest
 from mesh.paper.session import journal_items
 from mesh.schema import Fill
 from tests.meshproc import Mesh, massive, wait_for
+from tests.paper.meshes import SYMBOLS, start_paper_mesh
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-SYMBOLS = "AAPL,MSFT,SPY"
 TRADE_S = 30.0
 
 BOOM = '''
@@ -47,17 +47,7 @@ def test_a_clean_paper_session_equals_the_backtest_of_its_recording(tmp_path: Pa
     strategies.mkdir()
     (strategies / "boom.py").write_text(BOOM)
     with Mesh(tmp_path / "data", {"MESH_STRATEGY_PATH": str(strategies)}) as mesh:
-        mesh.point_at_sim()
-        mesh.start("bus")
-        mesh.wait_up(["bus"], 20)
-        mesh.start(
-            "sim", *mesh.sim_args("--at", "2026-12-04T10:00", "--speed", "10", "--symbols", SYMBOLS)
-        )
-        mesh.start("recorder")
-        mesh.start("strategy")
-        mesh.wait_up(["sim", "recorder", "strategy"], 60)
-        mesh.start("ingest", "--subscriptions", "Q.*")
-        wait_for(lambda: mesh.call("strategy", "counters").get("quotes", 0) > 0, 60, 0.3, "quotes")
+        start_paper_mesh(mesh)
         start = massive(
             mesh.env, "paper", "start", "clean", "--strategy", "ma-crossover",
             "--param", "fast=3", "--param", "slow=8", "--symbols", SYMBOLS, "--interval", "1s",

@@ -17,10 +17,10 @@ import pytest
 from mesh.paper.session import journal_items
 from mesh.schema import Fill
 from tests.meshproc import Mesh, massive, wait_for
+from tests.paper.meshes import SYMBOLS, start_paper_mesh
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-SYMBOLS = "AAPL,MSFT,SPY"
 
 SLOW = '''
 import time
@@ -56,17 +56,7 @@ def test_kill_9_of_the_strategy_service_rebuilds_positions_and_says_what_was_los
     (strategies / "slow.py").write_text(SLOW)
     data = tmp_path / "data"
     with Mesh(data, {"MESH_STRATEGY_PATH": str(strategies)}) as mesh:
-        mesh.point_at_sim()
-        mesh.start("bus")
-        mesh.wait_up(["bus"], 20)
-        mesh.start(
-            "sim", *mesh.sim_args("--at", "2026-12-04T10:00", "--speed", "10", "--symbols", SYMBOLS)
-        )
-        mesh.start("recorder")
-        mesh.start("strategy")
-        mesh.wait_up(["sim", "recorder", "strategy"], 60)
-        mesh.start("ingest", "--subscriptions", "Q.*")
-        wait_for(lambda: mesh.call("strategy", "counters").get("quotes", 0) > 0, 60, 0.3, "quotes")
+        start_paper_mesh(mesh)
         mesh.call(
             "strategy", "start", name="steady", strategy="ma-crossover",
             params={"fast": 3, "slow": 8}, symbols=SYMBOLS.split(","), timeout=10,
