@@ -36,6 +36,7 @@ from mesh.schema import Fill, Order, Pnl
 
 NAME = re.compile(r"[A-Za-z0-9_\-]{1,48}")
 INTERVALS = ("1s", "1m")
+MAX_CASH = 1e12
 
 
 class PaperError(ValueError):
@@ -79,12 +80,14 @@ class Spec(msgspec.Struct, frozen=True, kw_only=True):
             isinstance(s, str) and re.fullmatch(r"[A-Z][A-Z0-9.\-]{0,15}", s) for s in self.symbols
         ):
             raise PaperError("symbols: give one or more tickers, e.g. AAPL,MSFT")
-        if not (math.isfinite(self.cash) and self.cash > 0):
-            raise PaperError("cash must be a positive number")
-        for what in ("commission_bps", "latency_ms"):
+        if not (math.isfinite(self.cash) and 0 < self.cash <= MAX_CASH):
+            raise PaperError(f"cash must be a positive number up to {MAX_CASH:,.0f}")
+        for what, most in (("commission_bps", 10_000.0), ("latency_ms", 60_000.0)):
             value = getattr(self, what)
-            if not (math.isfinite(value) and value >= 0):
-                raise PaperError(f"{what.replace('_', '-')} must not be negative")
+            if not (math.isfinite(value) and 0 <= value <= most):
+                raise PaperError(f"{what.replace('_', '-')} must be between 0 and {most:,.0f}")
+        if not isinstance(self.strategy, str) or not 0 < len(self.strategy) <= 300:
+            raise PaperError("strategy: a built-in's name or FILE:function")
         return self
 
     def settings(self) -> Settings:
