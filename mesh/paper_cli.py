@@ -47,7 +47,11 @@ def register(subparsers: Subparsers) -> None:
     start.add_argument(
         "--param", action="append", default=[], metavar="K=V", help="a strategy parameter (repeat)"
     )
-    start.add_argument("--symbols", required=True, metavar="A,B", help="the symbols to trade")
+    start.add_argument(
+        "--symbols",
+        metavar="A,B",
+        help="the symbols to trade (default: every symbol quoted so far)",
+    )
     start.add_argument("--interval", default="1s", choices=("1s", "1m"), help="bar interval")
     start.add_argument(
         "--fills", default="quotes", choices=("quotes",), help="fill against live quotes"
@@ -90,9 +94,11 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
-    if not symbols:
-        raise CliError("--symbols: give at least one ticker, e.g. AAPL,MSFT", BAD_USAGE)
+    symbols = None
+    if args.symbols is not None:
+        symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+        if not symbols:
+            raise CliError("--symbols: give at least one ticker, e.g. AAPL,MSFT", BAD_USAGE)
     request = {
         "name": args.name,
         "strategy": args.strategy,

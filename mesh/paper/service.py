@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CLOCK_S = 0.05  # how often the clock closes bars no quote closed
 BURST = 200
+MAX_SYMBOLS = 5_000
 
 
 class EventClock:
@@ -77,6 +78,7 @@ class StrategyService(Service):
         self.subscriber: AsyncSubscriber | None = None
         self.quotes_seen = 0
         self.reported: set[str] = set()  # failed sessions already logged
+        self.symbols_seen: set[str] = set()  # every symbol quoted on the bus (a session's default)
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -132,6 +134,8 @@ class StrategyService(Service):
         ]
         self.clock.saw(max(columns[0]))
         self.quotes_seen += n
+        if len(self.symbols_seen) < MAX_SYMBOLS:
+            self.symbols_seen.update(batch.symbol)
         active = [s for s in self.sessions.values() if s.active]
         if not active:
             return
@@ -212,6 +216,10 @@ class StrategyService(Service):
     ) -> dict[str, Any]:
         if isinstance(symbols, str):
             symbols = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+        if not symbols:  # every symbol quoted on the bus so far
+            symbols = sorted(self.symbols_seen)
+            if not symbols:
+                raise PaperError("no quotes on the bus yet to pick symbols from: give symbols")
         if params is not None and not isinstance(params, dict):
             raise PaperError("params: expected a map of names to values")
         try:

@@ -55,9 +55,9 @@ def test_a_clean_paper_session_equals_the_backtest_of_its_recording(tmp_path: Pa
         )  # fmt: skip
         assert start.returncode == 0, start.stderr
         assert "clean: running" in start.stdout
-        boom = mesh.call(
-            "strategy", "start", name="boom", strategy="boom.py:boom", symbols=["AAPL"], timeout=10
-        )
+        # no symbols given: every symbol quoted on the bus so far
+        boom = mesh.call("strategy", "start", name="boom", strategy="boom.py:boom", timeout=10)
+        assert boom["symbols"] and set(boom["symbols"]) <= set(SYMBOLS.split(","))
         assert boom["recording"] == "paper-clean"  # the recording already running is shared
         wait_for(lambda: _session(mesh, "boom")["state"] == "failed", 60, 0.5, "boom to fail")
         failed = _session(mesh, "boom")
