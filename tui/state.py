@@ -540,9 +540,15 @@ class PaperState:
 
     def equity_curve(self, name: str) -> tuple[list[int], list[float]]:
         """The session's equity at each bar close, summed over its symbols: a symbol not heard of at
-        a close counts with its latest equity before it (none before its first)."""
+        a close counts with its latest equity before it, or before its first with its share of the
+        session's starting cash (when the service has said which symbols and how much)."""
         curve = self.curves.get(name) or {}
         latest: dict[str, float] = {}
+        session = self.sessions.get(name)
+        if session is not None and session.symbols and session.initial_cash is not None:
+            share = session.initial_cash / len(session.symbols)
+            if math.isfinite(share):
+                latest = dict.fromkeys(session.symbols, share)
         times: list[int] = []
         equity: list[float] = []
         for ts in sorted(curve):

@@ -429,3 +429,19 @@ def test_strategies_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(app, terminal_size=(160, 44), run_before=fill_view)
+
+
+def test_a_symbol_not_yet_heard_counts_its_share_of_the_starting_cash_in_the_curve() -> None:
+    from mesh.schema import Stats
+    from tui.state import PaperState
+
+    paper = PaperState()
+    session = {"name": "two", "strategy": "ma-crossover", "symbols": ["AAPL", "MSFT"],
+               "interval": "1s", "state": "running", "initial_cash": 100_000.0}  # fmt: skip
+    paper.apply_stats(Stats(service="strategy", stats={"sessions": [session]}))
+    paper.apply_pnl(
+        Pnl(name="two", symbol="AAPL", ts=T0, position=0.0, cash=50_100.0, equity=50_100.0,
+            initial_cash=50_000.0, fills=0)
+    )  # fmt: skip
+    times, equity = paper.equity_curve("two")
+    assert (times, equity) == ([T0], [100_100.0])  # not 50,100: MSFT has not reported yet
