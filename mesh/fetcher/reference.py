@@ -11,12 +11,13 @@ book spends as little as it can and never waits for the per-minute window:
 - previous closes come from one grouped-daily call (`/v2/aggs/grouped/.../{day}`) for the last
   trading day before the session day the server is in, which holds every symbol's close;
 - company names come from Massive's ticker list (`/v3/reference/tickers`, active US stocks in
-  ticker order, up to 1,000 a page): one call from the first symbol still unnamed, bounded by the
-  last, names every asked symbol among the next 1,000 listed tickers; the next call starts at the
-  first symbol past that page. The symbols of one request thus cost one call per stretch of 1,000
-  listed tickers they are spread over, never more calls than symbols (the sim's whole market is
-  one call). A symbol the list lacks (delisted, or not a stock) costs one `/v3/reference/tickers/{T}`
-  details call; a 404 there means no name. Each symbol is asked about once per session day.
+  ticker order, up to 1,000 a page): one call from the first symbol still unnamed names every
+  listed ticker of the next 1,000, and all of them are kept, asked for or not, so a symbol the
+  dashboard meets later in that stretch costs nothing; the next call starts at the first symbol
+  past it. The symbols of one day thus cost one call per stretch of 1,000 listed tickers they are
+  spread over, never more calls than symbols (the sim's whole market is one call). A symbol a
+  stretch read lacks (delisted, or not a stock) costs one `/v3/reference/tickers/{T}` details
+  call; a 404 there means no name. Each symbol is asked about once per session day.
 
 A call the quota refuses is not retried here: the answer says what was refused and when a call
 is possible again, and holds what is known so far; asking again later completes it.
@@ -46,6 +47,7 @@ MARKET_MAX_AGE_S = 6 * 3600.0  # the market status is read again at least this o
 MAX_SYMBOLS = 500  # per `reference` request
 NAME_UNKNOWN = ""  # a symbol Massive has no reference for (404): asked once a day, not again
 LIST_PAGE = 1000  # tickers per `/v3/reference/tickers` page, the most Massive sends
+END = "\U0010ffff"  # how far a page reached when the list ended in it: past every ticker
 
 
 class MarketPhase(enum.StrEnum):
@@ -119,16 +121,16 @@ def one_line(name: str) -> str:
     return " ".join(name.split())[: bounds.MAX_NAME]
 
 
-def listed_names(client: RestClient, first: str, last: str) -> ListedNames:
-    """One `/v3/reference/tickers` call: active US stocks from `first` to `last`, in ticker order."""
-    what = f"company names from {first} to {last}"
+def listed_names(client: RestClient, first: str) -> ListedNames:
+    """One `/v3/reference/tickers` call: active US stocks from `first` on, in ticker order; every
+    one in the page, and how far the page reached (`END` when the list ended in it)."""
+    what = f"company names from {first}"
     body = client.get(
         "/v3/reference/tickers",
         {
             "market": "stocks",
             "active": "true",
             "ticker.gte": first,
-            "ticker.lte": last,
             "sort": "ticker",
             "order": "asc",
             "limit": LIST_PAGE,
@@ -146,9 +148,9 @@ def listed_names(client: RestClient, first: str, last: str) -> ListedNames:
     if page.status and page.status not in ("OK", "DELAYED"):
         raise RestError(f"{what}: REST status {page.status[:40]!r}")
     rows = page.results or []
-    names = {row.ticker: one_line(row.name) for row in rows if first <= row.ticker <= last}
-    if not page.next_url:  # the whole stretch fitted in this page
-        return ListedNames(names, last)
+    names = {row.ticker: one_line(row.name) for row in rows if first <= row.ticker}
+    if not page.next_url:  # the list ended in this page
+        return ListedNames(names, END)
     reach = max((row.ticker for row in rows), default="")
     if reach < first:
         raise RestProtocolError(f"{what}: a page that goes on holds no ticker from {first}")
@@ -197,7 +199,7 @@ class ReferenceBook:
         self._closes: dict[str, float] = {}
         self._names_day: dt.date | None = None
         self._names: dict[str, str] = {}
-        self._unlisted: set[str] = set()  # not in today's ticker list: named by their details
+        self._stretches: list[tuple[str, str]] = []  # (from, to) of ticker-list pages read today
 
     def _rest_client(self) -> RestClient:
         return RestClient(
@@ -227,7 +229,7 @@ class ReferenceBook:
                 market = self._market = self._read_market(client)
             day = market.server_now(now).astimezone(ET).date()
             if self._names_day != day:
-                self._names_day, self._names, self._unlisted = day, {}, set()
+                self._names_day, self._names, self._stretches = day, {}, []
             previous = previous_trading_day(day)
             if self._closes_day != previous:
                 self._closes = client.day_closes(previous)
@@ -255,20 +257,21 @@ class ReferenceBook:
         return MarketReading(phase_of(status), status.server_time, self._monotonic())
 
     def _read_names(self, client: RestClient, wanted: tuple[str, ...]) -> None:
-        """Names for the `wanted` symbols not named today: from the ticker list, else details."""
-        unread = sorted(s for s in wanted if s not in self._names and s not in self._unlisted)
+        """Names for the `wanted` symbols not named today: from the ticker list (every name of a
+        page kept, and the stretch it covered), else details."""
+        unread = sorted(s for s in wanted if s not in self._names and not self._covered(s))
         while unread:
-            page = listed_names(client, unread[0], unread[-1])
-            settled = [s for s in unread if s <= page.reach]  # at least unread[0]
-            for symbol in settled:
-                if symbol in page.names:
-                    self._names[symbol] = page.names[symbol]
-                else:
-                    self._unlisted.add(symbol)
-            unread = unread[len(settled) :]
+            page = listed_names(client, unread[0])
+            self._names.update(page.names)
+            self._stretches.append((unread[0], page.reach))
+            unread = [s for s in unread if s not in self._names and not self._covered(s)]
         for symbol in wanted:
             if symbol not in self._names:
                 self._names[symbol] = self._read_name(client, symbol)
+
+    def _covered(self, symbol: str) -> bool:
+        """Whether a ticker-list page read today spanned `symbol` (so the list lacks it)."""
+        return any(first <= symbol <= reach for first, reach in self._stretches)
 
     @staticmethod
     def _read_name(client: RestClient, symbol: str) -> str:

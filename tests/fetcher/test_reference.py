@@ -118,8 +118,25 @@ def test_a_list_that_pages_is_read_only_where_the_symbols_are(
     assert ends["symbols"]["XOM"]["name"] == market.profile("XOM").name
     assert ends["rest_calls"] == 2 + 2
     assert everything["pending"] == []
-    assert everything["rest_calls"] == 7  # the 34 symbols left, from ADBE to WMT, 5 a page
+    # the first page named AAPL to AVGO too: the 30 symbols left, from BAC to WMT, 5 a page
+    assert everything["rest_calls"] == 6
     assert all(everything["symbols"][s]["name"] == market.profile(s).name for s in symbols)
+
+
+def test_symbols_the_dashboard_meets_later_are_named_by_the_page_already_read(
+    tmp_path: Path,
+) -> None:
+    at = dt.datetime(2026, 12, 4, 10, 0, tzinfo=market.ET)
+    with _sim_at(at, list(market.DEFAULT_SYMBOLS)) as sim:
+        config = config_of(sim_env(sim, tmp_path / "data"), tmp_path)
+        book = ReferenceBook(config, QuotaLedger.for_config(config))
+        first = book.answer("AAPL,SPY")  # the first quotes of the day
+        later = [book.answer(s) for s in ("NVDA", "WMT", "ADBE", "XOM")]  # as they appear
+    assert first["rest_calls"] == 3  # market status, previous closes, one list page
+    assert [a["rest_calls"] for a in later] == [0, 0, 0, 0]
+    assert [
+        a["symbols"][s]["name"] for a, s in zip(later, ("NVDA", "WMT", "ADBE", "XOM"), strict=True)
+    ] == [market.profile(s).name for s in ("NVDA", "WMT", "ADBE", "XOM")]
 
 
 def test_a_symbol_the_list_lacks_is_asked_about_once_and_stays_unnamed(tmp_path: Path) -> None:
