@@ -107,7 +107,7 @@ class StrategyService(Service):
                     drained = len(burst) < BURST
                 if drained:  # the clock waits while quotes are still queued
                     self._tick()
-                self._publish(runtime)
+                self._report_failures(runtime)
         finally:
             if receiving is not None:
                 receiving.cancel()
@@ -156,7 +156,7 @@ class StrategyService(Service):
             if session.active:
                 session.tick(now, mono)
 
-    def _publish(self, runtime: Runtime) -> None:
+    def _report_failures(self, runtime: Runtime) -> None:
         """Report failed sessions once (each session's thread publishes its own records)."""
         for session in self.sessions.values():
             if session.failure is not None and session.name not in self.reported:
@@ -291,10 +291,11 @@ class StrategyService(Service):
             raise PaperError(
                 f"no running paper session {name!r}; `massive paper status` lists them"
             )
+        was_active = session.active
         await asyncio.to_thread(session.stop)
         if self.runtime is not None:
-            self._publish(self.runtime)
-        if session.record.started_recording:
+            self._report_failures(self.runtime)
+        if was_active and session.record.started_recording:  # once: not a recording begun since
             try:
                 await asyncio.to_thread(
                     client.call, "recorder", "stop", config=self.config, timeout=10
