@@ -291,11 +291,13 @@ class StrategyService(Service):
             raise PaperError(
                 f"no running paper session {name!r}; `massive paper status` lists them"
             )
-        was_active = session.active
         await asyncio.to_thread(session.stop)
         if self.runtime is not None:
             self._report_failures(self.runtime)
-        if was_active and session.record.started_recording:  # once: not a recording begun since
+        record = session.record
+        if record.started_recording and not record.recording_stopped:  # once, not a later one
+            record.recording_stopped = True
+            await asyncio.to_thread(session.save)
             try:
                 await asyncio.to_thread(
                     client.call, "recorder", "stop", config=self.config, timeout=10

@@ -111,6 +111,7 @@ class Record(msgspec.Struct, kw_only=True):
     stopped_ns: int = 0
     recording: str = ""  # the recording that holds the session's quotes
     started_recording: bool = False  # the session started it (and stops it)
+    recording_stopped: bool = False  # and has stopped it (once)
     first_ts: dict[str, int] = {}  # per symbol, the first and last quote traded on (ns)
     last_ts: dict[str, int] = {}
     lost: list[list[int]] = []  # [from_ns, to_ns] spans no trader watched (a crash)
