@@ -33,7 +33,7 @@ from mesh.backtest.strategy_path import StrategyPath
 from mesh.client import AsyncSubscriber
 from mesh.config import Config
 from mesh.control import ControlError
-from mesh.paper.session import PaperError, Record, Session, Spec, State
+from mesh.paper.session import MAX_SYMBOLS, PaperError, Record, Session, Spec, State
 from mesh.schema import QuoteBatch
 from mesh.service import Runtime, Service, run_service
 
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 CLOCK_S = 0.05  # how often the clock closes bars no quote closed
 BURST = 200
-MAX_SYMBOLS = 5_000
 
 
 class EventClock:
@@ -177,7 +176,10 @@ class StrategyService(Service):
     def _resume_all(self) -> None:
         if not self.root.is_dir():
             return
-        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+        for folder in sorted(self.root.iterdir()):
+            if folder.is_symlink() or not folder.is_dir():
+                log.warning("%s skipped: not a session's folder (a link, or not a folder)", folder)
+                continue
             try:
                 record = Session.load(folder)
             except PaperError as exc:
@@ -286,10 +288,10 @@ class StrategyService(Service):
             ) from None
 
     async def cmd_stop(self, name: str) -> dict[str, Any]:
-        session = self.sessions.get(name)
+        session = self.sessions.get(name) if isinstance(name, str) else None
         if session is None:
             raise PaperError(
-                f"no running paper session {name!r}; `massive paper status` lists them"
+                f"no running paper session {name!r:.60}; `massive paper status` lists them"
             )
         await asyncio.to_thread(session.stop)
         if self.runtime is not None:

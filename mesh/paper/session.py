@@ -17,6 +17,7 @@ import math
 import os
 import queue
 import re
+import stat
 import threading
 import time
 import traceback
@@ -37,6 +38,7 @@ from mesh.schema import Fill, Order, Pnl
 NAME = re.compile(r"[A-Za-z0-9_\-]{1,48}")
 INTERVALS = ("1s", "1m")
 MAX_CASH = 1e12
+MAX_SYMBOLS = 5_000  # per session: each symbol holds a trader and its bar columns
 
 
 class PaperError(ValueError):
@@ -80,6 +82,10 @@ class Spec(msgspec.Struct, frozen=True, kw_only=True):
             isinstance(s, str) and re.fullmatch(r"[A-Z][A-Z0-9.\-]{0,15}", s) for s in self.symbols
         ):
             raise PaperError("symbols: give one or more tickers, e.g. AAPL,MSFT")
+        if len(set(self.symbols)) != len(self.symbols):
+            raise PaperError("symbols: each ticker once")
+        if len(self.symbols) > MAX_SYMBOLS:
+            raise PaperError(f"symbols: at most {MAX_SYMBOLS:,} in one session")
         if not (math.isfinite(self.cash) and 0 < self.cash <= MAX_CASH):
             raise PaperError(f"cash must be a positive number up to {MAX_CASH:,.0f}")
         for what, most in (("commission_bps", 10_000.0), ("latency_ms", 60_000.0)):
@@ -162,6 +168,10 @@ class Session:
         cls, spec: Spec, strategy: Strategy, params: dict[str, Any], root: Path, recording: str
     ) -> Session:
         folder = root / spec.name
+        if folder.is_symlink():
+            raise PaperError(
+                f"{folder} is a symbolic link: a session keeps its files in its own folder"
+            )
         if (folder / "session.json").exists():
             raise PaperError(
                 f"a paper session {spec.name!r} exists already ({folder}); pick another name"
@@ -175,10 +185,15 @@ class Session:
 
     @classmethod
     def load(cls, folder: Path) -> Record:
+        path = folder / "session.json"
         try:
-            return msgspec.json.decode((folder / "session.json").read_bytes(), type=Record)
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise PaperError(f"{folder / 'session.json'} cannot be read: {exc}") from None
+            record = msgspec.json.decode(_read_regular(path), type=Record)
+            record.spec.check()
+            return record
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+            raise PaperError(f"{path} cannot be read: {exc}") from None
+        except PaperError as exc:
+            raise PaperError(f"{path} cannot be read: {exc}") from None
 
     @classmethod
     def resume(
@@ -205,6 +220,8 @@ class Session:
                 held[item.symbol] = item.target
                 orders[item.symbol] = max(orders[item.symbol], item.order_id)
                 last_event = max(last_event, item.ts_decided)
+        if not all(math.isfinite(b.cash) and math.isfinite(b.shares) for b in books.values()):
+            raise PaperError(f"{folder / 'journal.jsonl'} holds fills no book could have made")
         for symbol in record.spec.symbols:
             session.traders[symbol] = SymbolTrader(
                 record.spec.name,
@@ -238,7 +255,10 @@ class Session:
                 self.traders[symbol] = SymbolTrader(
                     spec.name, symbol, self.strategy, self.params, settings
                 )
-        self.journal = open(self.folder / "journal.jsonl", "ab")  # noqa: SIM115
+        path = self.folder / "journal.jsonl"
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise PaperError(f"{path} is not a regular file")
+        self.journal = open(path, "ab")  # noqa: SIM115
 
     def save(self) -> None:
         for symbol, trader in self.traders.items():
@@ -425,9 +445,11 @@ _item = msgspec.json.Decoder(Order | Fill)
 def journal_items(folder: Path) -> list[Order | Fill]:
     """The journal's orders and fills; a torn last line (a crash mid-write) is left out."""
     try:
-        data = (folder / "journal.jsonl").read_bytes()
+        data = _read_regular(folder / "journal.jsonl")
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise PaperError(f"{folder / 'journal.jsonl'} cannot be read: {exc}") from None
     items: list[Order | Fill] = []
     for line in data.splitlines():
         try:
@@ -435,3 +457,13 @@ def journal_items(folder: Path) -> list[Order | Fill]:
         except (msgspec.DecodeError, msgspec.ValidationError):
             continue
     return items
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of `path` if it is a regular file, not a link: a FIFO or a device left in a
+    session's folder is refused, not read (which could block forever or never end)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file (a FIFO or a device is not read)")
+        return f.read()

@@ -25,6 +25,8 @@ GOOD: dict[str, Any] = {
         ({"fills": "bars"}, "live quotes"),
         ({"symbols": []}, "tickers"),
         ({"symbols": ["aapl;rm"]}, "tickers"),
+        ({"symbols": ["AAPL"] * 100_000}, "each ticker once"),
+        ({"symbols": [f"S{i}" for i in range(100_000)]}, "at most 5,000"),
         ({"cash": float("nan")}, "cash"),
         ({"cash": -5.0}, "cash"),
         ({"cash": 1e300}, "cash"),
