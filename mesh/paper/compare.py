@@ -22,7 +22,7 @@ from mesh.backtest.datasets import Market
 from mesh.backtest.frames import Quotes, bars_from_ticks
 from mesh.backtest.strategy_path import StrategyPath
 from mesh.config import Config
-from mesh.paper.session import PaperError, Session, State, journal_items
+from mesh.paper.session import NAME, PaperError, Session, State, journal_items
 from mesh.schema import Fill
 from mesh.times import iso
 
@@ -31,6 +31,10 @@ TOLERANCE = 1e-9  # relative, for quantities and prices (float rounding)
 
 def compare(name: str, config: Config) -> dict[str, Any]:
     """Compare paper session `name` with the backtest of its recording (see the module docstring)."""
+    if not NAME.fullmatch(name):
+        raise PaperError(
+            f"no paper session {name!r:.60}: names are 1-48 letters, digits, '_' or '-'"
+        )
     folder = config.data_dir / "paper" / name
     if not (folder / "session.json").is_file():
         raise PaperError(f"no paper session {name!r} in {folder.parent}")
