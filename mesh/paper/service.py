@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CLOCK_S = 0.05  # how often the clock closes bars no quote closed
 BURST = 200
+AHEAD_NS = 300 * 10**9  # a quote stamped this far past both clocks is left out (a bad stamp)
 
 
 class EventClock:
@@ -76,6 +77,7 @@ class StrategyService(Service):
         self.clock = EventClock()
         self.subscriber: AsyncSubscriber | None = None
         self.quotes_seen = 0
+        self.ahead_quotes = 0  # left out: stamped far past the market's time and the wall clock
         self.reported: set[str] = set()  # failed sessions already logged
         self.symbols_seen: set[str] = set()  # every symbol quoted on the bus (a session's default)
 
@@ -131,15 +133,27 @@ class StrategyService(Service):
                 batch.ask_size,
             )
         ]
+        symbols = list(batch.symbol)
+        now = self.clock.now()
+        if now is not None:  # one quote stamped far ahead would make every later one late
+            limit = max(now, time.time_ns()) + AHEAD_NS
+            if max(columns[0]) > limit:
+                keep = [i for i, ts in enumerate(columns[0]) if ts <= limit]
+                self.ahead_quotes += n - len(keep)
+                columns = [[c[i] for i in keep] for c in columns]
+                symbols = [symbols[i] for i in keep]
+                n = len(keep)
+                if not n:
+                    return
         self.clock.saw(max(columns[0]))
         self.quotes_seen += n
         if len(self.symbols_seen) < MAX_SYMBOLS:
-            self.symbols_seen.update(batch.symbol)
+            self.symbols_seen.update(symbols)
         active = [s for s in self.sessions.values() if s.active]
         if not active:
             return
         arrived = time.monotonic()
-        rows = list(zip(batch.symbol, *columns, strict=True))
+        rows = list(zip(symbols, *columns, strict=True))
         for session in active:
             wanted = session.traders
             mine = [row for row in rows if row[0] in wanted]
@@ -322,6 +336,7 @@ class StrategyService(Service):
             "sessions_running": sum(s in (State.RUNNING, State.LAGGING) for s in states),
             "sessions_failed": sum(s is State.FAILED for s in states),
             "quotes": self.quotes_seen,
+            "ahead_quotes": self.ahead_quotes,
             "orders": sum(s.published.get(topics.ORDER, 0) for s in self.sessions.values()),
             "fills": sum(s.published.get(topics.FILL, 0) for s in self.sessions.values()),
             **(dict(self.subscriber.stats.as_counters()) if self.subscriber else {}),
