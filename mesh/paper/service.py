@@ -77,6 +77,7 @@ class StrategyService(Service):
         self.clock = EventClock()
         self.subscriber: AsyncSubscriber | None = None
         self.quotes_seen = 0
+        self.starting: set[str] = set()  # sessions whose `start` is under way
         self.ahead_quotes = 0  # left out: stamped far past the market's time and the wall clock
         self.reported: set[str] = set()  # failed sessions already logged
         self.symbols_seen: set[str] = set()  # every symbol quoted on the bus (a session's default)
@@ -256,6 +257,16 @@ class StrategyService(Service):
             raise PaperError(str(exc)) from None
         if name in self.sessions and self.sessions[name].active:
             raise PaperError(f"paper session {name!r} is running; stop it first")
+        if name in self.starting:  # its folder is being made: a second would share it
+            raise PaperError(f"paper session {name!r} is being started already")
+        self.starting.add(name)
+        try:
+            return await self._start(spec)
+        finally:
+            self.starting.discard(name)
+
+    async def _start(self, spec: Spec) -> dict[str, Any]:
+        name, strategy = spec.name, spec.strategy
         self.strategy_path.check(strategy)
         loaded = await asyncio.to_thread(self.strategy_path.load, strategy)
         resolved = loaded.resolve(spec.params)
