@@ -200,6 +200,9 @@ class StrategyService(Service):
             except PaperError as exc:
                 log.warning("%s", exc)
                 continue
+            if record.spec.name != folder.name:  # two folders could hold one session
+                log.warning("%s skipped: it holds session %r", folder, record.spec.name)
+                continue
             if record.state not in (State.RUNNING, State.LAGGING):
                 self.finished[record.spec.name] = record
                 continue

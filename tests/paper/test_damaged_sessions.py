@@ -1,6 +1,7 @@
 """A restart of the strategy service over damaged session folders skips each one with a line in
 its log, resumes the sound ones and serves: a FIFO for `session.json` or the journal, a file that is not JSON or holds
-the wrong types, a journal of fills no book could make, a session folder that is a link."""
+the wrong types, a journal of fills no book could make, a session folder that is a link or holds another
+folder's session."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def test_a_restart_over_damaged_sessions_skips_each_and_serves(tmp_path: Path) -
     huge = f'["fill","hostile","AAPL",1,1e308,1e308,1.0,0.0,{T},1e308,0.0]'
     (paper / "hostile" / "journal.jsonl").write_text(f'{huge}\n["fill","hostile","AA')
     _running(paper / "good", "good")
+    _running(paper / "renamed", "good")  # a copy of good's folder under another name
     outside = tmp_path / "outside"
     _running(outside / "linked", "linked")
     (paper / "linked").symlink_to(outside / "linked")
@@ -56,7 +58,7 @@ def test_a_restart_over_damaged_sessions_skips_each_and_serves(tmp_path: Path) -
         mesh.wait_up(["strategy"], 30)
         sessions = mesh.call("strategy", "status")["sessions"]
         assert [(s["name"], s["state"]) for s in sessions] == [("good", "running")]
-        for name in ("fifojson", "fifojournal", "notjson", "types", "hostile", "linked"):
+        for name in ("fifojson", "fifojournal", "notjson", "types", "hostile", "linked", "renamed"):
             wait_for(lambda name=name: f"/paper/{name}" in proc.output(), 10, 0.2, name)
         assert "holds fills no book could have made" in proc.output()
         assert "Traceback" not in proc.output()
