@@ -139,7 +139,6 @@ class Session:
     journal: Any = None  # the open journal file while running
     lost_note: str = ""
     inbox: queue.SimpleQueue[tuple[Any, ...]] = field(default_factory=queue.SimpleQueue)
-    outbox: queue.SimpleQueue[Order | Fill | Pnl] = field(default_factory=queue.SimpleQueue)
     thread: threading.Thread | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     failure: BaseException | None = None  # set once by the thread when the strategy fails
@@ -374,10 +373,7 @@ class Session:
             if durable:
                 self._sync()
         publisher = self._publisher
-        for record in out:
-            if publisher is None:
-                self.outbox.put(record)
-                continue
+        for record in out if publisher is not None else ():
             kind = _KIND[type(record)]
             publisher.publish(topics.paper(kind, self.name), record)
             self.published[kind] = self.published.get(kind, 0) + 1
@@ -393,15 +389,6 @@ class Session:
             self.record.state = State.LAGGING
         if any(t.first_ts and t.symbol not in self.record.first_ts for t in traders):
             self.save()
-
-    def drain(self) -> list[Order | Fill | Pnl]:
-        """What a session with no bus produced since the last call (already journalled)."""
-        out: list[Order | Fill | Pnl] = []
-        while True:
-            try:
-                out.append(self.outbox.get_nowait())
-            except queue.Empty:
-                return out
 
     def view(self) -> dict[str, Any]:
         """The session as `status` and `sys.stats.strategy` show it (/docs/paper.md)."""

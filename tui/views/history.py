@@ -25,6 +25,7 @@ from mesh.fetcher.ledger import human_bytes
 from mesh.replies import JobView, UnreadableReply, read
 from mesh.schema import JobState
 from tui.untrusted import amount, clean, finite, literal, number
+from tui.widgets.tables import cursor_key
 
 INTERVALS = ("1m", "5m", "15m", "1h", "1d")
 METHODS = (("auto", "auto"), ("REST", "rest"), ("flat file", "flat_file"))
@@ -561,12 +562,7 @@ class HistoryView(Vertical):
         key = tuple((d.get("name"), d.get("created")) for d in datasets)
         if key != self._datasets_key:
             self._datasets_key = key
-            current = None
-            if table.row_count:
-                try:
-                    current = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-                except Exception:
-                    current = None
+            current = cursor_key(table)
             table.clear()
             for d in datasets:
                 table.add_row(

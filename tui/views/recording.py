@@ -31,6 +31,7 @@ from mesh.datasets.manifest import read_manifest
 from mesh.replies import JobView, UnreadableReply, read
 from mesh.schema import JobState
 from tui.untrusted import amount, clean, finite, literal, number, total
+from tui.widgets.tables import cursor_key
 
 JOB_CHECK_AFTER_S = 5.0  # no job.<id> update for this long: ask the fetcher about the job
 
@@ -282,13 +283,7 @@ class RecordingView(Vertical):
     # --- reconcile and heal, on the fetcher ------------------------------------------------------
 
     def selected_session(self) -> str | None:
-        table = self.query_one("#sessions", DataTable)
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - no row under the cursor
-            return None
+        key = cursor_key(self.query_one("#sessions", DataTable))
         return key if isinstance(key, str) else None
 
     @on(Button.Pressed, "#session-reconcile")

@@ -24,6 +24,7 @@ from textual_plotext import PlotextPlot
 
 from tui.state import PaperSession, PaperState
 from tui.untrusted import brief, clean, finite, literal, number
+from tui.widgets.tables import cursor_key
 
 SERVICE = "strategy"
 COMPARE_MODULE = "mesh.paper.compare"
@@ -344,13 +345,7 @@ class StrategiesView(Vertical):
         self.query_one(SessionEquity).show(name, times, equity)
 
     def selected_session(self) -> str | None:
-        table = self.query_one("#paper-sessions", DataTable)
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - no row under the cursor
-            return None
+        key = cursor_key(self.query_one("#paper-sessions", DataTable))
         return key if isinstance(key, str) else None
 
     @on(DataTable.RowHighlighted, "#paper-sessions")
