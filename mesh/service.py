@@ -59,9 +59,23 @@ def setup_logging(level: str | None = None) -> None:
     logging.basicConfig(
         level=chosen,
         format="%(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[_StderrHandler()],
         force=True,
     )
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to `sys.stderr` as it is when a record is emitted, so a service run in-process by a
+    caller that later swaps or closes its stderr (an embedding tool, a test runner) never logs
+    into a closed stream."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 class Service:
@@ -375,6 +389,8 @@ async def _run_guarded(service: Service, rt: Runtime) -> int:
         return 0
     except asyncio.CancelledError:
         return 0
+    except SystemExit as exc:  # a service that has said why it stops (e.g. a port in use)
+        return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:
         log.exception("%s failed: %s", rt.name, exc)
         return 1

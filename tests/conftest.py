@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -60,10 +61,45 @@ def no_leftover_processes() -> Iterator[None]:
             pass
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_slice() -> range:
+    """This test process's ports: below the kernel's ephemeral range, one slice per xdist worker."""
+    low, high = 10000, max(_ephemeral_low(), 12000)
+    workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), 1)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").lstrip("gw") or 0) % workers
+    width = (high - low) // workers
+    return range(low + worker * width, low + (worker + 1) * width)
+
+
+_PORTS = _port_slice()
+_ports_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A 127.0.0.1 port nothing listens on, for a service a test starts later.
+
+    A port the kernel hands out for `bind(0)` comes from its ephemeral range, where any outgoing
+    connection of a parallel test can take it before the service binds it; so ports are picked
+    outside that range, from a slice of their own per xdist worker, and never twice in a run.
+    """
+    for _ in range(1000):
+        port = random.choice(_PORTS)
+        if port in _ports_given:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 def mesh_env(data_dir: Path) -> dict[str, str]:

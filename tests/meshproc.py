@@ -160,8 +160,20 @@ class Mesh:
             return False
 
     def wait_up(self, names: Iterable[str], timeout: float = 60) -> None:
+        """Until each service answers ping; a service whose process has exited fails at once,
+        with what it printed."""
         for name in names:
-            wait_for(lambda n=name: self.answers(n), timeout, 0.2, f"{name} to answer ping")
+            proc = self.procs.get(name)
+
+            def up(n: str = name, p: Proc | None = proc) -> bool:
+                if p is not None and not p.alive:
+                    p.kill9()  # reaps it and collects the last of its output
+                    raise AssertionError(
+                        f"{n} exited ({p.proc.returncode}) before answering ping:\n{p.output()}"
+                    )
+                return self.answers(n)
+
+            wait_for(up, timeout, 0.2, f"{name} to answer ping")
 
     def session(self) -> dict[str, Any]:
         """The recorder's current session, as `status` reports it ({} between sessions)."""

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import websockets
 
 from mesh.config import Config
 from mesh.sim.service import SimService, build_parser
+from tests.conftest import mesh_env
 
 
 class FakeRuntime:
@@ -78,3 +82,22 @@ async def test_sim_mode_serves_prints_urls_and_answers_disconnect(tmp_path: Path
         assert statuses[-1] == "force_disconnect" and ws.close_code == 1008
     runtime.stopping.set()
     await asyncio.wait_for(task, 10)
+
+
+def test_a_sim_whose_port_is_taken_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    env = {**mesh_env(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "mesh.cli", "run", "sim", "--ws-port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "sim cannot listen" in out and "address already in use" in out, out
+    assert "Traceback" not in out and "never retrieved" not in out, out
