@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
@@ -59,6 +60,17 @@ def no_leftover_processes() -> Iterator[None]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.fixture(autouse=True)
+def service_logging_undone() -> Iterator[None]:
+    """A test that runs a service in-process sets up the service's logging on the root logger;
+    it is taken down after the test, so the service threads of later tests do not print into the
+    test run's output."""
+    yield
+    for handler in list(logging.root.handlers):
+        if type(handler).__name__ == "_StderrHandler":
+            logging.root.removeHandler(handler)
 
 
 def _ephemeral_low() -> int:
