@@ -6,24 +6,22 @@ and value t depends only on inputs 0..t: nothing here looks ahead.
 
 from __future__ import annotations
 
+import functools
+from types import ModuleType
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
 def sma(x: np.ndarray, n: int) -> np.ndarray:
     """Simple moving average over the last `n` values (NaN for the first n-1)."""
-    x = np.asarray(x, dtype=np.float64)
-    out = np.full(len(x), np.nan)
-    if n <= 0 or len(x) < n:
-        return out
-    base = x[0]
-    csum = np.cumsum(x - base)  # centred, so the running sum stays small and exact enough
-    out[n - 1] = csum[n - 1]
-    np.subtract(csum[n:], csum[:-n], out=out[n:])
-    tail = out[n - 1 :]
-    tail /= n
-    tail += base
-    return out
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"sma takes a one-dimensional array, not shape {x.shape}")
+    n = int(n)
+    if n <= 0 or n > len(x):
+        return np.full(len(x), np.nan)
+    return _kernels().sma(x, n)
 
 
 def ema(x: np.ndarray, n: int) -> np.ndarray:
@@ -113,38 +111,25 @@ def cross_state(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     A crossing is a change in the sign of a - b (a tie, or a bar where either is undefined, keeps
     the previous side), so the state starts at the first real crossing, not at the end of warm-up.
     """
-    side = np.subtract(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
-    np.sign(side, out=side)
-    fast = _cross_state_no_gaps(side)
-    if fast is not None:
-        return fast
-    known = side != 0
-    known &= ~np.isnan(side)
-    idx = np.where(known, np.arange(len(side)), -1)
-    np.maximum.accumulate(idx, out=idx)
-    if len(idx) == 0 or idx[-1] < 0:
-        return np.zeros(len(side))
-    first_known = int(np.argmax(idx >= 0))
-    side_ff = side[np.maximum(idx, 0)]
-    flipped = side_ff != side_ff[first_known]
-    flipped[:first_known] = False
-    if not flipped.any():
-        return np.zeros(len(side))
-    first_cross = int(np.argmax(flipped))
-    side_ff[:first_cross] = 0.0
-    return side_ff
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        a, b = np.broadcast_arrays(a, b)
+    if a.ndim != 1:
+        raise ValueError(f"cross_state takes one-dimensional arrays, not shape {a.shape}")
+    return _kernels().cross_state(np.ascontiguousarray(a), np.ascontiguousarray(b))
 
 
-def _cross_state_no_gaps(side: np.ndarray) -> np.ndarray | None:
-    """cross_state for the usual case (NaN only during warm-up, no exact ties): a few array passes; None otherwise."""
-    n = len(side)
-    nan = np.isnan(side)
-    first = int(np.argmin(nan)) if n else 0
-    if n == 0 or nan[first] or nan[first:].any() or not side[first:].all():
-        return None
-    flipped = side[first:] != side[first]
-    if not flipped.any():
-        return np.zeros(n)
-    cross = first + int(np.argmax(flipped))
-    side[:cross] = 0.0
-    return side
+def warm_up() -> None:
+    """Load the compiled indicators now (a service about to trade live calls this at start, so
+    the first bar's decision does not wait for the compiler)."""
+    _kernels()
+
+
+@functools.cache
+def _kernels() -> ModuleType:
+    """The compiled loops (mesh/backtest/kernels.py), imported on first use: numba's import costs
+    about half a second that a program never calling these should not pay."""
+    from mesh.backtest import kernels
+
+    kernels.warm_up()
+    return kernels

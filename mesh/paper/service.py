@@ -28,6 +28,7 @@ import numpy as np
 
 from mesh import client, topics
 from mesh.argtypes import OneLineParser
+from mesh.backtest import indicators
 from mesh.backtest.errors import BacktestError
 from mesh.backtest.strategy_path import StrategyPath
 from mesh.client import AsyncSubscriber
@@ -86,6 +87,8 @@ class StrategyService(Service):
 
     async def run(self, runtime: Runtime) -> None:
         await asyncio.to_thread(self._resume_all)
+        # the built-in strategies' compiled indicators, loaded before any quote is taken
+        await asyncio.to_thread(indicators.warm_up)
         sub = self.subscriber = AsyncSubscriber(
             [topics.quotes()],
             self.config.bus_sub,

@@ -21,6 +21,7 @@ import stat
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -333,6 +334,7 @@ class Session:
                 with self._lock:
                     if not self.active:
                         return
+                    pnl: list[Pnl] = []  # the batch's P&L, sent once its every bar is decided
                     if item[0] == "quotes":
                         _, rows, arrived = item
                         traders = self.traders
@@ -340,16 +342,17 @@ class Session:
                             trader = traders.get(symbol)
                             if trader is not None:
                                 trader.on_quote(ts, bid, ask, bid_size, ask_size, arrived)
-                                if trader.out:  # out at once, not after the batch's other symbols
-                                    self._flush(trader.out, durable=False)
+                                if trader.out:  # orders out at once, not after other symbols'
+                                    self._flush(trader.out, durable=False, pnl=pnl)
                                     trader.out = []
                     else:
                         _, event_now, mono = item
                         for trader in self.traders.values():
                             trader.on_clock(event_now, mono)
                             if trader.out:
-                                self._flush(trader.out, durable=False)
+                                self._flush(trader.out, durable=False, pnl=pnl)
                                 trader.out = []
+                    self._publish(pnl)
                     self._sync()
             except Exception as exc:  # the strategy's failure (or the journal's) ends this session
                 text = "".join(traceback.format_exception(exc)).strip().splitlines()
@@ -357,13 +360,22 @@ class Session:
                 self._finish(State.FAILED, "\n".join(text[-12:]))
                 return
 
-    def _flush(self, out: list[Order | Fill | Pnl], *, durable: bool = True) -> None:
-        """Journal the orders and fills in `out`, then hand every record to the service.
+    def _flush(
+        self,
+        out: list[Order | Fill | Pnl],
+        *,
+        durable: bool = True,
+        pnl: list[Pnl] | None = None,
+    ) -> None:
+        """Journal the orders and fills in `out`, then publish them; P&L records go to `pnl`
+        when given (published after the batch), else out with them.
 
         The journal is written and flushed to the operating system before anything is published
         (a `kill -9` of the service cannot lose it); the fsync that also survives a machine
         crash follows at the end of each batch of quotes (`_sync`), so one symbol's order does
-        not wait for the disk behind another's.
+        not wait for the disk behind another's. When many bars close at once, every order goes
+        out before any of their P&L records: the records a trader acts on come first, and the
+        last symbol's decision does not wait behind the others' bookkeeping (docs/paper.md).
         """
         kept = [r for r in out if not isinstance(r, Pnl)]
         if kept and self.journal is not None:
@@ -372,8 +384,15 @@ class Session:
             self._unsynced = True
             if durable:
                 self._sync()
+        if pnl is None:
+            self._publish(out)
+            return
+        self._publish(kept)
+        pnl.extend(r for r in out if isinstance(r, Pnl))
+
+    def _publish(self, records: Sequence[Order | Fill | Pnl]) -> None:
         publisher = self._publisher
-        for record in out if publisher is not None else ():
+        for record in records if publisher is not None else ():
             kind = _KIND[type(record)]
             publisher.publish(topics.paper(kind, self.name), record)
             self.published[kind] = self.published.get(kind, 0) + 1
