@@ -39,11 +39,13 @@ def _children(pid: int) -> list[int]:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Compile ingest's scanner once, into numba's on-disk cache, before tests start ingest
-    processes: on a fresh clone, each would otherwise spend its first seconds compiling."""
+    """Compile ingest's scanner and the indicators once, into numba's on-disk cache, before tests
+    start services: on a fresh clone, each would otherwise spend its first seconds compiling."""
+    from mesh.backtest import indicators
     from mesh.ingest import scan
 
     scan.warm_up()
+    indicators.warm_up()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
