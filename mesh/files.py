@@ -18,6 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+class StorageError(OSError):
+    """A place for files (a folder, an s3:// prefix) cannot be used; the message is one line saying which and why."""
+
+
 def temporary_for(path: Path) -> Path:
     """The hidden temporary `path` is written to before its rename."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")

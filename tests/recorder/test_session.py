@@ -252,7 +252,7 @@ def test_permission_denied_while_promoting_leaves_the_log_for_the_next_start(
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr("mesh.recorder.store.pq.ParquetWriter", denied)
+    monkeypatch.setattr("mesh.datasets.storage.pq.ParquetWriter", denied)
     with pytest.raises(PermissionError):
         session.promote_pending()
     session.fail("permission denied")
