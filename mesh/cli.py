@@ -31,6 +31,7 @@ from mesh import (
 from mesh.backtest import cli as backtest_cli
 from mesh.commandline import CliError, CommandModule, OneLineParser
 from mesh.fetcher import cli as fetcher_cli
+from mesh.files import StorageError
 from mesh.kdb import cli as kdb_cli
 from mesh.recorder import cli as recorder_cli
 
@@ -78,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except auth.AuthError as exc:  # a key that cannot be made or read (MESH_KEY_FILE, state/auth)
         print(f"massive: {exc}", file=sys.stderr)
         return 2
+    except StorageError as exc:  # MESH_DATA_DIR=s3://... that cannot be reached or used
+        print(f"massive: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `massive ... | head`: the reader has gone, and that is fine

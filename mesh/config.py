@@ -15,10 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 SIM_API_KEY = "sim-demo-key"
 SIM_S3_ACCESS_KEY_ID = "sim-demo-access"
 SIM_S3_SECRET_ACCESS_KEY = "sim-demo-secret"
+# where what needs a local disk goes when MESH_DATA_DIR is s3:// (MESH_STATE_DIR overrides)
+DEFAULT_STATE_DIR = "~/.local/state/massive-mesh"
 SIM_HOST = "127.0.0.1"
 SIM_WS_PORT = 8701
 SIM_REST_PORT = 8702
@@ -125,6 +128,9 @@ class Config:
     ingest_scanner: bool = True  # MESH_INGEST_SCANNER: off sends every frame through msgspec
     auto_reconcile: bool = True  # MESH_AUTO_RECONCILE: the fetcher reconciles finished recordings
     auto_heal: bool = False  # MESH_AUTO_HEAL: ... and heals those it finds incomplete
+    # MESH_DATA_DIR=s3://bucket/prefix?options: datasets live there, and `data_dir` is the local
+    # state folder (MESH_STATE_DIR, default ~/.local/state/massive-mesh) for what needs a disk
+    data_uri: str = ""
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -170,6 +176,28 @@ class Config:
     def auth_warning(self) -> str | None:
         """The one line to show at start, in `massive status` and the dashboard when the bus is open."""
         return None if self.bus_auth else AUTH_OFF_WARNING
+
+    @property
+    def data_remote(self) -> bool:
+        """Whether datasets live in S3-compatible storage (MESH_DATA_DIR=s3://...)."""
+        return bool(self.data_uri)
+
+    @property
+    def data_location(self) -> str:
+        """Where datasets live: the s3:// URI (with its options) or the local data folder."""
+        return self.data_uri or str(self.data_dir)
+
+    @property
+    def shown_data_location(self) -> str:
+        """`data_location` as it may be shown: no options, no keys."""
+        return self.data_uri.partition("?")[0] if self.data_uri else str(self.data_dir)
+
+    @property
+    def state_location(self) -> str:
+        """The local folder for the write-ahead log, quota ledger and keys when data is in S3."""
+        if self.data_uri:
+            return str(self.data_dir)
+        return "(unused: state lives in the data folder)"
 
     @property
     def s3_credentials(self) -> tuple[str, str] | None:
@@ -222,7 +250,8 @@ _SPECS = [
     _Spec("MESH_BUS_SUB", "bus_sub", "tcp://127.0.0.1:7702"),
     _Spec("MESH_BUS_CTL", "bus_ctl", "tcp://127.0.0.1:7703"),
     _Spec("MESH_BUS_AUTH", "bus_auth", "on"),
-    _Spec("MESH_DATA_DIR", "data_dir", "./data"),
+    _Spec("MESH_DATA_DIR", "data_location", "./data"),
+    _Spec("MESH_STATE_DIR", "state_location", None),
     _Spec("KDB_TICKERPLANT", "kdb_tickerplant", None, secret=True),
     _Spec("MESH_INGEST_SCANNER", "ingest_scanner", "on"),
     _Spec("MESH_AUTO_RECONCILE", "auto_reconcile", "on"),
@@ -336,6 +365,16 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
     if not bus_auth:
         _refuse_exposure(endpoints, where)
 
+    data_uri = ""
+    if raw["MESH_DATA_DIR"].startswith("s3://"):
+        data_uri = _data_uri(raw["MESH_DATA_DIR"], where("MESH_DATA_DIR"))
+        state = raw.get("MESH_STATE_DIR") or DEFAULT_STATE_DIR
+        data_dir = _data_dir(state, where("MESH_STATE_DIR"), var="MESH_STATE_DIR")
+        sources.setdefault("MESH_STATE_DIR", "default")
+    else:
+        data_dir = _data_dir(raw["MESH_DATA_DIR"], where("MESH_DATA_DIR"))
+        sources["MESH_STATE_DIR"] = "derived: MESH_DATA_DIR is a local folder"
+
     return Config(
         api_key=api_key,
         feed=feed,
@@ -357,7 +396,8 @@ def _load(environ: dict[str, str], cwd: Path) -> Config:
         bus_sub=endpoints["MESH_BUS_SUB"],
         bus_ctl=endpoints["MESH_BUS_CTL"],
         bus_auth=bus_auth,
-        data_dir=_data_dir(raw["MESH_DATA_DIR"], where("MESH_DATA_DIR")),
+        data_dir=data_dir,
+        data_uri=data_uri,
         kdb_tickerplant=_parse_kdb(raw.get("KDB_TICKERPLANT"), where("KDB_TICKERPLANT")),
         sim_mode=sim_mode,
         ingest_scanner=_parse_switch(
@@ -378,10 +418,28 @@ def _check_url(var: str, value: str, schemes: tuple[str, ...], sources: Mapping[
         )
 
 
-def _data_dir(value: str, source: str) -> Path:
+def _data_uri(value: str, source: str) -> str:
+    """An s3:// data location: a bucket is named, and no keys are written in it."""
+    parts = urlsplit(value)
+    shown = f"MESH_DATA_DIR={value.partition('?')[0]!r} (from {source})"
+    if not parts.netloc:
+        raise ConfigError(f"{shown}: expected s3://BUCKET/PREFIX (pyarrow's S3 options after ?)")
+    keys = {key for key, _ in parse_qsl(parts.query)} & {
+        "access_key",
+        "secret_key",
+        "session_token",
+    }
+    if keys:
+        raise ConfigError(
+            f"{shown}: keys do not go in the URI ({', '.join(sorted(keys))}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead"
+        )
+    return value
+
+
+def _data_dir(value: str, source: str, var: str = "MESH_DATA_DIR") -> Path:
     """The data folder, created if it is missing; a file or an unwritable folder is a `ConfigError`."""
     path = Path(value).expanduser()
-    shown = f"MESH_DATA_DIR={value if len(value) <= 200 else value[:199] + '…'!r} (from {source})"
+    shown = f"{var}={value if len(value) <= 200 else value[:199] + '…'!r} (from {source})"
     try:
         a_file = path.exists() and not path.is_dir()
         if not a_file:
@@ -396,7 +454,7 @@ def _data_dir(value: str, source: str) -> Path:
         )
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"{shown}: the folder is not writable by this user")
-    return path
+    return path.absolute() if var == "MESH_STATE_DIR" else path
 
 
 def _parse_subscriptions(value: str, source: str) -> str:

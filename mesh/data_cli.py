@@ -11,7 +11,9 @@ it comes from `mesh.datasets`, so a name here means what it means to `massive ba
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -20,6 +22,7 @@ from mesh.commandline import BAD_USAGE, FAILED, CliError, load_config
 
 if TYPE_CHECKING:
     from mesh.commandline import Subparsers
+    from mesh.config import Config
     from mesh.datasets import Dataset, DatasetInfo, Migration, Table
     from mesh.datasets.audit import Audit, Quality
 
@@ -78,15 +81,15 @@ def register(subparsers: Subparsers) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from mesh import datasets
 
-    data_dir = load_config().data_dir
-    items = datasets.list_datasets(data_dir)
+    config = load_config()
+    items = [_shown(config, i) for i in datasets.list_datasets(_local_datasets(config, None))]
     damaged = [i for i in items if i.error is not None]
     if args.json:
         print(json.dumps([i.to_json() for i in items], indent=2))
         return FAILED if damaged else 0
     if not items:
         print(
-            f"no datasets under {data_dir} (record one with `massive record start NAME`, or fetch history with `massive fetch`)"
+            f"no datasets under {config.shown_data_location} (record one with `massive record start NAME`, or fetch history with `massive fetch`)"
         )
         return 0
     print(
@@ -115,6 +118,31 @@ def _row(info: DatasetInfo) -> str:
     )
 
 
+def _local_datasets(config: Config, spec: str | None) -> Path:
+    """The folder to read datasets from: MESH_DATA_DIR, or the local copy of an s3:// one."""
+    from mesh.datasets import storage
+
+    try:
+        return storage.local_datasets(config.data_location, config.data_dir, spec)
+    except OSError as exc:
+        raise CliError(f"MESH_DATA_DIR: {exc}", FAILED) from None
+
+
+def _shown(config: Config, info: DatasetInfo) -> DatasetInfo:
+    from mesh.datasets import storage
+
+    path = storage.shown_path(info.path, config.data_location, config.data_dir)
+    return info if path == info.path else dataclasses.replace(info, path=path)
+
+
+def _local_only(config: Config, command: str) -> None:
+    if config.data_remote:
+        raise CliError(
+            f"{command} rewrites files in place and works on a local data folder; MESH_DATA_DIR is {config.shown_data_location} (copy the dataset to a folder first)",
+            BAD_USAGE,
+        )
+
+
 # --- show ----------------------------------------------------------------------------------------
 
 
@@ -123,9 +151,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     if not args.name.strip():
         raise CliError("give a dataset NAME (see `massive data list`)", BAD_USAGE)
+    config = load_config()
     try:
-        dataset = datasets.resolve(args.name, load_config().data_dir)
-        info = datasets.describe(dataset)
+        dataset = datasets.resolve(args.name, _local_datasets(config, args.name))
+        info = _shown(config, datasets.describe(dataset))
     except datasets.DatasetError as exc:
         raise CliError(str(exc), FAILED) from None
     tables = [_table_json(dataset, name) for name in dataset.tables]
@@ -229,8 +258,10 @@ def _recording(name: str) -> Dataset:
 
     if not name.strip():
         raise CliError("give a recording's name (see `massive data list`)", BAD_USAGE)
+    config = load_config()
+    _local_only(config, "massive data quality")
     try:
-        dataset = datasets.resolve(name, load_config().data_dir)
+        dataset = datasets.resolve(name, config.data_dir)
     except datasets.DatasetError as exc:
         raise CliError(str(exc), FAILED) from None
     if dataset.kind is not datasets.DatasetKind.RECORDING:
@@ -357,7 +388,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     if bool(args.name and args.name.strip()) == bool(args.all):
         raise CliError("give a dataset NAME or --all (see `massive data list`)", BAD_USAGE)
-    data_dir = load_config().data_dir
+    config = load_config()
+    _local_only(config, "massive data migrate")
+    data_dir = config.data_dir
     if args.name:
         targets = [(args.name, partial(datasets.resolve, args.name, data_dir))]
     else:

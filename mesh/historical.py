@@ -24,6 +24,7 @@ import pandas as pd
 
 from mesh import datasets as shared
 from mesh.config import Config, load_config
+from mesh.datasets import storage
 from mesh.fetcher import datasets
 from mesh.fetcher.errors import (
     BadRequest,
@@ -109,7 +110,7 @@ def fetch_data(
                 request.end.isoformat(),
             )
         )
-        info["dataset"] = str(datasets.write_dataset(bars, config.data_dir, name, info))
+        info["dataset"] = str(datasets.write_dataset(bars, config.data_location, name, info))
     frame.attrs["fetch"] = info
     return frame
 
@@ -156,7 +157,8 @@ def quota(*, config: Config | None = None) -> dict[str, Any]:
 
 def list_datasets(*, config: Config | None = None) -> list[dict[str, Any]]:
     """Manifests of the datasets under data/historical/, newest first."""
-    return datasets.list_datasets((config or load_config()).data_dir)
+    config = config or load_config()
+    return datasets.list_datasets(storage.local_datasets(config.data_location, config.data_dir))
 
 
 def load_dataset(name: str, *, config: Config | None = None) -> pd.DataFrame:
@@ -164,7 +166,10 @@ def load_dataset(name: str, *, config: Config | None = None) -> pd.DataFrame:
 
     Raises `mesh.datasets.DatasetError` when it cannot be found or read, `BadRequest` when it has no bars.
     """
-    dataset = shared.resolve(name, (config or load_config()).data_dir)
+    config = config or load_config()
+    dataset = shared.resolve(
+        name, storage.local_datasets(config.data_location, config.data_dir, name)
+    )
     tables = dataset.bar_tables()
     if not tables:
         raise BadRequest(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mesh.commandline import CliError, load_config
@@ -159,21 +160,31 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         if args.strategies:
             return _list_strategies(args.json)
         if args.datasets:
-            return _list_datasets(config.data_dir, args.json)
+            return _list_datasets(_local_datasets(config, None), args.json)
         if not args.dataset:
             raise _fail("give a DATASET (see `massive backtest --datasets`)", 2)
         if not args.strategy:
             raise _fail(
                 "give at least one --strategy NAME (see `massive backtest --strategies`)", 2
             )
-        return _run(args, config.data_dir)
+        return _run(args, _local_datasets(config, args.dataset), config.data_dir)
     except DatasetError as exc:
         raise _fail(str(exc), 1) from None
     except BacktestError as exc:
         raise _fail(str(exc), 2) from None
 
 
-def _run(args: argparse.Namespace, data_dir: Any) -> int:
+def _local_datasets(config: Any, spec: str | None) -> Path:
+    """The folder datasets are read from: MESH_DATA_DIR, or the local copy of an s3:// one."""
+    from mesh.datasets import storage
+
+    try:
+        return storage.local_datasets(config.data_location, config.data_dir, spec)
+    except OSError as exc:
+        raise _fail(f"MESH_DATA_DIR: {exc}", 1) from None
+
+
+def _run(args: argparse.Namespace, data_dir: Path, runs_dir: Path) -> int:
     from mesh.backtest import report
     from mesh.backtest.runner import Options, plan, run_many
 
@@ -198,7 +209,7 @@ def _run(args: argparse.Namespace, data_dir: Any) -> int:
     results = run_many(args.dataset, list(runs), data_dir=data_dir, options=options)
     if not args.no_save:
         for r in results:
-            report.save(r, data_dir)
+            report.save(r, runs_dir)
     if args.json:
         out = {
             "dataset": results[0].dataset,

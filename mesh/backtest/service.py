@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
@@ -38,7 +39,7 @@ from mesh.argtypes import OneLineParser
 from mesh.backtest.errors import BacktestError
 from mesh.backtest.strategy_path import StrategyPath
 from mesh.config import Config
-from mesh.datasets import DatasetError
+from mesh.datasets import DatasetError, storage
 from mesh.jobs import Finished, JobContext, JobRunner, Publish, on_loop
 from mesh.replies import BacktestJob, BacktestQueued, BacktestRun, JobView
 from mesh.schema import JobState, JobUpdate
@@ -123,10 +124,14 @@ class BacktesterService(Service):
 
     # --- commands --------------------------------------------------------------------------------
 
+    def _datasets(self, spec: str | None) -> Path:
+        """Where datasets are read from: MESH_DATA_DIR, or the local copy of an s3:// one."""
+        return storage.local_datasets(self.config.data_location, self.config.data_dir, spec)
+
     async def cmd_datasets(self) -> list[dict[str, Any]]:
         from mesh.backtest.datasets import list_datasets
 
-        return _plain(await asyncio.to_thread(list_datasets, self.config.data_dir))  # type: ignore[no-any-return]
+        return _plain(await asyncio.to_thread(lambda: list_datasets(self._datasets(None))))  # type: ignore[no-any-return]
 
     def cmd_strategies(self) -> list[dict[str, Any]]:
         from mesh.backtest.strategies import list_strategies
@@ -161,7 +166,7 @@ class BacktesterService(Service):
         loaded = await asyncio.to_thread(lambda: {n: self.strategy_path.load(n) for n in names})
         runs = plan(names, dict(params or {}), load=loaded.__getitem__)
         await asyncio.to_thread(
-            datasets.resolve, dataset, self.config.data_dir
+            lambda: datasets.resolve(dataset, self._datasets(dataset))
         )  # unknown dataset: an error reply now
 
         def work(job: JobContext) -> Finished:
@@ -226,7 +231,7 @@ class BacktesterService(Service):
             results = run_many(
                 dataset,
                 runs,
-                data_dir=self.config.data_dir,
+                data_dir=self._datasets(dataset),
                 options=options,
                 progress=job.progress,
             )

@@ -129,10 +129,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         if args.name:
             datasets.check_name(args.name)
         if not args.dry_run:  # where the result goes must be writable before anything is spent
-            datasets.check_writable(
-                datasets.historical_dir(config.data_dir),
-                "the dataset folder (MESH_DATA_DIR/historical)",
-            )
+            datasets.check_destination(config.data_location)
             if args.out:
                 datasets.check_export(args.out)
     except BadRequest as exc:
@@ -164,10 +161,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         request.symbols, request.interval, request.start.isoformat(), request.end.isoformat()
     )
     try:
-        path = datasets.write_dataset(bars, config.data_dir, name, info)
+        path = datasets.write_dataset(bars, config.data_location, name, info)
     except OSError as exc:
         raise _fail(
-            f"fetched {report.rows:,} rows but cannot write dataset {name!r} under {datasets.historical_dir(config.data_dir)}: {exc.strerror or exc}",
+            f"fetched {report.rows:,} rows but cannot write dataset {name!r} under {config.shown_data_location}/historical: {exc.strerror or exc}",
             1,
         ) from None
     info.update(dataset=name, path=str(path))

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from mesh import datasets as shared
 from mesh import intervals
 from mesh.bar_schema import BAR_COLUMNS, BAR_SCHEMA, SCHEMA_VERSION
-from mesh.datasets import DatasetError, DatasetKind, atomic, layout
+from mesh.datasets import DatasetError, DatasetKind, atomic, layout, storage
 from mesh.fetcher.errors import BadRequest
 from mesh.times import iso
 
@@ -56,13 +56,19 @@ def check_name(name: str) -> str:
     return name
 
 
-def write_dataset(bars: pa.Table, data_dir: Path | str, name: str, info: dict[str, Any]) -> Path:
-    """Write `bars` as dataset `name`; `info` (request and report fields) goes into the manifest."""
-    folder = historical_dir(data_dir) / check_name(name)
+def write_dataset(
+    bars: pa.Table, data_dir: Path | str, name: str, info: dict[str, Any]
+) -> Path | str:
+    """Write `bars` as dataset `name`; `info` (request and report fields) goes into the manifest.
+
+    `data_dir` is the data folder or an s3:// data location (mesh.datasets.storage); returns the
+    dataset's folder (a Path) or its s3:// URI (without the location's options).
+    """
+    where = storage.Location(data_dir).join(layout.HISTORICAL, check_name(name))
     interval = intervals.parse(str(info.get("interval") or "1d"))
     bars = bars.cast(BAR_SCHEMA)
     bars_file = layout.bar_file(interval)
-    atomic.write_parquet(folder / bars_file, bars)
+    where.write_table(bars_file, bars)
     starts = bars["ts_start"].cast(pa.int64())
     first = pc.min(starts).as_py() if bars.num_rows else None
     last = pc.max(starts).as_py() if bars.num_rows else None
@@ -93,11 +99,12 @@ def write_dataset(bars: pa.Table, data_dir: Path | str, name: str, info: dict[st
         "prices": str(info.get("prices") or ("split-adjusted" if adjusted else "as traded")),
         "vwap": "volume-weighted typical price (high+low+close)/3 of the bar's minutes",
     }
-    atomic.write_json(folder / MANIFEST, manifest)
-    for old in [*folder.glob("bars_*.parquet"), folder / layout.V1_BARS_FILE]:
-        if old.name != bars_file:  # an earlier fetch under this name
-            old.unlink(missing_ok=True)
-    return folder
+    where.write_json(MANIFEST, manifest)
+    for old in where.list_files():  # an earlier fetch under this name
+        is_bars = old.startswith("bars_") and old.endswith(".parquet")
+        if (is_bars or old == layout.V1_BARS_FILE) and old != bars_file:
+            where.delete(old)
+    return Path(where.root) if where.is_local else where.uri()
 
 
 def list_datasets(data_dir: Path | str) -> list[dict[str, Any]]:
@@ -136,6 +143,23 @@ def check_writable(folder: Path | str, what: str) -> Path:
             f"{what}: cannot write to {folder} ({exc.strerror or exc}); nothing was spent"
         ) from None
     return folder
+
+
+def check_destination(data_location: str | Path) -> None:
+    """Make sure fetched datasets can be written under `data_location` before anything is spent.
+
+    A local data folder is checked by writing a file in its `historical/`; an s3:// location by
+    reaching it. Raises `BadRequest` with one line naming the place and the reason.
+    """
+    if not storage.is_remote(data_location):
+        check_writable(
+            historical_dir(data_location), "the dataset folder (MESH_DATA_DIR/historical)"
+        )
+        return
+    try:
+        storage.Location(data_location).check()
+    except OSError as exc:
+        raise BadRequest(f"MESH_DATA_DIR: {exc}; nothing was spent") from None
 
 
 def check_export(path: Path | str) -> Path:

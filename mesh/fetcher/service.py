@@ -26,7 +26,7 @@ from typing import Any
 from mesh import topics
 from mesh.argtypes import OneLineParser
 from mesh.config import Config
-from mesh.datasets import DatasetError, layout
+from mesh.datasets import DatasetError, layout, storage
 from mesh.fetcher import auto, datasets
 from mesh.fetcher import backfill as gap_backfill
 from mesh.fetcher.errors import BadRequest, FetchError
@@ -130,7 +130,7 @@ class FetcherService(Service):
         name = a.get("name") or datasets.default_name(
             request.symbols, request.interval, request.start.isoformat(), request.end.isoformat()
         )
-        path = datasets.write_dataset(bars, self.config.data_dir, name, info)
+        path = datasets.write_dataset(bars, self.config.data_location, name, info)
         summary = f"{report.summary()} -> {name}"
         return Finished({**info, "dataset": name, "path": str(path), "summary": summary}, summary)
 
@@ -413,7 +413,9 @@ class FetcherService(Service):
 
     def cmd_datasets(self) -> list[dict[str, Any]]:
         """Manifests of data/historical/ datasets, newest first."""
-        return datasets.list_datasets(self.config.data_dir)
+        return datasets.list_datasets(
+            storage.local_datasets(self.config.data_location, self.config.data_dir)
+        )
 
 
 def reconcile_summary(report: ReconcileReport) -> str:

@@ -27,6 +27,7 @@ from mesh import auth, topics, wire
 from mesh.argtypes import OneLineParser
 from mesh.client import SubscriberStats
 from mesh.config import Config
+from mesh.datasets import layout, storage
 from mesh.recorder import continuity, recovery
 from mesh.recorder.intake import PREFIXES, Intake
 from mesh.recorder.session import DEFAULT_SLICE_ROWS, DEFAULT_SLICE_SECONDS, Session, SessionError
@@ -60,7 +61,10 @@ class RecorderService(Service):
         resume: bool = True,
     ) -> None:
         super().__init__(config)
-        self.output = output
+        # MESH_DATA_DIR=s3://...: finished files go there (the log stays in the local state folder)
+        self.output = output or (
+            storage.join_uri(config.data_uri, layout.RECORDINGS) if config.data_remote else None
+        )
         self.sync_interval = sync_interval
         self.slice_seconds = slice_seconds
         self.slice_rows = slice_rows
