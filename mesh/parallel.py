@@ -96,8 +96,15 @@ def _ignore_sigint() -> None:
 
 
 @contextmanager
-def open_executor(workers: int | None = None, cluster: str | None = None) -> Iterator[cf.Executor]:
-    """An executor for `workers` on this machine, or for a Dask cluster (see the module's notes)."""
+def open_executor(
+    workers: int | None = None, cluster: str | None = None, *, preload: Sequence[str] = ()
+) -> Iterator[cf.Executor]:
+    """An executor for `workers` on this machine, or for a Dask cluster (see the module's notes).
+
+    `preload` names modules the task functions need: a process pool then starts its workers from
+    a fork server that imported them once (`multiprocessing`'s forkserver), so a new worker is
+    ready at once instead of importing them again.
+    """
     n = check_workers(workers) if workers is not None else (os.cpu_count() or 1)
     address = cluster if cluster is not None else os.environ.get(ADDRESS_VAR) or None
     if address is None:
@@ -106,9 +113,13 @@ def open_executor(workers: int | None = None, cluster: str | None = None) -> Ite
             return
         import multiprocessing
 
-        pool = cf.ProcessPoolExecutor(
-            n, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint
-        )
+        context: Any
+        if preload:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(list(preload))
+        else:
+            context = multiprocessing.get_context("spawn")
+        pool = cf.ProcessPoolExecutor(n, mp_context=context, initializer=_ignore_sigint)
         try:
             yield pool
         finally:
@@ -142,7 +153,7 @@ def _dask_client(address: str, workers: int) -> Iterator[Any]:
                     threads_per_worker=1,
                     processes=True,
                     host="127.0.0.1",
-                    dashboard_address=None,
+                    dashboard_address="127.0.0.1:0",  # this machine only, any free port
                 )
             )
             client = stack.enter_context(Client(cluster))
@@ -197,36 +208,43 @@ def run_tasks(
     results: dict[int, R] = {}
     todo = list(range(len(tasks)))
     breaks = 0
+
+    def keep(index: int, future: cf.Future[R]) -> bool:
+        """Record a finished task's result; False if its pool broke; its own error is raised."""
+        exc = future.exception()
+        if isinstance(exc, BrokenProcessPool):
+            return False
+        if exc is not None:
+            raise exc
+        results[index] = future.result()
+        if on_result is not None:
+            on_result(index, results[index])
+        return True
+
     while todo:
         broken = False
         with executor_factory() as executor:
             pending: dict[cf.Future[R], int] = {}
             queue = iter(todo)
             try:
-                for index in queue:
-                    pending[executor.submit(fn, tasks[index])] = index
-                    if len(pending) >= window:
-                        break
-                while pending:
-                    done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                    for future in done:
-                        index = pending.pop(future)
-                        exc = future.exception()
-                        if isinstance(exc, BrokenProcessPool):
-                            broken = True
-                            continue
-                        if exc is not None:
-                            raise exc
-                        result = future.result()
-                        results[index] = result
-                        if on_result is not None:
-                            on_result(index, result)
-                    if broken:
-                        break
+                while True:
                     for index in queue:
-                        pending[executor.submit(fn, tasks[index])] = index
+                        future = executor.submit(fn, tasks[index])
+                        if future.done():  # an in-process executor ran it already
+                            broken = not keep(index, future)
+                            if broken:
+                                break
+                        else:
+                            pending[future] = index
                         if len(pending) >= window:
                             break
+                    if broken or not pending:
+                        break
+                    done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                    for future in done:
+                        broken = not keep(pending.pop(future), future) or broken
+                    if broken:
+                        break
             except BrokenProcessPool:  # raised by submit on a pool that just broke
                 broken = True
             except BaseException:
@@ -237,9 +255,7 @@ def run_tasks(
                 if broken:  # what finished before the pool broke is kept
                     for future, index in pending.items():
                         if future.done() and not future.cancelled() and not future.exception():
-                            results[index] = future.result()
-                            if on_result is not None:
-                                on_result(index, results[index])
+                            keep(index, future)
                         else:
                             future.cancel()
         todo = [i for i in todo if i not in results]
