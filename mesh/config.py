@@ -418,6 +418,16 @@ def _check_url(var: str, value: str, schemes: tuple[str, ...], sources: Mapping[
         )
 
 
+def local_state_dir(data_location: str | Path, environ: Mapping[str, str] | None = None) -> Path:
+    """The local folder for what needs a disk: the data folder itself, or, when datasets are in
+    S3 (`s3://`), MESH_STATE_DIR (default ~/.local/state/massive-mesh). For a process that has
+    no Config, such as a sweep's worker on another machine."""
+    if not str(data_location).startswith("s3://"):
+        return Path(data_location)
+    env = os.environ if environ is None else environ
+    return Path(env.get("MESH_STATE_DIR") or DEFAULT_STATE_DIR).expanduser().absolute()
+
+
 def _data_uri(value: str, source: str) -> str:
     """An s3:// data location: a bucket is named, and no keys are written in it."""
     parts = urlsplit(value)
