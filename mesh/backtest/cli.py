@@ -4,7 +4,8 @@ Runs in the shell's own process (no service needed), on the same code the backte
 uses. A `module:function` strategy is the user's own code and is loaded here, in the user's
 process; it is never sent to the service (which runs only built-ins and MESH_STRATEGY_PATH files). `--strategy` may repeat (a side-by-side comparison on the same data); a parameter given as
 a comma-separated list (`--param fast=5,10,20`) sweeps every combination. `--param NAME.k=v`
-sets a parameter for one strategy only. Heavy modules are imported only when the command runs.
+sets a parameter for one strategy only. More than one run is a sweep (mesh/backtest/sweep.py):
+on every core, or on Dask, with a results table of its own. Heavy modules are imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ DESCRIPTION = """\
 Backtest strategies on a recording (MESH_DATA_DIR/recordings/NAME), a historical dataset
 (MESH_DATA_DIR/historical/NAME) or a Parquet path. Bar data fills at the next bar's open plus
 commission and slippage; recordings with quotes fill at the ask (buys) and bid (sells).
-Every run is saved to MESH_DATA_DIR/backtests/<run>/ unless --no-save."""
+Every run is saved to MESH_DATA_DIR/backtests/<run>/ unless --no-save. Several runs (a
+parameter grid, several strategies, --per-symbol) are a sweep: run in parallel on every core
+(--workers, or on Dask with --cluster), one row per run in MESH_DATA_DIR/sweeps/<id>/, the best
+--top K saved as run folders."""
 
 EPILOG = """\
 examples:
@@ -35,7 +39,12 @@ examples:
   massive backtest demo --strategy buy-and-hold --strategy mean-reversion --interval 5m
   massive backtest data/historical/spy --strategy ma-crossover --param fast=5,10,20 --commission-bps 1
   massive backtest demo --strategy mystrategies:rsi --param lookback=14 --fills quotes --cap-size
-see docs/backtest.md for strategies, costs and metrics"""
+  massive backtest spy --strategy ma-crossover --param fast=5,10,20,40 --param slow=50,100,200 --per-symbol --top 5
+  massive backtest spy --strategy ma-crossover --param fast=5,10 --cluster tcp://10.0.0.5:8786
+  massive backtest --sweeps
+  massive backtest --sweep SWEEP_ID --sort total_return --symbol AAPL --limit 10
+  massive backtest --resume SWEEP_ID
+see docs/backtest.md for strategies, costs, metrics and sweeps"""
 
 
 def register(subparsers: Subparsers) -> None:
@@ -331,10 +340,12 @@ def _sweep(args: argparse.Namespace, runs_dir: Any, sweep: Any) -> int:
     from mesh.backtest import report
     from mesh.backtest import sweep as sweeps
 
+    finished_before = sweep.state == "done" and bool(sweep.top)
     with _progress_bar(sweep.total, sweep.done) as advance:
         sweeps.run_sweep(sweep, args.workers, args.cluster, lambda s, i: advance())
     saving = not sweep.spec.get("no_save")
-    results = sweeps.save_top(sweep, runs_dir, save=saving)
+    # a sweep resumed after it was done keeps the run folders it saved then
+    results = [] if finished_before else sweeps.save_top(sweep, runs_dir, save=saving)
     sort = sweep.spec["sort"]
     best = sweeps.sorted_rows(list(sweep.rows.values()), sort)[: sweep.spec["top_k"]]
     folder = str(sweep.folder) if saving else None
@@ -367,7 +378,7 @@ def _sweep(args: argparse.Namespace, runs_dir: Any, sweep: Any) -> int:
         }
         print(json.dumps(out, indent=2, default=report._json_default))
         return 0
-    if sweep.total <= sweep.spec["top_k"] and not sweep.spec.get("per_symbol"):
+    if results and sweep.total <= sweep.spec["top_k"] and not sweep.spec.get("per_symbol"):
         print(report.comparison(results))
     else:
         print(f"best {len(best)} of {sweep.total} runs by {sort}:")
@@ -375,6 +386,8 @@ def _sweep(args: argparse.Namespace, runs_dir: Any, sweep: Any) -> int:
     if saving:
         print()
         print(f"saved sweep {sweep.sweep_id}: {folder} (massive backtest --sweep {sweep.sweep_id})")
+        for top in sweep.top if finished_before else []:
+            print(f"saved run {top['run']}: {top['run_dir']}")
         for r in results:
             where = f" on {','.join(r.dataset['symbols'])}" if sweep.spec.get("per_symbol") else ""
             print(f"saved {r.label}{where}: {r.run_dir}")

@@ -59,7 +59,9 @@ class SweepInterrupted(BacktestError):
 
     def __init__(self, sweep: Sweep) -> None:
         super().__init__(
-            f"interrupted: {sweep.done} of {sweep.total} runs saved in {sweep.folder}; "
+            f"interrupted after {sweep.done} of {sweep.total} runs; nothing saved (--no-save)"
+            if sweep.spec.get("no_save")
+            else f"interrupted: {sweep.done} of {sweep.total} runs saved in {sweep.folder}; "
             f"resume with: massive backtest --resume {sweep.sweep_id}"
         )
         self.sweep = sweep

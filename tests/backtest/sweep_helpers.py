@@ -40,8 +40,7 @@ def cross(bars, fast: int = 5, slow: int = 30):
 '''
 
 
-@pytest.fixture
-def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def write_sweep_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "data"
     for key in ("MESH_DATA_DIR", "MASSIVE_API_KEY", "DASK_SCHEDULER_ADDRESS"):
         monkeypatch.delenv(key, raising=False)
@@ -53,29 +52,29 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def user_strategy(data: Path) -> str:
-    return f"{data.parent / 'strats' / 'slowcross.py'}:cross"
+def user_strategy(root: Path) -> str:
+    return f"{root.parent / 'strats' / 'slowcross.py'}:cross"
 
 
-def pause(data: Path, seconds: float | None) -> None:
+def pause(root: Path, seconds: float | None) -> None:
     """Make every call of the user strategy sleep `seconds` (None: no pause)."""
-    path = data.parent / "strats" / "pause"
+    path = root.parent / "strats" / "pause"
     if seconds is None:
         path.unlink(missing_ok=True)
     else:
         path.write_text(str(seconds))
 
 
-def results(data: Path, sweep_id: str) -> pa.Table:
-    return pq.read_table(data / "sweeps" / sweep_id / "results.parquet")
+def results(root: Path, sweep_id: str) -> pa.Table:
+    return pq.read_table(root / "sweeps" / sweep_id / "results.parquet")
 
 
-def spec(data: Path, sweep_id: str) -> dict[str, Any]:
-    return json.loads((data / "sweeps" / sweep_id / "sweep.json").read_text())
+def spec(root: Path, sweep_id: str) -> dict[str, Any]:
+    return json.loads((root / "sweeps" / sweep_id / "sweep.json").read_text())
 
 
-def sweep_ids(data: Path) -> list[str]:
-    root = data / "sweeps"
+def sweep_ids(root: Path) -> list[str]:
+    root = root / "sweeps"
     return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
 

@@ -13,7 +13,6 @@ import pytest
 
 from mesh import cli
 from tests.backtest.sweep_helpers import (
-    data,  # noqa: F401 (fixture)
     results,
     spec,
     sweep_ids,
@@ -44,16 +43,16 @@ def dask_cluster() -> Iterator[str]:
 
 @pytest.mark.timeout(240)
 def test_serial_process_pool_and_dask_cluster_give_the_same_table_in_the_same_order(
-    data: Path,  # noqa: F811
+    root: Path,
     dask_cluster: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    argv = ["-s", "ma-crossover", "-s", user_strategy(data), *GRID, "--per-symbol", "--top", "2"]
+    argv = ["-s", "ma-crossover", "-s", user_strategy(root), *GRID, "--per-symbol", "--top", "2"]
     serial = sweep(capsys, *argv, "--workers", "1")
     pool = sweep(capsys, *argv, "--workers", "2")
     on_dask = sweep(capsys, *argv, "--cluster", dask_cluster)
 
-    tables = [results(data, doc["sweep_id"]) for doc in (serial, pool, on_dask)]
+    tables = [results(root, doc["sweep_id"]) for doc in (serial, pool, on_dask)]
     assert tables[0].num_rows == 2 * 4 * 3
     assert tables[1].equals(tables[0]) and tables[2].equals(tables[0])
     rows = tables[0].to_pylist()
@@ -65,12 +64,12 @@ def test_serial_process_pool_and_dask_cluster_give_the_same_table_in_the_same_or
         (5, 30, "CCC"),
         (5, 60, "AAA"),
     ]
-    assert [r["strategy"] for r in rows] == ["ma-crossover"] * 12 + [user_strategy(data)] * 12
+    assert [r["strategy"] for r in rows] == ["ma-crossover"] * 12 + [user_strategy(root)] * 12
     assert {"total_return", "sharpe", "max_drawdown", "trades", "params"} <= set(rows[0])
     assert json.loads(rows[0]["params"])["fast"] == 5
 
     for doc in (serial, pool, on_dask):
-        saved = spec(data, doc["sweep_id"])
+        saved = spec(root, doc["sweep_id"])
         assert (saved["state"], saved["total"], saved["done"]) == ("done", 24, 24)
         # the best two by sharpe are also ordinary run folders
         best = sorted(rows, key=lambda r: -r["sharpe"])[:2]
@@ -81,26 +80,26 @@ def test_serial_process_pool_and_dask_cluster_give_the_same_table_in_the_same_or
 
 
 def test_a_portfolio_sweep_has_one_row_per_parameter_set(
-    data: Path,  # noqa: F811
+    root: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert cli.main(["backtest", "mins", "-s", "ma-crossover", *GRID, "--workers", "1"]) == 0
     out = capsys.readouterr().out
     # four runs, no more than --top: the side-by-side comparison, as for a handful of strategies
     assert "fast=5 slow=30" in out and "fast=10 slow=60" in out
-    (sweep_id,) = sweep_ids(data)
-    rows = results(data, sweep_id).to_pylist()
+    (sweep_id,) = sweep_ids(root)
+    rows = results(root, sweep_id).to_pylist()
     assert [(r["fast"], r["slow"], r["symbol"]) for r in rows] == [
         (5, 30, "portfolio"),
         (5, 60, "portfolio"),
         (10, 30, "portfolio"),
         (10, 60, "portfolio"),
     ]
-    assert len(list((data / "backtests").iterdir())) == 4
+    assert len(list((root / "backtests").iterdir())) == 4
 
 
 def test_the_sweep_table_sorts_filters_and_lists(
-    data: Path,  # noqa: F811
+    root: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     doc = sweep(capsys, "-s", "ma-crossover", *GRID, "--per-symbol", "--workers", "1")
@@ -119,7 +118,7 @@ def test_the_sweep_table_sorts_filters_and_lists(
     assert len(shown) == 3 and {r["symbol"] for r in shown} == {"BBB"}
     returns = [r["total_return"] for r in shown]
     assert returns == sorted(returns, reverse=True)
-    every_bbb = [r for r in results(data, sweep_id).to_pylist() if r["symbol"] == "BBB"]
+    every_bbb = [r for r in results(root, sweep_id).to_pylist() if r["symbol"] == "BBB"]
     assert returns[0] == max(r["total_return"] for r in every_bbb)
 
     assert cli.main([*argv, "--sort", "trades", "--limit", "5"]) == 0
@@ -148,7 +147,7 @@ def test_the_sweep_table_sorts_filters_and_lists(
     ],
 )
 def test_bad_sweep_options_are_one_line(
-    data: Path,  # noqa: F811
+    root: Path,
     capsys: pytest.CaptureFixture[str],
     option: str,
     wrong: str,
@@ -159,11 +158,11 @@ def test_bad_sweep_options_are_one_line(
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and option in err[0] and says in err[0], err
-    assert sweep_ids(data) == []
+    assert sweep_ids(root) == []
 
 
 def test_an_unreachable_cluster_is_one_line_and_writes_nothing(
-    data: Path,  # noqa: F811
+    root: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     pytest.importorskip("distributed")
@@ -180,4 +179,4 @@ def test_an_unreachable_cluster_is_one_line_and_writes_nothing(
     assert len(err) == 1, err
     assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in err[0]
     assert took < 20  # generous: a busy machine; Dask's own retries would take far longer
-    assert sweep_ids(data) == [] and not (data / "backtests").exists()
+    assert sweep_ids(root) == [] and not (root / "backtests").exists()
