@@ -364,13 +364,16 @@ class Location:
             if data is None:  # removed while we looked
                 continue
             Location(target.parent).write_bytes(target.name, data)
-        if local.is_dir():
+        if local.is_dir():  # another process may be copying here too: leave its temporaries
             for path in sorted(local.rglob("*"), reverse=True):
                 name = path.relative_to(local).as_posix()
-                if path.is_file() and name not in remote:
-                    path.unlink(missing_ok=True)
-                elif path.is_dir() and not any(path.iterdir()):
-                    path.rmdir()
+                if any(part.startswith((".", "_")) for part in name.split("/")):
+                    continue
+                with contextlib.suppress(OSError):
+                    if path.is_file() and name not in remote:
+                        path.unlink()
+                    elif path.is_dir() and not any(path.iterdir()):
+                        path.rmdir()
         return local
 
 

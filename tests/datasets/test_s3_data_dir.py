@@ -131,6 +131,43 @@ def test_history_fetched_into_s3_backtests_as_it_does_from_a_local_folder(
     no_secret_anywhere(outputs, tmp_path / "state", objects=bucket_objects(s3_server))
 
 
+@pytest.mark.timeout(300)
+def test_a_sweep_on_an_s3_data_dir_writes_its_table_there_and_matches_the_local_one(
+    sim: SimServer, days: list[dt.date], s3_server: str, tmp_path: Path
+) -> None:
+    fetch = ["fetch", "AAPL,MSFT", "--start", str(days[-4]), "--end", str(days[-1])]
+    fetch += ["--interval", "5m", "--method", "rest", "--name", "grid"]
+    sweep = ["backtest", "grid", "-s", "ma-crossover", "--param", "fast=3,5", "--param"]
+    sweep += ["slow=12,20", "--per-symbol", "--workers", "2", "--top", "1", "--json"]
+    local_env = sim_env(sim, tmp_path / "local")
+    remote_env = s3_env(sim_env(sim, tmp_path / "unused"), s3_server, tmp_path / "state")
+    tables = []
+    for env, where in ((local_env, str(tmp_path / "local")), (remote_env, data_uri(s3_server))):
+        assert massive(env, *fetch).returncode == 0
+        done = massive(env, *sweep, timeout=240)
+        assert done.returncode == 0, done.stderr
+        sweep_id = json.loads(done.stdout)["sweep_id"]
+        results = storage.Location(where).join("sweeps", sweep_id, "results.parquet")
+        tables.append(storage.read_table(results))
+    assert tables[0].num_rows == 2 * 2 * 2
+    assert tables[1].equals(tables[0])
+    assert f"mesh/sweeps/{sweep_id}/sweep.json" in bucket_objects(s3_server)
+
+    listed = massive(remote_env, "backtest", "--sweeps", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(d["sweep_id"], d["state"], d["done"]) for d in json.loads(listed.stdout)] == [
+        (sweep_id, "done", 8)
+    ]
+    shown = massive(remote_env, "backtest", "--sweep", sweep_id, "--symbol", "MSFT", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert len(json.loads(shown.stdout)["rows"]) == 4
+    no_secret_anywhere(
+        [listed.stdout, shown.stdout, shown.stderr],
+        tmp_path / "state",
+        objects=bucket_objects(s3_server),
+    )
+
+
 def test_a_refetch_under_the_same_name_replaces_the_s3_dataset_and_readers_see_the_new_one(
     sim: SimServer, days: list[dt.date], s3_server: str, tmp_path: Path
 ) -> None:
