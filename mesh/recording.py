@@ -26,6 +26,7 @@ from typing import Any
 from mesh import client, datasets
 from mesh.bar_schema import BAR_SCHEMA
 from mesh.config import Config, load_config
+from mesh.datasets import storage
 from mesh.datasets.columns import PAPER_TABLES, STORAGE
 from mesh.recorder import manifest as mf
 from mesh.recorder.bars import BAR_TABLES
@@ -179,7 +180,11 @@ def read_recording(
         return _read_remote(text, table)
     bare = not isinstance(recording, Path) and "/" not in text
     spec: str | Path = f"recording:{text}" if bare else Path(text)
-    dataset = datasets.resolve(spec, load_config().data_dir, capture_only=capture_only)
+    config = load_config()
+    folder = storage.local_datasets(
+        config.data_location, config.data_dir, str(spec) if bare else None
+    )  # MESH_DATA_DIR=s3://...: a local copy of the recording
+    dataset = datasets.resolve(spec, folder, capture_only=capture_only)
     found = dataset.tables.get(table)
     if found is None:
         return _empty(table).to_pandas()

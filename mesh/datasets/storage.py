@@ -28,6 +28,7 @@ changed are downloaded), which is how `massive data` and `massive backtest` read
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import posixpath
@@ -129,7 +130,12 @@ class Location:
         rel = posixpath.join(*parts) if parts else ""
         if self.is_local:
             return Location(Path(self.root, rel))
-        return Location("s3://" + self.path(rel) + (f"?{self._query}" if self._query else ""))
+        joined = copy.copy(self)  # the same filesystem (and its connections), a deeper root
+        joined.root = self.path(rel).rstrip("/")
+        joined.display = "s3://" + joined.root
+        joined.raw_location = joined.display + (f"?{self._query}" if self._query else "")
+        joined.location = redact_uri(joined.raw_location)
+        return joined
 
     @property
     def name(self) -> str:
@@ -424,6 +430,15 @@ def shown_path(path: str | Path, data_location: str | Path, state_dir: Path) -> 
     if text == cache or text.startswith(cache + os.sep):
         return "s3://" + where.root + text[len(cache) :].replace(os.sep, "/")
     return text
+
+
+def require_local(data_location: str | Path, what: str) -> None:
+    """Raise `StorageError` (one line) if `what` (which rewrites datasets in place, so needs a
+    local folder) is asked of an s3:// data location."""
+    if is_remote(data_location):
+        raise StorageError(
+            f"{what} rewrites datasets in place and needs a local data folder; MESH_DATA_DIR is {shown_uri(str(data_location))}"
+        )
 
 
 def write_table(location: Location | str, table: pa.Table) -> int:

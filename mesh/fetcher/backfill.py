@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from mesh import datasets as shared
 from mesh.bar_schema import SCHEMA_VERSION
-from mesh.datasets import DatasetKind, TableKind, atomic, layout
+from mesh.datasets import DatasetKind, TableKind, atomic, layout, storage
 from mesh.datasets.columns import QUOTES, STORAGE, TRADES
 from mesh.fetcher import datasets
 from mesh.fetcher.errors import QuotaExceeded
@@ -164,6 +164,8 @@ def backfill(
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """Fetch the events missing in `gaps`; writes data/historical/<name>/{trades,quotes}/part-000001.parquet."""
+    if not dry_run:
+        storage.require_local(config.data_location, "a gap backfill")
     ledger = ledger or QuotaLedger.for_config(config)
     spans, skipped = merge_gaps(gaps)
     left, _ = ledger.rest_room()

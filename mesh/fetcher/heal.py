@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from mesh import datasets as shared
-from mesh.datasets import DatasetKind, TableKind, atomic, audit, healed, live
+from mesh.datasets import DatasetKind, TableKind, atomic, audit, healed, live, storage
 from mesh.datasets.audit import Cost, EventKind, Heal, HealedSpan, Method
 from mesh.datasets.manifest import read_manifest
 from mesh.fetcher.backfill import fetch_span, gaps_from_recording, merge_gaps, storage_table
@@ -122,6 +122,7 @@ def heal(
     With `confirm`, a heal of a stored reconciliation's spans reconciles the session again (same
     symbols and method, within the quota) so its audit says whether the session is now complete.
     """
+    storage.require_local(config.data_location, "healing a recording")
     folder = _session_folder(session, config.data_dir)
     name = folder.name
     _check_not_recording(folder, name)

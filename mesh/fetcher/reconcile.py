@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mesh import bounds, calendar, datasets
-from mesh.datasets import TableKind, audit
+from mesh.datasets import TableKind, audit, storage
 from mesh.datasets.audit import Cost, EventKind, Method, Reconciliation
 from mesh.datasets.layout import DatasetKind
 from mesh.fetcher.compare import COLUMNS, Comparison, compare
@@ -385,6 +385,7 @@ def reconcile(
     that fails.
     """
     say = progress or (lambda fraction, message: None)
+    storage.require_local(config.data_location, "reconciling a recording")
     dataset = datasets.resolve(str(session), config.data_dir)
     if dataset.kind is not DatasetKind.RECORDING:
         raise ReconcileError(

@@ -181,6 +181,8 @@ class FetcherService(Service):
 
     def _maybe_scan(self) -> None:
         """At start and about once a minute, look for recordings to reconcile (in a thread)."""
+        if self.config.data_remote:  # recordings in S3 are not rewritten (docs/data.md)
+            return
         if not self.config.auto_reconcile or (self._scanning and not self._scanning.done()):
             return
         now = time.monotonic()

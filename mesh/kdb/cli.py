@@ -104,13 +104,15 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
+    from mesh.datasets import storage
     from mesh.kdb.ipc import QIPCError
     from mesh.kdb.load import DatasetError, LoadError, Source, discover, load, resolve
 
     config = load_config()
     target = _target(args.target, config.kdb_tickerplant)
     try:
-        path = resolve(args.dataset, config.data_dir, capture_only=args.capture_only)
+        folder = storage.local_datasets(config.data_location, config.data_dir, args.dataset)
+        path = resolve(args.dataset, folder, capture_only=args.capture_only)
         sources = discover(path)
     except DatasetError as exc:
         raise CliError(str(exc)) from None

@@ -22,6 +22,7 @@ from mesh.backtest.datasets import Market
 from mesh.backtest.frames import Quotes, bars_from_ticks
 from mesh.backtest.strategy_path import StrategyPath
 from mesh.config import Config
+from mesh.datasets import storage
 from mesh.paper.session import NAME, PaperError, Session, State, journal_items
 from mesh.schema import Fill
 from mesh.times import iso
@@ -57,7 +58,9 @@ def compare(name: str, config: Config) -> dict[str, Any]:
         cap_size=spec.cap_size,
         latency_ms=spec.latency_ms,
     )
-    market = runner.prepare(f"recording:{record.recording}", options, config.data_dir)
+    recording = f"recording:{record.recording}"
+    folder = storage.local_datasets(config.data_location, config.data_dir, recording)
+    market = runner.prepare(recording, options, folder)
     market = _between(market, record.first_ts, record.last_ts)
     strategy = StrategyPath.from_environ().load(spec.strategy)  # as the service loaded it
     # the sleeves are the live session's: its cash split over all its symbols

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from mesh.argtypes import OneLineParser, positive_float
 from mesh.config import SIM_HOST, SIM_REST_PORT, SIM_S3_PORT, SIM_WS_PORT, Config
+from mesh.datasets import storage
 from mesh.service import Runtime, Service, run_service
 from mesh.sim import history, market
 from mesh.sim.clock import AtError, Session, SimClock, session_at, session_now
@@ -57,7 +58,11 @@ class SimService(Service):
         if a.replay and recording is None:
             try:
                 recording = open_recording(
-                    a.replay, self.config.data_dir, capture_only=a.capture_only
+                    a.replay,
+                    storage.local_datasets(
+                        self.config.data_location, self.config.data_dir, a.replay
+                    ),
+                    capture_only=a.capture_only,
                 )
             except ReplayError as exc:
                 self.state, self.message = "error", str(exc)
@@ -254,7 +259,9 @@ def main(config: Config, argv: list[str] | None = None) -> int:
     if args.replay is not None and config.sim_mode:
         try:
             args.recording = open_recording(
-                args.replay, config.data_dir, capture_only=args.capture_only
+                args.replay,
+                storage.local_datasets(config.data_location, config.data_dir, args.replay),
+                capture_only=args.capture_only,
             )
         except ReplayError as exc:
             print(f"massive run sim: {exc}", file=sys.stderr, flush=True)

@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Static
 
-from mesh.datasets import DatasetError, audit, quality
+from mesh.datasets import DatasetError, audit, quality, storage
 from mesh.datasets.audit import Audit, EventKind
 from mesh.datasets.layout import MANIFEST, RECORDINGS, dataset_folders
 from mesh.datasets.manifest import read_manifest
@@ -204,7 +204,13 @@ class RecordingView(Vertical):
 
     @work(thread=True, exclusive=True, group="sessions")
     def refresh_sessions(self) -> None:
-        sessions = read_sessions(self.app.config.data_dir)  # type: ignore[attr-defined]
+        config = self.app.config  # type: ignore[attr-defined]
+        try:  # MESH_DATA_DIR=s3://...: a local copy of the recordings, brought up to date
+            folder = storage.local_datasets(config.data_location, config.data_dir)
+        except OSError as exc:
+            self.app.call_from_thread(self._show_sessions, [{"name": "?", "error": str(exc)}])
+            return
+        sessions = read_sessions(folder)
         self.app.call_from_thread(self._show_sessions, sessions)
 
     def _show_sessions(self, sessions: list[dict[str, Any]]) -> None:
