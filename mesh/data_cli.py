@@ -135,6 +135,12 @@ def _shown(config: Config, info: DatasetInfo) -> DatasetInfo:
     return info if path == info.path else dataclasses.replace(info, path=path)
 
 
+def _shown_text(config: Config, text: str) -> str:
+    from mesh.datasets import storage
+
+    return storage.shown_path(text, config.data_location, config.data_dir)
+
+
 def _local_only(config: Config, command: str) -> None:
     if config.data_remote:
         raise CliError(
@@ -156,7 +162,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         dataset = datasets.resolve(args.name, _local_datasets(config, args.name))
         info = _shown(config, datasets.describe(dataset))
     except datasets.DatasetError as exc:
-        raise CliError(str(exc), FAILED) from None
+        raise CliError(_shown_text(config, str(exc)), FAILED) from None
     tables = [_table_json(dataset, name) for name in dataset.tables]
     quality = _quality_shown(dataset, info.state)
     if args.json:

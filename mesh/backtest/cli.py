@@ -245,13 +245,22 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             args, _local_datasets(config, args.dataset), config.data_dir, config.data_location
         )
     except DatasetError as exc:
-        raise _fail(str(exc), 1) from None
+        raise _fail(_shown(config, str(exc)), 1) from None
     except BacktestError as exc:
         from mesh.backtest.sweep import SweepInterrupted
 
         raise _fail(str(exc), 130 if isinstance(exc, SweepInterrupted) else 2) from None
     except ExecutorError as exc:
         raise _fail(str(exc), 1) from None
+
+
+def _shown(config: Any, text: str) -> str:
+    """`text` with paths in the local copy of an s3:// MESH_DATA_DIR shown as s3:// ones."""
+    if not config.data_remote:
+        return text
+    from mesh.datasets import storage
+
+    return storage.shown_path(text, config.data_location, config.data_dir)
 
 
 def _local_datasets(config: Any, spec: str | None) -> Path:

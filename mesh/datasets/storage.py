@@ -32,6 +32,7 @@ import copy
 import json
 import os
 import posixpath
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -397,9 +398,10 @@ def local_datasets(data_location: str | Path, state_dir: Path, spec: str | None 
     if not is_remote(data_location):
         return Path(data_location)
     where = Location(data_location)
-    where.check()
     cache = cache_folder(where, state_dir)
+    cache.mkdir(parents=True, exist_ok=True)
     if spec is None:
+        where.check()
         for place in (RECORDINGS, HISTORICAL):
             where.mirror(place, cache / place)
         return cache
@@ -414,22 +416,26 @@ def local_datasets(data_location: str | Path, state_dir: Path, spec: str | None 
         wanted, name = places[prefix], rest
     else:
         wanted, name = (RECORDINGS, HISTORICAL), text
-    if is_safe_name(name):
+    if is_safe_name(name):  # a path given as `spec` is read where it is
+        where.check()
         for place in wanted:
             where.mirror(f"{place}/{name}", cache / place / name)
     return cache
 
 
 def shown_path(path: str | Path, data_location: str | Path, state_dir: Path) -> str:
-    """A path inside the local copy of an s3:// data location, shown as the s3:// URI it copies."""
+    """A path inside the local copy of an s3:// data location, shown as the s3:// URI it copies
+    (also every such path in a message, such as a `DatasetError`'s line)."""
     text = str(path)
     if not is_remote(data_location):
         return text
     where = Location(data_location)
     cache = str(cache_folder(where, state_dir))
-    if text == cache or text.startswith(cache + os.sep):
-        return "s3://" + where.root + text[len(cache) :].replace(os.sep, "/")
-    return text
+    return re.sub(
+        re.escape(cache) + r"([^\s:;,'\"]*)",
+        lambda m: "s3://" + where.root + m.group(1).replace(os.sep, "/"),
+        text,
+    )
 
 
 def require_local(data_location: str | Path, what: str) -> None:

@@ -312,6 +312,7 @@ class FetcherService(Service):
             raise BadRequest(
                 "gaps: expected a list of records with symbol, kind, ts_from and ts_to (ns)"
             )
+        self._local_only("a gap backfill")
         recordings = Path(self.config.data_dir) / "recordings"
         if session and not (
             isinstance(session, str)
@@ -328,8 +329,16 @@ class FetcherService(Service):
             message="queued: gap backfill",
         )
 
+    def _local_only(self, what: str) -> None:
+        """BadRequest (one line) when datasets are in S3: `what` rewrites them in place."""
+        try:
+            storage.require_local(self.config.data_location, what)
+        except OSError as exc:
+            raise BadRequest(str(exc)) from None
+
     def _session(self, session: object) -> str:
         """A recording's name as a request gives it, or BadRequest (one line)."""
+        self._local_only("reconciling or healing a recording")
         recordings = Path(self.config.data_dir) / "recordings"
         if not (
             isinstance(session, str)

@@ -308,6 +308,16 @@ def test_keys_in_the_uri_and_local_only_commands_are_refused_with_one_line(
     done = massive(env, "data", "migrate", "--all")
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "local data folder" in done.stderr and "s3://team-data/mesh" in done.stderr
+    for argv in (["data", "show", "nope"], ["backtest", "nope", "-s", "buy-and-hold"]):
+        done = massive(env, *argv)
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, (argv, done.stderr)
+        assert "not a recording in s3://team-data/mesh/recordings" in done.stderr
+        assert str(tmp_path / "state") not in done.stderr
+    for argv in (["reconcile", "demo"], ["heal", "demo"]):
+        done = massive(env, *argv)
+        assert done.returncode != 0 and done.stderr.count("\n") == 1, (argv, done.stderr)
+        assert "needs a local data folder" in done.stderr and "Traceback" not in done.stderr
+        assert "s3://team-data/mesh" in done.stderr and "endpoint_override" not in done.stderr
     shown = massive(env, "config", "--json")
     assert shown.returncode == 0, shown.stderr
     variables = json.loads(shown.stdout)["variables"]
