@@ -366,7 +366,7 @@ def _sweep(args: argparse.Namespace, data_dir: Any, sweep: Any) -> int:
         print(report.comparison(results))
     else:
         print(f"best {len(best)} of {sweep.total} runs by {sort}:")
-        print(sweeps.format_table(best, sweeps.shown_columns(sweep, sort)))
+        print(sweeps.format_table(best, sweeps.shown_columns(sweep.spec, sort)))
     if saving:
         print()
         print(f"saved sweep {sweep.sweep_id}: {folder} (massive backtest --sweep {sweep.sweep_id})")
@@ -439,34 +439,24 @@ def _list_sweeps(data_dir: Any, as_json: bool) -> int:
 def _show_sweep(args: argparse.Namespace, data_dir: Any) -> int:
     from mesh.backtest import sweep as sweeps
 
-    sweep = sweeps.load_sweep(args.sweep, data_dir)
-    sort = args.sort or sweep.spec.get("sort", "sharpe")
-    sweeps.check_sort(sort, [(s, {}) for s in sweep.spec["strategies"]])
+    doc, all_rows = sweeps.read_sweep(args.sweep, data_dir)
+    sort = args.sort or doc.get("sort") or "sharpe"
+    sweeps.check_sort_columns(sort, doc)
     symbol = args.symbols.strip() if args.symbols else None
-    rows = sweeps.sorted_rows(list(sweep.rows.values()), sort, symbol)
+    rows = sweeps.sorted_rows(all_rows, sort, symbol)
     if symbol and not rows:
-        raise _fail(f"sweep {sweep.sweep_id} has no runs on {symbol}", 1)
+        raise _fail(f"sweep {args.sweep} has no runs on {symbol}", 1)
     shown = rows[: args.limit]
+    state, done, total = doc.get("state"), len(all_rows), doc.get("total")
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "sweep_id": sweep.sweep_id,
-                    "state": sweep.state,
-                    "total": sweep.total,
-                    "done": sweep.done,
-                    "sort": sort,
-                    "rows": shown,
-                },
-                indent=2,
-            )
-        )
+        out = {"sweep_id": args.sweep, "state": state, "total": total, "done": done}
+        print(json.dumps({**out, "sort": sort, "rows": shown}, indent=2))
         return 0
     print(
-        f"sweep {sweep.sweep_id}: {sweep.state}, {sweep.done}/{sweep.total} runs, "
+        f"sweep {args.sweep}: {state}, {done}/{total} runs, "
         f"{len(shown)} of {len(rows)} shown by {sort}"
     )
-    print(sweeps.format_table(shown, sweeps.shown_columns(sweep, sort)))
+    print(sweeps.format_table(shown, sweeps.shown_columns(doc, sort)))
     return 0
 
 

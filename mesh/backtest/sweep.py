@@ -277,8 +277,8 @@ def _build(spec: dict[str, Any], folder: Path, data_dir: Path | str) -> Sweep:
     return Sweep(spec["sweep_id"], folder, spec, tasks, labels)
 
 
-def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
-    """A saved sweep with the rows it has (to resume it or show it)."""
+def read_sweep(sweep_id: str, data_dir: Path | str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A saved sweep's `sweep.json` and its rows, in run order (no strategy is loaded)."""
     import pyarrow.parquet as pq
 
     folder = sweeps_root(data_dir) / sweep_id
@@ -288,15 +288,21 @@ def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
         )
     try:
         doc = json.loads((folder / SPEC).read_text())
+        rows = pq.read_table(folder / RESULTS).to_pylist() if (folder / RESULTS).exists() else []
     except (OSError, ValueError) as exc:
-        raise BacktestError(f"sweep {sweep_id!r}: unreadable {SPEC}: {exc}") from None
-    sweep = _build(doc, folder, data_dir)
+        raise BacktestError(f"sweep {sweep_id!r} is unreadable: {exc}") from None
+    return doc, sorted((r for r in rows if r.get("run") is not None), key=lambda r: r["run"])
+
+
+def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
+    """A saved sweep, its runs planned again and the rows it has: ready to resume."""
+    doc, rows = read_sweep(sweep_id, data_dir)
+    sweep = _build(doc, sweeps_root(data_dir) / sweep_id, data_dir)
     sweep.state = doc.get("state", "interrupted")
     sweep.top = doc.get("top") or []
-    if (folder / RESULTS).exists():
-        for row in pq.read_table(folder / RESULTS).to_pylist():
-            if row.get("run") is not None and 0 <= int(row["run"]) < sweep.total:
-                sweep.rows[int(row["run"])] = row
+    for row in rows:
+        if 0 <= int(row["run"]) < sweep.total:
+            sweep.rows[int(row["run"])] = row
     return sweep
 
 
@@ -321,13 +327,26 @@ def list_sweeps(data_dir: Path | str) -> list[dict[str, Any]]:
 
 
 def check_sort(sort: str, runs: list[tuple[str, dict[str, Any]]] | None = None) -> None:
+    """`sort` names a metric, a fixed column or a parameter of the planned `runs`."""
     known = set(METRIC_NAMES) | {"run", "strategy", "symbol"}
     for name, _ in runs or []:
         known |= {p.name for p in _strategy(name).params}
+    _check_sort(sort, known)
+
+
+def _check_sort(sort: str, known: set[str]) -> None:
     if sort not in known:
         raise BacktestError(
             f"cannot sort by {sort!r}; metrics: {', '.join(m for m in METRIC_NAMES if m not in ('start', 'end'))}"
         )
+
+
+def check_sort_columns(sort: str, spec: dict[str, Any]) -> None:
+    """`sort` names a metric, a fixed column or a parameter column of a saved sweep."""
+    params = spec.get("param_columns") or []
+    _check_sort(
+        sort, {*METRIC_NAMES, "run", "strategy", "symbol", *params, *map(_param_column, params)}
+    )
 
 
 def run_sweep(
@@ -359,14 +378,19 @@ def run_sweep(
 
             sweep.state = "running"
             sweep.write()
-            last = [time.monotonic()]
+            last = [time.monotonic(), CHECKPOINT_S]  # when written, and the wait until next
 
             def finished(k: int, metrics: dict[str, Any]) -> None:
                 index = todo[k]
                 sweep.rows[index] = sweep.row(index, metrics)
-                if time.monotonic() - last[0] >= CHECKPOINT_S:
+                if time.monotonic() - last[0] >= last[1]:
+                    started = time.monotonic()
                     sweep.write()
-                    last[0] = time.monotonic()
+                    # a large table is written less often: at most a tenth of the time goes to it
+                    last[:] = [
+                        time.monotonic(),
+                        max(CHECKPOINT_S, 10 * (time.monotonic() - started)),
+                    ]
                 if on_result is not None:
                     on_result(sweep, index)
 
@@ -421,9 +445,9 @@ def save_top(sweep: Sweep, data_dir: Path | str, save: bool = True) -> list[Back
     return results
 
 
-def shown_columns(sweep: Sweep, sort: str) -> list[str]:
-    columns = ["run", "strategy", *(_param_column(p) for p in sweep.spec["param_columns"])]
-    if sweep.spec.get("per_symbol"):
+def shown_columns(spec: dict[str, Any], sort: str) -> list[str]:
+    columns = ["run", "strategy", *(_param_column(p) for p in spec.get("param_columns") or [])]
+    if spec.get("per_symbol"):
         columns.append("symbol")
     columns += [m for m in SHOWN_METRICS if m not in columns]
     if sort not in columns:
