@@ -147,6 +147,8 @@ def _dask_client(address: str, workers: int) -> Iterator[Any]:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     with contextlib.ExitStack() as stack:
         if address == "local":
+            # the same for the worker processes, which read it at start
+            os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
             cluster = stack.enter_context(
                 LocalCluster(
                     n_workers=workers,

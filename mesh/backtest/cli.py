@@ -400,14 +400,16 @@ def _progress_bar(total: int, done: int) -> Any:
 
     @contextmanager
     def bar() -> Any:
+        console = Console(stderr=True)
         progress = Progress(
             TextColumn("sweep"),
             BarColumn(),
             MofNCompleteColumn(),
             Rate(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=console,
             transient=True,
+            disable=not console.is_terminal,  # a log or a pipe gets no bar (nor a stray newline)
         )
         task = progress.add_task("sweep", total=total, completed=done)
         with progress:
