@@ -31,7 +31,7 @@ from typing import Any
 
 from mesh import files, parallel
 from mesh.backtest import datasets, report
-from mesh.backtest.errors import BacktestError
+from mesh.backtest.errors import BacktestError, DatasetError
 from mesh.backtest.runner import BacktestResult, Options, plan, prepare, simulate
 from mesh.backtest.strategies import Strategy, get_strategy
 
@@ -400,10 +400,34 @@ def run_sweep(
                 sweep.state = "interrupted"
                 sweep.write(durable=True)
                 raise SweepInterrupted(sweep) from None
-            except BaseException:
+            except BaseException as exc:
                 sweep.state = "failed"
                 sweep.write(durable=True)
-                raise
+                if isinstance(exc, parallel.ExecutorError) and exc.index is not None:
+                    run = todo[exc.index]
+                    strategy, params, symbol = sweep.labels[run]
+                    shown = " ".join(
+                        f"{k}={v}" for k, v in json.loads(sweep.tasks[run].params).items()
+                    )
+                    raise BacktestError(
+                        f"run {run} ({' '.join(filter(None, [strategy, shown]))} on {symbol}) "
+                        f"stopped the sweep: {exc}; {sweep.done} of {sweep.total} runs saved"
+                    ) from None
+                if isinstance(exc, BacktestError | DatasetError | parallel.ExecutorError):
+                    raise
+                if not isinstance(exc, Exception):
+                    raise
+                # the engine's own trouble (a cluster that went away, a worker killed each time
+                # it ran a task): one line, and the finished runs are kept for --resume
+                resume = (
+                    ""
+                    if sweep.spec.get("no_save")
+                    else f"; resume with: massive backtest --resume {sweep.sweep_id}"
+                )
+                raise BacktestError(
+                    f"sweep stopped after {sweep.done} of {sweep.total} runs: "
+                    f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}{resume}"
+                ) from exc
     sweep.state = "done"
     sweep.write(durable=True)
     return sweep
