@@ -325,8 +325,13 @@ def _sweep(args: argparse.Namespace, data_dir: Any, sweep: Any) -> int:
     from mesh.backtest import sweep as sweeps
 
     finished_before = sweep.state == "done" and bool(sweep.top)
+    import time
+
+    todo = sweep.total - sweep.done
+    started = time.perf_counter()
     with _progress_bar(sweep.total, sweep.done) as advance:
         sweeps.run_sweep(sweep, args.workers, args.cluster, lambda s, i: advance())
+    elapsed = time.perf_counter() - started
     saving = not sweep.spec.get("no_save")
     # a sweep resumed after it was done keeps the run folders it saved then
     results = [] if finished_before else sweeps.save_top(sweep, data_dir, save=saving)
@@ -344,6 +349,8 @@ def _sweep(args: argparse.Namespace, data_dir: Any, sweep: Any) -> int:
             "total": sweep.total,
             "done": sweep.done,
             "sort": sort,
+            "ran": todo,  # runs done by this command (a resumed sweep: the missing ones)
+            "elapsed_s": round(elapsed, 6),  # their wall time, start-up of the executor included
             "dataset": market.describe(),
             "top": best,
             "runs": [
