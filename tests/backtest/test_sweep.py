@@ -48,15 +48,18 @@ def test_serial_process_pool_and_dask_cluster_give_the_same_table_in_the_same_or
     root: Path,
     dask_cluster: str,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     argv = ["-s", "ma-crossover", "-s", user_strategy(root), *GRID, "--per-symbol", "--top", "2"]
     serial = sweep(capsys, *argv, "--workers", "1")
     pool = sweep(capsys, *argv, "--workers", "2")
     on_dask = sweep(capsys, *argv, "--cluster", dask_cluster)
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_cluster)  # the cluster without --cluster
+    by_env = sweep(capsys, *argv)
 
-    tables = [results(root, doc["sweep_id"]) for doc in (serial, pool, on_dask)]
+    tables = [results(root, doc["sweep_id"]) for doc in (serial, pool, on_dask, by_env)]
     assert tables[0].num_rows == 2 * 4 * 3
-    assert tables[1].equals(tables[0]) and tables[2].equals(tables[0])
+    assert all(t.equals(tables[0]) for t in tables[1:])
     rows = tables[0].to_pylist()
     assert [r["run"] for r in rows] == list(range(24))
     # serial order: strategy, then the grid in order, then the symbol
