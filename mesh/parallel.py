@@ -119,7 +119,7 @@ def open_executor(
         import multiprocessing
 
         context: Any
-        if preload:
+        if preload and "forkserver" in multiprocessing.get_all_start_methods():
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(list(preload))
         else:

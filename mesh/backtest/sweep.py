@@ -233,6 +233,7 @@ def new_sweep(
     no_save: bool = False,
 ) -> Sweep:
     """Check everything and load the dataset here (a bad name or value fails before any work)."""
+    data_dir = Path(data_dir).absolute()  # the same folder for workers wherever they start
     options = options.check()
     runs = plan(strategies, params)
     check_sort(sort, runs)
@@ -296,6 +297,7 @@ def read_sweep(sweep_id: str, data_dir: Path | str) -> tuple[dict[str, Any], lis
 
 def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
     """A saved sweep, its runs planned again and the rows it has: ready to resume."""
+    data_dir = Path(data_dir).absolute()
     doc, rows = read_sweep(sweep_id, data_dir)
     sweep = _build(doc, sweeps_root(data_dir) / sweep_id, data_dir)
     sweep.state = doc.get("state", "interrupted")
