@@ -35,7 +35,7 @@ from typing import Any
 
 from mesh import parallel
 from mesh.backtest import datasets, report
-from mesh.backtest.errors import BacktestError
+from mesh.backtest.errors import BacktestError, DatasetError
 from mesh.backtest.runner import BacktestResult, Options, plan, prepare, simulate
 from mesh.backtest.strategies import Strategy, get_strategy
 from mesh.config import local_state_dir
@@ -219,6 +219,11 @@ def _metric_names() -> tuple[str, ...]:
 METRIC_NAMES = _metric_names()
 
 
+def _absolute(data_dir: Path | str) -> Path | str:
+    """A data folder as an absolute path; an s3:// location as it is."""
+    return data_dir if storage.is_remote(data_dir) else Path(data_dir).absolute()
+
+
 def sweeps_root(data_dir: Path | str) -> storage.Location:
     return storage.Location(data_dir).join(SWEEPS)
 
@@ -236,6 +241,7 @@ def new_sweep(
     no_save: bool = False,
 ) -> Sweep:
     """Check everything and load the dataset here (a bad name or value fails before any work)."""
+    data_dir = _absolute(data_dir)  # the same folder for workers wherever they start
     options = options.check()
     runs = plan(strategies, params)
     check_sort(sort, runs)
@@ -280,25 +286,34 @@ def _build(spec: dict[str, Any], folder: storage.Location, data_dir: Path | str)
     return Sweep(spec["sweep_id"], folder, spec, tasks, labels)
 
 
-def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
-    """A saved sweep with the rows it has (to resume it or show it)."""
+def read_sweep(sweep_id: str, data_dir: Path | str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A saved sweep's `sweep.json` and its rows, in run order (no strategy is loaded)."""
     root = sweeps_root(data_dir)
-    doc = None
-    if sweep_id and "/" not in sweep_id and not sweep_id.startswith((".", "?")):
+    doc: Any = None
+    rows: list[dict[str, Any]] = []
+    if sweep_id and "/" not in sweep_id and not sweep_id.startswith((".", "?", "#")):
+        folder = root.join(sweep_id)
         try:
-            doc = root.join(sweep_id).read_json(SPEC)
-        except ValueError as exc:
-            raise BacktestError(f"sweep {sweep_id!r}: unreadable {SPEC}: {exc}") from None
+            doc = folder.read_json(SPEC)
+            if isinstance(doc, dict) and folder.exists(RESULTS):
+                rows = folder.read_table(RESULTS).to_pylist()
+        except (OSError, ValueError) as exc:
+            raise BacktestError(f"sweep {sweep_id!r} is unreadable: {exc}") from None
     if not isinstance(doc, dict):
         raise BacktestError(f"no sweep {sweep_id!r} under {root} (see massive backtest --sweeps)")
-    folder = root.join(sweep_id)
-    sweep = _build(doc, folder, data_dir)
+    return doc, sorted((r for r in rows if r.get("run") is not None), key=lambda r: r["run"])
+
+
+def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
+    """A saved sweep, its runs planned again and the rows it has: ready to resume."""
+    data_dir = _absolute(data_dir)
+    doc, rows = read_sweep(sweep_id, data_dir)
+    sweep = _build(doc, sweeps_root(data_dir).join(sweep_id), data_dir)
     sweep.state = doc.get("state", "interrupted")
     sweep.top = doc.get("top") or []
-    if folder.exists(RESULTS):
-        for row in folder.read_table(RESULTS).to_pylist():
-            if row.get("run") is not None and 0 <= int(row["run"]) < sweep.total:
-                sweep.rows[int(row["run"])] = row
+    for row in rows:
+        if 0 <= int(row["run"]) < sweep.total:
+            sweep.rows[int(row["run"])] = row
     return sweep
 
 
@@ -323,13 +338,26 @@ def list_sweeps(data_dir: Path | str) -> list[dict[str, Any]]:
 
 
 def check_sort(sort: str, runs: list[tuple[str, dict[str, Any]]] | None = None) -> None:
+    """`sort` names a metric, a fixed column or a parameter of the planned `runs`."""
     known = set(METRIC_NAMES) | {"run", "strategy", "symbol"}
     for name, _ in runs or []:
         known |= {p.name for p in _strategy(name).params}
+    _check_sort(sort, known)
+
+
+def _check_sort(sort: str, known: set[str]) -> None:
     if sort not in known:
         raise BacktestError(
             f"cannot sort by {sort!r}; metrics: {', '.join(m for m in METRIC_NAMES if m not in ('start', 'end'))}"
         )
+
+
+def check_sort_columns(sort: str, spec: dict[str, Any]) -> None:
+    """`sort` names a metric, a fixed column or a parameter column of a saved sweep."""
+    params = spec.get("param_columns") or []
+    _check_sort(
+        sort, {*METRIC_NAMES, "run", "strategy", "symbol", *params, *map(_param_column, params)}
+    )
 
 
 def run_sweep(
@@ -361,14 +389,19 @@ def run_sweep(
 
             sweep.state = "running"
             sweep.write()
-            last = [time.monotonic()]
+            last = [time.monotonic(), CHECKPOINT_S]  # when written, and the wait until next
 
             def finished(k: int, metrics: dict[str, Any]) -> None:
                 index = todo[k]
                 sweep.rows[index] = sweep.row(index, metrics)
-                if time.monotonic() - last[0] >= CHECKPOINT_S:
+                if time.monotonic() - last[0] >= last[1]:
+                    started = time.monotonic()
                     sweep.write()
-                    last[0] = time.monotonic()
+                    # a large table is written less often: at most a tenth of the time goes to it
+                    last[:] = [
+                        time.monotonic(),
+                        max(CHECKPOINT_S, 10 * (time.monotonic() - started)),
+                    ]
                 if on_result is not None:
                     on_result(sweep, index)
 
@@ -378,10 +411,34 @@ def run_sweep(
                 sweep.state = "interrupted"
                 sweep.write()
                 raise SweepInterrupted(sweep) from None
-            except BaseException:
+            except BaseException as exc:
                 sweep.state = "failed"
                 sweep.write()
-                raise
+                if isinstance(exc, parallel.ExecutorError) and exc.index is not None:
+                    run = todo[exc.index]
+                    strategy, params, symbol = sweep.labels[run]
+                    shown = " ".join(
+                        f"{k}={v}" for k, v in json.loads(sweep.tasks[run].params).items()
+                    )
+                    raise BacktestError(
+                        f"run {run} ({' '.join(filter(None, [strategy, shown]))} on {symbol}) "
+                        f"stopped the sweep: {exc}; {sweep.done} of {sweep.total} runs saved"
+                    ) from None
+                if isinstance(exc, BacktestError | DatasetError | parallel.ExecutorError):
+                    raise
+                if not isinstance(exc, Exception):
+                    raise
+                # the engine's own trouble (a cluster that went away, a worker killed each time
+                # it ran a task): one line, and the finished runs are kept for --resume
+                resume = (
+                    ""
+                    if sweep.spec.get("no_save")
+                    else f"; resume with: massive backtest --resume {sweep.sweep_id}"
+                )
+                raise BacktestError(
+                    f"sweep stopped after {sweep.done} of {sweep.total} runs: "
+                    f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}{resume}"
+                ) from exc
     sweep.state = "done"
     sweep.write()
     return sweep
@@ -423,9 +480,9 @@ def save_top(sweep: Sweep, data_dir: Path | str, save: bool = True) -> list[Back
     return results
 
 
-def shown_columns(sweep: Sweep, sort: str) -> list[str]:
-    columns = ["run", "strategy", *(_param_column(p) for p in sweep.spec["param_columns"])]
-    if sweep.spec.get("per_symbol"):
+def shown_columns(spec: dict[str, Any], sort: str) -> list[str]:
+    columns = ["run", "strategy", *(_param_column(p) for p in spec.get("param_columns") or [])]
+    if spec.get("per_symbol"):
         columns.append("symbol")
     columns += [m for m in SHOWN_METRICS if m not in columns]
     if sort not in columns:
