@@ -225,7 +225,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         if args.strategies:
             return _list_strategies(args.json)
         if args.datasets:
-            return _list_datasets(_local_datasets(config, None), args.json)
+            return _list_datasets(config, args.json)
         if args.sweeps:
             return _list_sweeps(config.data_location, config.shown_data_location, args.json)
         if args.sweep:
@@ -512,16 +512,20 @@ def _list_strategies(as_json: bool) -> int:
     return 0
 
 
-def _list_datasets(data_dir: Any, as_json: bool) -> int:
+def _list_datasets(config: Any, as_json: bool) -> int:
     from mesh.backtest.datasets import list_datasets
 
-    items = list_datasets(data_dir)
+    items = list_datasets(_local_datasets(config, None))
+    for item in items:  # paths in the local copy of an s3:// MESH_DATA_DIR, shown as s3:// ones
+        for key in ("path", "error"):
+            if isinstance(item.get(key), str):
+                item[key] = _shown(config, item[key])
     if as_json:
         print(json.dumps(items, indent=2))
         return 0
     if not items:
         print(
-            f"no datasets under {data_dir} (record one with `massive record start NAME`, or fetch history with `massive fetch`)"
+            f"no datasets under {config.shown_data_location} (record one with `massive record start NAME`, or fetch history with `massive fetch`)"
         )
         return 0
     print(f"{'NAME':<24}{'KIND':<12}{'START':<22}{'END':<22}{'ROWS':>10}  SYMBOLS")

@@ -128,6 +128,12 @@ def test_history_fetched_into_s3_backtests_as_it_does_from_a_local_folder(
     assert info["path"] == "s3://team-data/mesh/historical/shared"
     assert info["symbols"] == ["AAPL", "MSFT"] and info["rows_total"] > 0
     outputs += [listed.stdout, listed.stderr]
+    offered = massive(remote_env, "backtest", "--datasets", "--json")
+    assert offered.returncode == 0, offered.stderr
+    assert [d["path"] for d in json.loads(offered.stdout)] == [
+        "s3://team-data/mesh/historical/shared"
+    ]
+    outputs += [offered.stdout, offered.stderr]
     no_secret_anywhere(outputs, tmp_path / "state", objects=bucket_objects(s3_server))
 
 
