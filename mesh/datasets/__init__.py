@@ -14,7 +14,8 @@ damaged dataset fails with the same one line everywhere, and every bar has one s
 
 Modules: `layout` (where things are and what they are called), `tables` (bars, quotes, trades or
 gaps, from the columns), `manifest`, `dataset` (opening and checking one), `resolve` (names),
-`listing`, `read`, `migration`, `atomic` (all-or-nothing writes), `errors`, `audit` (audit.json:
+`listing`, `read`, `migration`, `atomic` (all-or-nothing writes), `storage` (where datasets
+live: a local folder or an `s3://` prefix, `MESH_DATA_DIR=s3://...`), `errors`, `audit` (audit.json:
 reconciliation, heals, quality), `quality` (the data-quality report), `healed` (a recording's
 healed layer, read with its capture unless `capture_only`), `live` (whether a recorder is writing
 a recording now).

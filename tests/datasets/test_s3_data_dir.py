@@ -339,3 +339,15 @@ def test_sweep_results_round_trip_through_a_location(s3_server: str) -> None:
     assert "mesh/sweeps/abc123/results.parquet" in bucket_objects(s3_server)
     with pytest.raises(FileNotFoundError):
         storage.read_table(storage.Location(data_uri(s3_server)).join("sweeps", "nope.parquet"))
+
+
+def test_with_an_s3_data_dir_what_needs_a_disk_defaults_to_local_state_under_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config = Config.load(environ={"MESH_DATA_DIR": "s3://team-data/mesh"}, cwd=tmp_path)
+    state = tmp_path / "home" / ".local" / "state" / "massive-mesh"
+    assert config.data_remote and config.data_dir == state and state.is_dir()
+    assert config.data_location == "s3://team-data/mesh"
+    local = Config.load(environ={"MESH_DATA_DIR": str(tmp_path / "d")}, cwd=tmp_path)
+    assert not local.data_remote and local.data_location == str(tmp_path / "d")
