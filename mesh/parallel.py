@@ -215,11 +215,13 @@ def run_tasks(
     A dead worker breaks a process pool and every task in flight with it. The finished results
     are kept, a new pool is opened, the tasks that were in flight run again one at a time (so a
     break is the fault of the one task running), then the rest as before. A task that breaks the
-    pool on its own more than `retries` times raises `ExecutorError` (its `index` says which).
+    pool on its own more than `retries` times is not run again; once every other task has
+    finished, `ExecutorError` is raised (its `index` says which).
     """
     results: dict[int, R] = {}
     suspects: list[int] = []  # in flight when a pool broke: run alone next
     alone_breaks: dict[int, int] = {}
+    killers: list[int] = []  # tasks that broke the pool alone too often: not run again
     rounds = 0
 
     def keep(index: int, future: cf.Future[R]) -> bool:
@@ -234,7 +236,7 @@ def run_tasks(
             on_result(index, results[index])
         return True
 
-    while len(results) < len(tasks):
+    while len(results) + len(killers) < len(tasks):
         rounds += 1
         if rounds > 10 * (retries + 1) + len(tasks):
             raise ExecutorError(
@@ -244,7 +246,7 @@ def run_tasks(
             limit = window
             if isinstance(executor, cf.ProcessPoolExecutor):
                 limit = min(window, 2 * getattr(executor, "_max_workers", window))
-            alone = [i for i in suspects if i not in results]
+            alone = [i for i in suspects if i not in results and i not in killers]
             suspects = []
             broken = False
             for index in alone:
@@ -257,17 +259,14 @@ def run_tasks(
                     pass
                 alone_breaks[index] = alone_breaks.get(index, 0) + 1
                 if alone_breaks[index] > retries:
-                    raise ExecutorError(
-                        f"task {index} killed its worker process {alone_breaks[index]} times",
-                        index=index,
-                    )
-                suspects = [i for i in alone if i not in results]
+                    killers.append(index)  # reported once the others have finished
+                suspects = [i for i in alone if i not in results and i not in killers]
                 broken = True
                 break
             if broken:
                 continue
             pending: dict[cf.Future[R], int] = {}
-            queue = (i for i in range(len(tasks)) if i not in results)
+            queue = (i for i in range(len(tasks)) if i not in results and i not in killers)
             try:
                 while True:
                     for index in queue:
@@ -305,4 +304,9 @@ def run_tasks(
                         else:
                             future.cancel()
                             suspects.append(index)
+    if killers:
+        index = min(killers)
+        raise ExecutorError(
+            f"task {index} killed its worker process {alone_breaks[index]} times", index=index
+        )
     return [results[i] for i in range(len(tasks))]
