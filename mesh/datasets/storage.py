@@ -219,7 +219,9 @@ class Location:
         except FileNotFoundError:
             return None
         except (OSError, pa.ArrowException) as exc:
-            if not self.exists(rel):
+            # S3 says a missing key is FileNotFoundError; anything else (no connection) is asked
+            # about once only, not again through exists() and its retries
+            if self.is_local and not self.exists(rel):
                 return None
             raise StorageError(f"cannot read {self.uri(rel)}: {_one_line(exc)}") from None
 
