@@ -263,6 +263,12 @@ def _shown(config: Any, text: str) -> str:
     return storage.shown_path(text, config.data_location, config.data_dir)
 
 
+def _shown_path(path: str, data_location: str, state_dir: Path) -> str:
+    from mesh.datasets import storage
+
+    return storage.shown_path(path, data_location, state_dir)
+
+
 def _local_datasets(config: Any, spec: str | None) -> Path:
     """The folder datasets are read from: MESH_DATA_DIR, or the local copy of an s3:// one."""
     from mesh.datasets import storage
@@ -313,6 +319,8 @@ def _run(args: argparse.Namespace, data_dir: Path, runs_dir: Path, data_location
         )
         return _sweep(args, runs_dir, sweep)
     results = run_many(args.dataset, list(runs), data_dir=data_dir, options=options)
+    for r in results:  # the local copy of an s3:// MESH_DATA_DIR is shown as the s3:// dataset
+        r.dataset["path"] = _shown_path(str(r.dataset.get("path", "")), data_location, runs_dir)
     if not args.no_save:
         for r in results:
             report.save(r, runs_dir)
@@ -376,7 +384,12 @@ def _sweep(args: argparse.Namespace, runs_dir: Any, sweep: Any) -> int:
             "sort": sort,
             "ran": todo,  # runs done by this command (a resumed sweep: the missing ones)
             "elapsed_s": round(elapsed, 6),  # their wall time, start-up of the executor included
-            "dataset": market.describe(),
+            "dataset": {
+                **market.describe(),
+                "path": _shown_path(
+                    str(market.dataset.path), sweep.tasks[0].data_dir, Path(runs_dir)
+                ),
+            },
             "top": best,
             "runs": [
                 {

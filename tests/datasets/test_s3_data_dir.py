@@ -117,6 +117,7 @@ def test_history_fetched_into_s3_backtests_as_it_does_from_a_local_folder(
         assert done.returncode == 0, done.stderr
         outputs += [done.stdout, done.stderr]
         results.append(json.loads(done.stdout)["runs"][0])
+    assert json.loads(done.stdout)["dataset"]["path"] == "s3://team-data/mesh/historical/shared"
     assert results[0]["metrics"] == results[1]["metrics"]
     assert results[0]["metrics"]["trades"] > 0
     assert results[0]["per_symbol"] == results[1]["per_symbol"]
@@ -153,6 +154,7 @@ def test_a_sweep_on_an_s3_data_dir_writes_its_table_there_and_matches_the_local_
         done = massive(env, *sweep, timeout=240)
         assert done.returncode == 0, done.stderr
         sweep_id = json.loads(done.stdout)["sweep_id"]
+        assert json.loads(done.stdout)["dataset"]["path"].startswith(where.partition("?")[0])
         results = storage.Location(where).join("sweeps", sweep_id, "results.parquet")
         tables.append(storage.read_table(results))
     assert tables[0].num_rows == 2 * 2 * 2
