@@ -356,8 +356,8 @@ class Location:
     def mirror(self, rel: str, local: Path) -> Path:
         """Make the local folder `local` a copy of folder `rel`; returns `local`.
 
-        Only files whose size or time changed are downloaded (each all or nothing); local files
-        no longer there are removed. A local location is its own copy: its folder is returned.
+        Only files whose size or time differ from the copy's are downloaded (each all or
+        nothing, then given the object's time); local files no longer there are removed. A local location is its own copy: its folder is returned.
         """
         if self.is_local:
             return Path(self.path(rel))
@@ -367,12 +367,14 @@ class Location:
             target = local / name
             with contextlib.suppress(OSError):
                 st = target.stat()
-                if st.st_size == entry.size and st.st_mtime_ns >= entry.mtime_ns:
+                if st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns:
                     continue
             data = self.read_bytes(posixpath.join(rel, name) if rel else name)
             if data is None:  # removed while we looked
                 continue
             Location(target.parent).write_bytes(target.name, data)
+            with contextlib.suppress(OSError):  # the copy carries the object's time: compared
+                os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))  # as is, whatever the clocks
         if local.is_dir():  # another process may be copying here too: leave its temporaries
             for path in sorted(local.rglob("*"), reverse=True):
                 name = path.relative_to(local).as_posix()

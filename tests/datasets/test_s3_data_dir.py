@@ -15,7 +15,6 @@ from typing import Any
 import boto3
 import pyarrow as pa
 import pytest
-import requests
 from moto.server import ThreadedMotoServer
 
 from mesh import client, service, topics
@@ -46,19 +45,31 @@ AWS = {
 
 @pytest.fixture
 def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A moto S3 server with the bucket `team-data`; yields `127.0.0.1:PORT`."""
+    """A moto S3 server with an empty bucket `team-data`; yields `127.0.0.1:PORT`.
+
+    moto keeps its buckets in this process, shared by every server (the simulator's flat files
+    too), so the bucket is emptied before and removed after, and nothing else is touched."""
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
-    # moto keeps its buckets in this process, shared by every server: start from none
-    requests.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10)
     for key, value in AWS.items():
         monkeypatch.setenv(key, value)
-    boto3.client(
-        "s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1"
-    ).create_bucket(Bucket="team-data")
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+    empty_bucket(s3)
+    s3.create_bucket(Bucket="team-data")
     yield f"127.0.0.1:{port}"
+    empty_bucket(s3)
     server.stop()
+
+
+def empty_bucket(s3: Any) -> None:
+    try:
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="team-data").get("Contents", [])]
+    except s3.exceptions.NoSuchBucket:
+        return
+    for key in keys:
+        s3.delete_object(Bucket="team-data", Key=key)
+    s3.delete_bucket(Bucket="team-data")
 
 
 def data_uri(endpoint: str) -> str:
