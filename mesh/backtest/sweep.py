@@ -40,6 +40,8 @@ RESULTS = "results.parquet"
 SPEC = "sweep.json"
 PORTFOLIO = "portfolio"
 CHECKPOINT_S = 2.0
+CHUNKS = 100  # a large sweep goes out in about this many tasks...
+CHUNK_MAX = 32  # ...of at most this many runs each
 FIXED_COLUMNS = ("run", "strategy", "params", "symbol")
 PRELOAD = (
     "mesh.backtest.sweep",
@@ -97,8 +99,19 @@ def simulate_task(task: RunTask) -> BacktestResult:
 
 
 def run_task(task: RunTask) -> dict[str, Any]:
-    """A worker's part of a sweep: one run's metrics."""
+    """One run's metrics."""
     return simulate_task(task).metrics
+
+
+def run_chunk(tasks: tuple[RunTask, ...]) -> list[dict[str, Any]]:
+    """A worker's part of a sweep: a few consecutive runs' metrics (one round trip for several
+    runs of a large sweep, whose runs may take a millisecond each)."""
+    return [run_task(task) for task in tasks]
+
+
+def chunk_size(runs: int) -> int:
+    """Runs per task: 1 up to a few hundred runs, then more, up to CHUNK_MAX."""
+    return max(1, min(CHUNK_MAX, runs // CHUNKS))
 
 
 def options_key(options: Options) -> str:
@@ -382,9 +395,14 @@ def run_sweep(
             sweep.write()
             last = [time.monotonic(), CHECKPOINT_S]  # when written, and the wait until next
 
-            def finished(k: int, metrics: dict[str, Any]) -> None:
-                index = todo[k]
-                sweep.rows[index] = sweep.row(index, metrics)
+            size = chunk_size(len(todo))
+            chunks = [tuple(todo[i : i + size]) for i in range(0, len(todo), size)]
+
+            def finished(k: int, metrics: list[dict[str, Any]]) -> None:
+                for index, m in zip(chunks[k], metrics, strict=True):
+                    sweep.rows[index] = sweep.row(index, m)
+                    if on_result is not None:
+                        on_result(sweep, index)
                 if time.monotonic() - last[0] >= last[1]:
                     started = time.monotonic()
                     sweep.write()
@@ -393,11 +411,10 @@ def run_sweep(
                         time.monotonic(),
                         max(CHECKPOINT_S, 10 * (time.monotonic() - started)),
                     ]
-                if on_result is not None:
-                    on_result(sweep, index)
 
             try:
-                parallel.run_tasks(executors, [sweep.tasks[i] for i in todo], run_task, finished)
+                work = [tuple(sweep.tasks[i] for i in chunk) for chunk in chunks]
+                parallel.run_tasks(executors, work, run_chunk, finished)
             except KeyboardInterrupt:
                 sweep.state = "interrupted"
                 sweep.write(durable=True)
@@ -406,14 +423,11 @@ def run_sweep(
                 sweep.state = "failed"
                 sweep.write(durable=True)
                 if isinstance(exc, parallel.ExecutorError) and exc.index is not None:
-                    run = todo[exc.index]
-                    strategy, params, symbol = sweep.labels[run]
-                    shown = " ".join(
-                        f"{k}={v}" for k, v in json.loads(sweep.tasks[run].params).items()
-                    )
+                    runs = chunks[exc.index]
                     raise BacktestError(
-                        f"run {run} ({' '.join(filter(None, [strategy, shown]))} on {symbol}) "
-                        f"stopped the sweep: {exc}; {sweep.done} of {sweep.total} runs saved"
+                        f"{_describe(sweep, runs)} stopped the sweep: "
+                        f"{str(exc).replace(f'task {exc.index} ', 'it ')}; "
+                        f"{sweep.done} of {sweep.total} runs saved"
                     ) from None
                 if isinstance(exc, BacktestError | DatasetError | parallel.ExecutorError):
                     raise
@@ -433,6 +447,19 @@ def run_sweep(
     sweep.state = "done"
     sweep.write(durable=True)
     return sweep
+
+
+def _describe(sweep: Sweep, runs: tuple[int, ...]) -> str:
+    """`run 7 (mystrat fast=10 on AAPL)`, or `runs 32-63 (from mystrat fast=10 on AAPL)`."""
+
+    def one(run: int) -> str:
+        strategy, _, symbol = sweep.labels[run]
+        shown = " ".join(f"{k}={v}" for k, v in json.loads(sweep.tasks[run].params).items())
+        return f"{' '.join(filter(None, [strategy, shown]))} on {symbol}"
+
+    if len(runs) == 1:
+        return f"run {runs[0]} ({one(runs[0])})"
+    return f"runs {runs[0]}-{runs[-1]} (from {one(runs[0])}, one of them)"
 
 
 def sorted_rows(
