@@ -98,6 +98,12 @@ def simulate_task(task: RunTask) -> BacktestResult:
     return simulate(market, _strategy(task.strategy), json.loads(task.params), options)
 
 
+def market_of(sweep: Sweep) -> datasets.Market:
+    """The dataset a sweep runs on, as its workers load it (cached in this process too)."""
+    task = sweep.tasks[0]
+    return _market(task.dataset, task.data_dir, task.options)
+
+
 def run_task(task: RunTask) -> dict[str, Any]:
     """One run's metrics."""
     return simulate_task(task).metrics
