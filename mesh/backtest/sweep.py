@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -446,9 +447,15 @@ def run_sweep(
                     if sweep.spec.get("no_save")
                     else f"; resume with: massive backtest --resume {sweep.sweep_id}"
                 )
+                text = str(exc).strip()
+                why = (
+                    f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+                )
+                address = cluster or os.environ.get(parallel.ADDRESS_VAR)
+                if address and type(exc).__name__ == "CancelledError":
+                    why = f"lost the Dask scheduler at {address}"
                 raise BacktestError(
-                    f"sweep stopped after {sweep.done} of {sweep.total} runs: "
-                    f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}{resume}"
+                    f"sweep stopped after {sweep.done} of {sweep.total} runs: {why}{resume}"
                 ) from exc
     sweep.state = "done"
     sweep.write(durable=True)
