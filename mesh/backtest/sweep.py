@@ -23,7 +23,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -39,6 +40,7 @@ from mesh.backtest.strategies import Strategy, get_strategy
 SWEEPS = "sweeps"
 RESULTS = "results.parquet"
 SPEC = "sweep.json"
+LOCK = ".lock"  # held while a process runs the sweep
 PORTFOLIO = "portfolio"
 CHECKPOINT_S = 2.0
 CHUNKS = 100  # a large sweep goes out in about this many tasks...
@@ -387,7 +389,7 @@ def run_sweep(
     todo = [i for i in range(sweep.total) if i not in sweep.rows]
     if todo:
         first = parallel.open_executor(1 if len(todo) == 1 else workers, cluster, preload=PRELOAD)
-        with first as executor:  # opened before anything is written: a bad cluster writes nothing
+        with first as executor, _exclusive(sweep):  # a bad cluster writes nothing
             opened = [False]
 
             def executors() -> Any:
@@ -473,6 +475,34 @@ def _describe(sweep: Sweep, runs: tuple[int, ...]) -> str:
     if len(runs) == 1:
         return f"run {runs[0]} ({one(runs[0])})"
     return f"runs {runs[0]}-{runs[-1]} (from {one(runs[0])}, one of them)"
+
+
+@contextmanager
+def _exclusive(sweep: Sweep) -> Iterator[None]:
+    """Only one process runs a sweep at a time (a second --resume of it is refused in one line).
+
+    The lock is the operating system's (`flock` on `.lock` in the sweep's folder), so it goes
+    with the process that held it, however that process ended."""
+    if sweep.spec.get("no_save"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: nothing to guard with
+        yield
+        return
+    sweep.folder.mkdir(parents=True, exist_ok=True)
+    with open(sweep.folder / LOCK, "a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BacktestError(
+                f"sweep {sweep.sweep_id} is running in another process; wait for it, or stop it first"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def sorted_rows(

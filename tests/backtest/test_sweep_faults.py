@@ -260,3 +260,27 @@ def test_a_scheduler_lost_mid_sweep_is_one_line_and_resume_finishes_it(
     assert cli.main(["backtest", "--resume", s.sweep_id, "--workers", "1"]) == 0
     assert spec(root, s.sweep_id)["state"] == "done"
     assert results(root, s.sweep_id).to_pylist() == expected
+
+
+def test_a_sweep_runs_in_one_process_at_a_time(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fcntl
+
+    def interrupt(s: sweeps.Sweep, index: int) -> None:
+        if s.done == 2:
+            raise KeyboardInterrupt
+
+    s = sweeps.new_sweep("mins", [user_strategy(root)], GRID, Options(), root, per_symbol=True)
+    with pytest.raises(sweeps.SweepInterrupted):
+        sweeps.run_sweep(s, workers=1, on_result=interrupt)
+    assert spec(root, s.sweep_id)["state"] == "interrupted"
+
+    with open(root / "sweeps" / s.sweep_id / ".lock", "a") as held:  # as another process would
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert cli.main(["backtest", "--resume", s.sweep_id, "--workers", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"sweep {s.sweep_id} is running in another process" in err[0]
+        assert spec(root, s.sweep_id)["state"] == "interrupted"
+    assert cli.main(["backtest", "--resume", s.sweep_id, "--workers", "1"]) == 0
+    assert spec(root, s.sweep_id)["done"] == 24
