@@ -85,7 +85,7 @@ def register(subparsers: Subparsers) -> None:
         "--symbols",
         "--symbol",
         metavar="A,B",
-        help="only these symbols (default: all, as an equal-weight portfolio)",
+        help="only these symbols (default: all, as an equal-weight portfolio); with --sweep: only this symbol's runs",
     )
     p.add_argument(
         "--fills",
