@@ -78,7 +78,7 @@ class RunTask:
     symbol: str | None  # None: the selected symbols as one portfolio
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=2)  # a worker keeps the last two datasets it loaded (a sweep uses one)
 def _market(dataset: str, data_dir: str, options: str) -> datasets.Market:
     return prepare(dataset, Options.from_dict(json.loads(options)), data_dir)
 
