@@ -148,8 +148,8 @@ def _dask_client(address: str, workers: int) -> Iterator[Any]:
     import logging
 
     # A worker that dies or a scheduler that goes away is reported by the caller in one line;
-    # distributed's own warnings would only repeat it.
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    # distributed's own warnings and tracebacks (its reconnection attempts) would only repeat it.
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     with contextlib.ExitStack() as stack:
         if address == "local":
             # the same for the worker processes, which read it at start

@@ -86,7 +86,7 @@ def register(subparsers: Subparsers) -> None:
         "--symbols",
         "--symbol",
         metavar="A,B",
-        help="only these symbols (default: all, as an equal-weight portfolio)",
+        help="only these symbols (default: all, as an equal-weight portfolio); with --sweep: only this symbol's runs",
     )
     p.add_argument(
         "--fills",
@@ -354,12 +354,12 @@ def _run(args: argparse.Namespace, data_dir: Path, runs_dir: Path, data_location
 def _sweep(args: argparse.Namespace, runs_dir: Any, sweep: Any) -> int:
     """Run a sweep's missing runs with a progress bar, save its best runs (run folders under
     `runs_dir`), print them."""
+    import time
+
     from mesh.backtest import report
     from mesh.backtest import sweep as sweeps
 
     finished_before = sweep.state == "done" and bool(sweep.top)
-    import time
-
     todo = sweep.total - sweep.done
     started = time.perf_counter()
     with _progress_bar(sweep.total, sweep.done) as advance:
@@ -372,9 +372,7 @@ def _sweep(args: argparse.Namespace, runs_dir: Any, sweep: Any) -> int:
     best = sweeps.sorted_rows(list(sweep.rows.values()), sort)[: sweep.spec["top_k"]]
     folder = str(sweep.folder) if saving else None
     if args.json:
-        market = sweeps._market(
-            sweep.tasks[0].dataset, sweep.tasks[0].data_dir, sweep.tasks[0].options
-        )
+        market = sweeps.market_of(sweep)
         out = {
             "sweep_id": sweep.sweep_id if saving else None,
             "sweep_dir": folder,

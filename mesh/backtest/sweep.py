@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -44,8 +46,11 @@ from mesh.datasets import storage
 SWEEPS = "sweeps"
 RESULTS = "results.parquet"
 SPEC = "sweep.json"
+LOCK = ".lock"  # held while a process runs the sweep
 PORTFOLIO = "portfolio"
 CHECKPOINT_S = 2.0
+CHUNKS = 100  # a large sweep goes out in about this many tasks...
+CHUNK_MAX = 32  # ...of at most this many runs each
 FIXED_COLUMNS = ("run", "strategy", "params", "symbol")
 PRELOAD = (
     "mesh.backtest.sweep",
@@ -79,7 +84,7 @@ class RunTask:
     symbol: str | None  # None: the selected symbols as one portfolio
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=2)  # a worker keeps the last two datasets it loaded (a sweep uses one)
 def _market(dataset: str, data_dir: str, options: str) -> datasets.Market:
     folder = storage.local_datasets(data_dir, local_state_dir(data_dir), dataset)
     return prepare(dataset, Options.from_dict(json.loads(options)), folder)
@@ -103,9 +108,26 @@ def simulate_task(task: RunTask) -> BacktestResult:
     return simulate(market, _strategy(task.strategy), json.loads(task.params), options)
 
 
+def market_of(sweep: Sweep) -> datasets.Market:
+    """The dataset a sweep runs on, as its workers load it (cached in this process too)."""
+    task = sweep.tasks[0]
+    return _market(task.dataset, task.data_dir, task.options)
+
+
 def run_task(task: RunTask) -> dict[str, Any]:
-    """A worker's part of a sweep: one run's metrics."""
+    """One run's metrics."""
     return simulate_task(task).metrics
+
+
+def run_chunk(tasks: tuple[RunTask, ...]) -> list[dict[str, Any]]:
+    """A worker's part of a sweep: a few consecutive runs' metrics (one round trip for several
+    runs of a large sweep, whose runs may take a millisecond each)."""
+    return [run_task(task) for task in tasks]
+
+
+def chunk_size(runs: int) -> int:
+    """Runs per task: 1 up to a few hundred runs, then more, up to CHUNK_MAX."""
+    return max(1, min(CHUNK_MAX, runs // CHUNKS))
 
 
 def options_key(options: Options) -> str:
@@ -376,7 +398,7 @@ def run_sweep(
     todo = [i for i in range(sweep.total) if i not in sweep.rows]
     if todo:
         first = parallel.open_executor(1 if len(todo) == 1 else workers, cluster, preload=PRELOAD)
-        with first as executor:  # opened before anything is written: a bad cluster writes nothing
+        with first as executor, _exclusive(sweep):  # a bad cluster writes nothing
             opened = [False]
 
             def executors() -> Any:
@@ -391,9 +413,14 @@ def run_sweep(
             sweep.write()
             last = [time.monotonic(), CHECKPOINT_S]  # when written, and the wait until next
 
-            def finished(k: int, metrics: dict[str, Any]) -> None:
-                index = todo[k]
-                sweep.rows[index] = sweep.row(index, metrics)
+            size = chunk_size(len(todo))
+            chunks = [tuple(todo[i : i + size]) for i in range(0, len(todo), size)]
+
+            def finished(k: int, metrics: list[dict[str, Any]]) -> None:
+                for index, m in zip(chunks[k], metrics, strict=True):
+                    sweep.rows[index] = sweep.row(index, m)
+                    if on_result is not None:
+                        on_result(sweep, index)
                 if time.monotonic() - last[0] >= last[1]:
                     started = time.monotonic()
                     sweep.write()
@@ -402,11 +429,10 @@ def run_sweep(
                         time.monotonic(),
                         max(CHECKPOINT_S, 10 * (time.monotonic() - started)),
                     ]
-                if on_result is not None:
-                    on_result(sweep, index)
 
             try:
-                parallel.run_tasks(executors, [sweep.tasks[i] for i in todo], run_task, finished)
+                work = [tuple(sweep.tasks[i] for i in chunk) for chunk in chunks]
+                parallel.run_tasks(executors, work, run_chunk, finished)
             except KeyboardInterrupt:
                 sweep.state = "interrupted"
                 sweep.write()
@@ -415,14 +441,11 @@ def run_sweep(
                 sweep.state = "failed"
                 sweep.write()
                 if isinstance(exc, parallel.ExecutorError) and exc.index is not None:
-                    run = todo[exc.index]
-                    strategy, params, symbol = sweep.labels[run]
-                    shown = " ".join(
-                        f"{k}={v}" for k, v in json.loads(sweep.tasks[run].params).items()
-                    )
+                    runs = chunks[exc.index]
                     raise BacktestError(
-                        f"run {run} ({' '.join(filter(None, [strategy, shown]))} on {symbol}) "
-                        f"stopped the sweep: {exc}; {sweep.done} of {sweep.total} runs saved"
+                        f"{_describe(sweep, runs)} stopped the sweep: "
+                        f"{str(exc).replace(f'task {exc.index} ', 'it ')}; "
+                        f"{sweep.done} of {sweep.total} runs saved"
                     ) from None
                 if isinstance(exc, BacktestError | DatasetError | parallel.ExecutorError):
                     raise
@@ -435,13 +458,66 @@ def run_sweep(
                     if sweep.spec.get("no_save")
                     else f"; resume with: massive backtest --resume {sweep.sweep_id}"
                 )
+                text = str(exc).strip()
+                why = (
+                    f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+                )
+                address = cluster or os.environ.get(parallel.ADDRESS_VAR)
+                if address and type(exc).__name__ == "CancelledError":
+                    why = f"lost the Dask scheduler at {address}"
                 raise BacktestError(
-                    f"sweep stopped after {sweep.done} of {sweep.total} runs: "
-                    f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}{resume}"
+                    f"sweep stopped after {sweep.done} of {sweep.total} runs: {why}{resume}"
                 ) from exc
     sweep.state = "done"
     sweep.write()
     return sweep
+
+
+def _describe(sweep: Sweep, runs: tuple[int, ...]) -> str:
+    """`run 7 (mystrat fast=10 on AAPL)`, or `runs 32-63 (from mystrat fast=10 on AAPL)`."""
+
+    def one(run: int) -> str:
+        strategy, _, symbol = sweep.labels[run]
+        shown = " ".join(f"{k}={v}" for k, v in json.loads(sweep.tasks[run].params).items())
+        return f"{' '.join(filter(None, [strategy, shown]))} on {symbol}"
+
+    if len(runs) == 1:
+        return f"run {runs[0]} ({one(runs[0])})"
+    return f"runs {runs[0]}-{runs[-1]} (from {one(runs[0])}, one of them)"
+
+
+@contextmanager
+def _exclusive(sweep: Sweep) -> Iterator[None]:
+    """Only one process runs a sweep at a time (a second --resume of it is refused in one line).
+
+    The lock is the operating system's (`flock` on `.lock` in the sweep's folder), so it goes
+    with the process that held it, however that process ended. A sweep in S3 has its lock in the
+    local state folder: it keeps a second run off this machine only."""
+    if sweep.spec.get("no_save"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: nothing to guard with
+        yield
+        return
+    if sweep.folder.is_local:
+        folder = Path(sweep.folder.root)
+    else:  # no flock in S3: the lock is this machine's, in the local state folder
+        state = local_state_dir(sweep.folder.raw_location)
+        folder = state / "locks" / SWEEPS / sweep.sweep_id
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK, "a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BacktestError(
+                f"sweep {sweep.sweep_id} is running in another process; wait for it, or stop it first"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def sorted_rows(

@@ -214,3 +214,19 @@ def test_a_sweep_shows_even_when_its_strategy_file_is_gone(
     lines = capsys.readouterr().out.splitlines()
     assert "4 of 4 shown by slow" in lines[0]
     assert [line.split()[3] for line in lines[2:]] == ["60", "60", "30", "30"]
+
+
+def test_a_large_sweep_sent_in_chunks_gives_the_serial_table(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mesh.backtest.sweep import chunk_size
+
+    grid = ["-p", "fast=" + ",".join(map(str, range(2, 18))), "-p", "slow=30,40,50,60,70"]
+    argv = ["-s", "ma-crossover", *grid, "--per-symbol", "--top", "1"]
+    assert chunk_size(16 * 5 * 3) > 1  # several runs per task
+    serial = sweep(capsys, *argv, "--workers", "1")
+    pool = sweep(capsys, *argv, "--workers", "2")
+    assert serial["total"] == pool["ran"] == 240
+    expected = results(root, serial["sweep_id"])
+    assert results(root, pool["sweep_id"]).equals(expected)
+    assert expected.column("run").to_pylist() == list(range(240))

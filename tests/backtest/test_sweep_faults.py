@@ -16,6 +16,7 @@ import pytest
 
 from mesh import cli
 from mesh.backtest import sweep as sweeps
+from mesh.backtest.errors import BacktestError
 from mesh.backtest.runner import Options
 from tests.backtest.sweep_helpers import (
     pause,
@@ -195,9 +196,91 @@ def test_a_run_that_kills_its_worker_every_time_fails_the_sweep_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert "run 1 (" in err[0] and "fast=10 on portfolio) stopped the sweep" in err[0]
-    assert "killed its worker process 4 times; 2 of 3 runs saved" in err[0]
+    assert "stopped the sweep: it killed its worker process 4 times; 2 of 3 runs saved" in err[0]
     # the runs beside it finished: only the one that kills its worker is missing
     (sweep_id,) = sweep_ids(root)
     saved = spec(root, sweep_id)
     assert saved["state"] == "failed" and saved["done"] == 2
     assert [r["fast"] for r in results(root, sweep_id).to_pylist()] == [5, 20]
+
+
+CLUSTER = """
+import time
+from distributed import LocalCluster
+
+cluster = LocalCluster(
+    n_workers=1,
+    threads_per_worker=1,
+    processes=False,
+    protocol="tcp://",
+    host="127.0.0.1",
+    dashboard_address="127.0.0.1:0",
+)
+print(cluster.scheduler_address, flush=True)
+time.sleep(300)
+"""
+
+
+@pytest.mark.timeout(240)
+def test_a_scheduler_lost_mid_sweep_is_one_line_and_resume_finishes_it(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("distributed")
+    expected = rows(reference(root))
+    # a whole Dask cluster in one process of its own, so that one kill takes it all down
+    cluster = subprocess.Popen(
+        [sys.executable, "-c", CLUSTER],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        address = cluster.stdout.readline().strip()  # type: ignore[union-attr]
+        assert address.startswith("tcp://127.0.0.1:")
+        pause(root, 0.2)
+
+        def kill_cluster(s: sweeps.Sweep, index: int) -> None:
+            if s.done == 2:
+                cluster.kill()
+                pause(root, None)
+
+        s = sweeps.new_sweep("mins", [user_strategy(root)], GRID, Options(), root, per_symbol=True)
+        with pytest.raises(BacktestError) as stopped:
+            sweeps.run_sweep(s, cluster=address, on_result=kill_cluster)
+    finally:
+        cluster.kill()
+        cluster.wait()
+    message = str(stopped.value)
+    assert f"lost the Dask scheduler at {address}" in message
+    assert f"resume with: massive backtest --resume {s.sweep_id}" in message
+    saved = spec(root, s.sweep_id)
+    assert saved["state"] == "failed" and 2 <= saved["done"] < 24
+    assert results(root, s.sweep_id).to_pylist() == [r for r in expected if r["run"] in s.rows]
+
+    assert cli.main(["backtest", "--resume", s.sweep_id, "--workers", "1"]) == 0
+    assert spec(root, s.sweep_id)["state"] == "done"
+    assert results(root, s.sweep_id).to_pylist() == expected
+
+
+def test_a_sweep_runs_in_one_process_at_a_time(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fcntl
+
+    def interrupt(s: sweeps.Sweep, index: int) -> None:
+        if s.done == 2:
+            raise KeyboardInterrupt
+
+    s = sweeps.new_sweep("mins", [user_strategy(root)], GRID, Options(), root, per_symbol=True)
+    with pytest.raises(sweeps.SweepInterrupted):
+        sweeps.run_sweep(s, workers=1, on_result=interrupt)
+    assert spec(root, s.sweep_id)["state"] == "interrupted"
+
+    with open(root / "sweeps" / s.sweep_id / ".lock", "a") as held:  # as another process would
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert cli.main(["backtest", "--resume", s.sweep_id, "--workers", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"sweep {s.sweep_id} is running in another process" in err[0]
+        assert spec(root, s.sweep_id)["state"] == "interrupted"
+    assert cli.main(["backtest", "--resume", s.sweep_id, "--workers", "1"]) == 0
+    assert spec(root, s.sweep_id)["done"] == 24
