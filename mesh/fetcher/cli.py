@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from mesh.argtypes import non_negative_int
+from mesh.argtypes import non_negative_int, positive_int
 from mesh.commandline import CliError, load_config
 from mesh.fetcher.ledger import human_bytes
 from mesh.fetcher.request import INTERVALS, METHODS
@@ -67,6 +70,17 @@ def register(subparsers: Subparsers) -> None:
         help="fail instead of falling back to REST when flat files fail",
     )
     fetch.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="flat-file days fetched at once, one process each (default: every core when the span has more than one day; 1 = one after the other in this process)",
+    )
+    fetch.add_argument(
+        "--cluster",
+        metavar="local|ADDRESS",
+        help="run the flat-file days on Dask: `local` starts a local cluster of --workers processes; tcp://HOST:PORT uses a running scheduler whose workers are on this machine (needs the cluster extra)",
+    )
+    fetch.add_argument(
         "--json", action="store_true", help="machine-readable output (the plan, or the report)"
     )
     fetch.set_defaults(func=cmd_fetch)
@@ -113,7 +127,7 @@ def _fail(message: str, code: int) -> CliError:
 def cmd_fetch(args: argparse.Namespace) -> int:
     from mesh.fetcher import datasets
     from mesh.fetcher.errors import BadRequest, FetchError
-    from mesh.fetcher.fetch import Fetcher
+    from mesh.fetcher.fetch import Fetcher, Interrupted
     from mesh.fetcher.request import make_request
 
     config = load_config()
@@ -137,7 +151,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
                 datasets.check_export(args.out)
     except BadRequest as exc:
         raise _fail(str(exc), 2) from None
-    fetcher = Fetcher(config)
+    fetcher = Fetcher(config, days=_day_executor(args, len(request.trading_days)))
     if args.dry_run:
         try:
             plan = fetcher.plan(request)
@@ -152,17 +166,23 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     method, reason = choose(request)
     print(f"method: {method} ({reason})", file=sys.stderr)
+    name = args.name or datasets.default_name(
+        request.symbols, request.interval, request.start.isoformat(), request.end.isoformat()
+    )
     try:
         with _ProgressBar(enabled=not args.json) as bar:
             bars, report = fetcher.run(request, progress=bar.update, fallback=not args.no_fallback)
     except BadRequest as exc:
         raise _fail(str(exc), 2) from None
+    except Interrupted as exc:
+        if exc.bars is not None:
+            info = {**request.as_dict(), **exc.report.as_dict()}
+            path = datasets.write_dataset(exc.bars, config.data_dir, name, info)
+            raise _fail(f"{exc}; the finished days are in dataset {name!r} ({path})", 130) from None
+        raise _fail(str(exc), 130) from None
     except FetchError as exc:
         raise _fail(str(exc), 1) from None
     info = {**request.as_dict(), **report.as_dict()}
-    name = args.name or datasets.default_name(
-        request.symbols, request.interval, request.start.isoformat(), request.end.isoformat()
-    )
     try:
         path = datasets.write_dataset(bars, config.data_dir, name, info)
     except OSError as exc:
@@ -183,11 +203,35 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             ) from None
     if report.fallback:
         print(report.fallback, file=sys.stderr)
+    for failed in report.failed_days:
+        print(f"{failed['day']} {failed['status']}: {failed['reason']}", file=sys.stderr)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         print(f"{report.summary()} -> {path}" + (f" and {info['out']}" if args.out else ""))
+    if report.failed_days:
+        raise _fail(
+            f"{len(report.failed_days)} day(s) missing from dataset {name!r} (listed above); rerunning the same command fetches only what is missing (fetched day files are read from the cache)",
+            1,
+        )
     return 0
+
+
+def _day_executor(args: argparse.Namespace, days: int) -> Any:
+    """Where the flat-file days run: this process, a process pool or Dask (mesh/fetcher/bulk.py)."""
+    import os
+
+    from mesh.fetcher.bulk import DayExecutor
+
+    workers = args.workers or ((os.cpu_count() or 1) if days > 1 else 1)
+    workers = max(1, min(workers, days)) if not args.cluster else workers
+    if workers == 1 and not args.cluster:
+        return DayExecutor(None, 1)
+    return DayExecutor(
+        lambda: open_executor(workers, args.cluster),
+        workers,
+        remote=args.cluster not in (None, "local"),
+    )
 
 
 class _ProgressBar:
@@ -290,3 +334,34 @@ def cmd_quota(args: argparse.Namespace) -> int:
             f"last 24 h                {snap['throttled_24h']} answered 429 by the server, {snap['refused_24h']} refused here to stay within the limits"
         )
     return 0
+
+
+@contextmanager
+def open_executor(workers: int, cluster: str | None) -> Iterator[Executor]:
+    """A process pool of `workers`, or a Dask cluster's executor (`local` or a scheduler address)."""
+    if not cluster:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield pool
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise CliError("--cluster needs Dask: pip install 'massive-mesh[cluster]'", 2) from None
+    if cluster == "local":
+        with (
+            LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as local,
+            Client(local) as client,
+        ):
+            yield client.get_executor()
+        return
+    try:
+        client = Client(cluster, timeout=5)
+    except OSError as exc:
+        raise CliError(f"cannot reach the Dask scheduler at {cluster}: {exc}", 1) from None
+    with client:
+        yield client.get_executor()

@@ -248,7 +248,10 @@ class FlatFiles:
                 raise self._error(exc, file.key) from None
             if got != expected:
                 raise DamagedFile(f"{file.key}: download ended after {got} of {expected} bytes")
-            parsed = parse(tmp)  # the verification: full gzip + header + values
+            try:
+                parsed = parse(tmp)  # the verification: full gzip + header + values
+            except DamagedFile as exc:  # named after the file, not its temporary name
+                raise DamagedFile(str(exc).replace(tmp.name, file.key)) from None
             os.replace(tmp, path)
             self.files_downloaded += 1
             return parsed
