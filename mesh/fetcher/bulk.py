@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from concurrent.futures import BrokenExecutor, Executor, Future, as_completed
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +35,7 @@ from types import SimpleNamespace
 
 import pyarrow as pa
 
-from mesh.fetcher.errors import FlatFileError, QuotaExceeded
+from mesh.fetcher.errors import FetchError, FlatFileError, QuotaExceeded
 from mesh.fetcher.flatfiles import DayFile, FlatFiles
 from mesh.fetcher.ledger import LedgerError, Limits, QuotaLedger
 from mesh.fetcher.minutefile import DamagedFile
@@ -182,81 +182,51 @@ def run_days(
 ) -> tuple[dict[dt.date, DayResult], bool]:
     """(every finished task's result by day, whether Ctrl-C stopped the run).
 
-    A dead worker's days are run again in a new pool. A worker answering `elsewhere` stops the
-    run at once (the remaining days are cancelled). KeyboardInterrupt cancels the days not
-    started, waits for the running ones to stop and returns what had finished.
+    The tasks go through `mesh.parallel.run_tasks`: a process pool broken by a dead worker is
+    re-opened and only the unfinished days go again (at most `retries` times; then they are
+    `failed`). A worker answering `elsewhere` stops the run at once. A task that raises (Dask's
+    KilledWorker after its own retries, say) stops it too, and the unfinished days are `failed`
+    with that line. KeyboardInterrupt cancels the days not started and returns what finished.
     """
+    from mesh import parallel
+
     results: dict[dt.date, DayResult] = {}
-    if executor.open is None:
-        try:
-            for task in tasks:
-                result = fetch_day(task)
-                results[task.day] = result
-                on_result(result)
-                if result.status == ELSEWHERE:
-                    break
-        except KeyboardInterrupt:
-            return results, True
-        return results, False
-    pending = list(tasks)
-    deaths = 0
-    while pending:
-        broken = ""
-        interrupted = False
-        with executor.open() as pool:
-            futures: dict[Future[DayResult], DayTask] = {}
-            try:
-                for task in pending:
-                    futures[pool.submit(fetch_day, task)] = task
-                for future in as_completed(futures):
-                    task = futures[future]
-                    try:
-                        result = future.result()
-                    except BrokenExecutor as exc:
-                        broken = str(exc) or "a worker process died"
-                        continue
-                    except Exception as exc:  # e.g. Dask's KilledWorker after its own retries
-                        result = DayResult(
-                            task.day, FAILED, f"{task.key}: {type(exc).__name__}: {exc}"
-                        )
-                    results[task.day] = result
-                    on_result(result)
-                    if result.status == ELSEWHERE:
-                        _cancel(futures)
-                        return results, False
-            except BrokenExecutor as exc:  # a worker died while days were being submitted
-                broken = str(exc) or "a worker process died"
-            except KeyboardInterrupt:
-                _cancel(futures)
-                interrupted = True
-            except BaseException:
-                _cancel(futures)
-                raise
-        if interrupted:
-            return results, True
-        pending = [task for task in pending if task.day not in results]
-        if pending:
-            deaths += 1
-            log.warning(
-                "%s; running %d unfinished day(s) again (%d/%d)",
-                broken or "workers stopped",
-                len(pending),
-                deaths,
-                retries,
-            )
-            if deaths > retries:
-                for task in pending:
-                    result = DayResult(
-                        task.day,
-                        FAILED,
-                        f"{task.key}: the worker process died {deaths} times ({broken})",
-                    )
-                    results[task.day] = result
-                    on_result(result)
-                pending = []
+
+    def finished(_: int, result: DayResult) -> None:
+        results[result.day] = result
+        on_result(result)
+        if result.status == ELSEWHERE:
+            raise _Elsewhere(result.message)
+
+    opener = executor.open if executor.open is not None else parallel.SerialExecutor
+    try:
+        parallel.run_tasks(opener, tasks, fetch_day, finished, retries=retries)
+    except KeyboardInterrupt:
+        return results, True
+    except _Elsewhere:
+        pass
+    except parallel.ExecutorError as exc:
+        if not results:  # no executor at all (Dask missing, scheduler unreachable): one line
+            raise FetchError(str(exc)) from None
+        _fail_unfinished(tasks, results, on_result, str(exc))
+    except Exception as exc:  # a task raised: Dask's KilledWorker after its own retries, say
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _fail_unfinished(tasks, results, on_result, why)
     return results, False
 
 
-def _cancel(futures: dict[Future[DayResult], DayTask]) -> None:
-    for future in futures:
-        future.cancel()
+def _fail_unfinished(
+    tasks: list[DayTask],
+    results: dict[dt.date, DayResult],
+    on_result: Callable[[DayResult], None],
+    why: str,
+) -> None:
+    for task in tasks:
+        if task.day not in results:
+            result = DayResult(task.day, FAILED, f"{task.key}: {why}")
+            results[task.day] = result
+            on_result(result)
+
+
+class _Elsewhere(Exception):
+    """A worker cannot reach the quota ledger: the run stops."""

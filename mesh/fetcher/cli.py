@@ -12,9 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from concurrent.futures import Executor
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from mesh.argtypes import non_negative_int, positive_int
@@ -78,7 +75,8 @@ def register(subparsers: Subparsers) -> None:
     fetch.add_argument(
         "--cluster",
         metavar="local|ADDRESS",
-        help="run the flat-file days on Dask: `local` starts a local cluster of --workers processes; tcp://HOST:PORT uses a running scheduler whose workers are on this machine (needs the cluster extra)",
+        type=_cluster,
+        help="run the flat-file days on Dask: `local` starts a cluster of --workers processes here; tcp://HOST:PORT uses a running scheduler whose workers are on this machine (needs massive-mesh[cluster]; workers elsewhere cannot reach the quota ledger and are refused)",
     )
     fetch.add_argument(
         "--json", action="store_true", help="machine-readable output (the plan, or the report)"
@@ -109,6 +107,18 @@ def register(subparsers: Subparsers) -> None:
         help="with --repair: flat-file bytes really used this month (UTC), e.g. 2.5GB, instead of the monthly allowance",
     )
     quota.set_defaults(func=cmd_quota)
+
+
+PRELOAD = ("mesh.fetcher.bulk",)  # what a pool's fork server imports once for its workers
+
+
+def _cluster(text: str) -> str:
+    from mesh.parallel import ExecutorError, check_cluster
+
+    try:
+        return check_cluster(text)
+    except ExecutorError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"cluster {text!r}: ")) from None
 
 
 def _size(text: str) -> int:
@@ -221,16 +231,19 @@ def _day_executor(args: argparse.Namespace, days: int) -> Any:
     """Where the flat-file days run: this process, a process pool or Dask (mesh/fetcher/bulk.py)."""
     import os
 
+    from mesh import parallel
     from mesh.fetcher.bulk import DayExecutor
 
+    cluster = args.cluster or os.environ.get(parallel.ADDRESS_VAR) or None
     workers = args.workers or ((os.cpu_count() or 1) if days > 1 else 1)
-    workers = max(1, min(workers, days)) if not args.cluster else workers
-    if workers == 1 and not args.cluster:
+    if cluster is None:
+        workers = min(workers, days)  # no more processes than day files
+    if workers == 1 and cluster is None:
         return DayExecutor(None, 1)
     return DayExecutor(
-        lambda: open_executor(workers, args.cluster),
+        lambda: parallel.open_executor(workers, cluster, preload=PRELOAD),
         workers,
-        remote=args.cluster not in (None, "local"),
+        remote=cluster not in (None, "local"),
     )
 
 
@@ -334,34 +347,3 @@ def cmd_quota(args: argparse.Namespace) -> int:
             f"last 24 h                {snap['throttled_24h']} answered 429 by the server, {snap['refused_24h']} refused here to stay within the limits"
         )
     return 0
-
-
-@contextmanager
-def open_executor(workers: int, cluster: str | None) -> Iterator[Executor]:
-    """A process pool of `workers`, or a Dask cluster's executor (`local` or a scheduler address)."""
-    if not cluster:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            yield pool
-        return
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise CliError("--cluster needs Dask: pip install 'massive-mesh[cluster]'", 2) from None
-    if cluster == "local":
-        with (
-            LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-            ) as local,
-            Client(local) as client,
-        ):
-            yield client.get_executor()
-        return
-    try:
-        client = Client(cluster, timeout=5)
-    except OSError as exc:
-        raise CliError(f"cannot reach the Dask scheduler at {cluster}: {exc}", 1) from None
-    with client:
-        yield client.get_executor()

@@ -190,6 +190,8 @@ def test_a_damaged_day_file_is_listed_and_the_other_days_are_kept(
     assert bar_days(dataset(data)) == set(span) - {bad}
     report = json.loads(run.stdout)
     assert [d["day"] for d in report["failed_days"]] == [bad.isoformat()]
+    manifest = json.loads((data / "historical" / "span" / "manifest.json").read_text())
+    assert [d["day"] for d in manifest["failed_days"]] == [bad.isoformat()]
 
 
 def test_ctrl_c_keeps_the_finished_days_and_a_rerun_fetches_only_the_rest(
