@@ -109,7 +109,7 @@ def register(subparsers: Subparsers) -> None:
     quota.set_defaults(func=cmd_quota)
 
 
-PRELOAD = ("mesh.fetcher.bulk",)  # what a pool's fork server imports once for its workers
+PRELOAD = ("mesh.fetcher.bulk", "boto3", "botocore.config")  # imported once by a pool's fork server
 
 
 def _cluster(text: str) -> str:

@@ -12,14 +12,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from mesh.config import Config
+from mesh.fetcher import bulk
 from mesh.fetcher.fetch import Fetcher
 from mesh.fetcher.flatfiles import FlatFiles, key_for
 from mesh.fetcher.ledger import QuotaLedger
@@ -30,6 +34,7 @@ from tests.fetcher.s3proxy import S3Proxy
 from tests.meshproc import ROOT, massive, wait_for
 
 SYMBOLS = "AAPL,MSFT,SPY"
+Reference = Callable[[list[dt.date]], pa.Table]
 NEW_YORK = ZoneInfo("America/New_York")
 
 
@@ -65,6 +70,22 @@ def serial_reference(config: Config, days: list[dt.date]) -> pa.Table:
     return bars
 
 
+@pytest.fixture(scope="module")
+def reference(
+    sim: SimServer, days: list[dt.date], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[list[dt.date]], pa.Table]:
+    """The serial fetch's bars of a span (each span fetched once for the module)."""
+    folder = tmp_path_factory.mktemp("reference")
+    done: dict[tuple[dt.date, ...], pa.Table] = {}
+
+    def of(span: list[dt.date]) -> pa.Table:
+        if tuple(span) not in done:
+            done[tuple(span)] = serial_reference(config_of(sim_env(sim, folder), folder), span)
+        return done[tuple(span)]
+
+    return of
+
+
 def bar_days(table: pa.Table) -> set[dt.date]:
     return {ts.astimezone(NEW_YORK).date() for ts in table["ts_start"].to_pylist()}
 
@@ -74,34 +95,28 @@ def cached_days(data_dir: Path, days: list[dt.date]) -> set[dt.date]:
 
 
 def test_parallel_fetch_writes_the_same_dataset_as_a_serial_fetch(
-    sim: SimServer, tmp_path: Path, days: list[dt.date]
+    sim: SimServer, tmp_path: Path, days: list[dt.date], reference: Reference
 ) -> None:
-    span = days[-6:]
-    reference = serial_reference(config_of(sim_env(sim, tmp_path / "ref"), tmp_path), span)
-    serial = massive(sim_env(sim, tmp_path / "one"), *fetch_args(span, "--workers", "1"))
-    assert serial.returncode == 0, serial.stderr
-    parallel = massive(sim_env(sim, tmp_path / "three"), *fetch_args(span, "--workers", "3"))
-    assert parallel.returncode == 0, parallel.stderr
-    one, three = json.loads(serial.stdout), json.loads(parallel.stdout)
-    assert one["workers"] == 1 and three["workers"] == 3
-    assert one["files_downloaded"] == three["files_downloaded"] == len(span)
-    assert one["bytes_downloaded"] == three["bytes_downloaded"] > 0
-    assert one["rows"] == three["rows"] == reference.num_rows > 0
-    assert dataset(tmp_path / "one").equals(reference)
-    assert dataset(tmp_path / "three").equals(reference)  # same rows, same order
+    span = days[-4:]
+    run = massive(sim_env(sim, tmp_path / "data"), *fetch_args(span, "--workers", "2"))
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["workers"] == 2 and report["files_downloaded"] == len(span)
+    assert report["rows"] == reference(span).num_rows > 0 and report["bytes_downloaded"] > 0
+    assert dataset(tmp_path / "data").equals(reference(span))  # same rows, same order
 
 
 def test_workers_racing_for_the_last_bytes_never_exceed_the_monthly_limit(
-    sim: SimServer, tmp_path: Path, days: list[dt.date]
+    sim: SimServer, tmp_path: Path, days: list[dt.date], reference: Reference
 ) -> None:
-    span = days[-6:]
+    span = days[-4:]
     probe = config_of(sim_env(sim, tmp_path / "probe"), tmp_path)
     files, _ = FlatFiles(probe, QuotaLedger.for_config(probe)).plan(span)
-    limit = sum(sorted(f.size for f in files)[:3]) + 1000  # room for about three of six days
+    limit = sum(sorted(f.size for f in files)[:2]) + 1000  # room for about two of four days
     data = tmp_path / "data"
     run = massive(
         sim_env(sim, data, MASSIVE_S3_BYTES_PER_MONTH=str(limit)),
-        *fetch_args(span, "--workers", "4", "--no-fallback"),
+        *fetch_args(span, "--workers", "3", "--no-fallback"),
     )
     assert run.returncode == 1, run.stderr
     quota = QuotaLedger.for_config(config_of(sim_env(sim, data), tmp_path)).snapshot()
@@ -119,21 +134,24 @@ def test_workers_racing_for_the_last_bytes_never_exceed_the_monthly_limit(
     report = json.loads(run.stdout)
     assert {d["day"] for d in report["failed_days"]} == {d.isoformat() for d in refused}
 
-    again = massive(
+    again = massive(  # serially this time: the same days, the same bars
         sim_env(sim, data, MASSIVE_S3_BYTES_PER_MONTH=str(limit * 3)),
-        *fetch_args(span, "--workers", "4", "--no-fallback"),
+        *fetch_args(span, "--workers", "1", "--no-fallback"),
     )
     assert again.returncode == 0, again.stderr
     second = json.loads(again.stdout)
     assert second["files_cached"] == len(fetched) and second["files_downloaded"] == len(refused)
-    assert dataset(data).equals(serial_reference(probe, span))
+    assert second["workers"] == 1 and "failed_days" not in json.loads(
+        (data / "historical" / "span" / "manifest.json").read_text()
+    )
+    assert dataset(data).equals(reference(span))
 
 
 def test_a_worker_killed_mid_download_is_replaced_and_the_dataset_is_complete(
-    sim: SimServer, tmp_path: Path, days: list[dt.date]
+    sim: SimServer, tmp_path: Path, days: list[dt.date], reference: Reference
 ) -> None:
     span = days[-4:]
-    with S3Proxy(sim.s3_endpoint, slow=2.0) as proxy:
+    with S3Proxy(sim.s3_endpoint, slow=1.5) as proxy:
         data = tmp_path / "data"
         env = sim_env(sim, data, MASSIVE_S3_ENDPOINT=proxy.endpoint)
         fetch = subprocess.Popen(
@@ -155,9 +173,7 @@ def test_a_worker_killed_mid_download_is_replaced_and_the_dataset_is_complete(
                 fetch.kill()
     assert fetch.returncode == 0, err
     assert json.loads(out)["workers"] == 2
-    assert dataset(data).equals(
-        serial_reference(config_of(sim_env(sim, tmp_path / "ref"), tmp_path), span)
-    )
+    assert dataset(data).equals(reference(span))
     assert len(proxy.downloads) > len(span)  # the killed worker's day was downloaded again
 
 
@@ -195,11 +211,11 @@ def test_a_damaged_day_file_is_listed_and_the_other_days_are_kept(
 
 
 def test_ctrl_c_keeps_the_finished_days_and_a_rerun_fetches_only_the_rest(
-    sim: SimServer, tmp_path: Path, days: list[dt.date]
+    sim: SimServer, tmp_path: Path, days: list[dt.date], reference: Reference
 ) -> None:
     span = days  # ten days on two workers: at most five are under way when Ctrl-C comes
     data = tmp_path / "data"
-    with S3Proxy(sim.s3_endpoint, slow=1.5) as proxy:
+    with S3Proxy(sim.s3_endpoint, slow=1.0) as proxy:
         env = sim_env(sim, data, MASSIVE_S3_ENDPOINT=proxy.endpoint)
         fetch = subprocess.Popen(
             [sys.executable, "-m", "mesh.cli", *fetch_args(span, "--workers", "2")],
@@ -229,6 +245,24 @@ def test_ctrl_c_keeps_the_finished_days_and_a_rerun_fetches_only_the_rest(
     assert report["files_cached"] == len(kept) and report["files_downloaded"] == len(span) - len(
         kept
     )
-    assert dataset(data).equals(
-        serial_reference(config_of(sim_env(sim, tmp_path / "ref"), tmp_path), span)
-    )
+    assert dataset(data).equals(reference(span))
+
+
+def test_a_worker_on_another_machine_is_refused_before_spending(
+    sim: SimServer, tmp_path: Path, days: list[dt.date]
+) -> None:
+    config = config_of(sim_env(sim, tmp_path / "data"), tmp_path)
+    ledger = QuotaLedger.for_config(config)
+    here = bulk.place_of(config, ledger, remote=True)
+    files, _ = FlatFiles(config, ledger).plan(days[-1:])
+    for elsewhere in (
+        replace(here, host="node-7"),  # another host name
+        replace(here, ledger_id=(0, 0)),  # a file of the same name that is not this ledger
+    ):
+        task = bulk.DayTask(elsewhere, files[0].day, files[0].key, files[0].size, ("AAPL",))
+        result = bulk.fetch_day(task)
+        assert result.status == bulk.ELSEWHERE and result.table is None
+        assert "cannot reach the quota ledger" in result.message
+        assert "fetched by workers on the fetching machine only" in result.message
+    assert ledger.snapshot()["s3_bytes_month"] == 0
+    assert not (tmp_path / "data" / "flatfiles" / files[0].key).exists()
