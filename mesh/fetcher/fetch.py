@@ -17,6 +17,7 @@ what is done with them after.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -223,7 +224,8 @@ class Fetcher:
                 parts += self._flat_days(request, report, say, fallback, self.days)
             except Interrupted as exc:
                 if exc.tables:  # the finished days, as bars, for the caller to keep
-                    exc.bars = self._bars(request, exc.tables, report, started)
+                    with contextlib.suppress(NoData):  # a symbol none of them has: keep nothing
+                        exc.bars = self._bars(request, exc.tables, report, started)
                 raise
         else:
             parts += self._flat(request, report, say, fallback)
