@@ -175,6 +175,8 @@ def test_a_worker_killed_mid_download_is_replaced_and_the_dataset_is_complete(
     assert json.loads(out)["workers"] == 2
     assert dataset(data).equals(reference(span))
     assert len(proxy.downloads) > len(span)  # the killed worker's day was downloaded again
+    leftovers = [p.name for p in (data / "flatfiles").rglob("*") if p.name.startswith(".")]
+    assert leftovers == []  # its half-written temporary file was removed
 
 
 def downloader(pid: int, proxy: S3Proxy) -> psutil.Process | None:
