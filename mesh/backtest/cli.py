@@ -321,12 +321,17 @@ def _run(args: argparse.Namespace, data_dir: Any) -> int:
 
 def _sweep(args: argparse.Namespace, data_dir: Any, sweep: Any) -> int:
     """Run a sweep's missing runs with a progress bar, save its best runs, print them."""
+    import time
+
     from mesh.backtest import report
     from mesh.backtest import sweep as sweeps
 
     finished_before = sweep.state == "done" and bool(sweep.top)
+    todo = sweep.total - sweep.done
+    started = time.perf_counter()
     with _progress_bar(sweep.total, sweep.done) as advance:
         sweeps.run_sweep(sweep, args.workers, args.cluster, lambda s, i: advance())
+    elapsed = time.perf_counter() - started
     saving = not sweep.spec.get("no_save")
     # a sweep resumed after it was done keeps the run folders it saved then
     results = [] if finished_before else sweeps.save_top(sweep, data_dir, save=saving)
@@ -334,9 +339,7 @@ def _sweep(args: argparse.Namespace, data_dir: Any, sweep: Any) -> int:
     best = sweeps.sorted_rows(list(sweep.rows.values()), sort)[: sweep.spec["top_k"]]
     folder = str(sweep.folder) if saving else None
     if args.json:
-        market = sweeps._market(
-            sweep.tasks[0].dataset, sweep.tasks[0].data_dir, sweep.tasks[0].options
-        )
+        market = sweeps.market_of(sweep)
         out = {
             "sweep_id": sweep.sweep_id if saving else None,
             "sweep_dir": folder,
@@ -344,6 +347,8 @@ def _sweep(args: argparse.Namespace, data_dir: Any, sweep: Any) -> int:
             "total": sweep.total,
             "done": sweep.done,
             "sort": sort,
+            "ran": todo,  # runs done by this command (a resumed sweep: the missing ones)
+            "elapsed_s": round(elapsed, 6),  # their wall time, start-up of the executor included
             "dataset": market.describe(),
             "top": best,
             "runs": [
@@ -366,7 +371,7 @@ def _sweep(args: argparse.Namespace, data_dir: Any, sweep: Any) -> int:
         print(report.comparison(results))
     else:
         print(f"best {len(best)} of {sweep.total} runs by {sort}:")
-        print(sweeps.format_table(best, sweeps.shown_columns(sweep, sort)))
+        print(sweeps.format_table(best, sweeps.shown_columns(sweep.spec, sort)))
     if saving:
         print()
         print(f"saved sweep {sweep.sweep_id}: {folder} (massive backtest --sweep {sweep.sweep_id})")
@@ -400,14 +405,16 @@ def _progress_bar(total: int, done: int) -> Any:
 
     @contextmanager
     def bar() -> Any:
+        console = Console(stderr=True)
         progress = Progress(
             TextColumn("sweep"),
             BarColumn(),
             MofNCompleteColumn(),
             Rate(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=console,
             transient=True,
+            disable=not console.is_terminal,  # a log or a pipe gets no bar (nor a stray newline)
         )
         task = progress.add_task("sweep", total=total, completed=done)
         with progress:
@@ -439,34 +446,24 @@ def _list_sweeps(data_dir: Any, as_json: bool) -> int:
 def _show_sweep(args: argparse.Namespace, data_dir: Any) -> int:
     from mesh.backtest import sweep as sweeps
 
-    sweep = sweeps.load_sweep(args.sweep, data_dir)
-    sort = args.sort or sweep.spec.get("sort", "sharpe")
-    sweeps.check_sort(sort, [(s, {}) for s in sweep.spec["strategies"]])
+    doc, all_rows = sweeps.read_sweep(args.sweep, data_dir)
+    sort = args.sort or doc.get("sort") or "sharpe"
+    sweeps.check_sort_columns(sort, doc)
     symbol = args.symbols.strip() if args.symbols else None
-    rows = sweeps.sorted_rows(list(sweep.rows.values()), sort, symbol)
+    rows = sweeps.sorted_rows(all_rows, sort, symbol)
     if symbol and not rows:
-        raise _fail(f"sweep {sweep.sweep_id} has no runs on {symbol}", 1)
+        raise _fail(f"sweep {args.sweep} has no runs on {symbol}", 1)
     shown = rows[: args.limit]
+    state, done, total = doc.get("state"), len(all_rows), doc.get("total")
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "sweep_id": sweep.sweep_id,
-                    "state": sweep.state,
-                    "total": sweep.total,
-                    "done": sweep.done,
-                    "sort": sort,
-                    "rows": shown,
-                },
-                indent=2,
-            )
-        )
+        out = {"sweep_id": args.sweep, "state": state, "total": total, "done": done}
+        print(json.dumps({**out, "sort": sort, "rows": shown}, indent=2))
         return 0
     print(
-        f"sweep {sweep.sweep_id}: {sweep.state}, {sweep.done}/{sweep.total} runs, "
+        f"sweep {args.sweep}: {state}, {done}/{total} runs, "
         f"{len(shown)} of {len(rows)} shown by {sort}"
     )
-    print(sweeps.format_table(shown, sweeps.shown_columns(sweep, sort)))
+    print(sweeps.format_table(shown, sweeps.shown_columns(doc, sort)))
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,15 +48,18 @@ def test_serial_process_pool_and_dask_cluster_give_the_same_table_in_the_same_or
     root: Path,
     dask_cluster: str,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     argv = ["-s", "ma-crossover", "-s", user_strategy(root), *GRID, "--per-symbol", "--top", "2"]
     serial = sweep(capsys, *argv, "--workers", "1")
     pool = sweep(capsys, *argv, "--workers", "2")
     on_dask = sweep(capsys, *argv, "--cluster", dask_cluster)
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_cluster)  # the cluster without --cluster
+    by_env = sweep(capsys, *argv)
 
-    tables = [results(root, doc["sweep_id"]) for doc in (serial, pool, on_dask)]
+    tables = [results(root, doc["sweep_id"]) for doc in (serial, pool, on_dask, by_env)]
     assert tables[0].num_rows == 2 * 4 * 3
-    assert tables[1].equals(tables[0]) and tables[2].equals(tables[0])
+    assert all(t.equals(tables[0]) for t in tables[1:])
     rows = tables[0].to_pylist()
     assert [r["run"] for r in rows] == list(range(24))
     # serial order: strategy, then the grid in order, then the symbol
@@ -180,3 +185,48 @@ def test_an_unreachable_cluster_is_one_line_and_writes_nothing(
     assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in err[0]
     assert took < 20  # generous: a busy machine; Dask's own retries would take far longer
     assert sweep_ids(root) == [] and not (root / "backtests").exists()
+
+
+def test_without_the_cluster_extra_a_cluster_sweep_says_how_to_install_it(root: Path) -> None:
+    # dask made unimportable in a fresh process, as on a machine without the extra
+    program = (
+        "import sys; sys.modules['dask'] = sys.modules['distributed'] = None; "
+        "from mesh.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    argv = ["backtest", "mins", "-s", "ma-crossover", *GRID, "--cluster", "local"]
+    done = subprocess.run(
+        [sys.executable, "-c", program, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and "pip install 'massive-mesh[cluster]'" in err[0], done.stderr
+    assert sweep_ids(root) == []
+
+
+def test_a_sweep_shows_even_when_its_strategy_file_is_gone(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = sweep(capsys, "-s", user_strategy(root), *GRID, "--workers", "1", "--no-save")
+    assert doc["sweep_id"] is None and sweep_ids(root) == []
+    doc = sweep(capsys, "-s", user_strategy(root), *GRID, "--workers", "1")
+    (root.parent / "strats" / "slowcross.py").unlink()
+    assert cli.main(["backtest", "--sweep", doc["sweep_id"], "--sort", "slow"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "4 of 4 shown by slow" in lines[0]
+    assert [line.split()[3] for line in lines[2:]] == ["60", "60", "30", "30"]
+
+
+def test_a_large_sweep_sent_in_chunks_gives_the_serial_table(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mesh.backtest.sweep import chunk_size
+
+    grid = ["-p", "fast=" + ",".join(map(str, range(2, 18))), "-p", "slow=30,40,50,60,70"]
+    argv = ["-s", "ma-crossover", *grid, "--per-symbol", "--top", "1"]
+    assert chunk_size(16 * 5 * 3) > 1  # several runs per task
+    serial = sweep(capsys, *argv, "--workers", "1")
+    pool = sweep(capsys, *argv, "--workers", "2")
+    assert serial["total"] == pool["ran"] == 240
+    expected = results(root, serial["sweep_id"])
+    assert results(root, pool["sweep_id"]).equals(expected)
+    assert expected.column("run").to_pylist() == list(range(240))

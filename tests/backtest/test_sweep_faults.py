@@ -165,3 +165,39 @@ def test_ctrl_c_keeps_the_finished_runs_and_resume_finishes_the_same_table(
     table = resumed_out.split("\n\n")[0]
     assert table == undisturbed_out.split("\n\n")[0] and "best 3 of 24 runs" in table
     assert json.loads((root / "sweeps" / sweep_id / "sweep.json").read_text())["top"]
+
+
+KILLER = '''
+import os
+import signal
+
+import numpy as np
+
+
+def crash(bars, fast: int = 5):
+    """Kills its own process for fast=10.
+
+    fast: a number
+    """
+    if fast == 10:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return np.ones(len(bars.close))
+'''
+
+
+def test_a_run_that_kills_its_worker_every_time_fails_the_sweep_in_one_line(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (root.parent / "strats" / "killer.py").write_text(KILLER)
+    strategy = f"{root.parent / 'strats' / 'killer.py'}:crash"
+    argv = ["backtest", "mins", "-s", strategy, "-p", "fast=5,10,20", "--workers", "2"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "run 1 (" in err[0] and "fast=10 on portfolio) stopped the sweep" in err[0]
+    assert "stopped the sweep: it killed its worker process 4 times; 2 of 3 runs saved" in err[0]
+    # the runs beside it finished: only the one that kills its worker is missing
+    (sweep_id,) = sweep_ids(root)
+    saved = spec(root, sweep_id)
+    assert saved["state"] == "failed" and saved["done"] == 2
+    assert [r["fast"] for r in results(root, sweep_id).to_pylist()] == [5, 20]
