@@ -32,6 +32,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pyarrow as pa
 
@@ -63,6 +64,7 @@ class Place:
     host: str
     limits: Limits
     credentials: tuple[str, str] | None  # None: the worker takes its own environment's
+    served: bool = False  # the fetcher service answered: workers elsewhere spend through it
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,46 @@ def place_of(config: object, ledger: QuotaLedger, *, remote: bool) -> Place:
         host=socket.gethostname(),
         limits=ledger.limits,
         credentials=None if remote else getattr(config, "s3_credentials", None),
+        served=remote and _fetcher_answers(config),
     )
+
+
+def _fetcher_answers(config: object) -> bool:
+    from mesh import client
+    from mesh.control import ControlError
+
+    try:
+        return bool(client.call("fetcher", "ping", config=config, timeout=2) == "pong")  # type: ignore[arg-type]
+    except ControlError:
+        return False
+
+
+class ServedLedger:
+    """The fetching machine's quota ledger, spent through its fetcher service's control channel
+    (`ledger-reserve`, `ledger-settle`), for a worker on another machine: the same transaction
+    there decides, so workers anywhere cannot overspend it. The worker's own environment names
+    the bus (MESH_BUS_CTL and its keys, docs/scaling.md)."""
+
+    def reserve_bytes(self, key: str, nbytes: int) -> int:
+        reply = self._call("ledger-reserve", key=key, nbytes=int(nbytes))
+        if "refused" in reply:
+            raise QuotaExceeded(str(reply["refused"]), limit=str(reply.get("limit", "")))
+        return int(reply["row"])
+
+    def settle_bytes(self, row_id: int, actual: int) -> None:
+        self._call("ledger-settle", row=int(row_id), nbytes=int(actual))
+
+    def _call(self, cmd: str, **args: Any) -> dict[str, Any]:
+        from mesh import client
+        from mesh.control import ControlError
+
+        try:
+            reply = client.call("fetcher", cmd, args, timeout=10)
+        except ControlError as exc:
+            raise LedgerError(f"the quota ledger served by the fetcher service: {exc}") from None
+        if not isinstance(reply, dict):
+            raise LedgerError(f"the fetcher service answered {cmd} with {type(reply).__name__}")
+        return reply
 
 
 def _ledger_here(place: Place) -> str:
@@ -120,7 +161,9 @@ def _ledger_here(place: Place) -> str:
         return (
             f"a worker on {host} cannot reach the quota ledger {place.ledger} of {place.host}: "
             "flat-file days are fetched by workers on the fetching machine only "
-            "(--cluster local or --workers N; see docs/fetcher.md, Parallel fetch)"
+            "(--cluster local or --workers N), unless the fetcher service runs there "
+            "(`massive run fetcher`): workers elsewhere then spend through it "
+            "(docs/fetcher.md, Parallel fetch)"
         )
     return ""
 
@@ -128,9 +171,10 @@ def _ledger_here(place: Place) -> str:
 def fetch_day(task: DayTask) -> DayResult:
     """Download (or read from the cache) one day file and convert it to the symbols' minute bars."""
     place = task.place
-    if why := _ledger_here(place):
+    why = _ledger_here(place)
+    if why and not place.served:
         return DayResult(task.day, ELSEWHERE, why)
-    files = _flatfiles(place)
+    files = _flatfiles(place, served=bool(why))
     before_bytes, before_files = files.bytes_downloaded, files.files_downloaded
     file = DayFile(task.day, task.key, task.size, cached=False)
     status, message, table = OK, "", None
@@ -155,7 +199,7 @@ def fetch_day(task: DayTask) -> DayResult:
 _FLATFILES: dict[Place, FlatFiles] = {}  # per worker process: one S3 client for all its days
 
 
-def _flatfiles(place: Place) -> FlatFiles:
+def _flatfiles(place: Place, *, served: bool = False) -> FlatFiles:
     files = _FLATFILES.get(place)
     if files is None:
         credentials = place.credentials
@@ -169,7 +213,8 @@ def _flatfiles(place: Place) -> FlatFiles:
             s3_bucket=place.bucket,
             s3_credentials=credentials,
         )
-        files = _FLATFILES[place] = FlatFiles(config, QuotaLedger(Path(place.ledger), place.limits))
+        ledger: Any = ServedLedger() if served else QuotaLedger(Path(place.ledger), place.limits)
+        files = _FLATFILES[place] = FlatFiles(config, ledger)
     return files
 
 

@@ -268,3 +268,39 @@ def test_a_worker_on_another_machine_is_refused_before_spending(
         assert "fetched by workers on the fetching machine only" in result.message
     assert ledger.snapshot()["s3_bytes_month"] == 0
     assert not (tmp_path / "data" / "flatfiles" / files[0].key).exists()
+
+
+def test_a_worker_on_another_machine_spends_through_the_fetcher_service_within_the_limit(
+    sim: SimServer, tmp_path: Path, days: list[dt.date], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import mesh_env
+    from tests.meshproc import Mesh
+
+    data = tmp_path / "data"
+    probe = config_of(sim_env(sim, tmp_path / "probe"), tmp_path)
+    files, _ = FlatFiles(probe, QuotaLedger.for_config(probe)).plan(days[-2:])
+    limit = files[0].size + files[1].size // 2  # room for the first day only
+    env = sim_env(sim, data, MASSIVE_S3_BYTES_PER_MONTH=str(limit), **mesh_env(data))
+    for key, value in env.items():
+        if key.startswith(("MESH_", "MASSIVE_")):
+            monkeypatch.setenv(key, value)  # this process is the remote worker's environment
+    with Mesh(data, env) as mesh:
+        mesh.start("bus")
+        mesh.wait_up(["bus"], 20)
+        mesh.start("fetcher")
+        mesh.wait_up(["fetcher"], 60)
+        config = config_of(env, tmp_path)
+        ledger = QuotaLedger.for_config(config)
+        here = bulk.place_of(config, ledger, remote=True)
+        assert here.served
+        elsewhere = replace(here, host="node-7", ledger_id=(0, 0))
+        first, second = (
+            bulk.fetch_day(bulk.DayTask(elsewhere, f.day, f.key, f.size, ("AAPL",))) for f in files
+        )
+        assert first.status == bulk.OK, first.message
+        assert first.table is not None and first.table.num_rows
+        assert second.status == bulk.REFUSED and "flat-file monthly limit" in second.message
+        # the fetching machine's ledger holds exactly the first day's bytes
+        assert ledger.snapshot()["s3_bytes_month"] == files[0].size <= limit
+        with pytest.raises(Exception, match="not a reservation made through this service"):
+            mesh.call("fetcher", "ledger-settle", row=10**6, nbytes=0)
