@@ -14,7 +14,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from mesh.argtypes import non_negative_int
+from mesh.argtypes import non_negative_int, positive_int
 from mesh.commandline import CliError, load_config
 from mesh.fetcher.ledger import human_bytes
 from mesh.fetcher.request import INTERVALS, METHODS
@@ -67,6 +67,18 @@ def register(subparsers: Subparsers) -> None:
         help="fail instead of falling back to REST when flat files fail",
     )
     fetch.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="flat-file days fetched at once, one process each (default: every core when the span has more than one day; 1 = one after the other in this process)",
+    )
+    fetch.add_argument(
+        "--cluster",
+        metavar="local|ADDRESS",
+        type=_cluster,
+        help="run the flat-file days on Dask: `local` starts a cluster of --workers processes here; tcp://HOST:PORT uses a running scheduler whose workers are on this machine (needs massive-mesh[cluster]; workers elsewhere cannot reach the quota ledger and are refused)",
+    )
+    fetch.add_argument(
         "--json", action="store_true", help="machine-readable output (the plan, or the report)"
     )
     fetch.set_defaults(func=cmd_fetch)
@@ -97,6 +109,18 @@ def register(subparsers: Subparsers) -> None:
     quota.set_defaults(func=cmd_quota)
 
 
+PRELOAD = ("mesh.fetcher.bulk", "boto3", "botocore.config")  # imported once by a pool's fork server
+
+
+def _cluster(text: str) -> str:
+    from mesh.parallel import ExecutorError, check_cluster
+
+    try:
+        return check_cluster(text)
+    except ExecutorError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"cluster {text!r}: ")) from None
+
+
 def _size(text: str) -> int:
     from mesh.config import ConfigError, parse_bytes
 
@@ -113,7 +137,7 @@ def _fail(message: str, code: int) -> CliError:
 def cmd_fetch(args: argparse.Namespace) -> int:
     from mesh.fetcher import datasets
     from mesh.fetcher.errors import BadRequest, FetchError
-    from mesh.fetcher.fetch import Fetcher
+    from mesh.fetcher.fetch import Fetcher, Interrupted
     from mesh.fetcher.request import make_request
 
     config = load_config()
@@ -134,7 +158,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
                 datasets.check_export(args.out)
     except BadRequest as exc:
         raise _fail(str(exc), 2) from None
-    fetcher = Fetcher(config)
+    fetcher = Fetcher(config, days=_day_executor(args, len(request.trading_days)))
     if args.dry_run:
         try:
             plan = fetcher.plan(request)
@@ -149,17 +173,23 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     method, reason = choose(request)
     print(f"method: {method} ({reason})", file=sys.stderr)
+    name = args.name or datasets.default_name(
+        request.symbols, request.interval, request.start.isoformat(), request.end.isoformat()
+    )
     try:
         with _ProgressBar(enabled=not args.json) as bar:
             bars, report = fetcher.run(request, progress=bar.update, fallback=not args.no_fallback)
     except BadRequest as exc:
         raise _fail(str(exc), 2) from None
+    except Interrupted as exc:
+        if exc.bars is not None:
+            info = {**request.as_dict(), **exc.report.as_dict()}
+            path = datasets.write_dataset(exc.bars, config.data_location, name, info)
+            raise _fail(f"{exc}; the finished days are in dataset {name!r} ({path})", 130) from None
+        raise _fail(str(exc), 130) from None
     except FetchError as exc:
         raise _fail(str(exc), 1) from None
     info = {**request.as_dict(), **report.as_dict()}
-    name = args.name or datasets.default_name(
-        request.symbols, request.interval, request.start.isoformat(), request.end.isoformat()
-    )
     try:
         path = datasets.write_dataset(bars, config.data_location, name, info)
     except OSError as exc:
@@ -180,11 +210,38 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             ) from None
     if report.fallback:
         print(report.fallback, file=sys.stderr)
+    for failed in report.failed_days:
+        print(f"{failed['day']} {failed['status']}: {failed['reason']}", file=sys.stderr)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         print(f"{report.summary()} -> {path}" + (f" and {info['out']}" if args.out else ""))
+    if report.failed_days:
+        raise _fail(
+            f"{len(report.failed_days)} day(s) missing from dataset {name!r} (listed above); rerunning the same command fetches only what is missing (fetched day files are read from the cache)",
+            1,
+        )
     return 0
+
+
+def _day_executor(args: argparse.Namespace, days: int) -> Any:
+    """Where the flat-file days run: this process, a process pool or Dask (mesh/fetcher/bulk.py)."""
+    import os
+
+    from mesh import parallel
+    from mesh.fetcher.bulk import DayExecutor
+
+    cluster = args.cluster or os.environ.get(parallel.ADDRESS_VAR) or None
+    workers = args.workers or ((os.cpu_count() or 1) if days > 1 else 1)
+    if cluster is None:
+        workers = min(workers, days)  # no more processes than day files
+    if workers == 1 and cluster is None:
+        return DayExecutor(None, 1)
+    return DayExecutor(
+        lambda: parallel.open_executor(workers, cluster, preload=PRELOAD),
+        workers,
+        remote=cluster not in (None, "local"),
+    )
 
 
 class _ProgressBar:

@@ -3,7 +3,8 @@
 The bars are in the one bar schema (mesh/bar_schema.py) and named after their interval like the
 recorder's (`bars_5m.parquet` beside a recording's `bars_1m.parquet`), so one glob covers both.
 The manifest says what was asked for and how it was fetched (`adjusted` and the `prices` line:
-split-adjusted as of the fetch's day, or as traded), and lists the dataset's files. The
+split-adjusted as of the fetch's day, or as traded), and lists the dataset's files; a dataset
+missing days a parallel flat-file fetch could not get lists them in `failed_days`. The
 bars are written first and the manifest last, each under a hidden temporary name and renamed
 (mesh/datasets/atomic.py), so a crash never leaves a dataset that looks complete but is not; a
 file of an earlier fetch under the same name is removed once the new manifest is in place.
@@ -99,6 +100,8 @@ def write_dataset(
         "prices": str(info.get("prices") or ("split-adjusted" if adjusted else "as traded")),
         "vwap": "volume-weighted typical price (high+low+close)/3 of the bar's minutes",
     }
+    if info.get("failed_days"):  # a parallel flat-file fetch that kept the days it could get
+        manifest["failed_days"] = info["failed_days"]
     where.write_json(MANIFEST, manifest)
     for old in where.list_files():  # an earlier fetch under this name
         is_bars = old.startswith("bars_") and old.endswith(".parquet")

@@ -17,6 +17,7 @@ what is done with them after.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -28,17 +29,20 @@ from typing import Any
 import pyarrow as pa
 
 from mesh import calendar
+from mesh.fetcher import bulk
 from mesh.fetcher import plan as planning
 from mesh.fetcher.bars import MINUTE_SCHEMA, resample
+from mesh.fetcher.bulk import DayExecutor
 from mesh.fetcher.errors import (
     BadRequest,
+    Cancelled,
     FetchError,
     FlatFileError,
     NoData,
     QuotaExceeded,
     RestError,
 )
-from mesh.fetcher.flatfiles import FlatFiles
+from mesh.fetcher.flatfiles import DayFile, FlatFiles, key_for
 from mesh.fetcher.ledger import QuotaLedger, human_bytes
 from mesh.fetcher.minutefile import DamagedFile
 from mesh.fetcher.request import FetchRequest
@@ -69,6 +73,10 @@ class FetchReport:
     adjusted: bool = True
     adjusted_as_of: str = ""  # YYYY-MM-DD: the day whose executed splits adjust the bars
     split_calls: int = 0  # REST calls that read splits to adjust flat-file bars (in rest_calls)
+    workers: int = 1  # processes that fetched flat-file days at once
+    # days a parallel flat-file fetch could not get and REST did not stand in for:
+    # [{"day", "status" (refused, damaged, failed), "reason"}]; the bars hold the other days
+    failed_days: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def prices(self) -> str:
@@ -88,6 +96,10 @@ class FetchReport:
         text = f"{self.rows:,} rows via {self.method_used}; {self.rest_calls} REST call(s), {human_bytes(self.bytes_downloaded)} downloaded"
         if self.files_cached:
             text += f", {self.files_cached} file(s) from cache"
+        if self.workers > 1:
+            text += f", {self.workers} workers"
+        if self.failed_days:
+            text += f", {len(self.failed_days)} day(s) missing"
         return text + f" in {self.seconds:.1f} s ({self.prices})"
 
     def as_dict(self) -> dict[str, Any]:
@@ -95,6 +107,20 @@ class FetchReport:
         out["method_used"] = self.method_used
         out["prices"] = self.prices
         return out
+
+
+class Interrupted(Cancelled):
+    """Ctrl-C stopped a parallel flat-file fetch; `tables` holds the days that had finished."""
+
+    def __init__(self, report: FetchReport, tables: list[pa.Table]) -> None:
+        kept = report.files_downloaded + report.files_cached
+        missing = len(report.failed_days)
+        super().__init__(
+            f"interrupted: {kept} day(s) fetched, {missing} not; rerunning the same command fetches only what is missing (fetched day files are read from the cache)"
+        )
+        self.report = report
+        self.tables = tables
+        self.bars: pa.Table | None = None
 
 
 def prices_text(adjusted: bool, as_of: str) -> str:
@@ -112,8 +138,11 @@ class Fetcher:
         ledger: QuotaLedger | None = None,
         cancel: threading.Event | None = None,
         rest_transport: Any = None,
+        days: DayExecutor | None = None,
     ) -> None:
+        """`days`: run the flat-file days on that executor (mesh/fetcher/bulk.py), one task a day."""
         self.config = config
+        self.days = days
         self.ledger = ledger or QuotaLedger.for_config(config)
         self.cancel = cancel
         self.flatfiles = FlatFiles(config, self.ledger, cancel=cancel)
@@ -155,9 +184,18 @@ class Fetcher:
         )
         state = {"bytes": 0, "total": 0, "fraction": 0.0}
 
-        def say(message: str, fraction: float | None = None) -> None:
+        def say(
+            message: str,
+            fraction: float | None = None,
+            nbytes: int | None = None,
+            total: int | None = None,
+        ) -> None:
             if fraction is not None:
                 state["fraction"] = fraction
+            if nbytes is not None:
+                state["bytes"] = nbytes
+            if total is not None:
+                state["total"] = total
             if progress is not None:
                 progress(
                     float(state["fraction"]), message, int(state["bytes"]), int(state["total"])
@@ -181,16 +219,31 @@ class Fetcher:
                     report.bytes_downloaded = self.flatfiles.bytes_downloaded
             self.ledger.check_rest(planning.rest_calls_needed(request))
             parts += self._rest_days(request, list(request.trading_days), report, say, 0.0, 1.0)
+        elif self.days is not None:
+            try:
+                parts += self._flat_days(request, report, say, fallback, self.days)
+            except Interrupted as exc:
+                if exc.tables:  # the finished days, as bars, for the caller to keep
+                    with contextlib.suppress(NoData):  # a symbol none of them has: keep nothing
+                        exc.bars = self._bars(request, exc.tables, report, started)
+                raise
         else:
             parts += self._flat(request, report, say, fallback)
+        bars = self._bars(request, parts, report, started)
+        say(report.summary(), 1.0)
+        return bars, report
+
+    def _bars(
+        self, request: FetchRequest, parts: list[pa.Table], report: FetchReport, started: float
+    ) -> pa.Table:
+        """The request's bars from its minute bars (in day order)."""
         minutes = pa.concat_tables(parts) if parts else MINUTE_SCHEMA.empty_table()
         report.minutes = minutes.num_rows
         self._require_all_symbols(request, minutes)
         bars = resample(minutes, request.interval, request.start, request.end)
         report.rows = bars.num_rows
         report.seconds = round(time.monotonic() - started, 3)
-        say(report.summary(), 1.0)
-        return bars, report
+        return bars
 
     # --- REST ----------------------------------------------------------------------------------
 
@@ -322,6 +375,131 @@ class Fetcher:
             report.rest_days = [d.isoformat() for d in rest_days]
             tables += self._rest_days(request, rest_days, report, say, 0.9, 1.0)
         return tables
+
+    def _flat_days(
+        self,
+        request: FetchRequest,
+        report: FetchReport,
+        say: Callable[..., None],
+        fallback: bool,
+        executor: DayExecutor,
+    ) -> list[pa.Table]:
+        """The flat-file path with each day file a task on `executor` (mesh/fetcher/bulk.py).
+
+        Unlike the serial path, a span whose bytes do not all fit the month's allowance is not
+        sent to REST as a whole: each worker reserves its day's bytes, and the days the ledger
+        refuses are handled as failed days. A failed day goes to REST when `fallback` allows and
+        the REST quota covers it; otherwise the fetch keeps the days it has and lists the others
+        in `report.failed_days` (also what a Ctrl-C does, with status `interrupted`).
+        """
+        tables: list[pa.Table] = []
+        rest_days: list[dt.date] = []
+        reasons: list[str] = []
+        failed: dict[dt.date, tuple[str, str]] = {}
+        report.workers = executor.workers
+        try:
+            files, missing = self.flatfiles.plan(request.trading_days)
+            for day in missing:
+                failed[day] = ("missing", f"{key_for(day)}: no such file in the bucket")
+            if missing:
+                rest_days += missing
+                reasons.append(
+                    f"{len(missing)} day file(s) not in the bucket ({', '.join(str(d) for d in missing[:3])}{' ...' if len(missing) > 3 else ''})"
+                )
+        except FlatFileError as exc:
+            files, rest_days = [], list(request.trading_days)
+            failed.update({day: ("failed", str(exc)) for day in rest_days})
+            reasons.append(str(exc))
+        if request.adjusted and files:  # the splits' REST calls must fit before bytes are spent
+            self._check_split_calls(request)
+        interrupted = False
+        if files:
+            results, interrupted = self._run_days(request, files, report, say, executor)
+            for answer in results.values():
+                if answer.status == bulk.ELSEWHERE:
+                    raise FlatFileError(answer.message)
+            groups: dict[str, list[str]] = {}
+            for file in files:
+                result = results.get(file.day)
+                if result is None:
+                    status, reason = "interrupted", "not fetched: the fetch was interrupted"
+                elif result.status == bulk.OK and result.table is not None:
+                    tables.append(result.table)
+                    continue
+                else:
+                    status, reason = result.status, result.message
+                failed[file.day] = (status, reason)
+                groups.setdefault(status, []).append(reason)
+                if status != "interrupted":
+                    rest_days.append(file.day)
+            for status, lines in groups.items():
+                if status != "interrupted":
+                    more = " ..." if len(lines) > 1 else ""
+                    reasons.append(f"{len(lines)} day file(s) {status} ({lines[0]}{more})")
+        if request.adjusted and tables:
+            tables = self._adjusted(
+                request, tables, report, say, complete=not rest_days and not interrupted
+            )
+        if rest_days and fallback and not interrupted:
+            rest_days = sorted(set(rest_days))
+            why = "; ".join(dict.fromkeys(reasons))
+            try:
+                self.ledger.check_rest(planning.rest_calls_needed(request, len(rest_days)))
+            except QuotaExceeded as exc:
+                reasons.append(f"the REST quota does not allow the fallback: {exc}")
+            else:
+                report.fallback = f"falling back to REST for {len(rest_days)} day(s): {why}"
+                log.warning("%s", report.fallback)
+                say(report.fallback)
+                report.rest_days = [d.isoformat() for d in rest_days]
+                return tables + self._rest_days(request, rest_days, report, say, 0.9, 1.0)
+        if failed:
+            report.failed_days = [
+                {"day": day.isoformat(), "status": status, "reason": reason}
+                for day, (status, reason) in sorted(failed.items())
+            ]
+            if interrupted:
+                raise Interrupted(report, tables)
+            if not tables:
+                why = "; ".join(dict.fromkeys(reasons))
+                raise FlatFileError(f"flat files failed for {len(failed)} day(s): {why}")
+        return tables
+
+    def _run_days(
+        self,
+        request: FetchRequest,
+        files: list[DayFile],
+        report: FetchReport,
+        say: Callable[..., None],
+        executor: DayExecutor,
+    ) -> tuple[dict[dt.date, bulk.DayResult], bool]:
+        """Each day file as one task on `executor`; progress is days done and their bytes."""
+        place = bulk.place_of(self.config, self.ledger, remote=executor.remote)
+        tasks = [bulk.DayTask(place, f.day, f.key, f.size, tuple(request.symbols)) for f in files]
+        sizes = {f.day: f.size for f in files}
+        total = sum(sizes.values())
+        done = {"days": 0, "bytes": 0}
+
+        def on_result(result: bulk.DayResult) -> None:
+            done["days"] += 1
+            done["bytes"] += sizes[result.day]
+            report.bytes_downloaded += result.downloaded
+            if result.status == bulk.OK:
+                if result.cached:
+                    report.files_cached += 1
+                else:
+                    report.files_downloaded += 1
+            else:
+                log.info("%s %s: %s", result.day, result.status, result.message)
+            say(
+                f"days {done['days']}/{len(files)}",
+                done["bytes"] / max(1, total),  # the bar shows the days' bytes as they are
+                done["bytes"],
+                total,
+            )
+
+        say(f"days 0/{len(files)}, {executor.workers} worker(s)", 0.0, 0, total)
+        return bulk.run_days(executor, tasks, on_result)
 
     def _check_split_calls(self, request: FetchRequest) -> None:
         """Refuse an adjusted flat-file fetch whose splits' REST calls do not fit today."""

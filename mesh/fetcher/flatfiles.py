@@ -5,7 +5,9 @@ temporary name next to its final place, is checked (the size S3 announced, then 
 decompress-and-parse pass with the documented header), and only then renamed into place, so
 the cache never holds half a file: a cached file whose size differs from the listing is fetched
 again, and one that fails to parse is removed and fetched again once. Bytes are reserved in the
-quota ledger before a download starts and corrected to what actually arrived.
+quota ledger before a download starts and corrected to what actually arrived. A temporary file
+left by a process that died mid-download (a killed worker of a parallel fetch) is removed when
+that file is next downloaded.
 
 The S3 key pair is separate from the REST key (config.s3_credentials); neither appears in any
 message this module produces.
@@ -223,6 +225,7 @@ class FlatFiles:
         from botocore.exceptions import BotoCoreError, ClientError
 
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(path)
         tmp = path.with_name(f".{path.name}.part-{os.getpid()}-{threading.get_ident()}")
         row = self.ledger.reserve_bytes(file.key, file.size)
         got = 0
@@ -248,7 +251,10 @@ class FlatFiles:
                 raise self._error(exc, file.key) from None
             if got != expected:
                 raise DamagedFile(f"{file.key}: download ended after {got} of {expected} bytes")
-            parsed = parse(tmp)  # the verification: full gzip + header + values
+            try:
+                parsed = parse(tmp)  # the verification: full gzip + header + values
+            except DamagedFile as exc:  # named after the file, not its temporary name
+                raise DamagedFile(str(exc).replace(tmp.name, file.key)) from None
             os.replace(tmp, path)
             self.files_downloaded += 1
             return parsed
@@ -290,3 +296,17 @@ class FlatFiles:
             path.unlink(missing_ok=True)
             return False
         return True
+
+
+def _remove_orphans(path: Path) -> None:
+    """Remove temporary files of `path` left by processes that died mid-download (killed workers)."""
+    for part in path.parent.glob(f".{path.name}.part-*"):
+        pid = part.name.rsplit(".part-", 1)[1].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            part.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive (someone else's): leave it

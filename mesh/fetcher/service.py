@@ -29,7 +29,7 @@ from mesh.config import Config
 from mesh.datasets import DatasetError, layout, storage
 from mesh.fetcher import auto, datasets
 from mesh.fetcher import backfill as gap_backfill
-from mesh.fetcher.errors import BadRequest, FetchError
+from mesh.fetcher.errors import BadRequest, FetchError, QuotaExceeded
 from mesh.fetcher.fetch import Fetcher
 from mesh.fetcher.heal import HealReport, heal
 from mesh.fetcher.ledger import QuotaLedger
@@ -70,6 +70,7 @@ class FetcherService(Service):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.ledger = QuotaLedger.for_config(config)
+        self.served_rows: dict[int, int] = {}  # flat-file bytes reserved for remote workers
         self.jobs = JobRunner(
             self.name, id_prefix="f", keep=KEEP_JOBS, expected=(FetchError, DatasetError)
         )
@@ -400,6 +401,34 @@ class FetcherService(Service):
         return self.jobs.submit(
             "heal", {"session": name}, self._heal, job_id=job_id, message=f"queued: heal {name}"
         )
+
+    async def cmd_ledger_reserve(self, key: str, nbytes: int) -> dict[str, Any]:
+        """Flat-file bytes about to be downloaded by a worker on another machine, spent in this
+        machine's quota ledger: {"row": id} or {"refused": why, "limit": name} (docs/fetcher.md)."""
+        if not isinstance(key, str) or not key or len(key) > 1024:
+            raise ValueError("key: the flat file's key, a non-empty text")
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or not 0 <= nbytes < 2**53:
+            raise ValueError("nbytes: the file's size in bytes, a whole number")
+        try:
+            row = await asyncio.to_thread(self.ledger.reserve_bytes, key, nbytes)
+        except QuotaExceeded as exc:
+            return {"refused": str(exc), "limit": exc.limit}
+        self.served_rows[row] = nbytes
+        return {"row": row}
+
+    async def cmd_ledger_settle(self, row: int, nbytes: int) -> dict[str, Any]:
+        """A remote worker's download stopped early: its reservation becomes what it transferred."""
+        for name, value in (("row", row), ("nbytes", nbytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+                raise ValueError(f"{name}: a whole number")
+        reserved = self.served_rows.get(row)
+        if reserved is None or nbytes > reserved:
+            raise ValueError(
+                f"row {row}: not a reservation made through this service, or more than it reserved"
+            )
+        await asyncio.to_thread(self.ledger.settle_bytes, row, nbytes)
+        self.served_rows[row] = nbytes
+        return {"row": row}
 
     def cmd_jobs(self) -> list[JobView]:
         """Recent jobs, newest first."""

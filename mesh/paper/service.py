@@ -328,7 +328,23 @@ class StrategyService(Service):
         if self.runtime is not None:
             self._report_failures(self.runtime)
         record = session.record
-        if record.started_recording and not record.recording_stopped:  # once, not a later one
+        heir = next(
+            (
+                other
+                for other in self.sessions.values()
+                if other is not session
+                and other.active
+                and other.record.recording == record.recording
+            ),
+            None,
+        )
+        if record.started_recording and not record.recording_stopped and heir is not None:
+            # another running session records into it: that one stops it when it stops
+            record.started_recording = False
+            heir.record.started_recording = True
+            await asyncio.to_thread(session.save)
+            await asyncio.to_thread(heir.save)
+        elif record.started_recording and not record.recording_stopped:  # once, not a later one
             record.recording_stopped = True
             await asyncio.to_thread(session.save)
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -196,7 +197,10 @@ def test_a_run_that_kills_its_worker_every_time_fails_the_sweep_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert "run 1 (" in err[0] and "fast=10 on portfolio) stopped the sweep" in err[0]
-    assert "stopped the sweep: it killed its worker process 4 times; 2 of 3 runs saved" in err[0]
+    # how many times it is retried depends on which runs shared the pool when it broke
+    assert re.search(
+        r"stopped the sweep: it killed its worker process \d+ times; 2 of 3 runs saved", err[0]
+    ), err
     # the runs beside it finished: only the one that kills its worker is missing
     (sweep_id,) = sweep_ids(root)
     saved = spec(root, sweep_id)
