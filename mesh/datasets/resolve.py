@@ -94,9 +94,9 @@ def _unknown(name: str, data_dir: Path, prefix: str | None) -> DatasetError:
     known = sorted({folder.name for _, folder in dataset_folders(data_dir)})
     if known:
         hint = f"; known datasets: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''}"
-    elif not is_folder(data_dir):
-        hint = f"; the data folder {data_dir} does not exist (MESH_DATA_DIR)"
+    elif not is_folder(data_dir):  # (the folder is named once above: a message stays one line)
+        hint = "; the data folder does not exist (MESH_DATA_DIR)"
     else:
-        hint = f"; {data_dir} has no recordings or historical datasets yet"
+        hint = "; the data folder has no recordings or historical datasets yet"
     asked = f"{prefix}:{name}" if prefix else name
     return not_found(f"no dataset {shown(asked)}: {', '.join(looked)}{hint}")

@@ -227,7 +227,7 @@ def test_a_missing_or_unreadable_recording_is_one_clear_line_and_exit_2(
     assert proc.stderr.strip().splitlines()[-1] == (
         f"massive run sim: no dataset 'nope': not a recording in {tmp_path / 'recordings'}, "
         f"not a historical dataset in {tmp_path / 'historical'}, not a path; "
-        f"{tmp_path} has no recordings or historical datasets yet"
+        "the data folder has no recordings or historical datasets yet"
     )
     assert "Traceback" not in proc.stderr + proc.stdout
 
