@@ -163,9 +163,11 @@ class Dask(Engine):
 
 class Pool(Engine):
     def start(self) -> None:
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        self.pool = ProcessPoolExecutor(WORKERS)
+        # spawned, as mesh/parallel.py starts them: a fresh interpreter per worker
+        self.pool = ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn"))
         self.map(pid, [None] * WORKERS)
 
     def stop(self) -> None:
@@ -218,6 +220,7 @@ def kill_a_worker(engine: Engine) -> dict[str, Any]:
 
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else "dask"
+    load_before = os.getloadavg()[0]  # the machine is shared: how busy it was
     out: dict[str, Any] = {"engine": name, "workers": WORKERS, "cores": os.cpu_count()}
     out["import_s"] = round(import_seconds(name), 3)
     print(f"{name}: import {out['import_s']:.2f} s", file=sys.stderr)
@@ -267,6 +270,7 @@ def main() -> None:
             engine.stop()
         except BaseException as exc:  # a pool whose worker died may refuse a clean stop
             out["sigkill"]["stop_error"] = f"{type(exc).__name__}: {exc}"
+    out["load_avg_1m"] = [round(os.getloadavg()[0], 2), round(load_before, 2)]  # end, start
     print(json.dumps(out))
 
 
