@@ -14,6 +14,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from mesh.argtypes import positive_int
 from mesh.commandline import CliError, load_config
 
 if TYPE_CHECKING:
@@ -136,6 +137,51 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help="a recording's capture alone, without the rows a heal added (default: both)",
     )
+    p.add_argument(
+        "--per-symbol",
+        action="store_true",
+        help="one run per (parameter set, symbol) instead of one portfolio per parameter set",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="several runs: processes to run them on (default: every core; 1: in this process)",
+    )
+    p.add_argument(
+        "--cluster",
+        type=_cluster,
+        metavar="ADDRESS",
+        help="several runs: on Dask, `local` (a cluster of --workers processes here) or a scheduler's tcp://HOST:PORT (needs massive-mesh[cluster])",
+    )
+    p.add_argument(
+        "--top",
+        type=positive_int,
+        default=10,
+        metavar="K",
+        help="a sweep saves its best K runs as run folders (default 10)",
+    )
+    p.add_argument(
+        "--sort",
+        metavar="METRIC",
+        help="what 'best' means for --top and --sweep: a metric, high to low (default sharpe)",
+    )
+    p.add_argument(
+        "--resume", metavar="SWEEP_ID", help="finish an interrupted sweep (only the missing runs)"
+    )
+    p.add_argument("--sweeps", action="store_true", help="list sweeps")
+    p.add_argument(
+        "--sweep",
+        metavar="SWEEP_ID",
+        help="show a sweep's results table (with --sort, --symbol, --limit, --json)",
+    )
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=20,
+        metavar="N",
+        help="--sweep: show the first N rows (default 20)",
+    )
     p.add_argument("--no-save", action="store_true", help="do not write data/backtests/<run>/")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(
@@ -147,12 +193,22 @@ def register(subparsers: Subparsers) -> None:
     p.set_defaults(func=cmd_backtest)
 
 
+def _cluster(text: str) -> str:
+    from mesh.parallel import ExecutorError, check_cluster
+
+    try:
+        return check_cluster(text)
+    except ExecutorError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"cluster {text!r}: ")) from None
+
+
 def _fail(message: str, code: int = 1) -> Exception:
     return CliError(message, code)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from mesh.backtest.errors import BacktestError, DatasetError
+    from mesh.parallel import ExecutorError
 
     config = load_config()
     try:
@@ -160,6 +216,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             return _list_strategies(args.json)
         if args.datasets:
             return _list_datasets(config.data_dir, args.json)
+        if args.sweeps:
+            return _list_sweeps(config.data_dir, args.json)
+        if args.sweep:
+            return _show_sweep(args, config.data_dir)
+        if args.resume:
+            from mesh.backtest.sweep import load_sweep
+
+            sweep = load_sweep(args.resume, config.data_dir)
+            return _sweep(args, config.data_dir, sweep)
         if not args.dataset:
             raise _fail("give a DATASET (see `massive backtest --datasets`)", 2)
         if not args.strategy:
@@ -170,7 +235,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     except DatasetError as exc:
         raise _fail(str(exc), 1) from None
     except BacktestError as exc:
-        raise _fail(str(exc), 2) from None
+        from mesh.backtest.sweep import SweepInterrupted
+
+        raise _fail(str(exc), 130 if isinstance(exc, SweepInterrupted) else 2) from None
+    except ExecutorError as exc:
+        raise _fail(str(exc), 1) from None
 
 
 def _run(args: argparse.Namespace, data_dir: Any) -> int:
@@ -195,6 +264,21 @@ def _run(args: argparse.Namespace, data_dir: Any) -> int:
         capture_only=args.capture_only,
     ).check()
     runs = plan(args.strategy, args.param)
+    if len(runs) > 1 or args.per_symbol:
+        from mesh.backtest.sweep import new_sweep
+
+        sweep = new_sweep(
+            args.dataset,
+            args.strategy,
+            args.param,
+            options,
+            data_dir,
+            per_symbol=args.per_symbol,
+            top=args.top,
+            sort=args.sort or "sharpe",
+            no_save=args.no_save,
+        )
+        return _sweep(args, data_dir, sweep)
     results = run_many(args.dataset, list(runs), data_dir=data_dir, options=options)
     if not args.no_save:
         for r in results:
@@ -223,6 +307,153 @@ def _run(args: argparse.Namespace, data_dir: Any) -> int:
         print()
         for r in results:
             print(f"saved {r.label}: {r.run_dir}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace, data_dir: Any, sweep: Any) -> int:
+    """Run a sweep's missing runs with a progress bar, save its best runs, print them."""
+    from mesh.backtest import report
+    from mesh.backtest import sweep as sweeps
+
+    with _progress_bar(sweep.total, sweep.done) as advance:
+        sweeps.run_sweep(sweep, args.workers, args.cluster, lambda s, i: advance())
+    saving = not sweep.spec.get("no_save")
+    results = sweeps.save_top(sweep, data_dir, save=saving)
+    sort = sweep.spec["sort"]
+    best = sweeps.sorted_rows(list(sweep.rows.values()), sort)[: sweep.spec["top_k"]]
+    folder = str(sweep.folder) if saving else None
+    if args.json:
+        market = sweeps._market(
+            sweep.tasks[0].dataset, sweep.tasks[0].data_dir, sweep.tasks[0].options
+        )
+        out = {
+            "sweep_id": sweep.sweep_id if saving else None,
+            "sweep_dir": folder,
+            "state": sweep.state,
+            "total": sweep.total,
+            "done": sweep.done,
+            "sort": sort,
+            "dataset": market.describe(),
+            "top": best,
+            "runs": [
+                {
+                    "run_id": r.run_id,
+                    "run_dir": r.run_dir,
+                    "strategy": r.strategy,
+                    "label": r.label,
+                    "params": r.params,
+                    "metrics": r.metrics,
+                    "per_symbol": r.per_symbol,
+                    "elapsed_s": round(r.elapsed_s, 6),
+                }
+                for r in results
+            ],
+        }
+        print(json.dumps(out, indent=2, default=report._json_default))
+        return 0
+    if sweep.total <= sweep.spec["top_k"] and not sweep.spec.get("per_symbol"):
+        print(report.comparison(results))
+    else:
+        print(f"best {len(best)} of {sweep.total} runs by {sort}:")
+        print(sweeps.format_table(best, sweeps.shown_columns(sweep, sort)))
+    if saving:
+        print()
+        print(f"saved sweep {sweep.sweep_id}: {folder} (massive backtest --sweep {sweep.sweep_id})")
+        for r in results:
+            where = f" on {','.join(r.dataset['symbols'])}" if sweep.spec.get("per_symbol") else ""
+            print(f"saved {r.label}{where}: {r.run_dir}")
+    return 0
+
+
+def _progress_bar(total: int, done: int) -> Any:
+    """A rich progress bar on stderr (runs done / total, runs per second, time left); a callable to advance it."""
+    from contextlib import contextmanager
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} runs/s" if speed else "- runs/s")
+
+    @contextmanager
+    def bar() -> Any:
+        progress = Progress(
+            TextColumn("sweep"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            Rate(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        task = progress.add_task("sweep", total=total, completed=done)
+        with progress:
+            yield lambda: progress.advance(task)
+
+    return bar()
+
+
+def _list_sweeps(data_dir: Any, as_json: bool) -> int:
+    from mesh.backtest.sweep import list_sweeps
+
+    items = list_sweeps(data_dir)
+    if as_json:
+        print(json.dumps(items, indent=2))
+        return 0
+    if not items:
+        print(f"no sweeps under {data_dir}")
+        return 0
+    print(f"{'SWEEP':<56}{'STATE':<13}{'RUNS':>13}  {'DATASET':<20}STRATEGIES")
+    for d in items:
+        runs = f"{d.get('done') or 0}/{d.get('total') or 0}"
+        strategies = ",".join(d.get("strategies") or [])
+        print(
+            f"{d['sweep_id']:<56}{d.get('state') or '-':<13}{runs:>13}  {d.get('dataset') or '-':<20}{strategies}"
+        )
+    return 0
+
+
+def _show_sweep(args: argparse.Namespace, data_dir: Any) -> int:
+    from mesh.backtest import sweep as sweeps
+
+    sweep = sweeps.load_sweep(args.sweep, data_dir)
+    sort = args.sort or sweep.spec.get("sort", "sharpe")
+    sweeps.check_sort(sort, [(s, {}) for s in sweep.spec["strategies"]])
+    symbol = args.symbols.strip() if args.symbols else None
+    rows = sweeps.sorted_rows(list(sweep.rows.values()), sort, symbol)
+    if symbol and not rows:
+        raise _fail(f"sweep {sweep.sweep_id} has no runs on {symbol}", 1)
+    shown = rows[: args.limit]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "sweep_id": sweep.sweep_id,
+                    "state": sweep.state,
+                    "total": sweep.total,
+                    "done": sweep.done,
+                    "sort": sort,
+                    "rows": shown,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(
+        f"sweep {sweep.sweep_id}: {sweep.state}, {sweep.done}/{sweep.total} runs, "
+        f"{len(shown)} of {len(rows)} shown by {sort}"
+    )
+    print(sweeps.format_table(shown, sweeps.shown_columns(sweep, sort)))
     return 0
 
 

@@ -1,0 +1,454 @@
+"""Parameter sweeps: every run of a grid on every core or on a Dask cluster, one results table.
+
+A run is one strategy with one set of parameters on the chosen symbols as one equal-weight
+portfolio, or, per symbol, on one symbol. Runs go to an executor (`mesh.parallel`) as small
+records (`RunTask`: dataset name or path, data folder, options, strategy name, parameters,
+symbol); each worker process loads the dataset once and keeps it (`_market`, cached per dataset
+and options), and looks the strategy up by its name (a `FILE:function` or `module:function` is
+loaded again in the worker). A run sends back its metrics only.
+
+    MESH_DATA_DIR/sweeps/<sweep_id>/results.parquet   one row per finished run, in run order
+    MESH_DATA_DIR/sweeps/<sweep_id>/sweep.json        the spec, state, total and done
+
+Run order is the serial order: strategy, parameter sets in grid order, symbol. Results are the
+same whatever the executor, because every run is the same computation on the same data. The
+finished rows are written every few seconds and when the sweep stops for any reason, so Ctrl-C
+keeps them and `resume` runs only what is missing. At the end the best `top` runs (by `sort`)
+are run once more here and saved as ordinary run folders (`report.save`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from mesh import files, parallel
+from mesh.backtest import datasets, report
+from mesh.backtest.errors import BacktestError
+from mesh.backtest.runner import BacktestResult, Options, plan, prepare, simulate
+from mesh.backtest.strategies import Strategy, get_strategy
+
+SWEEPS = "sweeps"
+RESULTS = "results.parquet"
+SPEC = "sweep.json"
+PORTFOLIO = "portfolio"
+CHECKPOINT_S = 2.0
+FIXED_COLUMNS = ("run", "strategy", "params", "symbol")
+PRELOAD = (
+    "mesh.backtest.sweep",
+    "mesh.backtest.kernels",
+)  # what a pool worker needs, imported once
+SHOWN_METRICS = ("total_return", "sharpe", "max_drawdown", "trades")
+
+
+class SweepInterrupted(BacktestError):
+    """Ctrl-C stopped a sweep; its finished runs are saved and `resume` finishes it."""
+
+    def __init__(self, sweep: Sweep) -> None:
+        super().__init__(
+            f"interrupted: {sweep.done} of {sweep.total} runs saved in {sweep.folder}; "
+            f"resume with: massive backtest --resume {sweep.sweep_id}"
+        )
+        self.sweep = sweep
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One run, by reference: what a worker needs to load the data and run it."""
+
+    dataset: str
+    data_dir: str
+    options: str  # the Options as sorted JSON (also the worker's cache key)
+    strategy: str
+    params: str  # the parameters the caller set, as JSON
+    symbol: str | None  # None: the selected symbols as one portfolio
+
+
+@lru_cache(maxsize=4)
+def _market(dataset: str, data_dir: str, options: str) -> datasets.Market:
+    return prepare(dataset, Options.from_dict(json.loads(options)), data_dir)
+
+
+@lru_cache(maxsize=64)
+def _strategy(name: str) -> Strategy:
+    return get_strategy(name)
+
+
+def simulate_task(task: RunTask) -> BacktestResult:
+    """The run `task` describes, on the dataset this process loaded for it (loaded once)."""
+    options = Options.from_dict(json.loads(task.options))
+    market = _market(task.dataset, task.data_dir, task.options)
+    if task.symbol is not None:
+        bars = market.bars[task.symbol]
+        quotes = {task.symbol: market.quotes[task.symbol]} if task.symbol in market.quotes else {}
+        market = replace(
+            market, bars={task.symbol: bars}, quotes=quotes, interval_ns=bars.interval_ns
+        )
+    return simulate(market, _strategy(task.strategy), json.loads(task.params), options)
+
+
+def run_task(task: RunTask) -> dict[str, Any]:
+    """A worker's part of a sweep: one run's metrics."""
+    return simulate_task(task).metrics
+
+
+def options_key(options: Options) -> str:
+    return json.dumps(asdict(options), sort_keys=True)
+
+
+@dataclass
+class Sweep:
+    """A sweep's spec, its runs in order, and the rows of the runs finished so far."""
+
+    sweep_id: str
+    folder: Path
+    spec: dict[str, Any]
+    tasks: list[RunTask]
+    labels: list[tuple[str, dict[str, Any], str]]  # (strategy, resolved params, symbol) per run
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    state: str = "running"
+    top: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def done(self) -> int:
+        return len(self.rows)
+
+    def row(self, index: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        strategy, params, symbol = self.labels[index]
+        row: dict[str, Any] = {"run": index, "strategy": strategy}
+        for name in self.spec["param_columns"]:
+            row[_param_column(name)] = _cell(params.get(name))
+        row["params"] = json.dumps(params, sort_keys=False, default=str)
+        row["symbol"] = symbol
+        for key, value in metrics.items():
+            if key not in row:
+                row[key] = value
+        return row
+
+    def table(self) -> Any:
+        import pyarrow as pa
+
+        rows = [self.rows[i] for i in sorted(self.rows)]
+        if not rows:
+            return pa.table({c: pa.array([], pa.string()) for c in FIXED_COLUMNS})
+        try:
+            return pa.Table.from_pylist(rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column of mixed kinds: as text
+            return pa.Table.from_pylist([{k: _text(v) for k, v in r.items()} for r in rows])
+
+    def write(self, durable: bool = False) -> None:
+        import pyarrow.parquet as pq
+
+        if self.spec.get("no_save"):
+            return
+        table = self.table()
+        files.replace_file(
+            self.folder / RESULTS, lambda tmp: pq.write_table(table, tmp), durable=durable
+        )
+        doc = {
+            **self.spec,
+            "state": self.state,
+            "total": self.total,
+            "done": self.done,
+            "updated": _now(),
+            "top": self.top,
+        }
+        files.replace_file(self.folder / SPEC, json.dumps(doc, indent=2) + "\n", durable=durable)
+
+
+def _param_column(name: str) -> str:
+    return f"param_{name}" if name in FIXED_COLUMNS or name in METRIC_NAMES else name
+
+
+def _cell(value: Any) -> Any:
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def _text(value: Any) -> Any:
+    return None if value is None else str(value)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _metric_names() -> tuple[str, ...]:
+    import numpy as np
+
+    from mesh.backtest import metrics
+    from mesh.backtest.engine import Fills, Trades
+
+    empty = {k: np.zeros(0) for k in Trades.__dataclass_fields__}
+    fills = {k: np.zeros(0) for k in Fills.__dataclass_fields__}
+    m = metrics.compute(
+        np.ones(2),
+        np.arange(2, dtype=np.int64),
+        1.0,
+        start_ts=0,
+        interval_ns=60_000_000_000,
+        exposure=0.0,
+        trades=Trades(**empty),
+        fills=Fills(**fills),
+    )
+    return (
+        *m,
+        "fills_mode",
+        "orders",
+        "orders_unfilled",
+        "dataset_gaps",
+        "dataset_missing_messages",
+    )
+
+
+METRIC_NAMES = _metric_names()
+
+
+def sweeps_root(data_dir: Path | str) -> Path:
+    return Path(data_dir) / SWEEPS
+
+
+def new_sweep(
+    dataset: str,
+    strategies: list[str],
+    params: list[str],
+    options: Options,
+    data_dir: Path | str,
+    *,
+    per_symbol: bool = False,
+    top: int = 10,
+    sort: str = "sharpe",
+    no_save: bool = False,
+) -> Sweep:
+    """Check everything and load the dataset here (a bad name or value fails before any work)."""
+    options = options.check()
+    runs = plan(strategies, params)
+    check_sort(sort, runs)
+    market = _market(dataset, str(data_dir), options_key(options))
+    symbols = market.symbols if per_symbol else None
+    sweep_id = report.new_run_id(dataset, "-".join(dict.fromkeys(strategies)))
+    spec = {
+        "sweep_id": sweep_id,
+        "created": _now(),
+        "dataset": dataset,
+        "strategies": list(strategies),
+        "params": list(params),
+        "options": asdict(options),
+        "per_symbol": per_symbol,
+        "symbols": symbols,
+        "top_k": top,
+        "sort": sort,
+        "no_save": no_save,
+    }
+    return _build(spec, sweeps_root(data_dir) / sweep_id, data_dir)
+
+
+def _build(spec: dict[str, Any], folder: Path, data_dir: Path | str) -> Sweep:
+    options = Options.from_dict(spec["options"])
+    key = options_key(options)
+    runs = plan(spec["strategies"], spec["params"])
+    tasks: list[RunTask] = []
+    labels: list[tuple[str, dict[str, Any], str]] = []
+    param_columns: list[str] = []
+    for name, params in runs:
+        strategy = _strategy(name)
+        resolved = strategy.resolve(params)
+        for p in resolved:
+            if p not in param_columns:
+                param_columns.append(p)
+        for symbol in spec["symbols"] or [None]:
+            tasks.append(
+                RunTask(spec["dataset"], str(data_dir), key, name, json.dumps(params), symbol)
+            )
+            labels.append((strategy.name, resolved, symbol or PORTFOLIO))
+    spec = {**spec, "param_columns": param_columns}
+    return Sweep(spec["sweep_id"], folder, spec, tasks, labels)
+
+
+def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
+    """A saved sweep with the rows it has (to resume it or show it)."""
+    import pyarrow.parquet as pq
+
+    folder = sweeps_root(data_dir) / sweep_id
+    if not sweep_id or "/" in sweep_id or sweep_id.startswith(".") or not folder.is_dir():
+        raise BacktestError(
+            f"no sweep {sweep_id!r} under {sweeps_root(data_dir)} (see massive backtest --sweeps)"
+        )
+    try:
+        doc = json.loads((folder / SPEC).read_text())
+    except (OSError, ValueError) as exc:
+        raise BacktestError(f"sweep {sweep_id!r}: unreadable {SPEC}: {exc}") from None
+    sweep = _build(doc, folder, data_dir)
+    sweep.state = doc.get("state", "interrupted")
+    sweep.top = doc.get("top") or []
+    if (folder / RESULTS).exists():
+        for row in pq.read_table(folder / RESULTS).to_pylist():
+            if row.get("run") is not None and 0 <= int(row["run"]) < sweep.total:
+                sweep.rows[int(row["run"])] = row
+    return sweep
+
+
+def list_sweeps(data_dir: Path | str) -> list[dict[str, Any]]:
+    out = []
+    root = sweeps_root(data_dir)
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if folder.name.startswith(".") or not (folder / SPEC).is_file():
+            continue
+        try:
+            doc = json.loads((folder / SPEC).read_text())
+        except (OSError, ValueError) as exc:
+            out.append({"sweep_id": folder.name, "state": "unreadable", "error": str(exc)})
+            continue
+        out.append(
+            {
+                k: doc.get(k)
+                for k in ("sweep_id", "state", "done", "total", "dataset", "strategies", "created")
+            }
+        )
+    return out
+
+
+def check_sort(sort: str, runs: list[tuple[str, dict[str, Any]]] | None = None) -> None:
+    known = set(METRIC_NAMES) | {"run", "strategy", "symbol"}
+    for name, _ in runs or []:
+        known |= {p.name for p in _strategy(name).params}
+    if sort not in known:
+        raise BacktestError(
+            f"cannot sort by {sort!r}; metrics: {', '.join(m for m in METRIC_NAMES if m not in ('start', 'end'))}"
+        )
+
+
+def run_sweep(
+    sweep: Sweep,
+    workers: int | None = None,
+    cluster: str | None = None,
+    on_result: Callable[[Sweep, int], None] | None = None,
+) -> Sweep:
+    """Run the sweep's missing runs; rows are saved as they come and when it stops for any reason.
+
+    `on_result(sweep, index)` is called after each run (a progress bar). Ctrl-C raises
+    `SweepInterrupted` after the finished rows are saved; a failing run marks the sweep failed
+    and its error is raised; an executor that cannot be had (`parallel.ExecutorError`) is raised
+    before anything is written.
+    """
+    todo = [i for i in range(sweep.total) if i not in sweep.rows]
+    if todo:
+        first = parallel.open_executor(1 if len(todo) == 1 else workers, cluster, preload=PRELOAD)
+        with first as executor:  # opened before anything is written: a bad cluster writes nothing
+            opened = [False]
+
+            def executors() -> Any:
+                if not opened[0]:
+                    opened[0] = True
+                    from contextlib import nullcontext
+
+                    return nullcontext(executor)
+                return parallel.open_executor(workers, cluster, preload=PRELOAD)
+
+            sweep.state = "running"
+            sweep.write()
+            last = [time.monotonic()]
+
+            def finished(k: int, metrics: dict[str, Any]) -> None:
+                index = todo[k]
+                sweep.rows[index] = sweep.row(index, metrics)
+                if time.monotonic() - last[0] >= CHECKPOINT_S:
+                    sweep.write()
+                    last[0] = time.monotonic()
+                if on_result is not None:
+                    on_result(sweep, index)
+
+            try:
+                parallel.run_tasks(executors, [sweep.tasks[i] for i in todo], run_task, finished)
+            except KeyboardInterrupt:
+                sweep.state = "interrupted"
+                sweep.write(durable=True)
+                raise SweepInterrupted(sweep) from None
+            except BaseException:
+                sweep.state = "failed"
+                sweep.write(durable=True)
+                raise
+    sweep.state = "done"
+    sweep.write(durable=True)
+    return sweep
+
+
+def sorted_rows(
+    rows: list[dict[str, Any]], sort: str, symbol: str | None = None
+) -> list[dict[str, Any]]:
+    """Best first: numbers high to low (None and NaN last), text A to Z; ties in run order."""
+    if symbol:
+        rows = [r for r in rows if str(r.get("symbol", "")).upper() == symbol.upper()]
+    rows = sorted(rows, key=lambda r: r["run"])
+
+    def key(row: dict[str, Any]) -> tuple[int, Any]:
+        value = row.get(sort)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return (2, 0)
+        if isinstance(value, bool | int | float):
+            return (0, -value)
+        return (1, str(value))
+
+    return sorted(rows, key=key)
+
+
+def save_top(sweep: Sweep, data_dir: Path | str, save: bool = True) -> list[BacktestResult]:
+    """Run the best `top_k` runs again here (full equity, trades and fills) and save their folders."""
+    best = sorted_rows(list(sweep.rows.values()), sweep.spec["sort"])[: sweep.spec["top_k"]]
+    results = []
+    top = []
+    for row in sorted(best, key=lambda r: r["run"]):
+        result = simulate_task(sweep.tasks[row["run"]])
+        if save:
+            report.save(result, data_dir)
+            top.append({"run": row["run"], "run_id": result.run_id, "run_dir": result.run_dir})
+        results.append(result)
+    if save:
+        sweep.top = top
+        sweep.write(durable=True)
+    return results
+
+
+def shown_columns(sweep: Sweep, sort: str) -> list[str]:
+    columns = ["run", "strategy", *(_param_column(p) for p in sweep.spec["param_columns"])]
+    if sweep.spec.get("per_symbol"):
+        columns.append("symbol")
+    columns += [m for m in SHOWN_METRICS if m not in columns]
+    if sort not in columns:
+        columns.append(sort)
+    return columns
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Rows as aligned text: numbers to the right."""
+
+    def text(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4f}" if abs(value) < 1e6 else f"{value:,.0f}"
+        return str(value)
+
+    cells = [[text(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    numeric = [
+        all(isinstance(r.get(c), int | float) or r.get(c) is None for r in rows) for c in columns
+    ]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(columns), *(line(row) for row in cells)])

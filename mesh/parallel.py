@@ -1,0 +1,268 @@
+"""Many small tasks on every core of this machine, or on a Dask cluster: one executor, one loop.
+
+    with open_executor(workers=8) as ex:            # a process pool (workers=1: in this process)
+        ...
+    run_tasks(lambda: open_executor(cluster="local"), tasks, fn, on_result)
+
+`open_executor` yields a `concurrent.futures.Executor`:
+
+- `cluster=None`: `workers` (default: every core) processes of the standard library's process
+  pool, or this process alone when `workers == 1` (no pickling, no start-up);
+- `cluster="local"`: a Dask `LocalCluster` of `workers` single-threaded worker processes started
+  here and stopped at the end; `cluster="tcp://host:port"` (or, with no `cluster`, the address in
+  `DASK_SCHEDULER_ADDRESS`): an existing Dask scheduler. Either way the executor is the client's
+  `get_executor()`. Dask is the optional extra `massive-mesh[cluster]`, imported only here and
+  only when asked for.
+
+Callers submit module-level functions with small picklable arguments: data moves by reference (a
+dataset path plus a symbol) and each worker process loads and caches what it reads.
+
+`run_tasks` runs a list of tasks through a fresh executor and hands each result back with its
+index, in completion order. A worker process that dies breaks a process pool (`BrokenProcessPool`):
+the finished results are kept, a new pool is opened and only the unfinished tasks go again (at
+most `retries` times). Dask reschedules a dead worker's tasks on the others by itself.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+ADDRESS_VAR = "DASK_SCHEDULER_ADDRESS"
+CONNECT_TIMEOUT_S = 5.0
+INSTALL_HINT = "pip install 'massive-mesh[cluster]'"
+
+
+class ExecutorError(Exception):
+    """An executor cannot be had: bad worker count, bad address, Dask missing or unreachable."""
+
+
+class SerialExecutor(cf.Executor):
+    """Runs each task at once, in this process, when it is submitted."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # KeyboardInterrupt and the like go to the caller
+            future.set_exception(exc)
+        return future
+
+
+def check_workers(workers: Any) -> int:
+    """A worker count from the command line or a caller: a whole number of at least 1."""
+    try:
+        n = int(workers)
+    except (TypeError, ValueError):
+        raise ExecutorError(
+            f"workers must be a whole number of at least 1, got {workers!r}"
+        ) from None
+    if isinstance(workers, bool) or str(n) != str(workers).strip() or n < 1:
+        raise ExecutorError(f"workers must be a whole number of at least 1, got {workers!r}")
+    return n
+
+
+def check_cluster(cluster: str) -> str:
+    """`local` or a scheduler address `tcp://host:port` (also tls://, ws://, inproc://)."""
+    text = cluster.strip()
+    if text == "local":
+        return text
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in ("tcp", "tls", "ws", "wss", "ucx") or not rest:
+        raise ExecutorError(
+            f"cluster {cluster!r}: expected local or a Dask scheduler address such as tcp://127.0.0.1:8786"
+        )
+    host, colon, port = rest.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ExecutorError(
+            f"cluster {cluster!r}: expected a host and port, such as tcp://127.0.0.1:8786"
+        )
+    return text
+
+
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the process that started them, which stops the work."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def open_executor(
+    workers: int | None = None, cluster: str | None = None, *, preload: Sequence[str] = ()
+) -> Iterator[cf.Executor]:
+    """An executor for `workers` on this machine, or for a Dask cluster (see the module's notes).
+
+    `preload` names modules the task functions need: a process pool then starts its workers from
+    a fork server that imported them once (`multiprocessing`'s forkserver), so a new worker is
+    ready at once instead of importing them again.
+    """
+    n = check_workers(workers) if workers is not None else (os.cpu_count() or 1)
+    address = cluster if cluster is not None else os.environ.get(ADDRESS_VAR) or None
+    if address is None:
+        if n == 1:
+            yield SerialExecutor()
+            return
+        import multiprocessing
+
+        context: Any
+        if preload:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(list(preload))
+        else:
+            context = multiprocessing.get_context("spawn")
+        pool = cf.ProcessPoolExecutor(n, mp_context=context, initializer=_ignore_sigint)
+        try:
+            yield pool
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return
+    address = check_cluster(address)
+    with _dask_client(address, n) as client:
+        executor = client.get_executor()
+        try:
+            yield executor
+        finally:
+            executor.shutdown(wait=False)
+
+
+@contextmanager
+def _dask_client(address: str, workers: int) -> Iterator[Any]:
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ExecutorError(f"the Dask cluster engine is not installed: {INSTALL_HINT}") from None
+    import logging
+
+    # A worker that dies or a scheduler that goes away is reported by the caller in one line;
+    # distributed's own warnings would only repeat it.
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    with contextlib.ExitStack() as stack:
+        if address == "local":
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",  # this machine only, any free port
+                )
+            )
+            client = stack.enter_context(Client(cluster))
+        else:
+            try:
+                _probe(address)
+                client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ExecutorError(
+                    f"cannot reach the Dask scheduler at {address}: {_first_line(exc)}"
+                ) from None
+            stack.enter_context(client)
+        yield client
+
+
+def _probe(address: str) -> None:
+    """A TCP address that refuses connections fails at once, not after Dask's retries."""
+    scheme, _, rest = address.partition("://")
+    if scheme != "tcp":
+        return
+    host, _, port = rest.rpartition(":")
+    import socket
+
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def run_tasks(
+    executor_factory: Callable[[], AbstractContextManager[cf.Executor]],
+    tasks: Sequence[T],
+    fn: Callable[[T], R],
+    on_result: Callable[[int, R], None] | None = None,
+    *,
+    retries: int = 3,
+    window: int = 1024,
+) -> list[R]:
+    """`fn(task)` for every task; `on_result(index, result)` as each finishes; the results in task order.
+
+    `executor_factory()` opens an executor (`lambda: open_executor(4)`, or an Executor itself).
+    At most `window` tasks are in flight at once. A task that raises stops the run: the tasks not
+    started are cancelled and its exception is raised here. A process pool broken by a dead
+    worker is replaced and the unfinished tasks resubmitted, at most `retries` times. Ctrl-C
+    cancels what has not started and propagates; what finished was already handed to `on_result`.
+    """
+    results: dict[int, R] = {}
+    todo = list(range(len(tasks)))
+    breaks = 0
+
+    def keep(index: int, future: cf.Future[R]) -> bool:
+        """Record a finished task's result; False if its pool broke; its own error is raised."""
+        exc = future.exception()
+        if isinstance(exc, BrokenProcessPool):
+            return False
+        if exc is not None:
+            raise exc
+        results[index] = future.result()
+        if on_result is not None:
+            on_result(index, results[index])
+        return True
+
+    while todo:
+        broken = False
+        with executor_factory() as executor:
+            pending: dict[cf.Future[R], int] = {}
+            queue = iter(todo)
+            try:
+                while True:
+                    for index in queue:
+                        future = executor.submit(fn, tasks[index])
+                        if future.done():  # an in-process executor ran it already
+                            broken = not keep(index, future)
+                            if broken:
+                                break
+                        else:
+                            pending[future] = index
+                        if len(pending) >= window:
+                            break
+                    if broken or not pending:
+                        break
+                    done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                    for future in done:
+                        broken = not keep(pending.pop(future), future) or broken
+                    if broken:
+                        break
+            except BrokenProcessPool:  # raised by submit on a pool that just broke
+                broken = True
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+            finally:
+                if broken:  # what finished before the pool broke is kept
+                    for future, index in pending.items():
+                        if future.done() and not future.cancelled() and not future.exception():
+                            keep(index, future)
+                        else:
+                            future.cancel()
+        todo = [i for i in todo if i not in results]
+        if broken:
+            breaks += 1
+            if breaks > retries:
+                raise ExecutorError(
+                    f"worker processes died {breaks} times; {len(todo)} of {len(tasks)} tasks unfinished"
+                )
+    return [results[i] for i in range(len(tasks))]
