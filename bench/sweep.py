@@ -23,7 +23,11 @@ wall time is measured from the command's start to its exit:
 Every mode also runs the same command with one parameter set (10 runs, one per symbol): what is
 left of it is the mode's fixed cost (the interpreter and imports, reading the dataset, starting
 the pool or the cluster). The per-run cost is (full - one) / (runs - 10). Every mode's
-`results.parquet` must hold the same rows with the same metrics as the serial one's.
+`results.parquet` must hold the same rows with the same metrics as the serial one's. The machine may be shared: the load
+average at the start and at the end is reported with the figures, and so is each mode's CPU time
+(the command and every process under it, with psutil when installed), which others' load does
+not change: `cpu_efficiency` = serial CPU s / the mode's CPU s is the share of its work that is
+the runs themselves, so N x that is the speedup the mode would reach on N idle cores.
 
 The figure is the speedup per core of the best parallel mode, (serial s / parallel s) / N;
 target >= 0.8 (of linear). baseline = the serial wall time (s); ratio = the best parallel mode's
@@ -151,18 +155,51 @@ def command(fast: tuple[int, ...], slow: tuple[int, ...], mode: str, workers: in
     return [*cmd, "--cluster", "local", "--workers", str(workers)]
 
 
+def tree_cpu_seconds(proc: subprocess.Popen[str]) -> float | None:
+    """Wait for `proc`; the CPU seconds (user + system) it and every process under it used.
+
+    Sampled every 0.1 s with psutil (None without it): a worker's last tenth of a second may be
+    missed, nothing else. Wall time on a shared machine depends on the others' load; CPU time
+    does not, so the two together tell contention from the engine's own cost.
+    """
+    try:
+        import psutil
+    except ImportError:
+        proc.wait(timeout=3600)
+        return None
+    seen: dict[tuple[int, float], float] = {}
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            family = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in family:
+            try:
+                times = p.cpu_times()
+                seen[(p.pid, p.create_time())] = times.user + times.system
+            except psutil.Error:
+                pass
+        time.sleep(0.1)
+    return sum(seen.values())
+
+
 def run_sweep(cmd: list[str], data_dir: Path) -> dict[str, Any]:
     """One whole `massive backtest` process: its wall time, its exit, and the sweep it wrote."""
     sweeps = data_dir / "sweeps"
     before = set(sweeps.iterdir()) if sweeps.exists() else set()
     env = {**os.environ, "MESH_DATA_DIR": str(data_dir)}
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
-    seconds = time.perf_counter() - t0
-    out: dict[str, Any] = {"seconds": seconds, "code": done.returncode}
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        out["error"] = lines[-1] if lines else f"exit {done.returncode}"
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        cpu = tree_cpu_seconds(proc)
+        seconds = time.perf_counter() - t0
+        stderr.seek(0)
+        err = stderr.read()
+    out: dict[str, Any] = {"seconds": seconds, "cpu_s": cpu, "code": proc.returncode}
+    if proc.returncode != 0:
+        lines = [line for line in err.splitlines() if line.strip()]
+        out["error"] = lines[-1] if lines else f"exit {proc.returncode}"
         return out
     new = sorted(set(sweeps.iterdir()) - before) if sweeps.exists() else []
     if len(new) != 1:
@@ -198,6 +235,7 @@ def main() -> None:
     fast, slow, days = grid(args.scale)
     runs = len(fast) * len(slow) * len(SYMBOLS)
     bars = len(days) * BARS_PER_DAY
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mesh-bench-sweep-") as tmp:
         data_dir = Path(tmp)
         t0 = time.perf_counter()
@@ -223,6 +261,7 @@ def main() -> None:
             got = full["results"]
             entry: dict[str, Any] = {
                 "seconds": round(full["seconds"], 2),
+                "cpu_s": round(full["cpu_s"], 1) if full["cpu_s"] is not None else None,
                 "one_param_set_s": round(one["seconds"], 2),
                 "per_run_ms": round((full["seconds"] - one["seconds"]) / (runs - 10) * 1000, 2)
                 if runs > 10
@@ -248,6 +287,8 @@ def main() -> None:
         if m != "serial" and "seconds" in r
     }
     for m, s in speedups.items():
+        if serial.get("cpu_s") and results[m].get("cpu_s"):
+            results[m]["cpu_efficiency"] = round(serial["cpu_s"] / results[m]["cpu_s"], 3)
         results[m]["speedup"] = round(s, 3)
         results[m]["speedup_per_core"] = round(s / args.workers, 3)
         print(f"{m}: {s:.2f}x serial, {s / args.workers:.2f} per core", file=sys.stderr)
@@ -267,6 +308,7 @@ def main() -> None:
         bars_per_run=bars,
         workers=args.workers,
         cores=os.cpu_count(),
+        load_avg_1m={"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
         modes={m: {k: v for k, v in r.items() if k != "results"} for m, r in results.items()},
     )
 
