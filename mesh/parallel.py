@@ -43,7 +43,12 @@ INSTALL_HINT = "pip install 'massive-mesh[cluster]'"
 
 
 class ExecutorError(Exception):
-    """An executor cannot be had: bad worker count, bad address, Dask missing or unreachable."""
+    """An executor cannot be had (bad worker count, bad address, Dask missing or unreachable), or
+    a task kills its worker process every time it runs (`index`: which task)."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 class SerialExecutor(cf.Executor):
@@ -114,7 +119,7 @@ def open_executor(
         import multiprocessing
 
         context: Any
-        if preload:
+        if preload and "forkserver" in multiprocessing.get_all_start_methods():
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(list(preload))
         else:
@@ -143,10 +148,12 @@ def _dask_client(address: str, workers: int) -> Iterator[Any]:
     import logging
 
     # A worker that dies or a scheduler that goes away is reported by the caller in one line;
-    # distributed's own warnings would only repeat it.
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    # distributed's own warnings and tracebacks (its reconnection attempts) would only repeat it.
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     with contextlib.ExitStack() as stack:
         if address == "local":
+            # the same for the worker processes, which read it at start
+            os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
             cluster = stack.enter_context(
                 LocalCluster(
                     n_workers=workers,
@@ -200,14 +207,22 @@ def run_tasks(
     """`fn(task)` for every task; `on_result(index, result)` as each finishes; the results in task order.
 
     `executor_factory()` opens an executor (`lambda: open_executor(4)`, or an Executor itself).
-    At most `window` tasks are in flight at once. A task that raises stops the run: the tasks not
-    started are cancelled and its exception is raised here. A process pool broken by a dead
-    worker is replaced and the unfinished tasks resubmitted, at most `retries` times. Ctrl-C
-    cancels what has not started and propagates; what finished was already handed to `on_result`.
+    At most `window` tasks are in flight at once (on a process pool, twice its workers). A task
+    that raises stops the run: the tasks not started are cancelled and its exception is raised
+    here. Ctrl-C cancels what has not started and propagates; what finished was already handed
+    to `on_result`.
+
+    A dead worker breaks a process pool and every task in flight with it. The finished results
+    are kept, a new pool is opened, the tasks that were in flight run again one at a time (so a
+    break is the fault of the one task running), then the rest as before. A task that breaks the
+    pool on its own more than `retries` times is not run again; once every other task has
+    finished, `ExecutorError` is raised (its `index` says which).
     """
     results: dict[int, R] = {}
-    todo = list(range(len(tasks)))
-    breaks = 0
+    suspects: list[int] = []  # in flight when a pool broke: run alone next
+    alone_breaks: dict[int, int] = {}
+    killers: list[int] = []  # tasks that broke the pool alone too often: not run again
+    rounds = 0
 
     def keep(index: int, future: cf.Future[R]) -> bool:
         """Record a finished task's result; False if its pool broke; its own error is raised."""
@@ -221,28 +236,58 @@ def run_tasks(
             on_result(index, results[index])
         return True
 
-    while todo:
-        broken = False
+    while len(results) + len(killers) < len(tasks):
+        rounds += 1
+        if rounds > 10 * (retries + 1) + len(tasks):
+            raise ExecutorError(
+                f"worker processes keep dying; {len(tasks) - len(results)} of {len(tasks)} tasks unfinished"
+            )
         with executor_factory() as executor:
+            limit = window
+            if isinstance(executor, cf.ProcessPoolExecutor):
+                limit = min(window, 2 * getattr(executor, "_max_workers", window))
+            alone = [i for i in suspects if i not in results and i not in killers]
+            suspects = []
+            broken = False
+            for index in alone:
+                future = executor.submit(fn, tasks[index])
+                try:
+                    cf.wait([future])
+                    if keep(index, future):
+                        continue
+                except BrokenProcessPool:
+                    pass
+                alone_breaks[index] = alone_breaks.get(index, 0) + 1
+                if alone_breaks[index] > retries:
+                    killers.append(index)  # reported once the others have finished
+                suspects = [i for i in alone if i not in results and i not in killers]
+                broken = True
+                break
+            if broken:
+                continue
             pending: dict[cf.Future[R], int] = {}
-            queue = iter(todo)
+            queue = (i for i in range(len(tasks)) if i not in results and i not in killers)
             try:
                 while True:
                     for index in queue:
                         future = executor.submit(fn, tasks[index])
                         if future.done():  # an in-process executor ran it already
-                            broken = not keep(index, future)
-                            if broken:
+                            if not keep(index, future):
+                                suspects.append(index)
+                                broken = True
                                 break
                         else:
                             pending[future] = index
-                        if len(pending) >= window:
+                        if len(pending) >= limit:
                             break
                     if broken or not pending:
                         break
                     done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                     for future in done:
-                        broken = not keep(pending.pop(future), future) or broken
+                        index = pending.pop(future)
+                        if not keep(index, future):
+                            suspects.append(index)
+                            broken = True
                     if broken:
                         break
             except BrokenProcessPool:  # raised by submit on a pool that just broke
@@ -252,17 +297,16 @@ def run_tasks(
                     future.cancel()
                 raise
             finally:
-                if broken:  # what finished before the pool broke is kept
+                if broken:  # what finished before the pool broke is kept; the rest are suspects
                     for future, index in pending.items():
                         if future.done() and not future.cancelled() and not future.exception():
                             keep(index, future)
                         else:
                             future.cancel()
-        todo = [i for i in todo if i not in results]
-        if broken:
-            breaks += 1
-            if breaks > retries:
-                raise ExecutorError(
-                    f"worker processes died {breaks} times; {len(todo)} of {len(tasks)} tasks unfinished"
-                )
+                            suspects.append(index)
+    if killers:
+        index = min(killers)
+        raise ExecutorError(
+            f"task {index} killed its worker process {alone_breaks[index]} times", index=index
+        )
     return [results[i] for i in range(len(tasks))]

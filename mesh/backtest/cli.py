@@ -4,7 +4,8 @@ Runs in the shell's own process (no service needed), on the same code the backte
 uses. A `module:function` strategy is the user's own code and is loaded here, in the user's
 process; it is never sent to the service (which runs only built-ins and MESH_STRATEGY_PATH files). `--strategy` may repeat (a side-by-side comparison on the same data); a parameter given as
 a comma-separated list (`--param fast=5,10,20`) sweeps every combination. `--param NAME.k=v`
-sets a parameter for one strategy only. Heavy modules are imported only when the command runs.
+sets a parameter for one strategy only. More than one run is a sweep (mesh/backtest/sweep.py):
+on every core, or on Dask, with a results table of its own. Heavy modules are imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ DESCRIPTION = """\
 Backtest strategies on a recording (MESH_DATA_DIR/recordings/NAME), a historical dataset
 (MESH_DATA_DIR/historical/NAME) or a Parquet path. Bar data fills at the next bar's open plus
 commission and slippage; recordings with quotes fill at the ask (buys) and bid (sells).
-Every run is saved to MESH_DATA_DIR/backtests/<run>/ unless --no-save."""
+Every run is saved to MESH_DATA_DIR/backtests/<run>/ unless --no-save. Several runs (a
+parameter grid, several strategies, --per-symbol) are a sweep: run in parallel on every core
+(--workers, or on Dask with --cluster), one row per run in MESH_DATA_DIR/sweeps/<id>/, the best
+--top K saved as run folders."""
 
 EPILOG = """\
 examples:
@@ -34,7 +38,12 @@ examples:
   massive backtest demo --strategy buy-and-hold --strategy mean-reversion --interval 5m
   massive backtest data/historical/spy --strategy ma-crossover --param fast=5,10,20 --commission-bps 1
   massive backtest demo --strategy mystrategies:rsi --param lookback=14 --fills quotes --cap-size
-see docs/backtest.md for strategies, costs and metrics"""
+  massive backtest spy --strategy ma-crossover --param fast=5,10,20,40 --param slow=50,100,200 --per-symbol --top 5
+  massive backtest spy --strategy ma-crossover --param fast=5,10 --cluster tcp://10.0.0.5:8786
+  massive backtest --sweeps
+  massive backtest --sweep SWEEP_ID --sort total_return --symbol AAPL --limit 10
+  massive backtest --resume SWEEP_ID
+see docs/backtest.md for strategies, costs, metrics and sweeps"""
 
 
 def register(subparsers: Subparsers) -> None:
@@ -76,7 +85,7 @@ def register(subparsers: Subparsers) -> None:
         "--symbols",
         "--symbol",
         metavar="A,B",
-        help="only these symbols (default: all, as an equal-weight portfolio)",
+        help="only these symbols (default: all, as an equal-weight portfolio); with --sweep: only this symbol's runs",
     )
     p.add_argument(
         "--fills",
@@ -312,20 +321,25 @@ def _run(args: argparse.Namespace, data_dir: Any) -> int:
 
 def _sweep(args: argparse.Namespace, data_dir: Any, sweep: Any) -> int:
     """Run a sweep's missing runs with a progress bar, save its best runs, print them."""
+    import time
+
     from mesh.backtest import report
     from mesh.backtest import sweep as sweeps
 
+    finished_before = sweep.state == "done" and bool(sweep.top)
+    todo = sweep.total - sweep.done
+    started = time.perf_counter()
     with _progress_bar(sweep.total, sweep.done) as advance:
         sweeps.run_sweep(sweep, args.workers, args.cluster, lambda s, i: advance())
+    elapsed = time.perf_counter() - started
     saving = not sweep.spec.get("no_save")
-    results = sweeps.save_top(sweep, data_dir, save=saving)
+    # a sweep resumed after it was done keeps the run folders it saved then
+    results = [] if finished_before else sweeps.save_top(sweep, data_dir, save=saving)
     sort = sweep.spec["sort"]
     best = sweeps.sorted_rows(list(sweep.rows.values()), sort)[: sweep.spec["top_k"]]
     folder = str(sweep.folder) if saving else None
     if args.json:
-        market = sweeps._market(
-            sweep.tasks[0].dataset, sweep.tasks[0].data_dir, sweep.tasks[0].options
-        )
+        market = sweeps.market_of(sweep)
         out = {
             "sweep_id": sweep.sweep_id if saving else None,
             "sweep_dir": folder,
@@ -333,6 +347,8 @@ def _sweep(args: argparse.Namespace, data_dir: Any, sweep: Any) -> int:
             "total": sweep.total,
             "done": sweep.done,
             "sort": sort,
+            "ran": todo,  # runs done by this command (a resumed sweep: the missing ones)
+            "elapsed_s": round(elapsed, 6),  # their wall time, start-up of the executor included
             "dataset": market.describe(),
             "top": best,
             "runs": [
@@ -351,14 +367,16 @@ def _sweep(args: argparse.Namespace, data_dir: Any, sweep: Any) -> int:
         }
         print(json.dumps(out, indent=2, default=report._json_default))
         return 0
-    if sweep.total <= sweep.spec["top_k"] and not sweep.spec.get("per_symbol"):
+    if results and sweep.total <= sweep.spec["top_k"] and not sweep.spec.get("per_symbol"):
         print(report.comparison(results))
     else:
         print(f"best {len(best)} of {sweep.total} runs by {sort}:")
-        print(sweeps.format_table(best, sweeps.shown_columns(sweep, sort)))
+        print(sweeps.format_table(best, sweeps.shown_columns(sweep.spec, sort)))
     if saving:
         print()
         print(f"saved sweep {sweep.sweep_id}: {folder} (massive backtest --sweep {sweep.sweep_id})")
+        for top in sweep.top if finished_before else []:
+            print(f"saved run {top['run']}: {top['run_dir']}")
         for r in results:
             where = f" on {','.join(r.dataset['symbols'])}" if sweep.spec.get("per_symbol") else ""
             print(f"saved {r.label}{where}: {r.run_dir}")
@@ -387,14 +405,16 @@ def _progress_bar(total: int, done: int) -> Any:
 
     @contextmanager
     def bar() -> Any:
+        console = Console(stderr=True)
         progress = Progress(
             TextColumn("sweep"),
             BarColumn(),
             MofNCompleteColumn(),
             Rate(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=console,
             transient=True,
+            disable=not console.is_terminal,  # a log or a pipe gets no bar (nor a stray newline)
         )
         task = progress.add_task("sweep", total=total, completed=done)
         with progress:
@@ -426,34 +446,24 @@ def _list_sweeps(data_dir: Any, as_json: bool) -> int:
 def _show_sweep(args: argparse.Namespace, data_dir: Any) -> int:
     from mesh.backtest import sweep as sweeps
 
-    sweep = sweeps.load_sweep(args.sweep, data_dir)
-    sort = args.sort or sweep.spec.get("sort", "sharpe")
-    sweeps.check_sort(sort, [(s, {}) for s in sweep.spec["strategies"]])
+    doc, all_rows = sweeps.read_sweep(args.sweep, data_dir)
+    sort = args.sort or doc.get("sort") or "sharpe"
+    sweeps.check_sort_columns(sort, doc)
     symbol = args.symbols.strip() if args.symbols else None
-    rows = sweeps.sorted_rows(list(sweep.rows.values()), sort, symbol)
+    rows = sweeps.sorted_rows(all_rows, sort, symbol)
     if symbol and not rows:
-        raise _fail(f"sweep {sweep.sweep_id} has no runs on {symbol}", 1)
+        raise _fail(f"sweep {args.sweep} has no runs on {symbol}", 1)
     shown = rows[: args.limit]
+    state, done, total = doc.get("state"), len(all_rows), doc.get("total")
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "sweep_id": sweep.sweep_id,
-                    "state": sweep.state,
-                    "total": sweep.total,
-                    "done": sweep.done,
-                    "sort": sort,
-                    "rows": shown,
-                },
-                indent=2,
-            )
-        )
+        out = {"sweep_id": args.sweep, "state": state, "total": total, "done": done}
+        print(json.dumps({**out, "sort": sort, "rows": shown}, indent=2))
         return 0
     print(
-        f"sweep {sweep.sweep_id}: {sweep.state}, {sweep.done}/{sweep.total} runs, "
+        f"sweep {args.sweep}: {state}, {done}/{total} runs, "
         f"{len(shown)} of {len(rows)} shown by {sort}"
     )
-    print(sweeps.format_table(shown, sweeps.shown_columns(sweep, sort)))
+    print(sweeps.format_table(shown, sweeps.shown_columns(doc, sort)))
     return 0
 
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -31,15 +33,18 @@ from typing import Any
 
 from mesh import files, parallel
 from mesh.backtest import datasets, report
-from mesh.backtest.errors import BacktestError
+from mesh.backtest.errors import BacktestError, DatasetError
 from mesh.backtest.runner import BacktestResult, Options, plan, prepare, simulate
 from mesh.backtest.strategies import Strategy, get_strategy
 
 SWEEPS = "sweeps"
 RESULTS = "results.parquet"
 SPEC = "sweep.json"
+LOCK = ".lock"  # held while a process runs the sweep
 PORTFOLIO = "portfolio"
 CHECKPOINT_S = 2.0
+CHUNKS = 100  # a large sweep goes out in about this many tasks...
+CHUNK_MAX = 32  # ...of at most this many runs each
 FIXED_COLUMNS = ("run", "strategy", "params", "symbol")
 PRELOAD = (
     "mesh.backtest.sweep",
@@ -53,7 +58,9 @@ class SweepInterrupted(BacktestError):
 
     def __init__(self, sweep: Sweep) -> None:
         super().__init__(
-            f"interrupted: {sweep.done} of {sweep.total} runs saved in {sweep.folder}; "
+            f"interrupted after {sweep.done} of {sweep.total} runs; nothing saved (--no-save)"
+            if sweep.spec.get("no_save")
+            else f"interrupted: {sweep.done} of {sweep.total} runs saved in {sweep.folder}; "
             f"resume with: massive backtest --resume {sweep.sweep_id}"
         )
         self.sweep = sweep
@@ -71,7 +78,7 @@ class RunTask:
     symbol: str | None  # None: the selected symbols as one portfolio
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=2)  # a worker keeps the last two datasets it loaded (a sweep uses one)
 def _market(dataset: str, data_dir: str, options: str) -> datasets.Market:
     return prepare(dataset, Options.from_dict(json.loads(options)), data_dir)
 
@@ -94,9 +101,26 @@ def simulate_task(task: RunTask) -> BacktestResult:
     return simulate(market, _strategy(task.strategy), json.loads(task.params), options)
 
 
+def market_of(sweep: Sweep) -> datasets.Market:
+    """The dataset a sweep runs on, as its workers load it (cached in this process too)."""
+    task = sweep.tasks[0]
+    return _market(task.dataset, task.data_dir, task.options)
+
+
 def run_task(task: RunTask) -> dict[str, Any]:
-    """A worker's part of a sweep: one run's metrics."""
+    """One run's metrics."""
     return simulate_task(task).metrics
+
+
+def run_chunk(tasks: tuple[RunTask, ...]) -> list[dict[str, Any]]:
+    """A worker's part of a sweep: a few consecutive runs' metrics (one round trip for several
+    runs of a large sweep, whose runs may take a millisecond each)."""
+    return [run_task(task) for task in tasks]
+
+
+def chunk_size(runs: int) -> int:
+    """Runs per task: 1 up to a few hundred runs, then more, up to CHUNK_MAX."""
+    return max(1, min(CHUNK_MAX, runs // CHUNKS))
 
 
 def options_key(options: Options) -> str:
@@ -231,6 +255,7 @@ def new_sweep(
     no_save: bool = False,
 ) -> Sweep:
     """Check everything and load the dataset here (a bad name or value fails before any work)."""
+    data_dir = Path(data_dir).absolute()  # the same folder for workers wherever they start
     options = options.check()
     runs = plan(strategies, params)
     check_sort(sort, runs)
@@ -275,8 +300,8 @@ def _build(spec: dict[str, Any], folder: Path, data_dir: Path | str) -> Sweep:
     return Sweep(spec["sweep_id"], folder, spec, tasks, labels)
 
 
-def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
-    """A saved sweep with the rows it has (to resume it or show it)."""
+def read_sweep(sweep_id: str, data_dir: Path | str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A saved sweep's `sweep.json` and its rows, in run order (no strategy is loaded)."""
     import pyarrow.parquet as pq
 
     folder = sweeps_root(data_dir) / sweep_id
@@ -286,15 +311,22 @@ def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
         )
     try:
         doc = json.loads((folder / SPEC).read_text())
+        rows = pq.read_table(folder / RESULTS).to_pylist() if (folder / RESULTS).exists() else []
     except (OSError, ValueError) as exc:
-        raise BacktestError(f"sweep {sweep_id!r}: unreadable {SPEC}: {exc}") from None
-    sweep = _build(doc, folder, data_dir)
+        raise BacktestError(f"sweep {sweep_id!r} is unreadable: {exc}") from None
+    return doc, sorted((r for r in rows if r.get("run") is not None), key=lambda r: r["run"])
+
+
+def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
+    """A saved sweep, its runs planned again and the rows it has: ready to resume."""
+    data_dir = Path(data_dir).absolute()
+    doc, rows = read_sweep(sweep_id, data_dir)
+    sweep = _build(doc, sweeps_root(data_dir) / sweep_id, data_dir)
     sweep.state = doc.get("state", "interrupted")
     sweep.top = doc.get("top") or []
-    if (folder / RESULTS).exists():
-        for row in pq.read_table(folder / RESULTS).to_pylist():
-            if row.get("run") is not None and 0 <= int(row["run"]) < sweep.total:
-                sweep.rows[int(row["run"])] = row
+    for row in rows:
+        if 0 <= int(row["run"]) < sweep.total:
+            sweep.rows[int(row["run"])] = row
     return sweep
 
 
@@ -319,13 +351,26 @@ def list_sweeps(data_dir: Path | str) -> list[dict[str, Any]]:
 
 
 def check_sort(sort: str, runs: list[tuple[str, dict[str, Any]]] | None = None) -> None:
+    """`sort` names a metric, a fixed column or a parameter of the planned `runs`."""
     known = set(METRIC_NAMES) | {"run", "strategy", "symbol"}
     for name, _ in runs or []:
         known |= {p.name for p in _strategy(name).params}
+    _check_sort(sort, known)
+
+
+def _check_sort(sort: str, known: set[str]) -> None:
     if sort not in known:
         raise BacktestError(
             f"cannot sort by {sort!r}; metrics: {', '.join(m for m in METRIC_NAMES if m not in ('start', 'end'))}"
         )
+
+
+def check_sort_columns(sort: str, spec: dict[str, Any]) -> None:
+    """`sort` names a metric, a fixed column or a parameter column of a saved sweep."""
+    params = spec.get("param_columns") or []
+    _check_sort(
+        sort, {*METRIC_NAMES, "run", "strategy", "symbol", *params, *map(_param_column, params)}
+    )
 
 
 def run_sweep(
@@ -344,7 +389,7 @@ def run_sweep(
     todo = [i for i in range(sweep.total) if i not in sweep.rows]
     if todo:
         first = parallel.open_executor(1 if len(todo) == 1 else workers, cluster, preload=PRELOAD)
-        with first as executor:  # opened before anything is written: a bad cluster writes nothing
+        with first as executor, _exclusive(sweep):  # a bad cluster writes nothing
             opened = [False]
 
             def executors() -> Any:
@@ -357,30 +402,107 @@ def run_sweep(
 
             sweep.state = "running"
             sweep.write()
-            last = [time.monotonic()]
+            last = [time.monotonic(), CHECKPOINT_S]  # when written, and the wait until next
 
-            def finished(k: int, metrics: dict[str, Any]) -> None:
-                index = todo[k]
-                sweep.rows[index] = sweep.row(index, metrics)
-                if time.monotonic() - last[0] >= CHECKPOINT_S:
+            size = chunk_size(len(todo))
+            chunks = [tuple(todo[i : i + size]) for i in range(0, len(todo), size)]
+
+            def finished(k: int, metrics: list[dict[str, Any]]) -> None:
+                for index, m in zip(chunks[k], metrics, strict=True):
+                    sweep.rows[index] = sweep.row(index, m)
+                    if on_result is not None:
+                        on_result(sweep, index)
+                if time.monotonic() - last[0] >= last[1]:
+                    started = time.monotonic()
                     sweep.write()
-                    last[0] = time.monotonic()
-                if on_result is not None:
-                    on_result(sweep, index)
+                    # a large table is written less often: at most a tenth of the time goes to it
+                    last[:] = [
+                        time.monotonic(),
+                        max(CHECKPOINT_S, 10 * (time.monotonic() - started)),
+                    ]
 
             try:
-                parallel.run_tasks(executors, [sweep.tasks[i] for i in todo], run_task, finished)
+                work = [tuple(sweep.tasks[i] for i in chunk) for chunk in chunks]
+                parallel.run_tasks(executors, work, run_chunk, finished)
             except KeyboardInterrupt:
                 sweep.state = "interrupted"
                 sweep.write(durable=True)
                 raise SweepInterrupted(sweep) from None
-            except BaseException:
+            except BaseException as exc:
                 sweep.state = "failed"
                 sweep.write(durable=True)
-                raise
+                if isinstance(exc, parallel.ExecutorError) and exc.index is not None:
+                    runs = chunks[exc.index]
+                    raise BacktestError(
+                        f"{_describe(sweep, runs)} stopped the sweep: "
+                        f"{str(exc).replace(f'task {exc.index} ', 'it ')}; "
+                        f"{sweep.done} of {sweep.total} runs saved"
+                    ) from None
+                if isinstance(exc, BacktestError | DatasetError | parallel.ExecutorError):
+                    raise
+                if not isinstance(exc, Exception):
+                    raise
+                # the engine's own trouble (a cluster that went away, a worker killed each time
+                # it ran a task): one line, and the finished runs are kept for --resume
+                resume = (
+                    ""
+                    if sweep.spec.get("no_save")
+                    else f"; resume with: massive backtest --resume {sweep.sweep_id}"
+                )
+                text = str(exc).strip()
+                why = (
+                    f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+                )
+                address = cluster or os.environ.get(parallel.ADDRESS_VAR)
+                if address and type(exc).__name__ == "CancelledError":
+                    why = f"lost the Dask scheduler at {address}"
+                raise BacktestError(
+                    f"sweep stopped after {sweep.done} of {sweep.total} runs: {why}{resume}"
+                ) from exc
     sweep.state = "done"
     sweep.write(durable=True)
     return sweep
+
+
+def _describe(sweep: Sweep, runs: tuple[int, ...]) -> str:
+    """`run 7 (mystrat fast=10 on AAPL)`, or `runs 32-63 (from mystrat fast=10 on AAPL)`."""
+
+    def one(run: int) -> str:
+        strategy, _, symbol = sweep.labels[run]
+        shown = " ".join(f"{k}={v}" for k, v in json.loads(sweep.tasks[run].params).items())
+        return f"{' '.join(filter(None, [strategy, shown]))} on {symbol}"
+
+    if len(runs) == 1:
+        return f"run {runs[0]} ({one(runs[0])})"
+    return f"runs {runs[0]}-{runs[-1]} (from {one(runs[0])}, one of them)"
+
+
+@contextmanager
+def _exclusive(sweep: Sweep) -> Iterator[None]:
+    """Only one process runs a sweep at a time (a second --resume of it is refused in one line).
+
+    The lock is the operating system's (`flock` on `.lock` in the sweep's folder), so it goes
+    with the process that held it, however that process ended."""
+    if sweep.spec.get("no_save"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: nothing to guard with
+        yield
+        return
+    sweep.folder.mkdir(parents=True, exist_ok=True)
+    with open(sweep.folder / LOCK, "a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BacktestError(
+                f"sweep {sweep.sweep_id} is running in another process; wait for it, or stop it first"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def sorted_rows(
@@ -419,9 +541,9 @@ def save_top(sweep: Sweep, data_dir: Path | str, save: bool = True) -> list[Back
     return results
 
 
-def shown_columns(sweep: Sweep, sort: str) -> list[str]:
-    columns = ["run", "strategy", *(_param_column(p) for p in sweep.spec["param_columns"])]
-    if sweep.spec.get("per_symbol"):
+def shown_columns(spec: dict[str, Any], sort: str) -> list[str]:
+    columns = ["run", "strategy", *(_param_column(p) for p in spec.get("param_columns") or [])]
+    if spec.get("per_symbol"):
         columns.append("symbol")
     columns += [m for m in SHOWN_METRICS if m not in columns]
     if sort not in columns:
