@@ -4,8 +4,9 @@
 
 The same dataset and grid as bench/sweep.py (`--scale` as there), the same run records
 (`mesh.backtest.sweep.new_sweep`), run in this process through `mesh.parallel.run_tasks` with B
-consecutive runs in one task (`bench/_batch.py`). Timed: opening the executor (pool or local Dask
-cluster) and every run; not the interpreter's start, the dataset check in this process or writing
+consecutive runs in one task (`run_chunk`, the task `massive backtest` sends, which picks B
+itself: 20 for these 2,000 runs). Timed: opening the executor (pool or local Dask cluster) and
+every run; not the interpreter's start, the dataset check in this process or writing
 results. Serial (`workers=1`, one run a task) is the baseline. `dask` needs the `cluster` extra.
 The last stdout line is the JSON summary: per mode and B, seconds and speedup per core.
 """
@@ -24,11 +25,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._batch import run_batch  # noqa: E402
 from bench.sweep import DATASET, SYMBOLS, grid, write_history  # noqa: E402
 from mesh import parallel  # noqa: E402
 from mesh.backtest.runner import Options  # noqa: E402
-from mesh.backtest.sweep import PRELOAD, new_sweep  # noqa: E402
+from mesh.backtest.sweep import PRELOAD, new_sweep, run_chunk  # noqa: E402
 
 
 def main() -> None:
@@ -60,11 +60,9 @@ def main() -> None:
             batches = [tuple(tasks[i : i + size]) for i in range(0, len(tasks), size)]
             t0 = time.perf_counter()
             results = parallel.run_tasks(
-                lambda: parallel.open_executor(
-                    workers, cluster, preload=(*PRELOAD, "bench._batch")
-                ),
+                lambda: parallel.open_executor(workers, cluster, preload=PRELOAD),
                 batches,
-                run_batch,
+                run_chunk,
             )
             seconds = time.perf_counter() - t0
             assert sum(len(r) for r in results) == len(tasks)
