@@ -541,7 +541,7 @@ def _list_datasets(config: Any, as_json: bool) -> int:
         return 0
     print(f"{'NAME':<24}{'KIND':<12}{'START':<22}{'END':<22}{'ROWS':>10}  SYMBOLS")
     for d in items:
-        if "error" in d:
+        if d.get("error"):  # every listing has the key; a readable dataset's is None
             print(f"{d['name']:<24}{d['kind']:<12}unreadable: {d['error']}", file=sys.stdout)
             continue
         rows = sum((d.get("rows") or {}).values())

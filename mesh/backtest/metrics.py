@@ -103,6 +103,17 @@ def _duration(full: np.ndarray, peak: np.ndarray, ts: np.ndarray, start_ts: int)
     return int((ts[e - 1] - times_p).max()), int(bars[under].max())
 
 
+def _sum_of_squares(r: np.ndarray) -> float:
+    """r . r in numpy's own loop, on this thread.
+
+    Not `np.dot`: on a long array OpenBLAS runs a dot product on a thread per core and leaves
+    those threads spinning after it, which doubled a serial sweep's CPU time and halved a
+    process pool's speed (each worker's threads fighting the others' for the same cores;
+    docs/scaling.md).
+    """
+    return float(np.einsum("i,i->", r, r))
+
+
 def compute(
     equity: np.ndarray,
     ts: np.ndarray,
@@ -134,11 +145,9 @@ def compute(
         r[~np.isfinite(r)] = 0.0
         total_r = float(r.sum())
     mean = total_r / n if n else math.nan
-    std = (
-        math.sqrt(max(float(np.dot(r, r)) - n * mean * mean, 0.0) / (n - 1)) if n > 1 else math.nan
-    )
+    std = math.sqrt(max(_sum_of_squares(r) - n * mean * mean, 0.0) / (n - 1)) if n > 1 else math.nan
     np.minimum(r, 0.0, out=r)
-    downside = math.sqrt(float(np.dot(r, r)) / n) if n else math.nan
+    downside = math.sqrt(_sum_of_squares(r) / n) if n else math.nan
     total = final / initial - 1.0 if initial else math.nan
     years = span_ns / YEAR_NS
     cagr = (

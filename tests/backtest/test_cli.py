@@ -144,6 +144,10 @@ def test_listing_datasets_and_strategies(data: Path, capsys: pytest.CaptureFixtu
     assert cli.main(["backtest", "--datasets"]) == 0
     out = capsys.readouterr().out
     assert "daily" in out and "live" in out and "historical" in out and "recording" in out
+    # readable datasets are listed with their span and rows, not as unreadable
+    assert "unreadable" not in out
+    daily = next(line for line in out.splitlines() if line.startswith("daily"))
+    assert "2023-11-14" in daily and "600" in daily  # 2 symbols x 300 bars
     assert cli.main(["backtest", "--strategies", "--json"]) == 0
     names = [s["name"] for s in json.loads(capsys.readouterr().out)]
     assert "mean-reversion" in names

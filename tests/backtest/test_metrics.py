@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -127,3 +128,31 @@ def test_a_flat_curve_has_no_sharpe_rather_than_a_division_by_zero() -> None:
         and m["max_drawdown"] == 0.0
         and m["max_drawdown_duration_s"] == 0.0
     )
+
+
+def test_a_year_of_minute_bars_is_measured_on_one_core() -> None:
+    """A sweep runs one backtest per core; metrics that woke a thread per core (a BLAS dot
+    product) would leave them spinning and slow every other worker down."""
+    n = 100_000
+    rng = np.random.default_rng(5)
+    equity = 100_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.001, n)))
+    ts = T0 + np.arange(n, dtype=np.int64) * MIN
+
+    def run() -> dict[str, object]:
+        return metrics.compute(
+            equity,
+            ts,
+            100_000.0,
+            start_ts=T0,
+            interval_ns=MIN,
+            exposure=1.0,
+            trades=_trades([], []),
+            fills=NO_FILLS,
+        )
+
+    run()
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(30):
+        run()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    assert cpu <= 1.3 * wall + 0.05, f"{cpu:.2f} s of CPU in {wall:.2f} s"
