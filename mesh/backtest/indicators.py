@@ -6,7 +6,6 @@ and value t depends only on inputs 0..t: nothing here looks ahead.
 
 from __future__ import annotations
 
-import functools
 from types import ModuleType
 
 import numpy as np
@@ -19,9 +18,19 @@ def sma(x: np.ndarray, n: int) -> np.ndarray:
     if x.ndim != 1:
         raise ValueError(f"sma takes a one-dimensional array, not shape {x.shape}")
     n = int(n)
+    out = np.full(len(x), np.nan)
     if n <= 0 or n > len(x):
-        return np.full(len(x), np.nan)
-    return _kernels().sma(x, n)
+        return out
+    if _loaded is not None:
+        return _loaded.sma(x, n)
+    base = x[0]
+    csum = np.cumsum(x - base)  # centred, so the running sum stays small and exact enough
+    out[n - 1] = csum[n - 1]
+    np.subtract(csum[n:], csum[:-n], out=out[n:])
+    tail = out[n - 1 :]
+    tail /= n
+    tail += base
+    return out
 
 
 def ema(x: np.ndarray, n: int) -> np.ndarray:
@@ -116,20 +125,58 @@ def cross_state(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         a, b = np.broadcast_arrays(a, b)
     if a.ndim != 1:
         raise ValueError(f"cross_state takes one-dimensional arrays, not shape {a.shape}")
-    return _kernels().cross_state(np.ascontiguousarray(a), np.ascontiguousarray(b))
+    if _loaded is not None:
+        return _loaded.cross_state(np.ascontiguousarray(a), np.ascontiguousarray(b))
+    side = np.subtract(a, b)
+    np.sign(side, out=side)
+    fast = _cross_state_no_gaps(side)
+    if fast is not None:
+        return fast
+    known = side != 0
+    known &= ~np.isnan(side)
+    idx = np.where(known, np.arange(len(side)), -1)
+    np.maximum.accumulate(idx, out=idx)
+    if len(idx) == 0 or idx[-1] < 0:
+        return np.zeros(len(side))
+    first_known = int(np.argmax(idx >= 0))
+    side_ff = side[np.maximum(idx, 0)]
+    flipped = side_ff != side_ff[first_known]
+    flipped[:first_known] = False
+    if not flipped.any():
+        return np.zeros(len(side))
+    first_cross = int(np.argmax(flipped))
+    side_ff[:first_cross] = 0.0
+    return side_ff
+
+
+def _cross_state_no_gaps(side: np.ndarray) -> np.ndarray | None:
+    """cross_state for the usual case (NaN only during warm-up, no exact ties): a few array passes; None otherwise."""
+    n = len(side)
+    nan = np.isnan(side)
+    first = int(np.argmin(nan)) if n else 0
+    if n == 0 or nan[first] or nan[first:].any() or not side[first:].all():
+        return None
+    flipped = side[first:] != side[first]
+    if not flipped.any():
+        return np.zeros(n)
+    cross = first + int(np.argmax(flipped))
+    side[:cross] = 0.0
+    return side
+
+
+_loaded: ModuleType | None = None  # the compiled loops, once `warm_up` has loaded them
 
 
 def warm_up() -> None:
-    """Load the compiled indicators now (a service about to trade live calls this at start, so
-    the first bar's decision does not wait for the compiler)."""
-    _kernels()
+    """From now on `sma` and `cross_state` in this process run as compiled loops
+    (mesh/backtest/kernels.py): the same arithmetic in the same order, so the same bits as the
+    array formulas above (tests/backtest/test_indicator_kernels.py), several times faster on the
+    few hundred bars a live decision sees, where numpy's per-call overhead dominates. The strategy
+    service calls this at start. Loading numba and the cached loops takes about a second, which a
+    backtest (long arrays, where the array formulas are as fast) does not pay."""
+    global _loaded
+    if _loaded is None:
+        from mesh.backtest import kernels
 
-
-@functools.cache
-def _kernels() -> ModuleType:
-    """The compiled loops (mesh/backtest/kernels.py), imported on first use: numba's import costs
-    about half a second that a program never calling these should not pay."""
-    from mesh.backtest import kernels
-
-    kernels.warm_up()
-    return kernels
+        kernels.warm_up()
+        _loaded = kernels

@@ -1,16 +1,29 @@
-"""The compiled `sma` and `cross_state` give bit-for-bit what their array formulas give.
+"""`sma` and `cross_state` give the same bits as array formulas and as compiled loops.
 
-The array formulas below are the indicators as they were written before the loops replaced them
-(mesh/backtest/kernels.py); a backtest's result, and so `paper compare`, must not move by one
-ulp when the faster code runs.
+A backtest runs the array formulas; the strategy service loads the compiled loops
+(mesh/backtest/kernels.py) for its short live windows. `paper compare` holds the live run to the
+backtest fill for fill, so the two must not differ by one ulp: both are checked against the
+formulas below, written out independently.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 from mesh.backtest import indicators as ind
+from mesh.backtest import kernels
+
+
+@pytest.fixture(params=["array formulas", "compiled loops"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Each test runs on both of the indicators' ways of computing."""
+    if request.param == "compiled loops":
+        kernels.warm_up()
+    monkeypatch.setattr(ind, "_loaded", kernels if request.param == "compiled loops" else None)
+    yield request.param
 
 
 def sma_by_arrays(x: np.ndarray, n: int) -> np.ndarray:
@@ -56,7 +69,7 @@ def closes(rng: np.random.Generator) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_sma_and_cross_state_equal_their_array_formulas_bit_for_bit(seed: int) -> None:
+def test_sma_and_cross_state_equal_their_formulas_bit_for_bit(seed: int, path: str) -> None:
     rng = np.random.default_rng(seed)
     for _ in range(250):
         c = closes(rng)
@@ -68,7 +81,7 @@ def test_sma_and_cross_state_equal_their_array_formulas_bit_for_bit(seed: int) -
         np.testing.assert_array_equal(ind.cross_state(c, b), cross_state_by_arrays(c, b))
 
 
-def test_indicators_take_lists_integers_and_scalars_and_refuse_tables() -> None:
+def test_indicators_take_lists_integers_and_scalars_and_refuse_tables(path: str) -> None:
     assert ind.sma([1, 2, 3, 4], 2)[1:].tolist() == [1.5, 2.5, 3.5]
     assert ind.cross_state([1.0, 3.0, 1.0], 2.0).tolist() == [0.0, 1.0, -1.0]
     assert np.isnan(ind.sma(np.arange(3.0), 10**30)).all()
