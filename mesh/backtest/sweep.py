@@ -54,7 +54,7 @@ CHUNK_MAX = 32  # ...of at most this many runs each
 FIXED_COLUMNS = ("run", "strategy", "params", "symbol")
 PRELOAD = (
     "mesh.backtest.sweep",
-    "mesh.backtest.kernels",
+    "mesh.backtest.compiled",  # the indicators' compiled loops, loaded once for every worker
 )  # what a pool worker needs, imported once
 SHOWN_METRICS = ("total_return", "sharpe", "max_drawdown", "trades")
 
