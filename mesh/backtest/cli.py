@@ -327,19 +327,7 @@ def _run(args: argparse.Namespace, data_dir: Path, runs_dir: Path, data_location
     if args.json:
         out = {
             "dataset": results[0].dataset,
-            "runs": [
-                {
-                    "run_id": r.run_id,
-                    "run_dir": r.run_dir,
-                    "strategy": r.strategy,
-                    "label": r.label,
-                    "params": r.params,
-                    "metrics": r.metrics,
-                    "per_symbol": r.per_symbol,
-                    "elapsed_s": round(r.elapsed_s, 6),
-                }
-                for r in results
-            ],
+            "runs": [_run_json(r) for r in results],
         }
         print(json.dumps(out, indent=2, default=report._json_default))
         return 0
@@ -389,19 +377,7 @@ def _sweep(args: argparse.Namespace, runs_dir: Any, sweep: Any) -> int:
                 ),
             },
             "top": best,
-            "runs": [
-                {
-                    "run_id": r.run_id,
-                    "run_dir": r.run_dir,
-                    "strategy": r.strategy,
-                    "label": r.label,
-                    "params": r.params,
-                    "metrics": r.metrics,
-                    "per_symbol": r.per_symbol,
-                    "elapsed_s": round(r.elapsed_s, 6),
-                }
-                for r in results
-            ],
+            "runs": [_run_json(r) for r in results],
         }
         print(json.dumps(out, indent=2, default=report._json_default))
         return 0
@@ -551,3 +527,17 @@ def _list_datasets(config: Any, as_json: bool) -> int:
             f"{d['name']:<24}{d['kind']:<12}{d['start'] or '-':<22}{d['end'] or '-':<22}{rows:>10,d}  {shown}"
         )
     return 0
+
+
+def _run_json(r: Any) -> dict[str, Any]:
+    """One run as `--json` prints it (a single run, a comparison, or a sweep's saved best)."""
+    return {
+        "run_id": r.run_id,
+        "run_dir": r.run_dir,
+        "strategy": r.strategy,
+        "label": r.label,
+        "params": r.params,
+        "metrics": r.metrics,
+        "per_symbol": r.per_symbol,
+        "elapsed_s": round(r.elapsed_s, 6),
+    }
