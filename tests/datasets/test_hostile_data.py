@@ -442,7 +442,9 @@ def test_an_empty_name_is_bad_usage(data_dir: Path, capsys: pytest.CaptureFixtur
 
 
 def test_a_data_folder_that_does_not_exist_is_said(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"the data folder \S+/nowhere does not exist"):
+    with pytest.raises(
+        DatasetError, match=r"/nowhere/historical, not a path; the data folder does not exist"
+    ):
         datasets.resolve("demo", tmp_path / "nowhere")
     assert datasets.list_datasets(tmp_path / "nowhere") == []
 
