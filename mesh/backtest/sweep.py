@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -316,8 +317,10 @@ def read_sweep(sweep_id: str, data_dir: Path | str) -> tuple[dict[str, Any], lis
     if sweep_id and "/" not in sweep_id and not sweep_id.startswith((".", "?", "#")):
         folder = root.join(sweep_id)
         try:
+            _check_regular(folder, SPEC)
             doc = folder.read_json(SPEC)
             if isinstance(doc, dict) and folder.exists(RESULTS):
+                _check_regular(folder, RESULTS)
                 rows = folder.read_table(RESULTS).to_pylist()
         except (OSError, ValueError) as exc:
             raise BacktestError(f"sweep {sweep_id!r} is unreadable: {exc}") from None
@@ -326,11 +329,31 @@ def read_sweep(sweep_id: str, data_dir: Path | str) -> tuple[dict[str, Any], lis
     return doc, sorted((r for r in rows if r.get("run") is not None), key=lambda r: r["run"])
 
 
+def _check_regular(folder: storage.Location, name: str) -> None:
+    """A local sweep file must be a plain file: a FIFO would hang the read, and a symlink would
+    have a resumed sweep rewrite a file outside the data folder."""
+    if not folder.is_local:
+        return
+    try:
+        mode = os.lstat(folder.path(name)).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{folder.uri(name)} is not a regular file")
+
+
 def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
     """A saved sweep, its runs planned again and the rows it has: ready to resume."""
     data_dir = _absolute(data_dir)
     doc, rows = read_sweep(sweep_id, data_dir)
-    sweep = _build(doc, sweeps_root(data_dir).join(sweep_id), data_dir)
+    try:
+        sweep = _build(doc, sweeps_root(data_dir).join(sweep_id), data_dir)
+    except BacktestError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BacktestError(
+            f"sweep {sweep_id!r} is damaged: its sweep.json lacks or mistypes {exc}"
+        ) from None
     sweep.state = doc.get("state", "interrupted")
     sweep.top = doc.get("top") or []
     for row in rows:
@@ -344,6 +367,7 @@ def list_sweeps(data_dir: Path | str) -> list[dict[str, Any]]:
     root = sweeps_root(data_dir)
     for name in root.list_dirs():
         try:
+            _check_regular(root.join(name), SPEC)
             doc = root.join(name).read_json(SPEC)
         except (OSError, ValueError) as exc:
             out.append({"sweep_id": name, "state": "unreadable", "error": str(exc)})
