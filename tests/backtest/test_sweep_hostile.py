@@ -93,3 +93,11 @@ def test_resuming_a_sweep_json_symlinked_outside_the_data_folder_leaves_it_alone
 def test_resuming_a_sweep_json_of_wrong_shape_says_it_is_damaged(tmp_path: Path, doc: dict):
     (sweep_folder(tmp_path, "s") / "sweep.json").write_text(json.dumps(doc))
     assert "sweep 's'" in one_clear_line(massive(tmp_path, "--resume", "s"))
+
+
+def test_a_worker_count_no_machine_could_start_is_refused_before_any_process_starts():
+    from mesh import parallel
+
+    with pytest.raises(parallel.ExecutorError, match="at most"):
+        with parallel.open_executor(99999999999999999999):
+            pass
