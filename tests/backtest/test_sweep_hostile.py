@@ -101,3 +101,16 @@ def test_a_worker_count_no_machine_could_start_is_refused_before_any_process_sta
     with pytest.raises(parallel.ExecutorError, match="at most"):
         with parallel.open_executor(99999999999999999999):
             pass
+
+
+@pytest.mark.parametrize("command", [["backtest", "mins", "--strategy", "ma-crossover"], ["fetch"]])
+def test_a_huge_workers_argument_is_refused_in_one_line(tmp_path: Path, command: list[str]):
+    env = {**os.environ, "MESH_DATA_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "mesh.cli", *command, "--workers", "99999999999999999999"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "argument --workers: expected at most" in one_clear_line(out)
