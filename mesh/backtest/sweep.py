@@ -357,6 +357,10 @@ def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
     sweep.state = doc.get("state", "interrupted")
     sweep.top = doc.get("top") or []
     for row in rows:
+        if isinstance(row["run"], bool) or not isinstance(row["run"], int):
+            raise BacktestError(
+                f"sweep {sweep_id!r} is damaged: its results.parquet has run {row['run']!r}"
+            )
         if 0 <= int(row["run"]) < sweep.total:
             sweep.rows[int(row["run"])] = row
     return sweep

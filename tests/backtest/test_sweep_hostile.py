@@ -114,3 +114,18 @@ def test_a_huge_workers_argument_is_refused_in_one_line(tmp_path: Path, command:
         timeout=30,
     )
     assert "argument --workers: expected at most" in one_clear_line(out)
+
+
+@pytest.mark.parametrize(
+    "runs", [["x", "y"], [1.5, float("nan")]], ids=["text", "fractional-and-nan"]
+)
+def test_resuming_a_sweep_whose_results_have_no_whole_run_numbers_says_it_is_damaged(
+    tmp_path: Path, runs: list
+):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = sweep_folder(tmp_path, "s")
+    (folder / "sweep.json").write_text(json.dumps(SPEC))
+    pq.write_table(pa.table({"run": runs}), folder / "results.parquet")
+    assert "sweep 's' is damaged" in one_clear_line(massive(tmp_path, "--resume", "s"))
