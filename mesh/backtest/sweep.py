@@ -326,7 +326,37 @@ def read_sweep(sweep_id: str, data_dir: Path | str) -> tuple[dict[str, Any], lis
             raise BacktestError(f"sweep {sweep_id!r} is unreadable: {exc}") from None
     if not isinstance(doc, dict):
         raise BacktestError(f"no sweep {sweep_id!r} under {root} (see massive backtest --sweeps)")
+    if (wrong := _misshapen(doc)) is not None:
+        raise BacktestError(f"sweep {sweep_id!r} is damaged: its sweep.json has {wrong}")
     return doc, sorted((r for r in rows if r.get("run") is not None), key=lambda r: r["run"])
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _misshapen(doc: dict[str, Any]) -> str | None:
+    """What is wrong with a saved sweep.json's fields (None: nothing), before any is used."""
+    checks = {
+        "dataset": lambda v: isinstance(v, str),
+        "strategies": _texts,
+        "params": _texts,
+        "options": lambda v: isinstance(v, dict),
+    }
+    optional = {
+        "symbols": _texts,
+        "param_columns": _texts,
+        "sort": lambda v: isinstance(v, str),
+        "state": lambda v: isinstance(v, str),
+        "top_k": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    }
+    for key, ok in checks.items():
+        if not ok(doc.get(key)):
+            return f"no valid {key!r}"
+    for key, ok in optional.items():
+        if doc.get(key) is not None and not ok(doc[key]):
+            return f"no valid {key!r}"
+    return None
 
 
 def _check_regular(folder: storage.Location, name: str) -> None:
@@ -377,6 +407,11 @@ def list_sweeps(data_dir: Path | str) -> list[dict[str, Any]]:
             out.append({"sweep_id": name, "state": "unreadable", "error": str(exc)})
             continue
         if not isinstance(doc, dict):
+            continue
+        if (wrong := _misshapen(doc)) is not None:
+            out.append(
+                {"sweep_id": name, "state": "unreadable", "error": f"sweep.json has {wrong}"}
+            )
             continue
         out.append(
             {

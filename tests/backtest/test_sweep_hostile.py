@@ -129,3 +129,18 @@ def test_resuming_a_sweep_whose_results_have_no_whole_run_numbers_says_it_is_dam
     (folder / "sweep.json").write_text(json.dumps(SPEC))
     pq.write_table(pa.table({"run": runs}), folder / "results.parquet")
     assert "sweep 's' is damaged" in one_clear_line(massive(tmp_path, "--resume", "s"))
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [{"param_columns": 5}, {"param_columns": [1, None]}, {"sort": [1]}, {"strategies": 5}],
+    ids=["param-columns", "param-column-names", "sort", "strategies"],
+)
+def test_showing_and_listing_a_sweep_json_of_wrong_types_is_one_clear_line(
+    tmp_path: Path, wrong: dict
+):
+    (sweep_folder(tmp_path, "s") / "sweep.json").write_text(json.dumps({**SPEC, **wrong}))
+    assert "sweep 's' is damaged" in one_clear_line(massive(tmp_path, "--sweep", "s"))
+    listed = massive(tmp_path, "--sweeps")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    assert "unreadable" in listed.stdout
