@@ -33,6 +33,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def worker_count(text: str) -> int:
+    """--workers: a positive number no machine would fail to start (mesh.parallel.MAX_WORKERS)."""
+    from mesh.parallel import MAX_WORKERS
+
+    value = positive_int(text)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_WORKERS}, got {text}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     value = _whole_number(text)
     if value < 0:

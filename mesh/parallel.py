@@ -64,8 +64,11 @@ class SerialExecutor(cf.Executor):
         return future
 
 
+MAX_WORKERS = 4096
+
+
 def check_workers(workers: Any) -> int:
-    """A worker count from the command line or a caller: a whole number of at least 1."""
+    """A worker count from the command line or a caller: a whole number from 1 to MAX_WORKERS."""
     try:
         n = int(workers)
     except (TypeError, ValueError):
@@ -74,6 +77,8 @@ def check_workers(workers: Any) -> int:
         ) from None
     if isinstance(workers, bool) or str(n) != str(workers).strip() or n < 1:
         raise ExecutorError(f"workers must be a whole number of at least 1, got {workers!r}")
+    if n > MAX_WORKERS:  # a local cluster would try to start them all at once
+        raise ExecutorError(f"workers must be at most {MAX_WORKERS}, got {workers!r}")
     return n
 
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mesh.argtypes import positive_int
+from mesh.argtypes import positive_int, worker_count
 from mesh.commandline import CliError, load_config
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "--workers",
-        type=positive_int,
+        type=worker_count,
         metavar="N",
         help="several runs: processes to run them on (default: every core; 1: in this process)",
     )

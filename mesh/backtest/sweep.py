@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -316,24 +317,80 @@ def read_sweep(sweep_id: str, data_dir: Path | str) -> tuple[dict[str, Any], lis
     if sweep_id and "/" not in sweep_id and not sweep_id.startswith((".", "?", "#")):
         folder = root.join(sweep_id)
         try:
+            _check_regular(folder, SPEC)
             doc = folder.read_json(SPEC)
             if isinstance(doc, dict) and folder.exists(RESULTS):
+                _check_regular(folder, RESULTS)
                 rows = folder.read_table(RESULTS).to_pylist()
         except (OSError, ValueError) as exc:
             raise BacktestError(f"sweep {sweep_id!r} is unreadable: {exc}") from None
     if not isinstance(doc, dict):
         raise BacktestError(f"no sweep {sweep_id!r} under {root} (see massive backtest --sweeps)")
+    if (wrong := _misshapen(doc)) is not None:
+        raise BacktestError(f"sweep {sweep_id!r} is damaged: its sweep.json has {wrong}")
     return doc, sorted((r for r in rows if r.get("run") is not None), key=lambda r: r["run"])
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _misshapen(doc: dict[str, Any]) -> str | None:
+    """What is wrong with a saved sweep.json's fields (None: nothing), before any is used."""
+    checks = {
+        "dataset": lambda v: isinstance(v, str),
+        "strategies": _texts,
+        "params": _texts,
+        "options": lambda v: isinstance(v, dict),
+    }
+    optional = {
+        "symbols": _texts,
+        "param_columns": _texts,
+        "sort": lambda v: isinstance(v, str),
+        "state": lambda v: isinstance(v, str),
+        "top_k": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    }
+    for key, ok in checks.items():
+        if not ok(doc.get(key)):
+            return f"no valid {key!r}"
+    for key, ok in optional.items():
+        if doc.get(key) is not None and not ok(doc[key]):
+            return f"no valid {key!r}"
+    return None
+
+
+def _check_regular(folder: storage.Location, name: str) -> None:
+    """A local sweep file must be a plain file: a FIFO would hang the read, and a symlink would
+    have a resumed sweep rewrite a file outside the data folder."""
+    if not folder.is_local:
+        return
+    try:
+        mode = os.lstat(folder.path(name)).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{folder.uri(name)} is not a regular file")
 
 
 def load_sweep(sweep_id: str, data_dir: Path | str) -> Sweep:
     """A saved sweep, its runs planned again and the rows it has: ready to resume."""
     data_dir = _absolute(data_dir)
     doc, rows = read_sweep(sweep_id, data_dir)
-    sweep = _build(doc, sweeps_root(data_dir).join(sweep_id), data_dir)
+    try:
+        sweep = _build(doc, sweeps_root(data_dir).join(sweep_id), data_dir)
+    except BacktestError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BacktestError(
+            f"sweep {sweep_id!r} is damaged: its sweep.json lacks or mistypes {exc}"
+        ) from None
     sweep.state = doc.get("state", "interrupted")
     sweep.top = doc.get("top") or []
     for row in rows:
+        if isinstance(row["run"], bool) or not isinstance(row["run"], int):
+            raise BacktestError(
+                f"sweep {sweep_id!r} is damaged: its results.parquet has run {row['run']!r}"
+            )
         if 0 <= int(row["run"]) < sweep.total:
             sweep.rows[int(row["run"])] = row
     return sweep
@@ -344,11 +401,17 @@ def list_sweeps(data_dir: Path | str) -> list[dict[str, Any]]:
     root = sweeps_root(data_dir)
     for name in root.list_dirs():
         try:
+            _check_regular(root.join(name), SPEC)
             doc = root.join(name).read_json(SPEC)
         except (OSError, ValueError) as exc:
             out.append({"sweep_id": name, "state": "unreadable", "error": str(exc)})
             continue
         if not isinstance(doc, dict):
+            continue
+        if (wrong := _misshapen(doc)) is not None:
+            out.append(
+                {"sweep_id": name, "state": "unreadable", "error": f"sweep.json has {wrong}"}
+            )
             continue
         out.append(
             {

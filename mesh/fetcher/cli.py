@@ -14,7 +14,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from mesh.argtypes import non_negative_int, positive_int
+from mesh.argtypes import non_negative_int, worker_count
 from mesh.commandline import CliError, load_config
 from mesh.fetcher.ledger import human_bytes
 from mesh.fetcher.request import INTERVALS, METHODS
@@ -68,7 +68,7 @@ def register(subparsers: Subparsers) -> None:
     )
     fetch.add_argument(
         "--workers",
-        type=positive_int,
+        type=worker_count,
         metavar="N",
         help="flat-file days fetched at once, one process each (default: every core when the span has more than one day; 1 = one after the other in this process)",
     )
