@@ -58,6 +58,18 @@ def fetch_args(days: list[dt.date], *more: str) -> list[str]:
     ]
 
 
+def start_fetch(env: dict[str, str], args: list[str]) -> subprocess.Popen[str]:
+    """`massive ARGS` started as a user starts it, left running for the test to disturb."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mesh.cli", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def dataset(data_dir: Path) -> pa.Table:
     return pq.read_table(data_dir / "historical" / "span" / "bars_5m.parquet")
 
@@ -154,14 +166,7 @@ def test_a_worker_killed_mid_download_is_replaced_and_the_dataset_is_complete(
     with S3Proxy(sim.s3_endpoint, slow=1.5) as proxy:
         data = tmp_path / "data"
         env = sim_env(sim, data, MASSIVE_S3_ENDPOINT=proxy.endpoint)
-        fetch = subprocess.Popen(
-            [sys.executable, "-m", "mesh.cli", *fetch_args(span, "--workers", "2")],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        fetch = start_fetch(env, fetch_args(span, "--workers", "2"))
         try:
             victim = wait_for(
                 lambda: downloader(fetch.pid, proxy), 60, what="a worker downloading a day file"
@@ -219,14 +224,7 @@ def test_ctrl_c_keeps_the_finished_days_and_a_rerun_fetches_only_the_rest(
     data = tmp_path / "data"
     with S3Proxy(sim.s3_endpoint, slow=1.0) as proxy:
         env = sim_env(sim, data, MASSIVE_S3_ENDPOINT=proxy.endpoint)
-        fetch = subprocess.Popen(
-            [sys.executable, "-m", "mesh.cli", *fetch_args(span, "--workers", "2")],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        fetch = start_fetch(env, fetch_args(span, "--workers", "2"))
         try:
             wait_for(lambda: len(cached_days(data, span)) >= 2, 60, what="two finished days")
             time.sleep(0.2)
