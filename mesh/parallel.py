@@ -105,6 +105,19 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def start_pool_early(preload: Sequence[str]) -> None:
+    """Start the fork server of a process pool that will preload `preload`, now, in the
+    background: it imports them while this process goes on (parsing, importing, reading the
+    data), and the pool opened later forks its workers from it at once. Nothing happens where
+    there is no fork server (the pool then spawns its workers)."""
+    import multiprocessing
+    import multiprocessing.forkserver
+
+    if preload and "forkserver" in multiprocessing.get_all_start_methods():
+        multiprocessing.get_context("forkserver").set_forkserver_preload(list(preload))
+        multiprocessing.forkserver.ensure_running()
+
+
 @contextmanager
 def open_executor(
     workers: int | None = None, cluster: str | None = None, *, preload: Sequence[str] = ()

@@ -304,6 +304,10 @@ def _run(args: argparse.Namespace, data_dir: Path, runs_dir: Path, data_location
     ).check()
     runs = plan(args.strategy, args.param)
     if len(runs) > 1 or args.per_symbol:
+        from mesh.backtest import pool
+
+        if pool.uses_pool(args.workers, args.cluster):  # its workers get ready while we do
+            pool.start(args.dataset, data_location, pool.options_key(options))
         from mesh.backtest.sweep import new_sweep
 
         sweep = new_sweep(
@@ -349,6 +353,9 @@ def _sweep(args: argparse.Namespace, runs_dir: Any, sweep: Any) -> int:
 
     finished_before = sweep.state == "done" and bool(sweep.top)
     todo = sweep.total - sweep.done
+    if todo > 1 and sweeps.pool.uses_pool(args.workers, args.cluster):  # --resume
+        task = sweep.tasks[0]
+        sweeps.pool.start(task.dataset, task.data_dir, task.options)
     started = time.perf_counter()
     with _progress_bar(sweep.total, sweep.done) as advance:
         sweeps.run_sweep(sweep, args.workers, args.cluster, lambda s, i: advance())

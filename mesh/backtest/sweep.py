@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh import parallel
-from mesh.backtest import datasets, report
+from mesh.backtest import datasets, pool, report
 from mesh.backtest.errors import BacktestError, DatasetError
 from mesh.backtest.runner import BacktestResult, Options, plan, prepare, simulate
 from mesh.backtest.strategies import Strategy, get_strategy
@@ -53,10 +53,7 @@ CHECKPOINT_S = 2.0
 CHUNKS = 100  # a large sweep goes out in about this many tasks...
 CHUNK_MAX = 32  # ...of at most this many runs each
 FIXED_COLUMNS = ("run", "strategy", "params", "symbol")
-PRELOAD = (
-    "mesh.backtest.sweep",
-    "mesh.backtest.compiled",  # the indicators' compiled loops, loaded once for every worker
-)  # what a pool worker needs, imported once
+PRELOAD = pool.PRELOAD  # what a pool worker needs, imported once (and the dataset, read once)
 SHOWN_METRICS = ("total_return", "sharpe", "max_drawdown", "trades")
 
 
@@ -131,8 +128,7 @@ def chunk_size(runs: int) -> int:
     return max(1, min(CHUNK_MAX, runs // CHUNKS))
 
 
-def options_key(options: Options) -> str:
-    return json.dumps(asdict(options), sort_keys=True)
+options_key = pool.options_key
 
 
 @dataclass
@@ -242,9 +238,7 @@ def _metric_names() -> tuple[str, ...]:
 METRIC_NAMES = _metric_names()
 
 
-def _absolute(data_dir: Path | str) -> Path | str:
-    """A data folder as an absolute path; an s3:// location as it is."""
-    return data_dir if storage.is_remote(data_dir) else Path(data_dir).absolute()
+_absolute = pool.absolute
 
 
 def sweeps_root(data_dir: Path | str) -> storage.Location:

@@ -230,3 +230,49 @@ def test_a_large_sweep_sent_in_chunks_gives_the_serial_table(
     expected = results(root, serial["sweep_id"])
     assert results(root, pool["sweep_id"]).equals(expected)
     assert expected.column("run").to_pylist() == list(range(240))
+
+
+PROBE = '''
+"""Writes, at each call, the worker's pid and whether its dataset was loaded before its first run."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mesh.backtest import sweep
+
+
+def probe(bars, fast: int = 5):
+    """Flat; notes the calling process and its dataset cache.
+
+    fast: unused
+    """
+    info = sweep._market.cache_info()
+    with open(Path(__file__).with_name("calls.txt"), "a") as out:
+        out.write(f"{os.getpid()} {info.hits} {info.misses}\\n")
+    return np.zeros(len(bars.close))
+'''
+
+
+@pytest.mark.timeout(120)
+def test_pool_workers_find_the_dataset_loaded_before_their_first_run(root: Path) -> None:
+    """The pool's fork server reads the dataset once; no worker reads it again for itself."""
+    probe = root.parent / "strats" / "probe.py"
+    probe.write_text(PROBE)
+    argv = ["backtest", "mins", "-s", f"{probe}:probe", "-p", "fast=1,2,3,4,5,6"]
+    done = subprocess.run(
+        [sys.executable, "-m", "mesh.cli", *argv, "--per-symbol", "--workers", "2", "--no-save"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 0, done.stderr
+    first: dict[str, tuple[int, int]] = {}
+    for line in probe.with_name("calls.txt").read_text().splitlines():
+        pid, hits, misses = line.split()
+        first.setdefault(pid, (int(hits), int(misses)))
+    assert first  # the runs ran in the pool's workers
+    for hits, misses in first.values():
+        # the worker's first run found the dataset in the cache it was forked with
+        assert (hits, misses) == (1, 1), first
