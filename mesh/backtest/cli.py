@@ -353,7 +353,9 @@ def _sweep(args: argparse.Namespace, runs_dir: Any, sweep: Any) -> int:
 
     finished_before = sweep.state == "done" and bool(sweep.top)
     todo = sweep.total - sweep.done
-    if todo > 1 and sweeps.pool.uses_pool(args.workers, args.cluster):  # --resume
+    # the process pool's fork server: started by `_run` for a new sweep, here for --resume
+    pooled = sweeps.pool.uses_pool(args.workers, args.cluster) and (todo > 1 or not args.resume)
+    if pooled and args.resume:
         task = sweep.tasks[0]
         sweeps.pool.start(task.dataset, task.data_dir, task.options)
     started = time.perf_counter()
@@ -362,7 +364,11 @@ def _sweep(args: argparse.Namespace, runs_dir: Any, sweep: Any) -> int:
     elapsed = time.perf_counter() - started
     saving = not sweep.spec.get("no_save")
     # a sweep resumed after it was done keeps the run folders it saved then
-    results = [] if finished_before else sweeps.save_top(sweep, runs_dir, save=saving)
+    results = (
+        []
+        if finished_before
+        else sweeps.save_top(sweep, runs_dir, save=saving, workers=args.workers if pooled else 1)
+    )
     sort = sweep.spec["sort"]
     best = sweeps.sorted_rows(list(sweep.rows.values()), sort)[: sweep.spec["top_k"]]
     folder = str(sweep.folder) if saving else None

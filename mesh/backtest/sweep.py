@@ -596,19 +596,38 @@ def sorted_rows(
     return sorted(rows, key=key)
 
 
-def save_top(sweep: Sweep, data_dir: Path | str, save: bool = True) -> list[BacktestResult]:
-    """Run the best `top_k` runs again here (full equity, trades and fills) and save their folders."""
+def save_run(task: RunTask, data_dir: str | None) -> BacktestResult:
+    """One of a sweep's best runs again, in full (equity, trades and fills), and its run folder
+    under `data_dir` (None: not saved)."""
+    result = simulate_task(task)
+    if data_dir is not None:
+        report.save(result, data_dir)
+    return result
+
+
+def save_top(
+    sweep: Sweep, data_dir: Path | str, save: bool = True, workers: int | None = None
+) -> list[BacktestResult]:
+    """Run the best `top_k` runs again (full equity, trades and fills) and save their folders.
+
+    On this machine's process pool when `workers` allow it (its fork server, still up from the
+    sweep, holds the dataset: the new workers start at once), else here. Runs on a Dask cluster
+    come back here: their folders go to this machine's MESH_DATA_DIR."""
     best = sorted_rows(list(sweep.rows.values()), sweep.spec["sort"])[: sweep.spec["top_k"]]
-    results = []
-    top = []
-    for row in sorted(best, key=lambda r: r["run"]):
-        result = simulate_task(sweep.tasks[row["run"]])
-        if save:
-            report.save(result, data_dir)
-            top.append({"run": row["run"], "run_id": result.run_id, "run_dir": result.run_dir})
-        results.append(result)
+    chosen = sorted(best, key=lambda r: r["run"])
+    tasks = [sweep.tasks[row["run"]] for row in chosen]
+    n = min(len(tasks), workers or os.cpu_count() or 1) if pool.uses_pool(workers, None) else 1
+    where = str(data_dir) if save else None
+    if n > 1:  # uses_pool: no Dask scheduler in the environment either
+        with parallel.open_executor(n, preload=PRELOAD) as executor:
+            results = list(executor.map(save_run, tasks, [where] * len(tasks)))
+    else:
+        results = [save_run(task, where) for task in tasks]
     if save:
-        sweep.top = top
+        sweep.top = [
+            {"run": row["run"], "run_id": r.run_id, "run_dir": r.run_dir}
+            for row, r in zip(chosen, results, strict=True)
+        ]
         sweep.write()
     return results
 

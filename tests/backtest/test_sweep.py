@@ -82,6 +82,16 @@ def test_serial_process_pool_and_dask_cluster_give_the_same_table_in_the_same_or
         for top in saved["top"]:
             assert (Path(top["run_dir"]) / "equity.parquet").is_file()
         assert [t["run"] for t in doc["top"]] == [r["run"] for r in best]
+    # the pool's workers saved its best runs: the same folders as the serial run's, bit for bit
+    import pyarrow.parquet as pq
+
+    assert [r["metrics"] for r in pool["runs"]] == [r["metrics"] for r in serial["runs"]]
+    tops = (spec(root, serial["sweep_id"])["top"], spec(root, pool["sweep_id"])["top"])
+    for a, b in zip(*tops, strict=True):
+        for name in ("equity.parquet", "trades.parquet", "fills.parquet"):
+            assert pq.read_table(Path(a["run_dir"]) / name).equals(
+                pq.read_table(Path(b["run_dir"]) / name)
+            )
 
 
 def test_a_portfolio_sweep_has_one_row_per_parameter_set(
