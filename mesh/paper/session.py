@@ -40,6 +40,7 @@ NAME = re.compile(r"[A-Za-z0-9_\-]{1,48}")
 INTERVALS = ("1s", "1m")
 MAX_CASH = 1e12
 MAX_SYMBOLS = 5_000  # per session: each symbol holds a trader and its bar columns
+FIRST_SAVE_S = 0.5  # symbols that began trading are written to session.json at most this often
 
 
 class PaperError(ValueError):
@@ -147,6 +148,7 @@ class Session:
     bus: Any = None  # the mesh's Config: the session's thread publishes its own records
     published: dict[str, int] = field(default_factory=dict)  # records sent, by kind
     _unsynced: bool = False
+    _first_saved: float = -math.inf  # when `_sync` last saved new symbols' first quotes
     _publisher: Any = None
 
     @property
@@ -399,7 +401,7 @@ class Session:
 
     def _sync(self) -> None:
         """After each batch: the journal to disk, the session's state and where each symbol's
-        trading began (so both survive a crash)."""
+        trading began (so both survive a crash; a symbol's start within FIRST_SAVE_S)."""
         if self._unsynced and self.journal is not None:
             os.fsync(self.journal.fileno())
         self._unsynced = False
@@ -407,7 +409,12 @@ class Session:
         if self.record.state is State.RUNNING and any(t.lagging_bars for t in traders):
             self.record.state = State.LAGGING
         if any(t.first_ts and t.symbol not in self.record.first_ts for t in traders):
-            self.save()
+            # at most every FIRST_SAVE_S: a session's symbols each start at their own first quote,
+            # and one durable write each would hold the first bars' decisions behind them
+            now = time.monotonic()
+            if now - self._first_saved >= FIRST_SAVE_S:
+                self._first_saved = now
+                self.save()
 
     def view(self) -> dict[str, Any]:
         """The session as `status` and `sys.stats.strategy` show it (/docs/paper.md)."""
