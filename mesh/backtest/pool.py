@@ -6,8 +6,9 @@ to come before a sweep's first run on the pool, one after the other: that server
 every worker reading the dataset for itself (about a second each, the workers slowing each other
 down). Now `massive backtest` starts the server as soon as it knows a sweep will run on the pool
 (`start`), with the dataset named in `DATASET_VAR`: the server imports, reads the dataset once
-(`mesh.backtest.pool_dataset`), and every worker forked from it finds it loaded (shared with the
-server, copy-on-write), while this process reads its own copy beside it. docs/scaling.md,
+(`mesh.backtest.pool_dataset`, on a thread while numba loads), and every worker forked from it
+finds it loaded (shared with the server, copy-on-write), while this process reads its own copy
+beside it. docs/scaling.md,
 "What each part costs", has the figures.
 
 This module is light (naming the modules must not import them); it is also where a run's
@@ -28,9 +29,10 @@ from mesh.datasets import storage
 DATASET_VAR = "_MESH_POOL_DATASET"  # [dataset, data_dir, options key] for the fork server
 PRELOAD = (
     "mesh.backtest.sweep",
-    "mesh.backtest.compiled",  # the indicators' compiled loops, loaded once for every worker
     "pyarrow.dataset",  # reading Parquet pulls in its dataset layer and pandas
-    "mesh.backtest.pool_dataset",  # last: the dataset in DATASET_VAR, read once
+    "mesh.backtest.pool_dataset",  # starts reading the dataset in DATASET_VAR, once...
+    "mesh.backtest.compiled",  # ...while the indicators' compiled loops load
+    "mesh.backtest.pool_dataset_ready",  # last: the reading is over before any worker is forked
 )
 
 

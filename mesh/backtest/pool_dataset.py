@@ -1,6 +1,9 @@
-"""Imported last by a sweep's fork server (`mesh.backtest.pool.PRELOAD`): reads the dataset the
-command named, so that every worker forked from the server finds it loaded.
+"""Imported by a sweep's fork server (`mesh.backtest.pool.PRELOAD`): reads the dataset the command
+named, so that every worker forked from the server finds it loaded.
 
+The reading runs on a thread (Parquet decoding and numpy release the interpreter) while the
+server goes on importing numba and the compiled indicators; `mesh.backtest.pool_dataset_ready`,
+imported last, waits for it, so no thread is left running when the server forks a worker.
 Whatever goes wrong here is left for the workers to meet: they read the dataset themselves when
 it is not loaded, and report what is wrong with it as a run's error. Nothing may escape: the fork
 server would die with it.
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 
 def _load() -> None:
@@ -27,4 +31,5 @@ def _load() -> None:
         pass
 
 
-_load()
+reading = threading.Thread(target=_load, name="pool-dataset", daemon=True)
+reading.start()
