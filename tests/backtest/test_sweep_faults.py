@@ -288,3 +288,89 @@ def test_a_sweep_runs_in_one_process_at_a_time(
         assert spec(root, s.sweep_id)["state"] == "interrupted"
     assert cli.main(["backtest", "--resume", s.sweep_id, "--workers", "1"]) == 0
     assert spec(root, s.sweep_id)["done"] == 24
+
+
+SAVE_KILLER = '''
+import os
+import signal
+import sys
+from pathlib import Path
+
+from mesh.backtest import indicators
+
+
+def cross(bars, fast: int = 5, slow: int = 30):
+    """A moving-average cross whose process dies while one of its best runs is saved, as many
+    times as the file `kills` beside it says (each death takes one off).
+
+    fast: bars in the fast average
+    slow: bars in the slow average
+    """
+    frame = sys._getframe()
+    while frame is not None and frame.f_code.co_name != "save_run":
+        frame = frame.f_back
+    kills = Path(__file__).with_name("kills")
+    if frame is not None and kills.exists():
+        left = int(kills.read_text())
+        if left > 0:
+            kills.write_text(str(left - 1))
+            os.kill(os.getpid(), signal.SIGKILL)
+    return (indicators.sma(bars.close, fast) > indicators.sma(bars.close, slow)).astype(float)
+'''
+
+
+def _saved_tops(root: Path, sweep_id: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    tops = []
+    for top in spec(root, sweep_id)["top"]:
+        folder = Path(top["run_dir"])
+        tables = {n: pq.read_table(folder / n) for n in ("equity.parquet", "trades.parquet")}
+        tops.append({"run": top["run"], **tables})
+    return tops
+
+
+@pytest.mark.timeout(180)
+def test_a_pool_worker_killed_while_the_best_runs_are_saved_changes_nothing(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (root.parent / "strats" / "savekill.py").write_text(SAVE_KILLER)
+    strategy = f"{root.parent / 'strats' / 'savekill.py'}:cross"
+    argv = ["backtest", "mins", "-s", strategy, "-p", "fast=5,10,20,40", "--top", "3"]
+    assert cli.main([*argv, "--workers", "1"]) == 0
+    serial_out = capsys.readouterr().out
+    (root.parent / "strats" / "kills").write_text("1")
+    assert cli.main([*argv, "--workers", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert (root.parent / "strats" / "kills").read_text() == "0"  # a worker did die
+    assert "Traceback" not in err
+    serial_id, pool_id = sweep_ids(root)
+    assert results(root, pool_id).equals(results(root, serial_id))
+    # the best runs' folders are all there, the same as the serial command's
+    serial_tops, pool_tops = _saved_tops(root, serial_id), _saved_tops(root, pool_id)
+    assert len(pool_tops) == 3
+    for a, b in zip(serial_tops, pool_tops, strict=True):
+        assert a["run"] == b["run"]
+        assert a["equity.parquet"].equals(b["equity.parquet"])
+        assert a["trades.parquet"].equals(b["trades.parquet"])
+    assert out.split("\n\n")[0] == serial_out.split("\n\n")[0]
+
+
+@pytest.mark.timeout(180)
+def test_a_best_run_that_kills_its_worker_every_time_it_is_saved_is_one_line(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (root.parent / "strats" / "savekill.py").write_text(SAVE_KILLER)
+    (root.parent / "strats" / "kills").write_text("1000")
+    strategy = f"{root.parent / 'strats' / 'savekill.py'}:cross"
+    argv = ["backtest", "mins", "-s", strategy, "-p", "fast=5,10,20", "--workers", "2"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "the best runs were not saved" in err[0] and "--resume" in err[0], err
+    # the sweep's rows are kept: a resume saves the best runs
+    (sweep_id,) = sweep_ids(root)
+    assert spec(root, sweep_id)["done"] == 3
+    (root.parent / "strats" / "kills").write_text("0")
+    assert cli.main(["backtest", "--resume", sweep_id, "--workers", "2"]) == 0
+    assert len(spec(root, sweep_id)["top"]) == 3
