@@ -20,6 +20,8 @@ from mesh.backtest import sweep as sweeps
 from mesh.backtest.errors import BacktestError
 from mesh.backtest.runner import Options
 from tests.backtest.sweep_helpers import (
+    cmdline,
+    descendants,
     pause,
     pool_workers,
     results,
@@ -374,3 +376,35 @@ def test_a_best_run_that_kills_its_worker_every_time_it_is_saved_is_one_line(
     (root.parent / "strats" / "kills").write_text("0")
     assert cli.main(["backtest", "--resume", sweep_id, "--workers", "2"]) == 0
     assert len(spec(root, sweep_id)["top"]) == 3
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_while_the_pool_starts_is_one_line(root: Path) -> None:
+    """Ctrl-C at the terminal reaches the command's fork server too, while it is still importing
+    and reading the dataset: only the command's own line is shown."""
+    argv = ["backtest", "mins", "-s", user_strategy(root), "-p", GRID[0], "-p", GRID[1]]
+    for wait in (0.1, 0.3):  # while it imports (a second or so), once this command is past it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mesh.cli", *argv, "--per-symbol", "--workers", "2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a group of its own, as a terminal's Ctrl-C reaches it
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                if any("forkserver" in cmdline(p) for p in descendants(proc.pid)):
+                    break
+                time.sleep(0.01)
+            assert proc.poll() is None, "the command ended before its pool started"
+            time.sleep(wait)
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert proc.returncode == 130, (wait, err, out[-300:])
+        # the command's own line at most (none yet before its sweep has begun)
+        assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
