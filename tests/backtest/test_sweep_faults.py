@@ -314,8 +314,10 @@ def cross(bars, fast: int = 5, slow: int = 30):
     kills = Path(__file__).with_name("kills")
     if frame is not None and kills.exists():
         left = int(kills.read_text())
-        if left > 0:
-            kills.write_text(str(left - 1))
+        if left > 0:  # written whole (replaced), as two workers may read it at once
+            spare = kills.with_name(f"kills.{os.getpid()}")
+            spare.write_text(str(left - 1))
+            os.replace(spare, kills)
             os.kill(os.getpid(), signal.SIGKILL)
     return (indicators.sma(bars.close, fast) > indicators.sma(bars.close, slow)).astype(float)
 '''
