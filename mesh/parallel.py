@@ -109,13 +109,28 @@ def start_pool_early(preload: Sequence[str]) -> None:
     """Start the fork server of a process pool that will preload `preload`, now, in the
     background: it imports them while this process goes on (parsing, importing, reading the
     data), and the pool opened later forks its workers from it at once. Nothing happens where
-    there is no fork server (the pool then spawns its workers)."""
+    there is no fork server (the pool then spawns its workers).
+
+    The server starts with Ctrl-C ignored, as its workers run: a Ctrl-C at the terminal reaches
+    every process of the command, and the server, still importing, would die of it with a
+    traceback under the command's own line (it ignores Ctrl-C of itself only once its imports
+    are done). The command stops the work; the server ends with it."""
     import multiprocessing
     import multiprocessing.forkserver
 
     if preload and "forkserver" in multiprocessing.get_all_start_methods():
         multiprocessing.get_context("forkserver").set_forkserver_preload(list(preload))
-        multiprocessing.forkserver.ensure_running()
+        # the server inherits "ignored" through its exec; here a Ctrl-C of that moment is held
+        # back (pending, not ignored), and comes through once the handler is back
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                multiprocessing.forkserver.ensure_running()
+            finally:
+                signal.signal(signal.SIGINT, handler)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 @contextmanager

@@ -19,7 +19,8 @@ import threading
 def _load() -> None:
     from mesh.backtest.pool import DATASET_VAR
 
-    named = os.environ.get(DATASET_VAR)
+    # for this server alone: its workers and whatever they start go without it
+    named = os.environ.pop(DATASET_VAR, None)
     if not named:
         return
     try:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -619,8 +619,20 @@ def save_top(
     n = min(len(tasks), workers or os.cpu_count() or 1) if pool.uses_pool(workers, None) else 1
     where = str(data_dir) if save else None
     if n > 1:  # uses_pool: no Dask scheduler in the environment either
-        with parallel.open_executor(n, preload=PRELOAD) as executor:
-            results = list(executor.map(save_run, tasks, [where] * len(tasks)))
+        # a worker that dies is replaced and its run goes again, as in the sweep
+        try:
+            results = parallel.run_tasks(
+                lambda: parallel.open_executor(n, preload=PRELOAD),
+                tasks,
+                partial(save_run, data_dir=where),
+            )
+        except parallel.ExecutorError as exc:
+            resume = (
+                ""
+                if sweep.spec.get("no_save")
+                else f"; run them again with: massive backtest --resume {sweep.sweep_id}"
+            )
+            raise BacktestError(f"the best runs were not saved: {exc}{resume}") from None
     else:
         results = [save_run(task, where) for task in tasks]
     if save:

@@ -286,3 +286,48 @@ def test_pool_workers_find_the_dataset_loaded_before_their_first_run(root: Path)
     for hits, misses in first.values():
         # the worker's first run found the dataset in the cache it was forked with
         assert (hits, misses) == (1, 1), first
+
+
+ENV_PROBE = '''
+"""Writes, at each call, what the worker and a process it starts see of the fork server's
+dataset variable."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def probe(bars, fast: int = 5):
+    """Flat.
+
+    fast: unused
+    """
+    seen = "import os; print(os.environ.get('_MESH_POOL_DATASET'))"
+    child = subprocess.run([sys.executable, "-c", seen], capture_output=True, text=True)
+    with open(Path(__file__).with_name("env.txt"), "a") as out:
+        out.write(f"{os.environ.get('_MESH_POOL_DATASET')} {child.stdout.strip()}\\n")
+    return np.zeros(len(bars.close))
+'''
+
+
+@pytest.mark.timeout(120)
+def test_pool_workers_and_what_they_start_do_not_inherit_the_fork_servers_dataset(
+    root: Path,
+) -> None:
+    """The dataset named to the fork server is for it alone: a process a run starts (another
+    sweep's command, say) must not read it again."""
+    probe = root.parent / "strats" / "envprobe.py"
+    probe.write_text(ENV_PROBE)
+    argv = ["backtest", "mins", "-s", f"{probe}:probe", "-p", "fast=1,2,3,4"]
+    done = subprocess.run(
+        [sys.executable, "-m", "mesh.cli", *argv, "--workers", "2", "--no-save"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = probe.with_name("env.txt").read_text().splitlines()
+    assert lines and all(line == "None None" for line in lines), lines

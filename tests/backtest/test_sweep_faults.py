@@ -20,6 +20,8 @@ from mesh.backtest import sweep as sweeps
 from mesh.backtest.errors import BacktestError
 from mesh.backtest.runner import Options
 from tests.backtest.sweep_helpers import (
+    cmdline,
+    descendants,
     pause,
     pool_workers,
     results,
@@ -288,3 +290,123 @@ def test_a_sweep_runs_in_one_process_at_a_time(
         assert spec(root, s.sweep_id)["state"] == "interrupted"
     assert cli.main(["backtest", "--resume", s.sweep_id, "--workers", "1"]) == 0
     assert spec(root, s.sweep_id)["done"] == 24
+
+
+SAVE_KILLER = '''
+import os
+import signal
+import sys
+from pathlib import Path
+
+from mesh.backtest import indicators
+
+
+def cross(bars, fast: int = 5, slow: int = 30):
+    """A moving-average cross whose process dies while one of its best runs is saved, as many
+    times as the file `kills` beside it says (each death takes one off).
+
+    fast: bars in the fast average
+    slow: bars in the slow average
+    """
+    frame = sys._getframe()
+    while frame is not None and frame.f_code.co_name != "save_run":
+        frame = frame.f_back
+    kills = Path(__file__).with_name("kills")
+    if frame is not None and kills.exists():
+        left = int(kills.read_text())
+        if left > 0:  # written whole (replaced), as two workers may read it at once
+            spare = kills.with_name(f"kills.{os.getpid()}")
+            spare.write_text(str(left - 1))
+            os.replace(spare, kills)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return (indicators.sma(bars.close, fast) > indicators.sma(bars.close, slow)).astype(float)
+'''
+
+
+def _saved_tops(root: Path, sweep_id: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    tops = []
+    for top in spec(root, sweep_id)["top"]:
+        folder = Path(top["run_dir"])
+        tables = {n: pq.read_table(folder / n) for n in ("equity.parquet", "trades.parquet")}
+        tops.append({"run": top["run"], **tables})
+    return tops
+
+
+@pytest.mark.timeout(180)
+def test_a_pool_worker_killed_while_the_best_runs_are_saved_changes_nothing(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (root.parent / "strats" / "savekill.py").write_text(SAVE_KILLER)
+    strategy = f"{root.parent / 'strats' / 'savekill.py'}:cross"
+    argv = ["backtest", "mins", "-s", strategy, "-p", "fast=5,10,20,40", "--top", "3"]
+    assert cli.main([*argv, "--workers", "1"]) == 0
+    serial_out = capsys.readouterr().out
+    (root.parent / "strats" / "kills").write_text("1")
+    assert cli.main([*argv, "--workers", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert (root.parent / "strats" / "kills").read_text() == "0"  # a worker did die
+    assert "Traceback" not in err
+    serial_id, pool_id = sweep_ids(root)
+    assert results(root, pool_id).equals(results(root, serial_id))
+    # the best runs' folders are all there, the same as the serial command's
+    serial_tops, pool_tops = _saved_tops(root, serial_id), _saved_tops(root, pool_id)
+    assert len(pool_tops) == 3
+    for a, b in zip(serial_tops, pool_tops, strict=True):
+        assert a["run"] == b["run"]
+        assert a["equity.parquet"].equals(b["equity.parquet"])
+        assert a["trades.parquet"].equals(b["trades.parquet"])
+    assert out.split("\n\n")[0] == serial_out.split("\n\n")[0]
+
+
+@pytest.mark.timeout(180)
+def test_a_best_run_that_kills_its_worker_every_time_it_is_saved_is_one_line(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (root.parent / "strats" / "savekill.py").write_text(SAVE_KILLER)
+    (root.parent / "strats" / "kills").write_text("1000")
+    strategy = f"{root.parent / 'strats' / 'savekill.py'}:cross"
+    argv = ["backtest", "mins", "-s", strategy, "-p", "fast=5,10,20", "--workers", "2"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "the best runs were not saved" in err[0] and "--resume" in err[0], err
+    # the sweep's rows are kept: a resume saves the best runs
+    (sweep_id,) = sweep_ids(root)
+    assert spec(root, sweep_id)["done"] == 3
+    (root.parent / "strats" / "kills").write_text("0")
+    assert cli.main(["backtest", "--resume", sweep_id, "--workers", "2"]) == 0
+    assert len(spec(root, sweep_id)["top"]) == 3
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_while_the_pool_starts_is_one_line(root: Path) -> None:
+    """Ctrl-C at the terminal reaches the command's fork server too, while it is still importing
+    and reading the dataset: only the command's own line is shown."""
+    argv = ["backtest", "mins", "-s", user_strategy(root), "-p", GRID[0], "-p", GRID[1]]
+    for wait in (0.1, 0.3):  # while it imports (a second or so), once this command is past it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mesh.cli", *argv, "--per-symbol", "--workers", "2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a group of its own, as a terminal's Ctrl-C reaches it
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                if any("forkserver" in cmdline(p) for p in descendants(proc.pid)):
+                    break
+                time.sleep(0.01)
+            assert proc.poll() is None, "the command ended before its pool started"
+            time.sleep(wait)
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert proc.returncode == 130, (wait, err, out[-300:])
+        # the command's own line at most (none yet before its sweep has begun)
+        assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
