@@ -16,13 +16,7 @@ import os
 import threading
 
 
-def _load() -> None:
-    from mesh.backtest.pool import DATASET_VAR
-
-    # for this server alone: its workers and whatever they start go without it
-    named = os.environ.pop(DATASET_VAR, None)
-    if not named:
-        return
+def _load(named: str) -> None:
     try:
         dataset, data_dir, options = json.loads(named)
         from mesh.backtest.sweep import _market
@@ -32,5 +26,15 @@ def _load() -> None:
         pass
 
 
-reading = threading.Thread(target=_load, name="pool-dataset", daemon=True)
-reading.start()
+def _named() -> str | None:
+    from mesh.backtest.pool import DATASET_VAR
+
+    # for this server alone: its workers and whatever they start go without it (taken here,
+    # before the reading thread starts: the environment is not changed while threads run)
+    return os.environ.pop(DATASET_VAR, None)
+
+
+_dataset = _named()
+reading = threading.Thread(target=_load, args=(_dataset,), name="pool-dataset", daemon=True)
+if _dataset:
+    reading.start()

@@ -5,4 +5,5 @@ from __future__ import annotations
 
 from mesh.backtest import pool_dataset
 
-pool_dataset.reading.join()
+if pool_dataset.reading.ident is not None:  # started (a dataset was named)
+    pool_dataset.reading.join()
