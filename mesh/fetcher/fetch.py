@@ -297,23 +297,22 @@ class Fetcher:
 
     # --- flat files ----------------------------------------------------------------------------
 
+    def _plan_flat(self, request: FetchRequest) -> tuple[list[Any], list[dt.date], str | None]:
+        """The request's day files in the bucket, the days to take elsewhere, and the error that
+        sends every day elsewhere (None when the bucket could be listed)."""
+        try:
+            files, missing = self.flatfiles.plan(request.trading_days)
+        except FlatFileError as exc:
+            return [], list(request.trading_days), str(exc)
+        return list(files), list(missing), None
+
     def _flat(
         self, request: FetchRequest, report: FetchReport, say: Callable[..., None], fallback: bool
     ) -> list[pa.Table]:
         symbols = list(request.symbols)
         tables: list[pa.Table] = []
-        rest_days: list[dt.date] = []
-        reasons: list[str] = []
-        try:
-            files, missing = self.flatfiles.plan(request.trading_days)
-            if missing:
-                rest_days += missing
-                reasons.append(
-                    f"{len(missing)} day file(s) not in the bucket ({', '.join(str(d) for d in missing[:3])}{' ...' if len(missing) > 3 else ''})"
-                )
-        except FlatFileError as exc:
-            files, rest_days = [], list(request.trading_days)
-            reasons.append(str(exc))
+        files, rest_days, error = self._plan_flat(request)
+        reasons = [error or _not_in_bucket(rest_days)] if rest_days else []
         to_get = sum(f.size for f in files if not f.cached)
         limit_left = self.ledger.bytes_left()
         if files and limit_left is not None and to_get > limit_left:
@@ -393,23 +392,15 @@ class Fetcher:
         in `report.failed_days` (also what a Ctrl-C does, with status `interrupted`).
         """
         tables: list[pa.Table] = []
-        rest_days: list[dt.date] = []
-        reasons: list[str] = []
-        failed: dict[dt.date, tuple[str, str]] = {}
         report.workers = executor.workers
-        try:
-            files, missing = self.flatfiles.plan(request.trading_days)
-            for day in missing:
-                failed[day] = ("missing", f"{key_for(day)}: no such file in the bucket")
-            if missing:
-                rest_days += missing
-                reasons.append(
-                    f"{len(missing)} day file(s) not in the bucket ({', '.join(str(d) for d in missing[:3])}{' ...' if len(missing) > 3 else ''})"
-                )
-        except FlatFileError as exc:
-            files, rest_days = [], list(request.trading_days)
-            failed.update({day: ("failed", str(exc)) for day in rest_days})
-            reasons.append(str(exc))
+        files, rest_days, error = self._plan_flat(request)
+        reasons = [error or _not_in_bucket(rest_days)] if rest_days else []
+        failed: dict[dt.date, tuple[str, str]] = {
+            day: ("failed", error)
+            if error
+            else ("missing", f"{key_for(day)}: no such file in the bucket")
+            for day in rest_days
+        }
         if request.adjusted and files:  # the splits' REST calls must fit before bytes are spent
             self._check_split_calls(request)
         interrupted = False
@@ -581,3 +572,9 @@ def _runs(days: list[dt.date], trading: tuple[dt.date, ...]) -> list[tuple[dt.da
 
 
 __all__ = ["Fetcher", "FetchReport", "FetchError"]
+
+
+def _not_in_bucket(days: list[dt.date]) -> str:
+    """Why days go elsewhere when their files are not in the bucket (the first three named)."""
+    shown = ", ".join(str(d) for d in days[:3])
+    return f"{len(days)} day file(s) not in the bucket ({shown}{' ...' if len(days) > 3 else ''})"
