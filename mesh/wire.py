@@ -137,10 +137,17 @@ def _envelope(frames: Sequence[bytes | memoryview | Any]) -> tuple[str, Header, 
     return topic, header, raw
 
 
+# Below this size a batch decodes faster the typed way, then made arrays (`with_arrays`): numpy's
+# per-call cost, paid once per column and check, outweighs reading the columns straight. Measured
+# on a quote batch: 1 row 33 us against 202 us, 50 rows 88 against 257, 200 rows (9.6 KB) 250
+# against 329; from about 300 rows the columnar decode wins (1,000 rows: 661 against 1,069 us).
+COLUMNAR_MIN_BYTES = 8192
+
+
 def _payload(raw: msgspec.Raw, columnar: bool) -> Any:
     """The payload, decoded and within mesh.bounds, or `MalformedFrame`."""
     payload = None
-    if columnar:
+    if columnar and len(raw) >= COLUMNAR_MIN_BYTES:
         try:
             payload = columnar_decode_payload(raw)
         except RecursionError:

@@ -42,6 +42,12 @@ BURST = 500  # messages decoded and written together, at most
 DRAIN_SECONDS = (
     0.05  # or this long: commands and heartbeats share the loop, and must not wait seconds
 )
+# A trickle (the last wake found fewer than TRICKLE messages) waits GATHER_SECONDS before it is
+# read, so a slow feed is written in batches: per message, the decode-merge-append costs about
+# what a batch of a hundred does (docs/recording.md, "CPU"). Under load nothing waits. Waiting
+# messages stay in the socket's queue, where a crash treats them as it always did (in the gap).
+GATHER_SECONDS = 0.02
+TRICKLE = 16
 STOP_REPLY_WITHIN = 1.5  # seconds: `stop` answers by then, and finishes in the background if needed
 
 
@@ -92,8 +98,12 @@ class RecorderService(Service):
         )  # the same socket, for non-blocking reads
         try:
             await self._recover(runtime)
+            gather = False
             while not runtime.stopping.is_set():
                 if await sock.poll(100):
+                    if gather:
+                        await asyncio.sleep(GATHER_SECONDS)
+                    drained = 0
                     deadline = time.monotonic() + DRAIN_SECONDS
                     while time.monotonic() < deadline:
                         burst = []
@@ -104,7 +114,9 @@ class RecorderService(Service):
                                 break
                         if not burst:
                             break
+                        drained += len(burst)
                         self._on_burst(burst)
+                    gather = drained < TRICKLE
                 self._housekeeping()
                 await asyncio.sleep(0)  # commands queued by the control thread get their turn
             await self._shutdown()

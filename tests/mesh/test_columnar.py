@@ -97,6 +97,22 @@ def test_trade_and_bar_columns_match_the_typed_decode() -> None:
     assert fast.interval == "1m" and fast.replaces is True
 
 
+@pytest.mark.parametrize("rows", [1, 50, 400])
+def test_small_and_large_batches_come_back_as_the_same_arrays_whichever_reader_takes_them(
+    rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = random_quotes(np.random.default_rng(rows), rows, wide=False)
+    frames = wire.encode(topics.quotes(), batch, src="t", seq=1)
+    by_size = wire.decode(frames, columnar=True).payload  # typed then arrays below 8 KB
+    monkeypatch.setattr(wire, "COLUMNAR_MIN_BYTES", 0)
+    by_columns = wire.decode(frames, columnar=True).payload
+    for name, column in by_columns.columns().items():
+        other = getattr(by_size, name)
+        if isinstance(column, np.ndarray):
+            assert isinstance(other, np.ndarray) and other.dtype == column.dtype, name
+        assert list(other) == list(column), name
+
+
 def test_numpy_columns_travel_and_come_back_as_rows_of_python_numbers() -> None:
     batch = random_quotes(np.random.default_rng(1), 50, wide=False)
     decoded = wire.decode(

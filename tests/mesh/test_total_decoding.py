@@ -19,6 +19,13 @@ enc = msgspec.msgpack.encode
 U64_MAX = 2**64 - 1
 
 
+@pytest.fixture(autouse=True)
+def columnar_reader_for_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`columnar=True` here means the columnar reader itself, however small the message (by
+    default a small batch takes the typed decode, which `columnar=False` covers already)."""
+    monkeypatch.setattr(wire, "COLUMNAR_MIN_BYTES", 0)
+
+
 def header(seq: int = 1, src: str = "rogue") -> list[object]:
     return [1, src, seq, T0]
 

@@ -459,3 +459,31 @@ async def test_garbage_on_a_paper_topic_is_counted_and_the_next_fill_is_recorded
     recording = datasets.resolve("junked", mesh_config.data_dir)
     assert {name for name, t in recording.tables.items() if t.rows} == {"fills"}
     assert as_records(datasets.read_table(recording.tables["fills"])) == [fields]
+
+
+async def test_a_trickle_of_one_quote_messages_is_written_in_a_few_appends_and_loses_none(
+    recorder: RecorderService, mesh_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    appends = []
+    original = wal.Wal.append
+
+    def counted(self: wal.Wal, table: str, batch: pa.RecordBatch) -> int:
+        appends.append(batch.num_rows)
+        return original(self, table, batch)
+
+    monkeypatch.setattr(wal.Wal, "append", counted)
+    assert await massive("record", "start", "trickle") == 0
+    await asyncio.sleep(0.3)  # the recorder's subscription reaches the bus
+
+    def trickle() -> None:
+        with Publisher("testpub", mesh_config.bus_pub) as pub:
+            time.sleep(0.3)
+            for i in range(60):  # a quiet feed: one quote every 2 ms
+                pub.publish(topics.quotes(), quotes(i, 1))
+                time.sleep(0.002)
+
+    await asyncio.to_thread(trickle)
+    await asyncio.to_thread(wait_for, lambda: recorder.session.rows["quotes"] == 60)
+    assert await massive("record", "stop") == 0
+    assert sorted(rows(mesh_config, "trickle", "quotes")["sequence"]) == list(range(60))
+    assert sum(appends) == 60 and len(appends) <= 20  # one per message without the gathering
