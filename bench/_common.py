@@ -18,18 +18,22 @@ def report(
     bench: str, metric: str, value: float, unit: str, baseline: float, target: Any, **extra: Any
 ) -> None:
     """Print the closing line every bench/*.py ends with."""
-    digits = 3 if abs(value) < 10 else 1  # small quantities (cores, seconds) keep their precision
     line = {
         "bench": bench,
         "metric": metric,
-        "value": round(value, digits),
+        "value": _significant(value),
         "unit": unit,
-        "baseline": round(baseline, digits),
+        "baseline": _significant(baseline),
         "ratio": round(value / baseline, 3) if baseline else None,
         "target": target,
     }
     line.update(extra)
     print(json.dumps(line))
+
+
+def _significant(x: float) -> float:
+    """Four significant digits: a 0.04 ms baseline next to a 17 ms value keeps its own precision."""
+    return float(f"{x:.4g}")
 
 
 def median(values: list[float]) -> float:
