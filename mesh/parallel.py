@@ -100,6 +100,13 @@ def check_cluster(cluster: str) -> str:
     return text
 
 
+SERVER = "mesh.parallel_server"  # imported first by every fork server started here
+
+
+def _preload(modules: Sequence[str]) -> list[str]:
+    return [SERVER, *(m for m in modules if m != SERVER)]
+
+
 def _ignore_sigint() -> None:
     """Pool workers leave Ctrl-C to the process that started them, which stops the work."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -119,7 +126,7 @@ def start_pool_early(preload: Sequence[str]) -> None:
     import multiprocessing.forkserver
 
     if preload and "forkserver" in multiprocessing.get_all_start_methods():
-        multiprocessing.get_context("forkserver").set_forkserver_preload(list(preload))
+        multiprocessing.get_context("forkserver").set_forkserver_preload(_preload(preload))
         # the server inherits "ignored" through its exec; here a Ctrl-C of that moment is held
         # back (pending, not ignored), and comes through once the handler is back
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -154,7 +161,7 @@ def open_executor(
         context: Any
         if preload and "forkserver" in multiprocessing.get_all_start_methods():
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(list(preload))
+            context.set_forkserver_preload(_preload(preload))
         else:
             context = multiprocessing.get_context("spawn")
         pool = cf.ProcessPoolExecutor(n, mp_context=context, initializer=_ignore_sigint)
