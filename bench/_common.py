@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import statistics
 from typing import Any
@@ -29,6 +30,18 @@ def report(
     }
     line.update(extra)
     print(json.dumps(line))
+
+
+def cpu_stolen_s() -> float:
+    """CPU seconds the hypervisor has given to other machines since boot ("steal" in /proc/stat;
+    0 where not reported). On a shared virtual machine the tail of a latency and a parallel
+    speedup follow it, so the benches report it beside their figures."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _significant(x: float) -> float:

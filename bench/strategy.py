@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from _common import free_port, report  # noqa: E402
+from _common import cpu_stolen_s, free_port, report  # noqa: E402
 
 from mesh import client, topics  # noqa: E402
 from mesh.backtest import indicators  # noqa: E402
@@ -79,15 +79,6 @@ def wait_up(config: Config, name: str, timeout: float = 60) -> None:
         except Exception:
             time.sleep(0.2)
     raise SystemExit(f"{name} did not come up")
-
-
-def cpu_stolen_s() -> float:
-    """CPU seconds the hypervisor has taken from this machine since boot (0 where not reported)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def batch_at(ts: int, mids: np.ndarray) -> QuoteBatch:

@@ -27,7 +27,8 @@ the pool or the cluster). The per-run cost is (full - one) / (runs - 10). Every 
 average at the start and at the end is reported with the figures, and so is each mode's CPU time
 (the command and every process under it, with psutil when installed), which others' load does
 not change: `cpu_efficiency` = serial CPU s / the mode's CPU s is the share of its work that is
-the runs themselves, so N x that is the speedup the mode would reach on N idle cores.
+the runs themselves, so N x that is the speedup the mode would reach on N idle cores. Each
+mode's `steal_pct` is the share of the cores the hypervisor gave to other machines during it.
 
 The figure is the speedup per core of the best parallel mode, (serial s / parallel s) / N;
 target >= 0.8 (of linear). baseline = the serial wall time (s); ratio = the best parallel mode's
@@ -54,7 +55,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import report  # noqa: E402
+from bench._common import cpu_stolen_s, report  # noqa: E402
 from mesh import calendar  # noqa: E402
 from mesh.fetcher.datasets import write_dataset  # noqa: E402
 
@@ -189,14 +190,20 @@ def run_sweep(cmd: list[str], data_dir: Path) -> dict[str, Any]:
     sweeps = data_dir / "sweeps"
     before = set(sweeps.iterdir()) if sweeps.exists() else set()
     env = {**os.environ, "MESH_DATA_DIR": str(data_dir)}
-    t0 = time.perf_counter()
+    t0, stolen = time.perf_counter(), cpu_stolen_s()
     with tempfile.TemporaryFile("w+") as stderr:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
         cpu = tree_cpu_seconds(proc)
         seconds = time.perf_counter() - t0
         stderr.seek(0)
         err = stderr.read()
-    out: dict[str, Any] = {"seconds": seconds, "cpu_s": cpu, "code": proc.returncode}
+    steal = (cpu_stolen_s() - stolen) / (seconds * (os.cpu_count() or 1))
+    out: dict[str, Any] = {
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "code": proc.returncode,
+        "steal_pct": round(100 * steal, 2),
+    }
     if proc.returncode != 0:
         lines = [line for line in err.splitlines() if line.strip()]
         out["error"] = lines[-1] if lines else f"exit {proc.returncode}"
@@ -267,13 +274,15 @@ def main() -> None:
                 if runs > 10
                 else None,
                 "rows": got.num_rows,
+                "steal_pct": full["steal_pct"],
             }
             if mode != "serial" and "results" in results.get("serial", {}):
                 entry["same_results_as_serial"] = same_results(got, results["serial"]["results"])
             results[mode] = {**entry, "results": got}
             print(
                 f"{mode}: {full['seconds']:.1f} s for {runs:,} runs "
-                f"({runs / full['seconds']:,.1f} runs/s); one parameter set {one['seconds']:.1f} s",
+                f"({runs / full['seconds']:,.1f} runs/s, steal {full['steal_pct']}% of the CPU); "
+                f"one parameter set {one['seconds']:.1f} s",
                 file=sys.stderr,
             )
 
