@@ -124,9 +124,14 @@ def start_pool_early(preload: Sequence[str]) -> None:
     are done). The command stops the work; the server ends with it."""
     import multiprocessing
     import multiprocessing.forkserver
+    import multiprocessing.resource_tracker
 
     if preload and "forkserver" in multiprocessing.get_all_start_methods():
         multiprocessing.get_context("forkserver").set_forkserver_preload(_preload(preload))
+        # The resource tracker first, outside the window below: starting it unblocks Ctrl-C
+        # (multiprocessing's own SIG_UNBLOCK), which inside the window would leave a Ctrl-C of
+        # that moment ignored, not held, and the command would run on as if it had not come.
+        multiprocessing.resource_tracker.ensure_running()
         # the server inherits "ignored" through its exec; here a Ctrl-C of that moment is held
         # back (pending, not ignored), and comes through once the handler is back
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

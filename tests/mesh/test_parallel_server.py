@@ -1,4 +1,5 @@
-"""A pool worker forked after its command has gone ends without multiprocessing's traceback."""
+"""Ctrl-C around a pool's start: it stops the command, and a worker forked after the command has
+gone ends without multiprocessing's traceback."""
 
 from __future__ import annotations
 
@@ -57,3 +58,34 @@ def test_every_fork_server_imports_it_first() -> None:
         parallel.SERVER,
         "mesh.backtest.sweep",
     ]
+
+
+CTRL_C_AS_THE_SERVER_STARTS = """
+import os, signal, sys
+from multiprocessing import util
+from mesh import parallel
+
+spawn = util.spawnv_passfds
+
+def interrupted_spawn(*args):
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C at the terminal, as the fork server starts
+    return spawn(*args)
+
+util.spawnv_passfds = interrupted_spawn
+try:
+    parallel.start_pool_early(["json"])
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(0)
+print("ran on")
+"""
+
+
+def test_a_ctrl_c_as_the_fork_server_starts_still_stops_the_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_AS_THE_SERVER_STARTS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "interrupted", (done.stdout, done.stderr)
