@@ -44,8 +44,9 @@ DRAIN_SECONDS = (
 )
 # A trickle (the last wake found fewer than TRICKLE messages) waits GATHER_SECONDS before it is
 # read, so a slow feed is written in batches: per message, the decode-merge-append costs about
-# what a batch of a hundred does (docs/recording.md, "CPU"). Under load nothing waits. Waiting
-# messages stay in the socket's queue, where a crash treats them as it always did (in the gap).
+# what a batch of a hundred does (docs/recorder.md, "Reading in batches"). Under load nothing
+# waits. Waiting messages stay in the socket's queue, where a crash treats them as it always did
+# (in the gap its restart records).
 GATHER_SECONDS = 0.02
 TRICKLE = 16
 STOP_REPLY_WITHIN = 1.5  # seconds: `stop` answers by then, and finishes in the background if needed
