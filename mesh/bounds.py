@@ -44,8 +44,8 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]  # sizes, codes, sequen
 Price = Annotated[float, msgspec.Meta(gt=0.0, lt=MAX_PRICE)]  # NaN fails every bound
 QuotePrice = Annotated[float, msgspec.Meta(ge=0.0, lt=MAX_PRICE)]  # a quote side with no quote is 0
 Amount = Annotated[
-    float, msgspec.Meta(ge=0.0, le=1.7976931348623157e308)
-]  # volumes: finite, not negative
+    float, msgspec.Meta(ge=0.0, lt=2.0**63)
+]  # volumes and vwap: 0 .. 2^63-1 as `non_negative(floats=True)` has it (NaN and inf fail)
 Time = Annotated[int, msgspec.Meta(ge=TS_MIN, lt=TS_MAX)]
 MaybeTime = Annotated[
     int, msgspec.Meta(ge=0, lt=TS_MAX)

@@ -46,7 +46,7 @@ DRAIN_SECONDS = (
 # read, so a slow feed is written in batches: per message, the decode-merge-append costs about
 # what a batch of a hundred does (docs/recorder.md, "Reading in batches"). Under load nothing
 # waits. Waiting messages stay in the socket's queue, where a crash treats them as it always did
-# (in the gap its restart records).
+# (in the gap its restart records); `stop` reads them first.
 GATHER_SECONDS = 0.02
 TRICKLE = 16
 STOP_REPLY_WITHIN = 1.5  # seconds: `stop` answers by then, and finishes in the background if needed
@@ -83,6 +83,7 @@ class RecorderService(Service):
         self._ready = asyncio.Event()
         self._worker: asyncio.Task[Any] | None = None
         self._rate = (time.monotonic(), 0, 0.0)  # (when, rows, events/s)
+        self._drain: zmq.SyncSocket | None = None  # the receiving socket, while the loop runs
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -99,30 +100,40 @@ class RecorderService(Service):
         )  # the same socket, for non-blocking reads
         try:
             await self._recover(runtime)
+            self._drain = drain
             gather = False
             while not runtime.stopping.is_set():
                 if await sock.poll(100):
                     if gather:
                         await asyncio.sleep(GATHER_SECONDS)
-                    drained = 0
-                    deadline = time.monotonic() + DRAIN_SECONDS
-                    while time.monotonic() < deadline:
-                        burst = []
-                        for _ in range(BURST):
-                            try:
-                                burst.append(drain.recv_multipart(flags=zmq.NOBLOCK, copy=False))
-                            except zmq.Again:
-                                break
-                        if not burst:
-                            break
-                        drained += len(burst)
-                        self._on_burst(burst)
-                    gather = drained < TRICKLE
+                    gather = self._read_waiting() < TRICKLE
                 self._housekeeping()
                 await asyncio.sleep(0)  # commands queued by the control thread get their turn
             await self._shutdown()
         finally:
+            self._drain = None
             sock.close(linger=0)
+
+    def _read_waiting(self) -> int:
+        """Decode and write the messages waiting on the socket, BURST at a time, for at most
+        DRAIN_SECONDS; returns how many were read."""
+        drain = self._drain
+        if drain is None:
+            return 0
+        drained = 0
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < deadline:
+            burst = []
+            for _ in range(BURST):
+                try:
+                    burst.append(drain.recv_multipart(flags=zmq.NOBLOCK, copy=False))
+                except zmq.Again:
+                    break
+            if not burst:
+                break
+            drained += len(burst)
+            self._on_burst(burst)
+        return drained
 
     async def _recover(self, runtime: Runtime) -> None:
         try:
@@ -364,6 +375,11 @@ class RecorderService(Service):
                 "not recording"
                 + (f" (last session {session.name!r} is {session.state})" if session else "")
             )
+        # what reached the recorder before the stop is recorded, though a trickle's messages may
+        # still be waiting out GATHER_SECONDS in the socket
+        self._read_waiting()
+        if session.state != "recording":  # writing them failed the session
+            raise SessionError(f"recording {session.name!r} failed while stopping: {session.error}")
         try:  # symbols whose stream broke and never resumed: an open-ended gap each
             session.write_gaps(
                 self.intake.continuity.open_rows(

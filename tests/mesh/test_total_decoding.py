@@ -390,3 +390,35 @@ def test_a_batch_over_the_row_limit_is_rejected_in_a_burst_too() -> None:
     )
     assert [len(m.payload) for m in burst.messages] == [2]
     assert [e.kind for e in burst.errors] == ["size"]
+
+
+@pytest.mark.parametrize(
+    "value", [2**63, U64_MAX, 2.0**63, 1e300], ids=["2^63", "u64-max", "2^63-float", "1e300"]
+)
+@pytest.mark.parametrize("column", [9, 10], ids=["volume", "vwap"])
+@pytest.mark.parametrize("reader", ["typed", "small-columnar", "columnar"])
+def test_a_bar_volume_past_int64_is_a_range_rejection_whichever_reader_takes_it(
+    value: float, column: int, reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload: list[object] = [
+        "bars",
+        "1s",
+        ["A", "B"],
+        [T0, T0],
+        [T0 + 10**9, T0 + 10**9],
+        [1.0, 1.0],
+        [2.0, 2.0],
+        [0.5, 0.5],
+        [1.5, 1.5],
+        [100.0, 100.0],
+        [1.2, 1.2],
+        [3, 3],
+        [T0, T0],
+        False,
+    ]
+    payload[column] = [100.0, value]
+    if reader == "small-columnar":  # a small body: the typed decode, then arrays
+        monkeypatch.setattr(wire, "COLUMNAR_MIN_BYTES", 8192)
+    bar_frames = frames(payload, topic="md.bar1s.stocks")
+    assert rejection(bar_frames, columnar=reader != "typed") == "range"
+    assert [e.kind for e in wire.decode_many([bar_frames]).errors] == ["range"]

@@ -23,6 +23,7 @@ from mesh.bus import Bus
 from mesh.client import Publisher, Subscriber
 from mesh.config import Config
 from mesh.control import ControlError
+from mesh.recorder import service as recorder_service
 from mesh.recorder import wal
 from mesh.recorder.service import RecorderService
 from mesh.recording import read_recording
@@ -487,3 +488,26 @@ async def test_a_trickle_of_one_quote_messages_is_written_in_a_few_appends_and_l
     assert await massive("record", "stop") == 0
     assert sorted(rows(mesh_config, "trickle", "quotes")["sequence"]) == list(range(60))
     assert sum(appends) == 60 and len(appends) <= 20  # one per message without the gathering
+
+
+async def test_quotes_published_just_before_record_stop_are_in_the_recording(
+    recorder: RecorderService, mesh_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trickle's messages wait GATHER_SECONDS in the socket before they are read; a `stop` that
+    arrives meanwhile still records what reached the recorder before it. (The wait is made long
+    here, so that the stop surely arrives during it.)"""
+    monkeypatch.setattr(recorder_service, "GATHER_SECONDS", 1.0)
+    assert await massive("record", "start", "last") == 0
+    await asyncio.sleep(0.3)  # the recorder's subscription reaches the bus
+
+    def trickle() -> None:
+        with Publisher("testpub", mesh_config.bus_pub) as pub:
+            time.sleep(0.3)
+            for i in range(5):
+                pub.publish(topics.quotes(), quotes(i, 1))
+                time.sleep(0.003)
+            time.sleep(0.2)  # at the recorder, inside its wait
+
+    await asyncio.to_thread(trickle)
+    assert await massive("record", "stop") == 0
+    assert sorted(rows(mesh_config, "last", "quotes")["sequence"]) == list(range(5))
