@@ -407,6 +407,8 @@ def test_ctrl_c_while_the_pool_starts_is_one_line(root: Path) -> None:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        assert proc.returncode == 130, (wait, err, out[-300:])
+        # ended by the Ctrl-C, never run on to the end: exit 130, or killed by the SIGINT itself
+        # (seen once under load, with nothing printed); a shell shows both as 130
+        assert proc.returncode in (130, -signal.SIGINT), (wait, err, out[-300:])
         # the command's own line at most (none yet before its sweep has begun)
         assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
