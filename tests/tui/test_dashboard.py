@@ -43,7 +43,9 @@ def quotes(bid: float, symbols: tuple[str, ...] = ("AAPL", "MSFT")) -> QuoteBatc
 
 
 def toasts(app: MassiveTui) -> list[str]:
-    return [n.message for n in app._notifications]
+    """The pop-ups shown so far, those that expired too (tests/tui/conftest.py)."""
+    shown = app.__dict__.get("toasts_shown", [])
+    return [*shown, *(n.message for n in app._notifications if n.message not in shown)]
 
 
 async def wait_until(pilot, predicate, timeout: float = 25.0) -> None:  # type: ignore[no-untyped-def]
