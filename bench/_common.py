@@ -44,6 +44,12 @@ def cpu_stolen_s() -> float:
         return 0.0
 
 
+def steal_pct(stolen_before: float, seconds: float) -> float:
+    """The share of this machine's cores (in %) the hypervisor took over the last `seconds`,
+    given `cpu_stolen_s()` at their start."""
+    return round(100 * (cpu_stolen_s() - stolen_before) / (seconds * (os.cpu_count() or 1)), 2)
+
+
 def _significant(x: float) -> float:
     """Four significant digits: a 0.04 ms baseline next to a 17 ms value keeps its own precision."""
     return float(f"{x:.4g}")

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from _common import cpu_stolen_s, free_port, report  # noqa: E402
+from _common import cpu_stolen_s, free_port, report, steal_pct  # noqa: E402
 
 from mesh import client, topics  # noqa: E402
 from mesh.backtest import indicators  # noqa: E402
@@ -219,15 +219,12 @@ def main() -> None:
         wait_up(config, "recorder")
         wait_up(config, "strategy")
         steal: dict[str, float] = {}
-        for label in ("burst", "spread"):
-            stolen, begun = cpu_stolen_s(), time.monotonic()
-            if label == "burst":
-                burst = run_phase(config, label, closes[: n_bars + 1], 0, spread=False)
-            else:
-                spread = run_phase(config, label, closes[n_bars + 1 :], n_bars + 10, spread=True)
-            cores = os.cpu_count() or 1
-            share = (cpu_stolen_s() - stolen) / ((time.monotonic() - begun) * cores)
-            steal[label] = round(100 * share, 2)
+        stolen, begun = cpu_stolen_s(), time.monotonic()
+        burst = run_phase(config, "burst", closes[: n_bars + 1], 0, spread=False)
+        steal["burst"] = steal_pct(stolen, time.monotonic() - begun)
+        stolen, begun = cpu_stolen_s(), time.monotonic()
+        spread = run_phase(config, "spread", closes[n_bars + 1 :], n_bars + 10, spread=True)
+        steal["spread"] = steal_pct(stolen, time.monotonic() - begun)
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -242,6 +239,11 @@ def main() -> None:
     expected = n_bars * len(SYMBOLS)
     figures = {}
     for label, (on_bus, seen, order_ms, session) in (("burst", burst), ("spread", spread)):
+        if not len(on_bus) or not len(order_ms):
+            raise SystemExit(
+                f"{label}: {len(on_bus)} bars decided, {len(order_ms)} orders in {n_bars} bars: "
+                "give at least 30 bars (the strategy's slow average is 20 bars)"
+            )
         figures[label] = {
             "median_ms": round(float(np.median(on_bus)), 3),
             "p99_ms": round(float(np.percentile(on_bus, 99)), 3),

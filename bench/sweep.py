@@ -55,7 +55,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import cpu_stolen_s, report  # noqa: E402
+from bench._common import cpu_stolen_s, report, steal_pct  # noqa: E402
 from mesh import calendar  # noqa: E402
 from mesh.fetcher.datasets import write_dataset  # noqa: E402
 
@@ -197,12 +197,11 @@ def run_sweep(cmd: list[str], data_dir: Path) -> dict[str, Any]:
         seconds = time.perf_counter() - t0
         stderr.seek(0)
         err = stderr.read()
-    steal = (cpu_stolen_s() - stolen) / (seconds * (os.cpu_count() or 1))
     out: dict[str, Any] = {
         "seconds": seconds,
         "cpu_s": cpu,
         "code": proc.returncode,
-        "steal_pct": round(100 * steal, 2),
+        "steal_pct": steal_pct(stolen, seconds),
     }
     if proc.returncode != 0:
         lines = [line for line in err.splitlines() if line.strip()]
